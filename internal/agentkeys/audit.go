@@ -1,0 +1,41 @@
+package agentkeys
+
+import "time"
+
+// Audit actions written by the backend.
+const (
+	ActionSessionCreate = "session_create"
+	ActionChildCreate   = "child_create"
+	ActionStore         = "store"
+	ActionRead          = "read"
+	ActionList          = "list"
+	ActionRevoke        = "revoke"
+	ActionTeardown      = "teardown"
+	ActionScopeRead     = "scope_read"
+	ActionScopeUpdate   = "scope_update"
+)
+
+// Audit results.
+const (
+	ResultOK             = "ok"
+	ResultDenied         = "DENIED"           // the caller does not own the target wallet
+	ResultDeniedScope    = "DENIED_SCOPE"     // the caller's scope excludes the service or operation
+	ResultDeniedReadOnly = "DENIED_READ_ONLY" // a read-only scope tried to write
+	ResultNotFound       = "NOT_FOUND"
+)
+
+// AuditWildcard is the service recorded for events not about one service.
+const AuditWildcard = "*"
+
+// AuditEvent is one row of the backend's audit log. Owner is the wallet
+// that acted; Agent the wallet acted upon.
+type AuditEvent struct {
+	ID      int64     `json:"id"`
+	Time    time.Time `json:"-"`
+	Owner   Wallet    `json:"owner"`
+	Agent   Wallet    `json:"agent"`
+	Service string    `json:"service"`
+	Action  string    `json:"action"`
+	Result  string    `json:"result"`
+	Detail  string    `json:"detail,omitempty"`
+}
