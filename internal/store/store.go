@@ -91,7 +91,8 @@ type Queries interface {
 	// Wallet returns the wallet, tombstoned or not, or ErrNotFound.
 	Wallet(ctx context.Context, addr agentkeys.Wallet) (Wallet, error)
 	WalletByLogin(ctx context.Context, loginHash string) (Wallet, error)
-	// Lineage returns addr followed by its ancestors, nearest first.
+	// Lineage returns addr followed by its ancestors, nearest first, or
+	// ErrNotFound for an unknown address (Subtree likewise).
 	Lineage(ctx context.Context, addr agentkeys.Wallet) ([]Wallet, error)
 	// Subtree returns addr and all its descendants (addr first).
 	Subtree(ctx context.Context, addr agentkeys.Wallet) ([]agentkeys.Wallet, error)
@@ -127,7 +128,10 @@ type Queries interface {
 type Store interface {
 	Queries
 	// Tx runs fn in a read-write transaction, committing if fn returns nil
-	// and rolling back otherwise.
+	// and rolling back otherwise (also on panic). Transactions are
+	// serialized on both engines, so check-then-write logic inside fn is
+	// safe across goroutines and replicas. fn must use only the Queries it
+	// is handed: calling the Store itself from inside can deadlock.
 	Tx(ctx context.Context, fn func(q Queries) error) error
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error

@@ -1,0 +1,119 @@
+package backend
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentkeys/agentkeys/internal/backendclient"
+)
+
+func TestStartCreatesPrivateFilesAndDrainsOnShutdown(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	logs := &syncBuffer{}
+	log := newTestLogger(logs)
+	r, err := Start(context.Background(), Config{Listen: "127.0.0.1:0", DataDir: dir}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := backendclient.New(r.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Health(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateSession(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]os.FileMode{dir: 0o700, filepath.Join(dir, "seal.key"): 0o600, filepath.Join(dir, "backend.db"): 0o600} {
+		info, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Mode().Perm() != want {
+			t.Errorf("%s mode %04o, want %04o", filepath.Base(path), info.Mode().Perm(), want)
+		}
+	}
+
+	// An in-flight request finishes; new connections are refused after.
+	release := make(chan struct{})
+	started := make(chan struct{})
+	r.srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		close(started)
+		<-release
+		w.Write([]byte("done"))
+	})
+	got := make(chan error, 1)
+	go func() {
+		resp, err := http.Get(r.URL() + "/slow")
+		if err == nil {
+			resp.Body.Close()
+		}
+		got <- err
+	}()
+	<-started
+	shut := make(chan error, 1)
+	go func() { shut <- r.Shutdown(context.Background()) }()
+	select {
+	case <-shut:
+		t.Fatal("shutdown returned while a request was in flight")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	if err := <-got; err != nil {
+		t.Fatalf("in-flight request failed during drain: %v", err)
+	}
+	if err := <-shut; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := http.Get(r.URL() + "/health"); err == nil {
+		t.Fatal("server still answers after shutdown")
+	}
+}
+
+func TestNonLoopbackBindWarns(t *testing.T) {
+	logs := &syncBuffer{}
+	r, err := Start(context.Background(), Config{Listen: "0.0.0.0:0", DataDir: t.TempDir()}, newTestLogger(logs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Shutdown(context.Background())
+	if !strings.Contains(logs.String(), "NON-LOOPBACK") || !strings.Contains(logs.String(), `"level":"WARN"`) {
+		t.Fatalf("no loud warning for a plain-HTTP non-loopback bind: %s", logs)
+	}
+}
+
+func TestStartRefusesBadConfig(t *testing.T) {
+	for name, cfg := range map[string]Config{
+		"no data dir":       {Listen: "127.0.0.1:0"},
+		"half TLS":          {Listen: "127.0.0.1:0", DataDir: t.TempDir(), TLSCertFile: "x"},
+		"unbindable listen": {Listen: "256.0.0.1:1", DataDir: t.TempDir()},
+	} {
+		if r, err := Start(context.Background(), cfg, nil); err == nil {
+			r.Shutdown(context.Background())
+			t.Errorf("%s: started", name)
+		}
+	}
+}
+
+func TestCommandRefusesBadEnvironment(t *testing.T) {
+	t.Setenv("AGENTKEYS_SESSION_TTL", "forever")
+	cmd := Command()
+	cmd.SetArgs([]string{"--data-dir", t.TempDir()})
+	cmd.SetErr(&syncBuffer{})
+	err := cmd.Execute()
+	if err == nil || !strings.Contains(err.Error(), "AGENTKEYS_SESSION_TTL") {
+		t.Fatalf("bad AGENTKEYS_SESSION_TTL: err = %v, want a refusal naming it", err)
+	}
+	t.Setenv("AGENTKEYS_SESSION_TTL", "1s")
+	cmd = Command()
+	cmd.SetArgs([]string{"--data-dir", t.TempDir()})
+	if err := cmd.Execute(); err == nil {
+		t.Fatal("1s session TTL accepted")
+	}
+}

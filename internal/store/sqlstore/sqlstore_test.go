@@ -1,0 +1,335 @@
+package sqlstore
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/store"
+	"github.com/agentkeys/agentkeys/internal/store/storetest"
+)
+
+// PostgreSQL tests run against the server named by this admin URL, each in
+// a throwaway database. Without it they skip, unless AGENTKEYS_REQUIRE_POSTGRES
+// is 1, in which case they fail.
+const (
+	envPostgresURL     = "AGENTKEYS_TEST_POSTGRES_URL"
+	envRequirePostgres = "AGENTKEYS_REQUIRE_POSTGRES"
+)
+
+// engine names a way to make a fresh, empty database and its DSN.
+type engine struct {
+	name   string
+	newDSN func(t *testing.T) string
+}
+
+var engines = []engine{
+	{"sqlite", newSQLiteDSN},
+	{"postgres", newPostgresDSN},
+}
+
+func newSQLiteDSN(t *testing.T) string {
+	return filepath.Join(t.TempDir(), "agentkeys.db")
+}
+
+// newPostgresDSN creates a database that is dropped when t ends.
+func newPostgresDSN(t *testing.T) string {
+	t.Helper()
+	admin := os.Getenv(envPostgresURL)
+	if admin == "" {
+		if os.Getenv(envRequirePostgres) == "1" {
+			t.Fatalf("%s=1 but %s is not set", envRequirePostgres, envPostgresURL)
+		}
+		t.Skipf("%s not set", envPostgresURL)
+	}
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	name := "agentkeys_test_" + hex.EncodeToString(b[:])
+	adminExec(t, admin, "CREATE DATABASE "+name)
+	t.Cleanup(func() { adminExec(t, admin, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)") })
+
+	u, err := url.Parse(admin)
+	if err != nil {
+		t.Fatalf("parse %s: %v", envPostgresURL, err)
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
+func adminExec(t *testing.T, admin, stmt string) {
+	t.Helper()
+	db, err := sql.Open("pgx", admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(context.Background(), stmt); err != nil {
+		t.Fatalf("%s: %v", stmt, err)
+	}
+}
+
+func open(t *testing.T, dsn string) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			storetest.Run(t, func(t *testing.T) store.Store { return open(t, e.newDSN(t)) })
+		})
+	}
+}
+
+func TestReopen(t *testing.T) {
+	ctx := context.Background()
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			dsn := e.newDSN(t)
+			s, err := Open(ctx, dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := store.Wallet{Address: agentkeys.NewWallet(), Kind: store.KindMaster, LoginHash: "login", CreatedAt: time.Now()}
+			if err := s.InsertWallet(ctx, w); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+
+			s = open(t, dsn) // migrations already applied
+			if _, err := s.Wallet(ctx, w.Address); err != nil {
+				t.Fatalf("wallet after reopen: %v", err)
+			}
+		})
+	}
+}
+
+// TestDeleteWalletDataAllTables checks the tables the store has no methods
+// for yet, through raw SQL.
+func TestDeleteWalletDataAllTables(t *testing.T) {
+	ctx := context.Background()
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			s := open(t, e.newDSN(t))
+			gone, kept := agentkeys.NewWallet(), agentkeys.NewWallet()
+			for i, w := range []agentkeys.Wallet{gone, kept} {
+				mustExec(t, s, `INSERT INTO wallets (address, kind, created_at) VALUES ($1, 'master', 0)`, string(w))
+				mustExec(t, s, `INSERT INTO identity_links (wallet, identity_type, identity_value, created_at) VALUES ($1, 'email', $2, 0)`,
+					string(w), fmt.Sprintf("u%d@example.com", i))
+				inbox := fmt.Sprintf("inbox%d@example.com", i)
+				mustExec(t, s, `INSERT INTO inboxes (address, wallet, created_at) VALUES ($1, $2, 0)`, inbox, string(w))
+				for j := range 2 {
+					mustExec(t, s, `INSERT INTO inbox_messages (msg_id, address, from_addr, subject, body, received_at)
+						VALUES ($1, $2, 'x@example.com', 's', 'b', 0)`, fmt.Sprintf("m%d-%d", i, j), inbox)
+				}
+				mustExec(t, s, `INSERT INTO credentials (wallet, service, sealed, created_at, updated_at) VALUES ($1, 'svc', $2, 0, 0)`,
+					string(w), []byte("sealed"))
+			}
+
+			n, err := s.DeleteWalletData(ctx, []agentkeys.Wallet{gone})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n != 1 {
+				t.Errorf("deleted %d credentials, want 1", n)
+			}
+			for _, table := range []string{"credentials", "identity_links", "inboxes"} {
+				if got := count(t, s, `SELECT count(*) FROM `+table+` WHERE wallet = $1`, string(gone)); got != 0 {
+					t.Errorf("%s: %d rows left", table, got)
+				}
+				if got := count(t, s, `SELECT count(*) FROM `+table+` WHERE wallet = $1`, string(kept)); got != 1 {
+					t.Errorf("%s: other wallet has %d rows, want 1", table, got)
+				}
+			}
+			if got := count(t, s, `SELECT count(*) FROM inbox_messages`); got != 2 {
+				t.Errorf("inbox_messages: %d rows, want the other wallet's 2", got)
+			}
+		})
+	}
+}
+
+func mustExec(t *testing.T, s *Store, query string, args ...any) {
+	t.Helper()
+	if _, err := s.db.ExecContext(context.Background(), query, args...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func count(t *testing.T, s *Store, query string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := s.db.QueryRowContext(context.Background(), query, args...).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestSQLiteFileMode(t *testing.T) {
+	ctx := context.Background()
+	path := newSQLiteDSN(t)
+	s := open(t, path)
+	if err := s.InsertWallet(ctx, store.Wallet{Address: agentkeys.NewWallet(), Kind: store.KindMaster, CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mode := fi.Mode().Perm(); mode != 0o600 {
+			t.Errorf("%s has mode %v, want 0600", filepath.Base(p), mode)
+		}
+	}
+	var journal string
+	if err := s.db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&journal); err != nil || journal != "wal" {
+		t.Errorf("journal_mode = %q, %v; want wal", journal, err)
+	}
+	var fk, sync int
+	if err := s.db.QueryRowContext(ctx, "PRAGMA foreign_keys").Scan(&fk); err != nil || fk != 1 {
+		t.Errorf("foreign_keys = %d, %v; want 1", fk, err)
+	}
+	if err := s.db.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&sync); err != nil || sync != 2 {
+		t.Errorf("synchronous = %d, %v; want 2 (FULL)", sync, err)
+	}
+}
+
+func TestSQLiteDSNForms(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	for _, dsn := range []string{
+		filepath.Join(dir, "plain.db"),
+		"sqlite:" + filepath.Join(dir, "a.db"),
+		"sqlite://" + filepath.Join(dir, "b.db"),
+		"file:" + filepath.Join(dir, "c.db"),
+		"file://" + filepath.Join(dir, "d.db"),
+	} {
+		s, err := Open(ctx, dsn)
+		if err != nil {
+			t.Errorf("Open(%q): %v", dsn, err)
+			continue
+		}
+		s.Close()
+	}
+	for _, name := range []string{"plain.db", "a.db", "b.db", "c.db", "d.db"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			t.Errorf("%s not created: %v", name, err)
+		}
+	}
+	for _, dsn := range []string{"", "sqlite:", ":memory:", "file::memory:?cache=shared", filepath.Join(dir, "x.db?mode=ro")} {
+		if s, err := Open(ctx, dsn); err == nil {
+			s.Close()
+			t.Errorf("Open(%q) succeeded, want an error", dsn)
+		}
+	}
+	if _, err := Open(ctx, filepath.Join(dir, "missing-dir", "x.db")); err == nil {
+		t.Error("Open in a missing directory succeeded")
+	}
+}
+
+// TestSQLiteTwoStores has two stores (as two processes would) write the same
+// file concurrently with read-then-write transactions: BEGIN IMMEDIATE and
+// busy_timeout must keep SQLITE_BUSY from surfacing.
+func TestSQLiteTwoStores(t *testing.T) {
+	ctx := context.Background()
+	path := newSQLiteDSN(t)
+	s1, s2 := open(t, path), open(t, path)
+	m := store.Wallet{Address: agentkeys.NewWallet(), Kind: store.KindMaster, CreatedAt: time.Now()}
+	if err := s1.InsertWallet(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	const workers, rounds = 4, 10
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*workers*rounds)
+	for i, s := range []*Store{s1, s2} {
+		for w := range workers {
+			wg.Go(func() {
+				for r := range rounds {
+					errs <- s.Tx(ctx, func(q store.Queries) error {
+						if _, err := q.Services(ctx, m.Address); err != nil {
+							return err
+						}
+						svc := fmt.Sprintf("s%d-%d-%d", i, w, r)
+						return q.PutCredential(ctx, store.Credential{Wallet: m.Address, Service: svc, Sealed: []byte("x"), CreatedAt: time.Now(), UpdatedAt: time.Now()})
+					})
+				}
+			})
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	svcs, err := s2.Services(ctx, m.Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(svcs) != 2*workers*rounds {
+		t.Errorf("%d services, want %d", len(svcs), 2*workers*rounds)
+	}
+}
+
+// TestPostgresConcurrentOpen opens one fresh database from several stores at
+// once, as several processes starting together would: the migration lock
+// must let exactly one apply each migration.
+func TestPostgresConcurrentOpen(t *testing.T) {
+	dsn := newPostgresDSN(t)
+	const n = 4
+	stores := make([]*Store, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { stores[i], errs[i] = Open(context.Background(), dsn) })
+	}
+	wg.Wait()
+	for i, s := range stores {
+		if s != nil {
+			t.Cleanup(func() { s.Close() })
+		}
+		if errs[i] != nil {
+			t.Errorf("store %d: %v", i, errs[i])
+		}
+	}
+	if t.Failed() {
+		return
+	}
+	if got := count(t, stores[0], `SELECT count(*) FROM goose_db_version WHERE version_id = 1`); got != 1 {
+		t.Errorf("migration 1 recorded %d times, want 1", got)
+	}
+}
+
+func TestPostgresBadURL(t *testing.T) {
+	// Port 1 refuses connections; the error must not echo the password.
+	_, err := Open(context.Background(), "postgres://u:secret-pw@127.0.0.1:1/db?connect_timeout=2")
+	if err == nil {
+		t.Fatal("Open succeeded")
+	}
+	if msg := err.Error(); strings.Contains(msg, "secret-pw") {
+		t.Errorf("error leaks the password: %s", msg)
+	}
+	_, err = Open(context.Background(), "postgres://u:secret-pw@[::1/db")
+	if err == nil || strings.Contains(err.Error(), "secret-pw") {
+		t.Errorf("malformed URL: err = %v", err)
+	}
+}
