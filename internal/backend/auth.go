@@ -1,0 +1,130 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/store"
+)
+
+// caller is the authenticated party of a request.
+type caller struct {
+	token   agentkeys.Token
+	session store.Session
+	wallet  store.Wallet
+	// scope is the effective scope: the caller's own narrowed by every
+	// ancestor's. nil means unrestricted.
+	scope *agentkeys.Scope
+}
+
+func (c *caller) addr() agentkeys.Wallet { return c.wallet.Address }
+
+// bearer extracts the token from "Authorization: Bearer <token>". The scheme
+// is matched case-insensitively (RFC 9110 §11.1).
+func bearer(r *http.Request) (agentkeys.Token, error) {
+	h := r.Header.Get("Authorization")
+	scheme, value, ok := strings.Cut(h, " ")
+	if h == "" || !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", unauthorized("missing Authorization header (want: Bearer <session token>)")
+	}
+	tok, err := agentkeys.ParseToken(strings.TrimSpace(value))
+	if err != nil {
+		return "", unauthorized("session not found")
+	}
+	return tok, nil
+}
+
+func (s *Server) authenticate(r *http.Request) (*caller, error) {
+	tok, err := bearer(r)
+	if err != nil {
+		return nil, err
+	}
+	return s.resolveSession(r.Context(), s.store, tok)
+}
+
+// resolveSession checks a token and loads its wallet and effective scope.
+func (s *Server) resolveSession(ctx context.Context, q store.Queries, tok agentkeys.Token) (*caller, error) {
+	hash := tok.Hash()
+	sess, err := q.Session(ctx, hash)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, unauthorized("session not found")
+	}
+	if err != nil {
+		return nil, err
+	}
+	// The lookup was by hash; compare again in constant time so that no
+	// code path depends on a variable-time comparison of token material.
+	if !sess.TokenHash.Equal(hash) {
+		return nil, unauthorized("session not found")
+	}
+	if sess.Revoked() {
+		return nil, unauthorized("session revoked")
+	}
+	if !s.now().Before(sess.ExpiresAt) {
+		return nil, unauthorized("session expired")
+	}
+	lineage, err := q.Lineage(ctx, sess.Wallet)
+	if err != nil {
+		return nil, err
+	}
+	if len(lineage) == 0 || lineage[0].TornDown {
+		return nil, unauthorized("session revoked")
+	}
+	return &caller{token: tok, session: sess, wallet: lineage[0], scope: effectiveScope(lineage)}, nil
+}
+
+// effectiveScope intersects the scopes of a wallet and its ancestors.
+func effectiveScope(lineage []store.Wallet) *agentkeys.Scope {
+	var sc *agentkeys.Scope
+	for i, w := range lineage {
+		if i == 0 {
+			sc = w.Scope
+			continue
+		}
+		sc = sc.Intersect(w.Scope)
+	}
+	if sc != nil {
+		sc, _ = sc.Normalize()
+	}
+	return sc
+}
+
+// target loads the wallet a caller wants to act on and checks ownership: a
+// caller owns its own wallet and every descendant. Unknown and foreign
+// wallets get the same answer, so the check is no existence oracle.
+func (s *Server) target(ctx context.Context, q store.Queries, c *caller, addr agentkeys.Wallet) (store.Wallet, bool, error) {
+	if addr == c.addr() {
+		return c.wallet, true, nil
+	}
+	lineage, err := q.Lineage(ctx, addr)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Wallet{}, false, nil
+	}
+	if err != nil {
+		return store.Wallet{}, false, err
+	}
+	if len(lineage) == 0 {
+		return store.Wallet{}, false, nil
+	}
+	for _, w := range lineage[1:] {
+		if w.Address == c.addr() {
+			return lineage[0], true, nil
+		}
+	}
+	return store.Wallet{}, false, nil
+}
+
+// parseWalletField validates a wallet given by the client.
+func parseWalletField(name, v string) (agentkeys.Wallet, error) {
+	if v == "" {
+		return "", badRequest("%s required", name)
+	}
+	w, err := agentkeys.ParseWallet(v)
+	if err != nil {
+		return "", badRequest("%s: %v", name, err)
+	}
+	return w, nil
+}

@@ -1,0 +1,224 @@
+package backend
+
+import (
+	"encoding/base64"
+	"errors"
+	"net/http"
+
+	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/jsonhttp"
+	"github.com/agentkeys/agentkeys/internal/seal"
+	"github.com/agentkeys/agentkeys/internal/store"
+)
+
+// credentialAAD binds a sealed value to its wallet and service.
+func credentialAAD(w agentkeys.Wallet, service string) []byte {
+	return seal.AAD("agentkeys-credential-v1", string(w), service)
+}
+
+func serviceField(v string) (string, error) {
+	if v == "" {
+		return "", badRequest("service required")
+	}
+	if err := agentkeys.ValidateService(v); err != nil {
+		return "", badRequest("%v", err)
+	}
+	return v, nil
+}
+
+// storeCredential seals and upserts a credential. The wire field keeps the
+// original's name, "ciphertext", but carries the value base64-encoded; the
+// backend seals it before it reaches the database.
+func (s *Server) storeCredential(r *http.Request, c *caller) (any, error) {
+	ctx := r.Context()
+	var req struct {
+		AgentID    string `json:"agent_id"`
+		Service    string `json:"service"`
+		Ciphertext string `json:"ciphertext"`
+	}
+	if err := decode(r, &req, 2*MaxSecretSize); err != nil {
+		return nil, err
+	}
+	addr, err := parseWalletField("agent_id", req.AgentID)
+	if err != nil {
+		return nil, err
+	}
+	svc, err := serviceField(req.Service)
+	if err != nil {
+		return nil, err
+	}
+	if req.Ciphertext == "" {
+		return nil, badRequest("ciphertext required")
+	}
+	value, err := base64.StdEncoding.DecodeString(req.Ciphertext)
+	if err != nil {
+		return nil, badRequest("ciphertext must be standard base64")
+	}
+	defer clear(value)
+	if len(value) > MaxSecretSize {
+		return nil, badRequest("credential exceeds %d bytes", MaxSecretSize)
+	}
+	tw, owned, err := s.target(ctx, s.store, c, addr)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case !owned:
+		s.auditDenial(ctx, c.addr(), addr, svc, agentkeys.ActionStore, agentkeys.ResultDenied)
+		return nil, denied("session does not own agent %s", addr)
+	case !c.scope.Allows(svc):
+		s.auditDenial(ctx, c.addr(), addr, svc, agentkeys.ActionStore, agentkeys.ResultDeniedScope)
+		return nil, denied("session scope does not include service %s", svc)
+	case !c.scope.CanWrite():
+		s.auditDenial(ctx, c.addr(), addr, svc, agentkeys.ActionStore, agentkeys.ResultDeniedReadOnly)
+		return nil, denied("session scope is read-only")
+	case tw.TornDown:
+		return nil, notFound("agent %s was torn down", addr)
+	}
+	sealed, err := s.sealer.Seal(value, credentialAAD(addr, svc))
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	err = s.store.Tx(ctx, func(q store.Queries) error {
+		if err := q.PutCredential(ctx, store.Credential{Wallet: addr, Service: svc, Sealed: sealed, CreatedAt: now, UpdatedAt: now}); err != nil {
+			return err
+		}
+		return s.audit(ctx, q, c.addr(), addr, svc, agentkeys.ActionStore, agentkeys.ResultOK)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return map[string]bool{"ok": true}, nil
+}
+
+// readCredential returns a credential to its owner (or an ancestor) within
+// scope. Ownership is checked before scope and scope before existence, so
+// a refused caller learns nothing about what exists. The read is audited
+// before the value leaves; if the audit write fails, nothing leaves.
+func (s *Server) readCredential(r *http.Request, c *caller) (any, error) {
+	ctx := r.Context()
+	qs := r.URL.Query()
+	addr, err := parseWalletField("agent_id", qs.Get("agent_id"))
+	if err != nil {
+		return nil, err
+	}
+	svc, err := serviceField(qs.Get("service"))
+	if err != nil {
+		return nil, err
+	}
+	tw, owned, err := s.target(ctx, s.store, c, addr)
+	if err != nil {
+		return nil, err
+	}
+	if !owned {
+		s.auditDenial(ctx, c.addr(), addr, svc, agentkeys.ActionRead, agentkeys.ResultDenied)
+		return nil, denied("session does not own agent %s", addr)
+	}
+	if !c.scope.Allows(svc) {
+		s.auditDenial(ctx, c.addr(), addr, svc, agentkeys.ActionRead, agentkeys.ResultDeniedScope)
+		return nil, denied("agent %s does not have scope for service %s", c.addr(), svc)
+	}
+	var cred store.Credential
+	if !tw.TornDown {
+		cred, err = s.store.Credential(ctx, addr, svc)
+	}
+	if tw.TornDown || errors.Is(err, store.ErrNotFound) {
+		s.auditDenial(ctx, c.addr(), addr, svc, agentkeys.ActionRead, agentkeys.ResultNotFound)
+		return nil, notFound("credential not found for agent=%s service=%s", addr, svc)
+	}
+	if err != nil {
+		return nil, err
+	}
+	value, err := s.sealer.Open(cred.Sealed, credentialAAD(addr, svc))
+	if err != nil {
+		s.log.ErrorContext(ctx, "stored credential failed to open; wrong seal key or tampered row", "wallet", addr, "service", svc)
+		return nil, jsonhttp.Errorf(http.StatusInternalServerError, KindInternal, "stored credential cannot be opened")
+	}
+	defer clear(value)
+	if err := s.audit(ctx, s.store, c.addr(), addr, svc, agentkeys.ActionRead, agentkeys.ResultOK); err != nil {
+		return nil, err
+	}
+	return map[string]string{"ciphertext": base64.StdEncoding.EncodeToString(value)}, nil
+}
+
+// listCredentials lists the services a wallet holds, filtered to the
+// caller's scope.
+func (s *Server) listCredentials(r *http.Request, c *caller) (any, error) {
+	ctx := r.Context()
+	addr, err := parseWalletField("agent_id", r.URL.Query().Get("agent_id"))
+	if err != nil {
+		return nil, err
+	}
+	_, owned, err := s.target(ctx, s.store, c, addr)
+	if err != nil {
+		return nil, err
+	}
+	if !owned {
+		s.auditDenial(ctx, c.addr(), addr, agentkeys.AuditWildcard, agentkeys.ActionList, agentkeys.ResultDenied)
+		return nil, denied("session does not own agent %s", addr)
+	}
+	all, err := s.store.Services(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.audit(ctx, s.store, c.addr(), addr, agentkeys.AuditWildcard, agentkeys.ActionList, agentkeys.ResultOK); err != nil {
+		return nil, err
+	}
+	return map[string][]string{"services": c.scope.Filter(all)}, nil
+}
+
+// teardown removes an agent and everything under it in one transaction:
+// its descendants are tombstoned, their sessions revoked, their credentials,
+// identity links and inboxes deleted.
+func (s *Server) teardown(r *http.Request, c *caller) (any, error) {
+	ctx := r.Context()
+	var req struct {
+		AgentID string `json:"agent_id"`
+	}
+	if err := decode(r, &req, smallBody); err != nil {
+		return nil, err
+	}
+	addr, err := parseWalletField("agent_id", req.AgentID)
+	if err != nil {
+		return nil, err
+	}
+	var revoked, removed int
+	var tree []agentkeys.Wallet
+	err = s.store.Tx(ctx, func(q store.Queries) error {
+		tw, owned, err := s.target(ctx, q, c, addr)
+		if err != nil {
+			return err
+		}
+		if !owned {
+			return denied("session does not own agent %s", addr)
+		}
+		if !c.scope.CanWrite() {
+			return jsonhttp.Errorf(http.StatusForbidden, KindDenied, "session scope is read-only")
+		}
+		if tw.TornDown {
+			return notFound("agent %s was already torn down", addr)
+		}
+		if tree, err = q.Subtree(ctx, addr); err != nil {
+			return err
+		}
+		now := s.now()
+		if revoked, err = q.RevokeWalletSessions(ctx, tree, now); err != nil {
+			return err
+		}
+		if removed, err = q.DeleteWalletData(ctx, tree); err != nil {
+			return err
+		}
+		if err := q.TombstoneWallets(ctx, tree); err != nil {
+			return err
+		}
+		return s.audit(ctx, q, c.addr(), addr, agentkeys.AuditWildcard, agentkeys.ActionTeardown, agentkeys.ResultOK)
+	})
+	if err != nil {
+		if isDenied(err) {
+			s.auditDenial(ctx, c.addr(), addr, agentkeys.AuditWildcard, agentkeys.ActionTeardown, agentkeys.ResultDenied)
+		}
+		return nil, err
+	}
+	return map[string]any{"ok": true, "wallets_removed": len(tree), "sessions_revoked": revoked, "credentials_removed": removed}, nil
+}

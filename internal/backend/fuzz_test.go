@@ -1,0 +1,50 @@
+package backend
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+// FuzzRequestDecoding throws arbitrary bodies at every JSON route. Whatever
+// the input, the server must answer with the JSON envelope or success, never
+// a 5xx and never a panic.
+func FuzzRequestDecoding(f *testing.F) {
+	e := newEnv(f)
+	m, err := e.client.CreateSession(ctx, "fuzzer")
+	if err != nil {
+		f.Fatal(err)
+	}
+	routes := []struct{ method, path string }{
+		{"POST", "/session/create"}, {"POST", "/session/child"}, {"POST", "/session/revoke"},
+		{"PUT", "/session/scope"}, {"POST", "/credential/store"}, {"DELETE", "/credential/teardown"},
+	}
+	for _, seed := range []string{
+		`{"auth_token":"x"}`, `{"scope":{"services":["a"],"read_only":true}}`, `{"target_wallet":"0x0000000000000000000000000000000000000000"}`,
+		`{"agent_id":"` + string(m.Wallet) + `","service":"x","ciphertext":"eA=="}`, `{"scope":{"services":null}}`,
+		`[]`, `null`, `{"a":`, `{"scope":{"services":[1,2]}}`, "\x00", `{"ttl_seconds":1e400}`,
+	} {
+		for i := range routes {
+			f.Add(i, seed)
+		}
+	}
+	h := e.srv.Handler()
+	f.Fuzz(func(t *testing.T, route int, body string) {
+		if route < 0 {
+			route = -route
+		}
+		r := routes[route%len(routes)]
+		req := httptest.NewRequest(r.method, r.path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+m.Token.Reveal())
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code >= 500 {
+			t.Fatalf("%s %s %q → %d %s", r.method, r.path, body, rec.Code, rec.Body)
+		}
+		if rec.Code != http.StatusOK && !strings.Contains(rec.Body.String(), `"error"`) {
+			t.Fatalf("%d without the error envelope: %s", rec.Code, rec.Body)
+		}
+	})
+}

@@ -1,0 +1,230 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/agentkeys/agentkeys/internal/seal"
+	"github.com/agentkeys/agentkeys/internal/store"
+	"github.com/agentkeys/agentkeys/internal/store/sqlstore"
+)
+
+// DefaultListen is the backend's default address: loopback only.
+const DefaultListen = "127.0.0.1:8090"
+
+// Config is how an operator runs the backend.
+type Config struct {
+	Listen string
+	// DataDir holds the SQLite database and the seal key unless
+	// DatabaseURL / SealKeyFile say otherwise. Created 0700.
+	DataDir string
+	// DatabaseURL is a postgres:// URL, or empty for SQLite in DataDir.
+	DatabaseURL string
+	// SealKeyFile holds the credential key-encryption key (64 hex chars,
+	// 0600); created on first start when missing.
+	SealKeyFile     string
+	SessionTTL      time.Duration
+	SweepInterval   time.Duration
+	ShutdownTimeout time.Duration
+	LoginRate       float64
+	TLSCertFile     string
+	TLSKeyFile      string
+}
+
+// Running is a started backend.
+type Running struct {
+	srv      *http.Server
+	ln       net.Listener
+	store    store.Store
+	log      *slog.Logger
+	stop     context.CancelFunc
+	wg       sync.WaitGroup
+	serveErr chan error
+	timeout  time.Duration
+	tls      bool
+}
+
+// Addr is the address the backend listens on.
+func (r *Running) Addr() string { return r.ln.Addr().String() }
+
+// URL is the backend's base URL.
+func (r *Running) URL() string {
+	scheme := "http"
+	if r.tls {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Addr()
+}
+
+// Start opens the store and the seal key, binds the listener and serves in
+// the background.
+func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Running, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = DefaultListen
+	}
+	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
+		return nil, errors.New("give both --tls-cert and --tls-key, or neither")
+	}
+	if cfg.DataDir == "" && (cfg.DatabaseURL == "" || cfg.SealKeyFile == "") {
+		return nil, errors.New("--data-dir is required (or both --database-url and --seal-key-file)")
+	}
+	if cfg.DataDir != "" {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("create data directory: %w", err)
+		}
+	}
+	dsn := cfg.DatabaseURL
+	if dsn == "" {
+		dsn = filepath.Join(cfg.DataDir, "backend.db")
+	}
+	keyFile := cfg.SealKeyFile
+	if keyFile == "" {
+		keyFile = filepath.Join(cfg.DataDir, "seal.key")
+	}
+	sealer, err := seal.LoadOrCreateKeyFile(keyFile)
+	if err != nil {
+		return nil, err
+	}
+	st, err := sqlstore.Open(ctx, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	s, err := New(Options{Store: st, Sealer: sealer, Logger: log, SessionTTL: cfg.SessionTTL, LoginRate: cfg.LoginRate})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	useTLS := cfg.TLSCertFile != ""
+	if !useTLS && !isLoopback(ln.Addr()) {
+		log.Warn("LISTENING ON A NON-LOOPBACK ADDRESS WITHOUT TLS: session tokens and credentials cross the network in clear; put a TLS proxy in front or pass --tls-cert/--tls-key",
+			"addr", ln.Addr().String())
+	}
+	r := &Running{
+		srv: &http.Server{
+			Handler:           s.Handler(),
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      60 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    16 << 10,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		},
+		ln: ln, store: st, log: log, serveErr: make(chan error, 1),
+		timeout: cfg.ShutdownTimeout, tls: useTLS,
+	}
+	if r.timeout <= 0 {
+		r.timeout = 30 * time.Second
+	}
+	sweepCtx, stop := context.WithCancel(context.Background())
+	r.stop = stop
+	interval := cfg.SweepInterval
+	if interval <= 0 {
+		interval = DefaultSweepInterval
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		s.sweep(sweepCtx, interval)
+	}()
+	go func() {
+		var err error
+		if useTLS {
+			err = r.srv.ServeTLS(ln, cfg.TLSCertFile, cfg.TLSKeyFile)
+		} else {
+			err = r.srv.Serve(ln)
+		}
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		r.serveErr <- err
+	}()
+	log.Info("agentkeys-backend listening", "addr", r.URL(), "database", engineName(dsn), "seal_key_id", sealer.KeyID())
+	return r, nil
+}
+
+// Shutdown stops accepting requests, drains those in flight (up to the
+// configured timeout or ctx), stops the sweeper and closes the store.
+func (r *Running) Shutdown(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	err := r.srv.Shutdown(ctx)
+	r.stop()
+	r.wg.Wait()
+	return errors.Join(err, r.store.Close())
+}
+
+// Run starts the backend and serves until ctx is cancelled (SIGTERM in the
+// binary), then drains and exits.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	r, err := Start(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down: draining in-flight requests")
+	case err := <-r.serveErr:
+		if err != nil {
+			r.Shutdown(context.Background())
+			return fmt.Errorf("serve: %w", err)
+		}
+	}
+	if err := r.Shutdown(context.Background()); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// sweep deletes expired sessions every interval until ctx ends.
+func (s *Server) sweep(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		s.sweepOnce(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Server) sweepOnce(ctx context.Context) {
+	n, err := s.store.DeleteExpiredSessions(ctx, s.now())
+	switch {
+	case err != nil && ctx.Err() == nil:
+		s.log.Error("session sweep failed", "err", err)
+	case n > 0:
+		s.log.Info("swept expired sessions", "count", n)
+	}
+}
+
+func isLoopback(a net.Addr) bool {
+	tcp, ok := a.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
+}
+
+func engineName(dsn string) string {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		return "postgres"
+	}
+	return "sqlite"
+}

@@ -1,0 +1,251 @@
+// Package backend is agentkeys-backend: the server that holds wallets,
+// sessions, scopes, sealed credentials and the audit log, and that every
+// other AgentKeys component talks to over HTTP+JSON.
+//
+// Rules the server enforces on every route:
+//   - session tokens are stored only as SHA-256 and expire; revocation
+//     cascades to every session minted from the revoked one, and revoking
+//     or tearing down a wallet reaches its whole subtree;
+//   - a caller may act on its own wallet or a descendant's, and only within
+//     its effective scope (the intersection of its own scope and every
+//     ancestor's); read_only scopes cannot write; a child is never wider
+//     than its parent;
+//   - credentials are sealed (seal package) before they touch the store;
+//   - every grant, read, denial, revoke and teardown is audited, and a
+//     credential is returned only after its read has been recorded.
+package backend
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/jsonhttp"
+	"github.com/agentkeys/agentkeys/internal/ratelimit"
+	"github.com/agentkeys/agentkeys/internal/seal"
+	"github.com/agentkeys/agentkeys/internal/store"
+)
+
+// Error kinds of the backend's error envelope (the original's spellings).
+const (
+	KindUnauthorized     = "UNAUTHORIZED"
+	KindDenied           = "DENIED"
+	KindNotFound         = "NOT_FOUND"
+	KindBadRequest       = "BAD_REQUEST"
+	KindConflict         = "ALREADY_CONSUMED"
+	KindExpired          = "EXPIRED"
+	KindInternal         = "INTERNAL_ERROR"
+	KindRateLimited      = "RATE_LIMITED"
+	KindMethodNotAllowed = "METHOD_NOT_ALLOWED"
+)
+
+// Defaults.
+const (
+	DefaultSessionTTL    = 30 * 24 * time.Hour
+	DefaultSweepInterval = time.Minute
+	// MaxSecretSize bounds one credential value.
+	MaxSecretSize = 64 << 10
+)
+
+// Options configure a Server. Store and Sealer are required.
+type Options struct {
+	Store  store.Store
+	Sealer *seal.Sealer
+	Logger *slog.Logger
+	// SessionTTL is the lifetime of a master session (default 30 days).
+	// Child sessions never outlive the session that minted them.
+	SessionTTL time.Duration
+	// LoginRate limits POST /session/create per client IP (per second;
+	// default 5, burst 20). Negative disables.
+	LoginRate float64
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Server serves the backend API.
+type Server struct {
+	store  store.Store
+	sealer *seal.Sealer
+	log    *slog.Logger
+	ttl    time.Duration
+	now    func() time.Time
+	login  *ratelimit.Limiter
+	mux    *http.ServeMux
+}
+
+// New returns a Server.
+func New(o Options) (*Server, error) {
+	if o.Store == nil || o.Sealer == nil {
+		return nil, errors.New("backend: Store and Sealer are required")
+	}
+	s := &Server{store: o.Store, sealer: o.Sealer, log: o.Logger, ttl: o.SessionTTL, now: o.Now}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.ttl <= 0 {
+		s.ttl = DefaultSessionTTL
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	rate := o.LoginRate
+	if rate == 0 {
+		rate = 5
+	}
+	s.login = ratelimit.New(rate, 20)
+	s.routes()
+	return s, nil
+}
+
+func (s *Server) routes() {
+	m := http.NewServeMux()
+	m.HandleFunc("GET /health", s.health)
+
+	m.Handle("POST /session/create", s.public(s.createSession))
+	m.Handle("GET /session/validate", s.authed(s.validateSession))
+	m.Handle("POST /session/child", s.authed(s.createChild))
+	m.Handle("POST /session/revoke", s.authed(s.revoke))
+	m.Handle("GET /session/scope", s.authed(s.getScope))
+	m.Handle("PUT /session/scope", s.authed(s.putScope))
+
+	m.Handle("POST /credential/store", s.authed(s.storeCredential))
+	m.Handle("GET /credential/read", s.authed(s.readCredential))
+	m.Handle("GET /credential/list", s.authed(s.listCredentials))
+	m.Handle("DELETE /credential/teardown", s.authed(s.teardown))
+
+	m.Handle("GET /audit/query", s.authed(s.queryAudit))
+	s.mux = m
+}
+
+// Handler returns the HTTP handler with request logging and JSON errors for
+// unrouted requests.
+func (s *Server) Handler() http.Handler {
+	return s.logRequests(jsonhttp.Fallback(s.mux, KindNotFound, KindMethodNotAllowed))
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		s.log.Error("health: database ping failed", "err", err)
+		jsonhttp.Write(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "database": "unreachable"})
+		return
+	}
+	jsonhttp.Write(w, http.StatusOK, map[string]string{"status": "ok", "database": "ok"})
+}
+
+// handler is the shape of every API handler: it returns the 200 body or an
+// error. *jsonhttp.Error values go to the client as they are; any other
+// error is logged and answered with a generic 500.
+type handler func(r *http.Request) (any, error)
+
+type authedHandler func(r *http.Request, c *caller) (any, error)
+
+func (s *Server) public(h handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.respond(w, r, h)
+	})
+}
+
+func (s *Server) authed(h authedHandler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.respond(w, r, func(r *http.Request) (any, error) {
+			c, err := s.authenticate(r)
+			if err != nil {
+				return nil, err
+			}
+			return h(r, c)
+		})
+	})
+}
+
+func (s *Server) respond(w http.ResponseWriter, r *http.Request, h handler) {
+	body, err := h(r)
+	if err != nil {
+		var apiErr *jsonhttp.Error
+		if !errors.As(err, &apiErr) {
+			// Store errors never carry argument values, but keep the
+			// client's view generic all the same.
+			s.log.ErrorContext(r.Context(), "request failed", "route", r.Pattern, "err", err)
+			apiErr = jsonhttp.Errorf(http.StatusInternalServerError, KindInternal, "internal error")
+		}
+		jsonhttp.WriteError(w, apiErr)
+		return
+	}
+	jsonhttp.Write(w, http.StatusOK, body)
+}
+
+// decode strict-decodes the JSON body, mapping decode failures to the
+// backend's kinds.
+func decode(r *http.Request, v any, limit int64) error {
+	if err := jsonhttp.Decode(r, v, limit); err != nil {
+		if err.Kind == jsonhttp.KindBadRequest {
+			err.Kind = KindBadRequest
+		}
+		return err
+	}
+	return nil
+}
+
+func badRequest(format string, args ...any) error {
+	return jsonhttp.Errorf(http.StatusBadRequest, KindBadRequest, format, args...)
+}
+
+func denied(format string, args ...any) error {
+	return jsonhttp.Errorf(http.StatusForbidden, KindDenied, format, args...)
+}
+
+func notFound(format string, args ...any) error {
+	return jsonhttp.Errorf(http.StatusNotFound, KindNotFound, format, args...)
+}
+
+func unauthorized(msg string) error {
+	return jsonhttp.Errorf(http.StatusUnauthorized, KindUnauthorized, "%s", msg)
+}
+
+// audit appends one event. Callers that hand out data must treat an error as
+// fatal for the request.
+func (s *Server) audit(ctx context.Context, q store.Queries, owner, agent agentkeys.Wallet, service, action, result string) error {
+	_, err := q.AppendAudit(ctx, agentkeys.AuditEvent{
+		Time: s.now(), Owner: owner, Agent: agent, Service: service, Action: action, Result: result,
+	})
+	return err
+}
+
+// auditDenial records a refused attempt; a failure to record is logged but
+// does not change the (already negative) answer.
+func (s *Server) auditDenial(ctx context.Context, owner, agent agentkeys.Wallet, service, action, result string) {
+	if err := s.audit(ctx, s.store, owner, agent, service, action, result); err != nil {
+		s.log.ErrorContext(ctx, "audit append failed for a denial", "action", action, "result", result, "err", err)
+	}
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// logRequests logs method, route, status and duration. It never logs the
+// query string or headers: they can carry capabilities and bearer tokens.
+func (s *Server) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(sw, r)
+		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+			slog.String("method", r.Method),
+			slog.String("path", r.URL.Path),
+			slog.Int("status", sw.status),
+			slog.Duration("duration", time.Since(start)),
+			slog.String("remote", ratelimit.ClientIP(r)),
+		)
+	})
+}

@@ -1,0 +1,324 @@
+package backend
+
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/jsonhttp"
+	"github.com/agentkeys/agentkeys/internal/ratelimit"
+	"github.com/agentkeys/agentkeys/internal/store"
+)
+
+const smallBody = 16 << 10
+
+type sessionResponse struct {
+	Session   string           `json:"session"`
+	Wallet    agentkeys.Wallet `json:"wallet"`
+	ExpiresAt int64            `json:"expires_at"`
+}
+
+// createSession logs a master in. In the default (mock) mode any non-empty
+// auth_token names an identity; the wallet is keyed on its SHA-256, so the
+// same identity always reaches the same wallet and the token itself is
+// never stored.
+func (s *Server) createSession(r *http.Request) (any, error) {
+	if ok, wait := s.login.Allow(ratelimit.ClientIP(r)); !ok {
+		e := jsonhttp.Errorf(http.StatusTooManyRequests, KindRateLimited, "too many login attempts; retry later")
+		e.RetryAfter = ratelimit.RetryAfterSeconds(wait)
+		return nil, e
+	}
+	var req struct {
+		AuthToken *string `json:"auth_token"`
+	}
+	if err := decode(r, &req, smallBody); err != nil {
+		return nil, err
+	}
+	if req.AuthToken == nil {
+		return nil, badRequest("auth_token required")
+	}
+	if *req.AuthToken == "" || *req.AuthToken == "invalid" || len(*req.AuthToken) > 4096 {
+		return nil, unauthorized("invalid auth token")
+	}
+	login := string(agentkeys.HashSecret("mock-login\x00" + *req.AuthToken))
+	now := s.now()
+	tok := agentkeys.NewToken()
+	var resp sessionResponse
+	err := s.store.Tx(r.Context(), func(q store.Queries) error {
+		w, err := q.WalletByLogin(r.Context(), login)
+		if errors.Is(err, store.ErrNotFound) {
+			w = store.Wallet{Address: agentkeys.NewWallet(), Kind: store.KindMaster, LoginHash: login, CreatedAt: now}
+			err = q.InsertWallet(r.Context(), w)
+		}
+		if err != nil {
+			return err
+		}
+		if w.TornDown {
+			return unauthorized("this identity's wallet was torn down")
+		}
+		sess := store.Session{TokenHash: tok.Hash(), Wallet: w.Address, CreatedAt: now, ExpiresAt: now.Add(s.ttl)}
+		if err := q.InsertSession(r.Context(), sess); err != nil {
+			return err
+		}
+		resp = sessionResponse{Session: tok.Reveal(), Wallet: w.Address, ExpiresAt: sess.ExpiresAt.Unix()}
+		return s.audit(r.Context(), q, w.Address, w.Address, agentkeys.AuditWildcard, agentkeys.ActionSessionCreate, agentkeys.ResultOK)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+type validateResponse struct {
+	Wallet    agentkeys.Wallet `json:"wallet"`
+	Kind      store.Kind       `json:"kind"`
+	Parent    agentkeys.Wallet `json:"parent,omitempty"`
+	Scope     *agentkeys.Scope `json:"scope"`
+	ExpiresAt int64            `json:"expires_at"`
+}
+
+// validateSession tells a relying service (the broker) who holds a token.
+func (s *Server) validateSession(r *http.Request, c *caller) (any, error) {
+	return validateResponse{
+		Wallet: c.addr(), Kind: c.wallet.Kind, Parent: c.wallet.Parent,
+		Scope: c.scope, ExpiresAt: c.session.ExpiresAt.Unix(),
+	}, nil
+}
+
+// createChild mints an agent wallet under the caller with a scope no wider
+// than the caller's own, and a session that dies with the caller's.
+func (s *Server) createChild(r *http.Request, c *caller) (any, error) {
+	var req struct {
+		Scope      *agentkeys.Scope `json:"scope"`
+		TTLSeconds int64            `json:"ttl_seconds"`
+	}
+	if err := decode(r, &req, smallBody); err != nil {
+		return nil, err
+	}
+	if req.Scope == nil {
+		return nil, badRequest("scope required (an agent is always scoped; use {\"services\":[...],\"read_only\":false})")
+	}
+	scope, err := req.Scope.Normalize()
+	if err != nil {
+		return nil, badRequest("scope: %v", err)
+	}
+	if req.TTLSeconds < 0 {
+		return nil, badRequest("ttl_seconds must be positive")
+	}
+	if !scope.Within(c.scope) {
+		s.auditDenial(r.Context(), c.addr(), c.addr(), agentkeys.AuditWildcard, agentkeys.ActionChildCreate, agentkeys.ResultDeniedScope)
+		return nil, denied("requested scope is wider than the caller's scope")
+	}
+	now := s.now()
+	expires := now.Add(s.ttl)
+	if req.TTLSeconds > 0 {
+		expires = now.Add(time.Duration(req.TTLSeconds) * time.Second)
+	}
+	if expires.After(c.session.ExpiresAt) {
+		expires = c.session.ExpiresAt
+	}
+	tok := agentkeys.NewToken()
+	child := store.Wallet{Address: agentkeys.NewWallet(), Kind: store.KindAgent, Parent: c.addr(), Scope: scope, CreatedAt: now}
+	err = s.store.Tx(r.Context(), func(q store.Queries) error {
+		// Re-check the caller inside the transaction: a concurrent revoke
+		// must not leave a live child of a dead session.
+		if _, err := s.resolveSession(r.Context(), q, c.token); err != nil {
+			return err
+		}
+		if err := q.InsertWallet(r.Context(), child); err != nil {
+			return err
+		}
+		sess := store.Session{TokenHash: tok.Hash(), Wallet: child.Address, ParentHash: c.session.TokenHash, CreatedAt: now, ExpiresAt: expires}
+		if err := q.InsertSession(r.Context(), sess); err != nil {
+			return err
+		}
+		return s.audit(r.Context(), q, c.addr(), child.Address, agentkeys.AuditWildcard, agentkeys.ActionChildCreate, agentkeys.ResultOK)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return sessionResponse{Session: tok.Reveal(), Wallet: child.Address, ExpiresAt: expires.Unix()}, nil
+}
+
+// revoke ends a session (and every session minted from it) or every session
+// of a wallet and its descendants.
+func (s *Server) revoke(r *http.Request, c *caller) (any, error) {
+	var req struct {
+		TargetSession string `json:"target_session"`
+		TargetWallet  string `json:"target_wallet"`
+	}
+	if err := decode(r, &req, smallBody); err != nil {
+		return nil, err
+	}
+	if (req.TargetSession == "") == (req.TargetWallet == "") {
+		return nil, badRequest("give exactly one of target_session or target_wallet")
+	}
+	ctx := r.Context()
+	now := s.now()
+	if req.TargetSession != "" {
+		tok, err := agentkeys.ParseToken(req.TargetSession)
+		if err != nil {
+			return nil, notFound("target session not found")
+		}
+		var n int
+		err = s.store.Tx(ctx, func(q store.Queries) error {
+			sess, err := q.Session(ctx, tok.Hash())
+			if errors.Is(err, store.ErrNotFound) {
+				return notFound("target session not found")
+			}
+			if err != nil {
+				return err
+			}
+			if _, owned, err := s.target(ctx, q, c, sess.Wallet); err != nil {
+				return err
+			} else if !owned {
+				return denied("session does not own the target session")
+			}
+			if n, err = q.RevokeSessionTree(ctx, sess.TokenHash, now); err != nil {
+				return err
+			}
+			return s.audit(ctx, q, c.addr(), sess.Wallet, agentkeys.AuditWildcard, agentkeys.ActionRevoke, agentkeys.ResultOK)
+		})
+		if err != nil {
+			if isDenied(err) {
+				s.auditDenial(ctx, c.addr(), c.addr(), agentkeys.AuditWildcard, agentkeys.ActionRevoke, agentkeys.ResultDenied)
+			}
+			return nil, err
+		}
+		return map[string]any{"ok": true, "sessions_revoked": n}, nil
+	}
+
+	addr, err := parseWalletField("target_wallet", req.TargetWallet)
+	if err != nil {
+		return nil, err
+	}
+	var n int
+	err = s.store.Tx(ctx, func(q store.Queries) error {
+		if _, owned, err := s.target(ctx, q, c, addr); err != nil {
+			return err
+		} else if !owned {
+			return denied("session does not own the target wallet")
+		}
+		tree, err := q.Subtree(ctx, addr)
+		if err != nil {
+			return err
+		}
+		if n, err = q.RevokeWalletSessions(ctx, tree, now); err != nil {
+			return err
+		}
+		if n == 0 {
+			return notFound("no active sessions found for target wallet")
+		}
+		return s.audit(ctx, q, c.addr(), addr, agentkeys.AuditWildcard, agentkeys.ActionRevoke, agentkeys.ResultOK)
+	})
+	if err != nil {
+		if isDenied(err) {
+			s.auditDenial(ctx, c.addr(), addr, agentkeys.AuditWildcard, agentkeys.ActionRevoke, agentkeys.ResultDenied)
+		}
+		return nil, err
+	}
+	return map[string]any{"ok": true, "sessions_revoked": n}, nil
+}
+
+func isDenied(err error) bool {
+	var e *jsonhttp.Error
+	return errors.As(err, &e) && e.Status == http.StatusForbidden
+}
+
+type scopeResponse struct {
+	Wallet   agentkeys.Wallet `json:"wallet"`
+	Services []string         `json:"services"` // null = unrestricted
+	ReadOnly bool             `json:"read_only"`
+}
+
+func newScopeResponse(w agentkeys.Wallet, sc *agentkeys.Scope) scopeResponse {
+	if sc == nil {
+		return scopeResponse{Wallet: w}
+	}
+	return scopeResponse{Wallet: w, Services: sc.Services, ReadOnly: sc.ReadOnly}
+}
+
+// getScope returns a wallet's effective scope; services is null when the
+// wallet is unrestricted and [] when it may use nothing.
+func (s *Server) getScope(r *http.Request, c *caller) (any, error) {
+	ctx := r.Context()
+	q := r.URL.Query().Get("wallet")
+	addr := c.addr()
+	if q != "" {
+		var err error
+		if addr, err = parseWalletField("wallet", q); err != nil {
+			return nil, err
+		}
+	}
+	if addr == c.addr() {
+		return newScopeResponse(addr, c.scope), nil
+	}
+	if _, owned, err := s.target(ctx, s.store, c, addr); err != nil {
+		return nil, err
+	} else if !owned {
+		s.auditDenial(ctx, c.addr(), addr, agentkeys.AuditWildcard, agentkeys.ActionScopeRead, agentkeys.ResultDenied)
+		return nil, denied("session does not own the target wallet")
+	}
+	lineage, err := s.store.Lineage(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	return newScopeResponse(addr, effectiveScope(lineage)), nil
+}
+
+// putScope sets the scope of a descendant wallet; it applies at once to
+// every session of that wallet and narrows its own descendants.
+func (s *Server) putScope(r *http.Request, c *caller) (any, error) {
+	ctx := r.Context()
+	var req struct {
+		TargetWallet string           `json:"target_wallet"`
+		Scope        *agentkeys.Scope `json:"scope"`
+	}
+	if err := decode(r, &req, smallBody); err != nil {
+		return nil, err
+	}
+	addr, err := parseWalletField("target_wallet", req.TargetWallet)
+	if err != nil {
+		return nil, err
+	}
+	if addr == c.addr() {
+		return nil, badRequest("a session cannot change its own scope; ask the wallet that owns it")
+	}
+	if req.Scope == nil {
+		return nil, badRequest("scope required")
+	}
+	scope, err := req.Scope.Normalize()
+	if err != nil {
+		return nil, badRequest("scope: %v", err)
+	}
+	err = s.store.Tx(ctx, func(q store.Queries) error {
+		tw, owned, err := s.target(ctx, q, c, addr)
+		if err != nil {
+			return err
+		}
+		if !owned {
+			return denied("session does not own the target wallet")
+		}
+		if tw.TornDown {
+			return notFound("target wallet was torn down")
+		}
+		if !c.scope.CanWrite() {
+			return jsonhttp.Errorf(http.StatusForbidden, KindDenied, "a read-only session cannot change scopes")
+		}
+		if !scope.Within(c.scope) {
+			return jsonhttp.Errorf(http.StatusForbidden, KindDenied, "requested scope is wider than the caller's scope")
+		}
+		if err := q.SetScope(ctx, addr, scope); err != nil {
+			return err
+		}
+		return s.audit(ctx, q, c.addr(), addr, agentkeys.AuditWildcard, agentkeys.ActionScopeUpdate, agentkeys.ResultOK)
+	})
+	if err != nil {
+		if isDenied(err) {
+			s.auditDenial(ctx, c.addr(), addr, agentkeys.AuditWildcard, agentkeys.ActionScopeUpdate, agentkeys.ResultDenied)
+		}
+		return nil, err
+	}
+	return map[string]any{"ok": true, "wallet": addr, "scope": scope}, nil
+}

@@ -1,0 +1,407 @@
+// Package backendclient is the typed Go client of agentkeys-backend, used by
+// the CLI, the daemon and the broker. Every call has a deadline, and no
+// error it returns contains a token or a credential: server messages are
+// the backend's own (which never echo secrets) and transport errors name
+// only the operation and the cause.
+package backendclient
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/agentkeys/agentkeys/internal/agentkeys"
+)
+
+// DefaultTimeout bounds each request when the caller's context has no
+// earlier deadline.
+const DefaultTimeout = 10 * time.Second
+
+// Client talks to one backend.
+type Client struct {
+	base    *url.URL
+	http    *http.Client
+	timeout time.Duration
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithHTTPClient replaces the HTTP client (e.g. for TLS settings).
+func WithHTTPClient(h *http.Client) Option { return func(c *Client) { c.http = h } }
+
+// WithTimeout sets the per-request timeout.
+func WithTimeout(d time.Duration) Option { return func(c *Client) { c.timeout = d } }
+
+// New returns a client for the backend at baseURL (http or https).
+func New(baseURL string, opts ...Option) (*Client, error) {
+	u, err := url.Parse(strings.TrimRight(baseURL, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("backend URL must look like http://127.0.0.1:8090, got %q", baseURL)
+	}
+	c := &Client{base: u, timeout: DefaultTimeout}
+	for _, o := range opts {
+		o(c)
+	}
+	if c.http == nil {
+		c.http = &http.Client{Transport: defaultTransport}
+	}
+	return c, nil
+}
+
+var defaultTransport = &http.Transport{
+	Proxy:               nil, // a bearer must not wander through an ambient proxy
+	DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+	MaxIdleConns:        64,
+	MaxIdleConnsPerHost: 64,
+	IdleConnTimeout:     90 * time.Second,
+	TLSHandshakeTimeout: 5 * time.Second,
+	ForceAttemptHTTP2:   true,
+}
+
+// BaseURL returns the backend's base URL.
+func (c *Client) BaseURL() string { return c.base.String() }
+
+// Error is an error answered by the backend.
+type Error struct {
+	Status  int
+	Kind    string
+	Message string
+	Op      string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("%s: backend answered %d %s: %s", e.Op, e.Status, e.Kind, e.Message)
+}
+
+// Sentinel errors matched by errors.Is on *Error.
+var (
+	ErrUnauthorized = errors.New("unauthorized")
+	ErrDenied       = errors.New("denied")
+	ErrNotFound     = errors.New("not found")
+	ErrConflict     = errors.New("conflict")
+	ErrExpired      = errors.New("expired")
+	ErrRateLimited  = errors.New("rate limited")
+	ErrBadRequest   = errors.New("bad request")
+)
+
+// Is maps HTTP statuses to the sentinel errors.
+func (e *Error) Is(target error) bool {
+	switch target {
+	case ErrUnauthorized:
+		return e.Status == http.StatusUnauthorized
+	case ErrDenied:
+		return e.Status == http.StatusForbidden
+	case ErrNotFound:
+		return e.Status == http.StatusNotFound
+	case ErrConflict:
+		return e.Status == http.StatusConflict
+	case ErrExpired:
+		return e.Status == http.StatusGone
+	case ErrRateLimited:
+		return e.Status == http.StatusTooManyRequests
+	case ErrBadRequest:
+		return e.Status == http.StatusBadRequest
+	}
+	return false
+}
+
+// TransportError is a failure to reach the backend or to read its answer.
+type TransportError struct {
+	Op  string
+	Err error
+}
+
+func (e *TransportError) Error() string { return e.Op + ": backend unreachable: " + e.Err.Error() }
+func (e *TransportError) Unwrap() error { return e.Err }
+
+// do sends a request and decodes a 200 answer into out.
+func (c *Client) do(ctx context.Context, op, method, path string, query url.Values, tok agentkeys.Token, in, out any) error {
+	if _, ok := ctx.Deadline(); !ok && c.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
+	u := *c.base
+	u.Path = c.base.Path + path
+	u.RawQuery = query.Encode()
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return &TransportError{Op: op, Err: errors.New("encode request")}
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
+	if err != nil {
+		return &TransportError{Op: op, Err: errors.New("build request")}
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok.Reveal())
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return &TransportError{Op: op, Err: unwrapURLError(err)}
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return &TransportError{Op: op, Err: unwrapURLError(err)}
+	}
+	if resp.StatusCode != http.StatusOK {
+		var env struct {
+			Error   string `json:"error"`
+			Message string `json:"message"`
+		}
+		if json.Unmarshal(raw, &env) != nil || env.Error == "" {
+			env.Error, env.Message = "HTTP_"+strconv.Itoa(resp.StatusCode), http.StatusText(resp.StatusCode)
+		}
+		return &Error{Status: resp.StatusCode, Kind: env.Error, Message: env.Message, Op: op}
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return &TransportError{Op: op, Err: errors.New("malformed response from backend")}
+		}
+	}
+	return nil
+}
+
+// unwrapURLError drops *url.Error's URL (it can carry query values) and
+// keeps the cause.
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		if ue.Timeout() {
+			return errors.New("request timed out")
+		}
+		return ue.Err
+	}
+	return err
+}
+
+// Session is a session the backend issued.
+type Session struct {
+	Token     agentkeys.Token
+	Wallet    agentkeys.Wallet
+	ExpiresAt time.Time
+}
+
+type sessionJSON struct {
+	Session   string           `json:"session"`
+	Wallet    agentkeys.Wallet `json:"wallet"`
+	ExpiresAt int64            `json:"expires_at"`
+}
+
+func (s sessionJSON) session(op string) (Session, error) {
+	tok, err := agentkeys.ParseToken(s.Session)
+	if err != nil {
+		return Session{}, &TransportError{Op: op, Err: errors.New("backend returned a malformed session token")}
+	}
+	w, err := agentkeys.ParseWallet(string(s.Wallet))
+	if err != nil {
+		return Session{}, &TransportError{Op: op, Err: errors.New("backend returned a malformed wallet")}
+	}
+	return Session{Token: tok, Wallet: w, ExpiresAt: time.Unix(s.ExpiresAt, 0)}, nil
+}
+
+// Health checks that the backend and its database answer.
+func (c *Client) Health(ctx context.Context) error {
+	return c.do(ctx, "health", http.MethodGet, "/health", nil, "", nil, nil)
+}
+
+// CreateSession logs a master in with an identity assertion.
+func (c *Client) CreateSession(ctx context.Context, authToken string) (Session, error) {
+	var out sessionJSON
+	if err := c.do(ctx, "create session", http.MethodPost, "/session/create", nil, "", map[string]string{"auth_token": authToken}, &out); err != nil {
+		return Session{}, err
+	}
+	return out.session("create session")
+}
+
+// Identity is what the backend knows of a session's holder.
+type Identity struct {
+	Wallet    agentkeys.Wallet `json:"wallet"`
+	Kind      string           `json:"kind"`
+	Parent    agentkeys.Wallet `json:"parent,omitempty"`
+	Scope     *agentkeys.Scope `json:"scope"`
+	ExpiresAt int64            `json:"expires_at"`
+}
+
+// Validate returns the holder of tok.
+func (c *Client) Validate(ctx context.Context, tok agentkeys.Token) (Identity, error) {
+	var out Identity
+	err := c.do(ctx, "validate session", http.MethodGet, "/session/validate", nil, tok, nil, &out)
+	return out, err
+}
+
+// CreateChild creates an agent wallet under the caller with scope. ttl 0
+// means the server's default (never beyond the caller's own expiry).
+func (c *Client) CreateChild(ctx context.Context, tok agentkeys.Token, scope agentkeys.Scope, ttl time.Duration) (Session, error) {
+	var out sessionJSON
+	in := map[string]any{"scope": scope}
+	if ttl > 0 {
+		in["ttl_seconds"] = int64(ttl / time.Second)
+	}
+	if err := c.do(ctx, "create agent", http.MethodPost, "/session/child", nil, tok, in, &out); err != nil {
+		return Session{}, err
+	}
+	return out.session("create agent")
+}
+
+type revokeJSON struct {
+	SessionsRevoked int `json:"sessions_revoked"`
+}
+
+// RevokeSession revokes target and every session minted from it.
+func (c *Client) RevokeSession(ctx context.Context, tok, target agentkeys.Token) (int, error) {
+	var out revokeJSON
+	err := c.do(ctx, "revoke session", http.MethodPost, "/session/revoke", nil, tok, map[string]string{"target_session": target.Reveal()}, &out)
+	return out.SessionsRevoked, err
+}
+
+// RevokeWallet revokes every session of a wallet and its descendants.
+func (c *Client) RevokeWallet(ctx context.Context, tok agentkeys.Token, target agentkeys.Wallet) (int, error) {
+	var out revokeJSON
+	err := c.do(ctx, "revoke wallet", http.MethodPost, "/session/revoke", nil, tok, map[string]string{"target_wallet": string(target)}, &out)
+	return out.SessionsRevoked, err
+}
+
+// GetScope returns a wallet's effective scope; nil means unrestricted.
+func (c *Client) GetScope(ctx context.Context, tok agentkeys.Token, w agentkeys.Wallet) (*agentkeys.Scope, error) {
+	var out struct {
+		Services []string `json:"services"`
+		ReadOnly bool     `json:"read_only"`
+	}
+	q := url.Values{}
+	if w != "" {
+		q.Set("wallet", string(w))
+	}
+	if err := c.do(ctx, "get scope", http.MethodGet, "/session/scope", q, tok, nil, &out); err != nil {
+		return nil, err
+	}
+	if out.Services == nil {
+		return nil, nil
+	}
+	return &agentkeys.Scope{Services: out.Services, ReadOnly: out.ReadOnly}, nil
+}
+
+// SetScope replaces a descendant wallet's scope.
+func (c *Client) SetScope(ctx context.Context, tok agentkeys.Token, w agentkeys.Wallet, scope agentkeys.Scope) error {
+	return c.do(ctx, "set scope", http.MethodPut, "/session/scope", nil, tok, map[string]any{"target_wallet": w, "scope": scope}, nil)
+}
+
+// StoreCredential stores value as agent's credential for service.
+func (c *Client) StoreCredential(ctx context.Context, tok agentkeys.Token, agent agentkeys.Wallet, service string, value []byte) error {
+	in := map[string]string{"agent_id": string(agent), "service": service, "ciphertext": base64.StdEncoding.EncodeToString(value)}
+	return c.do(ctx, "store credential", http.MethodPost, "/credential/store", nil, tok, in, nil)
+}
+
+// ReadCredential returns agent's credential for service.
+func (c *Client) ReadCredential(ctx context.Context, tok agentkeys.Token, agent agentkeys.Wallet, service string) ([]byte, error) {
+	var out struct {
+		Ciphertext string `json:"ciphertext"`
+	}
+	q := url.Values{"agent_id": {string(agent)}, "service": {service}}
+	if err := c.do(ctx, "read credential", http.MethodGet, "/credential/read", q, tok, nil, &out); err != nil {
+		return nil, err
+	}
+	v, err := base64.StdEncoding.DecodeString(out.Ciphertext)
+	if err != nil {
+		return nil, &TransportError{Op: "read credential", Err: errors.New("malformed response from backend")}
+	}
+	return v, nil
+}
+
+// ListCredentials lists the services agent holds that the caller may see.
+func (c *Client) ListCredentials(ctx context.Context, tok agentkeys.Token, agent agentkeys.Wallet) ([]string, error) {
+	var out struct {
+		Services []string `json:"services"`
+	}
+	err := c.do(ctx, "list credentials", http.MethodGet, "/credential/list", url.Values{"agent_id": {string(agent)}}, tok, nil, &out)
+	return out.Services, err
+}
+
+// TeardownResult says what a teardown removed.
+type TeardownResult struct {
+	WalletsRemoved     int `json:"wallets_removed"`
+	SessionsRevoked    int `json:"sessions_revoked"`
+	CredentialsRemoved int `json:"credentials_removed"`
+}
+
+// Teardown removes agent and its descendants.
+func (c *Client) Teardown(ctx context.Context, tok agentkeys.Token, agent agentkeys.Wallet) (TeardownResult, error) {
+	var out TeardownResult
+	err := c.do(ctx, "teardown", http.MethodDelete, "/credential/teardown", nil, tok, map[string]string{"agent_id": string(agent)}, &out)
+	return out, err
+}
+
+// AuditFilter selects audit events; zero fields match anything.
+type AuditFilter struct {
+	Owner, Agent            agentkeys.Wallet
+	Service, Action, Result string
+	Since, Until            time.Time
+	Limit                   int
+	Cursor                  string
+}
+
+// AuditEvent is one audit row.
+type AuditEvent struct {
+	ID        int64            `json:"id"`
+	Owner     agentkeys.Wallet `json:"owner"`
+	Agent     agentkeys.Wallet `json:"agent"`
+	Service   string           `json:"service"`
+	Action    string           `json:"action"`
+	Result    string           `json:"result"`
+	Timestamp int64            `json:"timestamp"`
+	Time      string           `json:"time"`
+	Detail    string           `json:"detail,omitempty"`
+}
+
+// AuditPage is one page of audit events, newest first.
+type AuditPage struct {
+	Events     []AuditEvent `json:"events"`
+	NextCursor string       `json:"next_cursor"`
+}
+
+// QueryAudit returns one page of the audit events visible to the caller.
+func (c *Client) QueryAudit(ctx context.Context, tok agentkeys.Token, f AuditFilter) (AuditPage, error) {
+	q := url.Values{}
+	set := func(k, v string) {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	set("owner", string(f.Owner))
+	set("agent", string(f.Agent))
+	set("service", f.Service)
+	set("action", f.Action)
+	set("result", f.Result)
+	if !f.Since.IsZero() {
+		q.Set("since", f.Since.UTC().Format(time.RFC3339))
+	}
+	if !f.Until.IsZero() {
+		q.Set("until", f.Until.UTC().Format(time.RFC3339))
+	}
+	if f.Limit > 0 {
+		q.Set("limit", strconv.Itoa(f.Limit))
+	}
+	set("cursor", f.Cursor)
+	var out AuditPage
+	err := c.do(ctx, "query audit", http.MethodGet, "/audit/query", q, tok, nil, &out)
+	return out, err
+}
