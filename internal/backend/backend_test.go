@@ -591,8 +591,18 @@ func TestTeardownRemovesSubtree(t *testing.T) {
 	wantStatus(t, e.client.StoreCredential(ctx, m.Token, a.Wallet, "x", []byte("v")), 404)
 	_, err = e.client.Teardown(ctx, m.Token, a.Wallet)
 	wantStatus(t, err, 404)
+	_, err = e.client.Teardown(ctx, m.Token, m.Wallet)
+	wantStatus(t, err, 400)
+	if _, err := e.client.Validate(ctx, m.Token); err != nil {
+		t.Fatalf("refused master teardown still hurt the master: %v", err)
+	}
+	// An agent may tear itself down.
+	self := e.agent(m, []string{"x"}, false)
+	if _, err := e.client.Teardown(ctx, self.Token, self.Wallet); err != nil {
+		t.Fatalf("agent self-teardown: %v", err)
+	}
 	page, err := e.client.QueryAudit(ctx, m.Token, backendclient.AuditFilter{Action: agentkeys.ActionTeardown})
-	if err != nil || len(page.Events) != 1 || page.Events[0].Agent != a.Wallet {
+	if err != nil || len(page.Events) != 2 || page.Events[1].Agent != a.Wallet {
 		t.Fatalf("teardown audit = %+v, %v", page.Events, err)
 	}
 }

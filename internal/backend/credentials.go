@@ -199,6 +199,10 @@ func (s *Server) teardown(r *http.Request, c *caller) (any, error) {
 		if tw.TornDown {
 			return notFound("agent %s was already torn down", addr)
 		}
+		if tw.Kind == store.KindMaster {
+			// Tombstoning a master would lock its identity out for good.
+			return badRequest("a master wallet cannot be torn down; tear down its agents, or revoke its sessions")
+		}
 		if tree, err = q.Subtree(ctx, addr); err != nil {
 			return err
 		}
