@@ -86,6 +86,7 @@ then share the same --seal-key-file.`,
 	f.Float64Var(&rate, "login-rate", envFloat("AGENTKEYS_LOGIN_RATE", 5), "POST /session/create per second per client IP (burst 20); negative disables [AGENTKEYS_LOGIN_RATE]")
 	f.StringVar(&cfg.TLSCertFile, "tls-cert", env("AGENTKEYS_TLS_CERT", ""), "serve HTTPS with this certificate [AGENTKEYS_TLS_CERT]")
 	f.StringVar(&cfg.TLSKeyFile, "tls-key", env("AGENTKEYS_TLS_KEY", ""), "private key for --tls-cert [AGENTKEYS_TLS_KEY]")
+	f.BoolVar(&cfg.MockInbox, "mock-inbox", os.Getenv("AGENTKEYS_MOCK_INBOX") == "1", "serve the mock e-mail inbox for provisioner tests; its deliver route is unauthenticated, never enable in production [AGENTKEYS_MOCK_INBOX=1]")
 	f.StringVar(&logLevel, "log-level", env("AGENTKEYS_LOG_LEVEL", "info"), "debug, info, warn or error [AGENTKEYS_LOG_LEVEL]")
 	return cmd
 }

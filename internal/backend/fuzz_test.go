@@ -19,10 +19,15 @@ func FuzzRequestDecoding(f *testing.F) {
 	routes := []struct{ method, path string }{
 		{"POST", "/session/create"}, {"POST", "/session/child"}, {"POST", "/session/revoke"},
 		{"PUT", "/session/scope"}, {"POST", "/credential/store"}, {"DELETE", "/credential/teardown"},
+		{"POST", "/auth-request/open"}, {"POST", "/auth-request/approve"}, {"POST", "/auth-request/deny"},
+		{"POST", "/identity/link"}, {"POST", "/rendezvous/register"}, {"POST", "/rendezvous/deliver"},
+		{"POST", "/session/recover"},
 	}
 	for _, seed := range []string{
 		`{"auth_token":"x"}`, `{"scope":{"services":["a"],"read_only":true}}`, `{"target_wallet":"0x0000000000000000000000000000000000000000"}`,
 		`{"agent_id":"` + string(m.Wallet) + `","service":"x","ciphertext":"eA=="}`, `{"scope":{"services":null}}`,
+		`{"child_pubkey":"AQID","request_type":"Pair","request_details":"oA=="}`, `{"pair_code":"ABCD-EFGH","otp":"123456"}`,
+		`{"identity_type":"alias","identity_value":"bot"}`, `{"daemon_pubkey":"AQ==","pair_code":"x"}`,
 		`[]`, `null`, `{"a":`, `{"scope":{"services":[1,2]}}`, "\x00", `{"ttl_seconds":1e400}`,
 	} {
 		for i := range routes {

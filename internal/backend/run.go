@@ -38,6 +38,8 @@ type Config struct {
 	LoginRate       float64
 	TLSCertFile     string
 	TLSKeyFile      string
+	// MockInbox serves the unauthenticated /mock/inbox/* test scaffolding.
+	MockInbox bool
 }
 
 // Running is a started backend.
@@ -101,7 +103,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Running, error) 
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
-	s, err := New(Options{Store: st, Sealer: sealer, Logger: log, SessionTTL: cfg.SessionTTL, LoginRate: cfg.LoginRate})
+	s, err := New(Options{Store: st, Sealer: sealer, Logger: log, SessionTTL: cfg.SessionTTL, LoginRate: cfg.LoginRate, MockInbox: cfg.MockInbox})
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -208,12 +210,22 @@ func (s *Server) sweep(ctx context.Context, every time.Duration) {
 }
 
 func (s *Server) sweepOnce(ctx context.Context) {
-	n, err := s.store.DeleteExpiredSessions(ctx, s.now())
-	switch {
-	case err != nil && ctx.Err() == nil:
-		s.log.Error("session sweep failed", "err", err)
-	case n > 0:
-		s.log.Info("swept expired sessions", "count", n)
+	now := s.now()
+	for _, sw := range []struct {
+		what string
+		fn   func(context.Context, time.Time) (int, error)
+	}{
+		{"sessions", s.store.DeleteExpiredSessions},
+		{"auth requests", s.store.DeleteExpiredAuthRequests},
+		{"rendezvous slots", s.store.DeleteExpiredRendezvous},
+	} {
+		n, err := sw.fn(ctx, now)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.log.Error("sweep failed", "what", sw.what, "err", err)
+		case n > 0:
+			s.log.Info("swept expired rows", "what", sw.what, "count", n)
+		}
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
@@ -63,6 +64,15 @@ type Options struct {
 	LoginRate float64
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// AuthRequestTTL is how long a pair/recover request stays approvable
+	// (default 5 minutes).
+	AuthRequestTTL time.Duration
+	// AwaitWindow is the longest one await long-poll lasts (default 25 s).
+	AwaitWindow time.Duration
+	// MockInbox serves /mock/inbox/* (dev and tests only: its deliver
+	// route is unauthenticated). EmailDomain names its addresses.
+	MockInbox   bool
+	EmailDomain string
 }
 
 // Server serves the backend API.
@@ -74,6 +84,17 @@ type Server struct {
 	now    func() time.Time
 	login  *ratelimit.Limiter
 	mux    *http.ServeMux
+
+	authTTL      time.Duration
+	awaitWindow  time.Duration
+	pollEvery    time.Duration
+	openLimit    *ratelimit.Limiter // unauthenticated pairing routes, per IP
+	approveLimit *ratelimit.Limiter // fetch/approve, per session
+	mockInbox    bool
+	emailDomain  string
+
+	waitMu  sync.Mutex
+	waiters map[string][]chan struct{}
 }
 
 // New returns a Server.
@@ -96,6 +117,20 @@ func New(o Options) (*Server, error) {
 		rate = 5
 	}
 	s.login = ratelimit.New(rate, 20)
+	s.openLimit = ratelimit.New(rate*2, 40)
+	s.approveLimit = ratelimit.New(rate, 10)
+	s.authTTL, s.awaitWindow, s.pollEvery = o.AuthRequestTTL, o.AwaitWindow, 500*time.Millisecond
+	if s.authTTL <= 0 {
+		s.authTTL = DefaultAuthRequestTTL
+	}
+	if s.awaitWindow <= 0 {
+		s.awaitWindow = DefaultAwaitWindow
+	}
+	s.mockInbox, s.emailDomain = o.MockInbox, o.EmailDomain
+	if s.emailDomain == "" {
+		s.emailDomain = "agentkeys-email.io"
+	}
+	s.waiters = map[string][]chan struct{}{}
 	s.routes()
 	return s, nil
 }
@@ -117,6 +152,25 @@ func (s *Server) routes() {
 	m.Handle("DELETE /credential/teardown", s.authed(s.teardown))
 
 	m.Handle("GET /audit/query", s.authed(s.queryAudit))
+
+	m.Handle("POST /session/recover", s.public(s.recoverSession))
+	m.Handle("POST /auth-request/open", s.public(s.openAuthRequest))
+	m.Handle("GET /auth-request/fetch", s.authed(s.fetchAuthRequest))
+	m.Handle("POST /auth-request/approve", s.authed(s.approveAuthRequest))
+	m.Handle("POST /auth-request/deny", s.authed(s.denyAuthRequest))
+	m.Handle("GET /auth-request/await", s.public(s.awaitAuthDecision))
+	m.Handle("POST /rendezvous/register", s.public(s.registerRendezvous))
+	m.Handle("GET /rendezvous/poll", s.public(s.pollRendezvous))
+	m.Handle("POST /rendezvous/deliver", s.authed(s.deliverRendezvous))
+	m.Handle("POST /identity/link", s.authed(s.linkIdentity))
+	m.Handle("GET /identity/resolve", s.public(s.resolveIdentityRoute))
+
+	if s.mockInbox {
+		m.Handle("POST /mock/inbox/provision", s.authed(s.provisionInbox))
+		m.Handle("GET /mock/inbox/list", s.authed(s.listInboxes))
+		m.Handle("GET /mock/inbox/messages", s.authed(s.inboxMessages))
+		m.Handle("POST /mock/inbox/deliver", s.public(s.deliverMail))
+	}
 	s.mux = m
 }
 
@@ -248,4 +302,8 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 			slog.String("remote", ratelimit.ClientIP(r)),
 		)
 	})
+}
+
+func conflict(format string, args ...any) error {
+	return jsonhttp.Errorf(http.StatusConflict, KindConflict, format, args...)
 }

@@ -122,6 +122,8 @@ type Queries interface {
 	AppendAudit(ctx context.Context, e agentkeys.AuditEvent) (int64, error)
 	// QueryAudit returns matching rows, newest first.
 	QueryAudit(ctx context.Context, q AuditQuery) ([]agentkeys.AuditEvent, error)
+
+	PairingQueries
 }
 
 // Store is a database engine.

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -13,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pressly/goose/v3"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/store"
@@ -123,54 +126,66 @@ func TestReopen(t *testing.T) {
 	}
 }
 
-// TestDeleteWalletDataAllTables checks the tables the store has no methods
-// for yet, through raw SQL.
-func TestDeleteWalletDataAllTables(t *testing.T) {
+// TestUpgradeFromV1 applies only the first migration, as a deployment made
+// before the pairing tables would have, then opens the store: the later
+// migrations must apply on top and keep the existing rows.
+func TestUpgradeFromV1(t *testing.T) {
 	ctx := context.Background()
 	for _, e := range engines {
 		t.Run(e.name, func(t *testing.T) {
-			s := open(t, e.newDSN(t))
-			gone, kept := agentkeys.NewWallet(), agentkeys.NewWallet()
-			for i, w := range []agentkeys.Wallet{gone, kept} {
-				mustExec(t, s, `INSERT INTO wallets (address, kind, created_at) VALUES ($1, 'master', 0)`, string(w))
-				mustExec(t, s, `INSERT INTO identity_links (wallet, identity_type, identity_value, created_at) VALUES ($1, 'email', $2, 0)`,
-					string(w), fmt.Sprintf("u%d@example.com", i))
-				inbox := fmt.Sprintf("inbox%d@example.com", i)
-				mustExec(t, s, `INSERT INTO inboxes (address, wallet, created_at) VALUES ($1, $2, 0)`, inbox, string(w))
-				for j := range 2 {
-					mustExec(t, s, `INSERT INTO inbox_messages (msg_id, address, from_addr, subject, body, received_at)
-						VALUES ($1, $2, 'x@example.com', 's', 'b', 0)`, fmt.Sprintf("m%d-%d", i, j), inbox)
-				}
-				mustExec(t, s, `INSERT INTO credentials (wallet, service, sealed, created_at, updated_at) VALUES ($1, 'svc', $2, 0, 0)`,
-					string(w), []byte("sealed"))
+			dsn := e.newDSN(t)
+			driver, gd, dir := "sqlite", goose.DialectSQLite3, "migrations/sqlite"
+			if isPostgres(dsn) {
+				driver, gd, dir = "pgx", goose.DialectPostgres, "migrations/postgres"
 			}
-
-			n, err := s.DeleteWalletData(ctx, []agentkeys.Wallet{gone})
+			db, err := sql.Open(driver, dsn)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if n != 1 {
-				t.Errorf("deleted %d credentials, want 1", n)
+			fsys, err := fs.Sub(migrations, dir)
+			if err != nil {
+				t.Fatal(err)
 			}
-			for _, table := range []string{"credentials", "identity_links", "inboxes"} {
-				if got := count(t, s, `SELECT count(*) FROM `+table+` WHERE wallet = $1`, string(gone)); got != 0 {
-					t.Errorf("%s: %d rows left", table, got)
-				}
-				if got := count(t, s, `SELECT count(*) FROM `+table+` WHERE wallet = $1`, string(kept)); got != 1 {
-					t.Errorf("%s: other wallet has %d rows, want 1", table, got)
+			p, err := goose.NewProvider(gd, db, fsys, goose.WithDisableGlobalRegistry(true))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := p.UpTo(ctx, 1); err != nil {
+				t.Fatal(err)
+			}
+			w := agentkeys.NewWallet()
+			for _, stmt := range []struct {
+				query string
+				args  []any
+			}{
+				{`INSERT INTO wallets (address, kind, created_at) VALUES ($1, 'master', 0)`, []any{string(w)}},
+				{`INSERT INTO identity_links (wallet, identity_type, identity_value, created_at) VALUES ($1, 'email', 'a@example.com', 0)`, []any{string(w)}},
+				{`INSERT INTO inboxes (address, wallet, created_at) VALUES ('box@mock.test', $1, 0)`, []any{string(w)}},
+			} {
+				if _, err := db.ExecContext(ctx, stmt.query, stmt.args...); err != nil {
+					t.Fatal(err)
 				}
 			}
-			if got := count(t, s, `SELECT count(*) FROM inbox_messages`); got != 2 {
-				t.Errorf("inbox_messages: %d rows, want the other wallet's 2", got)
+			if err := db.Close(); err != nil {
+				t.Fatal(err)
+			}
+
+			s := open(t, dsn)
+			l, err := s.ResolveIdentity(ctx, "email", "a@example.com")
+			if err != nil || l.Wallet != w {
+				t.Fatalf("link after upgrade: %+v, %v", l, err)
+			}
+			if in, err := s.Inbox(ctx, "box@mock.test"); err != nil || in.Wallet != w {
+				t.Fatalf("inbox after upgrade: %+v, %v", in, err)
+			}
+			r := store.AuthRequest{ID: "id", PairCode: "CODE", Status: store.AuthPending, ParentWallet: w, CreatedAt: time.Now(), ExpiresAt: time.Now()}
+			if err := s.InsertAuthRequest(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.InsertRendezvous(ctx, store.Rendezvous{PairCode: "CODE", TokenHash: "h"}); err != nil {
+				t.Fatal(err)
 			}
 		})
-	}
-}
-
-func mustExec(t *testing.T, s *Store, query string, args ...any) {
-	t.Helper()
-	if _, err := s.db.ExecContext(context.Background(), query, args...); err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -314,8 +329,10 @@ func TestPostgresConcurrentOpen(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	if got := count(t, stores[0], `SELECT count(*) FROM goose_db_version WHERE version_id = 1`); got != 1 {
-		t.Errorf("migration 1 recorded %d times, want 1", got)
+	for _, v := range []int{1, 2} {
+		if got := count(t, stores[0], `SELECT count(*) FROM goose_db_version WHERE version_id = $1`, v); got != 1 {
+			t.Errorf("migration %d recorded %d times, want 1", v, got)
+		}
 	}
 }
 

@@ -51,6 +51,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"TxConcurrentWriters", testTxConcurrentWriters},
 		{"TxSerialized", testTxSerialized},
 	}
+	tests = append(tests, pairingTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
 	}
@@ -532,6 +533,13 @@ func testDeleteWalletData(t *testing.T, s store.Store) {
 	put(a.Address, "x")
 	put(a.Address, "y")
 	put(b.Address, "z")
+	for i, w := range []agentkeys.Wallet{m.Address, a.Address, b.Address} {
+		putLink(t, s, w, "alias", fmt.Sprint("name", i), now())
+		putLink(t, s, w, "email", fmt.Sprintf("user%d@example.com", i), now())
+		box := insertInbox(t, s, w, fmt.Sprintf("box%d@mock.test", i), now()).Address
+		insertMessage(t, s, box, fmt.Sprint("msg", i, "a"), now())
+		insertMessage(t, s, box, fmt.Sprint("msg", i, "b"), now())
+	}
 
 	n, err := s.DeleteWalletData(ctx, nil)
 	mustNil(t, err)
@@ -553,6 +561,29 @@ func testDeleteWalletData(t *testing.T, s store.Store) {
 	if _, err := s.Credential(ctx, m.Address, "keep"); err != nil {
 		t.Errorf("other wallet's credential: %v", err)
 	}
+	for i, w := range []agentkeys.Wallet{m.Address, a.Address, b.Address} {
+		want := 2
+		if w != m.Address {
+			want = 0
+		}
+		links, err := s.IdentityLinks(ctx, w)
+		mustNil(t, err)
+		boxes, err := s.Inboxes(ctx, w)
+		mustNil(t, err)
+		msgs, err := s.InboxMessages(ctx, fmt.Sprintf("box%d@mock.test", i), time.Time{}, 0)
+		mustNil(t, err)
+		if len(links) != want || len(boxes) != want/2 || len(msgs) != want {
+			t.Errorf("wallet %d: %d links, %d inboxes, %d messages left; want %d, %d, %d",
+				i, len(links), len(boxes), len(msgs), want, want/2, want)
+		}
+	}
+	_, err = s.ResolveIdentity(ctx, "email", "user1@example.com")
+	wantErr(t, err, store.ErrNotFound)
+	_, err = s.Inbox(ctx, "box1@mock.test")
+	wantErr(t, err, store.ErrNotFound)
+	// The names and addresses are free again.
+	putLink(t, s, m.Address, "email", "user1@example.com", now())
+	insertInbox(t, s, m.Address, "box1@mock.test", now())
 
 	// Inside a transaction too.
 	put(b.Address, "again")

@@ -1,0 +1,635 @@
+package backend
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/authreq"
+	"github.com/agentkeys/agentkeys/internal/jsonhttp"
+	"github.com/agentkeys/agentkeys/internal/ratelimit"
+	"github.com/agentkeys/agentkeys/internal/seal"
+	"github.com/agentkeys/agentkeys/internal/store"
+)
+
+// Pairing defaults.
+const (
+	DefaultAuthRequestTTL = 5 * time.Minute
+	DefaultAwaitWindow    = 25 * time.Second
+	// MaxOTPAttempts wrong OTPs lock a request (RFC 8628 §5.1 style).
+	MaxOTPAttempts = 5
+)
+
+// Audit actions of the pairing flows.
+const (
+	actionPairApprove    = "pair_approve"
+	actionRecoverApprove = "recover_approve"
+	actionScopeApprove   = "scope_change_approve"
+	actionAuthDeny       = "auth_request_deny"
+	actionAuthOTP        = "auth_request_otp"
+	actionLink           = "identity_link"
+	resultLocked         = "LOCKED"
+	resultBadOTP         = "BAD_OTP"
+)
+
+const kindLocked = "LOCKED"
+
+// supportedRequests are the request types this backend can act on.
+var supportedRequests = map[string]bool{authreq.TypePair: true, authreq.TypeRecover: true, authreq.TypeScopeChange: true}
+
+type openRequest struct {
+	ChildPubkey    string `json:"child_pubkey"`
+	RequestType    string `json:"request_type"`
+	RequestDetails string `json:"request_details"`
+	ParentWallet   string `json:"parent_wallet,omitempty"`
+	IdentityType   string `json:"identity_type,omitempty"`
+	IdentityValue  string `json:"identity_value,omitempty"`
+}
+
+// openAuthRequest is called by a daemon (no session yet). It returns the
+// OTP and pair code to show the human and an await token that only the
+// opener holds; the server keeps hashes of both.
+func (s *Server) openAuthRequest(r *http.Request) (any, error) {
+	if err := s.limitIP(r, s.openLimit); err != nil {
+		return nil, err
+	}
+	var req openRequest
+	if err := decode(r, &req, smallBody); err != nil {
+		return nil, err
+	}
+	if req.ChildPubkey == "" {
+		return nil, badRequest("child_pubkey required")
+	}
+	if req.RequestType == "" {
+		return nil, badRequest("request_type required")
+	}
+	if req.RequestDetails == "" {
+		return nil, badRequest("request_details required")
+	}
+	pub, err := base64.StdEncoding.DecodeString(req.ChildPubkey)
+	if err != nil || len(pub) != ed25519.PublicKeySize {
+		return nil, badRequest("child_pubkey must be a base64 Ed25519 public key (32 bytes)")
+	}
+	details, err := base64.StdEncoding.DecodeString(req.RequestDetails)
+	if err != nil {
+		return nil, badRequest("request_details must be standard base64")
+	}
+	if !supportedRequests[req.RequestType] {
+		return nil, badRequest("request_type %q is not supported (want Pair, Recover or ScopeChange)", truncateStr(req.RequestType))
+	}
+	details2, err := authreq.Decode(req.RequestType, details)
+	if err != nil {
+		return nil, badRequest("request_details: %v", err)
+	}
+	var parent agentkeys.Wallet
+	if req.ParentWallet != "" {
+		if parent, err = parseWalletField("parent_wallet", req.ParentWallet); err != nil {
+			return nil, err
+		}
+	}
+	idType, idValue := "", ""
+	if req.RequestType == authreq.TypeRecover {
+		idType, idValue = wireIdentityType(details2.AgentIdentity.Type), normalizeIdentity(wireIdentityType(details2.AgentIdentity.Type), details2.AgentIdentity.Value)
+		if req.IdentityType != "" && (req.IdentityType != idType || normalizeIdentity(idType, req.IdentityValue) != idValue) {
+			return nil, badRequest("identity_type/identity_value disagree with the identity in request_details")
+		}
+	} else if req.IdentityType != "" || req.IdentityValue != "" {
+		return nil, badRequest("identity_type and identity_value apply only to Recover requests")
+	}
+
+	nonce := make([]byte, 32)
+	rand.Read(nonce)
+	otp := authreq.OTP(nonce, details)
+	await := agentkeys.NewToken()
+	now := s.now()
+	ar := store.AuthRequest{
+		ID: agentkeys.NewToken().Reveal(), Type: req.RequestType, Details: details, ChildPubkey: pub,
+		ParentWallet: parent, IdentityType: idType, IdentityValue: idValue, AwaitHash: await.Hash(),
+		Status: store.AuthPending, CreatedAt: now, ExpiresAt: now.Add(s.authTTL),
+	}
+	ar.OTPHash = otpHash(ar.ID, otp)
+	for attempt := 0; ; attempt++ {
+		ar.PairCode = authreq.NewPairCode()
+		err = s.store.InsertAuthRequest(r.Context(), ar)
+		if !errors.Is(err, store.ErrConflict) || attempt == 5 {
+			break
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	nh := sha256.Sum256(nonce)
+	return map[string]any{
+		"id": ar.ID, "otp": otp, "pair_code": authreq.FormatPairCode(ar.PairCode),
+		"ttl_seconds": int64(s.authTTL / time.Second), "expires_at": ar.ExpiresAt.Unix(),
+		"nonce_hash": base64.StdEncoding.EncodeToString(nh[:]), "await_token": await.Reveal(),
+	}, nil
+}
+
+func otpHash(id, otp string) string {
+	return string(agentkeys.HashSecret("agentkeys-otp\x00" + id + "\x00" + otp))
+}
+
+// lookupAuthRequest finds a request by pair code or id.
+func lookupAuthRequest(ctx context.Context, q store.Queries, pairCode, id string) (store.AuthRequest, error) {
+	var (
+		ar  store.AuthRequest
+		err error
+	)
+	switch {
+	case pairCode != "":
+		code, ok := authreq.NormalizePairCode(pairCode)
+		if !ok {
+			return ar, notFound("no auth request found for this pair code")
+		}
+		ar, err = q.AuthRequestByPairCode(ctx, code)
+	case id != "":
+		ar, err = q.AuthRequest(ctx, id)
+	default:
+		return ar, badRequest("pair_code (or request_id) required")
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return ar, notFound("no auth request found for this pair code")
+	}
+	return ar, err
+}
+
+// checkPending enforces expiry, state and binding for a master acting on a
+// request.
+func (s *Server) checkPending(ar store.AuthRequest, c *caller) error {
+	if !s.now().Before(ar.ExpiresAt) {
+		return jsonhttp.Errorf(http.StatusGone, KindExpired, "auth request expired")
+	}
+	switch ar.Status {
+	case store.AuthPending:
+	case store.AuthLocked:
+		return jsonhttp.Errorf(http.StatusConflict, kindLocked, "auth request locked after %d wrong OTPs; start pairing again", MaxOTPAttempts)
+	default:
+		return jsonhttp.Errorf(http.StatusConflict, KindConflict, "auth request already %s", ar.Status)
+	}
+	if ar.ParentWallet != "" && ar.ParentWallet != c.addr() {
+		return denied("this auth request is bound to another wallet")
+	}
+	return nil
+}
+
+type fetchResponse struct {
+	ID              string           `json:"id"`
+	PairCode        string           `json:"pair_code"`
+	RequestType     string           `json:"request_type"`
+	RequestDetails  string           `json:"request_details"`
+	Description     string           `json:"description"`
+	RequestedScope  *agentkeys.Scope `json:"requested_scope,omitempty"`
+	IdentityType    string           `json:"identity_type,omitempty"`
+	IdentityValue   string           `json:"identity_value,omitempty"`
+	AgentID         string           `json:"agent_id,omitempty"`
+	ChildPubkey     string           `json:"child_pubkey"`
+	Status          string           `json:"status"`
+	CreatedAt       int64            `json:"created_at"`
+	ExpiresAt       int64            `json:"expires_at"`
+	OTPAttemptsLeft int              `json:"otp_attempts_left"`
+}
+
+// fetchAuthRequest shows a master what a pending request asks for. It never
+// returns the OTP: the master must type the one the daemon shows.
+func (s *Server) fetchAuthRequest(r *http.Request, c *caller) (any, error) {
+	if err := s.limitCaller(c, s.approveLimit); err != nil {
+		return nil, err
+	}
+	ar, err := lookupAuthRequest(r.Context(), s.store, r.URL.Query().Get("pair_code"), r.URL.Query().Get("request_id"))
+	if err != nil {
+		return nil, err
+	}
+	if err := s.checkPending(ar, c); err != nil {
+		return nil, err
+	}
+	d, err := authreq.Decode(ar.Type, ar.Details)
+	if err != nil {
+		return nil, err // validated at open; a failure here is internal
+	}
+	out := fetchResponse{
+		ID: ar.ID, PairCode: authreq.FormatPairCode(ar.PairCode), RequestType: ar.Type,
+		RequestDetails: base64.StdEncoding.EncodeToString(ar.Details), Description: d.Describe(),
+		IdentityType: ar.IdentityType, IdentityValue: ar.IdentityValue,
+		ChildPubkey: base64.StdEncoding.EncodeToString(ar.ChildPubkey), Status: string(ar.Status),
+		CreatedAt: ar.CreatedAt.Unix(), ExpiresAt: ar.ExpiresAt.Unix(), OTPAttemptsLeft: MaxOTPAttempts - ar.FailedAttempts,
+	}
+	switch ar.Type {
+	case authreq.TypePair:
+		out.RequestedScope, _ = (&agentkeys.Scope{Services: d.RequestedScope.Services, ReadOnly: d.RequestedScope.ReadOnly}).Normalize()
+	case authreq.TypeScopeChange:
+		out.AgentID = d.AgentID
+		out.RequestedScope, _ = (&agentkeys.Scope{Services: d.NewScope.Services, ReadOnly: d.NewScope.ReadOnly}).Normalize()
+	}
+	return out, nil
+}
+
+// approveAuthRequest checks the OTP the master typed and carries the
+// request out: a Pair mints an agent wallet under the master with the
+// requested scope (never wider than the master's); a Recover mints a new
+// session on a wallet the master already owns; a ScopeChange sets a
+// descendant's scope. The approval is single-use: the state moves from
+// pending exactly once, inside one transaction.
+func (s *Server) approveAuthRequest(r *http.Request, c *caller) (any, error) {
+	if err := s.limitCaller(c, s.approveLimit); err != nil {
+		return nil, err
+	}
+	ctx := r.Context()
+	var req struct {
+		PairCode  string `json:"pair_code"`
+		RequestID string `json:"request_id"`
+		OTP       string `json:"otp"`
+	}
+	if err := decode(r, &req, smallBody); err != nil {
+		return nil, err
+	}
+	if req.OTP == "" {
+		return nil, badRequest("otp required: type the 6-digit code the daemon shows")
+	}
+	if !c.scope.CanWrite() {
+		return nil, denied("a read-only session cannot approve requests")
+	}
+	var (
+		result   store.AuthRequest
+		badOTP   bool
+		attempts int
+	)
+	err := s.store.Tx(ctx, func(q store.Queries) error {
+		ar, err := lookupAuthRequest(ctx, q, req.PairCode, req.RequestID)
+		if err != nil {
+			return err
+		}
+		if err := s.checkPending(ar, c); err != nil {
+			return err
+		}
+		if !agentkeys.TokenHash(ar.OTPHash).Equal(agentkeys.TokenHash(otpHash(ar.ID, req.OTP))) {
+			// Count the miss and commit it; the error is returned after.
+			ar.FailedAttempts++
+			if ar.FailedAttempts >= MaxOTPAttempts {
+				ar.Status = store.AuthLocked
+				ar.DecidedAt = s.now()
+			}
+			badOTP, attempts, result = true, ar.FailedAttempts, ar
+			if err := q.UpdateAuthRequest(ctx, ar); err != nil {
+				return err
+			}
+			res := resultBadOTP
+			if ar.Status == store.AuthLocked {
+				res = resultLocked
+			}
+			return s.audit(ctx, q, c.addr(), c.addr(), agentkeys.AuditWildcard, actionAuthOTP, res)
+		}
+		d, err := authreq.Decode(ar.Type, ar.Details)
+		if err != nil {
+			return err
+		}
+		now := s.now()
+		switch ar.Type {
+		case authreq.TypePair:
+			err = s.approvePair(ctx, q, c, &ar, d)
+		case authreq.TypeRecover:
+			err = s.approveRecover(ctx, q, c, &ar)
+		case authreq.TypeScopeChange:
+			err = s.approveScopeChange(ctx, q, c, &ar, d)
+		default:
+			err = badRequest("request_type %q cannot be approved", ar.Type)
+		}
+		if err != nil {
+			return err
+		}
+		ar.Status, ar.ApproverWallet, ar.DecidedAt = store.AuthApproved, c.addr(), now
+		if err := q.UpdateAuthRequest(ctx, ar); err != nil {
+			return err
+		}
+		result = ar
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.notify(result.ID)
+	if badOTP {
+		if result.Status == store.AuthLocked {
+			return nil, jsonhttp.Errorf(http.StatusConflict, kindLocked, "wrong OTP; the request is now locked after %d attempts — start pairing again", MaxOTPAttempts)
+		}
+		return nil, denied("wrong OTP (%d attempts left)", MaxOTPAttempts-attempts)
+	}
+	return map[string]any{"ok": true, "request_id": result.ID, "status": "approved", "wallet": result.ResultWallet}, nil
+}
+
+// mintSession creates a session on w minted by the caller's session, seals
+// its token into ar for a single delivery, and returns nothing else: the
+// token leaves the server only through await.
+func (s *Server) mintSession(ctx context.Context, q store.Queries, c *caller, ar *store.AuthRequest, w agentkeys.Wallet) error {
+	now := s.now()
+	expires := now.Add(s.ttl)
+	if expires.After(c.session.ExpiresAt) {
+		expires = c.session.ExpiresAt
+	}
+	tok := agentkeys.NewToken()
+	if err := q.InsertSession(ctx, store.Session{TokenHash: tok.Hash(), Wallet: w, ParentHash: c.session.TokenHash, CreatedAt: now, ExpiresAt: expires}); err != nil {
+		return err
+	}
+	sealed, err := s.sealer.Seal([]byte(tok.Reveal()), sessionAAD(ar.ID))
+	if err != nil {
+		return err
+	}
+	ar.SealedSession, ar.ResultWallet = sealed, w
+	return nil
+}
+
+func sessionAAD(id string) []byte { return seal.AAD("agentkeys-authreq-session-v1", id) }
+
+func (s *Server) approvePair(ctx context.Context, q store.Queries, c *caller, ar *store.AuthRequest, d authreq.Request) error {
+	scope, err := (&agentkeys.Scope{Services: d.RequestedScope.Services, ReadOnly: d.RequestedScope.ReadOnly}).Normalize()
+	if err != nil {
+		return badRequest("requested scope: %v", err)
+	}
+	if !scope.Within(c.scope) {
+		return denied("the requested scope is wider than the approver's scope")
+	}
+	child := store.Wallet{Address: agentkeys.NewWallet(), Kind: store.KindAgent, Parent: c.addr(), Scope: scope, CreatedAt: s.now()}
+	if err := q.InsertWallet(ctx, child); err != nil {
+		return err
+	}
+	if err := s.mintSession(ctx, q, c, ar, child.Address); err != nil {
+		return err
+	}
+	return s.audit(ctx, q, c.addr(), child.Address, agentkeys.AuditWildcard, actionPairApprove, agentkeys.ResultOK)
+}
+
+func (s *Server) approveRecover(ctx context.Context, q store.Queries, c *caller, ar *store.AuthRequest) error {
+	target, err := s.resolveIdentity(ctx, q, ar.IdentityType, ar.IdentityValue)
+	if err != nil {
+		var apiErr *jsonhttp.Error
+		if errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound {
+			// Same answer as a foreign wallet: no identity oracle.
+			return denied("session does not own the wallet to recover")
+		}
+		return err
+	}
+	tw, owned, err := s.target(ctx, q, c, target)
+	if err != nil {
+		return err
+	}
+	if !owned {
+		s.auditDenialTx(ctx, c.addr(), target, actionRecoverApprove)
+		return denied("session does not own the wallet to recover")
+	}
+	if tw.TornDown {
+		return notFound("the wallet to recover was torn down")
+	}
+	if err := s.mintSession(ctx, q, c, ar, target); err != nil {
+		return err
+	}
+	return s.audit(ctx, q, c.addr(), target, agentkeys.AuditWildcard, actionRecoverApprove, agentkeys.ResultOK)
+}
+
+func (s *Server) approveScopeChange(ctx context.Context, q store.Queries, c *caller, ar *store.AuthRequest, d authreq.Request) error {
+	agent, err := agentkeys.ParseWallet(d.AgentID)
+	if err != nil {
+		return badRequest("agent_id: %v", err)
+	}
+	if agent == c.addr() {
+		return badRequest("a session cannot approve a change of its own scope")
+	}
+	tw, owned, err := s.target(ctx, q, c, agent)
+	if err != nil {
+		return err
+	}
+	if !owned || tw.TornDown {
+		return denied("session does not own agent %s", agent)
+	}
+	scope, err := (&agentkeys.Scope{Services: d.NewScope.Services, ReadOnly: d.NewScope.ReadOnly}).Normalize()
+	if err != nil {
+		return badRequest("new scope: %v", err)
+	}
+	if !scope.Within(c.scope) {
+		return denied("the requested scope is wider than the approver's scope")
+	}
+	if err := q.SetScope(ctx, agent, scope); err != nil {
+		return err
+	}
+	ar.ResultWallet = agent
+	return s.audit(ctx, q, c.addr(), agent, agentkeys.AuditWildcard, actionScopeApprove, agentkeys.ResultOK)
+}
+
+// auditDenialTx records a denial decided inside a transaction that is about
+// to roll back, so it is written outside it, after.
+func (s *Server) auditDenialTx(ctx context.Context, owner, agent agentkeys.Wallet, action string) {
+	go s.auditDenial(context.WithoutCancel(ctx), owner, agent, agentkeys.AuditWildcard, action, agentkeys.ResultDenied)
+}
+
+// denyAuthRequest lets the master refuse a request outright.
+func (s *Server) denyAuthRequest(r *http.Request, c *caller) (any, error) {
+	ctx := r.Context()
+	var req struct {
+		PairCode  string `json:"pair_code"`
+		RequestID string `json:"request_id"`
+	}
+	if err := decode(r, &req, smallBody); err != nil {
+		return nil, err
+	}
+	var id string
+	err := s.store.Tx(ctx, func(q store.Queries) error {
+		ar, err := lookupAuthRequest(ctx, q, req.PairCode, req.RequestID)
+		if err != nil {
+			return err
+		}
+		if err := s.checkPending(ar, c); err != nil {
+			return err
+		}
+		ar.Status, ar.ApproverWallet, ar.DecidedAt = store.AuthDenied, c.addr(), s.now()
+		id = ar.ID
+		if err := q.UpdateAuthRequest(ctx, ar); err != nil {
+			return err
+		}
+		return s.audit(ctx, q, c.addr(), c.addr(), agentkeys.AuditWildcard, actionAuthDeny, agentkeys.ResultOK)
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.notify(id)
+	return map[string]any{"ok": true, "request_id": id, "status": "denied"}, nil
+}
+
+// awaitAuthDecision long-polls for the decision. Only the opener can call
+// it: it must present the await token from open as its bearer. An approved
+// session is handed out exactly once and then wiped from the server.
+func (s *Server) awaitAuthDecision(r *http.Request) (any, error) {
+	ctx := r.Context()
+	id := r.URL.Query().Get("request_id")
+	if id == "" {
+		return nil, badRequest("request_id required")
+	}
+	tok, err := bearer(r)
+	if err != nil {
+		return nil, unauthorized("await needs the await_token returned by open as its bearer")
+	}
+	deadline := time.NewTimer(s.awaitWindow)
+	defer deadline.Stop()
+	for {
+		wake := s.waiter(id)
+		out, done, err := s.awaitOnce(ctx, id, tok)
+		if err != nil || done {
+			s.unwait(id, wake)
+			return out, err
+		}
+		select {
+		case <-wake:
+		case <-time.After(s.pollEvery):
+		case <-deadline.C:
+			s.unwait(id, wake)
+			return map[string]any{"status": "timeout", "request_id": id, "decision": nil}, nil
+		case <-ctx.Done():
+			s.unwait(id, wake)
+			return nil, ctx.Err()
+		}
+		s.unwait(id, wake)
+	}
+}
+
+func (s *Server) awaitOnce(ctx context.Context, id string, tok agentkeys.Token) (any, bool, error) {
+	var out any
+	done := false
+	err := s.store.Tx(ctx, func(q store.Queries) error {
+		ar, err := q.AuthRequest(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return notFound("auth request not found")
+		}
+		if err != nil {
+			return err
+		}
+		if !ar.AwaitHash.Equal(tok.Hash()) {
+			return unauthorized("await token does not match this request")
+		}
+		switch ar.Status {
+		case store.AuthPending:
+			if !s.now().Before(ar.ExpiresAt) {
+				return jsonhttp.Errorf(http.StatusGone, KindExpired, "auth request expired before approval")
+			}
+			return nil
+		case store.AuthDenied, store.AuthLocked:
+			done = true
+			out = map[string]any{"status": string(ar.Status), "request_id": id, "approved": false}
+			return nil
+		case store.AuthDelivered:
+			return jsonhttp.Errorf(http.StatusConflict, KindConflict, "auth request already awaited")
+		}
+		done = true
+		resp := map[string]any{"status": "approved", "request_id": id, "approved": true, "wallet": ar.ResultWallet, "session": nil}
+		if ar.SealedSession != nil {
+			raw, err := s.sealer.Open(ar.SealedSession, sessionAAD(ar.ID))
+			if err != nil {
+				return err
+			}
+			st, err := agentkeys.ParseToken(string(raw))
+			if err != nil {
+				return err
+			}
+			sess, err := q.Session(ctx, st.Hash())
+			if err != nil {
+				return err
+			}
+			resp["session"] = map[string]any{"token": st.Reveal(), "wallet": sess.Wallet, "expires_at": sess.ExpiresAt.Unix()}
+		}
+		ar.Status, ar.SealedSession = store.AuthDelivered, nil
+		if err := q.UpdateAuthRequest(ctx, ar); err != nil {
+			return err
+		}
+		out = resp
+		return nil
+	})
+	return out, done, err
+}
+
+// waiter registers interest in a request's decision on this replica.
+// Replicas that do not see the approval fall back to polling.
+func (s *Server) waiter(id string) chan struct{} {
+	ch := make(chan struct{})
+	s.waitMu.Lock()
+	s.waiters[id] = append(s.waiters[id], ch)
+	s.waitMu.Unlock()
+	return ch
+}
+
+func (s *Server) unwait(id string, ch chan struct{}) {
+	s.waitMu.Lock()
+	defer s.waitMu.Unlock()
+	list := s.waiters[id]
+	for i, c := range list {
+		if c == ch {
+			list = append(list[:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(s.waiters, id)
+	} else {
+		s.waiters[id] = list
+	}
+}
+
+func (s *Server) notify(id string) {
+	s.waitMu.Lock()
+	defer s.waitMu.Unlock()
+	for _, ch := range s.waiters[id] {
+		close(ch)
+	}
+	delete(s.waiters, id)
+}
+
+// recoverSession is the original's proof-free recovery; it now refuses and
+// points at the approval flow (SPEC §3 item 2).
+func (s *Server) recoverSession(r *http.Request) (any, error) {
+	var req struct {
+		IdentityType  string `json:"identity_type"`
+		IdentityValue string `json:"identity_value"`
+		Method        string `json:"method"`
+	}
+	if err := decode(r, &req, smallBody); err != nil {
+		return nil, err
+	}
+	if req.IdentityType == "" || req.IdentityValue == "" || req.Method == "" {
+		return nil, badRequest("identity_type, identity_value and method required")
+	}
+	return nil, badRequest("recovery by %q needs a verified factor this backend does not offer; recover through master approval (a Recover auth request approved by a live session of the owning wallet)", truncateStr(req.Method))
+}
+
+func (s *Server) limitIP(r *http.Request, l *ratelimit.Limiter) error {
+	if ok, wait := l.Allow(ratelimit.ClientIP(r)); !ok {
+		e := jsonhttp.Errorf(http.StatusTooManyRequests, KindRateLimited, "too many requests; retry later")
+		e.RetryAfter = ratelimit.RetryAfterSeconds(wait)
+		return e
+	}
+	return nil
+}
+
+func (s *Server) limitCaller(c *caller, l *ratelimit.Limiter) error {
+	if ok, wait := l.Allow(string(c.session.TokenHash)); !ok {
+		e := jsonhttp.Errorf(http.StatusTooManyRequests, KindRateLimited, "too many attempts; retry later")
+		e.RetryAfter = ratelimit.RetryAfterSeconds(wait)
+		return e
+	}
+	return nil
+}
+
+func truncateStr(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "…"
+	}
+	return s
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}

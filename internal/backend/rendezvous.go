@@ -1,0 +1,207 @@
+package backend
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/authreq"
+	"github.com/agentkeys/agentkeys/internal/jsonhttp"
+	"github.com/agentkeys/agentkeys/internal/store"
+)
+
+// The rendezvous relay carries one opaque payload (e.g. sealed to the
+// daemon's key) from the master who approved a request to the daemon that
+// opened it. Unlike the original, a slot can only be registered by the
+// opener of a live auth request (no pair-code squatting) and only filled by
+// the master who approved that request.
+
+// Rendezvous error kinds of the original.
+const (
+	kindNoMatch          = "NO_MATCH"
+	kindAlreadyDelivered = "ALREADY_DELIVERED"
+	maxRendezvousPayload = 4 << 10
+)
+
+func (s *Server) registerRendezvous(r *http.Request) (any, error) {
+	ctx := r.Context()
+	if err := s.limitIP(r, s.openLimit); err != nil {
+		return nil, err
+	}
+	var req struct {
+		DaemonPubkey string `json:"daemon_pubkey"`
+		PairCode     string `json:"pair_code"`
+	}
+	if err := decode(r, &req, smallBody); err != nil {
+		return nil, err
+	}
+	if req.DaemonPubkey == "" || req.PairCode == "" {
+		return nil, badRequest("daemon_pubkey and pair_code required")
+	}
+	pub, err := base64.StdEncoding.DecodeString(req.DaemonPubkey)
+	if err != nil || len(pub) == 0 || len(pub) > 256 {
+		return nil, badRequest("daemon_pubkey must be standard base64 (1 to 256 bytes)")
+	}
+	await, err := bearer(r)
+	if err != nil {
+		return nil, unauthorized("register needs the await_token of the auth request as its bearer")
+	}
+	tok := agentkeys.NewToken()
+	var slot store.Rendezvous
+	err = s.store.Tx(ctx, func(q store.Queries) error {
+		ar, err := lookupAuthRequest(ctx, q, req.PairCode, "")
+		if err != nil {
+			return err
+		}
+		if !ar.AwaitHash.Equal(await.Hash()) {
+			return unauthorized("await token does not match this pair code")
+		}
+		if !s.now().Before(ar.ExpiresAt) {
+			return jsonhttp.Errorf(http.StatusGone, KindExpired, "auth request expired")
+		}
+		slot = store.Rendezvous{PairCode: ar.PairCode, TokenHash: tok.Hash(), DaemonPubkey: pub, CreatedAt: s.now(), ExpiresAt: ar.ExpiresAt}
+		if err := q.InsertRendezvous(ctx, slot); err != nil {
+			if errors.Is(err, store.ErrConflict) {
+				return conflict("pair code already registered")
+			}
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"registration_token": tok.Reveal(), "expires_at": slot.ExpiresAt.Unix()}, nil
+}
+
+// pollRendezvous long-polls for the payload. The registration token may come
+// as a bearer (preferred: it stays out of proxy logs) or as ?token=.
+func (s *Server) pollRendezvous(r *http.Request) (any, error) {
+	ctx := r.Context()
+	raw := r.URL.Query().Get("token")
+	if raw == "" {
+		t, err := bearer(r)
+		if err != nil {
+			return nil, badRequest("registration token required (bearer or ?token=)")
+		}
+		raw = t.Reveal()
+	}
+	tok, err := agentkeys.ParseToken(raw)
+	if err != nil {
+		return nil, notFound("registration not found")
+	}
+	deadline := time.NewTimer(s.awaitWindow)
+	defer deadline.Stop()
+	for {
+		out, done, key, err := s.pollOnce(ctx, tok)
+		if err != nil || done {
+			return out, err
+		}
+		wake := s.waiter(key)
+		// Re-check after subscribing so a delivery in between is not missed.
+		if out, done, _, err := s.pollOnce(ctx, tok); err != nil || done {
+			s.unwait(key, wake)
+			return out, err
+		}
+		select {
+		case <-wake:
+		case <-time.After(s.pollEvery):
+		case <-deadline.C:
+			s.unwait(key, wake)
+			return map[string]any{"payload": nil, "status": "timeout"}, nil
+		case <-ctx.Done():
+			s.unwait(key, wake)
+			return nil, ctx.Err()
+		}
+		s.unwait(key, wake)
+	}
+}
+
+func (s *Server) pollOnce(ctx context.Context, tok agentkeys.Token) (any, bool, string, error) {
+	var (
+		out  any
+		done bool
+		key  string
+	)
+	err := s.store.Tx(ctx, func(q store.Queries) error {
+		slot, err := q.RendezvousByToken(ctx, tok.Hash())
+		if errors.Is(err, store.ErrNotFound) {
+			return notFound("registration not found")
+		}
+		if err != nil {
+			return err
+		}
+		key = "rv:" + slot.PairCode
+		if slot.Consumed {
+			return conflict("registration already consumed")
+		}
+		if !slot.Delivered {
+			if !s.now().Before(slot.ExpiresAt) {
+				return jsonhttp.Errorf(http.StatusGone, KindExpired, "registration expired")
+			}
+			return nil
+		}
+		done = true
+		out = map[string]any{"payload": base64.StdEncoding.EncodeToString(slot.Payload), "status": "delivered"}
+		slot.Consumed, slot.Payload = true, nil
+		return q.UpdateRendezvous(ctx, slot)
+	})
+	return out, done, key, err
+}
+
+func (s *Server) deliverRendezvous(r *http.Request, c *caller) (any, error) {
+	ctx := r.Context()
+	var req struct {
+		PairCode string `json:"pair_code"`
+		Payload  string `json:"payload"`
+	}
+	if err := decode(r, &req, 2*maxRendezvousPayload); err != nil {
+		return nil, err
+	}
+	if req.PairCode == "" || req.Payload == "" {
+		return nil, badRequest("pair_code and payload required")
+	}
+	payload, err := base64.StdEncoding.DecodeString(req.Payload)
+	if err != nil || len(payload) > maxRendezvousPayload {
+		return nil, badRequest("payload must be standard base64 of at most %d bytes", maxRendezvousPayload)
+	}
+	code, ok := authreq.NormalizePairCode(req.PairCode)
+	if !ok {
+		return nil, jsonhttp.Errorf(http.StatusNotFound, kindNoMatch, "no registration for this pair code")
+	}
+	err = s.store.Tx(ctx, func(q store.Queries) error {
+		slot, err := q.Rendezvous(ctx, code)
+		if errors.Is(err, store.ErrNotFound) {
+			return jsonhttp.Errorf(http.StatusNotFound, kindNoMatch, "no registration for this pair code")
+		}
+		if err != nil {
+			return err
+		}
+		ar, err := q.AuthRequestByPairCode(ctx, code)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && ar.ApproverWallet != c.addr()) {
+			return denied("only the master who approved this request can deliver to it")
+		}
+		if err != nil {
+			return err
+		}
+		if ar.Status != store.AuthApproved && ar.Status != store.AuthDelivered {
+			return denied("only the master who approved this request can deliver to it")
+		}
+		if !s.now().Before(slot.ExpiresAt) {
+			return jsonhttp.Errorf(http.StatusGone, KindExpired, "registration expired")
+		}
+		if slot.Delivered {
+			return jsonhttp.Errorf(http.StatusConflict, kindAlreadyDelivered, "payload already delivered")
+		}
+		slot.Payload, slot.Delivered = payload, true
+		return q.UpdateRendezvous(ctx, slot)
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.notify("rv:" + code)
+	return map[string]bool{"ok": true}, nil
+}
