@@ -490,3 +490,62 @@ func TestRendezvousRelay(t *testing.T) {
 		t.Fatalf("deliver to unknown code → %d %v", status, b)
 	}
 }
+
+// TestPairThroughTheClient drives the same flow through backendclient, the
+// way the daemon and the CLI do.
+func TestPairThroughTheClient(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.AwaitWindow = 100 * time.Millisecond; o.MockInbox = true })
+	m := e.master("alice")
+	if err := e.client.LinkIdentity(ctx, m.Token, "alias", "alice-laptop", ""); err != nil {
+		t.Fatal(err)
+	}
+	parent, err := e.client.ResolveIdentity(ctx, "alias", "alice-laptop")
+	if err != nil || parent != m.Wallet {
+		t.Fatalf("resolve = %s, %v", parent, err)
+	}
+	pub, _, _ := ed25519.GenerateKey(rand.Reader)
+	details, _ := authreq.Encode(pairReq("openrouter"))
+	o, err := e.client.OpenAuthRequest(ctx, backendclient.OpenRequest{ChildPubkey: pub, RequestType: authreq.TypePair, RequestDetails: details, ParentWallet: parent})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, err := e.client.AwaitAuthDecision(ctx, o); err != nil || d.Status != "timeout" {
+		t.Fatalf("await before approval = %+v, %v", d, err)
+	}
+	p, err := e.client.FetchAuthRequest(ctx, m.Token, o.PairCode)
+	if err != nil || p.RequestedScope == nil || p.RequestedScope.Services[0] != "openrouter" || p.OTPAttemptsLeft != MaxOTPAttempts {
+		t.Fatalf("fetch = %+v, %v", p, err)
+	}
+	_, err = e.client.ApproveAuthRequest(ctx, m.Token, o.PairCode, wrongOTP(o.OTP))
+	wantStatus(t, err, 403)
+	ap, err := e.client.ApproveAuthRequest(ctx, m.Token, o.PairCode, o.OTP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := e.client.AwaitAuthDecision(ctx, o)
+	if err != nil || d.Status != "approved" || d.Session == nil || d.Session.Wallet != ap.Wallet {
+		t.Fatalf("decision = %+v, %v", d, err)
+	}
+	addr, err := e.client.ProvisionInbox(ctx, d.Session.Token, d.Session.Wallet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.client.DeliverMail(ctx, addr, "noreply@example.com", "Your code", "123456"); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := e.client.InboxMessages(ctx, d.Session.Token, addr, time.Time{})
+	if err != nil || len(msgs) != 1 || msgs[0].Body != "123456" {
+		t.Fatalf("messages = %+v, %v", msgs, err)
+	}
+	list, err := e.client.ListInboxes(ctx, m.Token, d.Session.Wallet)
+	if err != nil || len(list) != 1 || list[0] != addr {
+		t.Fatalf("inboxes = %v, %v", list, err)
+	}
+	o2, _ := e.client.OpenAuthRequest(ctx, backendclient.OpenRequest{ChildPubkey: pub, RequestType: authreq.TypePair, RequestDetails: details})
+	if err := e.client.DenyAuthRequest(ctx, m.Token, o2.PairCode); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := e.client.AwaitAuthDecision(ctx, o2); d.Status != "denied" || d.Session != nil {
+		t.Fatalf("denied decision = %+v", d)
+	}
+}

@@ -1,0 +1,214 @@
+package backendclient
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/agentkeys/agentkeys/internal/agentkeys"
+)
+
+// OpenRequest asks the backend to open an auth request (a daemon does this
+// before it has any session).
+type OpenRequest struct {
+	ChildPubkey    []byte
+	RequestType    string
+	RequestDetails []byte // canonical CBOR (authreq.Encode)
+	ParentWallet   agentkeys.Wallet
+	IdentityType   string
+	IdentityValue  string
+}
+
+// Opened is the answer to OpenAuthRequest. OTP and PairCode are shown to
+// the human; AwaitToken is the opener's proof and must stay secret.
+type Opened struct {
+	ID         string
+	OTP        string
+	PairCode   string
+	TTL        time.Duration
+	ExpiresAt  time.Time
+	AwaitToken agentkeys.Token
+}
+
+// OpenAuthRequest opens a pair, recover or scope-change request.
+func (c *Client) OpenAuthRequest(ctx context.Context, r OpenRequest) (Opened, error) {
+	in := map[string]string{
+		"child_pubkey":    base64.StdEncoding.EncodeToString(r.ChildPubkey),
+		"request_type":    r.RequestType,
+		"request_details": base64.StdEncoding.EncodeToString(r.RequestDetails),
+	}
+	if r.ParentWallet != "" {
+		in["parent_wallet"] = string(r.ParentWallet)
+	}
+	if r.IdentityType != "" {
+		in["identity_type"], in["identity_value"] = r.IdentityType, r.IdentityValue
+	}
+	var out struct {
+		ID         string `json:"id"`
+		OTP        string `json:"otp"`
+		PairCode   string `json:"pair_code"`
+		TTLSeconds int64  `json:"ttl_seconds"`
+		ExpiresAt  int64  `json:"expires_at"`
+		AwaitToken string `json:"await_token"`
+	}
+	if err := c.do(ctx, "open auth request", http.MethodPost, "/auth-request/open", nil, "", in, &out); err != nil {
+		return Opened{}, err
+	}
+	tok, err := agentkeys.ParseToken(out.AwaitToken)
+	if err != nil {
+		return Opened{}, &TransportError{Op: "open auth request", Err: errors.New("backend returned a malformed await token")}
+	}
+	return Opened{ID: out.ID, OTP: out.OTP, PairCode: out.PairCode, TTL: time.Duration(out.TTLSeconds) * time.Second,
+		ExpiresAt: time.Unix(out.ExpiresAt, 0), AwaitToken: tok}, nil
+}
+
+// PendingRequest is what a master sees before approving.
+type PendingRequest struct {
+	ID              string           `json:"id"`
+	PairCode        string           `json:"pair_code"`
+	RequestType     string           `json:"request_type"`
+	Description     string           `json:"description"`
+	RequestedScope  *agentkeys.Scope `json:"requested_scope,omitempty"`
+	IdentityType    string           `json:"identity_type,omitempty"`
+	IdentityValue   string           `json:"identity_value,omitempty"`
+	AgentID         string           `json:"agent_id,omitempty"`
+	Status          string           `json:"status"`
+	CreatedAt       int64            `json:"created_at"`
+	ExpiresAt       int64            `json:"expires_at"`
+	OTPAttemptsLeft int              `json:"otp_attempts_left"`
+}
+
+// FetchAuthRequest shows a pending request by its pair code.
+func (c *Client) FetchAuthRequest(ctx context.Context, tok agentkeys.Token, pairCode string) (PendingRequest, error) {
+	var out PendingRequest
+	err := c.do(ctx, "fetch auth request", http.MethodGet, "/auth-request/fetch", url.Values{"pair_code": {pairCode}}, tok, nil, &out)
+	return out, err
+}
+
+// Approval is the result of ApproveAuthRequest.
+type Approval struct {
+	RequestID string           `json:"request_id"`
+	Status    string           `json:"status"`
+	Wallet    agentkeys.Wallet `json:"wallet"`
+}
+
+// ApproveAuthRequest approves a request with the OTP the daemon shows.
+func (c *Client) ApproveAuthRequest(ctx context.Context, tok agentkeys.Token, pairCode, otp string) (Approval, error) {
+	var out Approval
+	err := c.do(ctx, "approve auth request", http.MethodPost, "/auth-request/approve", nil, tok, map[string]string{"pair_code": pairCode, "otp": otp}, &out)
+	return out, err
+}
+
+// DenyAuthRequest refuses a request.
+func (c *Client) DenyAuthRequest(ctx context.Context, tok agentkeys.Token, pairCode string) error {
+	return c.do(ctx, "deny auth request", http.MethodPost, "/auth-request/deny", nil, tok, map[string]string{"pair_code": pairCode}, nil)
+}
+
+// Decision is the outcome of an auth request as its opener sees it.
+type Decision struct {
+	// Status is "approved", "denied", "locked" or "timeout" (the server's
+	// long-poll window ended; ask again).
+	Status  string
+	Wallet  agentkeys.Wallet
+	Session *Session // set for approved Pair and Recover requests
+}
+
+// AwaitAuthDecision long-polls once for the decision (the server answers
+// within its window, ~25 s). Call it again on "timeout".
+func (c *Client) AwaitAuthDecision(ctx context.Context, o Opened) (Decision, error) {
+	var out struct {
+		Status  string           `json:"status"`
+		Wallet  agentkeys.Wallet `json:"wallet"`
+		Session *struct {
+			Token     string           `json:"token"`
+			Wallet    agentkeys.Wallet `json:"wallet"`
+			ExpiresAt int64            `json:"expires_at"`
+		} `json:"session"`
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout+longPoll)
+		defer cancel()
+	}
+	if err := c.do(ctx, "await auth decision", http.MethodGet, "/auth-request/await", url.Values{"request_id": {o.ID}}, o.AwaitToken, nil, &out); err != nil {
+		return Decision{}, err
+	}
+	d := Decision{Status: out.Status, Wallet: out.Wallet}
+	if out.Session != nil {
+		s, err := sessionJSON{Session: out.Session.Token, Wallet: out.Session.Wallet, ExpiresAt: out.Session.ExpiresAt}.session("await auth decision")
+		if err != nil {
+			return Decision{}, err
+		}
+		d.Session = &s
+	}
+	return d, nil
+}
+
+// longPoll is the extra time a long-poll call may take beyond the normal
+// request timeout.
+const longPoll = 35 * time.Second
+
+// LinkIdentity names wallet (or the caller's own, if empty) by an alias,
+// e-mail or ENS name.
+func (c *Client) LinkIdentity(ctx context.Context, tok agentkeys.Token, typ, value string, wallet agentkeys.Wallet) error {
+	in := map[string]string{"identity_type": typ, "identity_value": value}
+	if wallet != "" {
+		in["wallet_address"] = string(wallet)
+	}
+	return c.do(ctx, "link identity", http.MethodPost, "/identity/link", nil, tok, in, nil)
+}
+
+// ResolveIdentity returns the wallet a name points at (typ: alias, email,
+// ens or wallet).
+func (c *Client) ResolveIdentity(ctx context.Context, typ, value string) (agentkeys.Wallet, error) {
+	var out struct {
+		Wallet agentkeys.Wallet `json:"wallet_address"`
+	}
+	err := c.do(ctx, "resolve identity", http.MethodGet, "/identity/resolve", url.Values{"identity_type": {typ}, "identity_value": {value}}, "", nil, &out)
+	return out.Wallet, err
+}
+
+// ProvisionInbox creates a mock inbox for agent (dev backends only).
+func (c *Client) ProvisionInbox(ctx context.Context, tok agentkeys.Token, agent agentkeys.Wallet) (string, error) {
+	var out struct {
+		Address string `json:"address"`
+	}
+	err := c.do(ctx, "provision inbox", http.MethodPost, "/mock/inbox/provision", nil, tok, map[string]string{"agent_id": string(agent)}, &out)
+	return out.Address, err
+}
+
+// ListInboxes lists agent's mock inboxes.
+func (c *Client) ListInboxes(ctx context.Context, tok agentkeys.Token, agent agentkeys.Wallet) ([]string, error) {
+	var out []string
+	err := c.do(ctx, "list inboxes", http.MethodGet, "/mock/inbox/list", url.Values{"agent_id": {string(agent)}}, tok, nil, &out)
+	return out, err
+}
+
+// InboxMessage is one mock inbox message.
+type InboxMessage struct {
+	MsgID      string `json:"msg_id"`
+	From       string `json:"from"`
+	Subject    string `json:"subject"`
+	Body       string `json:"body"`
+	ReceivedAt int64  `json:"received_at"`
+}
+
+// InboxMessages lists messages received at or after since, newest first.
+func (c *Client) InboxMessages(ctx context.Context, tok agentkeys.Token, address string, since time.Time) ([]InboxMessage, error) {
+	q := url.Values{"address": {address}}
+	if !since.IsZero() {
+		q.Set("since", since.UTC().Format(time.RFC3339))
+	}
+	var out []InboxMessage
+	err := c.do(ctx, "inbox messages", http.MethodGet, "/mock/inbox/messages", q, tok, nil, &out)
+	return out, err
+}
+
+// DeliverMail puts a message into a mock inbox (what a mail provider does).
+func (c *Client) DeliverMail(ctx context.Context, address, from, subject, body string) error {
+	return c.do(ctx, "deliver mail", http.MethodPost, "/mock/inbox/deliver", nil, "",
+		map[string]string{"address": address, "from": from, "subject": subject, "body": body}, nil)
+}
