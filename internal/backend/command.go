@@ -87,6 +87,8 @@ then share the same --seal-key-file.`,
 	f.StringVar(&cfg.TLSCertFile, "tls-cert", env("AGENTKEYS_TLS_CERT", ""), "serve HTTPS with this certificate [AGENTKEYS_TLS_CERT]")
 	f.StringVar(&cfg.TLSKeyFile, "tls-key", env("AGENTKEYS_TLS_KEY", ""), "private key for --tls-cert [AGENTKEYS_TLS_KEY]")
 	f.BoolVar(&cfg.MockInbox, "mock-inbox", os.Getenv("AGENTKEYS_MOCK_INBOX") == "1", "serve the mock e-mail inbox for provisioner tests; its deliver route is unauthenticated, never enable in production [AGENTKEYS_MOCK_INBOX=1]")
+	f.StringVar(&cfg.LoginOIDCIssuer, "login-oidc-issuer", env("AGENTKEYS_LOGIN_OIDC_ISSUER", ""), "accept master logins only as ID tokens from this OpenID provider [AGENTKEYS_LOGIN_OIDC_ISSUER]")
+	f.StringVar(&cfg.LoginOIDCClientID, "login-oidc-client-id", env("AGENTKEYS_LOGIN_OIDC_CLIENT_ID", ""), "client id (audience) the ID tokens must carry [AGENTKEYS_LOGIN_OIDC_CLIENT_ID]")
 	f.StringVar(&logLevel, "log-level", env("AGENTKEYS_LOG_LEVEL", "info"), "debug, info, warn or error [AGENTKEYS_LOG_LEVEL]")
 	return cmd
 }

@@ -40,6 +40,10 @@ type Config struct {
 	TLSKeyFile      string
 	// MockInbox serves the unauthenticated /mock/inbox/* test scaffolding.
 	MockInbox bool
+	// LoginOIDCIssuer, when set, makes POST /session/create accept only ID
+	// tokens from this provider for LoginOIDCClientID.
+	LoginOIDCIssuer   string
+	LoginOIDCClientID string
 }
 
 // Running is a started backend.
@@ -99,11 +103,19 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Running, error) 
 	if err != nil {
 		return nil, err
 	}
+	var login LoginVerifier = MockLogin{}
+	if cfg.LoginOIDCIssuer != "" {
+		if login, err = NewOIDCLogin(ctx, cfg.LoginOIDCIssuer, cfg.LoginOIDCClientID); err != nil {
+			return nil, err
+		}
+	} else {
+		log.Warn("master login is in mock mode: any auth_token names an identity; pass --login-oidc-issuer for a shared deployment")
+	}
 	st, err := sqlstore.Open(ctx, dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
-	s, err := New(Options{Store: st, Sealer: sealer, Logger: log, SessionTTL: cfg.SessionTTL, LoginRate: cfg.LoginRate, MockInbox: cfg.MockInbox})
+	s, err := New(Options{Store: st, Sealer: sealer, Logger: log, SessionTTL: cfg.SessionTTL, LoginRate: cfg.LoginRate, MockInbox: cfg.MockInbox, Login: login})
 	if err != nil {
 		st.Close()
 		return nil, err

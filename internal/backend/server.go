@@ -73,6 +73,8 @@ type Options struct {
 	// route is unauthenticated). EmailDomain names its addresses.
 	MockInbox   bool
 	EmailDomain string
+	// Login verifies master identity assertions (default MockLogin).
+	Login LoginVerifier
 }
 
 // Server serves the backend API.
@@ -85,13 +87,14 @@ type Server struct {
 	login  *ratelimit.Limiter
 	mux    *http.ServeMux
 
-	authTTL      time.Duration
-	awaitWindow  time.Duration
-	pollEvery    time.Duration
-	openLimit    *ratelimit.Limiter // unauthenticated pairing routes, per IP
-	approveLimit *ratelimit.Limiter // fetch/approve, per session
-	mockInbox    bool
-	emailDomain  string
+	authTTL       time.Duration
+	awaitWindow   time.Duration
+	pollEvery     time.Duration
+	openLimit     *ratelimit.Limiter // unauthenticated pairing routes, per IP
+	approveLimit  *ratelimit.Limiter // fetch/approve, per session
+	mockInbox     bool
+	emailDomain   string
+	loginVerifier LoginVerifier
 
 	waitMu  sync.Mutex
 	waiters map[string][]chan struct{}
@@ -131,6 +134,10 @@ func New(o Options) (*Server, error) {
 		s.emailDomain = "agentkeys-email.io"
 	}
 	s.waiters = map[string][]chan struct{}{}
+	s.loginVerifier = o.Login
+	if s.loginVerifier == nil {
+		s.loginVerifier = MockLogin{}
+	}
 	s.routes()
 	return s, nil
 }

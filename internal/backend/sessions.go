@@ -19,10 +19,11 @@ type sessionResponse struct {
 	ExpiresAt int64            `json:"expires_at"`
 }
 
-// createSession logs a master in. In the default (mock) mode any non-empty
-// auth_token names an identity; the wallet is keyed on its SHA-256, so the
-// same identity always reaches the same wallet and the token itself is
-// never stored.
+// createSession logs a master in. The LoginVerifier decides what an
+// auth_token is worth: in the default (mock) mode any non-empty string names
+// an identity; with an OIDC login provider only a valid ID token does. The
+// wallet is keyed on a hash of the identity, so the same identity always
+// reaches the same wallet and the token itself is never stored.
 func (s *Server) createSession(r *http.Request) (any, error) {
 	if ok, wait := s.login.Allow(ratelimit.ClientIP(r)); !ok {
 		e := jsonhttp.Errorf(http.StatusTooManyRequests, KindRateLimited, "too many login attempts; retry later")
@@ -38,14 +39,15 @@ func (s *Server) createSession(r *http.Request) (any, error) {
 	if req.AuthToken == nil {
 		return nil, badRequest("auth_token required")
 	}
-	if *req.AuthToken == "" || *req.AuthToken == "invalid" || len(*req.AuthToken) > 4096 {
+	identity, err := s.loginVerifier.Verify(r.Context(), *req.AuthToken)
+	if err != nil {
 		return nil, unauthorized("invalid auth token")
 	}
-	login := string(agentkeys.HashSecret("mock-login\x00" + *req.AuthToken))
+	login := loginHash(identity)
 	now := s.now()
 	tok := agentkeys.NewToken()
 	var resp sessionResponse
-	err := s.store.Tx(r.Context(), func(q store.Queries) error {
+	err = s.store.Tx(r.Context(), func(q store.Queries) error {
 		w, err := q.WalletByLogin(r.Context(), login)
 		if errors.Is(err, store.ErrNotFound) {
 			w = store.Wallet{Address: agentkeys.NewWallet(), Kind: store.KindMaster, LoginHash: login, CreatedAt: now}
