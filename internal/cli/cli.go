@@ -1,0 +1,342 @@
+// Package cli is the master's command-line interface, agentkeys.
+//
+// Exit codes: 0 success; 1 failure (the backend refused, a file could not
+// be written, …); 2 usage error (unknown command or flag, wrong number of
+// arguments, an invalid flag value). `agentkeys run` exits with its child's
+// status (128+N when the child died of signal N; 127 when the command was
+// not found, 126 when it could not be executed).
+//
+// Errors go to stderr as "agentkeys: <message>", often followed by a
+// "hint:" line; no error, note or --verbose line ever contains a session
+// token, an identity assertion or a credential.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/agentkeys/agentkeys/internal/keychain"
+)
+
+// Version is the CLI's version string.
+var Version = "0.1.0-dev"
+
+// Environment variables the CLI reads.
+const (
+	EnvBackendURL = "AGENTKEYS_BACKEND_URL"
+	EnvBrokerURL  = "AGENTKEYS_BROKER_URL"
+	EnvAuthToken  = "AGENTKEYS_AUTH_TOKEN"
+	EnvProfile    = "AGENTKEYS_PROFILE"
+)
+
+// DefaultBackendURL is where the backend listens by default (SPEC §2).
+const DefaultBackendURL = "http://127.0.0.1:8090"
+
+// App is one invocation of the CLI: its streams, global flags and lazily
+// opened session store. Commands added from other files of this package
+// (such as `agentkeys dev`) receive it.
+type App struct {
+	In  *os.File
+	Out io.Writer
+	Err io.Writer
+
+	// Global flags.
+	BackendFlag string // --backend; empty when not given
+	BrokerURL   string // --broker-url / AGENTKEYS_BROKER_URL
+	JSON        bool   // --json
+	Profile     string // --profile / AGENTKEYS_PROFILE, default "default"
+	Verbose     bool   // --verbose
+
+	// Seams for tests of the terminal paths.
+	isTerminal   func(fd int) bool
+	readPassword func(fd int) ([]byte, error)
+
+	store   *keychain.Store
+	hc      *http.Client
+	entered bool // a command's RunE started: later errors are failures, not usage errors
+}
+
+// extraCommands are added to the root command by other files of this
+// package, e.g. internal/cli/dev.go:
+//
+//	func init() { extraCommands = append(extraCommands, newDevCmd) }
+//
+//	func newDevCmd(a *App) *cobra.Command {
+//		return &cobra.Command{Use: "dev", Args: exactArgs(0, "none"),
+//			RunE: func(cmd *cobra.Command, _ []string) error {
+//				ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+//				defer stop()
+//				// start backend + broker; a.printf("export %s=%s\n", EnvBackendURL, url) …
+//				<-ctx.Done()
+//				return nil // or &ExitError{Code: n, Err: err}
+//			}}
+//	}
+//
+// The App gives such a command the global flags (a.BackendURL(),
+// a.BrokerURL, a.JSON, a.Profile, a.Verbose), its streams (a.Out, a.Err),
+// a.printJSON, a.notef (only with --verbose), a.LoadMaster() and a.Store().
+// Errors returned from RunE exit 1 (usagef: 2; *ExitError: its code).
+var extraCommands []func(*App) *cobra.Command
+
+// Main runs the CLI with the process's arguments and streams and returns
+// the exit code; cmd/agentkeys passes it to os.Exit.
+func Main() int {
+	return Run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+}
+
+// Run runs the CLI with args (without the program name).
+func Run(ctx context.Context, args []string, in *os.File, out, errw io.Writer) int {
+	a := &App{In: in, Out: out, Err: errw, isTerminal: term.IsTerminal, readPassword: term.ReadPassword}
+	return a.run(ctx, args)
+}
+
+func (a *App) run(ctx context.Context, args []string) int {
+	root := a.newRoot()
+	root.SetArgs(args)
+	root.SetIn(a.In)
+	root.SetOut(a.Out)
+	root.SetErr(a.Err)
+	cmd, err := root.ExecuteContextC(ctx)
+	return a.report(cmd, err)
+}
+
+// ExitError ends the CLI with Code. With Err nil nothing is printed (the
+// child of `run` already spoke for itself).
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("exit status %d", e.Code)
+	}
+	return e.Err.Error()
+}
+func (e *ExitError) Unwrap() error { return e.Err }
+
+// usageError is a mistake in the command line (exit 2).
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
+
+// hinted carries a one-line hint printed after the error.
+type hinted struct {
+	err  error
+	hint string
+}
+
+func (h *hinted) Error() string { return h.err.Error() }
+func (h *hinted) Unwrap() error { return h.err }
+
+func withHint(err error, format string, args ...any) error {
+	if err == nil {
+		return nil
+	}
+	return &hinted{err: err, hint: fmt.Sprintf(format, args...)}
+}
+
+// report prints err and returns the exit code.
+func (a *App) report(cmd *cobra.Command, err error) int {
+	if err == nil {
+		return 0
+	}
+	var ee *ExitError
+	if errors.As(err, &ee) && ee.Err == nil {
+		return ee.Code
+	}
+	var ue *usageError
+	if errors.As(err, &ue) || !a.entered {
+		fmt.Fprintf(a.Err, "agentkeys: %s\n", err)
+		path := "agentkeys"
+		if cmd != nil {
+			path = cmd.CommandPath()
+		}
+		fmt.Fprintf(a.Err, "Run '%s --help' for usage.\n", path)
+		return 2
+	}
+	fmt.Fprintf(a.Err, "agentkeys: %s\n", err)
+	if h := a.hintFor(err); h != "" {
+		fmt.Fprintf(a.Err, "hint: %s\n", h)
+	}
+	if ee != nil {
+		return ee.Code
+	}
+	return 1
+}
+
+func (a *App) newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "agentkeys",
+		Short: "Delegate scoped, revocable access to credentials to AI agents",
+		Long: `agentkeys is the master's CLI of AgentKeys: create agents with a scope, store
+their credentials in the backend, run commands with credentials injected, and
+audit every use.
+
+Exit codes: 0 ok, 1 failure, 2 usage error; 'run' exits with its child's status.`,
+		Version:       Version,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cmd.SetOut(a.Err)
+			cmd.Help()
+			return usagef("a command is required")
+		},
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			if !cmd.Flags().Changed("profile") {
+				if p := os.Getenv(EnvProfile); p != "" {
+					a.Profile = p
+				}
+			}
+			if err := keychain.ValidateProfile(a.Profile); err != nil {
+				return usagef("--profile: %v", err)
+			}
+			if !cmd.Flags().Changed("broker-url") {
+				a.BrokerURL = os.Getenv(EnvBrokerURL)
+			}
+			return nil
+		},
+	}
+	root.CompletionOptions.HiddenDefaultCmd = false
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.BackendFlag, "backend", "", "backend URL (env "+EnvBackendURL+"; default: the profile's session, else "+DefaultBackendURL+")")
+	pf.StringVar(&a.BrokerURL, "broker-url", "", "broker URL (env "+EnvBrokerURL+")")
+	pf.BoolVar(&a.JSON, "json", false, "print one JSON document on stdout")
+	pf.StringVar(&a.Profile, "profile", "default", "profile: one master session each (env "+EnvProfile+")")
+	pf.BoolVarP(&a.Verbose, "verbose", "v", false, "print requests (method and path) and notes to stderr")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err.Error()} })
+
+	root.AddCommand(
+		a.newInitCmd(),
+		a.newWhoamiCmd(),
+		a.newAgentCmd(),
+		a.newStoreCmd(),
+		a.newReadCmd(),
+		a.newListCmd(),
+		a.newRunCmd(),
+		a.newRevokeCmd(),
+		a.newTeardownCmd(),
+		a.newScopeCmd(),
+		a.newUsageCmd(),
+		a.newLinkCmd(),
+		a.newInboxCmd(),
+		a.newUnavailableCmd("approve <pair-code>", "Approve a daemon's pairing request", "pairing lands with agentkeys-daemon"),
+		a.newUnavailableCmd("recover <identity>", "Recover a session through a linked identity", "recovery lands with the pairing flow"),
+		a.newUnavailableCmd("provision <service>", "Obtain a credential with the provisioner", "the provisioner is not wired into this build"),
+	)
+	for _, f := range extraCommands {
+		root.AddCommand(f(a))
+	}
+	a.markEntered(root)
+	return root
+}
+
+// markEntered wraps every RunE so that errors before it (flag parsing,
+// argument validation, PersistentPreRunE) count as usage errors.
+func (a *App) markEntered(c *cobra.Command) {
+	if c.RunE != nil && c.HasParent() {
+		inner := c.RunE
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			a.entered = true
+			return inner(cmd, args)
+		}
+	}
+	for _, sub := range c.Commands() {
+		a.markEntered(sub)
+	}
+}
+
+// group makes cmd a command that only holds subcommands: without one, or
+// with an unknown one, it is a usage error (exit 2).
+func group(cmd *cobra.Command) *cobra.Command {
+	cmd.Args = func(c *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return usagef("unknown command %q for %q", args[0], c.CommandPath())
+		}
+		return nil
+	}
+	cmd.RunE = func(c *cobra.Command, _ []string) error {
+		var names []string
+		for _, sub := range c.Commands() {
+			if sub.IsAvailableCommand() {
+				names = append(names, sub.Name())
+			}
+		}
+		return usagef("%s needs a subcommand: %s", c.CommandPath(), strings.Join(names, ", "))
+	}
+	return cmd
+}
+
+// Arg validators that produce usage errors.
+func exactArgs(n int, names string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usagef("%s takes %d argument(s): %s (got %d)", cmd.CommandPath(), n, names, len(args))
+		}
+		return nil
+	}
+}
+
+func maxArgs(n int, names string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) > n {
+			return usagef("%s takes at most %d argument(s): %s (got %d)", cmd.CommandPath(), n, names, len(args))
+		}
+		return nil
+	}
+}
+
+// printJSON writes v as one JSON document.
+func (a *App) printJSON(v any) error {
+	enc := json.NewEncoder(a.Out)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+// printf writes human output to stdout.
+func (a *App) printf(format string, args ...any) {
+	fmt.Fprintf(a.Out, format, args...)
+}
+
+// notef writes a note to stderr when --verbose is on.
+func (a *App) notef(format string, args ...any) {
+	if a.Verbose {
+		fmt.Fprintf(a.Err, "agentkeys: "+format+"\n", args...)
+	}
+}
+
+func (a *App) stdinIsTerminal() bool {
+	return a.In != nil && a.isTerminal != nil && a.isTerminal(int(a.In.Fd()))
+}
+
+// Store returns the session store (opened on first use).
+func (a *App) Store() (*keychain.Store, error) {
+	if a.store != nil {
+		return a.store, nil
+	}
+	var notes io.Writer
+	if a.Verbose {
+		notes = a.Err
+	}
+	st, err := keychain.New(notes)
+	if err != nil {
+		return nil, err
+	}
+	a.store = st
+	return st, nil
+}
+
+// trimURL drops trailing slashes.
+func trimURL(u string) string { return strings.TrimRight(u, "/") }

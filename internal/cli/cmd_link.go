@@ -1,0 +1,144 @@
+package cli
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// validAlias: 1–64 of [a-z0-9._-], starting with a letter or digit.
+func validAlias(s string) bool {
+	return validateAgentName(s) == nil
+}
+
+func validEmail(s string) bool {
+	local, domain, ok := strings.Cut(s, "@")
+	return ok && local != "" && domain != "" && !strings.ContainsAny(s, " \t\r\n") && !strings.Contains(domain, "@") && len(s) <= 254
+}
+
+func (a *App) newLinkCmd() *cobra.Command {
+	var alias, email string
+	cmd := &cobra.Command{
+		Use:               "link <agent> (--alias NAME | --email ADDRESS)",
+		Short:             "Link an alias or an email address to an agent wallet",
+		Args:              exactArgs(1, "<agent>"),
+		ValidArgsFunction: a.completeAgents,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var typ, val string
+			switch {
+			case alias != "" && email != "":
+				return usagef("give --alias or --email, not both")
+			case alias != "":
+				if !validAlias(alias) {
+					return usagef("--alias %q: use lower-case letters, digits, '.', '_' and '-', starting with a letter or digit", alias)
+				}
+				typ, val = "alias", alias
+			case email != "":
+				if !validEmail(email) {
+					return usagef("--email %q is not an email address", email)
+				}
+				typ, val = "email", email
+			default:
+				return usagef("give --alias NAME or --email ADDRESS")
+			}
+			m, err := a.LoadMaster()
+			if err != nil {
+				return err
+			}
+			ref, _, err := a.resolveAgent(m, args[0])
+			if err != nil {
+				return err
+			}
+			if err := m.Client.LinkIdentity(cmdContext(cmd.Context()), m.Session.Token, typ, val, ref.Wallet); err != nil {
+				return err
+			}
+			if a.JSON {
+				return a.printJSON(map[string]any{"agent": ref.Wallet, "identity_type": typ, "identity_value": val})
+			}
+			a.printf("Linked agent=%s %s=%s\n", ref.Wallet, typ, val)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&alias, "alias", "", "alias to link")
+	cmd.Flags().StringVar(&email, "email", "", "email address to link")
+	return cmd
+}
+
+func (a *App) newInboxCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "inbox",
+		Short: "Mock email inboxes of agents (development backends)",
+	}
+	resolve := func(args []string) (*Master, agentRef, error) {
+		m, err := a.LoadMaster()
+		if err != nil {
+			return nil, agentRef{}, err
+		}
+		if len(args) == 0 {
+			return m, agentRef{Wallet: m.Session.Wallet}, nil
+		}
+		ref, _, err := a.resolveAgent(m, args[0])
+		return m, ref, err
+	}
+	provision := &cobra.Command{
+		Use:               "provision [<agent>]",
+		Short:             "Create an inbox for an agent (default: yourself); print its address",
+		Args:              maxArgs(1, "[<agent>]"),
+		ValidArgsFunction: a.completeAgents,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			m, ref, err := resolve(args)
+			if err != nil {
+				return err
+			}
+			addr, err := m.Client.ProvisionInbox(cmdContext(cmd.Context()), m.Session.Token, ref.Wallet)
+			if err != nil {
+				return err
+			}
+			if a.JSON {
+				return a.printJSON(map[string]any{"agent": ref.Wallet, "address": addr})
+			}
+			a.printf("%s\n", addr)
+			return nil
+		},
+	}
+	list := &cobra.Command{
+		Use:               "list [<agent>]",
+		Short:             "List an agent's inbox addresses (default: yours)",
+		Args:              maxArgs(1, "[<agent>]"),
+		ValidArgsFunction: a.completeAgents,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			m, ref, err := resolve(args)
+			if err != nil {
+				return err
+			}
+			addrs, err := m.Client.ListInboxes(cmdContext(cmd.Context()), m.Session.Token, ref.Wallet)
+			if err != nil {
+				return err
+			}
+			if a.JSON {
+				return a.printJSON(map[string]any{"agent": ref.Wallet, "addresses": addrs})
+			}
+			for _, s := range addrs {
+				a.printf("%s\n", s)
+			}
+			return nil
+		},
+	}
+	cmd.AddCommand(provision, list)
+	return group(cmd)
+}
+
+// newUnavailableCmd is a placeholder for a command whose server side is
+// not built yet: it accepts any arguments and fails with exit 1.
+func (a *App) newUnavailableCmd(use, short, why string) *cobra.Command {
+	name, _, _ := strings.Cut(use, " ")
+	return &cobra.Command{
+		Use:                use,
+		Short:              short + " (not available yet)",
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return fmt.Errorf("`agentkeys %s` is not available yet in this build: %s", name, why)
+		},
+	}
+}

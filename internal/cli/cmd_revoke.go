@@ -1,0 +1,153 @@
+package cli
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/backendclient"
+)
+
+func (a *App) newRevokeCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "revoke [<agent>]",
+		Short: "Revoke an agent's sessions, or without <agent> this profile's own session",
+		Long: `Without <agent>: revoke this profile's master session (and every agent session
+minted from it) and wipe it locally. With <agent>: revoke every session of
+that agent wallet and its sub-agents; its credentials stay (see teardown).`,
+		Args:              maxArgs(1, "[<agent>]"),
+		ValidArgsFunction: a.completeAgents,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmdContext(cmd.Context())
+			m, err := a.LoadMaster()
+			if err != nil {
+				return err
+			}
+			st, err := a.Store()
+			if err != nil {
+				return err
+			}
+			type result struct {
+				Revoked         agentkeys.Wallet `json:"revoked"`
+				SessionsRevoked int              `json:"sessions_revoked"`
+				LocalWiped      bool             `json:"local_session_wiped"`
+			}
+			if len(args) == 0 {
+				n, err := m.Client.RevokeSession(ctx, m.Session.Token, m.Session.Token)
+				already := errors.Is(err, backendclient.ErrUnauthorized)
+				if err != nil && !already {
+					return err
+				}
+				if err := st.Delete(a.Profile); err != nil {
+					return fmt.Errorf("the session was revoked on the backend, but the local copy could not be fully removed: %w", err)
+				}
+				if a.JSON {
+					return a.printJSON(result{m.Session.Wallet, n, true})
+				}
+				if already {
+					a.printf("The session of wallet=%s was already invalid. Local session wiped. Run `agentkeys init` to log in again.\n", m.Session.Wallet)
+				} else {
+					a.printf("Revoked current session for wallet=%s. Local session wiped. Run `agentkeys init` to log in again.\n", m.Session.Wallet)
+				}
+				return nil
+			}
+			ref, _, err := a.resolveAgent(m, args[0])
+			if err != nil {
+				return err
+			}
+			n, err := m.Client.RevokeWallet(ctx, m.Session.Token, ref.Wallet)
+			if err != nil {
+				return err
+			}
+			own := ref.Wallet == m.Session.Wallet
+			if own {
+				if err := st.Delete(a.Profile); err != nil {
+					return fmt.Errorf("the wallet's sessions were revoked, but the local session could not be fully removed: %w", err)
+				}
+			}
+			if a.JSON {
+				return a.printJSON(result{ref.Wallet, n, own})
+			}
+			if own {
+				a.printf("Revoked agent=%s (was your own session — local state wiped, run `agentkeys init` to log in again).\n", ref.Wallet)
+			} else {
+				a.printf("Revoked agent=%s (%d session(s)).\n", ref.Wallet, n)
+			}
+			return nil
+		},
+	}
+}
+
+// confirm asks a yes/no question on the terminal; only y or yes accepts.
+func (a *App) confirm(question string) (bool, error) {
+	fmt.Fprintf(a.Err, "%s [y/N] ", question)
+	line, err := bufio.NewReader(a.In).ReadString('\n')
+	if err != nil && line == "" {
+		return false, nil
+	}
+	switch strings.ToLower(strings.TrimSpace(line)) {
+	case "y", "yes":
+		return true, nil
+	}
+	return false, nil
+}
+
+func (a *App) newTeardownCmd() *cobra.Command {
+	var yes bool
+	cmd := &cobra.Command{
+		Use:   "teardown <agent>",
+		Short: "Delete an agent: its credentials, sessions, links and inboxes, and its sub-agents'",
+		Long: `Delete an agent for good: the backend revokes its sessions and deletes its
+credentials, identity links and inboxes, and those of its sub-agents, in one
+transaction. Asks for confirmation on a terminal; elsewhere --yes is required.`,
+		Args:              exactArgs(1, "<agent>"),
+		ValidArgsFunction: a.completeAgents,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			m, err := a.LoadMaster()
+			if err != nil {
+				return err
+			}
+			ref, book, err := a.resolveAgent(m, args[0])
+			if err != nil {
+				return err
+			}
+			if !yes {
+				if !a.stdinIsTerminal() {
+					return withHint(fmt.Errorf("refusing to tear down %s without confirmation (stdin is not a terminal)", ref), "pass --yes to confirm")
+				}
+				ok, err := a.confirm(fmt.Sprintf("Tear down agent %s? Its credentials and sessions, and its sub-agents', are deleted.", ref))
+				if err != nil {
+					return err
+				}
+				if !ok {
+					return errors.New("teardown cancelled")
+				}
+			}
+			res, err := m.Client.Teardown(cmdContext(cmd.Context()), m.Session.Token, ref.Wallet)
+			if err != nil {
+				return err
+			}
+			if ref.Name != "" {
+				delete(book.Agents, ref.Name)
+				if err := a.saveBook(book); err != nil {
+					a.notef("could not forget the name %q: %v", ref.Name, err)
+				}
+			}
+			if a.JSON {
+				return a.printJSON(map[string]any{
+					"agent": ref.Wallet, "wallets_removed": res.WalletsRemoved,
+					"sessions_revoked": res.SessionsRevoked, "credentials_removed": res.CredentialsRemoved,
+				})
+			}
+			a.printf("Torn down agent=%s (wallets: %d, sessions revoked: %d, credentials removed: %d)\n",
+				ref.Wallet, res.WalletsRemoved, res.SessionsRevoked, res.CredentialsRemoved)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
+	return cmd
+}

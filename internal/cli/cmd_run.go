@@ -1,0 +1,285 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/agentkeys/agentkeys/internal/agentkeys"
+)
+
+// envOverride is one --env NAME=SERVICE.
+type envOverride struct {
+	Name    string
+	Service string
+}
+
+// parseEnvSpec parses NAME=SERVICE, split at the first '='. NAME must be a
+// portable environment variable name; SERVICE a valid service name.
+func parseEnvSpec(raw string) (envOverride, error) {
+	name, svc, ok := strings.Cut(raw, "=")
+	switch {
+	case !ok:
+		return envOverride{}, fmt.Errorf("Invalid --env format %q: expected KEY=SERVICE (no '=' found)", raw)
+	case name == "":
+		return envOverride{}, fmt.Errorf("Invalid --env format %q: KEY must not be empty", raw)
+	case svc == "":
+		return envOverride{}, fmt.Errorf("Invalid --env format %q: SERVICE must not be empty", raw)
+	}
+	if !validEnvName(name) {
+		return envOverride{}, fmt.Errorf("Invalid --env format %q: KEY must be letters, digits and '_', not starting with a digit", raw)
+	}
+	if err := agentkeys.ValidateService(svc); err != nil {
+		return envOverride{}, fmt.Errorf("Invalid --env format %q: %v", raw, err)
+	}
+	return envOverride{Name: name, Service: svc}, nil
+}
+
+func validEnvName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || c == '_' || (i > 0 && '0' <= c && c <= '9')) {
+			return false
+		}
+	}
+	return true
+}
+
+// EnvNameFor is the variable `run` sets for a service (SPEC §2):
+// upper case, '-' → '_', plus "_API_KEY".
+func EnvNameFor(service string) string {
+	return strings.ReplaceAll(strings.ToUpper(service), "-", "_") + "_API_KEY"
+}
+
+// strippedEnv are variables of the CLI's environment a child never sees.
+var strippedEnv = []string{EnvAuthToken}
+
+func (a *App) newRunCmd() *cobra.Command {
+	var envSpecs []string
+	cmd := &cobra.Command{
+		Use:   "run <agent> [--env NAME=SERVICE]... -- <command> [args...]",
+		Short: "Run a command with an agent's credentials in its environment",
+		Long: `Run <command> with the agent's credentials as environment variables: each
+service the agent holds, within the agent's scope, becomes <SERVICE>_API_KEY
+(upper case, '-' becomes '_'); --env NAME=SERVICE sets NAME as well (and
+overrides). Credentials are read all-or-nothing: if one read fails, nothing
+runs. Values never appear on any command line.
+
+The exit status is the command's (128+N if it died of signal N, 127 if it
+was not found). SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to
+agentkeys are forwarded to the command.`,
+		Args:              cobra.ArbitraryArgs,
+		ValidArgsFunction: a.completeAgents,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dash := cmd.ArgsLenAtDash()
+			switch {
+			case dash < 0:
+				return usagef("missing -- before the command: agentkeys run <agent> -- <command> [args...]")
+			case dash != 1:
+				return usagef("run takes exactly one <agent> before -- (got %d)", dash)
+			case len(args) == 1:
+				return usagef("no command after --")
+			}
+			var overrides []envOverride
+			for _, raw := range envSpecs {
+				o, err := parseEnvSpec(raw)
+				if err != nil {
+					return usagef("%v", err)
+				}
+				overrides = append(overrides, o)
+			}
+			return a.runWithCredentials(cmd.Context(), args[0], overrides, args[1:])
+		},
+	}
+	cmd.Flags().StringArrayVar(&envSpecs, "env", nil, "also set NAME to SERVICE's credential (repeatable)")
+	return cmd
+}
+
+// credentialEnv reads what `run` injects: one ListCredentials and one
+// GetScope (in parallel), then one read per service (in parallel).
+func (a *App) credentialEnv(ctx context.Context, m *Master, agent agentkeys.Wallet, overrides []envOverride) ([]string, error) {
+	var (
+		wg                sync.WaitGroup
+		held              []string
+		scope             *agentkeys.Scope
+		listErr, scopeErr error
+	)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		held, listErr = m.Client.ListCredentials(ctx, m.Session.Token, agent)
+	}()
+	go func() {
+		defer wg.Done()
+		scope, scopeErr = m.Client.GetScope(ctx, m.Session.Token, agent)
+	}()
+	wg.Wait()
+	if err := errors.Join(listErr, scopeErr); err != nil {
+		return nil, err
+	}
+	if scope != nil {
+		sort.Strings(scope.Services)
+	}
+	auto := scope.Filter(held)
+	need := map[string]bool{}
+	for _, s := range auto {
+		need[s] = true
+	}
+	for _, o := range overrides {
+		if !scope.Allows(o.Service) {
+			return nil, fmt.Errorf("--env %s=%s: service %s is outside the agent's scope (%s)", o.Name, o.Service, o.Service, describeScope(scope))
+		}
+		need[o.Service] = true
+	}
+	services := make([]string, 0, len(need))
+	for s := range need {
+		services = append(services, s)
+	}
+	sort.Strings(services)
+
+	values := make([][]byte, len(services))
+	errs := make([]error, len(services))
+	sem := make(chan struct{}, 8)
+	for i, svc := range services {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			v, err := m.Client.ReadCredential(ctx, m.Session.Token, agent, svc)
+			if err != nil {
+				errs[i] = fmt.Errorf("read credential for service %q: %w", svc, err)
+				return
+			}
+			values[i] = v
+		}()
+	}
+	wg.Wait()
+	defer func() {
+		for _, v := range values {
+			clear(v)
+		}
+	}()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	byService := map[string]string{}
+	for i, s := range services {
+		byService[s] = string(values[i])
+	}
+	set := map[string]string{}
+	var names []string
+	add := func(name, val string) {
+		if _, dup := set[name]; !dup {
+			names = append(names, name)
+		}
+		set[name] = val
+	}
+	for _, s := range auto {
+		add(EnvNameFor(s), byService[s])
+	}
+	for _, o := range overrides {
+		add(o.Name, byService[o.Service])
+	}
+	drop := map[string]bool{}
+	for _, n := range strippedEnv {
+		drop[n] = true
+	}
+	for n := range set {
+		drop[n] = true
+	}
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if !drop[k] {
+			env = append(env, kv)
+		}
+	}
+	for _, n := range names {
+		env = append(env, n+"="+set[n])
+	}
+	a.notef("injecting %s", displayList(names))
+	return env, nil
+}
+
+func (a *App) runWithCredentials(ctx context.Context, agentArg string, overrides []envOverride, argv []string) error {
+	ctx = cmdContext(ctx)
+	m, err := a.LoadMaster()
+	if err != nil {
+		return err
+	}
+	ref, _, err := a.resolveAgent(m, agentArg)
+	if err != nil {
+		return err
+	}
+	env, err := a.credentialEnv(ctx, m, ref.Wallet, overrides)
+	if err != nil {
+		return err
+	}
+	return a.execChild(argv, env)
+}
+
+// execChild runs argv with env, forwarding signals, and turns its end into
+// the CLI's exit status.
+func (a *App) execChild(argv, env []string) error {
+	path, err := exec.LookPath(argv[0])
+	if err != nil {
+		code := 127
+		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
+			return &ExitError{Code: code, Err: fmt.Errorf("%s: command not found", argv[0])}
+		}
+		return &ExitError{Code: 126, Err: fmt.Errorf("%s: %v", argv[0], errors.Unwrap(err))}
+	}
+	c := &exec.Cmd{Path: path, Args: argv, Env: env, Stdout: a.Out, Stderr: a.Err}
+	if a.In != nil {
+		c.Stdin = a.In
+	}
+	// Catch the signals before the child exists, so none is lost between
+	// Start and the forwarding loop.
+	sigs := make(chan os.Signal, 16)
+	signal.Notify(sigs, forwardedSignals...)
+	defer signal.Stop(sigs)
+	if err := c.Start(); err != nil {
+		return &ExitError{Code: 126, Err: fmt.Errorf("start %s: %v", argv[0], errors.Unwrap(err))}
+	}
+	done := make(chan struct{})
+	fwd := make(chan struct{})
+	go func() {
+		defer close(fwd)
+		for {
+			select {
+			case s := <-sigs:
+				c.Process.Signal(s)
+			case <-done:
+				return
+			}
+		}
+	}()
+	werr := c.Wait()
+	close(done)
+	<-fwd
+	st := c.ProcessState
+	if st == nil {
+		return fmt.Errorf("wait for %s: %v", argv[0], werr)
+	}
+	code := st.ExitCode()
+	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		code = 128 + int(ws.Signal())
+	}
+	if code == 0 {
+		return nil
+	}
+	return &ExitError{Code: code}
+}

@@ -1,0 +1,148 @@
+package cli
+
+import (
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/backendclient"
+)
+
+// maxAuditPage is the backend's largest page (a variable for tests).
+var maxAuditPage = 1000
+
+// parseSince accepts a duration back from now (24h, 7d) or an RFC 3339
+// time.
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	d, err := parseDuration(s)
+	if err != nil || d <= 0 {
+		return time.Time{}, fmt.Errorf("want a positive duration (24h, 7d) or an RFC 3339 time, got %q", s)
+	}
+	return now.Add(-d), nil
+}
+
+type usageEvent struct {
+	ID      int64            `json:"id"`
+	Time    string           `json:"time"`
+	Owner   agentkeys.Wallet `json:"owner"`
+	Agent   agentkeys.Wallet `json:"agent"`
+	Service string           `json:"service"`
+	Action  string           `json:"action"`
+	Result  string           `json:"result"`
+	Detail  string           `json:"detail,omitempty"`
+}
+
+func (a *App) newUsageCmd() *cobra.Command {
+	var (
+		service, action, result, since, until, cursor string
+		limit                                         int
+		all                                           bool
+	)
+	cmd := &cobra.Command{
+		Use:   "usage [<agent>]",
+		Short: "Show the audit log (newest first): every grant, read, denial, revoke",
+		Long: `Show the audit events visible to this master, newest first, as a table
+(time, owner, agent, service, action, result) or with --json as
+{"events":[…],"next_cursor":"…"}. <agent> limits the log to one agent.
+
+--since and --until take a duration back from now (24h, 7d) or an RFC 3339
+time. --limit caps the number of events (default 100); --all follows the
+backend's cursors to the end.`,
+		Args:              maxArgs(1, "[<agent>]"),
+		ValidArgsFunction: a.completeAgents,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			now := time.Now()
+			f := backendclient.AuditFilter{Service: service, Action: action, Result: result, Cursor: cursor}
+			var err error
+			if since != "" {
+				if f.Since, err = parseSince(since, now); err != nil {
+					return usagef("--since: %v", err)
+				}
+			}
+			if until != "" {
+				if f.Until, err = parseSince(until, now); err != nil {
+					return usagef("--until: %v", err)
+				}
+			}
+			if limit < 1 {
+				return usagef("--limit must be at least 1")
+			}
+			if service != "" {
+				if err := validServiceArg(service); err != nil {
+					return err
+				}
+			}
+			ctx := cmdContext(cmd.Context())
+			m, err := a.LoadMaster()
+			if err != nil {
+				return err
+			}
+			if len(args) == 1 {
+				ref, _, err := a.resolveAgent(m, args[0])
+				if err != nil {
+					return err
+				}
+				f.Agent = ref.Wallet
+			}
+			events := []usageEvent{}
+			next := ""
+			for {
+				want := maxAuditPage
+				if !all {
+					want = min(limit-len(events), maxAuditPage)
+				}
+				f.Limit = want
+				page, err := m.Client.QueryAudit(ctx, m.Session.Token, f)
+				if err != nil {
+					return err
+				}
+				for _, e := range page.Events {
+					events = append(events, usageEvent{
+						ID: e.ID, Time: time.Unix(e.Timestamp, 0).UTC().Format(time.RFC3339),
+						Owner: e.Owner, Agent: e.Agent, Service: e.Service, Action: e.Action, Result: e.Result, Detail: e.Detail,
+					})
+				}
+				next = page.NextCursor
+				if next == "" || len(page.Events) == 0 || (!all && len(events) >= limit) {
+					break
+				}
+				f.Cursor = next
+			}
+			if a.JSON {
+				return a.printJSON(map[string]any{"events": events, "next_cursor": next})
+			}
+			if len(events) == 0 {
+				a.printf("No audit events found.\n")
+				return nil
+			}
+			tw := tabwriter.NewWriter(a.Out, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "TIME\tOWNER\tAGENT\tSERVICE\tACTION\tRESULT")
+			for _, e := range events {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Time, e.Owner, e.Agent, e.Service, e.Action, e.Result)
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if next != "" {
+				fmt.Fprintf(a.Err, "agentkeys: more events exist: use --all, a larger --limit, or --cursor %s\n", next)
+			}
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&service, "service", "", "only this service")
+	fl.StringVar(&action, "action", "", "only this action (read, store, list, child_create, revoke, teardown, …)")
+	fl.StringVar(&result, "result", "", "only this result (ok, DENIED, DENIED_SCOPE, DENIED_READ_ONLY, NOT_FOUND)")
+	fl.StringVar(&since, "since", "", "only events after this (24h, 7d or RFC 3339)")
+	fl.StringVar(&until, "until", "", "only events before this (24h, 7d or RFC 3339)")
+	fl.IntVar(&limit, "limit", 100, "show at most this many events")
+	fl.BoolVar(&all, "all", false, "follow cursors: show every matching event")
+	fl.StringVar(&cursor, "cursor", "", "continue from a next_cursor of an earlier page")
+	return cmd
+}

@@ -1,0 +1,257 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentkeys/agentkeys/internal/backend"
+	"github.com/agentkeys/agentkeys/internal/keychain"
+)
+
+// binPath is the agentkeys binary built once for the whole test run.
+var binPath string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "agentkeys-cli-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binPath = filepath.Join(dir, "agentkeys")
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	build := exec.Command(gobin, "build", "-o", binPath, "github.com/agentkeys/agentkeys/cmd/agentkeys")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build agentkeys: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// world is one backend on loopback and one master's home directory.
+type world struct {
+	t    testing.TB
+	url  string
+	home string
+	cfg  string // XDG_CONFIG_HOME
+}
+
+func newWorld(t testing.TB) *world {
+	t.Helper()
+	ctx := context.Background()
+	r, err := backend.Start(ctx, backend.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), LoginRate: -1, MockInbox: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Shutdown(context.Background()) })
+	home := t.TempDir()
+	return &world{t: t, url: r.URL(), home: home, cfg: filepath.Join(home, ".config")}
+}
+
+// env is the binary's whole environment: nothing leaks in from the test
+// process (no D-Bus, no real HOME).
+func (w *world) env(extra ...string) []string {
+	return append([]string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + w.home,
+		"XDG_CONFIG_HOME=" + w.cfg,
+		"AGENTKEYS_SESSION_STORE=file",
+		"AGENTKEYS_BACKEND_URL=" + w.url,
+	}, extra...)
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+}
+
+// exec runs the binary; stdin nil means /dev/null (not a terminal).
+func (w *world) exec(stdin io.Reader, env []string, args ...string) result {
+	w.t.Helper()
+	cmd := exec.Command(binPath, args...)
+	cmd.Env = env
+	cmd.Stdin = stdin
+	cmd.Dir = w.home
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+		if r.code < 0 {
+			w.t.Fatalf("agentkeys %v died of a signal: %v", args, err)
+		}
+	default:
+		w.t.Fatalf("agentkeys %v: %v", args, err)
+	}
+	return r
+}
+
+func (w *world) ak(args ...string) result { w.t.Helper(); return w.exec(nil, w.env(), args...) }
+
+func (w *world) akIn(stdin string, args ...string) result {
+	w.t.Helper()
+	return w.exec(strings.NewReader(stdin), w.env(), args...)
+}
+
+// must runs the binary and fails the test unless it exits 0.
+func (w *world) must(args ...string) result {
+	w.t.Helper()
+	r := w.ak(args...)
+	if r.code != 0 {
+		w.t.Fatalf("agentkeys %s: %s", strings.Join(args, " "), r)
+	}
+	return r
+}
+
+func (w *world) mustIn(stdin string, args ...string) result {
+	w.t.Helper()
+	r := w.akIn(stdin, args...)
+	if r.code != 0 {
+		w.t.Fatalf("agentkeys %s: %s", strings.Join(args, " "), r)
+	}
+	return r
+}
+
+func expectCode(t *testing.T, r result, code int, args ...string) {
+	t.Helper()
+	if r.code != code {
+		t.Fatalf("agentkeys %s: want exit %d, got %s", strings.Join(args, " "), code, r)
+	}
+}
+
+// initMaster logs a fresh identity in and returns (identity, wallet).
+func (w *world) initMaster() (string, string) {
+	w.t.Helper()
+	id := "identity-" + randHex(8)
+	r := w.exec(nil, w.env("AGENTKEYS_AUTH_TOKEN="+id), "init")
+	if r.code != 0 {
+		w.t.Fatalf("init: %s", r)
+	}
+	wallet := strings.TrimPrefix(strings.TrimSpace(r.stdout), "Initialized. Wallet: ")
+	if !strings.HasPrefix(wallet, "0x") || len(wallet) != 42 {
+		w.t.Fatalf("init printed %q", r.stdout)
+	}
+	return id, wallet
+}
+
+// createAgent creates an agent and returns its wallet.
+func (w *world) createAgent(name string, flags ...string) string {
+	w.t.Helper()
+	r := w.must(append([]string{"agent", "create", name}, flags...)...)
+	wallet := strings.TrimSpace(r.stdout)
+	if !strings.HasPrefix(wallet, "0x") || len(wallet) != 42 {
+		w.t.Fatalf("agent create printed %q", r.stdout)
+	}
+	return wallet
+}
+
+// storedSession reads the profile's session file.
+func (w *world) storedSession(profile string) keychain.Session {
+	w.t.Helper()
+	s, err := keychain.ReadSessionFile(filepath.Join(w.cfg, "agentkeys", profile, "session.json"))
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return s
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// newSecret is a credential value unique to one test.
+func newSecret() string { return "sk-test-" + randHex(16) }
+
+// oneJSON decodes s as exactly one JSON document.
+func oneJSON(t *testing.T, s string, v any) {
+	t.Helper()
+	dec := json.NewDecoder(strings.NewReader(s))
+	if err := dec.Decode(v); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, s)
+	}
+	var extra json.RawMessage
+	if err := dec.Decode(&extra); err != io.EOF {
+		t.Fatalf("more than one JSON document on stdout:\n%s", s)
+	}
+}
+
+// parseEnv parses `env -0` output.
+func parseEnv(out string) map[string]string {
+	m := map[string]string{}
+	for _, kv := range strings.Split(out, "\x00") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+func fileMode(t *testing.T, path string) os.FileMode {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Mode().Perm()
+}
+
+// waitLine reads from r until a line equal to want arrives.
+func waitLine(t *testing.T, r io.Reader, want string) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		var line []byte
+		b := make([]byte, 1)
+		for {
+			if _, err := r.Read(b); err != nil {
+				done <- err
+				return
+			}
+			if b[0] == '\n' {
+				if string(line) == want {
+					done <- nil
+					return
+				}
+				line = line[:0]
+				continue
+			}
+			line = append(line, b[0])
+		}
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("waiting for %q: %v", want, err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("timed out waiting for %q", want)
+	}
+}

@@ -1,0 +1,130 @@
+package cli
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentkeys/agentkeys/internal/agentkeys"
+)
+
+func TestEnvNameFor(t *testing.T) {
+	for svc, want := range map[string]string{
+		"openrouter":   "OPENROUTER_API_KEY",
+		"brave-search": "BRAVE_SEARCH_API_KEY",
+		"github":       "GITHUB_API_KEY",
+		"aws_prod-2":   "AWS_PROD_2_API_KEY",
+	} {
+		if got := EnvNameFor(svc); got != want {
+			t.Errorf("%s: %s, want %s", svc, got, want)
+		}
+	}
+}
+
+func TestParseEnvSpec(t *testing.T) {
+	good := map[string]envOverride{
+		"KEY=openrouter":        {"KEY", "openrouter"},
+		"_k1=brave-search":      {"_k1", "brave-search"},
+		"OPENAI_API_KEY=openai": {"OPENAI_API_KEY", "openai"},
+	}
+	for raw, want := range good {
+		got, err := parseEnvSpec(raw)
+		if err != nil || got != want {
+			t.Errorf("%q: %+v %v", raw, got, err)
+		}
+	}
+	bad := map[string]string{
+		"KEY":          "no '=' found",
+		"=svc":         "KEY must not be empty",
+		"KEY=":         "SERVICE must not be empty",
+		"1KEY=svc":     "KEY must be",
+		"K-EY=svc":     "KEY must be",
+		"KEY=a=b":      "service name",
+		"KEY=Upper":    "service name",
+		"K EY=svc":     "KEY must be",
+		"KEY=svc\x00x": "service name",
+	}
+	for raw, msg := range bad {
+		_, err := parseEnvSpec(raw)
+		if err == nil || !strings.Contains(err.Error(), msg) || !strings.HasPrefix(err.Error(), "Invalid --env format") {
+			t.Errorf("%q: %v (want %q)", raw, err, msg)
+		}
+	}
+}
+
+func TestParseDurationAndSince(t *testing.T) {
+	now := time.Date(2026, 1, 10, 12, 0, 0, 0, time.UTC)
+	for in, want := range map[string]time.Time{
+		"24h":                  now.Add(-24 * time.Hour),
+		"7d":                   now.Add(-7 * 24 * time.Hour),
+		"90m":                  now.Add(-90 * time.Minute),
+		"2026-01-01T00:00:00Z": time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
+	} {
+		got, err := parseSince(in, now)
+		if err != nil || !got.Equal(want) {
+			t.Errorf("%s: %v %v", in, got, err)
+		}
+	}
+	for _, in := range []string{"", "yesterday", "-5h", "0s", "d", "-1d", "99999999d", "1.5d"} {
+		if _, err := parseSince(in, now); err == nil {
+			t.Errorf("%q accepted", in)
+		}
+	}
+}
+
+func TestValidateAgentName(t *testing.T) {
+	for _, ok := range []string{"bot", "my-bot.2", "a", "x_y", strings.Repeat("a", 64)} {
+		if err := validateAgentName(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "0xabc", "Bot", "-x", ".x", "a b", "a/b", strings.Repeat("a", 65), "é"} {
+		if validateAgentName(bad) == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+// FuzzParseEnvSpec: --env values come from scripts and users. Whatever it
+// accepts yields a portable variable name and a valid service, and it
+// never panics.
+func FuzzParseEnvSpec(f *testing.F) {
+	for _, s := range []string{"KEY=openrouter", "=x", "x=", "A=b=c", "_=_", "Ä=x", "K=\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		o, err := parseEnvSpec(raw)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "Invalid --env format") {
+				t.Fatalf("unexpected message %q", err)
+			}
+			return
+		}
+		if !validEnvName(o.Name) || strings.ContainsAny(o.Name, "=\x00") {
+			t.Fatalf("accepted name %q", o.Name)
+		}
+		if agentkeys.ValidateService(o.Service) != nil {
+			t.Fatalf("accepted service %q", o.Service)
+		}
+		if o.Name+"="+o.Service != raw {
+			t.Fatalf("lost input: %q -> %+v", raw, o)
+		}
+		if n := EnvNameFor(o.Service); !validEnvName(n) && !(n[0] >= '0' && n[0] <= '9') {
+			t.Fatalf("service %q maps to odd variable %q", o.Service, n)
+		}
+	})
+}
+
+// FuzzParseSince: --since/--until input.
+func FuzzParseSince(f *testing.F) {
+	for _, s := range []string{"24h", "7d", "2026-01-01T00:00:00Z", "-1h", "1e9h", "65535d"} {
+		f.Add(s)
+	}
+	now := time.Now()
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := parseSince(s, now)
+		if err == nil && got.After(now) && !strings.Contains(s, "T") {
+			t.Fatalf("duration %q lies in the future: %v", s, got)
+		}
+	})
+}
