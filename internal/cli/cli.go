@@ -231,8 +231,8 @@ Exit codes: 0 ok, 1 failure, 2 usage error; 'run' exits with its child's status.
 		a.newUsageCmd(),
 		a.newLinkCmd(),
 		a.newInboxCmd(),
-		a.newUnavailableCmd("approve <pair-code>", "Approve a daemon's pairing request", "pairing lands with agentkeys-daemon"),
-		a.newUnavailableCmd("recover <identity>", "Recover a session through a linked identity", "recovery lands with the pairing flow"),
+		a.newApproveCmd(),
+		a.newRecoverCmd(),
 		a.newUnavailableCmd("provision <service>", "Obtain a credential with the provisioner", "the provisioner is not wired into this build"),
 	)
 	for _, f := range extraCommands {

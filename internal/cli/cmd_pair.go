@@ -1,0 +1,288 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/authreq"
+	"github.com/agentkeys/agentkeys/internal/backendclient"
+	"github.com/agentkeys/agentkeys/internal/keychain"
+)
+
+var otpPattern = regexp.MustCompile(`^\d{6}$`)
+
+type approveResult struct {
+	RequestID   string           `json:"request_id"`
+	RequestType string           `json:"request_type"`
+	Status      string           `json:"status"`
+	Wallet      agentkeys.Wallet `json:"wallet,omitempty"`
+	Name        string           `json:"name,omitempty"`
+}
+
+func (a *App) newApproveCmd() *cobra.Command {
+	var (
+		otp       string
+		yes, deny bool
+		name      string
+	)
+	cmd := &cobra.Command{
+		Use:   "approve <pair-code>",
+		Short: "Approve (or --deny) a daemon's pairing, recovery or scope-change request",
+		Long: `Show what a daemon asks for, then approve it with the OTP the daemon prints
+next to its pair code. Five wrong OTPs lock the request.
+
+A pairing creates an agent under this master with the scope the daemon asked
+for (never wider than yours); --name records it locally under that name. A
+recovery gives the daemon a new session on a wallet you already own.
+
+  agentkeys approve K7QD-93XM --otp 123456 --yes`,
+		Args: exactArgs(1, "<pair-code>"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			code, ok := authreq.NormalizePairCode(args[0])
+			if !ok {
+				return usagef("%q is not a pair code (8 letters and digits, like K7QD-93XM)", args[0])
+			}
+			if otp != "" && !otpPattern.MatchString(otp) {
+				return usagef("--otp must be the 6 digits the daemon shows")
+			}
+			if name != "" {
+				if err := validateAgentName(name); err != nil {
+					return usagef("--name: %v", err)
+				}
+			}
+			m, err := a.LoadMaster()
+			if err != nil {
+				return err
+			}
+			ctx := cmdContext(cmd.Context())
+			p, err := m.Client.FetchAuthRequest(ctx, m.Session.Token, code)
+			if err != nil {
+				return pairingError(err)
+			}
+			if !a.JSON {
+				fmt.Fprintf(a.Err, "Request %s: %s\n", authreq.FormatPairCode(code), p.Description)
+				if p.RequestedScope != nil && p.RequestType == authreq.TypePair {
+					fmt.Fprintf(a.Err, "  scope: services=[%s] read_only=%v\n", strings.Join(p.RequestedScope.Services, ", "), p.RequestedScope.ReadOnly)
+				}
+				fmt.Fprintf(a.Err, "  expires: %s\n", time.Unix(p.ExpiresAt, 0).Format(time.RFC3339))
+			}
+			if deny {
+				if err := m.Client.DenyAuthRequest(ctx, m.Session.Token, code); err != nil {
+					return pairingError(err)
+				}
+				if a.JSON {
+					return a.printJSON(approveResult{RequestID: p.ID, RequestType: p.RequestType, Status: "denied"})
+				}
+				a.printf("Denied.\n")
+				return nil
+			}
+			interactive := a.isTerminal(int(a.In.Fd()))
+			if otp == "" {
+				if !interactive {
+					return withHint(errors.New("no OTP given and stdin is not a terminal"), "pass --otp with the 6 digits the daemon printed")
+				}
+				fmt.Fprintf(a.Err, "OTP shown by the daemon: ")
+				line, _ := bufio.NewReader(a.In).ReadString('\n')
+				otp = strings.TrimSpace(line)
+				if !otpPattern.MatchString(otp) {
+					return errors.New("the OTP is 6 digits")
+				}
+			}
+			if !yes {
+				if !interactive {
+					return withHint(errors.New("refusing to approve without confirmation (stdin is not a terminal)"), "pass --yes to confirm")
+				}
+				ok, err := a.confirm("Approve this request?")
+				if err != nil {
+					return err
+				}
+				if !ok {
+					return errors.New("approval cancelled")
+				}
+			}
+			ap, err := m.Client.ApproveAuthRequest(ctx, m.Session.Token, code, otp)
+			if err != nil {
+				return pairingError(err)
+			}
+			res := approveResult{RequestID: ap.RequestID, RequestType: p.RequestType, Status: ap.Status, Wallet: ap.Wallet}
+			if name != "" && p.RequestType == authreq.TypePair && ap.Wallet != "" {
+				book, err := a.loadBook(m)
+				if err == nil {
+					book.Agents[name] = ap.Wallet
+					err = a.saveBook(book)
+				}
+				if err != nil {
+					fmt.Fprintf(a.Err, "agentkeys: warning: approved, but could not record the name %q: %v\n", name, err)
+				} else {
+					res.Name = name
+				}
+			}
+			if a.JSON {
+				return a.printJSON(res)
+			}
+			switch p.RequestType {
+			case authreq.TypePair:
+				a.printf("Approved. Agent %s paired; the daemon now holds its session.\n", ap.Wallet)
+			case authreq.TypeRecover:
+				a.printf("Approved. The daemon now holds a new session for %s.\n", ap.Wallet)
+			default:
+				a.printf("Approved.\n")
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&otp, "otp", "", "the 6-digit OTP the daemon shows (prompted on a terminal)")
+	f.BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
+	f.BoolVar(&deny, "deny", false, "refuse the request instead")
+	f.StringVar(&name, "name", "", "record a paired agent under this local name")
+	return cmd
+}
+
+// pairingError adds hints for the pairing failures a person can act on.
+func pairingError(err error) error {
+	var apiErr *backendclient.Error
+	if !errors.As(err, &apiErr) {
+		return err
+	}
+	switch {
+	case apiErr.Kind == "LOCKED":
+		return withHint(err, "start pairing again on the daemon; it will show a new code and OTP")
+	case apiErr.Status == 410:
+		return withHint(err, "the code expired; restart pairing on the daemon")
+	case apiErr.Status == 404:
+		return withHint(err, "check the code the daemon printed (codes expire after a few minutes)")
+	case apiErr.Status == 403 && strings.Contains(apiErr.Message, "OTP"):
+		return withHint(err, "type the 6 digits printed next to the pair code")
+	}
+	return err
+}
+
+// identityOf guesses the kind of an identity the way a person writes it:
+// 0x… is a wallet, anything with @ an e-mail, *.eth an ENS name, else an
+// alias.
+func identityOf(s string) (authreq.Identity, string) {
+	switch {
+	case strings.HasPrefix(s, "0x") || strings.HasPrefix(s, "0X"):
+		return authreq.Identity{Type: authreq.IdentityWallet, Value: strings.ToLower(s)}, "wallet"
+	case strings.Contains(s, "@"):
+		return authreq.Identity{Type: authreq.IdentityEmail, Value: strings.ToLower(s)}, "email"
+	case strings.HasSuffix(strings.ToLower(s), ".eth"):
+		return authreq.Identity{Type: authreq.IdentityEns, Value: strings.ToLower(s)}, "ens"
+	}
+	return authreq.Identity{Type: authreq.IdentityAlias, Value: strings.ToLower(s)}, "alias"
+}
+
+func (a *App) newRecoverCmd() *cobra.Command {
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "recover <wallet|alias|email>",
+		Short: "Recover a master session on a new machine, approved from a machine that still has one",
+		Long: `Ask for a new session on an existing wallet. This prints a recovery code and
+an OTP and waits; on a machine that still holds a live session of the owning
+wallet, run:
+
+  agentkeys approve <code> --otp <otp>
+
+Recovery never works without that approval: there is no password or e-mail
+shortcut. The new session is saved in this profile.`,
+		Args: exactArgs(1, "<wallet|alias|email>"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, typ := identityOf(strings.TrimSpace(args[0]))
+			if err := authreq.ValidateIdentity(id); err != nil {
+				return usagef("%v", err)
+			}
+			if typ == "alias" && !validAlias(id.Value) {
+				return usagef("%q is not a wallet (0x…), an e-mail address or an alias (letters, digits, '.', '_', '-')", args[0])
+			}
+			if timeout <= 0 {
+				return usagef("--timeout must be positive")
+			}
+			st, err := a.Store()
+			if err != nil {
+				return err
+			}
+			base := a.BackendURL()
+			c, err := a.newClient(base)
+			if err != nil {
+				return err
+			}
+			pub, priv, err := ed25519.GenerateKey(rand.Reader)
+			if err != nil {
+				return err
+			}
+			clear(priv)
+			details, err := authreq.Encode(authreq.Request{Type: authreq.TypeRecover, AgentIdentity: id, NewDaemonPubkey: pub})
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmdContext(cmd.Context()), timeout)
+			defer cancel()
+			o, err := c.OpenAuthRequest(ctx, backendclient.OpenRequest{
+				ChildPubkey: pub, RequestType: authreq.TypeRecover, RequestDetails: details,
+				IdentityType: typ, IdentityValue: id.Value,
+			})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.Err, "Recovery code: %s  OTP: %s\n", o.PairCode, o.OTP)
+			fmt.Fprintf(a.Err, "On a machine with a live session of %s, run: agentkeys approve %s --otp %s\n", id.Value, o.PairCode, o.OTP)
+			d, err := awaitDecision(ctx, c, o)
+			if err != nil {
+				return err
+			}
+			if d.Status != "approved" || d.Session == nil {
+				return fmt.Errorf("recovery %s", d.Status)
+			}
+			ks := keychain.Session{Token: d.Session.Token, Wallet: d.Session.Wallet, Backend: base, ExpiresAt: d.Session.ExpiresAt.Unix()}
+			where, err := st.Save(a.Profile, ks)
+			if err != nil {
+				return fmt.Errorf("save session: %w", err)
+			}
+			if a.JSON {
+				return a.printJSON(map[string]any{"wallet": d.Session.Wallet, "profile": a.Profile, "session_store": where})
+			}
+			a.printf("Recovered. Session for %s saved in profile %q.\n", d.Session.Wallet, a.Profile)
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait for the approval")
+	return cmd
+}
+
+// awaitDecision long-polls until the request is decided, retrying transport
+// errors with backoff until ctx ends.
+func awaitDecision(ctx context.Context, c *backendclient.Client, o backendclient.Opened) (backendclient.Decision, error) {
+	backoff := 500 * time.Millisecond
+	for {
+		d, err := c.AwaitAuthDecision(ctx, o)
+		switch {
+		case err == nil && d.Status == "timeout":
+			continue
+		case err == nil:
+			return d, nil
+		case ctx.Err() != nil:
+			return d, errors.New("no approval before the deadline")
+		}
+		var te *backendclient.TransportError
+		if !errors.As(err, &te) {
+			return d, pairingError(err)
+		}
+		select {
+		case <-ctx.Done():
+			return d, errors.New("no approval before the deadline")
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}
