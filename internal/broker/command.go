@@ -1,0 +1,315 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/agentkeys/agentkeys/internal/audit"
+	"github.com/agentkeys/agentkeys/internal/logging"
+	"github.com/agentkeys/agentkeys/internal/oidc"
+)
+
+// ExitError carries a specific exit code (audit verify uses 2 for a broken
+// chain, 1 for "could not check").
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string { return e.Err.Error() }
+func (e *ExitError) Unwrap() error { return e.Err }
+
+// Command returns the agentkeys-broker root command: it serves by default.
+func Command() *cobra.Command {
+	return command(os.LookupEnv)
+}
+
+func command(lookup LookupFunc) *cobra.Command {
+	var (
+		flags    serveFlags
+		logLevel string
+	)
+	root := &cobra.Command{
+		Use:   "agentkeys-broker",
+		Short: "AgentKeys broker: OIDC issuer and AWS credentials for agents, with a fail-closed audit ledger",
+		Long: `agentkeys-broker validates an agent's session bearer against the AgentKeys backend and
+mints either a short-lived OIDC ID token (POST /v1/mint-oidc-jwt) or AWS temporary
+credentials (POST /v1/mint-aws-creds), each recorded in a hash-chained audit ledger
+before it is returned.
+
+Configuration comes from the environment (the original broker's names):
+  BROKER_BACKEND_URL               backend base URL (default http://127.0.0.1:8090)
+  BROKER_OIDC_ISSUER               public issuer URL, absolute, no trailing slash
+                                   (default: the loopback listen URL)
+  BROKER_OIDC_KEYPAIR_PATH         OIDC key set file, created 0600 on first start
+                                   (default ~/.agentkeys/broker/oidc-keypair.json)
+  BROKER_OIDC_JWT_TTL_SECONDS      token lifetime, 60-3600 (default 300)
+  BROKER_DATA_ROLE_ARN             role to assume (fallback BROKER_AGENT_ROLE_ARN, then
+                                   arn:aws:iam::$ACCOUNT_ID:role/agentkeys-data-role);
+                                   none set disables /v1/mint-aws-creds
+  BROKER_AWS_REGION                (fallback REGION, default us-east-1)
+  BROKER_SESSION_DURATION_SECONDS  AWS session length, 900-43200 (default 3600)
+  DAEMON_ACCESS_KEY_ID, DAEMON_SECRET_ACCESS_KEY
+                                   static AWS keys, both or neither (neither: SDK default chain)
+  BROKER_STS_ENDPOINT              STS-compatible endpoint override
+  BROKER_AUDIT_DB                  audit ledger: SQLite path or postgres:// URL
+                                   (default ~/.agentkeys/broker/audit.sqlite)
+  BROKER_BACKEND_TIMEOUT_SECONDS (5), BROKER_STS_TIMEOUT_SECONDS (10),
+  BROKER_SHUTDOWN_GRACE_SECONDS (30), BROKER_OIDC_KEY_RELOAD_SECONDS (10),
+  BROKER_VALIDATE_CACHE_SECONDS (2, max 5), BROKER_RATE_PER_BEARER (5/s),
+  BROKER_RATE_PER_IP (50/s), BROKER_SCOPE_SERVICE (aws; "none" lets any scope mint),
+  BROKER_OIDC_ALLOW_INSECURE_ISSUER (0)`,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return serve(cmd, lookup, flags, logLevel)
+		},
+	}
+	f := root.Flags()
+	f.StringVar(&flags.bind, "bind", envOr(lookup, "BROKER_BIND", DefaultBind), "address to bind; loopback by default [BROKER_BIND]")
+	f.IntVar(&flags.port, "port", DefaultPort, "port to listen on [BROKER_PORT]")
+	f.BoolVar(&flags.skipCheck, "skip-startup-check", false, "skip the STS GetCallerIdentity check at startup (offline development)")
+	f.StringVar(&flags.tlsCert, "tls-cert", envOr(lookup, "BROKER_TLS_CERT", ""), "serve HTTPS with this certificate [BROKER_TLS_CERT]")
+	f.StringVar(&flags.tlsKey, "tls-key", envOr(lookup, "BROKER_TLS_KEY", ""), "private key for --tls-cert [BROKER_TLS_KEY]")
+	root.PersistentFlags().StringVar(&logLevel, "log-level", envOr(lookup, "BROKER_LOG_LEVEL", "info"), "debug, info, warn or error [BROKER_LOG_LEVEL]")
+	flags.portEnv, _ = lookup("BROKER_PORT")
+
+	serveCmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the broker (the default)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return serve(cmd, lookup, flags, logLevel)
+		},
+	}
+	serveCmd.Flags().AddFlagSet(root.Flags())
+	root.AddCommand(serveCmd, keysCommand(lookup), auditCommand(lookup))
+	return root
+}
+
+type serveFlags struct {
+	bind, tlsCert, tlsKey string
+	port                  int
+	portEnv               string
+	skipCheck             bool
+}
+
+func serve(cmd *cobra.Command, lookup LookupFunc, flags serveFlags, logLevel string) error {
+	log, err := logging.New(cmd.ErrOrStderr(), logLevel)
+	if err != nil {
+		return err
+	}
+	cfg, err := FromEnv(lookup)
+	if err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	cfg.LogLevel = logLevel
+	cfg.Bind, cfg.Port = flags.bind, flags.port
+	if !cmd.Flags().Changed("port") && flags.portEnv != "" {
+		var p int
+		if _, err := fmt.Sscanf(flags.portEnv, "%d", &p); err != nil || fmt.Sprint(p) != flags.portEnv {
+			return fmt.Errorf("invalid configuration:\nBROKER_PORT=%q is not a port number", flags.portEnv)
+		}
+		cfg.Port = p
+	}
+	cfg.TLSCertFile, cfg.TLSKeyFile = flags.tlsCert, flags.tlsKey
+	cfg.SkipStartupCheck = flags.skipCheck
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return Run(ctx, cfg, log)
+}
+
+func envOr(lookup LookupFunc, name, def string) string {
+	if v, ok := lookup(name); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+// keyFilePath is the key file named by --key-file, else the environment.
+func keyFilePath(lookup LookupFunc, flag string) string {
+	if flag != "" {
+		return flag
+	}
+	return envOr(lookup, "BROKER_OIDC_KEYPAIR_PATH", Defaults().KeyFile)
+}
+
+func keysCommand(lookup LookupFunc) *cobra.Command {
+	var keyFile string
+	keys := &cobra.Command{
+		Use:   "keys",
+		Short: "Manage the OIDC signing key set",
+	}
+	keys.PersistentFlags().StringVar(&keyFile, "key-file", "", "key set file (default BROKER_OIDC_KEYPAIR_PATH or ~/.agentkeys/broker/oidc-keypair.json)")
+
+	var asJSON bool
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List the keys and their states (never prints private keys)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			set, err := oidc.Load(keyFilePath(lookup, keyFile))
+			if err != nil {
+				return err
+			}
+			return printKeys(cmd.OutOrStdout(), set, asJSON)
+		},
+	}
+	list.Flags().BoolVar(&asJSON, "json", false, "print one JSON document")
+
+	var force, rotJSON bool
+	var publishDelay time.Duration
+	rotate := &cobra.Command{
+		Use:   "rotate",
+		Short: "Promote the next key to signing, retire the current one and publish a new next key",
+		Long: `rotate promotes the published "next" key to "current" (it must have been in the JWKS
+for at least --publish-delay, so verifiers' caches know it), retires the current key
+(its public half stays in the JWKS for the longest token lifetime plus a cache margin),
+drops retired keys past that window, and publishes a fresh next key.
+
+A running broker picks the change up within BROKER_OIDC_KEY_RELOAD_SECONDS. Replicas
+must share the key file. Use --force only when the current key is compromised.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			path := keyFilePath(lookup, keyFile)
+			p := oidc.DefaultPolicy
+			p.PublishDelay = publishDelay
+			if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("no key file at %s (the broker creates it on first start)", path)
+			}
+			set, err := oidc.Rotate(path, time.Now(), p, force)
+			if err != nil {
+				return err
+			}
+			if !rotJSON {
+				fmt.Fprintf(cmd.OutOrStdout(), "rotated %s\n", path)
+			}
+			return printKeys(cmd.OutOrStdout(), set, rotJSON)
+		},
+	}
+	rotate.Flags().BoolVar(&force, "force", false, "rotate even if the next key was published less than --publish-delay ago")
+	rotate.Flags().DurationVar(&publishDelay, "publish-delay", oidc.DefaultPublishDelay, "minimum time the next key must have been published before it signs")
+	rotate.Flags().BoolVar(&rotJSON, "json", false, "print the resulting key set as one JSON document")
+	keys.AddCommand(list, rotate)
+	return keys
+}
+
+type keyView struct {
+	KID         string     `json:"kid"`
+	State       string     `json:"state"`
+	CreatedAt   *time.Time `json:"created_at,omitempty"`
+	ActivatedAt *time.Time `json:"activated_at,omitempty"`
+	RetiredAt   *time.Time `json:"retired_at,omitempty"`
+	UnpublishAt *time.Time `json:"unpublish_at,omitempty"`
+}
+
+func tp(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func printKeys(w io.Writer, set *oidc.KeySet, asJSON bool) error {
+	var views []keyView
+	for _, k := range set.Keys() {
+		v := keyView{KID: k.KID, State: string(k.State), CreatedAt: tp(k.CreatedAt), ActivatedAt: tp(k.ActivatedAt), RetiredAt: tp(k.RetiredAt)}
+		if k.State == oidc.StateRetired {
+			v.UnpublishAt = tp(k.RetiredAt.Add(oidc.DefaultRetention))
+		}
+		views = append(views, v)
+	}
+	if asJSON {
+		return json.NewEncoder(w).Encode(map[string]any{"keys": views})
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KID\tSTATE\tCREATED\tACTIVATED\tRETIRED\tUNPUBLISH AT")
+	ts := func(t *time.Time) string {
+		if t == nil {
+			return "-"
+		}
+		return t.UTC().Format(time.RFC3339)
+	}
+	for _, v := range views {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", v.KID, v.State, ts(v.CreatedAt), ts(v.ActivatedAt), ts(v.RetiredAt), ts(v.UnpublishAt))
+	}
+	return tw.Flush()
+}
+
+func auditCommand(lookup LookupFunc) *cobra.Command {
+	var db string
+	var asJSON bool
+	a := &cobra.Command{Use: "audit", Short: "Inspect the audit ledger"}
+	verify := &cobra.Command{
+		Use:   "verify",
+		Short: "Check the ledger's hash chain; exit 2 and name the first broken link if it was tampered with",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if db == "" {
+				db = envOr(lookup, "BROKER_AUDIT_DB", envOr(lookup, "BROKER_AUDIT_DB_PATH", Defaults().AuditDB))
+			}
+			if !audit.IsPostgres(db) {
+				if _, err := os.Stat(db); err != nil {
+					return &ExitError{Code: 1, Err: fmt.Errorf("audit ledger %s: %w", db, err)}
+				}
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Minute)
+			defer cancel()
+			sink, err := audit.Open(ctx, db)
+			if err != nil {
+				return &ExitError{Code: 1, Err: err}
+			}
+			defer sink.Close()
+			rep, err := sink.Verify(ctx)
+			var ce *audit.ChainError
+			switch {
+			case errors.As(err, &ce):
+				if asJSON {
+					json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]any{"ok": false, "rows_checked": rep.Rows, "broken_at": ce.ID, "reason": ce.Reason})
+				} else {
+					fmt.Fprintf(cmd.OutOrStdout(), "BROKEN: %v\n%d rows before it verified.\n", ce, rep.Rows)
+				}
+				return &ExitError{Code: 2, Err: ce}
+			case err != nil:
+				return &ExitError{Code: 1, Err: err}
+			}
+			if asJSON {
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]any{"ok": true, "rows": rep.Rows, "last_id": rep.LastID, "last_hash": rep.LastHash})
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "OK: %d rows, chain intact (head %s)\n", rep.Rows, rep.LastHash)
+			return nil
+		},
+	}
+	verify.Flags().StringVar(&db, "db", "", "ledger: SQLite path or postgres:// URL (default BROKER_AUDIT_DB)")
+	verify.Flags().BoolVar(&asJSON, "json", false, "print one JSON document")
+	a.AddCommand(verify)
+	return a
+}
+
+// Main runs the command and returns the process exit code.
+func Main() int {
+	err := Command().ExecuteContext(context.Background())
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintln(os.Stderr, "agentkeys-broker:", err)
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		return ee.Code
+	}
+	return 1
+}

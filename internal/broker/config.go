@@ -1,0 +1,300 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/agentkeys/agentkeys/internal/oidc"
+	"github.com/agentkeys/agentkeys/internal/sts"
+)
+
+// Defaults.
+const (
+	DefaultBind            = "127.0.0.1"
+	DefaultPort            = 8091
+	DefaultBackendURL      = "http://127.0.0.1:8090"
+	DefaultJWTTTL          = 300 * time.Second
+	DefaultSessionDuration = 3600 * time.Second
+	DefaultRegion          = "us-east-1"
+	DefaultBackendTimeout  = 5 * time.Second
+	DefaultAuditTimeout    = 2 * time.Second
+	DefaultSTSTimeout      = 10 * time.Second
+	DefaultShutdownGrace   = 30 * time.Second
+	DefaultKeyReload       = 10 * time.Second
+	DefaultValidateCache   = 2 * time.Second
+	DefaultScopeService    = "aws"
+	DefaultRatePerBearer   = 5.0 // mints per second, burst DefaultBurstPerBearer
+	DefaultBurstPerBearer  = 20
+	DefaultRatePerIP       = 50.0
+	DefaultBurstPerIP      = 100
+
+	MinJWTTTL = 60 * time.Second
+	MaxJWTTTL = oidc.MaxTokenTTL
+
+	// MaxValidateCache bounds the session validation cache TTL: a revoked
+	// session must stop minting within seconds.
+	MaxValidateCache = 5 * time.Second
+)
+
+// Config is everything an operator can set. Environment variables keep the
+// original broker's names (SPEC §2); see FromEnv.
+type Config struct {
+	Bind             string
+	Port             int
+	TLSCertFile      string
+	TLSKeyFile       string
+	SkipStartupCheck bool
+	LogLevel         string
+
+	BackendURL     string
+	BackendTimeout time.Duration
+
+	Issuer              string // empty: derived from a loopback bind
+	AllowInsecureIssuer bool
+	KeyFile             string
+	JWTTTL              time.Duration
+	KeyReload           time.Duration
+
+	// DataRoleARN empty disables /v1/mint-aws-creds (an OIDC-only broker
+	// needs no AWS principal at all).
+	DataRoleARN     string
+	Region          string
+	SessionDuration time.Duration
+	AccessKeyID     string
+	SecretAccessKey string
+	STSEndpoint     string
+	STSTimeout      time.Duration
+
+	AuditDB      string
+	AuditTimeout time.Duration
+
+	ShutdownGrace time.Duration
+
+	RatePerBearer  float64
+	BurstPerBearer int
+	RatePerIP      float64
+	BurstPerIP     int
+
+	// ScopeService is the service a scoped (agent) session's scope must
+	// list to mint; empty lets every session mint.
+	ScopeService string
+	// ValidateCache is how long a successful session validation is reused
+	// (0 = ask the backend on every mint; at most MaxValidateCache).
+	ValidateCache time.Duration
+}
+
+// AWSEnabled reports whether /v1/mint-aws-creds is configured.
+func (c *Config) AWSEnabled() bool { return c.DataRoleARN != "" }
+
+// Defaults returns the configuration with nothing set.
+func Defaults() Config {
+	home, err := os.UserHomeDir()
+	if err != nil || home == "" {
+		home = "."
+	}
+	dir := filepath.Join(home, ".agentkeys", "broker")
+	return Config{
+		Bind: DefaultBind, Port: DefaultPort, LogLevel: "info",
+		BackendURL: DefaultBackendURL, BackendTimeout: DefaultBackendTimeout,
+		KeyFile: filepath.Join(dir, "oidc-keypair.json"), JWTTTL: DefaultJWTTTL, KeyReload: DefaultKeyReload,
+		Region: DefaultRegion, SessionDuration: DefaultSessionDuration, STSTimeout: DefaultSTSTimeout,
+		AuditDB: filepath.Join(dir, "audit.sqlite"), AuditTimeout: DefaultAuditTimeout,
+		ShutdownGrace: DefaultShutdownGrace,
+		RatePerBearer: DefaultRatePerBearer, BurstPerBearer: DefaultBurstPerBearer,
+		RatePerIP: DefaultRatePerIP, BurstPerIP: DefaultBurstPerIP,
+		ScopeService: DefaultScopeService, ValidateCache: DefaultValidateCache,
+	}
+}
+
+// LookupFunc reads one environment variable (os.LookupEnv in production).
+type LookupFunc func(name string) (string, bool)
+
+// FromEnv reads the environment over Defaults. It reports every bad value at
+// once; messages name the variable and the value, except for secrets.
+func FromEnv(lookup LookupFunc) (Config, error) {
+	c := Defaults()
+	var errs []error
+	get := func(names ...string) (string, string, bool) { // first non-empty
+		for _, n := range names {
+			if v, ok := lookup(n); ok && strings.TrimSpace(v) != "" {
+				return n, strings.TrimSpace(v), true
+			}
+		}
+		return "", "", false
+	}
+	str := func(dst *string, names ...string) {
+		if _, v, ok := get(names...); ok {
+			*dst = v
+		}
+	}
+	seconds := func(dst *time.Duration, name string) {
+		if _, v, ok := get(name); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 0 {
+				errs = append(errs, fmt.Errorf("%s=%q is not a whole number of seconds", name, v))
+				return
+			}
+			*dst = time.Duration(n) * time.Second
+		}
+	}
+	float := func(dst *float64, name string) {
+		if _, v, ok := get(name); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q is not a number", name, v))
+				return
+			}
+			*dst = f
+		}
+	}
+	boolean := func(dst *bool, name string) {
+		if _, v, ok := get(name); ok {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q is not a boolean (1/0/true/false)", name, v))
+				return
+			}
+			*dst = b
+		}
+	}
+
+	str(&c.BackendURL, "BROKER_BACKEND_URL")
+	seconds(&c.BackendTimeout, "BROKER_BACKEND_TIMEOUT_SECONDS")
+	str(&c.Issuer, "BROKER_OIDC_ISSUER")
+	boolean(&c.AllowInsecureIssuer, "BROKER_OIDC_ALLOW_INSECURE_ISSUER")
+	str(&c.KeyFile, "BROKER_OIDC_KEYPAIR_PATH")
+	seconds(&c.JWTTTL, "BROKER_OIDC_JWT_TTL_SECONDS")
+	seconds(&c.KeyReload, "BROKER_OIDC_KEY_RELOAD_SECONDS")
+	str(&c.Region, "BROKER_AWS_REGION", "REGION")
+	seconds(&c.SessionDuration, "BROKER_SESSION_DURATION_SECONDS")
+	str(&c.AccessKeyID, "DAEMON_ACCESS_KEY_ID", "BROKER_DAEMON_ACCESS_KEY_ID")
+	str(&c.SecretAccessKey, "DAEMON_SECRET_ACCESS_KEY", "BROKER_DAEMON_SECRET_ACCESS_KEY")
+	str(&c.STSEndpoint, "BROKER_STS_ENDPOINT")
+	seconds(&c.STSTimeout, "BROKER_STS_TIMEOUT_SECONDS")
+	str(&c.AuditDB, "BROKER_AUDIT_DB", "BROKER_AUDIT_DB_PATH")
+	seconds(&c.ShutdownGrace, "BROKER_SHUTDOWN_GRACE_SECONDS")
+	float(&c.RatePerBearer, "BROKER_RATE_PER_BEARER")
+	float(&c.RatePerIP, "BROKER_RATE_PER_IP")
+	seconds(&c.ValidateCache, "BROKER_VALIDATE_CACHE_SECONDS")
+	if _, v, ok := get("BROKER_SCOPE_SERVICE"); ok {
+		if v == "-" || v == "none" {
+			v = ""
+		}
+		c.ScopeService = v
+	}
+
+	// Role ARN: BROKER_DATA_ROLE_ARN, then the legacy BROKER_AGENT_ROLE_ARN,
+	// then derived from ACCOUNT_ID.
+	if _, v, ok := get("BROKER_DATA_ROLE_ARN", "BROKER_AGENT_ROLE_ARN"); ok {
+		c.DataRoleARN = v
+	} else if _, acct, ok := get("ACCOUNT_ID"); ok {
+		if !accountRE.MatchString(acct) {
+			errs = append(errs, fmt.Errorf("ACCOUNT_ID=%q is not a 12-digit AWS account id", acct))
+		} else {
+			c.DataRoleARN = "arn:aws:iam::" + acct + ":role/agentkeys-data-role"
+		}
+	}
+	return c, errors.Join(errs...)
+}
+
+var (
+	accountRE = regexp.MustCompile(`^\d{12}$`)
+	roleARNRE = regexp.MustCompile(`^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$`)
+	regionRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+)
+
+// Validate checks the whole configuration (after flags were applied) and
+// fills derived values: an empty issuer becomes the loopback listen URL.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	if c.Port < 0 || c.Port > 65535 {
+		bad("--port %d out of range 0-65535", c.Port)
+	}
+	if c.Bind == "" {
+		bad("--bind is empty (use 127.0.0.1 for loopback only)")
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		bad("--tls-cert and --tls-key must be given together")
+	}
+	if u, err := url.Parse(c.BackendURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" {
+		bad("BROKER_BACKEND_URL=%q is not a URL like http://127.0.0.1:8090", c.BackendURL)
+	}
+	if c.BackendTimeout < time.Second || c.BackendTimeout > time.Minute {
+		bad("BROKER_BACKEND_TIMEOUT_SECONDS=%d out of range 1-60", int(c.BackendTimeout.Seconds()))
+	}
+	if c.Issuer == "" {
+		if !isLoopback(c.Bind) {
+			bad("BROKER_OIDC_ISSUER is required when the broker binds to a non-loopback address (give the public https:// URL AWS will fetch)")
+		} else {
+			scheme := "http"
+			if c.TLSCertFile != "" {
+				scheme = "https"
+			}
+			c.Issuer = scheme + "://" + net.JoinHostPort(c.Bind, strconv.Itoa(c.Port))
+		}
+	} else if err := oidc.ValidateIssuer(c.Issuer, c.AllowInsecureIssuer); err != nil {
+		bad("BROKER_OIDC_ISSUER: %v", err)
+	}
+	if c.KeyFile == "" {
+		bad("BROKER_OIDC_KEYPAIR_PATH is empty")
+	}
+	if c.JWTTTL < MinJWTTTL || c.JWTTTL > MaxJWTTTL {
+		bad("BROKER_OIDC_JWT_TTL_SECONDS=%d out of range %d-%d", int(c.JWTTTL.Seconds()), int(MinJWTTTL.Seconds()), int(MaxJWTTTL.Seconds()))
+	}
+	if c.KeyReload < time.Second || c.KeyReload > 10*time.Minute {
+		bad("BROKER_OIDC_KEY_RELOAD_SECONDS=%d out of range 1-600", int(c.KeyReload.Seconds()))
+	}
+	if (c.AccessKeyID == "") != (c.SecretAccessKey == "") {
+		bad("DAEMON_ACCESS_KEY_ID and DAEMON_SECRET_ACCESS_KEY must be set together, or both left unset to use the AWS SDK default chain (AWS_PROFILE, instance profile, ...)")
+	}
+	if c.DataRoleARN != "" && !roleARNRE.MatchString(c.DataRoleARN) {
+		bad("BROKER_DATA_ROLE_ARN=%q is not an IAM role ARN like arn:aws:iam::123456789012:role/agentkeys-data-role", c.DataRoleARN)
+	}
+	if !regionRE.MatchString(c.Region) {
+		bad("BROKER_AWS_REGION=%q is not a region name like us-east-1", c.Region)
+	}
+	if c.SessionDuration < sts.MinDuration || c.SessionDuration > sts.MaxDuration {
+		bad("BROKER_SESSION_DURATION_SECONDS=%d out of range 900-43200", int(c.SessionDuration.Seconds()))
+	}
+	if c.STSEndpoint != "" {
+		if u, err := url.Parse(c.STSEndpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+			bad("BROKER_STS_ENDPOINT=%q is not a URL like https://sts.us-east-1.amazonaws.com", c.STSEndpoint)
+		}
+	}
+	if c.STSTimeout < time.Second || c.STSTimeout > time.Minute {
+		bad("BROKER_STS_TIMEOUT_SECONDS=%d out of range 1-60", int(c.STSTimeout.Seconds()))
+	}
+	if c.AuditDB == "" {
+		bad("BROKER_AUDIT_DB is empty")
+	}
+	if c.AuditTimeout <= 0 || c.AuditTimeout > time.Minute {
+		bad("audit deadline %v out of range (0, 1m]", c.AuditTimeout)
+	}
+	if c.ShutdownGrace < time.Second || c.ShutdownGrace > 10*time.Minute {
+		bad("BROKER_SHUTDOWN_GRACE_SECONDS=%d out of range 1-600", int(c.ShutdownGrace.Seconds()))
+	}
+	if c.ValidateCache < 0 || c.ValidateCache > MaxValidateCache {
+		bad("BROKER_VALIDATE_CACHE_SECONDS=%d out of range 0-%d (a revoked session must stop minting within seconds)", int(c.ValidateCache.Seconds()), int(MaxValidateCache.Seconds()))
+	}
+	return errors.Join(errs...)
+}
+
+// isLoopback reports whether a bind host only accepts local connections.
+func isLoopback(host string) bool {
+	host = strings.Trim(host, "[]")
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,85 @@
+package broker
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// FuzzDecodeMintBody: any body either decodes (empty, {}) or yields a
+// bad_request error with a 4xx status; nothing panics.
+func FuzzDecodeMintBody(f *testing.F) {
+	for _, s := range []string{"", "{}", " { } ", "null", "[]", `{"a":1}`, `{} {}`, "{", `"x"`, "\x00", `{"":{}}`} {
+		f.Add([]byte(s), "application/json")
+		f.Add([]byte(s), "")
+	}
+	f.Add([]byte("{}"), "text/plain")
+	f.Add([]byte("{}"), "application/merge-patch+json; charset=utf-8")
+	f.Fuzz(func(t *testing.T, body []byte, ct string) {
+		e := decodeMintBytes(body, ct)
+		if e == nil {
+			return
+		}
+		if e.Kind != KindBadRequest || e.Status < 400 || e.Status > 499 || e.Message == "" {
+			t.Fatalf("decode error %+v", e)
+		}
+	})
+}
+
+// FuzzBearer: the Authorization parser accepts only well-formed session
+// tokens and never returns the raw header in its reason.
+func FuzzBearer(f *testing.F) {
+	tok := strings.Repeat("ab", 32)
+	for _, s := range []string{"", "Bearer " + tok, "bearer " + tok, "Bearer  " + tok + " ", "Basic x", "Bearer", "Bearer " + strings.ToUpper(tok), "Bearer " + tok + "0", "\x00Bearer"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, h string) {
+		r, _ := http.NewRequest("POST", "/", nil)
+		r.Header["Authorization"] = []string{h}
+		token, hash, reason := bearer(r)
+		if reason == "" {
+			if len(token) != 64 || strings.Trim(token, "0123456789abcdef") != "" {
+				t.Fatalf("accepted token %q", token)
+			}
+			if len(hash) != 64 {
+				t.Fatalf("hash %q", hash)
+			}
+		} else if token != "" {
+			t.Fatal("token returned with a failure")
+		}
+		if len(h) > 8 && strings.Contains(reason, h) {
+			t.Fatalf("reason echoes the header: %q", reason)
+		}
+	})
+}
+
+// FuzzValidateResponse: whatever the backend answers, the broker gets a
+// valid identity or a typed error, and never passes unknown 401 text on.
+func FuzzValidateResponse(f *testing.F) {
+	f.Add(200, []byte(`{"wallet":"0x1111111111111111111111111111111111111111","kind":"agent","scope":{"services":["aws"],"read_only":false},"expires_at":1900000000}`))
+	f.Add(200, []byte(`{"wallet":"0x1111111111111111111111111111111111111111","scope":null}`))
+	f.Add(200, []byte(`{"wallet":"nope"}`))
+	f.Add(200, []byte(`{"wallet":"0x1111111111111111111111111111111111111111","scope":{"services":["BAD NAME"]}}`))
+	f.Add(401, []byte(`{"error":"UNAUTHORIZED","message":"session revoked"}`))
+	f.Add(401, []byte(`{"message":"leak 1234"}`))
+	f.Add(500, []byte(`boom`))
+	f.Fuzz(func(t *testing.T, status int, body []byte) {
+		id, err := parseValidateResponse(status, body)
+		var ue *UnauthorizedError
+		var be *BackendError
+		switch {
+		case err == nil:
+			if status != 200 || len(id.Wallet) != 42 {
+				t.Fatalf("accepted %d %q as %+v", status, body, id)
+			}
+		case errors.As(err, &ue):
+			if !knownReasons[ue.Reason] && ue.Reason != "session not valid" {
+				t.Fatalf("unknown reason passed on: %q", ue.Reason)
+			}
+		case errors.As(err, &be):
+		default:
+			t.Fatalf("untyped error %v", err)
+		}
+	})
+}

@@ -1,0 +1,313 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/audit"
+	"github.com/agentkeys/agentkeys/internal/oidc"
+	"github.com/agentkeys/agentkeys/internal/sts"
+	"github.com/agentkeys/agentkeys/internal/sts/ststest"
+)
+
+const testRoleARN = "arn:aws:iam::000000000000:role/agentkeys-data-role"
+
+// fakeBackend answers GET /session/validate and GET /health like the
+// AgentKeys backend.
+type fakeBackend struct {
+	*httptest.Server
+	mu       sync.Mutex
+	sessions map[string]*session
+	calls    int
+	health   int           // status of /health (200 by default)
+	hold     chan struct{} // when set, /session/validate waits for it
+	status   int           // when set, /session/validate answers this status
+	body     string        // ... with this body
+}
+
+type session struct {
+	wallet  agentkeys.Wallet
+	kind    string
+	scope   *agentkeys.Scope
+	revoked bool
+}
+
+func newFakeBackend(t testing.TB) *fakeBackend {
+	b := &fakeBackend{sessions: map[string]*session{}, health: http.StatusOK}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
+		b.mu.Lock()
+		st := b.health
+		b.mu.Unlock()
+		w.WriteHeader(st)
+		io.WriteString(w, "ok")
+	})
+	mux.HandleFunc("GET /session/validate", b.validate)
+	b.Server = httptest.NewServer(mux)
+	t.Cleanup(b.Close)
+	return b
+}
+
+func (b *fakeBackend) validate(w http.ResponseWriter, r *http.Request) {
+	b.mu.Lock()
+	b.calls++
+	hold, status, body := b.hold, b.status, b.body
+	b.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
+	if status != 0 {
+		w.WriteHeader(status)
+		io.WriteString(w, body)
+		return
+	}
+	unauthorized := func(msg string) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		json.NewEncoder(w).Encode(map[string]string{"error": "UNAUTHORIZED", "message": msg})
+	}
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		unauthorized("missing Authorization header")
+		return
+	}
+	b.mu.Lock()
+	s := b.sessions[tok]
+	b.mu.Unlock()
+	switch {
+	case s == nil:
+		unauthorized("session not found")
+	case s.revoked:
+		unauthorized("session revoked")
+	default:
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{
+			"wallet": s.wallet, "kind": s.kind, "scope": s.scope, "expires_at": time.Now().Add(time.Hour).Unix(),
+		})
+	}
+}
+
+// newSession registers a session and returns its bearer.
+func (b *fakeBackend) newSession(kind string, scope *agentkeys.Scope) (string, agentkeys.Wallet) {
+	tok := agentkeys.NewToken().Reveal()
+	w := agentkeys.NewWallet()
+	b.mu.Lock()
+	b.sessions[tok] = &session{wallet: w, kind: kind, scope: scope}
+	b.mu.Unlock()
+	return tok, w
+}
+
+func (b *fakeBackend) revoke(tok string) {
+	b.mu.Lock()
+	b.sessions[tok].revoked = true
+	b.mu.Unlock()
+}
+
+func (b *fakeBackend) set(fn func(b *fakeBackend)) {
+	b.mu.Lock()
+	fn(b)
+	b.mu.Unlock()
+}
+
+func (b *fakeBackend) validateCalls() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.calls
+}
+
+// syncBuffer collects log output from concurrent handlers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}
+
+// clock is a settable time source for the validation cache.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// harness is a broker on loopback with a fake backend, a fake STS, a real
+// SQLite ledger and a real key set in a temp dir.
+type harness struct {
+	t       *testing.T
+	backend *fakeBackend
+	sts     *ststest.Fake
+	ledger  *audit.SQL
+	sink    audit.Sink // what the server uses (may wrap ledger)
+	issuer  *oidc.Issuer
+	server  *Server
+	srv     *httptest.Server
+	logs    *syncBuffer
+	clock   *clock
+	cfg     Config
+	keyFile string
+}
+
+type option func(h *harness, cfg *Config)
+
+func withSink(s audit.Sink) option { return func(h *harness, _ *Config) { h.sink = s } }
+
+func newHarness(t *testing.T, opts ...option) *harness {
+	t.Helper()
+	dir := t.TempDir()
+	h := &harness{t: t, backend: newFakeBackend(t), sts: ststest.New(), logs: &syncBuffer{},
+		clock: &clock{t: time.Now()}}
+	t.Cleanup(h.sts.Close)
+	ledger, err := audit.Open(context.Background(), filepath.Join(dir, "audit.sqlite"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ledger.Close() })
+	h.ledger, h.sink = ledger, ledger
+
+	cfg := Defaults()
+	cfg.BackendURL = h.backend.URL
+	cfg.KeyFile = filepath.Join(dir, "oidc-keys.json")
+	cfg.AuditDB = filepath.Join(dir, "audit.sqlite")
+	cfg.DataRoleARN = testRoleARN
+	cfg.STSEndpoint = h.sts.URL
+	cfg.AccessKeyID, cfg.SecretAccessKey = "AKIATESTBROKER000001", "broker-static-secret-"+agentkeys.NewToken().Reveal()[:16]
+	cfg.RatePerBearer, cfg.RatePerIP = 0, 0 // unlimited unless a test says otherwise
+	for _, o := range opts {
+		o(h, &cfg)
+	}
+	h.srv = httptest.NewUnstartedServer(nil)
+	if cfg.Issuer == "" {
+		cfg.Issuer = "http://" + h.srv.Listener.Addr().String()
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	h.cfg = cfg
+	h.keyFile = cfg.KeyFile
+	h.issuer, err = oidc.NewIssuer(oidc.Config{Issuer: cfg.Issuer, TTL: cfg.JWTTTL, KeyFile: cfg.KeyFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "aws-config"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "aws-credentials"))
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	stsClient, err := sts.New(context.Background(), sts.Config{Region: cfg.Region, AccessKeyID: cfg.AccessKeyID,
+		SecretAccessKey: cfg.SecretAccessKey, Endpoint: cfg.STSEndpoint})
+	if err != nil {
+		t.Fatal(err)
+	}
+	validator := NewHTTPValidator(cfg.BackendURL, cfg.BackendTimeout)
+	var awsMinter AWSMinter = stsClient
+	if !cfg.AWSEnabled() {
+		awsMinter = nil
+	}
+	h.server = NewServer(cfg, Deps{
+		Validator: validator, BackendHealth: validator.Health, Issuer: h.issuer, AWS: awsMinter,
+		Audit: h.sink, Now: h.clock.Now,
+		Logger: slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	h.srv.Config.Handler = h.server
+	h.srv.Start()
+	t.Cleanup(h.srv.Close)
+	return h
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) json(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.body, &m); err != nil {
+		t.Fatalf("response %d is not JSON: %q", r.status, r.body)
+	}
+	return m
+}
+
+// errorKind checks the error envelope and returns its kind.
+func (r response) errorKind(t *testing.T) string {
+	t.Helper()
+	m := r.json(t)
+	kind, _ := m["error"].(string)
+	msg, _ := m["message"].(string)
+	if kind == "" || msg == "" || len(m) != 2 {
+		t.Fatalf("not an error envelope: %s", r.body)
+	}
+	return kind
+}
+
+func (h *harness) do(method, path, bearer string, body string, hdr ...string) response {
+	h.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, h.srv.URL+path, rd)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+func (h *harness) mintJWT(bearer string) response { return h.do("POST", PathMintJWT, bearer, "") }
+func (h *harness) mintAWS(bearer string) response { return h.do("POST", PathMintAWS, bearer, "") }
+
+func (h *harness) lastRow() audit.Record {
+	h.t.Helper()
+	r, ok, err := h.ledger.Last(context.Background())
+	if err != nil || !ok {
+		h.t.Fatalf("no audit row: %v", err)
+	}
+	return r
+}
+
+func (h *harness) rows() int64 {
+	h.t.Helper()
+	n, err := h.ledger.Count(context.Background())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return n
+}

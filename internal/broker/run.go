@@ -1,0 +1,208 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/agentkeys/agentkeys/internal/audit"
+	"github.com/agentkeys/agentkeys/internal/oidc"
+	"github.com/agentkeys/agentkeys/internal/sts"
+)
+
+// Running is a started broker.
+type Running struct {
+	cfg      Config
+	srv      *http.Server
+	ln       net.Listener
+	sink     audit.Sink
+	issuer   *oidc.Issuer
+	log      *slog.Logger
+	stop     context.CancelFunc
+	wg       sync.WaitGroup
+	serveErr chan error
+}
+
+// Addr is the address the broker listens on.
+func (r *Running) Addr() string { return r.ln.Addr().String() }
+
+// URL is the broker's base URL.
+func (r *Running) URL() string {
+	scheme := "http"
+	if r.cfg.TLSCertFile != "" {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Addr()
+}
+
+// Issuer returns the OIDC issuer URL in use.
+func (r *Running) Issuer() string { return r.cfg.Issuer }
+
+// Start validates cfg, opens the audit ledger and the key set, checks AWS
+// (unless skipped), binds the listener and serves in the background.
+func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Running, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if !isLoopback(cfg.Bind) && cfg.TLSCertFile == "" {
+		log.Warn("SECURITY: broker bound to a non-loopback address without TLS; bearer tokens and minted credentials will cross the network in cleartext. Put a TLS proxy in front (bind 127.0.0.1) or pass --tls-cert/--tls-key.",
+			"bind", cfg.Bind, "port", cfg.Port)
+	}
+	if u := cfg.Issuer; len(u) >= 7 && u[:7] == "http://" {
+		log.Warn("OIDC issuer uses plain http; AWS IAM accepts only https issuers (fine for local tests)", "issuer", u)
+	}
+
+	sink, err := audit.Open(ctx, cfg.AuditDB)
+	if err != nil {
+		return nil, fmt.Errorf("open audit ledger (BROKER_AUDIT_DB): %w", err)
+	}
+	fail := func(err error) (*Running, error) {
+		sink.Close()
+		return nil, err
+	}
+
+	var aws AWSMinter
+	if cfg.AWSEnabled() {
+		client, err := sts.New(ctx, sts.Config{
+			Region: cfg.Region, AccessKeyID: cfg.AccessKeyID, SecretAccessKey: cfg.SecretAccessKey,
+			Endpoint: cfg.STSEndpoint, Timeout: cfg.STSTimeout,
+		})
+		if err != nil {
+			return fail(err)
+		}
+		log.Info("AWS credential minting enabled", "role_arn", cfg.DataRoleARN, "region", cfg.Region,
+			"credentials", client.CredentialSource(), "sts_endpoint", cfg.STSEndpoint)
+		if !cfg.SkipStartupCheck {
+			cctx, cancel := context.WithTimeout(ctx, cfg.STSTimeout)
+			id, err := client.CallerIdentity(cctx)
+			cancel()
+			if err != nil {
+				log.Error("startup STS check failed", "err", err)
+				return fail(errors.New("startup STS check (GetCallerIdentity) failed: give the broker an AWS principal (AWS_PROFILE, an instance profile, or both DAEMON_ACCESS_KEY_ID and DAEMON_SECRET_ACCESS_KEY), check BROKER_AWS_REGION / BROKER_STS_ENDPOINT, or pass --skip-startup-check for offline development"))
+			}
+			log.Info("startup STS check passed", "account", id.Account, "principal", id.ARN)
+		}
+		aws = client
+	} else {
+		log.Info("AWS credential minting disabled (none of BROKER_DATA_ROLE_ARN, BROKER_AGENT_ROLE_ARN, ACCOUNT_ID set); /v1/mint-aws-creds answers 404")
+	}
+
+	issuer, err := oidc.NewIssuer(oidc.Config{Issuer: cfg.Issuer, TTL: cfg.JWTTTL, KeyFile: cfg.KeyFile, Logger: log})
+	if err != nil {
+		return fail(fmt.Errorf("OIDC key set (BROKER_OIDC_KEYPAIR_PATH): %w", err))
+	}
+	log.Info("OIDC signer ready", "kid", issuer.CurrentKID(), "issuer", cfg.Issuer, "path", cfg.KeyFile, "ttl_seconds", int(cfg.JWTTTL.Seconds()))
+
+	validator := NewHTTPValidator(cfg.BackendURL, cfg.BackendTimeout)
+	server := NewServer(cfg, Deps{
+		Validator: validator, BackendHealth: validator.Health,
+		Issuer: issuer, AWS: aws, Audit: sink, Logger: log,
+	})
+
+	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Bind, strconv.Itoa(cfg.Port)))
+	if err != nil {
+		return fail(fmt.Errorf("listen on %s: %w", net.JoinHostPort(cfg.Bind, strconv.Itoa(cfg.Port)), err))
+	}
+	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
+	r := &Running{
+		cfg: cfg, ln: ln, sink: sink, issuer: issuer, log: log, stop: stop, serveErr: make(chan error, 1),
+		srv: &http.Server{
+			Handler:           server,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      60 * time.Second,
+			IdleTimeout:       120 * time.Second,
+			MaxHeaderBytes:    16 << 10,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		},
+	}
+	r.wg.Go(func() {
+		t := time.NewTicker(cfg.KeyReload)
+		defer t.Stop()
+		for {
+			select {
+			case <-bg.Done():
+				return
+			case <-t.C:
+				changed, err := issuer.Reload()
+				if err != nil {
+					log.Error("OIDC key set reload failed; keeping the keys in use", "path", cfg.KeyFile, "err", err)
+				} else if changed {
+					server.KeyReloaded()
+				}
+			}
+		}
+	})
+	go func() {
+		var err error
+		if cfg.TLSCertFile != "" {
+			err = r.srv.ServeTLS(ln, cfg.TLSCertFile, cfg.TLSKeyFile)
+		} else {
+			err = r.srv.Serve(ln)
+		}
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		r.serveErr <- err
+	}()
+	log.Info("broker listening", "addr", r.Addr(), "url", r.URL(), "backend", cfg.BackendURL, "audit_db", auditLabel(cfg.AuditDB))
+	return r, nil
+}
+
+// auditLabel names the audit database without a PostgreSQL password.
+func auditLabel(dsn string) string {
+	if audit.IsPostgres(dsn) {
+		return "postgres"
+	}
+	return dsn
+}
+
+// Shutdown stops accepting connections, drains in-flight requests until ctx
+// ends, then closes the ledger.
+func (r *Running) Shutdown(ctx context.Context) error {
+	err := r.srv.Shutdown(ctx)
+	r.stop()
+	r.wg.Wait()
+	if cerr := r.sink.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Wait blocks until the server stops serving on its own (a listener error).
+func (r *Running) Wait() error { return <-r.serveErr }
+
+// Run starts the broker and serves until ctx is cancelled (SIGTERM/SIGINT),
+// then drains for at most cfg.ShutdownGrace.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	r, err := Start(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down: draining in-flight requests", "grace", cfg.ShutdownGrace.String())
+	case err := <-r.serveErr:
+		log.Error("server stopped", "err", err)
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+		defer cancel()
+		r.Shutdown(sctx)
+		return err
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+	defer cancel()
+	if err := r.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("broker stopped")
+	return nil
+}

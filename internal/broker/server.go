@@ -1,0 +1,615 @@
+// Package broker is agentkeys-broker: it validates a session bearer against
+// the backend and then either signs a short-lived OIDC ID token for the
+// wallet (POST /v1/mint-oidc-jwt) or assumes the data role in AWS STS with
+// the wallet's session tags (POST /v1/mint-aws-creds). Every mint attempt is
+// written to the hash-chained audit ledger before the response; when that
+// write fails or misses its deadline the caller gets 500 audit_error and no
+// credential. The broker also serves the issuer's discovery document and
+// JWKS, /healthz, /readyz and /metrics.
+package broker
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/audit"
+	"github.com/agentkeys/agentkeys/internal/jsonhttp"
+	"github.com/agentkeys/agentkeys/internal/oidc"
+	"github.com/agentkeys/agentkeys/internal/ratelimit"
+	"github.com/agentkeys/agentkeys/internal/sts"
+)
+
+// Error kinds (reference/broker.md §1.1, plus the ones this broker adds).
+const (
+	KindUnauthorized       = "unauthorized"        // 401
+	KindBackendUnreachable = "backend_unreachable" // 502
+	KindSTSError           = "sts_error"           // 502
+	KindAuditError         = "audit_error"         // 500
+	KindInternal           = "internal"            // 500
+	KindBadRequest         = "bad_request"         // 400, 413, 415
+	KindRateLimited        = "rate_limited"        // 429
+	KindForbidden          = "forbidden"           // 403
+	KindNotFound           = "not_found"           // 404
+	KindMethodNotAllowed   = "method_not_allowed"  // 405
+)
+
+// Endpoints.
+const (
+	PathMintJWT  = "/v1/mint-oidc-jwt"
+	PathMintAWS  = "/v1/mint-aws-creds"
+	PathHealthz  = "/healthz"
+	PathReadyz   = "/readyz"
+	PathMetrics  = "/metrics"
+	endpointJWT  = "oidc_jwt"
+	endpointAWS  = "aws_creds"
+	outcomeAudit = "audit_error"
+)
+
+// MaxBodyBytes bounds mint request bodies (which carry nothing yet).
+const MaxBodyBytes = 4 << 10
+
+// maxAuthHeader bounds the Authorization header the broker looks at.
+const maxAuthHeader = 512
+
+// unauthenticatedSession is the session name recorded before a wallet is known.
+const unauthenticatedSession = "(unauthenticated)"
+
+// JWTMinter signs ID tokens (implemented by *oidc.Issuer).
+type JWTMinter interface {
+	Mint(wallet string) (oidc.Token, error)
+	TTL() time.Duration
+	DiscoveryHandler() http.Handler
+	JWKSHandler() http.Handler
+	Ready() error
+}
+
+// AWSMinter assumes the data role (implemented by *sts.Client).
+type AWSMinter interface {
+	AssumeRole(ctx context.Context, req sts.AssumeRequest) (sts.Credentials, error)
+	CallerIdentity(ctx context.Context) (sts.Identity, error)
+}
+
+// HealthChecker probes a dependency for /readyz.
+type HealthChecker func(ctx context.Context) error
+
+// Deps are the broker's collaborators.
+type Deps struct {
+	Validator     SessionValidator
+	BackendHealth HealthChecker // nil: not checked
+	Issuer        JWTMinter
+	AWS           AWSMinter // nil: /v1/mint-aws-creds disabled
+	Audit         audit.Sink
+	Logger        *slog.Logger
+	Now           func() time.Time
+}
+
+// Server is the broker's HTTP handler.
+type Server struct {
+	cfg   Config
+	deps  Deps
+	log   *slog.Logger
+	now   func() time.Time
+	valid SessionValidator
+
+	bearerLimit *ratelimit.Limiter
+	ipLimit     *ratelimit.Limiter
+	m           *metrics
+	handler     http.Handler
+
+	stsMu    sync.Mutex
+	stsOKAt  time.Time // last successful readiness probe of STS
+	stsCache time.Duration
+}
+
+// NewServer builds the handler. cfg must have passed Validate.
+func NewServer(cfg Config, deps Deps) *Server {
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	if cfg.AuditTimeout <= 0 {
+		cfg.AuditTimeout = DefaultAuditTimeout
+	}
+	if cfg.STSTimeout <= 0 {
+		cfg.STSTimeout = DefaultSTSTimeout
+	}
+	s := &Server{
+		cfg: cfg, deps: deps, log: deps.Logger, now: deps.Now,
+		valid:       newCachingValidator(deps.Validator, cfg.ValidateCache, deps.Now),
+		bearerLimit: ratelimit.New(cfg.RatePerBearer, cfg.BurstPerBearer),
+		ipLimit:     ratelimit.New(cfg.RatePerIP, cfg.BurstPerIP),
+		m:           newMetrics(),
+		stsCache:    time.Minute,
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+PathHealthz, s.healthz)
+	mux.HandleFunc("GET "+PathReadyz, s.readyz)
+	mux.Handle("GET "+PathMetrics, s.m.handler())
+	mux.Handle("GET "+oidc.DiscoveryPath, deps.Issuer.DiscoveryHandler())
+	mux.Handle("GET "+oidc.JWKSPath, deps.Issuer.JWKSHandler())
+	mux.HandleFunc("POST "+PathMintJWT, s.mintJWT)
+	mux.HandleFunc("POST "+PathMintAWS, s.mintAWS)
+	s.handler = s.middleware(jsonhttp.Fallback(mux, KindNotFound, KindMethodNotAllowed))
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// KeyReloaded counts a key set reload in the metrics.
+func (s *Server) KeyReloaded() { s.m.keyReloads.Inc() }
+
+type ctxKey int
+
+const requestIDKey ctxKey = 0
+
+// middleware assigns a request id, recovers panics without echoing them,
+// and writes one access log line per request.
+func (s *Server) middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := r.Header.Get("X-Request-Id")
+		if !safeRequestID(id) {
+			id = newRequestID()
+		}
+		w.Header().Set("X-Request-Id", id)
+		r = r.WithContext(context.WithValue(r.Context(), requestIDKey, id))
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				s.log.Error("handler panic", "request_id", id, "path", r.URL.Path, "panic_type", fmt.Sprintf("%T", p))
+				if !sw.wrote {
+					jsonhttp.WriteError(sw, jsonhttp.Errorf(http.StatusInternalServerError, KindInternal, "internal: unexpected error"))
+				}
+			}
+			level := slog.LevelInfo
+			if r.URL.Path == PathHealthz || r.URL.Path == PathMetrics || r.URL.Path == PathReadyz {
+				level = slog.LevelDebug
+			}
+			s.log.Log(r.Context(), level, "request", "method", r.Method, "path", r.URL.Path, "status", sw.status,
+				"duration_ms", float64(time.Since(start).Microseconds())/1000, "client_ip", ratelimit.ClientIP(r), "request_id", id)
+		}()
+		next.ServeHTTP(sw, r)
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.status, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.status, w.wrote = http.StatusOK, true
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func safeRequestID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func newRequestID() string {
+	var b [12]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func requestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey).(string)
+	return id
+}
+
+// --- probes -----------------------------------------------------------
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	io.WriteString(w, "ok")
+}
+
+// probeTimeout bounds each readiness check.
+const probeTimeout = 2 * time.Second
+
+type readiness struct {
+	Status    string   `json:"status"`
+	BackendOK bool     `json:"backend_ok"`
+	AuditOK   bool     `json:"audit_ok"`
+	KeysOK    bool     `json:"keys_ok"`
+	STSOK     *bool    `json:"sts_ok,omitempty"` // absent when AWS minting is off
+	Failed    []string `json:"failed,omitempty"`
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), probeTimeout)
+	defer cancel()
+	type result struct {
+		name string
+		err  error
+	}
+	checks := map[string]func(context.Context) error{
+		"audit": s.deps.Audit.Ping,
+		"keys":  func(context.Context) error { return s.deps.Issuer.Ready() },
+	}
+	if s.deps.BackendHealth != nil {
+		checks["backend"] = s.deps.BackendHealth
+	}
+	if s.deps.AWS != nil {
+		checks["sts"] = s.stsReady
+	}
+	results := make(chan result, len(checks))
+	for name, check := range checks {
+		go func() { results <- result{name, runBounded(ctx, check)} }()
+	}
+	rd := readiness{Status: "ready", BackendOK: true, AuditOK: true, KeysOK: true}
+	if s.deps.AWS != nil {
+		ok := true
+		rd.STSOK = &ok
+	}
+	for range checks {
+		res := <-results
+		if res.err == nil {
+			continue
+		}
+		s.log.Warn("readiness check failed", "check", res.name, "err", res.err)
+		rd.Failed = append(rd.Failed, res.name)
+		switch res.name {
+		case "backend":
+			rd.BackendOK = false
+		case "audit":
+			rd.AuditOK = false
+		case "keys":
+			rd.KeysOK = false
+		case "sts":
+			f := false
+			rd.STSOK = &f
+		}
+	}
+	if len(rd.Failed) > 0 {
+		rd.Status = "not_ready"
+		jsonhttp.Write(w, http.StatusServiceUnavailable, rd)
+		return
+	}
+	jsonhttp.Write(w, http.StatusOK, rd)
+}
+
+// stsReady calls GetCallerIdentity at most once a minute while it succeeds
+// (probes must not cost an STS call each); failures are re-checked at once.
+func (s *Server) stsReady(ctx context.Context) error {
+	s.stsMu.Lock()
+	fresh := !s.stsOKAt.IsZero() && s.now().Sub(s.stsOKAt) < s.stsCache
+	s.stsMu.Unlock()
+	if fresh {
+		return nil
+	}
+	if _, err := s.deps.AWS.CallerIdentity(ctx); err != nil {
+		return err
+	}
+	s.stsMu.Lock()
+	s.stsOKAt = s.now()
+	s.stsMu.Unlock()
+	return nil
+}
+
+// runBounded runs check but returns by ctx's deadline even if check ignores
+// its context.
+func runBounded(ctx context.Context, check func(context.Context) error) error {
+	done := make(chan error, 1)
+	go func() { done <- check(ctx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// --- mints ------------------------------------------------------------
+
+type jwtResponse struct {
+	JWT        string `json:"jwt"`
+	Wallet     string `json:"wallet"`
+	Expiration int64  `json:"expiration"`
+}
+
+type awsResponse struct {
+	AccessKeyID     string `json:"access_key_id"`
+	SecretAccessKey string `json:"secret_access_key"`
+	SessionToken    string `json:"session_token"`
+	Expiration      int64  `json:"expiration"`
+	Wallet          string `json:"wallet"`
+}
+
+// mintRequest is the (currently empty) body of both mint endpoints.
+type mintRequest struct{}
+
+// minted is what a mint produced: the response body and what the audit row
+// records about it.
+type minted struct {
+	body         any
+	sessionName  string
+	credentialID string
+	expires      time.Time
+}
+
+// failure is a refused mint: the client's error and the audit outcome and
+// detail (which may say more than the client sees, never a secret).
+type failure struct {
+	err     *jsonhttp.Error
+	outcome string
+	detail  string
+}
+
+func (s *Server) mintJWT(w http.ResponseWriter, r *http.Request) {
+	ttl := s.deps.Issuer.TTL()
+	s.mint(w, r, endpointJWT, audit.RoleOIDCJWT, ttl, func(ctx context.Context, id Identity) (minted, *failure) {
+		tok, err := s.deps.Issuer.Mint(string(id.Wallet))
+		if err != nil {
+			return minted{}, &failure{
+				err:     jsonhttp.Errorf(http.StatusInternalServerError, KindInternal, "internal: could not sign the token"),
+				outcome: audit.OutcomeInternal, detail: err.Error(),
+			}
+		}
+		return minted{
+			body:        jwtResponse{JWT: tok.JWT, Wallet: string(id.Wallet), Expiration: tok.Expires.Unix()},
+			sessionName: tok.KID, credentialID: tok.ID, expires: tok.Expires,
+		}, nil
+	})
+}
+
+func (s *Server) mintAWS(w http.ResponseWriter, r *http.Request) {
+	if s.deps.AWS == nil {
+		jsonhttp.WriteError(w, jsonhttp.Errorf(http.StatusNotFound, KindNotFound,
+			"not found: AWS credential minting is not configured on this broker (set BROKER_DATA_ROLE_ARN); use /v1/mint-oidc-jwt"))
+		return
+	}
+	s.mint(w, r, endpointAWS, s.cfg.DataRoleARN, s.cfg.SessionDuration, func(ctx context.Context, id Identity) (minted, *failure) {
+		name := sts.SessionName(string(id.Wallet))
+		ctx, cancel := context.WithTimeout(ctx, s.cfg.STSTimeout)
+		defer cancel()
+		start := time.Now()
+		creds, err := s.deps.AWS.AssumeRole(ctx, sts.AssumeRequest{
+			RoleARN: s.cfg.DataRoleARN, SessionName: name, Duration: s.cfg.SessionDuration,
+			Wallet: string(id.Wallet), Kind: id.Kind,
+		})
+		s.m.stsSecs.Observe(time.Since(start).Seconds())
+		if err != nil {
+			return minted{sessionName: name}, &failure{
+				err:     jsonhttp.Errorf(http.StatusBadGateway, KindSTSError, "sts error: AWS STS refused or failed the AssumeRole call (see the broker's audit log)"),
+				outcome: audit.OutcomeSTSError, detail: err.Error(),
+			}
+		}
+		return minted{
+			body: awsResponse{
+				AccessKeyID: creds.AccessKeyID, SecretAccessKey: creds.SecretAccessKey, SessionToken: creds.SessionToken,
+				Expiration: creds.Expiration.Unix(), Wallet: string(id.Wallet),
+			},
+			sessionName: name, credentialID: creds.AccessKeyID, expires: creds.Expiration,
+		}, nil
+	})
+}
+
+// mint runs the steps every mint shares: limits, bearer, body, session,
+// scope, the endpoint's own work, then the audit row, then the response.
+func (s *Server) mint(w http.ResponseWriter, r *http.Request, endpoint, role string, dur time.Duration,
+	produce func(ctx context.Context, id Identity) (minted, *failure)) {
+	start := time.Now()
+	ctx := r.Context()
+	ip := ratelimit.ClientIP(r)
+	if ok, wait := s.ipLimit.Allow(ip); !ok {
+		s.rateLimited(w, r, endpoint, "ip", wait)
+		return
+	}
+	rec := audit.Record{
+		Time: s.now(), ClientIP: ip, RequestID: requestID(ctx),
+		RequestedRole: role, DurationSeconds: int64(dur / time.Second),
+		RequesterWallet: audit.UnknownWallet, STSSessionName: unauthenticatedSession,
+	}
+	finish := func(status int, body any, f *failure) {
+		outcome := audit.OutcomeOK
+		if f != nil {
+			outcome, rec.Outcome, rec.Detail = f.outcome, f.outcome, f.detail
+		} else {
+			rec.Outcome = audit.OutcomeOK
+		}
+		if err := s.appendAudit(ctx, rec); err != nil {
+			s.m.auditErrors.Inc()
+			s.m.mints.WithLabelValues(endpoint, outcomeAudit).Inc()
+			s.log.Error("audit write failed; mint refused", "endpoint", endpoint, "request_id", rec.RequestID,
+				"intended_outcome", outcome, "wallet", rec.RequesterWallet, "err", err)
+			jsonhttp.WriteError(w, jsonhttp.Errorf(http.StatusInternalServerError, KindAuditError, "audit error: the mint could not be recorded, so nothing was issued"))
+			s.m.mintSeconds.WithLabelValues(endpoint).Observe(time.Since(start).Seconds())
+			return
+		}
+		s.m.mints.WithLabelValues(endpoint, outcome).Inc()
+		s.m.mintSeconds.WithLabelValues(endpoint).Observe(time.Since(start).Seconds())
+		if f != nil {
+			if f.detail != "" && f.outcome != audit.OutcomeAuthFailed && f.outcome != audit.OutcomeBadRequest {
+				s.log.Warn("mint failed", "endpoint", endpoint, "request_id", rec.RequestID, "outcome", f.outcome,
+					"wallet", rec.RequesterWallet, "detail", f.detail)
+			}
+			jsonhttp.WriteError(w, f.err)
+			return
+		}
+		jsonhttp.Write(w, status, body)
+	}
+
+	token, tokenHash, berr := bearer(r)
+	rec.RequesterTokenHash = tokenHash
+	if berr != "" {
+		finish(0, nil, &failure{
+			err:     jsonhttp.Errorf(http.StatusUnauthorized, KindUnauthorized, "unauthorized: %s", berr),
+			outcome: audit.OutcomeAuthFailed, detail: berr,
+		})
+		return
+	}
+	if ok, wait := s.bearerLimit.Allow(tokenHash); !ok {
+		s.rateLimited(w, r, endpoint, "bearer", wait)
+		return
+	}
+	if e := decodeMintBody(r); e != nil {
+		finish(0, nil, &failure{err: e, outcome: audit.OutcomeBadRequest, detail: e.Message})
+		return
+	}
+
+	vstart := time.Now()
+	id, err := s.valid.Validate(ctx, token)
+	s.m.validSecs.Observe(time.Since(vstart).Seconds())
+	if err != nil {
+		var ue *UnauthorizedError
+		if errors.As(err, &ue) {
+			finish(0, nil, &failure{
+				err:     jsonhttp.Errorf(http.StatusUnauthorized, KindUnauthorized, "unauthorized: %s", ue.Reason),
+				outcome: audit.OutcomeAuthFailed, detail: "backend: " + ue.Reason,
+			})
+			return
+		}
+		finish(0, nil, &failure{
+			err:     jsonhttp.Errorf(http.StatusBadGateway, KindBackendUnreachable, "backend unreachable: the session backend could not validate the bearer"),
+			outcome: audit.OutcomeBackendError, detail: err.Error(),
+		})
+		return
+	}
+	rec.RequesterWallet = string(id.Wallet)
+	if s.cfg.ScopeService != "" && id.Scope != nil && !id.Scope.Allows(s.cfg.ScopeService) {
+		finish(0, nil, &failure{
+			err: jsonhttp.Errorf(http.StatusForbidden, KindForbidden,
+				"forbidden: this session's scope does not include %q; ask the master to grant it", s.cfg.ScopeService),
+			outcome: audit.OutcomeScopeDenied, detail: fmt.Sprintf("scope lacks %q", s.cfg.ScopeService),
+		})
+		return
+	}
+
+	out, f := produce(ctx, id)
+	if out.sessionName != "" {
+		rec.STSSessionName = out.sessionName
+	}
+	if f != nil {
+		finish(0, nil, f)
+		return
+	}
+	rec.CredentialID = out.credentialID
+	rec.CredentialExpiresAt = out.expires.Unix()
+	finish(http.StatusOK, out.body, nil)
+}
+
+func (s *Server) rateLimited(w http.ResponseWriter, r *http.Request, endpoint, limit string, wait time.Duration) {
+	s.m.rateLimited.WithLabelValues(endpoint, limit).Inc()
+	e := jsonhttp.Errorf(http.StatusTooManyRequests, KindRateLimited, "rate limited: too many mint requests; retry later")
+	e.RetryAfter = ratelimit.RetryAfterSeconds(wait)
+	jsonhttp.WriteError(w, e)
+}
+
+// appendAudit writes rec within the audit deadline. It returns at the
+// deadline even if the sink ignores its context, and a client hanging up
+// does not cut the write short.
+func (s *Server) appendAudit(ctx context.Context, rec audit.Record) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.AuditTimeout)
+	defer cancel()
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- s.deps.Audit.Append(ctx, rec) }()
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("audit deadline of %v exceeded: %w", s.cfg.AuditTimeout, ctx.Err())
+	}
+	s.m.auditSecs.Observe(time.Since(start).Seconds())
+	return err
+}
+
+// bearer extracts the session token. On failure it returns a reason safe
+// for the client; the hash is of whatever credential was presented ("" when
+// none), so failed attempts can be correlated without storing them.
+func bearer(r *http.Request) (token string, hash string, reason string) {
+	vals := r.Header.Values("Authorization")
+	if len(vals) == 0 {
+		return "", "", "missing Authorization header"
+	}
+	if len(vals) > 1 {
+		return "", "", "more than one Authorization header"
+	}
+	h := vals[0]
+	if len(h) > maxAuthHeader {
+		return "", string(agentkeys.HashSecret(h)), "Authorization header too long"
+	}
+	scheme, rest, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", string(agentkeys.HashSecret(h)), "Authorization header must be \"Bearer <session token>\""
+	}
+	raw := strings.TrimSpace(rest)
+	hash = string(agentkeys.HashSecret(raw))
+	tok, err := agentkeys.ParseToken(raw)
+	if err != nil {
+		return "", hash, "malformed bearer token"
+	}
+	return tok.Reveal(), hash, ""
+}
+
+// decodeMintBody accepts an empty body or "{}"; anything else must decode
+// strictly (unknown fields rejected) within MaxBodyBytes.
+func decodeMintBody(r *http.Request) *jsonhttp.Error {
+	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
+	if err != nil {
+		return jsonhttp.Errorf(http.StatusBadRequest, KindBadRequest, "bad request: could not read the request body")
+	}
+	if len(body) > MaxBodyBytes {
+		return jsonhttp.Errorf(http.StatusRequestEntityTooLarge, KindBadRequest, "bad request: request body exceeds %d bytes", MaxBodyBytes)
+	}
+	return decodeMintBytes(body, r.Header.Get("Content-Type"))
+}
+
+func decodeMintBytes(body []byte, contentType string) *jsonhttp.Error {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 {
+		return nil
+	}
+	if string(trimmed) == "null" {
+		return jsonhttp.Errorf(http.StatusBadRequest, KindBadRequest, "bad request: request body must be a JSON object")
+	}
+	req, _ := http.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	var m mintRequest
+	if e := jsonhttp.Decode(req, &m, MaxBodyBytes); e != nil {
+		return jsonhttp.Errorf(e.Status, KindBadRequest, "bad request: %s", e.Message)
+	}
+	return nil
+}
