@@ -1,0 +1,163 @@
+// Package e2e runs the built binaries against each other on loopback, the
+// way an operator would: no in-process shortcuts.
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// bin holds the paths of the binaries built for this run.
+var bin = map[string]string{}
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "agentkeys-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	for _, name := range []string{"agentkeys", "agentkeys-backend", "agentkeys-broker", "agentkeys-daemon"} {
+		out := filepath.Join(dir, name)
+		if b, err := exec.Command(gobin, "build", "-o", out, "github.com/agentkeys/agentkeys/cmd/"+name).CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", name, err, b)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
+		bin[name] = out
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// proc is a started binary whose stderr is kept for the test to inspect.
+type proc struct {
+	cmd    *exec.Cmd
+	stderr *lockedBuffer
+	done   chan error
+}
+
+type lockedBuffer struct {
+	ch  chan struct{}
+	buf strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.ch <- struct{}{}
+	defer func() { <-b.ch }()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.ch <- struct{}{}
+	defer func() { <-b.ch }()
+	return b.buf.String()
+}
+
+func start(t *testing.T, env []string, name string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(bin[name], args...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, env...)
+	p := &proc{cmd: cmd, stderr: &lockedBuffer{ch: make(chan struct{}, 1)}, done: make(chan error, 1)}
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+		}
+	})
+	return p
+}
+
+// stop sends SIGTERM and returns the exit error.
+func (p *proc) stop(t *testing.T) error {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		p.done <- err // for the cleanup
+		return err
+	case <-time.After(15 * time.Second):
+		t.Fatal("process did not stop within 15 s of SIGTERM")
+		return nil
+	}
+}
+
+// waitHTTP polls url until it answers 200, or fails after 15 s.
+func waitHTTP(t *testing.T, p *proc, url string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(url)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		select {
+		case err := <-p.done:
+			p.done <- err
+			t.Fatalf("%s exited early: %v\n%s", filepath.Base(p.cmd.Path), err, p.stderr)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	t.Fatalf("%s did not answer in time\n%s", url, p.stderr)
+}
+
+// stack is a backend and a broker started from their binaries.
+type stack struct {
+	backendURL, brokerURL string
+	backend, broker       *proc
+	dir                   string
+}
+
+func startStack(t *testing.T) *stack {
+	t.Helper()
+	dir := t.TempDir()
+	bport, kport := freePort(t), freePort(t)
+	s := &stack{backendURL: "http://127.0.0.1:" + strconv.Itoa(bport), brokerURL: "http://127.0.0.1:" + strconv.Itoa(kport), dir: dir}
+	s.backend = start(t, nil, "agentkeys-backend", "--listen", "127.0.0.1:"+strconv.Itoa(bport), "--data-dir", filepath.Join(dir, "backend"))
+	waitHTTP(t, s.backend, s.backendURL+"/health")
+	s.broker = start(t, []string{
+		"BROKER_BACKEND_URL=" + s.backendURL,
+		"BROKER_OIDC_KEYPAIR_PATH=" + filepath.Join(dir, "broker", "oidc-keypair.json"),
+		"BROKER_AUDIT_DB=" + filepath.Join(dir, "broker", "audit.sqlite"),
+		"BROKER_VALIDATE_CACHE_SECONDS=0",
+	}, "agentkeys-broker", "--port", strconv.Itoa(kport), "--skip-startup-check")
+	waitHTTP(t, s.broker, s.brokerURL+"/readyz")
+	return s
+}

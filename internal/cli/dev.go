@@ -1,0 +1,198 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/agentkeys/agentkeys/internal/backend"
+	"github.com/agentkeys/agentkeys/internal/broker"
+)
+
+func init() { extraCommands = append(extraCommands, (*App).newDevCmd) }
+
+// DevStack is a backend and a broker running in this process on loopback,
+// like `vault server -dev`.
+type DevStack struct {
+	Backend *backend.Running
+	Broker  *broker.Running
+	DataDir string
+	LogFile string
+	temp    bool
+	logf    *os.File
+}
+
+// DevOptions configure StartDev.
+type DevOptions struct {
+	DataDir     string // empty: a temporary directory removed on Stop
+	BackendPort int    // 0: a free port
+	BrokerPort  int    // 0: a free port
+	// STSEndpoint enables /v1/mint-aws-creds against this STS-compatible
+	// endpoint with RoleARN (default arn:aws:iam::000000000000:role/agentkeys-data-role).
+	STSEndpoint string
+	RoleARN     string
+}
+
+// StartDev starts the dev stack: SQLite and an ephemeral OIDC key in the
+// data directory, the mock inbox on, no STS unless asked for.
+func StartDev(ctx context.Context, o DevOptions) (*DevStack, error) {
+	d := &DevStack{DataDir: o.DataDir}
+	if d.DataDir == "" {
+		dir, err := os.MkdirTemp("", "agentkeys-dev-")
+		if err != nil {
+			return nil, err
+		}
+		d.DataDir, d.temp = dir, true
+	}
+	if err := os.MkdirAll(d.DataDir, 0o700); err != nil {
+		return nil, err
+	}
+	d.LogFile = filepath.Join(d.DataDir, "dev.log")
+	f, err := os.OpenFile(d.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		d.cleanup()
+		return nil, err
+	}
+	d.logf = f
+	log := slog.New(slog.NewJSONHandler(f, nil))
+
+	bport, err := pickPort(o.BackendPort)
+	if err != nil {
+		d.cleanup()
+		return nil, err
+	}
+	d.Backend, err = backend.Start(ctx, backend.Config{
+		Listen: net.JoinHostPort("127.0.0.1", strconv.Itoa(bport)), DataDir: filepath.Join(d.DataDir, "backend"), MockInbox: true,
+	}, log.With("component", "backend"))
+	if err != nil {
+		d.cleanup()
+		return nil, fmt.Errorf("start backend: %w", err)
+	}
+	kport, err := pickPort(o.BrokerPort)
+	if err != nil {
+		d.Stop(context.Background())
+		return nil, err
+	}
+	cfg := broker.Defaults()
+	cfg.Bind, cfg.Port = "127.0.0.1", kport
+	cfg.BackendURL = d.Backend.URL()
+	cfg.KeyFile = filepath.Join(d.DataDir, "broker", "oidc-keypair.json")
+	cfg.AuditDB = filepath.Join(d.DataDir, "broker", "audit.sqlite")
+	cfg.SkipStartupCheck = true
+	cfg.LogLevel = "info"
+	if o.STSEndpoint != "" {
+		cfg.STSEndpoint = o.STSEndpoint
+		cfg.DataRoleARN = o.RoleARN
+		if cfg.DataRoleARN == "" {
+			cfg.DataRoleARN = "arn:aws:iam::000000000000:role/agentkeys-data-role"
+		}
+	}
+	d.Broker, err = broker.Start(ctx, cfg, log.With("component", "broker"))
+	if err != nil {
+		d.Stop(context.Background())
+		return nil, fmt.Errorf("start broker: %w", err)
+	}
+	return d, nil
+}
+
+// Stop drains both servers and removes a temporary data directory.
+func (d *DevStack) Stop(ctx context.Context) error {
+	var errs []error
+	if d.Broker != nil {
+		errs = append(errs, d.Broker.Shutdown(ctx))
+	}
+	if d.Backend != nil {
+		errs = append(errs, d.Backend.Shutdown(ctx))
+	}
+	d.cleanup()
+	return errors.Join(errs...)
+}
+
+func (d *DevStack) cleanup() {
+	if d.logf != nil {
+		d.logf.Close()
+	}
+	if d.temp {
+		os.RemoveAll(d.DataDir)
+	}
+}
+
+// pickPort returns port, or a free loopback port for 0 (the broker's issuer
+// URL must name its real port, so it cannot bind :0 itself).
+func pickPort(port int) (int, error) {
+	if port != 0 {
+		return port, nil
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func (a *App) newDevCmd() *cobra.Command {
+	var o DevOptions
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run a backend and a broker on loopback for development (embedded SQLite, mock login)",
+		Long: `Start agentkeys-backend and agentkeys-broker in this process on loopback, with
+embedded SQLite and an ephemeral OIDC key in a temporary directory (or
+--data-dir, which is kept), the mock inbox on, and no AWS STS unless
+--sts-endpoint is given. Master login is mock: any AGENTKEYS_AUTH_TOKEN names
+an identity. Prints the export lines to use it; Ctrl-C stops it cleanly.
+
+Never expose it beyond this machine.`,
+		Args: exactArgs(0, "none"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			d, err := StartDev(ctx, o)
+			if err != nil {
+				return err
+			}
+			info := map[string]any{
+				"backend_url": d.Backend.URL(), "broker_url": d.Broker.URL(), "issuer": d.Broker.Issuer(),
+				"data_dir": d.DataDir, "log_file": d.LogFile, "aws": o.STSEndpoint != "",
+			}
+			if a.JSON {
+				if err := a.printJSON(info); err != nil {
+					d.Stop(context.Background())
+					return err
+				}
+			} else {
+				a.printf("export %s=%s\n", EnvBackendURL, d.Backend.URL())
+				a.printf("export %s=%s\n", EnvBrokerURL, d.Broker.URL())
+				fmt.Fprintf(a.Err, "agentkeys dev: backend %s, broker %s (OIDC issuer %s)\n", d.Backend.URL(), d.Broker.URL(), d.Broker.Issuer())
+				kept := ""
+				if d.temp {
+					kept = " (removed on exit)"
+				}
+				fmt.Fprintf(a.Err, "agentkeys dev: data in %s, logs in %s%s\n", d.DataDir, d.LogFile, kept)
+				fmt.Fprintf(a.Err, "agentkeys dev: log in with AGENTKEYS_AUTH_TOKEN=<any identity> agentkeys init; Ctrl-C to stop\n")
+			}
+			<-ctx.Done()
+			fmt.Fprintln(a.Err, "agentkeys dev: stopping")
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return d.Stop(sctx)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.DataDir, "data-dir", "", "keep state in this directory (default: a temporary one, removed on exit)")
+	f.IntVar(&o.BackendPort, "backend-port", 8090, "backend port on 127.0.0.1 (0: any free port)")
+	f.IntVar(&o.BrokerPort, "broker-port", 8091, "broker port on 127.0.0.1 (0: any free port)")
+	f.StringVar(&o.STSEndpoint, "sts-endpoint", "", "enable /v1/mint-aws-creds against this STS-compatible endpoint")
+	f.StringVar(&o.RoleARN, "role-arn", "", "data role to assume with --sts-endpoint")
+	return cmd
+}
