@@ -1,24 +1,241 @@
-// Command agentkeys-daemon runs inside an agent's sandbox and serves its
-// credentials over MCP and a Unix socket.
+// Command agentkeys-daemon runs inside an agent's sandbox: it holds the
+// agent's session (obtained by pairing with the master, by master-approved
+// recovery, or from a stored session) and serves the agent's credentials
+// over a Unix-socket JSON-RPC API and MCP (stdio and Streamable HTTP).
+//
+// Standard output carries nothing but MCP (with --stdio) or the output of
+// a subcommand; logs, the pairing prompt and notices go to standard error.
 package main
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/agentkeys/agentkeys/internal/daemon"
+	"github.com/agentkeys/agentkeys/internal/keychain"
+	"github.com/agentkeys/agentkeys/internal/logging"
 )
 
+// exitError carries a specific exit status.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+
 func main() {
-	root := &cobra.Command{
-		Use:   "agentkeys-daemon",
-		Short: "AgentKeys sandbox daemon (not yet implemented; see issue 6)",
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return cmd.Help()
-		},
-	}
-	if err := root.Execute(); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newRoot().ExecuteContext(ctx)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "agentkeys-daemon:", err)
+		var ee *exitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.code)
+		}
 		os.Exit(1)
 	}
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// secondsOrDuration accepts "300" (seconds) or a Go duration ("5m").
+type secondsOrDuration struct{ d *time.Duration }
+
+func (s secondsOrDuration) String() string { return s.d.String() }
+func (s secondsOrDuration) Type() string   { return "duration" }
+func (s secondsOrDuration) Set(v string) error {
+	if n, err := strconv.Atoi(v); err == nil {
+		if n <= 0 {
+			return errors.New("must be positive")
+		}
+		*s.d = time.Duration(n) * time.Second
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return errors.New("want seconds (300) or a duration (5m)")
+	}
+	*s.d = d
+	return nil
+}
+
+var _ pflag.Value = secondsOrDuration{}
+
+func newRoot() *cobra.Command {
+	var (
+		cfg       daemon.Config
+		services  []string
+		logLevel  string
+		backend   string
+		sessionID string
+	)
+	cfg.Session.PairTimeout = 5 * time.Minute
+	root := &cobra.Command{
+		Use:   "agentkeys-daemon",
+		Short: "AgentKeys sandbox daemon: holds an agent's session and serves its credentials over a Unix socket and MCP",
+		Long: `agentkeys-daemon holds one agent session inside a sandbox and serves the agent's credentials.
+
+Session: --session-file FILE ({"session","wallet","backend"}, mode 0600) if it exists; else the stored
+session --session-id (default: the single daemon-<wallet> session stored); else it pairs: it prints
+"Pair code: XXXX-XXXX  OTP: NNNNNN" on stderr and waits for "agentkeys approve" on the master's machine.
+--recover ALIAS|EMAIL|WALLET asks the master to approve a new session for an existing agent instead.
+
+Serving: a Unix-socket JSON-RPC API (read, list, status, aws_credentials, oidc_token) at --socket
+(default $XDG_RUNTIME_DIR/agentkeys/agentkeys.sock), MCP on stdio (--stdio) and MCP Streamable HTTP on a
+loopback address (--http 127.0.0.1:PORT, bearer from AGENTKEYS_MCP_TOKEN or a generated 0600 token file).`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args:          cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := logging.New(os.Stderr, logLevel)
+			if err != nil {
+				return err
+			}
+			st, err := keychain.New(nil)
+			if err != nil {
+				return err
+			}
+			cfg.Log, cfg.Stderr = log, os.Stderr
+			cfg.Session.BackendURL, cfg.Session.SessionID, cfg.Session.Store = backend, sessionID, st
+			for _, s := range services {
+				if s = strings.TrimSpace(s); s != "" {
+					cfg.Session.Services = append(cfg.Session.Services, s)
+				}
+			}
+			if cfg.Session.Recover != "" && cfg.Session.Pair {
+				return errors.New("--pair and --recover exclude each other")
+			}
+			if cfg.Session.Recover != "" && len(cfg.Session.Services) > 0 {
+				return errors.New("--services applies to pairing; a recovered agent keeps its scope")
+			}
+			err = daemon.Run(cmd.Context(), cfg)
+			var pe *daemon.PairError
+			if errors.As(err, &pe) {
+				code := 1
+				switch pe.Reason {
+				case "denied":
+					code = 3
+				case "locked":
+					code = 4
+				case "expired", "timeout":
+					code = 5
+				}
+				return &exitError{code: code, err: err}
+			}
+			return err
+		},
+	}
+	f := root.Flags()
+	f.StringVar(&backend, "backend", os.Getenv("AGENTKEYS_BACKEND_URL"), "backend URL (env AGENTKEYS_BACKEND_URL)")
+	f.StringVar(&cfg.Session.SessionFile, "session-file", "", "session file (SPEC §6 JSON, mode 0600): used if it exists, written after pairing")
+	f.StringVar(&sessionID, "session-id", os.Getenv("AGENTKEYS_SESSION_ID"), "id of the stored session (keychain or 0600 file; default daemon-<wallet>) (env AGENTKEYS_SESSION_ID)")
+	f.StringVar(&cfg.Session.Parent, "parent", "", "bind the pair/recover request to this master (alias, e-mail or wallet)")
+	f.StringSliceVar(&services, "services", nil, "services the pair request asks for (comma separated)")
+	f.BoolVar(&cfg.Session.ReadOnly, "read-only", false, "ask for a read-only scope")
+	f.StringVar(&cfg.Session.Recover, "recover", "", "recover an existing agent (alias, e-mail or wallet) with the master's approval")
+	f.BoolVar(&cfg.Session.Pair, "pair", false, "pair again even if a session is stored")
+	f.Var(secondsOrDuration{&cfg.Session.PairTimeout}, "pair-timeout", "how long to wait for the master's approval (seconds or duration)")
+	f.StringVar(&cfg.BrokerURL, "broker-url", os.Getenv("AGENTKEYS_BROKER_URL"), "broker URL for AWS credentials and OIDC tokens (env AGENTKEYS_BROKER_URL)")
+	f.StringVar(&cfg.Region, "region", envOr("AWS_REGION", os.Getenv("AWS_DEFAULT_REGION")), "AWS region reported with broker credentials")
+	f.StringVar(&cfg.Socket, "socket", "", "Unix socket path (default $AGENTKEYS_SOCKET or $XDG_RUNTIME_DIR/agentkeys/agentkeys.sock)")
+	f.BoolVar(&cfg.NoSocket, "no-socket", false, "do not serve the Unix socket")
+	f.BoolVar(&cfg.Stdio, "stdio", false, "serve MCP on stdin/stdout; exit when stdin closes")
+	f.StringVar(&cfg.HTTPAddr, "http", "", "serve MCP Streamable HTTP at http://ADDR/mcp (loopback only, e.g. 127.0.0.1:8765)")
+	f.StringVar(&cfg.HTTPTokenFile, "http-token-file", "", "where to write the generated MCP HTTP bearer (0600; default next to the socket; AGENTKEYS_MCP_TOKEN overrides)")
+	f.BoolVar(&cfg.NoGetCredential, "no-get-credential", false, "refuse agentkeys.get_credential (the agent uses run_with_credential and never sees the secret)")
+	f.StringVar(&cfg.WebIdentityTokenFile, "web-identity-token-file", "", "keep a broker-minted OIDC JWT fresh in this 0600 file (for AWS_WEB_IDENTITY_TOKEN_FILE)")
+	f.DurationVar(&cfg.CacheTTL, "cache-ttl", 0, "cache credential values in locked memory this long (0: read through, every use audited)")
+	f.DurationVar(&cfg.IdleEvict, "idle-evict", 5*time.Minute, "forget cached secrets unused this long")
+	f.BoolVar(&cfg.RequireHardening, "require-hardening", false, "refuse to start if a hardening step fails")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error (logs go to stderr as JSON)")
+	root.AddCommand(newAWS(), newStatus())
+	return root
+}
+
+func newAWS() *cobra.Command {
+	aws := &cobra.Command{Use: "aws", Short: "AWS helpers backed by the broker"}
+	var o daemon.CredentialProcessOptions
+	cp := &cobra.Command{
+		Use:   "credential-process",
+		Short: "Print AWS credential_process JSON (Version 1) from the broker",
+		Long: `Prints temporary AWS credentials as credential_process JSON. Use it in ~/.aws/config:
+
+  [profile agent]
+  credential_process = agentkeys-daemon aws credential-process --socket /run/user/1000/agentkeys/agentkeys.sock
+
+With --socket it asks the running daemon (which caches them); otherwise it uses the stored daemon session
+(--session-file or --session-id) and calls the broker (--broker-url or AGENTKEYS_BROKER_URL) itself.`,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := keychain.New(nil)
+			if err != nil {
+				return err
+			}
+			o.Store, o.TrySocket = st, true
+			ctx, cancel := context.WithTimeout(cmd.Context(), 60*time.Second)
+			defer cancel()
+			out, err := daemon.CredentialProcess(ctx, o)
+			if err != nil {
+				return err
+			}
+			_, err = os.Stdout.Write(out)
+			clear(out)
+			return err
+		},
+	}
+	cp.Flags().StringVar(&o.Socket, "socket", "", "ask the daemon listening on this socket")
+	cp.Flags().StringVar(&o.SessionFile, "session-file", "", "session file to use (0600)")
+	cp.Flags().StringVar(&o.SessionID, "session-id", os.Getenv("AGENTKEYS_SESSION_ID"), "stored session id")
+	cp.Flags().StringVar(&o.BrokerURL, "broker-url", os.Getenv("AGENTKEYS_BROKER_URL"), "broker URL (env AGENTKEYS_BROKER_URL)")
+	aws.AddCommand(cp)
+	return aws
+}
+
+func newStatus() *cobra.Command {
+	var socket string
+	c := &cobra.Command{
+		Use:           "status",
+		Short:         "Ask a running daemon for its status (JSON on stdout)",
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+			defer cancel()
+			c, err := daemon.DialSocket(ctx, socket)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			st, err := c.Status(ctx)
+			if err != nil {
+				return err
+			}
+			enc := json.NewEncoder(os.Stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(st)
+		},
+	}
+	c.Flags().StringVar(&socket, "socket", "", "daemon socket (default $AGENTKEYS_SOCKET or $XDG_RUNTIME_DIR/agentkeys/agentkeys.sock)")
+	return c
 }

@@ -1,0 +1,156 @@
+package daemon
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// SocketClient talks to a running daemon over its Unix socket. It is what
+// `agentkeys read --socket` uses inside a sandbox. Safe for concurrent use
+// (requests are serialised on one connection).
+type SocketClient struct {
+	mu   sync.Mutex
+	conn net.Conn
+	r    *bufio.Reader
+	next int64
+}
+
+// RPCError is an error answered by the daemon. Code is one of the Code*
+// constants (DENIED, NOT_FOUND, AUTH_FAILED, UNREACHABLE, INVALID_PARAMS…).
+type RPCError struct {
+	RPCCode int
+	Code    string
+	Message string
+}
+
+func (e *RPCError) Error() string {
+	if e.Code != "" {
+		return e.Code + ": " + e.Message
+	}
+	return e.Message
+}
+
+// DialSocket connects to the daemon at path ("" = DefaultSocketPath()).
+func DialSocket(ctx context.Context, path string) (*SocketClient, error) {
+	if path == "" {
+		path = DefaultSocketPath()
+	}
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("connect to the agentkeys daemon at %s: %w", path, errors.Unwrap(err))
+	}
+	return &SocketClient{conn: c, r: bufio.NewReader(c)}, nil
+}
+
+// Close closes the connection.
+func (c *SocketClient) Close() error { return c.conn.Close() }
+
+// Call sends one request and decodes its result into out (which may be
+// nil).
+func (c *SocketClient) Call(ctx context.Context, method string, params, out any) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.next++
+	id := c.next
+	req := map[string]any{"jsonrpc": "2.0", "id": id, "method": method}
+	if params != nil {
+		req["params"] = params
+	}
+	b, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		c.conn.SetDeadline(dl)
+	} else {
+		c.conn.SetDeadline(time.Now().Add(90 * time.Second))
+	}
+	stop := context.AfterFunc(ctx, func() { c.conn.SetDeadline(time.Now()) })
+	defer stop()
+	if _, err := c.conn.Write(append(b, '\n')); err != nil {
+		return fmt.Errorf("send to the agentkeys daemon: %w", err)
+	}
+	line, err := readLine(c.r, 16<<20)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("read from the agentkeys daemon: %w", err)
+	}
+	defer clear(line)
+	var resp struct {
+		ID     json.RawMessage `json:"id"`
+		Result json.RawMessage `json:"result"`
+		Error  *struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+			Data    struct {
+				Code string `json:"code"`
+			} `json:"data"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(line, &resp); err != nil {
+		return errors.New("malformed answer from the agentkeys daemon")
+	}
+	if string(resp.ID) != strconv.FormatInt(id, 10) {
+		return errors.New("answer from the agentkeys daemon does not match the request")
+	}
+	if resp.Error != nil {
+		return &RPCError{RPCCode: resp.Error.Code, Code: resp.Error.Data.Code, Message: resp.Error.Message}
+	}
+	if out != nil {
+		if err := json.Unmarshal(resp.Result, out); err != nil {
+			return errors.New("malformed result from the agentkeys daemon")
+		}
+	}
+	return nil
+}
+
+// Read returns the credential for service.
+func (c *SocketClient) Read(ctx context.Context, service string) ([]byte, error) {
+	var out struct {
+		Value string `json:"value"`
+	}
+	if err := c.Call(ctx, "read", map[string]string{"service": service}, &out); err != nil {
+		return nil, err
+	}
+	return []byte(out.Value), nil
+}
+
+// List returns the services the agent may read.
+func (c *SocketClient) List(ctx context.Context) ([]string, error) {
+	var out struct {
+		Services []string `json:"services"`
+	}
+	err := c.Call(ctx, "list", nil, &out)
+	return out.Services, err
+}
+
+// Status returns the daemon's status.
+func (c *SocketClient) Status(ctx context.Context) (Status, error) {
+	var out Status
+	err := c.Call(ctx, "status", nil, &out)
+	return out, err
+}
+
+// AWSCredentials returns broker-minted AWS credentials.
+func (c *SocketClient) AWSCredentials(ctx context.Context) (AWSResult, error) {
+	var out AWSResult
+	err := c.Call(ctx, "aws_credentials", nil, &out)
+	return out, err
+}
+
+// OIDCToken returns a broker-minted web-identity token.
+func (c *SocketClient) OIDCToken(ctx context.Context) (OIDCResult, error) {
+	var out OIDCResult
+	err := c.Call(ctx, "oidc_token", nil, &out)
+	return out, err
+}

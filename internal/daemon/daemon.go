@@ -1,0 +1,209 @@
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/agentkeys/agentkeys/internal/hardening"
+	"github.com/agentkeys/agentkeys/internal/keychain"
+)
+
+// EnvMCPToken gives the Streamable HTTP bearer instead of a generated one.
+const EnvMCPToken = "AGENTKEYS_MCP_TOKEN"
+
+// Config is the daemon's configuration (flags of agentkeys-daemon).
+type Config struct {
+	Session SessionOptions
+
+	BrokerURL string
+	Region    string
+
+	Socket   string // "" = DefaultSocketPath()
+	NoSocket bool
+
+	Stdio         bool
+	HTTPAddr      string // loopback host:port
+	HTTPTokenFile string // where the generated bearer is written (0600)
+
+	NoGetCredential      bool
+	WebIdentityTokenFile string
+	CacheTTL             time.Duration
+	IdleEvict            time.Duration
+	RequireHardening     bool
+	Provisioner          Provisioner
+
+	Stderr io.Writer
+	Log    *slog.Logger
+}
+
+// Run starts the daemon and serves until ctx ends or, with Stdio, until
+// the MCP client closes stdin.
+func Run(ctx context.Context, cfg Config) error {
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Stderr == nil {
+		cfg.Stderr = os.Stderr
+	}
+	rep := hardening.Apply()
+	rep.Log(log)
+	if cfg.RequireHardening {
+		if f := rep.Failed(); len(f) > 0 {
+			return fmt.Errorf("--require-hardening: hardening steps failed: %s", strings.Join(f, ", "))
+		}
+	}
+	if cfg.HTTPAddr != "" {
+		if err := CheckLoopback(cfg.HTTPAddr); err != nil {
+			return err
+		}
+	}
+	var broker *BrokerClient
+	if cfg.BrokerURL != "" {
+		var err error
+		if broker, err = NewBrokerClient(cfg.BrokerURL, nil); err != nil {
+			return err
+		}
+		log.Info("broker configured", "url", broker.URL())
+	} else if cfg.WebIdentityTokenFile != "" {
+		return errors.New("--web-identity-token-file needs --broker-url (or AGENTKEYS_BROKER_URL)")
+	}
+
+	cfg.Session.Log, cfg.Session.Prompt = log, cfg.Stderr
+	sess, bc, err := AcquireSession(ctx, cfg.Session)
+	if err != nil {
+		return err
+	}
+	svc := NewService(ServiceOptions{Backend: bc, Broker: broker, Session: sess, Log: log, CacheTTL: cfg.CacheTTL, IdleEvict: cfg.IdleEvict,
+		DisableGet: cfg.NoGetCredential, Region: cfg.Region, Hardening: rep, Provisioner: cfg.Provisioner})
+	defer svc.Close()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go svc.RunEviction(ctx)
+
+	errc := make(chan error, 4)
+	var sock *SocketServer
+	if !cfg.NoSocket {
+		path := cfg.Socket
+		if path == "" {
+			path = DefaultSocketPath()
+		}
+		sock, err = ListenSocket(path, svc, log)
+		if err != nil {
+			if cfg.Socket != "" || !cfg.Stdio {
+				return err
+			}
+			log.Warn("Unix socket not served", "err", err.Error())
+			sock = nil
+		} else {
+			defer sock.Close()
+			go func() {
+				if err := sock.Serve(); err != nil {
+					errc <- fmt.Errorf("socket: %w", err)
+				}
+			}()
+		}
+	}
+
+	mcpSrv := NewMCPServer(svc, log)
+	if cfg.HTTPAddr != "" {
+		token, tokenFile, err := httpBearer(cfg, sock)
+		if err != nil {
+			return err
+		}
+		ln, err := net.Listen("tcp", cfg.HTTPAddr)
+		if err != nil {
+			return fmt.Errorf("--http: %w", err)
+		}
+		hs := &http.Server{Handler: MCPHTTPHandler(mcpSrv, token, log), ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		go func() {
+			if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("http: %w", err)
+			}
+		}()
+		defer func() {
+			sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
+			defer c()
+			hs.Shutdown(sctx)
+		}()
+		where := "from " + EnvMCPToken
+		if tokenFile != "" {
+			where = "in " + tokenFile
+		}
+		fmt.Fprintf(cfg.Stderr, "MCP HTTP: http://%s/mcp (Authorization: Bearer token %s)\n", ln.Addr(), where)
+	}
+
+	if cfg.WebIdentityTokenFile != "" {
+		ready := make(chan error, 1)
+		go svc.KeepTokenFile(ctx, cfg.WebIdentityTokenFile, ready)
+		if err := <-ready; err != nil {
+			log.Warn("web identity token file not written yet", "err", err.Error())
+		}
+	}
+
+	attrs := []any{"wallet", sess.Wallet, "backend", sess.Backend, "session_id", sess.StoreID, "get_credential", !cfg.NoGetCredential}
+	if sock != nil {
+		attrs = append(attrs, "socket", sock.Path())
+	}
+	if !sess.ExpiresAt.IsZero() {
+		attrs = append(attrs, "expires_at", sess.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	log.Info("daemon ready", attrs...)
+
+	if cfg.Stdio {
+		go func() { errc <- RunMCPStdio(ctx, mcpSrv) }()
+	}
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+		return nil
+	case err := <-errc:
+		if err == nil {
+			log.Info("MCP client closed stdin; shutting down")
+		}
+		return err
+	}
+}
+
+// httpBearer returns the MCP HTTP bearer: AGENTKEYS_MCP_TOKEN, or a fresh
+// random token written 0600 to the token file (--http-token-file, default
+// next to the socket).
+func httpBearer(cfg Config, sock *SocketServer) (token, file string, err error) {
+	if t := os.Getenv(EnvMCPToken); t != "" {
+		if len(t) < 16 {
+			return "", "", fmt.Errorf("%s must be at least 16 characters", EnvMCPToken)
+		}
+		return t, "", nil
+	}
+	file = cfg.HTTPTokenFile
+	if file == "" {
+		dir := filepath.Dir(DefaultSocketPath())
+		if sock != nil {
+			dir = filepath.Dir(sock.Path())
+		}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return "", "", err
+		}
+		file = filepath.Join(dir, "mcp-token")
+	}
+	var b [32]byte
+	rand.Read(b[:])
+	token = hex.EncodeToString(b[:])
+	if err := keychain.WritePrivateFile(file, []byte(token+"\n")); err != nil {
+		return "", "", fmt.Errorf("write the MCP token file: %w", err)
+	}
+	return token, file, nil
+}

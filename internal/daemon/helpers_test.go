@@ -1,0 +1,282 @@
+package daemon
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/backend"
+	"github.com/agentkeys/agentkeys/internal/backendclient"
+	"github.com/agentkeys/agentkeys/internal/keychain"
+	"github.com/agentkeys/agentkeys/internal/seal"
+	"github.com/agentkeys/agentkeys/internal/store/sqlstore"
+)
+
+var daemonBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "agentkeys-daemon-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	daemonBin = filepath.Join(dir, "agentkeys-daemon")
+	build := exec.Command("go", "build", "-o", daemonBin, "github.com/agentkeys/agentkeys/cmd/agentkeys-daemon")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build agentkeys-daemon:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+var (
+	pairLine    = regexp.MustCompile(`Pair code: (\S+)\s+OTP: (\d+)`)
+	recoverLine = regexp.MustCompile(`Recovery code: (\S+)\s+OTP: (\d+)`)
+	httpLine    = regexp.MustCompile(`MCP HTTP: (http://\S+/mcp)`)
+)
+
+// testBackend is a real backend on loopback with a master session.
+type testBackend struct {
+	url    string
+	client *backendclient.Client
+	master backendclient.Session
+}
+
+func startBackend(t testing.TB) *testBackend {
+	t.Helper()
+	ctx := context.Background()
+	run, err := backend.Start(ctx, backend.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), MockInbox: true, LoginRate: -1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { run.Shutdown(context.Background()) })
+	return newTestBackend(t, run.URL())
+}
+
+// startBackendWith serves a backend built from Options (short TTLs).
+func startBackendWith(t testing.TB, o backend.Options) *testBackend {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := sqlstore.Open(context.Background(), filepath.Join(dir, "backend.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	sealer, err := seal.LoadOrCreateKeyFile(filepath.Join(dir, "seal.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Store, o.Sealer, o.LoginRate = st, sealer, -1
+	srv, err := backend.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	return newTestBackend(t, hs.URL)
+}
+
+func newTestBackend(t testing.TB, url string) *testBackend {
+	t.Helper()
+	c, err := backendclient.New(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := c.CreateSession(context.Background(), "master-"+agentkeys.NewToken().Reveal()[:12])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testBackend{url: url, client: c, master: m}
+}
+
+// agent creates an agent under the master directly and writes its
+// session file.
+func (b *testBackend) agent(t testing.TB, dir string, services ...string) (keychain.Session, string) {
+	t.Helper()
+	s, err := b.client.CreateChild(context.Background(), b.master.Token, agentkeys.Scope{Services: services}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks := keychain.Session{Token: s.Token, Wallet: s.Wallet, Backend: b.url}
+	path := filepath.Join(dir, "agent-session.json")
+	if err := keychain.WriteSessionFile(path, ks); err != nil {
+		t.Fatal(err)
+	}
+	return ks, path
+}
+
+func (b *testBackend) store(t testing.TB, agent agentkeys.Wallet, service, value string) {
+	t.Helper()
+	if err := b.client.StoreCredential(context.Background(), b.master.Token, agent, service, []byte(value)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// daemonProc is a running agentkeys-daemon binary.
+type daemonProc struct {
+	t     testing.TB
+	cmd   *exec.Cmd
+	lines chan string
+	mu    sync.Mutex
+	all   strings.Builder
+	done  chan struct{}
+	err   error
+}
+
+// daemonEnv isolates the daemon's config, runtime dir and keychain.
+func daemonEnv(home string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		switch {
+		case k == "HOME", k == "XDG_CONFIG_HOME", k == "XDG_RUNTIME_DIR", k == "DBUS_SESSION_BUS_ADDRESS", strings.HasPrefix(k, "AGENTKEYS_"):
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, "HOME="+home, "XDG_CONFIG_HOME="+filepath.Join(home, "config"), "XDG_RUNTIME_DIR="+filepath.Join(home, "run"),
+		"AGENTKEYS_SESSION_STORE=file")
+}
+
+func startDaemon(t testing.TB, home string, extraEnv []string, args ...string) *daemonProc {
+	t.Helper()
+	os.MkdirAll(filepath.Join(home, "run"), 0o700)
+	cmd := exec.Command(daemonBin, args...)
+	cmd.Env = append(daemonEnv(home), extraEnv...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout = io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	d := &daemonProc{t: t, cmd: cmd, lines: make(chan string, 1024), done: make(chan struct{})}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			d.mu.Lock()
+			d.all.WriteString(line + "\n")
+			d.mu.Unlock()
+			select {
+			case d.lines <- line:
+			default:
+			}
+		}
+		d.err = cmd.Wait()
+		close(d.lines)
+		close(d.done)
+	}()
+	t.Cleanup(func() { d.stop() })
+	return d
+}
+
+func (d *daemonProc) stderr() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.all.String()
+}
+
+// waitFor returns the submatches of the first stderr line matching re.
+func (d *daemonProc) waitFor(re *regexp.Regexp, timeout time.Duration) []string {
+	d.t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case line, ok := <-d.lines:
+			if !ok {
+				d.t.Fatalf("daemon exited (%v) before a line matching %s; stderr:\n%s", d.err, re, d.stderr())
+			}
+			if m := re.FindStringSubmatch(line); m != nil {
+				return m
+			}
+		case <-deadline:
+			d.t.Fatalf("no stderr line matching %s within %s; stderr:\n%s", re, timeout, d.stderr())
+		}
+	}
+}
+
+var readyLine = regexp.MustCompile(`"msg":"daemon ready"`)
+
+func (d *daemonProc) waitReady() { d.t.Helper(); d.waitFor(readyLine, 30*time.Second) }
+
+// wait waits for exit and returns the exit code.
+func (d *daemonProc) wait(timeout time.Duration) int {
+	d.t.Helper()
+	select {
+	case <-d.done:
+	case <-time.After(timeout):
+		d.t.Fatalf("daemon did not exit within %s; stderr:\n%s", timeout, d.stderr())
+	}
+	if d.cmd.ProcessState == nil {
+		return -1
+	}
+	return d.cmd.ProcessState.ExitCode()
+}
+
+func (d *daemonProc) stop() {
+	select {
+	case <-d.done:
+		return
+	default:
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+	case <-time.After(10 * time.Second):
+		d.cmd.Process.Kill()
+		<-d.done
+	}
+}
+
+func dial(t testing.TB, path string) *SocketClient {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := DialSocket(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func rpcCode(err error) string {
+	if e, ok := err.(*RPCError); ok {
+		return e.Code
+	}
+	return ""
+}
+
+func mustJSON(t testing.TB, v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func commandWithEnv(home string, name string, args ...string) *exec.Cmd {
+	cmd := exec.Command(name, args...)
+	cmd.Env = daemonEnv(home)
+	return cmd
+}

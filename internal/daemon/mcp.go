@@ -1,0 +1,206 @@
+package daemon
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// MCP tool names (SPEC §2 and §3 item 8).
+const (
+	ToolGetCredential     = "agentkeys.get_credential"
+	ToolListCredentials   = "agentkeys.list_credentials"
+	ToolRunWithCredential = "agentkeys.run_with_credential"
+	ToolProvision         = "agentkeys.provision"
+)
+
+// Version is reported to MCP clients.
+var Version = "0.1.0"
+
+// Provisioner signs up for a service and stores its key (issue 7). The
+// daemon calls it from the agentkeys.provision tool; progress reports go
+// to the MCP client as progress notifications.
+type Provisioner interface {
+	Provision(ctx context.Context, service string, force bool, progress func(msg string, done, total float64)) (ProvisionResult, error)
+}
+
+// ProvisionResult is what the provision tool returns; it never holds the
+// key itself.
+type ProvisionResult struct {
+	Service      string `json:"service"`
+	APIKeyMasked string `json:"api_key_masked"`
+	KeyVerified  bool   `json:"key_verified"`
+	Stored       bool   `json:"stored"`
+}
+
+type getArgs struct {
+	Service string `json:"service" jsonschema:"the service whose credential to return, e.g. openrouter"`
+}
+
+type runArgs struct {
+	Service        string   `json:"service" jsonschema:"the service whose credential the command needs"`
+	Command        []string `json:"command" jsonschema:"the program and its arguments (argv; no shell unless you name one)"`
+	EnvName        string   `json:"env_name,omitempty" jsonschema:"environment variable that receives the credential (default <SERVICE>_API_KEY)"`
+	TimeoutSeconds int      `json:"timeout_seconds,omitempty" jsonschema:"kill the command after this many seconds (default 60, at most 600)"`
+}
+
+type provisionArgs struct {
+	Service string `json:"service" jsonschema:"the service to sign up for, e.g. openrouter"`
+	Force   bool   `json:"force,omitempty" jsonschema:"provision even if a credential is already stored"`
+}
+
+// toolError is an MCP tool error (isError result) with a stable code in
+// the text ("CODE: message") and in structured content.
+func toolError(err error) *mcp.CallToolResult {
+	e := classify(err)
+	return &mcp.CallToolResult{
+		IsError:           true,
+		Content:           []mcp.Content{&mcp.TextContent{Text: e.Code + ": " + e.Message}},
+		StructuredContent: map[string]any{"error": map[string]string{"code": e.Code, "message": e.Message}},
+	}
+}
+
+func jsonText(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// NewMCPServer returns the MCP server with the daemon's tools.
+func NewMCPServer(svc *Service, log *slog.Logger) *mcp.Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	srv := mcp.NewServer(&mcp.Implementation{Name: "agentkeys-daemon", Title: "AgentKeys", Version: Version}, &mcp.ServerOptions{
+		Instructions: "AgentKeys holds this agent's third-party credentials. Prefer agentkeys.run_with_credential, which runs a command " +
+			"with the credential in its environment and returns the output with the secret masked, over agentkeys.get_credential, " +
+			"which puts the secret into your context.",
+		Capabilities: &mcp.ServerCapabilities{Tools: &mcp.ToolCapabilities{}},
+	})
+	closedWorld := false
+	mcp.AddTool(srv, &mcp.Tool{
+		Name:        ToolGetCredential,
+		Title:       "Get a credential",
+		Description: "Returns the stored credential (API key) for a service. The value enters the model's context; prefer agentkeys.run_with_credential.",
+		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: &closedWorld},
+	}, func(ctx context.Context, _ *mcp.CallToolRequest, in getArgs) (*mcp.CallToolResult, any, error) {
+		if svc.o.DisableGet {
+			return toolError(errorf(CodeDisabled, "get_credential is disabled for this agent; use %s, which never returns the secret", ToolRunWithCredential)), nil, nil
+		}
+		val, err := svc.Read(ctx, in.Service)
+		if err != nil {
+			return toolError(err), nil, nil
+		}
+		text := string(val)
+		clear(val)
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: text}}}, nil, nil
+	})
+	mcp.AddTool(srv, &mcp.Tool{
+		Name:         ToolListCredentials,
+		Title:        "List credentials",
+		Description:  "Lists the services whose credentials this agent may use.",
+		Annotations:  &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: &closedWorld},
+		OutputSchema: json.RawMessage(`{"type":"object","properties":{"services":{"type":"array","items":{"type":"string"}}},"required":["services"]}`),
+	}, func(ctx context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
+		list, err := svc.List(ctx)
+		if err != nil {
+			return toolError(err), nil, nil
+		}
+		out := map[string]any{"services": list}
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: jsonText(out)}}, StructuredContent: out}, nil, nil
+	})
+	mcp.AddTool(srv, &mcp.Tool{
+		Name:  ToolRunWithCredential,
+		Title: "Run a command with a credential",
+		Description: "Runs a command with a service's credential in an environment variable (default <SERVICE>_API_KEY; never in argv) " +
+			"and returns exit code, stdout and stderr with every occurrence of the secret (and its base64/hex forms) replaced by ****.",
+		OutputSchema: json.RawMessage(`{"type":"object","properties":{"exit_code":{"type":"integer"},"signal":{"type":"string"},"stdout":{"type":"string"},` +
+			`"stderr":{"type":"string"},"timed_out":{"type":"boolean"},"truncated":{"type":"boolean"},"env_name":{"type":"string"}},"required":["exit_code","stdout","stderr"]}`),
+	}, func(ctx context.Context, _ *mcp.CallToolRequest, in runArgs) (*mcp.CallToolResult, any, error) {
+		if in.TimeoutSeconds < 0 {
+			return toolError(errorf(CodeInvalidParams, "timeout_seconds must not be negative")), nil, nil
+		}
+		res, err := svc.RunWithCredential(ctx, RunRequest{Service: in.Service, Command: in.Command, EnvName: in.EnvName, Timeout: time.Duration(in.TimeoutSeconds) * time.Second})
+		if err != nil {
+			return toolError(err), nil, nil
+		}
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: res.String()}}, StructuredContent: res}, nil, nil
+	})
+	mcp.AddTool(srv, &mcp.Tool{
+		Name:        ToolProvision,
+		Title:       "Provision a credential",
+		Description: "Signs up for a service in a headless browser, verifies the new API key and stores it for this agent. Reports progress.",
+	}, func(ctx context.Context, req *mcp.CallToolRequest, in provisionArgs) (*mcp.CallToolResult, any, error) {
+		progress := func(msg string, done, total float64) {
+			tok := req.Params.GetProgressToken()
+			if tok == nil || req.Session == nil {
+				return
+			}
+			_ = req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: tok, Message: msg, Progress: done, Total: total})
+		}
+		if svc.o.Provisioner == nil {
+			progress("checking for a provisioner", 1, 1)
+			return toolError(errorf(CodeUnavailable, "provisioner not available yet")), nil, nil
+		}
+		res, err := svc.o.Provisioner.Provision(ctx, in.Service, in.Force, progress)
+		if err != nil {
+			return toolError(err), nil, nil
+		}
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: jsonText(res)}}, StructuredContent: res}, nil, nil
+	})
+	return srv
+}
+
+// RunMCPStdio serves MCP on stdin/stdout until the client closes stdin or
+// ctx ends.
+func RunMCPStdio(ctx context.Context, srv *mcp.Server) error {
+	err := srv.Run(ctx, &mcp.StdioTransport{})
+	if err != nil && (errors.Is(err, context.Canceled) || strings.Contains(err.Error(), "EOF")) {
+		return nil
+	}
+	return err
+}
+
+// CheckLoopback refuses an --http address that is not a loopback IP (or
+// "localhost").
+func CheckLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--http %q: want host:port such as 127.0.0.1:8765", addr)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("--http %q: the MCP HTTP server binds to loopback only (127.0.0.1 or [::1])", addr)
+	}
+	return nil
+}
+
+// MCPHTTPHandler serves Streamable HTTP at /mcp, requiring the bearer.
+func MCPHTTPHandler(srv *mcp.Server, bearer string, log *slog.Logger) http.Handler {
+	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, &mcp.StreamableHTTPOptions{SessionTimeout: 30 * time.Minute})
+	want := []byte("Bearer " + bearer)
+	mux := http.NewServeMux()
+	mux.Handle("/mcp", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := []byte(r.Header.Get("Authorization"))
+		if subtle.ConstantTimeCompare(got, want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="agentkeys-daemon"`)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			w.Write([]byte(`{"error":"unauthorized","message":"send Authorization: Bearer <token from the daemon's MCP token file or AGENTKEYS_MCP_TOKEN>"}` + "\n"))
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+	return mux
+}

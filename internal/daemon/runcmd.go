@@ -1,0 +1,201 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Limits of run_with_credential.
+const (
+	DefaultRunTimeout = 60 * time.Second
+	MaxRunTimeout     = 10 * time.Minute
+	MaxRunOutput      = 1 << 20 // per stream
+)
+
+// RunRequest is one run_with_credential call.
+type RunRequest struct {
+	Service string
+	Command []string
+	EnvName string // default <SERVICE>_API_KEY
+	Timeout time.Duration
+	Dir     string
+}
+
+// RunResult is the masked outcome of a command.
+type RunResult struct {
+	ExitCode  int    `json:"exit_code"`
+	Signal    string `json:"signal,omitempty"`
+	Stdout    string `json:"stdout"`
+	Stderr    string `json:"stderr"`
+	TimedOut  bool   `json:"timed_out"`
+	Truncated bool   `json:"truncated"`
+	EnvName   string `json:"env_name"`
+}
+
+// EnvNameFor is the variable a service's credential goes into: upper case,
+// '-' → '_', suffix _API_KEY (SPEC §2).
+func EnvNameFor(service string) string {
+	return strings.ToUpper(strings.ReplaceAll(service, "-", "_")) + "_API_KEY"
+}
+
+func validEnvName(n string) bool {
+	if n == "" || len(n) > 128 {
+		return false
+	}
+	for i := 0; i < len(n); i++ {
+		c := n[i]
+		if !(c == '_' || ('A' <= c && c <= 'Z') || ('a' <= c && c <= 'z') || (i > 0 && '0' <= c && c <= '9')) {
+			return false
+		}
+	}
+	return true
+}
+
+// childEnv is the daemon's environment without the daemon's own secrets
+// (AGENTKEYS_*) and without any variable the credential goes into.
+func childEnv(name string, secret []byte) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "AGENTKEYS_") || k == name {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, name+"="+string(secret))
+}
+
+// capWriter keeps the first max bytes and counts the rest.
+type capWriter struct {
+	mu        sync.Mutex
+	buf       bytes.Buffer
+	max       int
+	truncated bool
+}
+
+func (w *capWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if room := w.max - w.buf.Len(); room > 0 {
+		if len(p) > room {
+			w.buf.Write(p[:room])
+			w.truncated = true
+		} else {
+			w.buf.Write(p)
+		}
+	} else if len(p) > 0 {
+		w.truncated = true
+	}
+	return len(p), nil
+}
+
+// RunWithCredential reads the credential, runs the command with it in the
+// environment (never in argv), and returns its output with every form of
+// the secret masked.
+func (s *Service) RunWithCredential(ctx context.Context, rr RunRequest) (RunResult, error) {
+	if len(rr.Command) == 0 || rr.Command[0] == "" {
+		return RunResult{}, errorf(CodeInvalidParams, "command must be a non-empty argv array")
+	}
+	if rr.EnvName == "" {
+		rr.EnvName = EnvNameFor(rr.Service)
+	}
+	if !validEnvName(rr.EnvName) {
+		return RunResult{}, errorf(CodeInvalidParams, "env_name must be a shell variable name ([A-Za-z_][A-Za-z0-9_]*)")
+	}
+	if rr.Timeout <= 0 {
+		rr.Timeout = DefaultRunTimeout
+	}
+	if rr.Timeout > MaxRunTimeout {
+		return RunResult{}, errorf(CodeInvalidParams, "timeout_seconds must be at most %d", int(MaxRunTimeout/time.Second))
+	}
+	secret, err := s.Read(ctx, rr.Service)
+	if err != nil {
+		return RunResult{}, err
+	}
+	defer clear(secret)
+	forms := secretForms(secret)
+	defer func() {
+		for _, f := range forms {
+			clear(f)
+		}
+	}()
+
+	ctx, cancel := context.WithTimeout(ctx, rr.Timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, rr.Command[0], rr.Command[1:]...)
+	cmd.Env = childEnv(rr.EnvName, secret)
+	cmd.Dir = rr.Dir
+	cmd.Stdin = nil
+	stdout := &capWriter{max: MaxRunOutput}
+	stderr := &capWriter{max: MaxRunOutput}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error {
+		// Kill the whole process group: a shell's children too.
+		if cmd.Process != nil {
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		}
+		return nil
+	}
+	cmd.WaitDelay = 2 * time.Second
+	runErr := cmd.Run()
+
+	res := RunResult{EnvName: rr.EnvName, TimedOut: errors.Is(ctx.Err(), context.DeadlineExceeded)}
+	var ee *exec.ExitError
+	switch {
+	case runErr == nil:
+	case errors.As(runErr, &ee):
+		res.ExitCode = ee.ExitCode()
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			res.Signal = ws.Signal().String()
+			res.ExitCode = 128 + int(ws.Signal())
+		}
+	case errors.Is(runErr, exec.ErrWaitDelay), errors.Is(runErr, io.ErrClosedPipe):
+		if cmd.ProcessState != nil {
+			res.ExitCode = cmd.ProcessState.ExitCode()
+		}
+	default:
+		if cmd.ProcessState == nil {
+			// Never started: the message names the program, not the secret.
+			msg := maskSecret([]byte(runErr.Error()), forms, false)
+			return RunResult{}, errorf(CodeExecFailed, "could not start the command: %s", msg)
+		}
+		res.ExitCode = cmd.ProcessState.ExitCode()
+	}
+	res.Truncated = stdout.truncated || stderr.truncated
+	so := maskSecret(stdout.buf.Bytes(), forms, stdout.truncated)
+	se := maskSecret(stderr.buf.Bytes(), forms, stderr.truncated)
+	res.Stdout, res.Stderr = string(so), string(se)
+	clear(so)
+	clear(se)
+	stdout.buf.Reset()
+	stderr.buf.Reset()
+	s.log.Info("ran a command with a credential", "service", rr.Service, "program", rr.Command[0], "exit_code", res.ExitCode, "timed_out", res.TimedOut)
+	return res, nil
+}
+
+// String summarises a result for a text content block.
+func (r RunResult) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "exit code: %d", r.ExitCode)
+	if r.Signal != "" {
+		fmt.Fprintf(&b, " (signal %s)", r.Signal)
+	}
+	if r.TimedOut {
+		b.WriteString(" (timed out)")
+	}
+	if r.Truncated {
+		b.WriteString(" (output truncated)")
+	}
+	fmt.Fprintf(&b, "\n--- stdout ---\n%s\n--- stderr ---\n%s", r.Stdout, r.Stderr)
+	return b.String()
+}

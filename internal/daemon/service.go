@@ -1,0 +1,287 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/backendclient"
+	"github.com/agentkeys/agentkeys/internal/hardening"
+)
+
+// Session is the agent session the daemon holds.
+type Session struct {
+	Token     agentkeys.Token
+	Wallet    agentkeys.Wallet
+	Backend   string
+	ExpiresAt time.Time        // zero when unknown
+	Scope     *agentkeys.Scope // from /session/validate; nil = unknown or unrestricted
+	StoreID   string           // keychain / file-store id ("daemon-<wallet>")
+}
+
+// ServiceOptions configure a Service.
+type ServiceOptions struct {
+	Backend *backendclient.Client
+	Broker  *BrokerClient // nil: broker methods answer BROKER_NOT_CONFIGURED
+	Session Session
+	Log     *slog.Logger
+	// CacheTTL > 0 keeps credential values in secret memory for that long
+	// (reads inside the window are not audited again). 0 (the default)
+	// reads through to the backend every time, so every use is audited and
+	// a revocation takes effect at once.
+	CacheTTL time.Duration
+	// IdleEvict forgets cached values (credentials and broker credentials)
+	// unused for this long. 0 means 5 minutes.
+	IdleEvict time.Duration
+	// DisableGet refuses agentkeys.get_credential (the value never reaches
+	// the model; run_with_credential still works).
+	DisableGet  bool
+	Region      string // AWS region passed along with broker credentials
+	Hardening   hardening.Report
+	Provisioner Provisioner
+	Now         func() time.Time
+}
+
+// Service is what the socket and MCP front ends call.
+type Service struct {
+	o    ServiceOptions
+	log  *slog.Logger
+	now  func() time.Time
+	mu   sync.Mutex
+	vals map[string]*cachedValue
+
+	aws, oidc mintCache
+
+	authMu     sync.Mutex
+	authFailed bool
+}
+
+type cachedValue struct {
+	buf     *hardening.Buffer
+	fetched time.Time
+	lastUse time.Time
+}
+
+// NewService returns a Service.
+func NewService(o ServiceOptions) *Service {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.IdleEvict <= 0 {
+		o.IdleEvict = 5 * time.Minute
+	}
+	s := &Service{o: o, log: o.Log, now: o.Now, vals: map[string]*cachedValue{}}
+	s.aws.now, s.oidc.now = o.Now, o.Now
+	return s
+}
+
+// Session returns the session the service acts with.
+func (s *Service) Session() Session { return s.o.Session }
+
+func (s *Service) noteErr(op string, err error) *Error {
+	e := classify(err)
+	if e.Code == CodeAuthFailed {
+		s.authMu.Lock()
+		first := !s.authFailed
+		s.authFailed = true
+		s.authMu.Unlock()
+		if first {
+			s.log.Error("the daemon's session was refused: it was revoked or expired; pair again (agentkeys-daemon --pair) or recover (--recover)", "op", op, "wallet", s.o.Session.Wallet)
+		}
+	}
+	return e
+}
+
+// Read returns the credential value for service. The caller owns the
+// returned slice and should clear it when done.
+func (s *Service) Read(ctx context.Context, service string) ([]byte, error) {
+	if err := agentkeys.ValidateService(service); err != nil {
+		return nil, &Error{Code: CodeInvalidParams, Message: err.Error()}
+	}
+	if s.o.CacheTTL > 0 {
+		s.mu.Lock()
+		if v, ok := s.vals[service]; ok {
+			now := s.now()
+			if now.Sub(v.fetched) < s.o.CacheTTL {
+				v.lastUse = now
+				out := bytes.Clone(v.buf.Bytes())
+				s.mu.Unlock()
+				return out, nil
+			}
+			v.buf.Destroy()
+			delete(s.vals, service)
+		}
+		s.mu.Unlock()
+	}
+	val, err := s.o.Backend.ReadCredential(ctx, s.o.Session.Token, s.o.Session.Wallet, service)
+	if err != nil {
+		return nil, s.noteErr("read", err)
+	}
+	if s.o.CacheTTL > 0 {
+		now := s.now()
+		s.mu.Lock()
+		if old, ok := s.vals[service]; ok {
+			old.buf.Destroy()
+		}
+		s.vals[service] = &cachedValue{buf: hardening.Copy(val), fetched: now, lastUse: now}
+		s.mu.Unlock()
+	}
+	return val, nil
+}
+
+// List returns the services whose credentials the agent may read.
+func (s *Service) List(ctx context.Context) ([]string, error) {
+	list, err := s.o.Backend.ListCredentials(ctx, s.o.Session.Token, s.o.Session.Wallet)
+	if err != nil {
+		return nil, s.noteErr("list", err)
+	}
+	if list == nil {
+		list = []string{}
+	}
+	slices.Sort(list)
+	return list, nil
+}
+
+// Status is what the status method reports. It holds no secret.
+type Status struct {
+	Wallet     agentkeys.Wallet `json:"wallet"`
+	Scope      *agentkeys.Scope `json:"scope"`
+	ExpiresAt  string           `json:"expires_at,omitempty"`
+	Backend    string           `json:"backend"`
+	Broker     string           `json:"broker,omitempty"`
+	SessionID  string           `json:"session_id,omitempty"`
+	GetEnabled bool             `json:"get_credential_enabled"`
+	SessionOK  bool             `json:"session_ok"`
+	Hardening  string           `json:"hardening,omitempty"`
+}
+
+// Status reports the daemon's session (no backend call).
+func (s *Service) Status() Status {
+	st := Status{Wallet: s.o.Session.Wallet, Scope: s.o.Session.Scope, Backend: s.o.Session.Backend,
+		SessionID: s.o.Session.StoreID, GetEnabled: !s.o.DisableGet, Hardening: s.o.Hardening.String()}
+	if !s.o.Session.ExpiresAt.IsZero() {
+		st.ExpiresAt = s.o.Session.ExpiresAt.UTC().Format(time.RFC3339)
+	}
+	if s.o.Broker != nil {
+		st.Broker = s.o.Broker.URL()
+	}
+	s.authMu.Lock()
+	st.SessionOK = !s.authFailed
+	s.authMu.Unlock()
+	return st
+}
+
+// AWSResult is the JSON the aws_credentials method returns.
+type AWSResult struct {
+	AccessKeyID     string `json:"access_key_id"`
+	SecretAccessKey string `json:"secret_access_key"`
+	SessionToken    string `json:"session_token"`
+	Expiration      string `json:"expiration"` // RFC 3339
+	Wallet          string `json:"wallet,omitempty"`
+	Region          string `json:"region,omitempty"`
+}
+
+// OIDCResult is the JSON the oidc_token method returns.
+type OIDCResult struct {
+	JWT        string `json:"jwt"`
+	Expiration string `json:"expiration"` // RFC 3339
+	Wallet     string `json:"wallet,omitempty"`
+}
+
+// AWSCredentialsJSON returns an AWSResult document (cached until shortly
+// before expiry). The caller should clear the returned slice.
+func (s *Service) AWSCredentialsJSON(ctx context.Context) ([]byte, error) {
+	if s.o.Broker == nil {
+		return nil, errorf(CodeNoBroker, "no broker configured: start the daemon with --broker-url or AGENTKEYS_BROKER_URL")
+	}
+	b, _, err := s.aws.get(ctx, func(ctx context.Context) ([]byte, time.Time, error) {
+		c, err := s.o.Broker.MintAWS(ctx, s.o.Session.Token)
+		if err != nil {
+			return nil, time.Time{}, s.noteErr("mint aws", err)
+		}
+		out, err := json.Marshal(AWSResult{AccessKeyID: c.AccessKeyID, SecretAccessKey: c.SecretAccessKey, SessionToken: c.SessionToken,
+			Expiration: c.Expiration.UTC().Format(time.RFC3339), Wallet: c.Wallet, Region: s.o.Region})
+		return out, c.Expiration, err
+	})
+	return b, err
+}
+
+// OIDCTokenJSON returns an OIDCResult document (cached until shortly
+// before expiry). The caller should clear the returned slice.
+func (s *Service) OIDCTokenJSON(ctx context.Context) ([]byte, time.Time, error) {
+	if s.o.Broker == nil {
+		return nil, time.Time{}, errorf(CodeNoBroker, "no broker configured: start the daemon with --broker-url or AGENTKEYS_BROKER_URL")
+	}
+	return s.oidc.get(ctx, func(ctx context.Context) ([]byte, time.Time, error) {
+		t, err := s.o.Broker.MintOIDC(ctx, s.o.Session.Token)
+		if err != nil {
+			return nil, time.Time{}, s.noteErr("mint oidc", err)
+		}
+		out, err := json.Marshal(OIDCResult{JWT: t.JWT, Expiration: t.Expiration.UTC().Format(time.RFC3339), Wallet: t.Wallet})
+		return out, t.Expiration, err
+	})
+}
+
+// EvictIdle forgets cached values unused for IdleEvict (or stale) and
+// zeroes their memory. It returns how many it dropped.
+func (s *Service) EvictIdle() int {
+	now := s.now()
+	cutoff := now.Add(-s.o.IdleEvict)
+	n := 0
+	s.mu.Lock()
+	for k, v := range s.vals {
+		if v.lastUse.Before(cutoff) || now.Sub(v.fetched) >= s.o.CacheTTL {
+			v.buf.Destroy()
+			delete(s.vals, k)
+			n++
+		}
+	}
+	s.mu.Unlock()
+	if s.aws.evictIdle(cutoff) {
+		n++
+	}
+	if s.oidc.evictIdle(cutoff) {
+		n++
+	}
+	return n
+}
+
+// RunEviction calls EvictIdle periodically until ctx ends, then drops
+// everything.
+func (s *Service) RunEviction(ctx context.Context) {
+	every := min(s.o.IdleEvict/4, time.Minute)
+	every = max(every, time.Second)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			s.Close()
+			return
+		case <-t.C:
+			if n := s.EvictIdle(); n > 0 {
+				s.log.Debug("evicted idle cached secrets", "count", n)
+			}
+		}
+	}
+}
+
+// Close zeroes every cached secret.
+func (s *Service) Close() {
+	s.mu.Lock()
+	for k, v := range s.vals {
+		v.buf.Destroy()
+		delete(s.vals, k)
+	}
+	s.mu.Unlock()
+	s.aws.clear()
+	s.oidc.clear()
+}
