@@ -3,166 +3,74 @@ package daemon
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
 	"net/http"
-	"net/url"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/brokerclient"
 	"github.com/agentkeys/agentkeys/internal/hardening"
 )
 
-// AWSCredentials are temporary AWS credentials minted by the broker.
-type AWSCredentials struct {
-	AccessKeyID     string    `json:"access_key_id"`
-	SecretAccessKey string    `json:"secret_access_key"`
-	SessionToken    string    `json:"session_token"`
-	Expiration      time.Time `json:"-"`
-	Wallet          string    `json:"wallet"`
-}
-
-// OIDCToken is a web-identity JWT minted by the broker.
-type OIDCToken struct {
-	JWT        string    `json:"jwt"`
-	Wallet     string    `json:"wallet"`
-	Expiration time.Time `json:"-"`
-}
+// AWSCredentials and OIDCToken are the broker's answers.
+type (
+	AWSCredentials = brokerclient.AWSCredentials
+	OIDCToken      = brokerclient.OIDCToken
+)
 
 // BrokerClient calls agentkeys-broker's mint endpoints (SPEC §2) with the
-// daemon's session as bearer.
+// daemon's session as bearer, mapping failures to the daemon's error codes.
 type BrokerClient struct {
-	base string
-	http *http.Client
+	c *brokerclient.Client
 }
 
 // NewBrokerClient returns a client for the broker at baseURL.
 func NewBrokerClient(baseURL string, hc *http.Client) (*BrokerClient, error) {
-	u, err := url.Parse(strings.TrimRight(baseURL, "/"))
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
-		return nil, fmt.Errorf("broker URL must look like http://127.0.0.1:8091, got %q", baseURL)
+	c, err := brokerclient.New(baseURL, hc)
+	if err != nil {
+		return nil, err
 	}
-	if hc == nil {
-		hc = &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 8, IdleConnTimeout: 90 * time.Second}, Timeout: 20 * time.Second}
-	}
-	return &BrokerClient{base: u.String(), http: hc}, nil
+	return &BrokerClient{c: c}, nil
 }
 
 // URL is the broker's base URL.
-func (b *BrokerClient) URL() string { return b.base }
-
-// flexTime accepts unix seconds (the broker's wire form) or RFC 3339.
-type flexTime struct{ t time.Time }
-
-func (f *flexTime) UnmarshalJSON(b []byte) error {
-	if len(b) > 0 && b[0] == '"' {
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-		if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-			f.t = time.Unix(n, 0)
-			return nil
-		}
-		t, err := time.Parse(time.RFC3339, s)
-		f.t = t
-		return err
-	}
-	var n float64
-	if err := json.Unmarshal(b, &n); err != nil {
-		return err
-	}
-	f.t = time.Unix(int64(n), 0)
-	return nil
-}
-
-func (b *BrokerClient) post(ctx context.Context, op, path string, tok agentkeys.Token, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.base+path, bytes.NewReader(nil))
-	if err != nil {
-		return errorf(CodeInternal, "%s: build request", op)
-	}
-	req.Header.Set("Authorization", "Bearer "+tok.Reveal())
-	req.Header.Set("Accept", "application/json")
-	resp, err := b.http.Do(req)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // drop the URL
-		}
-		if errors.Is(err, context.DeadlineExceeded) {
-			return errorf(CodeUnreachable, "%s: broker did not answer in time", op)
-		}
-		return errorf(CodeUnreachable, "%s: broker unreachable: %v", op, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return errorf(CodeUnreachable, "%s: reading broker answer failed", op)
-	}
-	defer clear(raw)
-	if resp.StatusCode != http.StatusOK {
-		var env struct {
-			Error   string `json:"error"`
-			Message string `json:"message"`
-		}
-		_ = json.Unmarshal(raw, &env)
-		kind := env.Error
-		if kind == "" {
-			kind = http.StatusText(resp.StatusCode)
-		}
-		switch resp.StatusCode {
-		case http.StatusUnauthorized:
-			return errorf(CodeAuthFailed, "%s: broker refused the daemon's session (%s)", op, kind)
-		case http.StatusForbidden:
-			return errorf(CodeDenied, "%s: broker denied the request (%s)", op, kind)
-		case http.StatusTooManyRequests:
-			return errorf(CodeRateLimited, "%s: broker rate limit; retry later", op)
-		}
-		return errorf(CodeBrokerError, "%s: broker answered %d %s", op, resp.StatusCode, kind)
-	}
-	if err := json.Unmarshal(raw, out); err != nil {
-		return errorf(CodeBrokerError, "%s: malformed broker answer", op)
-	}
-	return nil
-}
+func (b *BrokerClient) URL() string { return b.c.URL() }
 
 // MintAWS asks the broker for temporary AWS credentials.
 func (b *BrokerClient) MintAWS(ctx context.Context, tok agentkeys.Token) (AWSCredentials, error) {
-	var out struct {
-		AWSCredentials
-		Expiration flexTime `json:"expiration"`
-	}
-	if err := b.post(ctx, "mint AWS credentials", "/v1/mint-aws-creds", tok, &out); err != nil {
-		return AWSCredentials{}, err
-	}
-	c := out.AWSCredentials
-	c.Expiration = out.Expiration.t
-	if c.AccessKeyID == "" || c.SecretAccessKey == "" || c.Expiration.IsZero() {
-		return AWSCredentials{}, errorf(CodeBrokerError, "mint AWS credentials: broker answer lacks credentials or expiration")
-	}
-	return c, nil
+	c, err := b.c.MintAWS(ctx, tok)
+	return c, brokerError(err)
 }
 
 // MintOIDC asks the broker for a web-identity JWT.
 func (b *BrokerClient) MintOIDC(ctx context.Context, tok agentkeys.Token) (OIDCToken, error) {
-	var out struct {
-		OIDCToken
-		Expiration flexTime `json:"expiration"`
+	t, err := b.c.MintOIDC(ctx, tok)
+	return t, brokerError(err)
+}
+
+// brokerError maps a brokerclient error to the daemon's stable codes.
+func brokerError(err error) error {
+	if err == nil {
+		return nil
 	}
-	if err := b.post(ctx, "mint OIDC token", "/v1/mint-oidc-jwt", tok, &out); err != nil {
-		return OIDCToken{}, err
+	var be *brokerclient.Error
+	if errors.As(err, &be) {
+		switch be.Status {
+		case http.StatusUnauthorized:
+			return errorf(CodeAuthFailed, "%s: broker refused the daemon's session (%s)", be.Op, be.Kind)
+		case http.StatusForbidden:
+			return errorf(CodeDenied, "%s: broker denied the request (%s)", be.Op, be.Kind)
+		case http.StatusTooManyRequests:
+			return errorf(CodeRateLimited, "%s: broker rate limit; retry later", be.Op)
+		}
+		return errorf(CodeBrokerError, "%s: broker answered %d %s", be.Op, be.Status, be.Kind)
 	}
-	t := out.OIDCToken
-	t.Expiration = out.Expiration.t
-	if t.JWT == "" || t.Expiration.IsZero() {
-		return OIDCToken{}, errorf(CodeBrokerError, "mint OIDC token: broker answer lacks jwt or expiration")
+	var te *brokerclient.TransportError
+	if errors.As(err, &te) {
+		return errorf(CodeUnreachable, "%s", te.Error())
 	}
-	return t, nil
+	return errorf(CodeBrokerError, "broker call failed")
 }
 
 // refreshAt is when a credential valid from now until exp should be

@@ -1,0 +1,205 @@
+// Package brokerclient is the typed Go client of agentkeys-broker's mint
+// endpoints, used by the daemon and the CLI. Its errors never carry the
+// bearer, the minted credential or the broker's URL.
+package brokerclient
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/agentkeys/agentkeys/internal/agentkeys"
+)
+
+// AWSCredentials are temporary AWS credentials minted by the broker. They
+// redact themselves in fmt and slog output.
+type AWSCredentials struct {
+	AccessKeyID     string    `json:"access_key_id"`
+	SecretAccessKey string    `json:"secret_access_key"`
+	SessionToken    string    `json:"session_token"`
+	Expiration      time.Time `json:"-"`
+	Wallet          string    `json:"wallet"`
+}
+
+func (c AWSCredentials) String() string {
+	return fmt.Sprintf("AWSCredentials{AccessKeyID: %s, SecretAccessKey: [redacted], SessionToken: [redacted], Expiration: %s}", c.AccessKeyID, c.Expiration.Format(time.RFC3339))
+}
+
+// LogValue keeps the secret parts out of slog.
+func (c AWSCredentials) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
+// Env renders the credentials as the environment stock AWS tooling reads;
+// region, when known, is set as AWS_REGION and AWS_DEFAULT_REGION.
+func (c AWSCredentials) Env(region string) []string {
+	env := []string{
+		"AWS_ACCESS_KEY_ID=" + c.AccessKeyID,
+		"AWS_SECRET_ACCESS_KEY=" + c.SecretAccessKey,
+		"AWS_SESSION_TOKEN=" + c.SessionToken,
+	}
+	if region != "" {
+		env = append(env, "AWS_REGION="+region, "AWS_DEFAULT_REGION="+region)
+	}
+	return env
+}
+
+// OIDCToken is a web-identity JWT minted by the broker.
+type OIDCToken struct {
+	JWT        string    `json:"jwt"`
+	Wallet     string    `json:"wallet"`
+	Expiration time.Time `json:"-"`
+}
+
+// Error is an error answered by the broker: its status and error kind
+// (unauthorized, forbidden, rate_limited, audit_error, …).
+type Error struct {
+	Op      string
+	Status  int
+	Kind    string
+	Message string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("%s: broker answered %d %s: %s", e.Op, e.Status, e.Kind, e.Message)
+}
+
+// TransportError is a failure to reach the broker or to read its answer.
+type TransportError struct {
+	Op  string
+	Err error
+}
+
+func (e *TransportError) Error() string { return e.Op + ": broker unreachable: " + e.Err.Error() }
+func (e *TransportError) Unwrap() error { return e.Err }
+
+// Client calls one broker.
+type Client struct {
+	base string
+	http *http.Client
+}
+
+// DefaultTimeout bounds each mint.
+const DefaultTimeout = 20 * time.Second
+
+// New returns a client for the broker at baseURL; hc nil means a default
+// client with DefaultTimeout and no proxy.
+func New(baseURL string, hc *http.Client) (*Client, error) {
+	u, err := url.Parse(strings.TrimRight(baseURL, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+		return nil, fmt.Errorf("broker URL must look like http://127.0.0.1:8091, got %q", baseURL)
+	}
+	if hc == nil {
+		hc = &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 8, IdleConnTimeout: 90 * time.Second}, Timeout: DefaultTimeout}
+	}
+	return &Client{base: u.String(), http: hc}, nil
+}
+
+// URL is the broker's base URL.
+func (b *Client) URL() string { return b.base }
+
+// flexTime accepts unix seconds (the broker's wire form) or RFC 3339.
+type flexTime struct{ t time.Time }
+
+func (f *flexTime) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+			f.t = time.Unix(n, 0)
+			return nil
+		}
+		t, err := time.Parse(time.RFC3339, s)
+		f.t = t
+		return err
+	}
+	var n float64
+	if err := json.Unmarshal(b, &n); err != nil {
+		return err
+	}
+	f.t = time.Unix(int64(n), 0)
+	return nil
+}
+
+func (b *Client) post(ctx context.Context, op, path string, tok agentkeys.Token, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.base+path, bytes.NewReader(nil))
+	if err != nil {
+		return &TransportError{Op: op, Err: errors.New("build request")}
+	}
+	req.Header.Set("Authorization", "Bearer "+tok.Reveal())
+	req.Header.Set("Accept", "application/json")
+	resp, err := b.http.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			if ue.Timeout() {
+				return &TransportError{Op: op, Err: errors.New("broker did not answer in time")}
+			}
+			err = ue.Err // drop the URL
+		}
+		return &TransportError{Op: op, Err: err}
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return &TransportError{Op: op, Err: errors.New("reading the broker's answer failed")}
+	}
+	defer clear(raw)
+	if resp.StatusCode != http.StatusOK {
+		var env struct {
+			Error   string `json:"error"`
+			Message string `json:"message"`
+		}
+		if json.Unmarshal(raw, &env) != nil || env.Error == "" {
+			env.Error, env.Message = http.StatusText(resp.StatusCode), ""
+		}
+		return &Error{Op: op, Status: resp.StatusCode, Kind: env.Error, Message: env.Message}
+	}
+	if err := json.Unmarshal(raw, out); err != nil {
+		return &TransportError{Op: op, Err: errors.New("malformed broker answer")}
+	}
+	return nil
+}
+
+// MintAWS asks the broker for temporary AWS credentials.
+func (b *Client) MintAWS(ctx context.Context, tok agentkeys.Token) (AWSCredentials, error) {
+	var out struct {
+		AWSCredentials
+		Expiration flexTime `json:"expiration"`
+	}
+	if err := b.post(ctx, "mint AWS credentials", "/v1/mint-aws-creds", tok, &out); err != nil {
+		return AWSCredentials{}, err
+	}
+	c := out.AWSCredentials
+	c.Expiration = out.Expiration.t
+	if c.AccessKeyID == "" || c.SecretAccessKey == "" || c.Expiration.IsZero() {
+		return AWSCredentials{}, &TransportError{Op: "mint AWS credentials", Err: errors.New("broker answer lacks credentials or expiration")}
+	}
+	return c, nil
+}
+
+// MintOIDC asks the broker for a web-identity JWT.
+func (b *Client) MintOIDC(ctx context.Context, tok agentkeys.Token) (OIDCToken, error) {
+	var out struct {
+		OIDCToken
+		Expiration flexTime `json:"expiration"`
+	}
+	if err := b.post(ctx, "mint OIDC token", "/v1/mint-oidc-jwt", tok, &out); err != nil {
+		return OIDCToken{}, err
+	}
+	t := out.OIDCToken
+	t.Expiration = out.Expiration.t
+	if t.JWT == "" || t.Expiration.IsZero() {
+		return OIDCToken{}, &TransportError{Op: "mint OIDC token", Err: errors.New("broker answer lacks jwt or expiration")}
+	}
+	return t, nil
+}
