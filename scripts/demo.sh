@@ -1,72 +1,88 @@
 #!/usr/bin/env bash
-# The AgentKeys loop on loopback with embedded SQLite, narrated step by step.
-# Parts that later issues build (CLI, broker, daemon) say "not yet".
+# The AgentKeys loop on loopback with embedded SQLite, narrated step by step:
+# `agentkeys dev` runs the backend and the broker; the CLI does the rest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BIN=bin
-DATA=$(mktemp -d -t agentkeys-demo.XXXXXX)
-PORT=${AGENTKEYS_DEMO_PORT:-18090}
-URL="http://127.0.0.1:$PORT"
-LOG="$DATA/backend.log"
+BIN="$PWD/bin"
+WORK=$(mktemp -d -t agentkeys-demo.XXXXXX)
+# A private HOME so the demo never touches the user's own sessions.
+export HOME="$WORK/home" XDG_CONFIG_HOME="$WORK/home/.config" AGENTKEYS_SESSION_STORE=file
+mkdir -p "$HOME"
+ak() { "$BIN/agentkeys" "$@"; }
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
-json_field() { sed -n "s/.*\"$1\":\"\{0,1\}\([^\",}]*\).*/\1/p" | head -n1; }
+show() { printf '    $ %s\n' "$*"; }
 cleanup() {
-  if [[ -n "${PID:-}" ]] && kill -0 "$PID" 2>/dev/null; then
-    kill -TERM "$PID"; wait "$PID" 2>/dev/null || true
+  if [[ -n "${DEV_PID:-}" ]] && kill -0 "$DEV_PID" 2>/dev/null; then
+    kill -INT "$DEV_PID"; wait "$DEV_PID" 2>/dev/null || true
   fi
-  rm -rf "$DATA"
+  rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-step "Start agentkeys-backend on $URL (SQLite + seal key in a fresh temp dir)"
-"$BIN/agentkeys-backend" --listen "127.0.0.1:$PORT" --data-dir "$DATA" 2>"$LOG" &
-PID=$!
-for _ in $(seq 1 50); do
-  curl -fsS "$URL/health" >/dev/null 2>&1 && break
-  kill -0 "$PID" 2>/dev/null || { cat "$LOG"; exit 1; }
-  sleep 0.1
-done
-curl -fsS "$URL/health"; echo
-echo "data dir: $(ls "$DATA" | tr '\n' ' ')(seal.key is mode $(stat -c %a "$DATA/seal.key"))"
+step "Start the dev stack: backend + broker on loopback, SQLite and an ephemeral OIDC key in a temp dir"
+show "agentkeys dev --backend-port 0 --broker-port 0 --json"
+mkfifo "$WORK/dev.out"
+"$BIN/agentkeys" dev --backend-port 0 --broker-port 0 --json >"$WORK/dev.out" 2>"$WORK/dev.err" &
+DEV_PID=$!
+DEV_JSON=""
+while IFS= read -r line; do DEV_JSON+="$line"; [[ $line == "}" ]] && break; done <"$WORK/dev.out"
+field() { sed -n "s/.*\"$1\": *\"\([^\"]*\)\".*/\1/p" <<<"$DEV_JSON"; }
+export AGENTKEYS_BACKEND_URL=$(field backend_url) AGENTKEYS_BROKER_URL=$(field broker_url)
+[[ -n $AGENTKEYS_BACKEND_URL && -n $AGENTKEYS_BROKER_URL ]] || { echo "agentkeys dev did not start:"; cat "$WORK/dev.err"; exit 1; }
+echo "    backend $AGENTKEYS_BACKEND_URL, broker $AGENTKEYS_BROKER_URL (OIDC issuer $(field issuer))"
 
-step "A master logs in (dev mode: any identity string names a master)"
-resp=$(curl -fsS -X POST "$URL/session/create" -H 'Content-Type: application/json' -d '{"auth_token":"demo@example.com"}')
-MASTER=$(json_field session <<<"$resp"); MWALLET=$(json_field wallet <<<"$resp")
-echo "master wallet: $MWALLET (session token kept in a shell variable, never printed)"
+step "A master logs in (dev mode: the identity comes from AGENTKEYS_AUTH_TOKEN, never from argv)"
+show "AGENTKEYS_AUTH_TOKEN=demo@example.com agentkeys init"
+AGENTKEYS_AUTH_TOKEN=demo@example.com ak init
+ak whoami
 
-step "The master creates an agent scoped to openrouter"
-resp=$(curl -fsS -X POST "$URL/session/child" -H "Authorization: Bearer $MASTER" -H 'Content-Type: application/json' \
-  -d '{"scope":{"services":["openrouter"],"read_only":false}}')
-AGENT=$(json_field session <<<"$resp"); AWALLET=$(json_field wallet <<<"$resp")
-echo "agent wallet: $AWALLET"
+step "The master creates an agent that may use OpenRouter and AWS"
+show "agentkeys agent create research-bot --services openrouter,aws"
+ak agent create research-bot --services openrouter,aws
 
-step "The master stores the agent's OpenRouter key (sealed with AES-256-GCM at rest)"
-KEY="sk-or-demo-$RANDOM$RANDOM"
-curl -fsS -X POST "$URL/credential/store" -H "Authorization: Bearer $MASTER" -H 'Content-Type: application/json' \
-  -d "{\"agent_id\":\"$AWALLET\",\"service\":\"openrouter\",\"ciphertext\":\"$(printf %s "$KEY" | base64)\"}"; echo
-if grep -q "$KEY" "$DATA"/backend.db* 2>/dev/null; then echo "FAIL: key stored in plain"; exit 1; fi
-echo "the database files do not contain the key in plain"
+step "The master stores the agent's OpenRouter key (read from stdin; sealed with AES-256-GCM at rest)"
+KEY="sk-or-demo-$RANDOM$RANDOM$RANDOM"
+show "printf %s \"\$KEY\" | agentkeys store research-bot openrouter"
+printf %s "$KEY" | ak store research-bot openrouter
+DATA=$(field data_dir)
+if grep -rqs -- "$KEY" "$DATA"; then echo "FAIL: the key is stored in plain under $DATA"; exit 1; fi
+echo "    (no file under the dev data directory contains the key in plain)"
 
-step "The agent reads it back (in scope)"
-got=$(curl -fsS "$URL/credential/read?agent_id=$AWALLET&service=openrouter" -H "Authorization: Bearer $AGENT" | json_field ciphertext | base64 -d)
-[[ "$got" == "$KEY" ]] && echo "agent received the key ($(printf %s "$got" | wc -c) bytes)"
+step "The agent's command runs with OPENROUTER_API_KEY injected (the key is never in argv)"
+show "agentkeys run research-bot -- sh -c 'test -n \"\$OPENROUTER_API_KEY\"'"
+ak run research-bot -- sh -c 'test -n "$OPENROUTER_API_KEY" && echo "    OPENROUTER_API_KEY is set (${#OPENROUTER_API_KEY} characters)"'
+show "agentkeys run research-bot -- sh -c 'exit 7'   # the child's exit status is the CLI's"
+set +e; ak run research-bot -- sh -c 'exit 7'; rc=$?; set -e
+echo "    exit status: $rc"
+[[ $rc == 7 ]]
 
-step "The agent asks for a service outside its scope: refused"
-curl -sS "$URL/credential/read?agent_id=$AWALLET&service=openai" -H "Authorization: Bearer $AGENT"; echo
+step "A service outside the agent's scope is refused"
+show "agentkeys scope get research-bot"
+ak scope get research-bot
+show "printf x | agentkeys store research-bot openai   # the master may store it…"
+printf x | ak store research-bot openai
+show "agentkeys run research-bot --env OPENAI_API_KEY=openai -- true   # …but the agent may not use it"
+if ak run research-bot --env OPENAI_API_KEY=openai -- true; then echo "FAIL: out-of-scope service injected"; exit 1; fi
+
+step "Mint an OIDC JWT through the broker and verify it against the broker's JWKS"
+if ak token --help >/dev/null 2>&1; then
+  show "agentkeys token oidc --verify | wc -c   # as the master here; an agent uses its own session"
+  ak token oidc --verify | wc -c
+else
+  echo "    not yet: the CLI has no 'token' command in this build"
+fi
 
 step "The master reviews the audit log"
-curl -fsS "$URL/audit/query?limit=10" -H "Authorization: Bearer $MASTER" | sed 's/},{/},\n  {/g'; echo
+show "agentkeys usage --limit 12"
+ak usage --limit 12
 
-step "The master revokes the agent; its session stops working at once"
-curl -fsS -X POST "$URL/session/revoke" -H "Authorization: Bearer $MASTER" -H 'Content-Type: application/json' \
-  -d "{\"target_wallet\":\"$AWALLET\"}"; echo
-curl -sS "$URL/session/validate" -H "Authorization: Bearer $AGENT"; echo
+step "The master revokes the agent; its sessions stop working at once"
+show "agentkeys revoke research-bot"
+ak revoke research-bot
 
-step "Not yet: agentkeys CLI and 'agentkeys dev' (issue 4), broker OIDC/AWS minting (issue 3), daemon + MCP (issue 6)"
-
-step "Stop the backend (SIGTERM: drain, then exit)"
-kill -TERM "$PID"; wait "$PID"; PID=
-tail -n 2 "$LOG"
+step "Stop the dev stack (Ctrl-C: drain, then exit)"
+kill -INT "$DEV_PID"; wait "$DEV_PID"; DEV_PID=
+tail -n 1 "$WORK/dev.err"
 echo; echo "demo: ok"

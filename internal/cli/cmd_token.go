@@ -1,0 +1,182 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/spf13/cobra"
+
+	"github.com/agentkeys/agentkeys/internal/brokerclient"
+	"github.com/agentkeys/agentkeys/internal/keychain"
+)
+
+// stsAudience is the audience the broker's JWTs carry.
+const stsAudience = "sts.amazonaws.com"
+
+func (a *App) newTokenCmd() *cobra.Command {
+	var sessionFile string
+	loadSession := func() (keychain.Session, error) {
+		if sessionFile != "" {
+			return keychain.ReadSessionFile(sessionFile)
+		}
+		m, err := a.LoadMaster()
+		if err != nil {
+			return keychain.Session{}, err
+		}
+		return m.Session, nil
+	}
+	broker := func() (*brokerclient.Client, error) {
+		if a.BrokerURL == "" {
+			return nil, withHint(errors.New("no broker configured"), "pass --broker-url or set %s (agentkeys dev prints it)", EnvBrokerURL)
+		}
+		return brokerclient.New(a.BrokerURL, a.httpClient())
+	}
+
+	var verify bool
+	oidcCmd := &cobra.Command{
+		Use:   "oidc",
+		Short: "Mint a web-identity JWT for the session's wallet through the broker (printed on stdout)",
+		Args:  exactArgs(0, "none"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := loadSession()
+			if err != nil {
+				return err
+			}
+			b, err := broker()
+			if err != nil {
+				return err
+			}
+			ctx := cmdContext(cmd.Context())
+			t, err := b.MintOIDC(ctx, s.Token)
+			if err != nil {
+				return err
+			}
+			if verify {
+				sub, kid, err := verifyBrokerJWT(ctx, a.httpClient(), b.URL(), t.JWT)
+				if err != nil {
+					return fmt.Errorf("the broker's JWT does not verify: %w", err)
+				}
+				fmt.Fprintf(a.Err, "verified against %s/.well-known/jwks.json: sub=%s kid=%s aud=%s expires %s\n",
+					b.URL(), sub, kid, stsAudience, t.Expiration.UTC().Format(time.RFC3339))
+			}
+			if a.JSON {
+				return a.printJSON(map[string]any{"jwt": t.JWT, "wallet": t.Wallet, "expiration": t.Expiration.Unix(), "verified": verify})
+			}
+			a.printf("%s\n", t.JWT)
+			return nil
+		},
+	}
+	oidcCmd.Flags().BoolVar(&verify, "verify", false, "verify the JWT against the broker's discovery document and JWKS before printing it")
+
+	var region string
+	awsCmd := &cobra.Command{
+		Use:   "aws",
+		Short: "Mint temporary AWS credentials through the broker (export lines on stdout)",
+		Args:  exactArgs(0, "none"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := loadSession()
+			if err != nil {
+				return err
+			}
+			b, err := broker()
+			if err != nil {
+				return err
+			}
+			c, err := b.MintAWS(cmdContext(cmd.Context()), s.Token)
+			if err != nil {
+				return err
+			}
+			if a.JSON {
+				return a.printJSON(map[string]any{
+					"Version": 1, "AccessKeyId": c.AccessKeyID, "SecretAccessKey": c.SecretAccessKey,
+					"SessionToken": c.SessionToken, "Expiration": c.Expiration.UTC().Format(time.RFC3339),
+				})
+			}
+			for _, kv := range c.Env(region) {
+				a.printf("export %s\n", kv)
+			}
+			return nil
+		},
+	}
+	awsCmd.Flags().StringVar(&region, "region", "", "also export AWS_REGION and AWS_DEFAULT_REGION")
+
+	cmd := &cobra.Command{
+		Use:   "token",
+		Short: "Mint short-lived credentials through the broker for this profile's session (or --session-file)",
+	}
+	cmd.PersistentFlags().StringVar(&sessionFile, "session-file", "", "use this session file (e.g. an agent's, from agent create --session-out) instead of the profile's")
+	cmd.AddCommand(oidcCmd, awsCmd)
+	return group(cmd)
+}
+
+// verifyBrokerJWT checks a JWT the way a relying party (AWS STS) would:
+// discovery at the broker, the issuer it names, the signing key from its
+// JWKS by kid, ES256, audience sts.amazonaws.com and the time claims.
+func verifyBrokerJWT(ctx context.Context, hc *http.Client, brokerURL, raw string) (sub, kid string, err error) {
+	var disc struct {
+		Issuer  string `json:"issuer"`
+		JWKSURI string `json:"jwks_uri"`
+	}
+	if err := getJSON(ctx, hc, brokerURL+"/.well-known/openid-configuration", &disc); err != nil {
+		return "", "", err
+	}
+	if disc.Issuer == "" || disc.JWKSURI == "" {
+		return "", "", errors.New("discovery document lacks issuer or jwks_uri")
+	}
+	var set jose.JSONWebKeySet
+	if err := getJSON(ctx, hc, disc.JWKSURI, &set); err != nil {
+		return "", "", err
+	}
+	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil {
+		return "", "", errors.New("not an ES256 JWT")
+	}
+	if len(tok.Headers) != 1 || tok.Headers[0].KeyID == "" {
+		return "", "", errors.New("JWT names no key id")
+	}
+	kid = tok.Headers[0].KeyID
+	keys := set.Key(kid)
+	if len(keys) == 0 {
+		return "", "", fmt.Errorf("key %s is not in the broker's JWKS", kid)
+	}
+	var claims jwt.Claims
+	if err := tok.Claims(keys[0].Key, &claims); err != nil {
+		return "", "", errors.New("signature does not verify")
+	}
+	if err := claims.ValidateWithLeeway(jwt.Expected{Issuer: disc.Issuer, AnyAudience: jwt.Audience{stsAudience}, Time: time.Now()}, time.Minute); err != nil {
+		return "", "", err
+	}
+	if !strings.HasPrefix(claims.Subject, "agentkeys:agent:") {
+		return "", "", fmt.Errorf("unexpected subject %q", claims.Subject)
+	}
+	return claims.Subject, kid, nil
+}
+
+func getJSON(ctx context.Context, hc *http.Client, url string, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("fetch %s: unreachable", url)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("fetch %s: HTTP %d", url, resp.StatusCode)
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(out); err != nil {
+		return fmt.Errorf("fetch %s: malformed JSON", url)
+	}
+	return nil
+}

@@ -1,0 +1,89 @@
+package cli
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestDevStackAndBrokerTokens runs `agentkeys dev` as a process, uses it
+// through the CLI (init, agent, token oidc --verify, token aws without STS)
+// and stops it with SIGINT.
+func TestDevStackAndBrokerTokens(t *testing.T) {
+	t.Parallel()
+	home := t.TempDir()
+	w := &world{t: t, home: home, cfg: home + "/.config"}
+	dev := exec.Command(binPath, "dev", "--backend-port", "0", "--broker-port", "0", "--json")
+	dev.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "TMPDIR=" + t.TempDir()}
+	stdout, _ := dev.StdoutPipe()
+	var stderr strings.Builder
+	dev.Stderr = &stderr
+	if err := dev.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Process.Kill()
+	var info struct {
+		BackendURL string `json:"backend_url"`
+		BrokerURL  string `json:"broker_url"`
+		Issuer     string `json:"issuer"`
+		DataDir    string `json:"data_dir"`
+	}
+	got := make(chan error, 1)
+	go func() { got <- json.NewDecoder(bufio.NewReader(stdout)).Decode(&info) }()
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatalf("dev --json: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("dev printed nothing\n%s", stderr.String())
+	}
+	if info.Issuer != info.BrokerURL || info.DataDir == "" {
+		t.Fatalf("dev info: %+v", info)
+	}
+	w.url = info.BackendURL
+	env := w.env("AGENTKEYS_BROKER_URL=" + info.BrokerURL)
+	if r := w.exec(nil, append(env, "AGENTKEYS_AUTH_TOKEN=dev-user"), "init"); r.code != 0 {
+		t.Fatalf("init against dev: %s", r)
+	}
+	r := w.exec(nil, env, "token", "oidc", "--verify")
+	if r.code != 0 || strings.Count(strings.TrimSpace(r.stdout), ".") != 2 || !strings.Contains(r.stderr, "verified") {
+		t.Fatalf("token oidc --verify: %s", r)
+	}
+	// An agent's own session (from --session-out) mints too when its scope
+	// lists aws, and is refused when it does not.
+	sf := t.TempDir() + "/agent.json"
+	w.exec(nil, env, "agent", "create", "cloud", "--services", "aws", "--session-out", sf)
+	if r := w.exec(nil, env, "token", "oidc", "--session-file", sf, "--json"); r.code != 0 || !strings.Contains(r.stdout, `"jwt"`) {
+		t.Fatalf("agent token: %s", r)
+	}
+	sf2 := t.TempDir() + "/narrow.json"
+	w.exec(nil, env, "agent", "create", "narrow", "--services", "openrouter", "--session-out", sf2)
+	expectCode(t, w.exec(nil, env, "token", "oidc", "--session-file", sf2), 1, "agent without aws scope")
+	// No STS in dev without --sts-endpoint: AWS minting is refused clearly.
+	expectCode(t, w.exec(nil, env, "token", "aws"), 1, "token aws without STS")
+	// No broker configured: a hint.
+	if r := w.exec(nil, w.env(), "token", "oidc"); r.code != 1 || !strings.Contains(r.stderr, "AGENTKEYS_BROKER_URL") {
+		t.Fatalf("token without broker: %s", r)
+	}
+
+	dev.Process.Signal(syscall.SIGINT)
+	done := make(chan error, 1)
+	go func() { done <- dev.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("dev exit after SIGINT: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("dev did not stop on SIGINT")
+	}
+	if _, err := os.Stat(info.DataDir); !os.IsNotExist(err) {
+		t.Fatalf("temporary data dir %s left behind (%v)", info.DataDir, err)
+	}
+}
