@@ -2,14 +2,17 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/daemon"
 )
 
 // maxSecret bounds a credential read from stdin (the backend's limit).
@@ -101,31 +104,54 @@ hidden prompt. It is never taken from the command line.`,
 }
 
 func (a *App) newReadCmd() *cobra.Command {
-	var noNewline bool
+	var (
+		noNewline bool
+		socket    string
+	)
 	cmd := &cobra.Command{
-		Use:               "read <agent> <service>",
-		Short:             "Print an agent's credential for a service",
-		Args:              exactArgs(2, "<agent> <service>"),
+		Use:   "read (<agent> <service> | --socket PATH <service>)",
+		Short: "Print an agent's credential for a service (from the backend, or from the sandbox daemon with --socket)",
+		Long: `Print a credential. On the master's machine: read <agent> <service>, with the
+master's session. Inside a sandbox: read --socket PATH <service> asks the
+running agentkeys-daemon over its Unix socket (AGENTKEYS_SOCKET also selects
+it), so the sandbox never holds a session token itself.`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if socket != "" {
+				return exactArgs(1, "<service>")(cmd, args)
+			}
+			return exactArgs(2, "<agent> <service>")(cmd, args)
+		},
 		ValidArgsFunction: a.completeAgents,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := validServiceArg(args[1]); err != nil {
+			service := args[len(args)-1]
+			if err := validServiceArg(service); err != nil {
 				return err
 			}
-			m, err := a.LoadMaster()
-			if err != nil {
-				return err
+			var (
+				v      []byte
+				err    error
+				wallet string
+			)
+			if socket != "" {
+				v, wallet, err = readViaSocket(cmdContext(cmd.Context()), socket, service)
+			} else {
+				var m *Master
+				if m, err = a.LoadMaster(); err != nil {
+					return err
+				}
+				ref, _, rerr := a.resolveAgent(m, args[0])
+				if rerr != nil {
+					return rerr
+				}
+				wallet = string(ref.Wallet)
+				v, err = m.Client.ReadCredential(cmdContext(cmd.Context()), m.Session.Token, ref.Wallet, service)
 			}
-			ref, _, err := a.resolveAgent(m, args[0])
-			if err != nil {
-				return err
-			}
-			v, err := m.Client.ReadCredential(cmdContext(cmd.Context()), m.Session.Token, ref.Wallet, args[1])
 			if err != nil {
 				return err
 			}
 			defer clear(v)
 			if a.JSON {
-				out := map[string]any{"agent": ref.Wallet, "service": args[1]}
+				out := map[string]any{"agent": wallet, "service": service}
 				if utf8.Valid(v) {
 					out["credential"] = string(v)
 				} else {
@@ -143,7 +169,28 @@ func (a *App) newReadCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVarP(&noNewline, "no-newline", "n", false, "do not print a newline after the value")
+	cmd.Flags().StringVar(&socket, "socket", os.Getenv(daemon.EnvSocket), "read through the agentkeys-daemon listening on this Unix socket [AGENTKEYS_SOCKET]")
 	return cmd
+}
+
+// readViaSocket asks a running daemon for a credential. Daemon error codes
+// become CLI errors with hints.
+func readViaSocket(ctx context.Context, path, service string) ([]byte, string, error) {
+	c, err := daemon.DialSocket(ctx, path)
+	if err != nil {
+		return nil, "", withHint(err, "is agentkeys-daemon running with --socket %s?", path)
+	}
+	defer c.Close()
+	st, err := c.Status(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	v, err := c.Read(ctx, service)
+	var re *daemon.RPCError
+	if errors.As(err, &re) && re.Code == daemon.CodeDenied {
+		return nil, "", withHint(err, "the agent's scope does not include %s; ask its master to run `agentkeys scope set`", service)
+	}
+	return v, string(st.Wallet), err
 }
 
 func (a *App) newListCmd() *cobra.Command {

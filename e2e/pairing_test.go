@@ -1,0 +1,181 @@
+package e2e
+
+import (
+	"bufio"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// cli runs the agentkeys binary for one master's home.
+type cli struct {
+	t    *testing.T
+	env  []string
+	home string
+}
+
+func newCLI(t *testing.T, backendURL string) *cli {
+	home := t.TempDir()
+	return &cli{t: t, home: home, env: []string{
+		"PATH=" + os.Getenv("PATH"), "HOME=" + home, "XDG_CONFIG_HOME=" + filepath.Join(home, ".config"),
+		"AGENTKEYS_SESSION_STORE=file", "AGENTKEYS_BACKEND_URL=" + backendURL,
+	}}
+}
+
+func (c *cli) run(stdin string, extraEnv []string, args ...string) (string, string, int) {
+	c.t.Helper()
+	cmd := exec.Command(bin["agentkeys"], args...)
+	cmd.Env = append(append([]string{}, c.env...), extraEnv...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		c.t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
+}
+
+func (c *cli) must(stdin string, args ...string) string {
+	c.t.Helper()
+	out, errs, code := c.run(stdin, nil, args...)
+	if code != 0 {
+		c.t.Fatalf("agentkeys %s → exit %d\n%s%s", strings.Join(args, " "), code, out, errs)
+	}
+	return out
+}
+
+// daemonProc is a running agentkeys-daemon whose stderr is scanned for
+// the pairing line.
+type daemonProc struct {
+	cmd   *exec.Cmd
+	lines chan string
+	done  chan error
+}
+
+func startDaemon(t *testing.T, backendURL string, args ...string) *daemonProc {
+	t.Helper()
+	home := t.TempDir()
+	cmd := exec.Command(bin["agentkeys-daemon"], append([]string{"--backend", backendURL}, args...)...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "XDG_CONFIG_HOME=" + filepath.Join(home, ".config"), "AGENTKEYS_SESSION_STORE=file", "XDG_RUNTIME_DIR=" + t.TempDir()}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout = io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	d := &daemonProc{cmd: cmd, lines: make(chan string, 256), done: make(chan error, 1)}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			select {
+			case d.lines <- sc.Text():
+			default:
+			}
+		}
+		d.done <- cmd.Wait()
+	}()
+	t.Cleanup(func() { d.stop() })
+	return d
+}
+
+func (d *daemonProc) stop() {
+	if d.cmd.ProcessState == nil {
+		d.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-d.done:
+		case <-time.After(10 * time.Second):
+			d.cmd.Process.Kill()
+		}
+	}
+}
+
+// expect waits for a stderr line matching re and returns its submatches.
+func (d *daemonProc) expect(t *testing.T, re *regexp.Regexp) []string {
+	t.Helper()
+	timeout := time.After(20 * time.Second)
+	for {
+		select {
+		case l := <-d.lines:
+			if m := re.FindStringSubmatch(l); m != nil {
+				return m
+			}
+		case err := <-d.done:
+			d.done <- err
+			t.Fatalf("daemon exited before %s: %v", re, err)
+		case <-timeout:
+			t.Fatalf("no stderr line matching %s", re)
+		}
+	}
+}
+
+var (
+	pairLine     = regexp.MustCompile(`Pair code: (\S+)\s+OTP: (\d+)`)
+	recoveryLine = regexp.MustCompile(`Recovery code: (\S+)\s+OTP: (\d+)`)
+	readyLine    = regexp.MustCompile(`"msg":"daemon ready"`)
+)
+
+// TestPairApproveRecover is issue 5's two-process check with the real
+// binaries: the daemon asks to be paired, the master approves with
+// `agentkeys approve`, the daemon reads a credential in scope through its
+// socket and is denied one out of scope; then, after losing its session,
+// it recovers through an alias with the master's approval.
+func TestPairApproveRecover(t *testing.T) {
+	s := startStack(t)
+	master := newCLI(t, s.backendURL)
+	if _, errs, code := master.run("", []string{"AGENTKEYS_AUTH_TOKEN=e2e-pair-master"}, "init"); code != 0 {
+		t.Fatalf("init: %s", errs)
+	}
+
+	dir := t.TempDir()
+	sessionFile, socket := filepath.Join(dir, "agent.json"), filepath.Join(dir, "ak.sock")
+	d := startDaemon(t, s.backendURL, "--services", "openrouter", "--session-file", sessionFile, "--socket", socket)
+	m := d.expect(t, pairLine)
+	master.must("", "approve", m[1], "--otp", m[2], "--yes", "--name", "sandbox-bot")
+	d.expect(t, readyLine)
+
+	secret := "sk-or-e2e-" + strings.Repeat("x", 8) + time.Now().Format("150405.000000")
+	master.must(secret, "store", "sandbox-bot", "openrouter")
+	master.must("x", "store", "sandbox-bot", "openai")
+
+	// Inside the sandbox: the CLI reads through the daemon's socket.
+	sandbox := newCLI(t, "http://127.0.0.1:1") // no backend access needed
+	if out := sandbox.must("", "read", "--socket", socket, "openrouter"); strings.TrimSpace(out) != secret {
+		t.Fatalf("read via socket = %q", out)
+	}
+	_, errs, code := sandbox.run("", nil, "read", "--socket", socket, "openai")
+	if code != 1 || !strings.Contains(errs, "DENIED") {
+		t.Fatalf("out-of-scope read via socket → exit %d: %s", code, errs)
+	}
+
+	// The daemon loses its session; the master links an alias and
+	// approves a recovery.
+	d.stop()
+	os.Remove(sessionFile)
+	master.must("", "link", "sandbox-bot", "--alias", "sandbox-bot")
+	socket2 := filepath.Join(dir, "ak2.sock")
+	d2 := startDaemon(t, s.backendURL, "--recover", "sandbox-bot", "--session-file", filepath.Join(dir, "agent2.json"), "--socket", socket2)
+	r := d2.expect(t, recoveryLine)
+	// A stranger cannot approve it.
+	stranger := newCLI(t, s.backendURL)
+	stranger.run("", []string{"AGENTKEYS_AUTH_TOKEN=e2e-stranger"}, "init")
+	if _, _, code := stranger.run("", nil, "approve", r[1], "--otp", r[2], "--yes"); code == 0 {
+		t.Fatal("a stranger approved another master's recovery")
+	}
+	master.must("", "approve", r[1], "--otp", r[2], "--yes")
+	d2.expect(t, readyLine)
+	if out := sandbox.must("", "read", "--socket", socket2, "openrouter"); strings.TrimSpace(out) != secret {
+		t.Fatalf("read after recovery = %q", out)
+	}
+}
