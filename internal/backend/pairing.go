@@ -34,6 +34,7 @@ const (
 	actionScopeApprove   = "scope_change_approve"
 	actionAuthDeny       = "auth_request_deny"
 	actionAuthOTP        = "auth_request_otp"
+	actionAuthDelivered  = "auth_request_delivered"
 	actionLink           = "identity_link"
 	resultLocked         = "LOCKED"
 	resultBadOTP         = "BAD_OTP"
@@ -543,6 +544,11 @@ func (s *Server) awaitOnce(ctx context.Context, id string, tok agentkeys.Token) 
 		ar.Status, ar.SealedSession = store.AuthDelivered, nil
 		if err := q.UpdateAuthRequest(ctx, ar); err != nil {
 			return err
+		}
+		if ar.ApproverWallet != "" {
+			if err := s.audit(ctx, q, ar.ApproverWallet, ar.ResultWallet, agentkeys.AuditWildcard, actionAuthDelivered, agentkeys.ResultOK); err != nil {
+				return err
+			}
 		}
 		out = resp
 		return nil

@@ -147,9 +147,11 @@ func TestPairFlow(t *testing.T) {
 	if err != nil || ar.SealedSession != nil || ar.Status != "delivered" {
 		t.Fatalf("after delivery: status %s, sealed session kept: %v (%v)", ar.Status, ar.SealedSession != nil, err)
 	}
-	page, _ := e.client.QueryAudit(ctx, m.Token, backendclient.AuditFilter{Action: actionPairApprove})
-	if len(page.Events) != 1 || page.Events[0].Agent != agent.Wallet {
-		t.Fatalf("pair approval not audited: %+v", page.Events)
+	for _, action := range []string{actionPairApprove, actionAuthDelivered} {
+		page, _ := e.client.QueryAudit(ctx, m.Token, backendclient.AuditFilter{Action: action})
+		if len(page.Events) != 1 || page.Events[0].Agent != agent.Wallet {
+			t.Fatalf("%s not audited: %+v", action, page.Events)
+		}
 	}
 }
 

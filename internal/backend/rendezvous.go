@@ -24,6 +24,8 @@ const (
 	kindNoMatch          = "NO_MATCH"
 	kindAlreadyDelivered = "ALREADY_DELIVERED"
 	maxRendezvousPayload = 4 << 10
+
+	actionRendezvousDeliver = "rendezvous_deliver"
 )
 
 func (s *Server) registerRendezvous(r *http.Request) (any, error) {
@@ -197,7 +199,10 @@ func (s *Server) deliverRendezvous(r *http.Request, c *caller) (any, error) {
 			return jsonhttp.Errorf(http.StatusConflict, kindAlreadyDelivered, "payload already delivered")
 		}
 		slot.Payload, slot.Delivered = payload, true
-		return q.UpdateRendezvous(ctx, slot)
+		if err := q.UpdateRendezvous(ctx, slot); err != nil {
+			return err
+		}
+		return s.audit(ctx, q, c.addr(), ar.ResultWallet, agentkeys.AuditWildcard, actionRendezvousDeliver, agentkeys.ResultOK)
 	})
 	if err != nil {
 		return nil, err
