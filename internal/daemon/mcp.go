@@ -63,9 +63,8 @@ type provisionArgs struct {
 func toolError(err error) *mcp.CallToolResult {
 	e := classify(err)
 	return &mcp.CallToolResult{
-		IsError:           true,
-		Content:           []mcp.Content{&mcp.TextContent{Text: e.Code + ": " + e.Message}},
-		StructuredContent: map[string]any{"error": map[string]string{"code": e.Code, "message": e.Message}},
+		IsError: true,
+		Content: []mcp.Content{&mcp.TextContent{Text: e.Code + ": " + e.Message}},
 	}
 }
 
