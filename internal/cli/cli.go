@@ -60,6 +60,8 @@ type App struct {
 	isTerminal   func(fd int) bool
 	readPassword func(fd int) ([]byte, error)
 
+	loginIssuer, loginClientID string // init --oidc-issuer / --oidc-client-id
+
 	store   *keychain.Store
 	hc      *http.Client
 	entered bool // a command's RunE started: later errors are failures, not usage errors

@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -16,6 +18,7 @@ import (
 
 func (a *App) newInitCmd() *cobra.Command {
 	var force bool
+	var issuer, clientID string
 	cmd := &cobra.Command{
 		Use:   "init",
 		Short: "Log in as a master and keep the session in the profile",
@@ -24,18 +27,35 @@ func (a *App) newInitCmd() *cobra.Command {
 is kept in the OS keychain or in $XDG_CONFIG_HOME/agentkeys/<profile>/session.json.
 
 The identity assertion is read from ` + EnvAuthToken + `, or from a hidden prompt
-on a terminal; never from the command line. Running init again with the same
-identity keeps the existing session (so the sessions of its agents live on).`,
+on a terminal; never from the command line. With --oidc-issuer (for a backend
+started with --login-oidc-issuer) init instead runs the OAuth device flow
+(RFC 8628): it shows a code and a URL, and sends the provider's ID token.
+Running init again with the same identity keeps the existing session (so the
+sessions of its agents live on).`,
 		Args: exactArgs(0, "none"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if (issuer == "") != (clientID == "") {
+				return usagef("give --oidc-issuer and --oidc-client-id together")
+			}
+			if issuer != "" {
+				if u, err := url.Parse(issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+					return usagef("--oidc-issuer must be an absolute URL")
+				}
+			}
+			a.loginIssuer, a.loginClientID = issuer, clientID
 			return a.runInit(cmd, force)
 		},
 	}
 	cmd.Flags().BoolVar(&force, "force", false, "replace a live session of another master in this profile")
+	cmd.Flags().StringVar(&issuer, "oidc-issuer", os.Getenv(EnvLoginIssuer), "log in through this OpenID provider with the device flow ["+EnvLoginIssuer+"]")
+	cmd.Flags().StringVar(&clientID, "oidc-client-id", os.Getenv(EnvLoginClientID), "client id registered with the provider ["+EnvLoginClientID+"]")
 	return cmd
 }
 
-func (a *App) readIdentity() (string, error) {
+func (a *App) readIdentity(ctx context.Context) (string, error) {
+	if a.loginIssuer != "" {
+		return deviceLogin(ctx, a.httpClient(), a.loginIssuer, a.loginClientID, a.Err)
+	}
 	if v := strings.TrimSpace(os.Getenv(EnvAuthToken)); v != "" {
 		return v, nil
 	}
@@ -68,7 +88,7 @@ type initResult struct {
 
 func (a *App) runInit(cmd *cobra.Command, force bool) error {
 	ctx := cmdContext(cmd.Context())
-	identity, err := a.readIdentity()
+	identity, err := a.readIdentity(ctx)
 	if err != nil {
 		return err
 	}
