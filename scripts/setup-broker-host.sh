@@ -1,0 +1,513 @@
+#!/usr/bin/env bash
+# setup-broker-host.sh — install the AgentKeys backend and broker on one Linux
+# host (systemd; optional nginx + certbot webroot), the way
+# docs/operator-runbook.md describes. Safe to re-run: a second run with the
+# same answers changes nothing.
+#
+# Usage:
+#   sudo scripts/setup-broker-host.sh                      # interactive on a TTY
+#   sudo scripts/setup-broker-host.sh --non-interactive --issuer-url https://broker.example.com \
+#        --cred-mode instance-profile --account-id 123456789012 --with-nginx --with-certbot
+#   scripts/setup-broker-host.sh --prefix /tmp/root --non-interactive ...   # write under a directory, start nothing
+#   scripts/setup-broker-host.sh --dry-run ...             # print what would be done, change nothing
+#
+# Options:
+#   --issuer-url URL        public issuer: https://HOST[:PORT], no trailing slash, path or query (required)
+#   --account-id ID         12-digit AWS account; the broker assumes arn:aws:iam::ID:role/agentkeys-data-role
+#   --role-arn ARN          role to assume instead (BROKER_DATA_ROLE_ARN)
+#   --region REGION         AWS region (default us-east-1)
+#   --cred-mode MODE        the broker's own AWS principal, for /v1/mint-aws-creds:
+#                             instance-profile  EC2 instance role (default chain; nothing on disk)
+#                             profile           named profile in /var/lib/agentkeys/.aws (placeholder written 0600)
+#                             static            access keys, read from the environment (DAEMON_ACCESS_KEY_ID and
+#                                               DAEMON_SECRET_ACCESS_KEY) or a hidden prompt, written only into
+#                                               /etc/agentkeys/broker.env (0600). Never pass keys as arguments.
+#                             none              no AWS principal: OIDC-only broker (default when no account/role)
+#   --profile-name NAME     profile for --cred-mode profile (default agentkeys-broker)
+#   --bucket NAME           S3 bucket named in the rendered IAM data policy (default agentkeys-data)
+#   --with-nginx | --without-nginx       write the nginx site (phase 1: HTTP-01 only; phase 2 once the cert exists)
+#   --with-certbot | --without-certbot   install certbot (webroot); with --certbot-email, request the certificate
+#   --certbot-email EMAIL   account e-mail for Let's Encrypt
+#   --bin-dir DIR           where agentkeys-backend and agentkeys-broker were built (default: the repo's bin/)
+#   --prefix DIR            write everything under DIR instead of /; never creates users or starts services
+#   --dry-run               print what would be done; change nothing
+#   --no-start              install but do not (re)start the services
+#   --interactive | --non-interactive    default: interactive when stdin is a terminal
+#   -y, --yes               do not ask "Proceed?"
+#   -h, --help              this text
+#
+# Exit codes: 0 done, 1 a step failed, 2 bad usage or a refused value.
+set -euo pipefail
+umask 077
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_DIR="$(cd "$SCRIPT_DIR/.." && pwd)"
+DEPLOY_DIR="$REPO_DIR/deploy"
+
+SERVICE_USER=agentkeys
+ISSUER="" ACCOUNT_ID="" ROLE_ARN="" REGION="" CRED_MODE="" PROFILE_NAME="" BUCKET=""
+WITH_NGINX="" WITH_CERTBOT="" CERTBOT_EMAIL="" BIN_DIR="" PREFIX="" DRY_RUN=0 NO_START=0
+INTERACTIVE="" YES=0
+CHANGED=0
+
+say()  { printf '%s\n' "$*"; }
+note() { printf '  - %s\n' "$*"; }
+warn() { printf 'WARNING: %s\n' "$*" >&2; }
+die()  { printf 'setup-broker-host: %s\n' "$1" >&2; exit "${2:-1}"; }
+usage_die() { die "$1 (see --help)" 2; }
+
+usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'; }
+
+# --- Arguments ----------------------------------------------------------------
+need_arg() { [[ $# -ge 2 && -n "$2" ]] || usage_die "$1 needs a value"; }
+while [[ $# -gt 0 ]]; do
+  arg="$1"
+  if [[ "$arg" == --*=* ]]; then set -- "${arg%%=*}" "${arg#*=}" "${@:2}"; arg="$1"; fi
+  case "$arg" in
+    --issuer-url)    need_arg "$@"; ISSUER="$2"; shift 2 ;;
+    --account-id)    need_arg "$@"; ACCOUNT_ID="$2"; shift 2 ;;
+    --role-arn)      need_arg "$@"; ROLE_ARN="$2"; shift 2 ;;
+    --region)        need_arg "$@"; REGION="$2"; shift 2 ;;
+    --cred-mode)     need_arg "$@"; CRED_MODE="$2"; shift 2 ;;
+    --profile-name)  need_arg "$@"; PROFILE_NAME="$2"; shift 2 ;;
+    --bucket)        need_arg "$@"; BUCKET="$2"; shift 2 ;;
+    --certbot-email) need_arg "$@"; CERTBOT_EMAIL="$2"; shift 2 ;;
+    --bin-dir)       need_arg "$@"; BIN_DIR="$2"; shift 2 ;;
+    --prefix)        need_arg "$@"; PREFIX="$2"; shift 2 ;;
+    --with-nginx)      WITH_NGINX=yes; shift ;;
+    --without-nginx)   WITH_NGINX=no; shift ;;
+    --with-certbot)    WITH_CERTBOT=yes; shift ;;
+    --without-certbot) WITH_CERTBOT=no; shift ;;
+    --dry-run)         DRY_RUN=1; shift ;;
+    --no-start)        NO_START=1; shift ;;
+    --interactive)     INTERACTIVE=yes; shift ;;
+    --non-interactive) INTERACTIVE=no; shift ;;
+    -y|--yes)          YES=1; shift ;;
+    -h|--help)         usage; exit 0 ;;
+    --access-key-id|--secret-access-key|--aws-access-key-id|--aws-secret-access-key)
+      usage_die "$arg: secrets are never taken from the command line (other users can read it); set DAEMON_ACCESS_KEY_ID and DAEMON_SECRET_ACCESS_KEY in the environment or answer the prompt" ;;
+    *) usage_die "unknown argument: $arg" ;;
+  esac
+done
+
+if [[ -z "$INTERACTIVE" ]]; then
+  if [[ -t 0 && -r /dev/tty ]]; then INTERACTIVE=yes; else INTERACTIVE=no; fi
+fi
+if [[ -n "$PREFIX" ]]; then
+  [[ "$PREFIX" == /* ]] || PREFIX="$(pwd)/$PREFIX"
+  PREFIX="${PREFIX%/}"
+  [[ "$PREFIX" != "" ]] || usage_die "--prefix / is the same as no prefix; leave it out"
+fi
+
+# --- Validation ---------------------------------------------------------------
+# Each check prints why a value is refused, never the value of a secret.
+issuer_error() {
+  local u="$1"
+  [[ -n "$u" ]] || { echo "the issuer URL is required"; return; }
+  case "$u" in
+    http://*)  echo "issuer $u uses http: AWS IAM accepts only https issuers"; return ;;
+    https://*) ;;
+    *)         echo "issuer $u is not an https:// URL"; return ;;
+  esac
+  [[ "$u" != */ ]] || { echo "issuer $u must not end with a slash (verifiers compare it byte for byte with the token's iss)"; return; }
+  local rest="${u#https://}"
+  [[ "$rest" != */* ]] || { echo "issuer $u must not have a path (the broker serves discovery at the root)"; return; }
+  [[ "$rest" != *\?* && "$rest" != *\#* ]] || { echo "issuer $u must not have a query or fragment"; return; }
+  [[ "$rest" != *@* ]] || { echo "issuer $u must not carry user info"; return; }
+  [[ "$rest" =~ ^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?$ ]] || { echo "issuer $u does not have a valid host name"; return; }
+}
+valid_account()  { [[ "$1" =~ ^[0-9]{12}$ ]]; }
+valid_role_arn() { [[ "$1" =~ ^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]{1,512}$ ]]; }
+valid_region()   { [[ "$1" =~ ^[a-z0-9][a-z0-9-]{0,62}$ ]]; }
+valid_profile()  { [[ "$1" =~ ^[A-Za-z0-9_.+-]{1,64}$ ]]; }
+valid_bucket()   { [[ "$1" =~ ^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$ ]]; }
+valid_email()    { [[ "$1" =~ ^[^[:space:]@]+@[^[:space:]@]+\.[^[:space:]@]+$ ]]; }
+valid_akid()     { [[ "$1" =~ ^[A-Z0-9]{16,128}$ ]]; }
+valid_secret()   { [[ "$1" =~ ^[A-Za-z0-9/+=]{16,128}$ ]]; }
+
+# --- Prompts (only on a TTY) ----------------------------------------------------
+ask() { # ask VAR "question" default
+  local __var="$1" __q="$2" __def="${3:-}" __ans
+  if [[ -n "$__def" ]]; then printf '%s [%s]: ' "$__q" "$__def" >/dev/tty; else printf '%s: ' "$__q" >/dev/tty; fi
+  IFS= read -r __ans </dev/tty || __ans=""
+  printf -v "$__var" '%s' "${__ans:-$__def}"
+}
+ask_secret() { # no echo, never printed back
+  local __var="$1" __q="$2" __ans
+  printf '%s (input hidden): ' "$__q" >/dev/tty
+  IFS= read -rs __ans </dev/tty || __ans=""
+  printf '\n' >/dev/tty
+  printf -v "$__var" '%s' "$__ans"
+}
+ask_yes() { # ask_yes "question" default(yes|no) → 0 for yes
+  local yn
+  ask yn "$1 (yes/no)" "$2"
+  [[ "$yn" =~ ^([yY]|[yY][eE][sS])$ ]]
+}
+explain() { [[ "$INTERACTIVE" == yes ]] && { printf '\n%s\n' "$*" >/dev/tty; } || true; }
+
+if [[ "$INTERACTIVE" == yes ]]; then
+  printf '%s\n' "AgentKeys broker host setup. Each question says what it is for; Enter keeps the [default]." >/dev/tty
+  while [[ -z "$ISSUER" || -n "$(issuer_error "$ISSUER")" ]]; do
+    [[ -z "$ISSUER" ]] || printf '  refused: %s\n' "$(issuer_error "$ISSUER")" >/dev/tty
+    explain "The issuer URL is this broker's public https address (for example https://broker.example.com).
+It goes into every token's iss claim and is what you register in AWS IAM as the OIDC provider,
+so it must match byte for byte: https, no trailing slash, no path. DNS for the host must point here."
+    ask ISSUER "Issuer URL" ""
+  done
+  if [[ -z "$ACCOUNT_ID" && -z "$ROLE_ARN" ]]; then
+    explain "Optional: the AWS account whose role 'agentkeys-data-role' the broker assumes for agents
+(POST /v1/mint-aws-creds). Leave empty for an OIDC-only broker: agents then exchange the broker's
+token with AWS themselves (AssumeRoleWithWebIdentity) and the broker needs no AWS credentials."
+    while :; do
+      ask ACCOUNT_ID "AWS account id (12 digits, empty for none)" ""
+      [[ -z "$ACCOUNT_ID" ]] || valid_account "$ACCOUNT_ID" && break
+      printf '  refused: not a 12-digit account id\n' >/dev/tty
+    done
+  fi
+  if [[ -z "$REGION" ]]; then
+    explain "The AWS region for STS calls and for the region given to agents."
+    ask REGION "AWS region" "us-east-1"
+  fi
+  if [[ -z "$CRED_MODE" && ( -n "$ACCOUNT_ID" || -n "$ROLE_ARN" ) ]]; then
+    explain "How the broker itself authenticates to AWS to assume the data role:
+  1) instance-profile  the EC2 instance's role (recommended: no keys on disk)
+  2) profile           a named profile in /var/lib/agentkeys/.aws (you fill in the keys later)
+  3) static            access keys typed now, stored only in /etc/agentkeys/broker.env (0600)"
+    ask choice "Credential mode (1-3)" "1"
+    case "$choice" in 1|instance-profile) CRED_MODE=instance-profile ;; 2|profile) CRED_MODE=profile ;;
+      3|static) CRED_MODE=static ;; *) usage_die "unknown choice $choice" ;; esac
+  fi
+  if [[ "$CRED_MODE" == profile && -z "$PROFILE_NAME" ]]; then
+    explain "The AWS profile name the broker uses (AWS_PROFILE)."
+    ask PROFILE_NAME "Profile name" "agentkeys-broker"
+  fi
+  if [[ -z "$WITH_NGINX" ]]; then
+    explain "nginx terminates TLS on :443 and forwards only the broker's public routes to 127.0.0.1:8091.
+Without it you must put another TLS proxy in front (AWS fetches the issuer over https)."
+    if ask_yes "Install the nginx site" yes; then WITH_NGINX=yes; else WITH_NGINX=no; fi
+  fi
+  if [[ -z "$WITH_CERTBOT" ]]; then
+    explain "certbot gets a Let's Encrypt certificate through the nginx webroot (HTTP-01 on port 80)."
+    def=no; [[ "$WITH_NGINX" == yes ]] && def=yes
+    if ask_yes "Install certbot" "$def"; then WITH_CERTBOT=yes; else WITH_CERTBOT=no; fi
+  fi
+  if [[ "$WITH_CERTBOT" == yes && -z "$CERTBOT_EMAIL" ]]; then
+    explain "With an e-mail address the certificate is requested now (the DNS name must already point here);
+leave empty to request it later with the command printed at the end."
+    ask CERTBOT_EMAIL "Let's Encrypt e-mail (optional)" ""
+  fi
+fi
+
+# Defaults for what was not asked.
+REGION="${REGION:-us-east-1}"
+PROFILE_NAME="${PROFILE_NAME:-agentkeys-broker}"
+BUCKET="${BUCKET:-agentkeys-data}"
+WITH_NGINX="${WITH_NGINX:-no}"
+if [[ -z "$WITH_CERTBOT" ]]; then WITH_CERTBOT=no; fi
+if [[ -z "$CRED_MODE" ]]; then
+  if [[ -n "$ACCOUNT_ID" || -n "$ROLE_ARN" ]]; then CRED_MODE=instance-profile; else CRED_MODE=none; fi
+fi
+
+# Checks, all before anything is touched.
+err="$(issuer_error "$ISSUER")"; [[ -z "$err" ]] || usage_die "$err"
+[[ -z "$ACCOUNT_ID" ]] || valid_account "$ACCOUNT_ID" || usage_die "--account-id must be 12 digits"
+[[ -z "$ROLE_ARN" ]] || valid_role_arn "$ROLE_ARN" || usage_die "--role-arn is not an IAM role ARN like arn:aws:iam::123456789012:role/agentkeys-data-role"
+valid_region "$REGION" || usage_die "--region $REGION is not a region name like us-east-1"
+valid_bucket "$BUCKET" || usage_die "--bucket $BUCKET is not an S3 bucket name"
+case "$CRED_MODE" in none|instance-profile|profile|static) ;; *) usage_die "--cred-mode must be instance-profile, profile, static or none" ;; esac
+[[ "$CRED_MODE" != profile ]] || valid_profile "$PROFILE_NAME" || usage_die "--profile-name may only hold letters, digits and _.+-"
+[[ -z "$CERTBOT_EMAIL" ]] || valid_email "$CERTBOT_EMAIL" || usage_die "--certbot-email is not an e-mail address"
+if [[ "$CRED_MODE" != none && -z "$ACCOUNT_ID" && -z "$ROLE_ARN" ]]; then
+  usage_die "--cred-mode $CRED_MODE needs --account-id or --role-arn (the role the broker assumes)"
+fi
+if [[ "$WITH_CERTBOT" == yes && "$WITH_NGINX" != yes ]]; then
+  usage_die "--with-certbot uses the nginx webroot: add --with-nginx"
+fi
+if [[ -z "$PREFIX" && $DRY_RUN -eq 0 ]]; then
+  [[ "$(uname -s)" == Linux ]] || die "only Linux with systemd is supported"
+  [[ $EUID -eq 0 ]] || die "run as root (sudo), or use --prefix DIR / --dry-run"
+fi
+
+ISSUER_HOST="${ISSUER#https://}"
+ISSUER_HOST_NOPORT="${ISSUER_HOST%%:*}"
+if [[ -z "$ACCOUNT_ID" && -n "$ROLE_ARN" ]]; then ACCOUNT_ID="$(cut -d: -f5 <<<"$ROLE_ARN")"; fi
+
+R="$PREFIX" # root of every path written
+ENV_DIR="$R/etc/agentkeys"
+BROKER_ENV="$ENV_DIR/broker.env"
+BACKEND_ENV="$ENV_DIR/backend.env"
+STATE="$R/var/lib/agentkeys"
+UNIT_DIR="$R/etc/systemd/system"
+BIN_DEST="$R/usr/local/bin"
+DOC_DEST="$R/usr/local/share/doc/agentkeys"
+NGINX_SITE="$R/etc/nginx/sites-available/agentkeys-broker"
+NGINX_LINK="$R/etc/nginx/sites-enabled/agentkeys-broker"
+WEBROOT="$R/var/www/certbot"
+CERT="$R/etc/letsencrypt/live/$ISSUER_HOST_NOPORT/fullchain.pem"
+
+# Static keys: from the environment or a hidden prompt; else kept from an
+# existing env file (re-runs). Never printed, never on a command line.
+AKID="${DAEMON_ACCESS_KEY_ID:-}" SECRET="${DAEMON_SECRET_ACCESS_KEY:-}"
+unset DAEMON_ACCESS_KEY_ID DAEMON_SECRET_ACCESS_KEY
+if [[ "$CRED_MODE" == static ]]; then
+  if [[ -n "$AKID" && -z "$SECRET" ]] || [[ -z "$AKID" && -n "$SECRET" ]]; then
+    usage_die "static credentials need both DAEMON_ACCESS_KEY_ID and DAEMON_SECRET_ACCESS_KEY (only one is set)"
+  fi
+  if [[ -z "$AKID" && -r "$BROKER_ENV" ]]; then
+    AKID="$(sed -n 's/^DAEMON_ACCESS_KEY_ID=//p' "$BROKER_ENV" | tail -n1)"
+    SECRET="$(sed -n 's/^DAEMON_SECRET_ACCESS_KEY=//p' "$BROKER_ENV" | tail -n1)"
+    [[ -z "$AKID" ]] || note_kept=1
+  fi
+  if [[ -z "$AKID" && "$INTERACTIVE" == yes ]]; then
+    explain "Static keys belong to an IAM user allowed only sts:AssumeRole + sts:TagSession on the data role.
+They are written to $BROKER_ENV (0600, root) and nowhere else."
+    ask_secret AKID "AWS access key id"
+    ask_secret SECRET "AWS secret access key"
+  fi
+  [[ -n "$AKID" && -n "$SECRET" ]] || usage_die "--cred-mode static: set DAEMON_ACCESS_KEY_ID and DAEMON_SECRET_ACCESS_KEY in the environment (never as arguments)"
+  valid_akid "$AKID" || usage_die "the access key id is not well-formed (upper-case letters and digits)"
+  valid_secret "$SECRET" || usage_die "the secret access key is not well-formed"
+fi
+
+# Binaries.
+if [[ -z "$BIN_DIR" ]]; then BIN_DIR="$REPO_DIR/bin"; fi
+HAVE_BINS=1
+for b in agentkeys-backend agentkeys-broker; do [[ -x "$BIN_DIR/$b" ]] || HAVE_BINS=0; done
+
+# --- Summary --------------------------------------------------------------------
+say "AgentKeys broker host setup$([[ $DRY_RUN -eq 1 ]] && echo ' (dry run: nothing is changed)')"
+note "root:        ${PREFIX:-/}"
+note "issuer:      $ISSUER"
+if [[ -n "$ROLE_ARN" ]]; then note "data role:   $ROLE_ARN"
+elif [[ -n "$ACCOUNT_ID" ]]; then note "data role:   arn:aws:iam::$ACCOUNT_ID:role/agentkeys-data-role"
+else note "data role:   none (OIDC-only; /v1/mint-aws-creds disabled)"; fi
+note "region:      $REGION"
+note "credentials: $CRED_MODE$([[ "$CRED_MODE" == profile ]] && echo " ($PROFILE_NAME)")$([[ "$CRED_MODE" == static ]] && echo " (from ${note_kept:+the existing env file}${note_kept:-the environment/prompt}; stored only in $BROKER_ENV)")"
+note "nginx:       $WITH_NGINX    certbot: $WITH_CERTBOT"
+note "binaries:    $([[ $HAVE_BINS -eq 1 ]] && echo "$BIN_DIR" || echo "not found in $BIN_DIR (run: make build)")"
+if [[ "$INTERACTIVE" == yes && $YES -eq 0 && $DRY_RUN -eq 0 ]]; then
+  ask_yes "Proceed" yes || die "stopped; nothing was changed" 1
+fi
+
+# --- Actions (each idempotent; --dry-run only reports) ---------------------------
+owner_ok() { [[ -z "$PREFIX" && $EUID -eq 0 ]]; }
+do_chown() { # do_chown OWNER PATH
+  if owner_ok; then chown "$1" "$2"; fi
+}
+ensure_dir() { # ensure_dir PATH MODE OWNER
+  local p="$1" mode="$2" owner="$3"
+  if [[ -d "$p" ]]; then
+    if [[ "$(stat -c '%a' "$p")" != "${mode#0}" ]]; then
+      if [[ $DRY_RUN -eq 1 ]]; then say "would chmod $mode $p"; else chmod "$mode" "$p"; say "chmod $mode $p"; CHANGED=1; fi
+    fi
+  else
+    if [[ $DRY_RUN -eq 1 ]]; then say "would create $p/ ($mode, $owner)"; return; fi
+    (umask 022; mkdir -p "$p"); chmod "$mode" "$p"; say "created $p/ ($mode, $owner)"; CHANGED=1
+  fi
+  [[ $DRY_RUN -eq 1 ]] || do_chown "$owner" "$p"
+}
+# put_file PATH MODE OWNER [keep]: content on stdin; "keep" never replaces
+# an existing file (operator-edited placeholders).
+put_file() {
+  local p="$1" mode="$2" owner="$3" keep="${4:-}" tmp
+  tmp="$(mktemp)"; cat >"$tmp"
+  if [[ -e "$p" && -n "$keep" ]]; then rm -f "$tmp"; say "kept $p (existing file is never overwritten)"; return; fi
+  if [[ -f "$p" ]] && cmp -s "$tmp" "$p" && [[ "$(stat -c '%a' "$p")" == "${mode#0}" ]]; then
+    rm -f "$tmp"; say "unchanged $p"; return
+  fi
+  if [[ $DRY_RUN -eq 1 ]]; then rm -f "$tmp"; say "would write $p ($mode, $owner)"; return; fi
+  (umask 022; mkdir -p "$(dirname "$p")")
+  local dst_tmp; dst_tmp="$(mktemp "$(dirname "$p")/.agentkeys-setup.XXXXXX")"
+  cat "$tmp" >"$dst_tmp"; rm -f "$tmp"
+  chmod "$mode" "$dst_tmp"; do_chown "$owner" "$dst_tmp"
+  mv -f "$dst_tmp" "$p"
+  say "wrote $p ($mode, $owner)"; CHANGED=1
+}
+put_bin() { # put_bin SRC DEST
+  if [[ -f "$2" ]] && cmp -s "$1" "$2"; then say "unchanged $2"; return; fi
+  if [[ $DRY_RUN -eq 1 ]]; then say "would install $2 (0755)"; return; fi
+  (umask 022; mkdir -p "$(dirname "$2")")
+  install -m 0755 "$1" "$2.new" && mv -f "$2.new" "$2"
+  say "installed $2 (0755)"; CHANGED=1
+}
+put_link() { # put_link TARGET LINK
+  if [[ -L "$2" && "$(readlink "$2")" == "$1" ]]; then say "unchanged $2 -> $1"; return; fi
+  if [[ $DRY_RUN -eq 1 ]]; then say "would link $2 -> $1"; return; fi
+  (umask 022; mkdir -p "$(dirname "$2")"); ln -sfn "$1" "$2"; say "linked $2 -> $1"; CHANGED=1
+}
+host_cmd() { # a command that changes the host itself: never under --prefix
+  if [[ -n "$PREFIX" ]]; then say "skipped (--prefix): $*"; return 0; fi
+  if [[ $DRY_RUN -eq 1 ]]; then say "would run: $*"; return 0; fi
+  say "running: $*"; "$@"
+}
+render() { sed -e "s|@HOST@|$ISSUER_HOST_NOPORT|g" -e "s|@ISSUER_HOST@|$ISSUER_HOST|g" \
+               -e "s|@ACCOUNT_ID@|$ACCOUNT_ID|g" -e "s|@BUCKET@|$BUCKET|g" "$1"; }
+
+# Service user.
+if [[ -n "$PREFIX" ]]; then
+  say "skipped (--prefix): create system user $SERVICE_USER"
+elif getent passwd "$SERVICE_USER" >/dev/null 2>&1; then
+  say "unchanged user $SERVICE_USER"
+else
+  host_cmd useradd --system --user-group --home-dir /var/lib/agentkeys --no-create-home --shell /usr/sbin/nologin "$SERVICE_USER"
+  [[ $DRY_RUN -eq 1 ]] || CHANGED=1
+fi
+
+# Directories: state 0700 owned by the service user; env files root-only.
+ensure_dir "$ENV_DIR" 0700 root:root
+ensure_dir "$STATE" 0700 "$SERVICE_USER:$SERVICE_USER"
+ensure_dir "$STATE/backend" 0700 "$SERVICE_USER:$SERVICE_USER"
+ensure_dir "$STATE/broker" 0700 "$SERVICE_USER:$SERVICE_USER"
+
+# Binaries.
+if [[ $HAVE_BINS -eq 1 ]]; then
+  for b in agentkeys-backend agentkeys-broker agentkeys; do
+    [[ -x "$BIN_DIR/$b" ]] && put_bin "$BIN_DIR/$b" "$BIN_DEST/$b"
+  done
+elif [[ -z "$PREFIX" && $DRY_RUN -eq 0 && ! -x /usr/local/bin/agentkeys-broker ]]; then
+  die "no binaries in $BIN_DIR and none installed: run 'make build' first (or give --bin-dir)"
+else
+  say "skipped binaries: none in $BIN_DIR"
+fi
+
+# Environment files.
+{
+  echo "# Written by scripts/setup-broker-host.sh; every variable: deploy/env/backend.env.example"
+  echo "AGENTKEYS_BACKEND_LISTEN=127.0.0.1:8090"
+  echo "AGENTKEYS_DATA_DIR=/var/lib/agentkeys/backend"
+} | put_file "$BACKEND_ENV" 0600 root:root
+
+{
+  echo "# Written by scripts/setup-broker-host.sh (mode 0600; it may hold secrets)."
+  echo "# Every variable, with defaults and ranges: deploy/env/broker.env.example"
+  echo "BROKER_BIND=127.0.0.1"
+  echo "BROKER_PORT=8091"
+  echo "BROKER_BACKEND_URL=http://127.0.0.1:8090"
+  echo "BROKER_OIDC_ISSUER=$ISSUER"
+  echo "BROKER_OIDC_KEYPAIR_PATH=/var/lib/agentkeys/broker/oidc-keypair.json"
+  echo "BROKER_AUDIT_DB=/var/lib/agentkeys/broker/audit.sqlite"
+  echo "BROKER_AWS_REGION=$REGION"
+  if [[ -n "$ROLE_ARN" ]]; then echo "BROKER_DATA_ROLE_ARN=$ROLE_ARN"
+  elif [[ -n "$ACCOUNT_ID" ]]; then echo "ACCOUNT_ID=$ACCOUNT_ID"; fi
+  case "$CRED_MODE" in
+    instance-profile) echo "# AWS credentials: EC2 instance profile (SDK default chain)" ;;
+    profile)
+      echo "AWS_PROFILE=$PROFILE_NAME"
+      echo "AWS_CONFIG_FILE=/var/lib/agentkeys/.aws/config"
+      echo "AWS_SHARED_CREDENTIALS_FILE=/var/lib/agentkeys/.aws/credentials" ;;
+    static)
+      echo "DAEMON_ACCESS_KEY_ID=$AKID"
+      echo "DAEMON_SECRET_ACCESS_KEY=$SECRET" ;;
+    none) echo "# No AWS principal: OIDC-only broker" ;;
+  esac
+} | put_file "$BROKER_ENV" 0600 root:root
+AKID="" SECRET=""
+
+if [[ "$CRED_MODE" == profile ]]; then
+  ensure_dir "$STATE/.aws" 0700 "$SERVICE_USER:$SERVICE_USER"
+  printf '[%s]\naws_access_key_id = REPLACE_WITH_ACCESS_KEY_ID\naws_secret_access_key = REPLACE_WITH_SECRET_ACCESS_KEY\n' "$PROFILE_NAME" |
+    put_file "$STATE/.aws/credentials" 0600 "$SERVICE_USER:$SERVICE_USER" keep
+  printf '[profile %s]\nregion = %s\n' "$PROFILE_NAME" "$REGION" |
+    put_file "$STATE/.aws/config" 0600 "$SERVICE_USER:$SERVICE_USER"
+fi
+
+# IAM documents for the AWS recipe (docs/cloud-setup.md), filled in.
+if [[ -n "$ACCOUNT_ID" ]]; then
+  ensure_dir "$ENV_DIR/aws" 0755 root:root
+  render "$DEPLOY_DIR/aws/trust-policy.json" | put_file "$ENV_DIR/aws/trust-policy.json" 0644 root:root
+  render "$DEPLOY_DIR/aws/data-policy.json" | put_file "$ENV_DIR/aws/data-policy.json" 0644 root:root
+fi
+
+# systemd units and the runbook they point at.
+ensure_dir "$UNIT_DIR" 0755 root:root
+for u in agentkeys-backend.service agentkeys-broker.service; do
+  put_file "$UNIT_DIR/$u" 0644 root:root <"$DEPLOY_DIR/systemd/$u"
+done
+ensure_dir "$R/usr/local/share/doc" 0755 root:root
+ensure_dir "$DOC_DEST" 0755 root:root
+for d in operator-runbook.md cloud-setup.md; do
+  [[ -f "$REPO_DIR/docs/$d" ]] && put_file "$DOC_DEST/$d" 0644 root:root <"$REPO_DIR/docs/$d"
+done
+
+# nginx: phase 1 (HTTP-01 only) until the certificate exists, then phase 2.
+if [[ "$WITH_NGINX" == yes ]]; then
+  if [[ -z "$PREFIX" ]] && ! command -v nginx >/dev/null 2>&1; then
+    host_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx
+  fi
+  ensure_dir "$R/var/www" 0755 root:root
+  ensure_dir "$WEBROOT" 0755 root:root
+  if [[ -f "$CERT" ]]; then PHASE=2; else PHASE=1; fi
+  before="$CHANGED"; CHANGED=0
+  render "$DEPLOY_DIR/nginx/agentkeys-broker.phase$PHASE.conf" | put_file "$NGINX_SITE" 0644 root:root
+  put_link /etc/nginx/sites-available/agentkeys-broker "$NGINX_LINK"
+  say "nginx site: phase $PHASE ($([[ $PHASE -eq 1 ]] && echo 'HTTP-01 only; certificate not yet issued' || echo 'TLS proxy to 127.0.0.1:8091'))"
+  if [[ -L "$R/etc/nginx/sites-enabled/default" ]]; then
+    host_cmd rm -f /etc/nginx/sites-enabled/default
+  fi
+  if [[ $CHANGED -eq 1 ]]; then
+    host_cmd sh -c 'nginx -t && systemctl reload nginx' || warn "nginx -t failed; the site file is written, nginx keeps its old configuration"
+  fi
+  CHANGED=$(( before | CHANGED ))
+fi
+if [[ "$WITH_CERTBOT" == yes ]]; then
+  if [[ -z "$PREFIX" ]] && ! command -v certbot >/dev/null 2>&1; then
+    host_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq certbot
+  fi
+  if [[ ! -f "$CERT" && -n "$CERTBOT_EMAIL" ]]; then
+    host_cmd certbot certonly --webroot -w /var/www/certbot -d "$ISSUER_HOST_NOPORT" -m "$CERTBOT_EMAIL" --agree-tos --non-interactive &&
+      if [[ -z "$PREFIX" && $DRY_RUN -eq 0 && -f "$CERT" ]]; then
+        render "$DEPLOY_DIR/nginx/agentkeys-broker.phase2.conf" | put_file "$NGINX_SITE" 0644 root:root
+        host_cmd sh -c 'nginx -t && systemctl reload nginx' || warn "nginx -t failed after the certificate was issued"
+      fi
+  fi
+fi
+
+# Services: never under --prefix or --dry-run.
+if [[ -n "$PREFIX" ]]; then
+  say "skipped (--prefix): systemctl daemon-reload; systemctl enable --now agentkeys-backend agentkeys-broker"
+elif [[ $NO_START -eq 1 ]]; then
+  host_cmd systemctl daemon-reload
+  say "skipped (--no-start): starting the services"
+else
+  host_cmd systemctl daemon-reload
+  host_cmd systemctl enable agentkeys-backend.service agentkeys-broker.service
+  if [[ $CHANGED -eq 1 ]]; then
+    host_cmd systemctl restart agentkeys-backend.service agentkeys-broker.service
+  else
+    host_cmd systemctl start agentkeys-backend.service agentkeys-broker.service
+  fi
+  if [[ $DRY_RUN -eq 0 ]]; then
+    ok=0
+    for _ in $(seq 1 30); do
+      if curl -fsS --max-time 2 http://127.0.0.1:8091/readyz >/dev/null 2>&1; then ok=1; break; fi
+      sleep 1
+    done
+    if [[ $ok -eq 1 ]]; then say "broker ready on 127.0.0.1:8091"
+    else warn "the broker is not ready after 30 s: journalctl -u agentkeys-broker -n 50"; fi
+  fi
+fi
+
+# --- Next steps -------------------------------------------------------------------
+cat <<EOF
+
+Next steps (docs/operator-runbook.md has the details):
+  1. DNS: an A/AAAA record for $ISSUER_HOST_NOPORT pointing at this host; firewall: 443 open, 80 for ACME,
+     8090/8091 loopback only.
+EOF
+if [[ "$WITH_NGINX" == yes && "${PHASE:-1}" == 1 ]]; then
+  cat <<EOF
+  2. Certificate: sudo certbot certonly --webroot -w /var/www/certbot -d $ISSUER_HOST_NOPORT -m YOU@EXAMPLE --agree-tos --non-interactive
+     then re-run this script (nginx switches to the TLS phase) and check: sudo certbot renew --dry-run
+EOF
+fi
+cat <<EOF
+  3. Smoke test: curl -fsS $ISSUER/healthz && curl -fsS $ISSUER/.well-known/openid-configuration
+  4. AWS: aws iam create-open-id-connect-provider --url $ISSUER --client-id-list sts.amazonaws.com
+EOF
+if [[ -n "$ACCOUNT_ID" ]]; then
+  cat <<EOF
+     aws iam create-role --role-name agentkeys-data-role --assume-role-policy-document file:///etc/agentkeys/aws/trust-policy.json
+     aws iam put-role-policy --role-name agentkeys-data-role --policy-name agentkeys-data --policy-document file:///etc/agentkeys/aws/data-policy.json
+EOF
+fi
