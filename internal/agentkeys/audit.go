@@ -13,6 +13,7 @@ const (
 	ActionTeardown      = "teardown"
 	ActionScopeRead     = "scope_read"
 	ActionScopeUpdate   = "scope_update"
+	ActionProvision     = "provision" // reported by the provisioner: result "ok" or its error code
 )
 
 // Audit results.

@@ -3,6 +3,7 @@ package backend
 import (
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
@@ -96,4 +97,67 @@ func parseTimeParam(name, v string) (time.Time, error) {
 		return time.Time{}, badRequest("%s must be RFC 3339 (2026-01-02T15:04:05Z) or unix seconds", name)
 	}
 	return t, nil
+}
+
+// provisionResult is "ok" or a provisioner error code: lower-case snake
+// case, short, so a client cannot write free text into the result column.
+func provisionResult(v string) bool {
+	if v == "" || len(v) > 40 {
+		return false
+	}
+	for _, r := range v {
+		if (r < 'a' || r > 'z') && r != '_' {
+			return false
+		}
+	}
+	return true
+}
+
+// auditProvision records the outcome of a provisioner run for an agent
+// the caller owns (the store itself is audited separately, as "store").
+// Detail is short printable text (step, tripwire kind); the caller must
+// not put secrets in it.
+func (s *Server) auditProvision(r *http.Request, c *caller) (any, error) {
+	ctx := r.Context()
+	var req struct {
+		AgentID string `json:"agent_id"`
+		Service string `json:"service"`
+		Result  string `json:"result"`
+		Detail  string `json:"detail"`
+	}
+	if err := decode(r, &req, smallBody); err != nil {
+		return nil, err
+	}
+	addr, err := parseWalletField("agent_id", req.AgentID)
+	if err != nil {
+		return nil, err
+	}
+	svc, err := serviceField(req.Service)
+	if err != nil {
+		return nil, err
+	}
+	if !provisionResult(req.Result) {
+		return nil, badRequest("result must be \"ok\" or an error code (lower-case letters and underscores, at most 40)")
+	}
+	if len(req.Detail) > 200 || strings.ContainsFunc(req.Detail, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return nil, badRequest("detail must be at most 200 printable characters")
+	}
+	if _, owned, err := s.target(ctx, s.store, c, addr); err != nil {
+		return nil, err
+	} else if !owned {
+		s.auditDenial(ctx, c.addr(), addr, svc, agentkeys.ActionProvision, agentkeys.ResultDenied)
+		return nil, denied("session does not own agent %s", addr)
+	}
+	if !c.scope.Allows(svc) {
+		s.auditDenial(ctx, c.addr(), addr, svc, agentkeys.ActionProvision, agentkeys.ResultDeniedScope)
+		return nil, denied("session scope does not include service %s", svc)
+	}
+	_, err = s.store.AppendAudit(ctx, agentkeys.AuditEvent{
+		Time: s.now(), Owner: c.addr(), Agent: addr, Service: svc, Action: agentkeys.ActionProvision,
+		Result: req.Result, Detail: req.Detail,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return map[string]bool{"ok": true}, nil
 }

@@ -159,6 +159,7 @@ func (s *Server) routes() {
 	m.Handle("DELETE /credential/teardown", s.authed(s.teardown))
 
 	m.Handle("GET /audit/query", s.authed(s.queryAudit))
+	m.Handle("POST /audit/provision", s.authed(s.auditProvision))
 
 	m.Handle("POST /session/recover", s.public(s.recoverSession))
 	m.Handle("POST /auth-request/open", s.public(s.openAuthRequest))

@@ -405,3 +405,10 @@ func (c *Client) QueryAudit(ctx context.Context, tok agentkeys.Token, f AuditFil
 	err := c.do(ctx, "query audit", http.MethodGet, "/audit/query", q, tok, nil, &out)
 	return out, err
 }
+
+// AuditProvision records the outcome of a provisioner run for agent:
+// result is "ok" or the run's error code; detail is short and secret-free.
+func (c *Client) AuditProvision(ctx context.Context, tok agentkeys.Token, agent agentkeys.Wallet, service, result, detail string) error {
+	return c.do(ctx, "audit provision", http.MethodPost, "/audit/provision", nil, tok,
+		map[string]string{"agent_id": string(agent), "service": service, "result": result, "detail": detail}, nil)
+}
