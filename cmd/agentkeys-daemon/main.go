@@ -25,6 +25,7 @@ import (
 	"github.com/agentkeys/agentkeys/internal/daemon"
 	"github.com/agentkeys/agentkeys/internal/keychain"
 	"github.com/agentkeys/agentkeys/internal/logging"
+	"github.com/agentkeys/agentkeys/internal/provision/scraper"
 )
 
 // exitError carries a specific exit status.
@@ -86,6 +87,9 @@ func newRoot() *cobra.Command {
 		logLevel  string
 		backend   string
 		sessionID string
+
+		provisionOn bool
+		prov        daemon.ProvisionConfig
 	)
 	cfg.Session.PairTimeout = 5 * time.Minute
 	root := &cobra.Command{
@@ -125,6 +129,11 @@ loopback address (--http 127.0.0.1:PORT, bearer from AGENTKEYS_MCP_TOKEN or a ge
 			}
 			if cfg.Session.Recover != "" && len(cfg.Session.Services) > 0 {
 				return errors.New("--services applies to pairing; a recovered agent keeps its scope")
+			}
+			if provisionOn {
+				p := daemon.ProvisionConfigFromEnv(nil)
+				p.Headful, p.Chromium, p.Timeout = prov.Headful, prov.Chromium, prov.Timeout
+				cfg.Provision = &p
 			}
 			err = daemon.Run(cmd.Context(), cfg)
 			var pe *daemon.PairError
@@ -166,7 +175,11 @@ loopback address (--http 127.0.0.1:PORT, bearer from AGENTKEYS_MCP_TOKEN or a ge
 	f.DurationVar(&cfg.IdleEvict, "idle-evict", 5*time.Minute, "forget cached secrets unused this long")
 	f.BoolVar(&cfg.RequireHardening, "require-hardening", false, "refuse to start if a hardening step fails")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error (logs go to stderr as JSON)")
-	root.AddCommand(newAWS(), newStatus())
+	f.BoolVar(&provisionOn, "provision", false, "enable the agentkeys.provision tool (sign-ups in Chromium; e-mail settings from AGENTKEYS_EMAIL_BACKEND and friends, default the backend's mock inbox)")
+	f.BoolVar(&prov.Headful, "provision-headful", false, "show the provisioner's browser window (a person can solve captchas)")
+	f.StringVar(&prov.Chromium, "chromium", "", "browser binary for the provisioner (default: chromium on PATH)")
+	f.DurationVar(&prov.Timeout, "provision-timeout", 0, "wall clock for one provisioning run (default: the service's budget)")
+	root.AddCommand(newAWS(), newStatus(), scraper.NewCommand())
 	return root
 }
 

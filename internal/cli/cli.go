@@ -236,7 +236,7 @@ Exit codes: 0 ok, 1 failure, 2 usage error; 'run' exits with its child's status.
 		a.newTokenCmd(),
 		a.newApproveCmd(),
 		a.newRecoverCmd(),
-		a.newUnavailableCmd("provision <service>", "Obtain a credential with the provisioner", "the provisioner is not wired into this build"),
+		a.newProvisionCmd(),
 	)
 	for _, f := range extraCommands {
 		root.AddCommand(f(a))

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"fmt"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -127,18 +126,4 @@ func (a *App) newInboxCmd() *cobra.Command {
 	}
 	cmd.AddCommand(provision, list)
 	return group(cmd)
-}
-
-// newUnavailableCmd is a placeholder for a command whose server side is
-// not built yet: it accepts any arguments and fails with exit 1.
-func (a *App) newUnavailableCmd(use, short, why string) *cobra.Command {
-	name, _, _ := strings.Cut(use, " ")
-	return &cobra.Command{
-		Use:                use,
-		Short:              short + " (not available yet)",
-		DisableFlagParsing: true,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return fmt.Errorf("`agentkeys %s` is not available yet in this build: %s", name, why)
-		},
-	}
 }

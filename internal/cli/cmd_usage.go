@@ -122,9 +122,9 @@ backend's cursors to the end.`,
 				return nil
 			}
 			tw := tabwriter.NewWriter(a.Out, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "TIME\tOWNER\tAGENT\tSERVICE\tACTION\tRESULT")
+			fmt.Fprintln(tw, "TIME\tOWNER\tAGENT\tSERVICE\tACTION\tRESULT\tDETAIL")
 			for _, e := range events {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Time, e.Owner, e.Agent, e.Service, e.Action, e.Result)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Time, e.Owner, e.Agent, e.Service, e.Action, e.Result, e.Detail)
 			}
 			if err := tw.Flush(); err != nil {
 				return err

@@ -17,6 +17,7 @@ import (
 
 	"github.com/agentkeys/agentkeys/internal/hardening"
 	"github.com/agentkeys/agentkeys/internal/keychain"
+	"github.com/agentkeys/agentkeys/internal/provision"
 )
 
 // EnvMCPToken gives the Streamable HTTP bearer instead of a generated one.
@@ -42,6 +43,9 @@ type Config struct {
 	IdleEvict            time.Duration
 	RequireHardening     bool
 	Provisioner          Provisioner
+	// Provision, when set and Provisioner is nil, enables the
+	// agentkeys.provision tool with the daemon's own session.
+	Provision *ProvisionConfig
 
 	Stderr io.Writer
 	Log    *slog.Logger
@@ -84,6 +88,12 @@ func Run(ctx context.Context, cfg Config) error {
 	sess, bc, err := AcquireSession(ctx, cfg.Session)
 	if err != nil {
 		return err
+	}
+	if cfg.Provisioner == nil && cfg.Provision != nil {
+		if cfg.Provisioner, err = NewProvisioner(*cfg.Provision, bc, broker, sess, cfg.Region); err != nil {
+			return err
+		}
+		log.Info("provisioner enabled", "services", strings.Join(provision.Services(), ","))
 	}
 	svc := NewService(ServiceOptions{Backend: bc, Broker: broker, Session: sess, Log: log, CacheTTL: cfg.CacheTTL, IdleEvict: cfg.IdleEvict,
 		DisableGet: cfg.NoGetCredential, Region: cfg.Region, Hardening: rep, Provisioner: cfg.Provisioner})

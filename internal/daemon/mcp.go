@@ -147,7 +147,7 @@ func NewMCPServer(svc *Service, log *slog.Logger) *mcp.Server {
 		}
 		if svc.o.Provisioner == nil {
 			progress("checking for a provisioner", 1, 1)
-			return toolError(errorf(CodeUnavailable, "provisioner not available yet")), nil, nil
+			return toolError(errorf(CodeUnavailable, "the provisioner is off in this daemon: start agentkeys-daemon with --provision")), nil, nil
 		}
 		res, err := svc.o.Provisioner.Provision(ctx, in.Service, in.Force, progress)
 		if err != nil {

@@ -164,12 +164,12 @@ func TestMCPStdio(t *testing.T) {
 		t.Fatalf("timeout not reported: %s", raw)
 	}
 
-	// provision: not built yet (issue 7) — a tool error with a stable code,
+	// provision without --provision: a tool error with a stable code,
 	// after a progress notification.
 	params := &mcp.CallToolParams{Name: ToolProvision, Arguments: map[string]any{"service": "openrouter"}}
 	params.SetProgressToken("p1")
 	res, err = cs.CallTool(ctx, params)
-	if err != nil || !res.IsError || !strings.HasPrefix(textOf(res), CodeUnavailable) || !strings.Contains(textOf(res), "provisioner not available yet") {
+	if err != nil || !res.IsError || !strings.HasPrefix(textOf(res), CodeUnavailable) || !strings.Contains(textOf(res), "--provision") {
 		t.Fatalf("provision: %v %+v", err, res)
 	}
 	select {

@@ -52,7 +52,9 @@ func newVerifyAPI(t *testing.T, good ...string) *verifyAPI {
 	return v
 }
 
-func newKey() string { return "sk-or-v1-" + strings.ToLower(rand.Text()) + strings.ToLower(rand.Text()) }
+func newKey() string {
+	return "sk-or-v1-" + strings.ToLower(rand.Text()) + strings.ToLower(rand.Text())
+}
 
 type harness struct {
 	t    *testing.T
@@ -314,7 +316,7 @@ func TestMask(t *testing.T) {
 	for in, want := range map[string]string{
 		"sk-or-v1-0123456789abcdef": "sk-or-v1****cdef",
 		"short":                     "****",
-		"ключ-ключ-ключ-ключ-ключ":  "ключ-клю****ключ",
+		"ключ-ключ-ключ-ключ-ключ": "ключ-клю****ключ",
 	} {
 		if got := Mask(in); got != want {
 			t.Errorf("Mask(%q) = %q, want %q", in, got, want)

@@ -67,4 +67,3 @@ func LookupService(name string, getenv func(string) string) (Service, bool) {
 	}
 	return s, true
 }
-

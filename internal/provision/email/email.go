@@ -38,9 +38,9 @@ type Config struct {
 	// ses: raw MIME objects written by an SES receipt rule. Credentials
 	// come from the AWS SDK default chain (the broker-minted AWS_* env).
 	SESBucket   string `json:"ses_bucket,omitempty"`
-	SESPrefix   string `json:"ses_prefix,omitempty"`   // e.g. "<wallet>/" or "inbound/"
-	SESRegion   string `json:"ses_region,omitempty"`   // default from the SDK chain
-	S3Endpoint  string `json:"s3_endpoint,omitempty"`  // tests: a fake S3
+	SESPrefix   string `json:"ses_prefix,omitempty"`  // e.g. "<wallet>/" or "inbound/"
+	SESRegion   string `json:"ses_region,omitempty"`  // default from the SDK chain
+	S3Endpoint  string `json:"s3_endpoint,omitempty"` // tests: a fake S3
 	S3PathStyle bool   `json:"s3_path_style,omitempty"`
 
 	// PollInterval between checks (default 2s).
@@ -49,10 +49,16 @@ type Config struct {
 
 // Query says which message to wait for.
 type Query struct {
-	To      string         // recipient address (required)
+	// To is the recipient address (required; compared case-insensitively
+	// with To, Cc, Delivered-To, X-Original-To, Received "for" …), so that
+	// concurrent runs sharing a mailbox never take each other's mail.
+	To      string
 	From    *regexp.Regexp // matched against the From header (display name included); nil = any
 	Subject *regexp.Regexp // nil = any
-	Since   time.Time      // ignore mail that arrived before (minus a small clock-skew grace)
+	// Since: ignore mail that arrived, or is dated, before Since minus
+	// SinceGrace. Take it just before submitting the sign-up form, so that
+	// a code from an earlier run is never used. Zero: no freshness check.
+	Since time.Time
 
 	// Accept, if set, is a last filter run on a message that passed the
 	// others, e.g. func(m Message) bool { return Analyze(m, ExpectOTP).Kind == KindOTP }

@@ -1,0 +1,265 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/backendclient"
+	"github.com/agentkeys/agentkeys/internal/brokerclient"
+	"github.com/agentkeys/agentkeys/internal/provision"
+	"github.com/agentkeys/agentkeys/internal/provision/email"
+)
+
+// Environment variables `agentkeys provision` reads for secrets (never
+// flags: argv is visible to every local user).
+const (
+	EnvSignupPassword = "AGENTKEYS_SIGNUP_PASSWORD"
+	EnvIMAPPassword   = "AGENTKEYS_IMAP_PASSWORD"
+)
+
+// ScraperSubcommand is the hidden subcommand of this binary (and of
+// agentkeys-daemon) that runs one scraper; the provisioner starts it.
+const ScraperSubcommand = "provision-scraper"
+
+// StateDir is where `agentkeys` keeps per-profile state that is not
+// configuration: $XDG_STATE_HOME/agentkeys/<profile>, else
+// ~/.local/state/agentkeys/<profile>.
+func StateDir(profile string) (string, error) {
+	if x := os.Getenv("XDG_STATE_HOME"); x != "" && filepath.IsAbs(x) {
+		return filepath.Join(x, "agentkeys", profile), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil || home == "" {
+		return "", errors.New("cannot find the state directory: set HOME or XDG_STATE_HOME")
+	}
+	return filepath.Join(home, ".local", "state", "agentkeys", profile), nil
+}
+
+// backendForAgent adapts the backend client to provision.Backend for one
+// agent, acting with the master's session.
+type backendForAgent struct {
+	c     *backendclient.Client
+	tok   agentkeys.Token
+	agent agentkeys.Wallet
+}
+
+func (b backendForAgent) ReadCredential(ctx context.Context, service string) ([]byte, bool, error) {
+	v, err := b.c.ReadCredential(ctx, b.tok, b.agent, service)
+	if errors.Is(err, backendclient.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return v, true, nil
+}
+
+func (b backendForAgent) StoreCredential(ctx context.Context, service string, v []byte) error {
+	return b.c.StoreCredential(ctx, b.tok, b.agent, service, v)
+}
+
+func (b backendForAgent) AuditProvision(ctx context.Context, service, result, detail string) error {
+	return b.c.AuditProvision(ctx, b.tok, b.agent, service, result, detail)
+}
+
+func (b backendForAgent) ProvisionInbox(ctx context.Context) (string, error) {
+	return b.c.ProvisionInbox(ctx, b.tok, b.agent)
+}
+
+func (a *App) newProvisionCmd() *cobra.Command {
+	var (
+		agent, addr, mailBackend, imapAddr, imapUser, sesBucket, sesPrefix, sesRegion, chromium, cdpURL string
+		force, headful, imapInsecure                                                                    bool
+		timeout, selTimeout, mailTimeout                                                                time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "provision <service>",
+		Short: "Sign up for a service in a headless browser and store the new, verified API key",
+		Long: `Sign an agent (default: yourself) up for <service> in Chromium, wait for the
+sign-up e-mail, create an API key, verify it with the service's own API and
+store it, sealed, for the agent; then ` + "`agentkeys run <agent>`" + ` injects it.
+Supported services: ` + strings.Join(provision.Services(), ", ") + `.
+
+A stored key that still works is kept (no sign-up) unless --force. Progress
+goes to stderr; the masked key and the outcome to stdout. Every run is
+audited (agentkeys usage --action provision). One run per agent and service
+at a time. A failed run leaves a screenshot and the last browser actions
+under $XDG_STATE_HOME/agentkeys/<profile>/provision/diagnostics (0600).
+
+E-mail: on a development backend (agentkeys dev) a fresh mock inbox is made
+per run. Otherwise use --email-backend imap (--imap-addr, --imap-user,
+password from ` + EnvIMAPPassword + `) or ses (--ses-bucket, --ses-prefix; AWS
+credentials from --broker-url or the usual AWS environment) with --email.
+A password the site asks for comes from ` + EnvSignupPassword + ` (random if unset).
+Site URLs can be pointed elsewhere with AGENTKEYS_<SERVICE>_SIGNUP_URL and
+AGENTKEYS_<SERVICE>_API_URL. With --broker-url, broker-minted AWS
+credentials of your wallet are given to the scraper (for SES→S3).`,
+		Args: exactArgs(1, "<service>"),
+		ValidArgsFunction: func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+			return provision.Services(), cobra.ShellCompDirectiveNoFileComp
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			service := args[0]
+			if _, ok := provision.LookupService(service, nil); !ok {
+				return usagef("cannot provision %q: supported services are %s", service, strings.Join(provision.Services(), ", "))
+			}
+			switch mailBackend {
+			case "", email.BackendMock, email.BackendIMAP, email.BackendSES:
+			default:
+				return usagef("--email-backend must be mock, imap or ses")
+			}
+			m, err := a.LoadMaster()
+			if err != nil {
+				return err
+			}
+			ref := agentRef{Wallet: m.Session.Wallet}
+			if agent != "" {
+				if ref, _, err = a.resolveAgent(m, agent); err != nil {
+					return err
+				}
+			}
+			exe, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("cannot find this program to start the scraper: %w", err)
+			}
+			state, err := StateDir(a.Profile)
+			if err != nil {
+				return err
+			}
+			mail := email.Config{Backend: mailBackend}
+			switch mailBackend {
+			case "", email.BackendMock:
+				mail.Backend = email.BackendMock
+				mail.BackendURL, mail.SessionToken = m.Session.Backend, m.Session.Token.Reveal()
+			case email.BackendIMAP:
+				mail.IMAPAddr, mail.IMAPUser, mail.IMAPPassword, mail.IMAPInsecure = imapAddr, imapUser, os.Getenv(EnvIMAPPassword), imapInsecure
+				if imapAddr == "" || imapUser == "" || mail.IMAPPassword == "" {
+					return usagef("--email-backend imap needs --imap-addr, --imap-user and %s", EnvIMAPPassword)
+				}
+			case email.BackendSES:
+				mail.SESBucket, mail.SESPrefix, mail.SESRegion = sesBucket, sesPrefix, sesRegion
+				if sesBucket == "" {
+					return usagef("--email-backend ses needs --ses-bucket")
+				}
+			}
+			if mail.Backend != email.BackendMock && addr == "" {
+				return usagef("--email-backend %s needs --email (the address the service mails)", mail.Backend)
+			}
+			opts := provision.Options{
+				Backend: backendForAgent{c: m.Client, tok: m.Session.Token, agent: ref.Wallet},
+				Agent:   string(ref.Wallet),
+				Scraper: provision.Command{Path: exe, Args: []string{ScraperSubcommand}},
+				Env:     provision.MinimalEnv(nil),
+				Mail:    mail, SignupEmail: addr, Password: os.Getenv(EnvSignupPassword),
+				Chromium: chromium, CDPURL: cdpURL, Headful: headful,
+				StateDir: filepath.Join(state, "provision"),
+				Timeout:  timeout, SelectorTimeout: selTimeout, EmailTimeout: mailTimeout,
+				HTTPClient: a.httpClient(),
+			}
+			if a.BrokerURL != "" {
+				b, err := brokerclient.New(a.BrokerURL, a.httpClient())
+				if err != nil {
+					return usagef("--broker-url: %v", err)
+				}
+				region := os.Getenv("AWS_REGION")
+				if region == "" {
+					region = os.Getenv("AWS_DEFAULT_REGION")
+				}
+				tok := m.Session.Token
+				opts.AWSEnv = func(ctx context.Context) ([]string, error) {
+					c, err := b.MintAWS(ctx, tok)
+					if err != nil {
+						return nil, err
+					}
+					return c.Env(region), nil
+				}
+			}
+			ctx, stop := signal.NotifyContext(cmdContext(cmd.Context()), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			start := time.Now()
+			fmt.Fprintf(a.Err, "Provisioning %s for %s (Ctrl-C to stop)\n", service, ref)
+			res, err := provision.New(opts).Provision(ctx, provision.Request{Service: service, Force: force}, func(ev provision.Event) {
+				el := time.Since(start).Truncate(100 * time.Millisecond)
+				if ev.Type == provision.TypeAssist {
+					fmt.Fprintf(a.Err, "\a[%6s] ACTION NEEDED: %s\n", el, ev)
+					return
+				}
+				fmt.Fprintf(a.Err, "[%6s] %s\n", el, ev)
+			})
+			if err != nil {
+				return provisionError(err)
+			}
+			if a.JSON {
+				out := map[string]any{"agent": ref.Wallet, "service": res.Service, "api_key_masked": res.APIKeyMasked,
+					"key_verified": res.KeyVerified, "stored": res.Stored, "existing": res.Existing, "audited": res.Audited,
+					"verification": res.Verification}
+				if res.Email != "" {
+					out["email"] = res.Email
+				}
+				return a.printJSON(out)
+			}
+			switch {
+			case res.Existing && res.KeyVerified:
+				fmt.Fprintf(a.Err, "%s already provisioned for %s and the key works (%s); use --force to sign up again\n", service, ref, res.Verification)
+			case res.Existing:
+				fmt.Fprintf(a.Err, "%s already provisioned for %s; the key could not be checked (%s); kept it\n", service, ref, res.Verification)
+			default:
+				fmt.Fprintf(a.Err, "Stored a verified %s key for %s (%s)\n", service, ref, res.Verification)
+				if !res.Audited {
+					fmt.Fprintln(a.Err, "warning: the backend did not record the provision outcome in the audit log")
+				}
+			}
+			a.printf("%s\n", res.APIKeyMasked)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&agent, "agent", "", "the agent (name or 0x wallet) to provision for (default: yourself)")
+	f.BoolVar(&force, "force", false, "sign up again even if a working key is stored")
+	f.BoolVar(&headful, "headful", false, "show the browser window, so a person can solve a captcha")
+	f.DurationVar(&timeout, "timeout", 0, "wall clock for the whole run (default: the service's budget, 7m)")
+	f.DurationVar(&selTimeout, "selector-timeout", 0, "how long to wait for each page element (default 15s)")
+	f.DurationVar(&mailTimeout, "email-timeout", 0, "how long to wait for the sign-up e-mail (default 2m)")
+	f.StringVar(&addr, "email", "", "sign-up address (default with the mock inbox: a fresh one per run)")
+	f.StringVar(&mailBackend, "email-backend", "", "where the sign-up mail arrives: mock, imap or ses (default mock)")
+	f.StringVar(&imapAddr, "imap-addr", "", "IMAP server host:port (implicit TLS)")
+	f.StringVar(&imapUser, "imap-user", "", "IMAP login (password from "+EnvIMAPPassword+")")
+	f.BoolVar(&imapInsecure, "imap-insecure", false, "plain-text IMAP (tests only)")
+	f.StringVar(&sesBucket, "ses-bucket", "", "S3 bucket an SES receipt rule writes mail to")
+	f.StringVar(&sesPrefix, "ses-prefix", "", "key prefix of the mail objects in --ses-bucket")
+	f.StringVar(&sesRegion, "ses-region", "", "region of --ses-bucket (default: AWS_REGION)")
+	f.StringVar(&chromium, "chromium", "", "browser binary (default: chromium on PATH)")
+	f.StringVar(&cdpURL, "cdp-url", "", "attach to a running browser's DevTools endpoint instead of starting one")
+	return cmd
+}
+
+// provisionError turns a provisioning failure into a CLI error with its
+// hint and where the diagnostics are.
+func provisionError(err error) error {
+	var pe *provision.Error
+	if !errors.As(err, &pe) {
+		return err
+	}
+	out := fmt.Errorf("provision failed [%s]: %s", pe.Code, pe.Message)
+	hint := pe.Hint
+	if pe.Diagnostics != "" {
+		if hint != "" {
+			hint += "; "
+		}
+		hint += "screenshot and last actions: " + pe.Diagnostics
+	}
+	if hint == "" {
+		return out
+	}
+	return withHint(out, "%s", hint)
+}

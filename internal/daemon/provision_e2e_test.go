@@ -1,0 +1,105 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/agentkeys/agentkeys/internal/provision/fixture"
+)
+
+// TestMCPProvision drives agentkeys.provision through the real daemon
+// (--provision) against the fixture site: progress notifications reach
+// the MCP client, the verified key is stored for the agent and the result
+// carries only its masked form.
+func TestMCPProvision(t *testing.T) {
+	if _, err := exec.LookPath("chromium"); err != nil {
+		if os.Getenv("AGENTKEYS_REQUIRE_E2E") == "1" {
+			t.Fatal("chromium is not installed (AGENTKEYS_REQUIRE_E2E=1)")
+		}
+		t.Skip("chromium is not installed")
+	}
+	ctx := context.Background()
+	b := startBackend(t)
+	site := fixture.New(fixture.Options{Deliver: func(ctx context.Context, to, from, subject, text, html string) error {
+		body := html
+		if body == "" {
+			body = text
+		}
+		return b.client.DeliverMail(ctx, to, from, subject, body)
+	}})
+	t.Cleanup(site.Close)
+	home := t.TempDir()
+	ks, sessFile := b.agent(t, home, "openrouter")
+
+	cmd := exec.Command(daemonBin, "--stdio", "--provision", "--session-file", sessFile, "--socket", filepath.Join(home, "run", "p.sock"))
+	cmd.Env = append(daemonEnv(home),
+		"XDG_STATE_HOME="+filepath.Join(home, "state"),
+		"AGENTKEYS_OPENROUTER_SIGNUP_URL="+site.SignupURL("openrouter"),
+		"AGENTKEYS_OPENROUTER_API_URL="+site.URL)
+	os.MkdirAll(filepath.Join(home, "run"), 0o700)
+	stderr := &strings.Builder{}
+	cmd.Stderr = &lockedWriter{w: stderr}
+	progress := make(chan string, 64)
+	client := mcp.NewClient(&mcp.Implementation{Name: "agentkeys-test", Version: "1"}, &mcp.ClientOptions{
+		ProgressNotificationHandler: func(_ context.Context, r *mcp.ProgressNotificationClientRequest) {
+			select {
+			case progress <- r.Params.Message:
+			default:
+			}
+		},
+	})
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cs, err := client.Connect(cctx, &mcp.CommandTransport{Command: cmd}, nil)
+	if err != nil {
+		t.Fatalf("connect: %v\n%s", err, stderr)
+	}
+	t.Cleanup(func() { cs.Close() })
+
+	params := &mcp.CallToolParams{Name: ToolProvision, Arguments: map[string]any{"service": "openrouter"}}
+	params.SetProgressToken("prov")
+	res, err := cs.CallTool(ctx, params)
+	if err != nil || res.IsError {
+		t.Fatalf("provision: %v %s\n%s", err, textOf(res), stderr)
+	}
+	var pr ProvisionResult
+	raw, _ := json.Marshal(res.StructuredContent)
+	json.Unmarshal(raw, &pr)
+	keys := site.IssuedKeys()
+	if len(keys) != 1 || !pr.Stored || !pr.KeyVerified || !strings.HasSuffix(pr.APIKeyMasked, keys[0][len(keys[0])-4:]) {
+		t.Fatalf("result %s, issued %d keys", raw, len(keys))
+	}
+	all, _ := json.Marshal(res)
+	if strings.Contains(string(all), keys[0]) || strings.Contains(stderr.String(), keys[0]) {
+		t.Fatal("the key reached the MCP client or the daemon's log")
+	}
+	got, err := b.client.ReadCredential(ctx, b.master.Token, ks.Wallet, "openrouter")
+	if err != nil || string(got) != keys[0] {
+		t.Fatalf("stored credential: %v", err)
+	}
+	var msgs []string
+	for len(progress) > 0 {
+		msgs = append(msgs, <-progress)
+	}
+	if !strings.Contains(strings.Join(msgs, "|"), "verifying the new key") {
+		t.Fatalf("progress notifications: %v", msgs)
+	}
+
+	// Out of the agent's scope: refused before any browser starts.
+	res, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: ToolProvision, Arguments: map[string]any{"service": "openai"}})
+	if err != nil || !res.IsError || !strings.HasPrefix(textOf(res), CodeDenied) {
+		t.Fatalf("out-of-scope provision: %v %s", err, textOf(res))
+	}
+	res, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: ToolProvision, Arguments: map[string]any{"service": "myspace"}})
+	if err != nil || !res.IsError || !strings.HasPrefix(textOf(res), CodeInvalidParams) {
+		t.Fatalf("unknown service: %v %s", err, textOf(res))
+	}
+}
