@@ -45,8 +45,8 @@ func TestMCPProvision(t *testing.T) {
 		"AGENTKEYS_OPENROUTER_SIGNUP_URL="+site.SignupURL("openrouter"),
 		"AGENTKEYS_OPENROUTER_API_URL="+site.URL)
 	os.MkdirAll(filepath.Join(home, "run"), 0o700)
-	stderr := &strings.Builder{}
-	cmd.Stderr = &lockedWriter{w: stderr}
+	stderr := &lockedWriter{w: &strings.Builder{}}
+	cmd.Stderr = stderr
 	progress := make(chan string, 64)
 	client := mcp.NewClient(&mcp.Implementation{Name: "agentkeys-test", Version: "1"}, &mcp.ClientOptions{
 		ProgressNotificationHandler: func(_ context.Context, r *mcp.ProgressNotificationClientRequest) {
@@ -102,4 +102,10 @@ func TestMCPProvision(t *testing.T) {
 	if err != nil || !res.IsError || !strings.HasPrefix(textOf(res), CodeInvalidParams) {
 		t.Fatalf("unknown service: %v %s", err, textOf(res))
 	}
+}
+
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.String()
 }
