@@ -78,9 +78,9 @@ func (b backendForAgent) ProvisionInbox(ctx context.Context) (string, error) {
 
 func (a *App) newProvisionCmd() *cobra.Command {
 	var (
-		agent, addr, mailBackend, imapAddr, imapUser, sesBucket, sesPrefix, sesRegion, chromium, cdpURL string
-		force, headful, imapInsecure                                                                    bool
-		timeout, selTimeout, mailTimeout                                                                time.Duration
+		agent, addr, mailBackend, imapAddr, imapUser, sesBucket, sesPrefix, sesRegion, s3Endpoint, chromium, cdpURL string
+		force, headful, imapInsecure                                                                                bool
+		timeout, selTimeout, mailTimeout                                                                            time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "provision <service>",
@@ -148,6 +148,7 @@ credentials of your wallet are given to the scraper (for SES→S3).`,
 				}
 			case email.BackendSES:
 				mail.SESBucket, mail.SESPrefix, mail.SESRegion = sesBucket, sesPrefix, sesRegion
+				mail.S3Endpoint, mail.S3PathStyle = s3Endpoint, s3Endpoint != ""
 				if sesBucket == "" {
 					return usagef("--email-backend ses needs --ses-bucket")
 				}
@@ -238,6 +239,7 @@ credentials of your wallet are given to the scraper (for SES→S3).`,
 	f.StringVar(&sesBucket, "ses-bucket", "", "S3 bucket an SES receipt rule writes mail to")
 	f.StringVar(&sesPrefix, "ses-prefix", "", "key prefix of the mail objects in --ses-bucket")
 	f.StringVar(&sesRegion, "ses-region", "", "region of --ses-bucket (default: AWS_REGION)")
+	f.StringVar(&s3Endpoint, "s3-endpoint", "", "S3-compatible endpoint for --ses-bucket (path-style; default AWS)")
 	f.StringVar(&chromium, "chromium", "", "browser binary (default: chromium on PATH)")
 	f.StringVar(&cdpURL, "cdp-url", "", "attach to a running browser's DevTools endpoint instead of starting one")
 	return cmd
