@@ -260,7 +260,7 @@ func TestProvisionPassesMinimalEnvAndConfigOnStdin(t *testing.T) {
 		t.Fatalf("scraper said %q", seen)
 	}
 	if got["aws"] != "ASIAFAKE" || got["password_set"] != true || got["mail"] != "mock" || got["diag"] != true ||
-		!strings.HasPrefix(got["email"].(string), "bot-") || got["signup"] != "https://openrouter.ai/auth" {
+		!strings.HasPrefix(got["email"].(string), "bot-") || got["signup"] != "https://openrouter.ai/sign-up" {
 		t.Fatalf("scraper config = %v", got)
 	}
 }

@@ -28,7 +28,7 @@ func (s Service) VerifyURL() string { return strings.TrimRight(s.APIBase, "/") +
 // cannot tell); OpenAI's /v1/models requires authentication.
 var builtin = map[string]Service{
 	"openrouter": {
-		Name: "openrouter", SignupURL: "https://openrouter.ai/auth", APIBase: "https://openrouter.ai",
+		Name: "openrouter", SignupURL: "https://openrouter.ai/sign-up", APIBase: "https://openrouter.ai",
 		VerifyPath: "/api/v1/key", Budget: 7 * time.Minute,
 	},
 	"openai": {
