@@ -13,8 +13,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/agentkeys/agentkeys/internal/agentkeys"
-	"github.com/agentkeys/agentkeys/internal/backendclient"
 	"github.com/agentkeys/agentkeys/internal/brokerclient"
 	"github.com/agentkeys/agentkeys/internal/provision"
 	"github.com/agentkeys/agentkeys/internal/provision/email"
@@ -43,37 +41,6 @@ func StateDir(profile string) (string, error) {
 		return "", errors.New("cannot find the state directory: set HOME or XDG_STATE_HOME")
 	}
 	return filepath.Join(home, ".local", "state", "agentkeys", profile), nil
-}
-
-// backendForAgent adapts the backend client to provision.Backend for one
-// agent, acting with the master's session.
-type backendForAgent struct {
-	c     *backendclient.Client
-	tok   agentkeys.Token
-	agent agentkeys.Wallet
-}
-
-func (b backendForAgent) ReadCredential(ctx context.Context, service string) ([]byte, bool, error) {
-	v, err := b.c.ReadCredential(ctx, b.tok, b.agent, service)
-	if errors.Is(err, backendclient.ErrNotFound) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	return v, true, nil
-}
-
-func (b backendForAgent) StoreCredential(ctx context.Context, service string, v []byte) error {
-	return b.c.StoreCredential(ctx, b.tok, b.agent, service, v)
-}
-
-func (b backendForAgent) AuditProvision(ctx context.Context, service, result, detail string) error {
-	return b.c.AuditProvision(ctx, b.tok, b.agent, service, result, detail)
-}
-
-func (b backendForAgent) ProvisionInbox(ctx context.Context) (string, error) {
-	return b.c.ProvisionInbox(ctx, b.tok, b.agent)
 }
 
 func (a *App) newProvisionCmd() *cobra.Command {
@@ -157,7 +124,7 @@ credentials of your wallet are given to the scraper (for SES→S3).`,
 				return usagef("--email-backend %s needs --email (the address the service mails)", mail.Backend)
 			}
 			opts := provision.Options{
-				Backend: backendForAgent{c: m.Client, tok: m.Session.Token, agent: ref.Wallet},
+				Backend: provision.ClientBackend{Client: m.Client, Token: m.Session.Token, Agent: ref.Wallet},
 				Agent:   string(ref.Wallet),
 				Scraper: provision.Command{Path: exe, Args: []string{ScraperSubcommand}},
 				Env:     provision.MinimalEnv(nil),

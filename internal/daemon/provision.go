@@ -51,32 +51,6 @@ func ProvisionConfigFromEnv(getenv func(string) string) ProvisionConfig {
 	}
 }
 
-// agentBackend is provision.Backend for the daemon's own agent session.
-type agentBackend struct {
-	c    *backendclient.Client
-	sess Session
-}
-
-func (b agentBackend) ReadCredential(ctx context.Context, service string) ([]byte, bool, error) {
-	v, err := b.c.ReadCredential(ctx, b.sess.Token, b.sess.Wallet, service)
-	if errors.Is(err, backendclient.ErrNotFound) {
-		return nil, false, nil
-	}
-	return v, err == nil, err
-}
-
-func (b agentBackend) StoreCredential(ctx context.Context, service string, v []byte) error {
-	return b.c.StoreCredential(ctx, b.sess.Token, b.sess.Wallet, service, v)
-}
-
-func (b agentBackend) AuditProvision(ctx context.Context, service, result, detail string) error {
-	return b.c.AuditProvision(ctx, b.sess.Token, b.sess.Wallet, service, result, detail)
-}
-
-func (b agentBackend) ProvisionInbox(ctx context.Context) (string, error) {
-	return b.c.ProvisionInbox(ctx, b.sess.Token, b.sess.Wallet)
-}
-
 type daemonProvisioner struct {
 	orch  *provision.Orchestrator
 	scope *agentkeys.Scope
@@ -109,7 +83,7 @@ func NewProvisioner(cfg ProvisionConfig, bc *backendclient.Client, broker *Broke
 		mail.BackendURL, mail.SessionToken = sess.Backend, sess.Token.Reveal()
 	}
 	o := provision.Options{
-		Backend: agentBackend{c: bc, sess: sess}, Agent: string(sess.Wallet),
+		Backend: provision.ClientBackend{Client: bc, Token: sess.Token, Agent: sess.Wallet}, Agent: string(sess.Wallet),
 		Scraper: cfg.Scraper, Env: provision.MinimalEnv(nil),
 		Mail: mail, SignupEmail: cfg.SignupEmail, Password: cfg.Password,
 		Chromium: cfg.Chromium, Headful: cfg.Headful, StateDir: cfg.StateDir, Timeout: cfg.Timeout,
