@@ -152,6 +152,9 @@ credentials of your wallet are given to the scraper (for SES→S3).`,
 					return c.Env(region), nil
 				}
 			}
+			if a.Verbose {
+				opts.ScraperLog = func(line string) { fmt.Fprintf(a.Err, "  %s\n", line) }
+			}
 			ctx, stop := signal.NotifyContext(cmdContext(cmd.Context()), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			start := time.Now()

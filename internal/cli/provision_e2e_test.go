@@ -99,7 +99,7 @@ func TestProvisionOpenRouterEndToEnd(t *testing.T) {
 	w.createAgent("bot", "--services", "openrouter")
 	site := w.newFixtureSite(t, fixture.Options{})
 
-	args := []string{"--json", "provision", "openrouter", "--agent", "bot", "--selector-timeout", "15s", "--email-timeout", "30s", "--timeout", "2m"}
+	args := []string{"--json", "--verbose", "provision", "openrouter", "--agent", "bot", "--selector-timeout", "15s", "--email-timeout", "30s", "--timeout", "2m"}
 	r := w.exec(nil, w.provisionEnv(site), args...)
 	expectCode(t, r, 0, args...)
 	var out struct {
@@ -129,6 +129,9 @@ func TestProvisionOpenRouterEndToEnd(t *testing.T) {
 		if !strings.Contains(r.stderr, step) {
 			t.Errorf("progress %q not shown:\n%s", step, r.stderr)
 		}
+	}
+	if !strings.Contains(r.stderr, "[openrouter]") {
+		t.Errorf("--verbose did not show the scraper's log:\n%s", r.stderr)
 	}
 	if !site.Verified("openrouter", out.Email) {
 		t.Fatal("the site never saw the e-mail verified")

@@ -70,6 +70,10 @@ type Options struct {
 
 	HTTPClient *http.Client
 	Getenv     func(string) string // service URL overrides; default os.Getenv
+
+	// ScraperLog, when set, sees each line the scraper writes to stderr
+	// (human-readable, secret-free), e.g. for --verbose.
+	ScraperLog func(line string)
 }
 
 // Orchestrator runs provisioning for one agent.
@@ -213,7 +217,7 @@ func (o *Orchestrator) Provision(ctx context.Context, req Request, progress func
 	cmd.Env = env
 	cmd.Stdin = stdin
 	say("starting the browser")
-	out, runErr := RunScraper(ctx, cmd, RunOptions{Timeout: timeout, OnEvent: func(ev Event) {
+	out, runErr := RunScraper(ctx, cmd, RunOptions{Timeout: timeout, OnStderr: o.o.ScraperLog, OnEvent: func(ev Event) {
 		if progress != nil && !ev.Terminal() {
 			progress(ev)
 		}

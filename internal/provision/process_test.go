@@ -94,3 +94,17 @@ func TestRunScraperCancel(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestRunScraperStreamsStderrLines(t *testing.T) {
+	c := fakeCommand(t)
+	c.Env = fakeEnv("tripwire")
+	c.Stdin = []byte(`{"email":"bot@example.test"}`)
+	var lines []string
+	out, err := RunScraper(context.Background(), c, RunOptions{Timeout: 20 * time.Second, OnStderr: func(l string) { lines = append(lines, l) }})
+	if err != nil || out.Terminal.Type != TypeTripwire {
+		t.Fatalf("out %+v err %v", out, err)
+	}
+	if len(lines) != 1 || lines[0] != "[fake] signing up as bot@example.test" {
+		t.Fatalf("stderr lines %q", lines)
+	}
+}
