@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -317,7 +318,9 @@ func (o *Orchestrator) scraperConfig(ctx context.Context, svc Service, say func(
 		cfg.Password = rand.Text() + "-Ak1"
 	}
 	if o.o.StateDir != "" {
-		cfg.DiagDir = filepath.Join(o.o.StateDir, "diagnostics", svc.Name+"-"+time.Now().UTC().Format("20060102T150405.000000000Z"))
+		diag := filepath.Join(o.o.StateDir, "diagnostics")
+		pruneDiagnostics(diag, keepDiagnostics-1)
+		cfg.DiagDir = filepath.Join(diag, svc.Name+"-"+time.Now().UTC().Format("20060102T150405.000000000Z"))
 	}
 	return cfg, nil
 }
@@ -333,6 +336,39 @@ func (o *Orchestrator) writeLog(dir, stderr string, cfg ScraperConfig) {
 	}
 	text := redact(tailLines(stderr, 200), cfg.Password, cfg.Mail.SessionToken, cfg.Mail.IMAPPassword)
 	_ = os.WriteFile(filepath.Join(dir, "scraper.log"), []byte(text+"\n"), 0o600)
+}
+
+// keepDiagnostics is how many failed runs' diagnostics are kept.
+const keepDiagnostics = 20
+
+// pruneDiagnostics removes all but the newest keep run directories (their
+// names sort by time).
+func pruneDiagnostics(dir string, keep int) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	var runs []string
+	for _, e := range entries {
+		if e.IsDir() {
+			runs = append(runs, e.Name())
+		}
+	}
+	if len(runs) <= keep {
+		return
+	}
+	sort.Slice(runs, func(i, j int) bool { return runTime(runs[i]) < runTime(runs[j]) })
+	for _, name := range runs[:len(runs)-keep] {
+		_ = os.RemoveAll(filepath.Join(dir, name))
+	}
+}
+
+// runTime is the timestamp part of "<service>-<time>".
+func runTime(name string) string {
+	if i := strings.LastIndexByte(name, '-'); i >= 0 {
+		return name[i+1:]
+	}
+	return name
 }
 
 func diagOr(a, b string) string {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -321,5 +322,26 @@ func TestMask(t *testing.T) {
 		if got := Mask(in); got != want {
 			t.Errorf("Mask(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestDiagnosticsArePruned(t *testing.T) {
+	h := newHarness(t, "tripwire", "")
+	diag := filepath.Join(h.opts.StateDir, "diagnostics")
+	for i := range keepDiagnostics + 5 {
+		os.MkdirAll(filepath.Join(diag, fmt.Sprintf("openai-20200101T0000%02d.000000000Z", i)), 0o700)
+	}
+	if _, _, err := h.run(Request{Service: "openrouter"}); CodeOf(err) != CodeTripwire {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(diag)
+	if len(entries) != keepDiagnostics {
+		t.Fatalf("%d diagnostics directories kept, want %d", len(entries), keepDiagnostics)
+	}
+	if _, err := os.Stat(filepath.Join(diag, "openai-20200101T000000.000000000Z")); err == nil {
+		t.Fatal("the oldest run was kept")
+	}
+	if !strings.HasPrefix(entries[len(entries)-1].Name(), "openrouter-") {
+		t.Fatalf("the newest run is missing: %v", entries[len(entries)-1].Name())
 	}
 }
