@@ -18,7 +18,9 @@ import (
 	"fmt"
 	"hash"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Outcomes of a mint attempt.
@@ -160,6 +162,9 @@ func normalize(r Record) Record {
 // clip cuts s to at most n bytes without splitting a UTF-8 sequence and
 // replaces invalid UTF-8 and NUL bytes, which PostgreSQL TEXT rejects.
 func clip(s string, n int) string {
+	if len(s) <= n && utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 {
+		return s // the common case: nothing to cut or replace
+	}
 	out := make([]rune, 0, min(len(s), n))
 	size := 0
 	for _, r := range s {

@@ -467,3 +467,4 @@ func TestSQLiteIsDurable(t *testing.T) {
 		t.Fatalf("synchronous = %d, %v; want 2 (FULL)", sync, err)
 	}
 }
+
