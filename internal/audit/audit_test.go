@@ -467,4 +467,3 @@ func TestSQLiteIsDurable(t *testing.T) {
 		t.Fatalf("synchronous = %d, %v; want 2 (FULL)", sync, err)
 	}
 }
-
