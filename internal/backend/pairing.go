@@ -32,6 +32,7 @@ const (
 	actionPairApprove    = "pair_approve"
 	actionRecoverApprove = "recover_approve"
 	actionScopeApprove   = "scope_change_approve"
+	actionAuthOpen       = "auth_request_open"
 	actionAuthDeny       = "auth_request_deny"
 	actionAuthOTP        = "auth_request_otp"
 	actionAuthDelivered  = "auth_request_delivered"
@@ -118,7 +119,22 @@ func (s *Server) openAuthRequest(r *http.Request) (any, error) {
 	ar.OTPHash = otpHash(ar.ID, otp)
 	for attempt := 0; ; attempt++ {
 		ar.PairCode = authreq.NewPairCode()
-		err = s.store.InsertAuthRequest(r.Context(), ar)
+		err = s.store.Tx(r.Context(), func(q store.Queries) error {
+			if err := q.InsertAuthRequest(r.Context(), ar); err != nil {
+				return err
+			}
+			if parent == "" {
+				return nil
+			}
+			// A request bound to a master shows up in that master's audit
+			// (the opener has no wallet yet), so unsolicited requests are
+			// visible.
+			_, err := q.AppendAudit(r.Context(), agentkeys.AuditEvent{
+				Time: now, Agent: parent, Service: agentkeys.AuditWildcard, Action: actionAuthOpen,
+				Result: agentkeys.ResultOK, Detail: req.RequestType + " request opened",
+			})
+			return err
+		})
 		if !errors.Is(err, store.ErrConflict) || attempt == 5 {
 			break
 		}

@@ -225,6 +225,14 @@ func TestBoundRequestAndScopeCeiling(t *testing.T) {
 	if status, _, _ := e.raw("GET", "/auth-request/fetch?pair_code="+o.PairCode, bob.Token, ""); status != 403 {
 		t.Fatalf("stranger fetching a bound request → %d, want 403", status)
 	}
+	// The bound request is in alice's audit, not bob's.
+	page, err := e.client.QueryAudit(ctx, alice.Token, backendclient.AuditFilter{Action: "auth_request_open"})
+	if err != nil || len(page.Events) != 1 || page.Events[0].Agent != alice.Wallet || page.Events[0].Detail != "Pair request opened" {
+		t.Fatalf("alice's audit of the open: %+v %v", page.Events, err)
+	}
+	if page, _ := e.client.QueryAudit(ctx, bob.Token, backendclient.AuditFilter{Action: "auth_request_open"}); len(page.Events) != 0 {
+		t.Fatalf("bob sees alice's request: %+v", page.Events)
+	}
 	// An agent approving a pair cannot grant more than it has.
 	a := e.agent(alice, []string{"x"}, false)
 	o2 := e.open(pairReq("y"), "")
