@@ -22,9 +22,9 @@ cleanup() {
 trap cleanup EXIT
 
 step "Start the dev stack: backend + broker on loopback, SQLite and an ephemeral OIDC key in a temp dir"
-show "agentkeys dev --backend-port 0 --broker-port 0 --json"
+show "agentkeys dev --backend-port 0 --broker-port 0 --fixture-site --json"
 mkfifo "$WORK/dev.out"
-"$BIN/agentkeys" dev --backend-port 0 --broker-port 0 --json >"$WORK/dev.out" 2>"$WORK/dev.err" &
+"$BIN/agentkeys" dev --backend-port 0 --broker-port 0 --fixture-site --json >"$WORK/dev.out" 2>"$WORK/dev.err" &
 DEV_PID=$!
 DEV_JSON=""
 while IFS= read -r line; do DEV_JSON+="$line"; [[ $line == "}" ]] && break; done <"$WORK/dev.out"
@@ -66,6 +66,19 @@ printf x | ak store research-bot openai
 show "agentkeys run research-bot --env OPENAI_API_KEY=openai -- true   # …but the agent may not use it"
 if ak run research-bot --env OPENAI_API_KEY=openai -- true; then echo "FAIL: out-of-scope service injected"; exit 1; fi
 
+step "The provisioner signs the agent up itself (headless Chromium, a local imitation of OpenRouter's site)"
+if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || command -v google-chrome >/dev/null 2>&1; then
+  export AGENTKEYS_OPENROUTER_SIGNUP_URL=$(field AGENTKEYS_OPENROUTER_SIGNUP_URL) AGENTKEYS_OPENROUTER_API_URL=$(field AGENTKEYS_OPENROUTER_API_URL)
+  echo "    the stored demo key fails the site's key check, so the provisioner signs up again:"
+  echo "    fresh mock inbox, sign-up form, code from the e-mail, new key, verified with GET /api/v1/key, stored sealed"
+  show "agentkeys provision openrouter --agent research-bot"
+  ak provision openrouter --agent research-bot
+  show "agentkeys run research-bot -- sh -c '…'   # the agent now gets the provisioned key"
+  ak run research-bot -- sh -c 'case "$OPENROUTER_API_KEY" in sk-or-v1-*) echo "    OPENROUTER_API_KEY is the provisioned sk-or-v1-… key";; *) exit 1;; esac'
+else
+  echo "    skipped: no Chromium on PATH (Debian: apt install chromium)"
+fi
+
 step "Mint an OIDC JWT through the broker and verify it against the broker's JWKS"
 if ak token --help >/dev/null 2>&1; then
   show "agentkeys token oidc --verify | wc -c   # as the master here; an agent uses its own session"
@@ -75,8 +88,8 @@ else
 fi
 
 step "The master reviews the audit log"
-show "agentkeys usage --limit 12"
-ak usage --limit 12
+show "agentkeys usage --limit 14"
+ak usage --limit 14
 
 step "The master revokes the agent; its sessions stop working at once"
 show "agentkeys revoke research-bot"

@@ -69,8 +69,9 @@ password from ` + EnvIMAPPassword + `) or ses (--ses-bucket, --ses-prefix; AWS
 credentials from --broker-url or the usual AWS environment) with --email.
 A password the site asks for comes from ` + EnvSignupPassword + ` (random if unset).
 Site URLs can be pointed elsewhere with AGENTKEYS_<SERVICE>_SIGNUP_URL and
-AGENTKEYS_<SERVICE>_API_URL. With --broker-url, broker-minted AWS
-credentials of your wallet are given to the scraper (for SES→S3).`,
+AGENTKEYS_<SERVICE>_API_URL. With --email-backend ses and
+--broker-url, the scraper gets broker-minted AWS credentials of your wallet
+(for the bucket) and no other AWS credentials.`,
 		Args: exactArgs(1, "<service>"),
 		ValidArgsFunction: func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 			return provision.Services(), cobra.ShellCompDirectiveNoFileComp

@@ -10,13 +10,16 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/agentkeys/agentkeys/internal/backend"
+	"github.com/agentkeys/agentkeys/internal/backendclient"
 	"github.com/agentkeys/agentkeys/internal/broker"
+	"github.com/agentkeys/agentkeys/internal/provision/fixture"
 )
 
 func init() { extraCommands = append(extraCommands, (*App).newDevCmd) }
@@ -26,6 +29,8 @@ func init() { extraCommands = append(extraCommands, (*App).newDevCmd) }
 type DevStack struct {
 	Backend *backend.Running
 	Broker  *broker.Running
+	// Fixture is the local imitation of the sign-up sites (FixtureSite).
+	Fixture *fixture.Site
 	DataDir string
 	LogFile string
 	temp    bool
@@ -41,6 +46,11 @@ type DevOptions struct {
 	// endpoint with RoleARN (default arn:aws:iam::000000000000:role/agentkeys-data-role).
 	STSEndpoint string
 	RoleARN     string
+	// FixtureSite also serves a local imitation of the OpenRouter and
+	// OpenAI sign-up sites (internal/provision/fixture) whose mail goes to
+	// the dev backend's mock inbox, so `agentkeys provision` can be tried
+	// offline.
+	FixtureSite bool
 }
 
 // StartDev starts the dev stack: SQLite and an ephemeral OIDC key in the
@@ -102,12 +112,29 @@ func StartDev(ctx context.Context, o DevOptions) (*DevStack, error) {
 		d.Stop(context.Background())
 		return nil, fmt.Errorf("start broker: %w", err)
 	}
+	if o.FixtureSite {
+		bc, err := backendclient.New(d.Backend.URL())
+		if err != nil {
+			d.Stop(context.Background())
+			return nil, err
+		}
+		d.Fixture = fixture.New(fixture.Options{Deliver: func(ctx context.Context, to, from, subject, text, html string) error {
+			body := html
+			if body == "" {
+				body = text
+			}
+			return bc.DeliverMail(ctx, to, from, subject, body)
+		}})
+	}
 	return d, nil
 }
 
 // Stop drains both servers and removes a temporary data directory.
 func (d *DevStack) Stop(ctx context.Context) error {
 	var errs []error
+	if d.Fixture != nil {
+		d.Fixture.Close()
+	}
 	if d.Broker != nil {
 		errs = append(errs, d.Broker.Shutdown(ctx))
 	}
@@ -165,6 +192,18 @@ Never expose it beyond this machine.`,
 				"backend_url": d.Backend.URL(), "broker_url": d.Broker.URL(), "issuer": d.Broker.Issuer(),
 				"data_dir": d.DataDir, "log_file": d.LogFile, "aws": o.STSEndpoint != "",
 			}
+			var fixtureEnv [][2]string
+			if d.Fixture != nil {
+				for _, svc := range []string{"openrouter", "openai"} {
+					up := "AGENTKEYS_" + strings.ToUpper(svc)
+					fixtureEnv = append(fixtureEnv, [2]string{up + "_SIGNUP_URL", d.Fixture.SignupURL(svc)}, [2]string{up + "_API_URL", d.Fixture.URL})
+				}
+				fx := map[string]string{}
+				for _, kv := range fixtureEnv {
+					fx[kv[0]] = kv[1]
+				}
+				info["fixture_env"] = fx
+			}
 			if a.JSON {
 				if err := a.printJSON(info); err != nil {
 					d.Stop(context.Background())
@@ -173,6 +212,9 @@ Never expose it beyond this machine.`,
 			} else {
 				a.printf("export %s=%s\n", EnvBackendURL, d.Backend.URL())
 				a.printf("export %s=%s\n", EnvBrokerURL, d.Broker.URL())
+				for _, kv := range fixtureEnv {
+					a.printf("export %s=%s\n", kv[0], kv[1])
+				}
 				fmt.Fprintf(a.Err, "agentkeys dev: backend %s, broker %s (OIDC issuer %s)\n", d.Backend.URL(), d.Broker.URL(), d.Broker.Issuer())
 				kept := ""
 				if d.temp {
@@ -194,5 +236,6 @@ Never expose it beyond this machine.`,
 	f.IntVar(&o.BrokerPort, "broker-port", 8091, "broker port on 127.0.0.1 (0: any free port)")
 	f.StringVar(&o.STSEndpoint, "sts-endpoint", "", "enable /v1/mint-aws-creds against this STS-compatible endpoint")
 	f.StringVar(&o.RoleARN, "role-arn", "", "data role to assume with --sts-endpoint")
+	f.BoolVar(&o.FixtureSite, "fixture-site", false, "also serve a local imitation of the OpenRouter/OpenAI sign-up sites (mail to the mock inbox) and print the AGENTKEYS_<SERVICE>_*_URL exports, to try `agentkeys provision` offline")
 	return cmd
 }

@@ -45,7 +45,8 @@ type Options struct {
 	// binary with the hidden "provision-scraper" subcommand.
 	Scraper Command
 	// Env is the scraper's whole environment (see MinimalEnv); AWSEnv,
-	// when set, adds broker-minted AWS_* variables for the run.
+	// when set, adds broker-minted AWS_* variables to runs that read mail
+	// from SES→S3 (the only step that uses AWS).
 	Env    []string
 	AWSEnv func(ctx context.Context) ([]string, error)
 
@@ -195,7 +196,9 @@ func (o *Orchestrator) Provision(ctx context.Context, req Request, progress func
 	}
 	res.Email = cfg.Email
 	env := append([]string(nil), o.o.Env...)
-	if o.o.AWSEnv != nil {
+	// Only the SES→S3 mail backend uses AWS: the scraper gets no
+	// credentials it does not need.
+	if o.o.AWSEnv != nil && cfg.Mail.Backend == email.BackendSES {
 		say("minting AWS credentials through the broker")
 		aws, err := o.o.AWSEnv(ctx)
 		if err != nil {

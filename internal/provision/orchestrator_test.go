@@ -246,6 +246,7 @@ func TestProvisionPassesMinimalEnvAndConfigOnStdin(t *testing.T) {
 	h.opts.AWSEnv = func(context.Context) ([]string, error) {
 		return []string{"AWS_ACCESS_KEY_ID=ASIAFAKE", "AWS_SECRET_ACCESS_KEY=x", "AWS_SESSION_TOKEN=y"}, nil
 	}
+	h.opts.Mail.Backend, h.opts.SignupEmail = "ses", "signup@mail.example.test"
 	h.orch = New(h.opts)
 	var seen string
 	h.api.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -260,8 +261,8 @@ func TestProvisionPassesMinimalEnvAndConfigOnStdin(t *testing.T) {
 	if err := json.Unmarshal([]byte(seen), &got); err != nil {
 		t.Fatalf("scraper said %q", seen)
 	}
-	if got["aws"] != "ASIAFAKE" || got["password_set"] != true || got["mail"] != "mock" || got["diag"] != true ||
-		!strings.HasPrefix(got["email"].(string), "bot-") || got["signup"] != "https://openrouter.ai/sign-up" {
+	if got["aws"] != "ASIAFAKE" || got["password_set"] != true || got["mail"] != "ses" || got["diag"] != true ||
+		got["email"] != "signup@mail.example.test" || got["signup"] != "https://openrouter.ai/sign-up" {
 		t.Fatalf("scraper config = %v", got)
 	}
 }
@@ -269,10 +270,28 @@ func TestProvisionPassesMinimalEnvAndConfigOnStdin(t *testing.T) {
 func TestProvisionBrokerFailure(t *testing.T) {
 	h := newHarness(t, "fail-if-run", "")
 	h.opts.AWSEnv = func(context.Context) ([]string, error) { return nil, errors.New("broker: HTTP 401") }
+	h.opts.Mail.Backend, h.opts.SignupEmail = "ses", "signup@mail.example.test"
 	h.orch = New(h.opts)
 	_, _, err := h.run(Request{Service: "openrouter"})
 	if CodeOf(err) != CodeBrokerFailed {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestProvisionMintsAWSOnlyForSES(t *testing.T) {
+	key := newKey()
+	h := newHarness(t, "echo-config", key)
+	called := false
+	h.opts.AWSEnv = func(context.Context) ([]string, error) { called = true; return nil, errors.New("no STS") }
+	h.orch = New(h.opts)
+	var seen string
+	h.api.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen = strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		w.WriteHeader(http.StatusUnauthorized)
+	})
+	_, _, err := h.run(Request{Service: "openrouter"})
+	if called || CodeOf(err) != CodeVerificationFailed || !strings.Contains(seen, `"aws":""`) {
+		t.Fatalf("broker called = %v, err = %v, scraper saw %s", called, err, seen)
 	}
 }
 
