@@ -108,6 +108,9 @@ func (p *daemonProvisioner) Provision(ctx context.Context, service string, force
 	if p.scope != nil && !p.scope.Allows(service) {
 		return ProvisionResult{}, errorf(CodeDenied, "this agent's scope does not include %s", service)
 	}
+	if p.scope != nil && !p.scope.CanWrite() {
+		return ProvisionResult{}, errorf(CodeDenied, "this agent's scope is read-only: it could not store the new key")
+	}
 	var n atomic.Int64
 	res, err := p.orch.Provision(ctx, provision.Request{Service: service, Force: force}, func(ev provision.Event) {
 		if progress != nil {
