@@ -95,6 +95,15 @@ AGENTKEYS_<SERVICE>_API_URL. With --email-backend ses and
 				if ref, _, err = a.resolveAgent(m, agent); err != nil {
 					return err
 				}
+				// A key the agent may not use is not worth an account.
+				sc, err := m.Client.GetScope(cmdContext(cmd.Context()), m.Session.Token, ref.Wallet)
+				if err != nil {
+					return err
+				}
+				if !sc.Allows(service) {
+					return withHint(fmt.Errorf("agent %s may not use %s (scope: %s)", ref, service, describeScope(sc)),
+						"widen its scope first: agentkeys scope set %s --add %s", agent, service)
+				}
 			}
 			exe, err := os.Executable()
 			if err != nil {

@@ -201,3 +201,15 @@ func TestProvisionRejectsFakeKeyAndReportsTripwires(t *testing.T) {
 		t.Errorf("provision audit results %v: %s", rs, u.stdout)
 	}
 }
+
+func TestProvisionRefusesServiceOutsideAgentScope(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.initMaster()
+	w.createAgent("bot", "--services", "openai")
+	r := w.exec(nil, w.env("AGENTKEYS_OPENROUTER_SIGNUP_URL=http://127.0.0.1:1/never"), "provision", "openrouter", "--agent", "bot")
+	expectCode(t, r, 1, "provision outside scope")
+	if !strings.Contains(r.stderr, "may not use openrouter") || !strings.Contains(r.stderr, "scope set bot --add openrouter") || strings.Contains(r.stderr, "starting the browser") {
+		t.Fatalf("%s", r)
+	}
+}
