@@ -131,9 +131,11 @@ type Store interface {
 	Queries
 	// Tx runs fn in a read-write transaction, committing if fn returns nil
 	// and rolling back otherwise (also on panic). Transactions are
-	// serialized on both engines, so check-then-write logic inside fn is
-	// safe across goroutines and replicas. fn must use only the Queries it
-	// is handed: calling the Store itself from inside can deadlock.
+	// serializable on both engines, so check-then-write logic inside fn is
+	// safe across goroutines and replicas. An engine may run fn again after
+	// a serialization conflict, so fn must have no effect outside the
+	// Queries it is handed; calling the Store itself from inside can
+	// deadlock.
 	Tx(ctx context.Context, fn func(q Queries) error) error
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error

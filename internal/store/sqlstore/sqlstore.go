@@ -3,10 +3,11 @@
 // (github.com/jackc/pgx/v5). Both engines share the SQL text; the few
 // dialect differences are spelled out in dialect.
 //
-// Transactions run through Store.Tx are serialized with each other on both
-// engines (SQLite: an in-process gate plus BEGIN IMMEDIATE; PostgreSQL: a
-// transaction-scoped advisory lock), so a check-then-write inside Tx behaves
-// the same whichever engine backs the store.
+// Transactions run through Store.Tx are serializable on both engines
+// (SQLite: an in-process gate plus BEGIN IMMEDIATE; PostgreSQL: SERIALIZABLE
+// isolation, retried on serialization failures and deadlocks), so a
+// check-then-write inside Tx behaves the same whichever engine backs the
+// store, while PostgreSQL still runs unrelated transactions in parallel.
 package sqlstore
 
 import (
@@ -16,9 +17,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers driver "pgx"
 	"github.com/pressly/goose/v3"
@@ -49,9 +52,9 @@ const (
 	postgresMaxConns = 16
 )
 
-// txLockID is the PostgreSQL advisory lock that serializes Store.Tx across
-// processes sharing the database. It differs from goose's migration lock.
-const txLockID int64 = 0x6167656e746b6579 // "agentkey"
+// maxTxAttempts bounds how often a PostgreSQL transaction that lost a
+// serialization conflict is run again.
+const maxTxAttempts = 12
 
 // Store is a store.Store backed by SQLite or PostgreSQL. Its methods outside
 // Tx run as single autocommit statements (or one short transaction where a
@@ -193,7 +196,9 @@ func (s *Store) setup(ctx context.Context, dialect goose.Dialect, dir string) er
 // Tx runs fn in a read-write transaction, committing if fn returns nil and
 // rolling back if it returns an error or panics (the panic is re-raised).
 // fn must use only the Queries it is given: calling the Store itself from
-// inside fn may wait for a connection or lock that fn holds.
+// inside fn may wait for a connection or lock that fn holds. On PostgreSQL
+// fn may run more than once (a serialization failure rolls the attempt
+// back and retries it), so it must not have effects outside the database.
 func (s *Store) Tx(ctx context.Context, fn func(q store.Queries) error) (err error) {
 	if s.gate != nil {
 		select {
@@ -203,7 +208,35 @@ func (s *Store) Tx(ctx context.Context, fn func(q store.Queries) error) (err err
 			return fmt.Errorf("sqlstore: begin: %w", ctx.Err())
 		}
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
+	for attempt := 1; ; attempt++ {
+		err = s.tx(ctx, fn)
+		if s.d != dialectPostgres || !retryable(err) || attempt == maxTxAttempts {
+			return err
+		}
+		// Back off a little, more each time, with jitter, so the
+		// conflicting transactions do not collide again in lockstep.
+		d := time.Duration(attempt) * time.Millisecond
+		d += time.Duration(rand.Int64N(int64(d)))
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return err
+		}
+	}
+}
+
+// retryable reports a PostgreSQL serialization failure or deadlock.
+func retryable(err error) bool {
+	_, state := codes(err)
+	return state == "40001" || state == "40P01"
+}
+
+func (s *Store) tx(ctx context.Context, fn func(q store.Queries) error) error {
+	var opts *sql.TxOptions
+	if s.d == dialectPostgres {
+		opts = &sql.TxOptions{Isolation: sql.LevelSerializable}
+	}
+	tx, err := s.db.BeginTx(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("sqlstore: begin: %w", err)
 	}
@@ -213,12 +246,6 @@ func (s *Store) Tx(ctx context.Context, fn func(q store.Queries) error) (err err
 			panic(p)
 		}
 	}()
-	if s.d == dialectPostgres {
-		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", txLockID); err != nil {
-			_ = tx.Rollback()
-			return fmt.Errorf("sqlstore: begin: lock: %w", err)
-		}
-	}
 	if err := fn(&queries{q: tx, d: s.d}); err != nil {
 		_ = tx.Rollback()
 		return err

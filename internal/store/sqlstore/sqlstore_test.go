@@ -350,3 +350,44 @@ func TestPostgresBadURL(t *testing.T) {
 		t.Errorf("malformed URL: err = %v", err)
 	}
 }
+
+// TestPostgresTxRunInParallel: two replicas' unrelated transactions do not
+// wait for each other (no database-wide lock), while conflicting ones are
+// still serialized (TxSerialized in the conformance suite).
+func TestPostgresTxRunInParallel(t *testing.T) {
+	ctx := context.Background()
+	dsn := newPostgresDSN(t)
+	a, b := open(t, dsn), open(t, dsn) // two replicas
+	inA := make(chan struct{})
+	release := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- a.Tx(ctx, func(q store.Queries) error {
+			w := store.Wallet{Address: agentkeys.NewWallet(), Kind: store.KindMaster, LoginHash: "a-" + agentkeys.NewToken().Reveal(), CreatedAt: time.Now()}
+			if err := q.InsertWallet(ctx, w); err != nil {
+				return err
+			}
+			select {
+			case <-inA:
+			default:
+				close(inA)
+			}
+			<-release
+			return nil
+		})
+	}()
+	<-inA
+	// While A's transaction is open, B commits an unrelated one.
+	bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err := b.Tx(bctx, func(q store.Queries) error {
+		return q.InsertWallet(bctx, store.Wallet{Address: agentkeys.NewWallet(), Kind: store.KindMaster, LoginHash: "b-" + agentkeys.NewToken().Reveal(), CreatedAt: time.Now()})
+	})
+	close(release)
+	if err != nil {
+		t.Fatalf("an unrelated transaction waited for another replica's: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
