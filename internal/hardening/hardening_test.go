@@ -3,6 +3,7 @@ package hardening
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"runtime"
 	"strings"
 	"testing"
@@ -61,5 +62,21 @@ func TestBuffer(t *testing.T) {
 	b.Destroy() // twice is fine
 	if z := NewBuffer(0); len(z.Bytes()) != 0 {
 		t.Fatal("empty buffer")
+	}
+}
+
+// TestApplyChildrenCannotGainPrivileges: commands the daemon starts inherit
+// no_new_privs, so a setuid binary would run without its privileges.
+func TestApplyChildrenCannotGainPrivileges(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("no_new_privs is Linux-only")
+	}
+	Apply()
+	out, err := exec.Command("sh", "-c", "grep NoNewPrivs /proc/self/status").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := strings.Fields(string(out)); len(f) != 2 || f[1] != "1" {
+		t.Fatalf("child status: %q", out)
 	}
 }
