@@ -5,7 +5,8 @@
 //
 // Transactions run through Store.Tx are serializable on both engines
 // (SQLite: an in-process gate plus BEGIN IMMEDIATE; PostgreSQL: SERIALIZABLE
-// isolation, retried on serialization failures and deadlocks), so a
+// isolation, retried on serialization failures and deadlocks, repeated
+// losers queueing on an advisory lock), so a
 // check-then-write inside Tx behaves the same whichever engine backs the
 // store, while PostgreSQL still runs unrelated transactions in parallel.
 package sqlstore
@@ -53,8 +54,14 @@ const (
 )
 
 // maxTxAttempts bounds how often a PostgreSQL transaction that lost a
-// serialization conflict is run again.
-const maxTxAttempts = 12
+// serialization conflict is run again. From lockAfter attempts on, a retry
+// also takes contendedLockID, so transactions that keep colliding (a hot
+// row) queue up behind each other instead of colliding forever.
+const (
+	maxTxAttempts         = 20
+	lockAfter             = 3
+	contendedLockID int64 = 0x6167656e746b6579 // "agentkey"
+)
 
 // Store is a store.Store backed by SQLite or PostgreSQL. Its methods outside
 // Tx run as single autocommit statements (or one short transaction where a
@@ -209,14 +216,14 @@ func (s *Store) Tx(ctx context.Context, fn func(q store.Queries) error) (err err
 		}
 	}
 	for attempt := 1; ; attempt++ {
-		err = s.tx(ctx, fn)
+		err = s.tx(ctx, attempt > lockAfter, fn)
 		if s.d != dialectPostgres || !retryable(err) || attempt == maxTxAttempts {
 			return err
 		}
-		// Back off a little, more each time, with jitter, so the
-		// conflicting transactions do not collide again in lockstep.
-		d := time.Duration(attempt) * time.Millisecond
-		d += time.Duration(rand.Int64N(int64(d)))
+		// Back off, exponentially up to 50ms, with jitter, so conflicting
+		// transactions do not collide again in lockstep.
+		d := min(time.Millisecond<<min(attempt, 6), 50*time.Millisecond)
+		d = d/2 + time.Duration(rand.Int64N(int64(d)))
 		select {
 		case <-time.After(d):
 		case <-ctx.Done():
@@ -231,7 +238,7 @@ func retryable(err error) bool {
 	return state == "40001" || state == "40P01"
 }
 
-func (s *Store) tx(ctx context.Context, fn func(q store.Queries) error) error {
+func (s *Store) tx(ctx context.Context, contended bool, fn func(q store.Queries) error) error {
 	var opts *sql.TxOptions
 	if s.d == dialectPostgres {
 		opts = &sql.TxOptions{Isolation: sql.LevelSerializable}
@@ -246,6 +253,12 @@ func (s *Store) tx(ctx context.Context, fn func(q store.Queries) error) error {
 			panic(p)
 		}
 	}()
+	if contended && s.d == dialectPostgres {
+		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", contendedLockID); err != nil {
+			_ = tx.Rollback()
+			return fmt.Errorf("sqlstore: begin: lock: %w", err)
+		}
+	}
 	if err := fn(&queries{q: tx, d: s.d}); err != nil {
 		_ = tx.Rollback()
 		return err
