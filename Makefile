@@ -10,13 +10,17 @@ PKGS  := ./...
 AGENTKEYS_TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 export AGENTKEYS_TEST_POSTGRES_URL
 
-.PHONY: all build test demo bench lint fmt vet clean
+.PHONY: all build deps test demo bench lint fmt vet clean
 
 all: build
 
 build:
 	@mkdir -p $(BIN)
 	$(GO) build -trimpath -o $(BIN)/ ./cmd/...
+
+# System packages (Chromium, curl) for the demo and the browser tests.
+deps:
+	@bash scripts/deps.sh
 
 lint: fmt vet
 
@@ -28,10 +32,10 @@ fmt:
 vet:
 	$(GO) vet $(PKGS)
 
-test: lint build
+test: deps lint build
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
-demo: build
+demo: deps build
 	@bash scripts/demo.sh
 
 # The SPEC §5 numbers in one run: plain text, then one JSON line (the raw

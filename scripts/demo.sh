@@ -76,7 +76,7 @@ if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null
   show "agentkeys run research-bot -- sh -c '…'   # the agent now gets the provisioned key"
   ak run research-bot -- sh -c 'case "$OPENROUTER_API_KEY" in sk-or-v1-*) echo "    OPENROUTER_API_KEY is the provisioned sk-or-v1-… key";; *) exit 1;; esac'
 else
-  echo "    skipped: no Chromium on PATH (Debian: apt install chromium)"
+  echo "FAIL: no Chromium on PATH; run: bash scripts/deps.sh (installs Debian's chromium)"; exit 1
 fi
 
 step "Mint an OIDC JWT through the broker and verify it against the broker's JWKS"

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs the system packages `make demo` and `make test` need on a Debian
+# machine: Chromium (the provisioner's browser) and curl (the demo script).
+# Runs apt-get as root, or through sudo when that works without a password;
+# otherwise it stops and prints the one command that installs them.
+# Usage: scripts/deps.sh            (no-op when everything is present)
+set -euo pipefail
+
+missing=()
+have_chromium() {
+  command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 ||
+    command -v google-chrome >/dev/null 2>&1
+}
+have_chromium || missing+=(chromium)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+cmd="apt-get update && apt-get install -y ${missing[*]}"
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "deps: missing ${missing[*]}; this is not a Debian-like system: install them with your package manager and re-run" >&2
+  exit 1
+fi
+if [[ $(id -u) -eq 0 ]]; then
+  run=()
+elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+  run=(sudo -n)
+else
+  echo "deps: missing ${missing[*]}. Install them once, then re-run:" >&2
+  echo "    sudo sh -c '$cmd'" >&2
+  exit 1
+fi
+echo "deps: installing ${missing[*]} (Debian packages)" >&2
+export DEBIAN_FRONTEND=noninteractive
+"${run[@]}" apt-get update -qq
+"${run[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
