@@ -2,12 +2,9 @@ package audit_test
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -17,6 +14,7 @@ import (
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/audit"
+	"github.com/agentkeys/agentkeys/internal/sqldb/sqldbtest"
 )
 
 // engine is one audit database under test.
@@ -42,55 +40,11 @@ func engines() []engine {
 		},
 		{
 			name:      "postgres",
-			dsn:       postgresDSN,
+			dsn:       func(t *testing.T) string { return sqldbtest.PostgresDSN(t) },
 			unprotect: "ALTER TABLE mint_log DISABLE TRIGGER USER",
 			pg:        true,
 		},
 	}
-}
-
-// postgresDSN creates a throwaway database on the server named by
-// AGENTKEYS_TEST_POSTGRES_URL and drops it when the test ends.
-func postgresDSN(t *testing.T) string {
-	t.Helper()
-	base := os.Getenv("AGENTKEYS_TEST_POSTGRES_URL")
-	if base == "" {
-		if os.Getenv("AGENTKEYS_REQUIRE_POSTGRES") == "1" {
-			t.Fatal("AGENTKEYS_REQUIRE_POSTGRES=1 but AGENTKEYS_TEST_POSTGRES_URL is unset")
-		}
-		t.Skip("PostgreSQL half skipped: set AGENTKEYS_TEST_POSTGRES_URL (e.g. postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable)")
-	}
-	admin, err := sql.Open("pgx", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	if err := admin.PingContext(ctx); err != nil {
-		admin.Close()
-		if os.Getenv("AGENTKEYS_REQUIRE_POSTGRES") == "1" {
-			t.Fatalf("PostgreSQL at AGENTKEYS_TEST_POSTGRES_URL unreachable: %v", err)
-		}
-		t.Skipf("PostgreSQL unreachable, skipped: %v", err)
-	}
-	var b [6]byte
-	rand.Read(b[:])
-	name := "agentkeys_audit_test_" + hex.EncodeToString(b[:])
-	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
-		admin.Close()
-		t.Fatalf("create throwaway database: %v", err)
-	}
-	t.Cleanup(func() {
-		defer admin.Close()
-		if _, err := admin.ExecContext(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Errorf("drop throwaway database %s: %v", name, err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Path = "/" + name
-	return u.String()
 }
 
 func forEachEngine(t *testing.T, fn func(t *testing.T, e engine)) {

@@ -7,30 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // registers driver "pgx"
-	"github.com/pressly/goose/v3"
-	"github.com/pressly/goose/v3/lock"
-	_ "modernc.org/sqlite" // registers driver "sqlite"
+	"github.com/agentkeys/agentkeys/internal/sqldb"
 )
 
 //go:embed migrations/sqlite/*.sql migrations/postgres/*.sql
 var migrations embed.FS
-
-// sqliteParams: WAL with synchronous=FULL makes every commit durable before
-// Append returns; busy_timeout lets a second process (audit verify, another
-// broker on the same file) wait instead of failing; _txlock=immediate takes
-// the write lock at BEGIN so the chain head cannot change under a writer.
-const sqliteParams = "_pragma=busy_timeout(10000)" +
-	"&_pragma=journal_mode(WAL)" +
-	"&_pragma=synchronous(FULL)" +
-	"&_txlock=immediate"
 
 // Goose bookkeeping is kept apart from the backend's, so both may share one
 // PostgreSQL database.
@@ -81,79 +66,32 @@ var _ Sink = (*SQL)(nil)
 // Open opens (creating if needed) the audit database named by dsn: a
 // postgres:// or postgresql:// URL, or a SQLite file path (optionally
 // prefixed with "sqlite:" or "file:"). A new SQLite file and its directory
-// are created with modes 0600 and 0700.
+// are created with modes 0600 and 0700; an existing file readable by group
+// or others is refused. SQLite runs in WAL mode with synchronous=FULL, so
+// every commit is durable before Append returns, and waits up to 10 s for
+// another process (audit verify, a second broker on the same file).
 func Open(ctx context.Context, dsn string) (*SQL, error) {
-	if IsPostgres(dsn) {
-		return openPostgres(ctx, dsn)
-	}
-	return openSQLite(ctx, dsn)
-}
-
-// IsPostgres reports whether dsn names a PostgreSQL database.
-func IsPostgres(dsn string) bool {
-	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
-}
-
-func openSQLite(ctx context.Context, dsn string) (*SQL, error) {
-	path := dsn
-	for _, p := range []string{"sqlite://", "sqlite:", "file://", "file:"} {
-		if rest, ok := strings.CutPrefix(path, p); ok {
-			path = rest
-			break
-		}
-	}
-	switch {
-	case path == "":
-		return nil, errors.New("audit: empty SQLite database path")
-	case path == ":memory:" || strings.HasPrefix(path, "file::memory:"):
-		return nil, errors.New("audit: an in-memory audit database is not durable; give a file path")
-	case strings.ContainsAny(path, "?#"):
-		return nil, errors.New("audit: SQLite database path must not contain '?' or '#'")
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("audit: create database directory: %w", err)
-	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	sub, err := fs.Sub(migrations, "migrations")
 	if err != nil {
-		return nil, fmt.Errorf("audit: create database file: %w", err)
+		return nil, fmt.Errorf("audit: migrations: %w", err)
 	}
-	st, err := f.Stat()
-	f.Close()
+	db, err := sqldb.Open(ctx, dsn, sqldb.Options{
+		Name:       "audit",
+		Migrations: sub,
+		GooseTable: gooseTable, LockID: gooseLockID,
+		SQLiteMaxConns: 4, PostgresMaxConns: 8,
+		BusyTimeout: 10 * time.Second,
+		CreateDir:   true, PrivateFile: true,
+	})
 	if err != nil {
-		return nil, fmt.Errorf("audit: stat database file: %w", err)
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("audit: database file %s has mode %04o; it must not be readable by group or others (chmod 600)", path, st.Mode().Perm())
-	}
-	db, err := sql.Open("sqlite", path+"?"+sqliteParams)
-	if err != nil {
-		return nil, fmt.Errorf("audit: open sqlite: %w", err)
-	}
-	db.SetMaxOpenConns(4)
-	db.SetMaxIdleConns(4)
-	return start(ctx, db, engineSQLite)
-}
-
-func openPostgres(ctx context.Context, dsn string) (*SQL, error) {
-	if _, err := url.Parse(dsn); err != nil {
-		return nil, errors.New("audit: malformed PostgreSQL URL") // url.Error would quote the password
-	}
-	db, err := sql.Open("pgx", dsn)
-	if err != nil {
-		return nil, fmt.Errorf("audit: open postgres: %w", err)
-	}
-	db.SetMaxOpenConns(8)
-	db.SetMaxIdleConns(8)
-	return start(ctx, db, enginePostgres)
-}
-
-func start(ctx context.Context, db *sql.DB, e engine) (*SQL, error) {
-	if err := migrate(ctx, db, e); err != nil {
-		db.Close()
 		return nil, err
 	}
+	e := engineSQLite
+	if db.Engine == sqldb.Postgres {
+		e = enginePostgres
+	}
 	s := &SQL{
-		db:      db,
+		db:      db.DB,
 		engine:  e,
 		reqs:    make(chan *appendReq, MaxBatch),
 		closing: make(chan struct{}),
@@ -163,33 +101,8 @@ func start(ctx context.Context, db *sql.DB, e engine) (*SQL, error) {
 	return s, nil
 }
 
-func migrate(ctx context.Context, db *sql.DB, e engine) error {
-	if err := db.PingContext(ctx); err != nil {
-		return fmt.Errorf("audit: connect: %w", err)
-	}
-	dir, dialect := "migrations/sqlite", goose.DialectSQLite3
-	opts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true), goose.WithTableName(gooseTable)}
-	if e == enginePostgres {
-		dir, dialect = "migrations/postgres", goose.DialectPostgres
-		locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(gooseLockID), lock.WithLockTimeout(1, 300))
-		if err != nil {
-			return fmt.Errorf("audit: migration lock: %w", err)
-		}
-		opts = append(opts, goose.WithSessionLocker(locker))
-	}
-	fsys, err := fs.Sub(migrations, dir)
-	if err != nil {
-		return fmt.Errorf("audit: migrations: %w", err)
-	}
-	p, err := goose.NewProvider(dialect, db, fsys, opts...)
-	if err != nil {
-		return fmt.Errorf("audit: migrations: %w", err)
-	}
-	if _, err := p.Up(ctx); err != nil {
-		return fmt.Errorf("audit: migrate: %w", err)
-	}
-	return nil
-}
+// IsPostgres reports whether dsn names a PostgreSQL database.
+func IsPostgres(dsn string) bool { return sqldb.IsPostgres(dsn) }
 
 // Append implements Sink. It returns when the record's transaction has
 // committed, or with ctx's error if ctx ends first (the record may then

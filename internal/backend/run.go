@@ -9,11 +9,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/seal"
+	"github.com/agentkeys/agentkeys/internal/sqldb"
 	"github.com/agentkeys/agentkeys/internal/store"
 	"github.com/agentkeys/agentkeys/internal/store/sqlstore"
 )
@@ -169,7 +169,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Running, error) 
 		}
 		r.serveErr <- err
 	}()
-	log.Info("agentkeys-backend listening", "addr", r.URL(), "database", engineName(dsn), "seal_key_id", sealer.KeyID())
+	log.Info("agentkeys-backend listening", "addr", r.URL(), "database", sqldb.EngineOf(dsn).String(), "seal_key_id", sealer.KeyID())
 	return r, nil
 }
 
@@ -244,11 +244,4 @@ func (s *Server) sweepOnce(ctx context.Context) {
 func isLoopback(a net.Addr) bool {
 	tcp, ok := a.(*net.TCPAddr)
 	return ok && tcp.IP.IsLoopback()
-}
-
-func engineName(dsn string) string {
-	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
-		return "postgres"
-	}
-	return "sqlite"
 }

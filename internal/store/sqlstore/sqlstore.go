@@ -15,35 +15,17 @@ import (
 	"context"
 	"database/sql"
 	"embed"
-	"errors"
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
-	"net/url"
-	"os"
-	"strings"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // registers driver "pgx"
-	"github.com/pressly/goose/v3"
-	"github.com/pressly/goose/v3/lock"
-	_ "modernc.org/sqlite" // registers driver "sqlite"
-
+	"github.com/agentkeys/agentkeys/internal/sqldb"
 	"github.com/agentkeys/agentkeys/internal/store"
 )
 
 //go:embed migrations/sqlite/*.sql migrations/postgres/*.sql
 var migrations embed.FS
-
-// sqliteParams configures every SQLite connection. _txlock=immediate makes
-// BeginTx take the write lock up front, so two write transactions never
-// deadlock upgrading a read lock; busy_timeout makes a writer wait for
-// another process instead of failing at once.
-const sqliteParams = "_pragma=busy_timeout(5000)" +
-	"&_pragma=journal_mode(WAL)" +
-	"&_pragma=synchronous(FULL)" +
-	"&_pragma=foreign_keys(1)" +
-	"&_txlock=immediate"
 
 // Pool sizes. SQLite in WAL mode serves readers concurrently while writers
 // take turns; PostgreSQL gets a bound so a burst cannot exhaust the server's
@@ -84,81 +66,25 @@ var _ store.Store = (*Store)(nil)
 // mode 0600 (its -wal and -shm files inherit the mode); its directory must
 // exist. SQLite paths may not carry URI query parameters.
 func Open(ctx context.Context, dsn string) (*Store, error) {
-	if isPostgres(dsn) {
-		return openPostgres(ctx, dsn)
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: migrations: %w", err)
 	}
-	path, err := sqlitePath(dsn)
+	db, err := sqldb.Open(ctx, dsn, sqldb.Options{
+		Name:           "sqlstore",
+		Migrations:     sub,
+		SQLiteMaxConns: sqliteMaxConns, PostgresMaxConns: postgresMaxConns,
+		BusyTimeout: 5 * time.Second,
+		ForeignKeys: true,
+	})
 	if err != nil {
 		return nil, err
 	}
-	return openSQLite(ctx, path)
-}
-
-func isPostgres(dsn string) bool {
-	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
-}
-
-// sqlitePath extracts the file path from a SQLite DSN.
-func sqlitePath(dsn string) (string, error) {
-	path := dsn
-	for _, prefix := range []string{"sqlite://", "sqlite:", "file://", "file:"} {
-		if rest, ok := strings.CutPrefix(path, prefix); ok {
-			path = rest
-			break
-		}
+	d := dialectSQLite
+	if db.Engine == sqldb.Postgres {
+		d = dialectPostgres
 	}
-	switch {
-	case path == "":
-		return "", errors.New("sqlstore: empty SQLite database path")
-	case path == ":memory:":
-		return "", errors.New("sqlstore: in-memory SQLite databases are not supported; use a file")
-	case strings.HasPrefix(path, "file:"):
-		return "", errors.New("sqlstore: SQLite URIs are not supported; give a file path")
-	case strings.ContainsAny(path, "?#"):
-		return "", errors.New("sqlstore: SQLite database path must not contain '?' or '#'")
-	}
-	return path, nil
-}
-
-func openSQLite(ctx context.Context, path string) (*Store, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("sqlstore: create database file: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("sqlstore: create database file: %w", err)
-	}
-	db, err := sql.Open("sqlite", path+"?"+sqliteParams)
-	if err != nil {
-		return nil, fmt.Errorf("sqlstore: open sqlite: %w", err)
-	}
-	db.SetMaxOpenConns(sqliteMaxConns)
-	db.SetMaxIdleConns(sqliteMaxConns)
-	s := newStore(db, dialectSQLite)
-	if err := s.setup(ctx, goose.DialectSQLite3, "migrations/sqlite"); err != nil {
-		db.Close()
-		return nil, err
-	}
-	return s, nil
-}
-
-func openPostgres(ctx context.Context, dsn string) (*Store, error) {
-	if _, err := url.Parse(dsn); err != nil {
-		// url.Error would quote the DSN, password included.
-		return nil, errors.New("sqlstore: malformed PostgreSQL URL")
-	}
-	db, err := sql.Open("pgx", dsn)
-	if err != nil {
-		return nil, fmt.Errorf("sqlstore: open postgres: %w", err) // pgx redacts the password
-	}
-	db.SetMaxOpenConns(postgresMaxConns)
-	db.SetMaxIdleConns(postgresMaxConns)
-	s := newStore(db, dialectPostgres)
-	if err := s.setup(ctx, goose.DialectPostgres, "migrations/postgres"); err != nil {
-		db.Close()
-		return nil, err
-	}
-	return s, nil
+	return newStore(db.DB, d), nil
 }
 
 func newStore(db *sql.DB, d dialect) *Store {
@@ -168,36 +94,6 @@ func newStore(db *sql.DB, d dialect) *Store {
 	}
 	s.queries = queries{q: db, d: d, outer: s}
 	return s
-}
-
-// setup checks the connection and brings the schema up to date.
-func (s *Store) setup(ctx context.Context, dialect goose.Dialect, dir string) error {
-	if err := s.db.PingContext(ctx); err != nil {
-		return fmt.Errorf("sqlstore: connect: %w", err)
-	}
-	fsys, err := fs.Sub(migrations, dir)
-	if err != nil {
-		return fmt.Errorf("sqlstore: migrations: %w", err)
-	}
-	opts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true)}
-	if dialect == goose.DialectPostgres {
-		// Several processes may start at once against one database: the
-		// session-level advisory lock lets one migrate while the others wait.
-		locker, err := lock.NewPostgresSessionLocker(lock.WithLockTimeout(1, 300))
-		if err != nil {
-			return fmt.Errorf("sqlstore: migration lock: %w", err)
-		}
-		opts = append(opts, goose.WithSessionLocker(locker))
-	}
-	p, err := goose.NewProvider(dialect, s.db, fsys, opts...)
-	if err != nil {
-		return fmt.Errorf("sqlstore: migrations: %w", err)
-	}
-	// p.Close would close s.db, so the provider is simply dropped.
-	if _, err := p.Up(ctx); err != nil {
-		return fmt.Errorf("sqlstore: migrate: %w", err)
-	}
-	return nil
 }
 
 // Tx runs fn in a read-write transaction, committing if fn returns nil and

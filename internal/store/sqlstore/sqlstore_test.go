@@ -2,12 +2,9 @@ package sqlstore
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"fmt"
 	"io/fs"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,69 +15,21 @@ import (
 	"github.com/pressly/goose/v3"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/sqldb"
+	"github.com/agentkeys/agentkeys/internal/sqldb/sqldbtest"
 	"github.com/agentkeys/agentkeys/internal/store"
 	"github.com/agentkeys/agentkeys/internal/store/storetest"
-)
-
-// PostgreSQL tests run against the server named by this admin URL, each in
-// a throwaway database. Without it they skip, unless AGENTKEYS_REQUIRE_POSTGRES
-// is 1, in which case they fail.
-const (
-	envPostgresURL     = "AGENTKEYS_TEST_POSTGRES_URL"
-	envRequirePostgres = "AGENTKEYS_REQUIRE_POSTGRES"
 )
 
 // engine names a way to make a fresh, empty database and its DSN.
 type engine struct {
 	name   string
-	newDSN func(t *testing.T) string
+	newDSN func(t testing.TB) string
 }
 
 var engines = []engine{
-	{"sqlite", newSQLiteDSN},
-	{"postgres", newPostgresDSN},
-}
-
-func newSQLiteDSN(t *testing.T) string {
-	return filepath.Join(t.TempDir(), "agentkeys.db")
-}
-
-// newPostgresDSN creates a database that is dropped when t ends.
-func newPostgresDSN(t *testing.T) string {
-	t.Helper()
-	admin := os.Getenv(envPostgresURL)
-	if admin == "" {
-		if os.Getenv(envRequirePostgres) == "1" {
-			t.Fatalf("%s=1 but %s is not set", envRequirePostgres, envPostgresURL)
-		}
-		t.Skipf("%s not set", envPostgresURL)
-	}
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
-	name := "agentkeys_test_" + hex.EncodeToString(b[:])
-	adminExec(t, admin, "CREATE DATABASE "+name)
-	t.Cleanup(func() { adminExec(t, admin, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)") })
-
-	u, err := url.Parse(admin)
-	if err != nil {
-		t.Fatalf("parse %s: %v", envPostgresURL, err)
-	}
-	u.Path = "/" + name
-	return u.String()
-}
-
-func adminExec(t *testing.T, admin, stmt string) {
-	t.Helper()
-	db, err := sql.Open("pgx", admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.ExecContext(context.Background(), stmt); err != nil {
-		t.Fatalf("%s: %v", stmt, err)
-	}
+	{"sqlite", sqldbtest.SQLiteDSN},
+	{"postgres", sqldbtest.PostgresDSN},
 }
 
 func open(t *testing.T, dsn string) *Store {
@@ -135,7 +84,7 @@ func TestUpgradeFromV1(t *testing.T) {
 		t.Run(e.name, func(t *testing.T) {
 			dsn := e.newDSN(t)
 			driver, gd, dir := "sqlite", goose.DialectSQLite3, "migrations/sqlite"
-			if isPostgres(dsn) {
+			if sqldb.IsPostgres(dsn) {
 				driver, gd, dir = "pgx", goose.DialectPostgres, "migrations/postgres"
 			}
 			db, err := sql.Open(driver, dsn)
@@ -200,7 +149,7 @@ func count(t *testing.T, s *Store, query string, args ...any) int {
 
 func TestSQLiteFileMode(t *testing.T) {
 	ctx := context.Background()
-	path := newSQLiteDSN(t)
+	path := sqldbtest.SQLiteDSN(t)
 	s := open(t, path)
 	if err := s.InsertWallet(ctx, store.Wallet{Address: agentkeys.NewWallet(), Kind: store.KindMaster, CreatedAt: time.Now()}); err != nil {
 		t.Fatal(err)
@@ -265,7 +214,7 @@ func TestSQLiteDSNForms(t *testing.T) {
 // busy_timeout must keep SQLITE_BUSY from surfacing.
 func TestSQLiteTwoStores(t *testing.T) {
 	ctx := context.Background()
-	path := newSQLiteDSN(t)
+	path := sqldbtest.SQLiteDSN(t)
 	s1, s2 := open(t, path), open(t, path)
 	m := store.Wallet{Address: agentkeys.NewWallet(), Kind: store.KindMaster, CreatedAt: time.Now()}
 	if err := s1.InsertWallet(ctx, m); err != nil {
@@ -309,7 +258,7 @@ func TestSQLiteTwoStores(t *testing.T) {
 // once, as several processes starting together would: the migration lock
 // must let exactly one apply each migration.
 func TestPostgresConcurrentOpen(t *testing.T) {
-	dsn := newPostgresDSN(t)
+	dsn := sqldbtest.PostgresDSN(t)
 	const n = 4
 	stores := make([]*Store, n)
 	errs := make([]error, n)
@@ -356,7 +305,7 @@ func TestPostgresBadURL(t *testing.T) {
 // still serialized (TxSerialized in the conformance suite).
 func TestPostgresTxRunInParallel(t *testing.T) {
 	ctx := context.Background()
-	dsn := newPostgresDSN(t)
+	dsn := sqldbtest.PostgresDSN(t)
 	a, b := open(t, dsn), open(t, dsn) // two replicas
 	inA := make(chan struct{})
 	release := make(chan struct{})
