@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/agentkeys/agentkeys/internal/jsonhttp"
 	"log/slog"
 	"net"
 	"net/http"
@@ -54,7 +55,7 @@ type Running struct {
 	log      *slog.Logger
 	stop     context.CancelFunc
 	wg       sync.WaitGroup
-	serveErr chan error
+	serveErr <-chan error
 	timeout  time.Duration
 	tls      bool
 }
@@ -131,16 +132,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Running, error) 
 			"addr", ln.Addr().String())
 	}
 	r := &Running{
-		srv: &http.Server{
-			Handler:           s.Handler(),
-			ReadHeaderTimeout: 10 * time.Second,
-			ReadTimeout:       30 * time.Second,
-			WriteTimeout:      60 * time.Second,
-			IdleTimeout:       2 * time.Minute,
-			MaxHeaderBytes:    16 << 10,
-			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		},
-		ln: ln, store: st, log: log, serveErr: make(chan error, 1),
+		srv: jsonhttp.NewServer(s.Handler(), log),
+		ln:  ln, store: st, log: log,
 		timeout: cfg.ShutdownTimeout, tls: useTLS,
 	}
 	if r.timeout <= 0 {
@@ -157,18 +150,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Running, error) 
 		defer r.wg.Done()
 		s.sweep(sweepCtx, interval)
 	}()
-	go func() {
-		var err error
-		if useTLS {
-			err = r.srv.ServeTLS(ln, cfg.TLSCertFile, cfg.TLSKeyFile)
-		} else {
-			err = r.srv.Serve(ln)
-		}
-		if errors.Is(err, http.ErrServerClosed) {
-			err = nil
-		}
-		r.serveErr <- err
-	}()
+	r.serveErr = jsonhttp.Serve(r.srv, ln, cfg.TLSCertFile, cfg.TLSKeyFile)
 	log.Info("agentkeys-backend listening", "addr", r.URL(), "database", sqldb.EngineOf(dsn).String(), "seal_key_id", sealer.KeyID())
 	return r, nil
 }

@@ -182,10 +182,14 @@ func (s *Server) routes() {
 	s.mux = m
 }
 
-// Handler returns the HTTP handler with request logging and JSON errors for
-// unrouted requests.
+// Handler returns the HTTP handler: the shared plumbing (request ids, panic
+// recovery to the JSON envelope, one access line per request) around the
+// routes, with JSON errors for unrouted requests.
 func (s *Server) Handler() http.Handler {
-	return s.logRequests(jsonhttp.Fallback(s.mux, KindNotFound, KindMethodNotAllowed))
+	return jsonhttp.Middleware(jsonhttp.Fallback(s.mux, KindNotFound, KindMethodNotAllowed), jsonhttp.MiddlewareOptions{
+		Logger: s.log, InternalKind: KindInternal,
+		Quiet:  func(p string) bool { return p == "/health" },
+	})
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
@@ -225,6 +229,7 @@ func (s *Server) authed(h authedHandler) http.Handler {
 }
 
 func (s *Server) respond(w http.ResponseWriter, r *http.Request, h handler) {
+	r = r.WithContext(context.WithValue(r.Context(), writerKey{}, w))
 	body, err := h(r)
 	if err != nil {
 		var apiErr *jsonhttp.Error
@@ -240,10 +245,15 @@ func (s *Server) respond(w http.ResponseWriter, r *http.Request, h handler) {
 	jsonhttp.Write(w, http.StatusOK, body)
 }
 
+// writerKey carries a request's ResponseWriter from respond to decode, so a
+// body over its limit closes the connection.
+type writerKey struct{}
+
 // decode strict-decodes the JSON body, mapping decode failures to the
 // backend's kinds.
 func decode(r *http.Request, v any, limit int64) error {
-	if err := jsonhttp.Decode(r, v, limit); err != nil {
+	w, _ := r.Context().Value(writerKey{}).(http.ResponseWriter)
+	if err := jsonhttp.Decode(w, r, v, limit); err != nil {
 		if err.Kind == jsonhttp.KindBadRequest {
 			err.Kind = KindBadRequest
 		}
@@ -283,33 +293,6 @@ func (s *Server) auditDenial(ctx context.Context, owner, agent agentkeys.Wallet,
 	if err := s.audit(ctx, s.store, owner, agent, service, action, result); err != nil {
 		s.log.ErrorContext(ctx, "audit append failed for a denial", "action", action, "result", result, "err", err)
 	}
-}
-
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	w.status = code
-	w.ResponseWriter.WriteHeader(code)
-}
-
-// logRequests logs method, route, status and duration. It never logs the
-// query string or headers: they can carry capabilities and bearer tokens.
-func (s *Server) logRequests(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
-		next.ServeHTTP(sw, r)
-		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
-			slog.String("method", r.Method),
-			slog.String("path", r.URL.Path),
-			slog.Int("status", sw.status),
-			slog.Duration("duration", time.Since(start)),
-			slog.String("remote", ratelimit.ClientIP(r)),
-		)
-	})
 }
 
 func conflict(format string, args ...any) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/agentkeys/agentkeys/internal/jsonhttp"
 	"log/slog"
 	"net"
 	"net/http"
@@ -26,7 +27,7 @@ type Running struct {
 	log      *slog.Logger
 	stop     context.CancelFunc
 	wg       sync.WaitGroup
-	serveErr chan error
+	serveErr <-chan error
 }
 
 // Addr is the address the broker listens on.
@@ -114,16 +115,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Running, error) 
 	}
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
 	r := &Running{
-		cfg: cfg, ln: ln, sink: sink, issuer: issuer, log: log, stop: stop, serveErr: make(chan error, 1),
-		srv: &http.Server{
-			Handler:           server,
-			ReadHeaderTimeout: 10 * time.Second,
-			ReadTimeout:       30 * time.Second,
-			WriteTimeout:      60 * time.Second,
-			IdleTimeout:       120 * time.Second,
-			MaxHeaderBytes:    16 << 10,
-			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		},
+		cfg: cfg, ln: ln, sink: sink, issuer: issuer, log: log, stop: stop,
+		srv: jsonhttp.NewServer(server, log),
 	}
 	r.wg.Go(func() {
 		t := time.NewTicker(cfg.KeyReload)
@@ -142,18 +135,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Running, error) 
 			}
 		}
 	})
-	go func() {
-		var err error
-		if cfg.TLSCertFile != "" {
-			err = r.srv.ServeTLS(ln, cfg.TLSCertFile, cfg.TLSKeyFile)
-		} else {
-			err = r.srv.Serve(ln)
-		}
-		if errors.Is(err, http.ErrServerClosed) {
-			err = nil
-		}
-		r.serveErr <- err
-	}()
+	r.serveErr = jsonhttp.Serve(r.srv, ln, cfg.TLSCertFile, cfg.TLSKeyFile)
 	log.Info("broker listening", "addr", r.Addr(), "url", r.URL(), "backend", cfg.BackendURL, "audit_db", auditLabel(cfg.AuditDB))
 	return r, nil
 }

@@ -11,8 +11,6 @@ package broker
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -152,88 +150,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.S
 // KeyReloaded counts a key set reload in the metrics.
 func (s *Server) KeyReloaded() { s.m.keyReloads.Inc() }
 
-type ctxKey int
-
-const requestIDKey ctxKey = 0
-
-// middleware assigns a request id, recovers panics without echoing them,
-// and writes one access log line per request.
+// middleware is the shared plumbing (request id, panic recovery to the
+// JSON envelope, access log); probes and metrics scrapes log at debug.
 func (s *Server) middleware(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		id := r.Header.Get("X-Request-Id")
-		if !safeRequestID(id) {
-			id = newRequestID()
-		}
-		w.Header().Set("X-Request-Id", id)
-		r = r.WithContext(context.WithValue(r.Context(), requestIDKey, id))
-		sw := &statusWriter{ResponseWriter: w}
-		defer func() {
-			if p := recover(); p != nil {
-				if p == http.ErrAbortHandler {
-					panic(p)
-				}
-				s.log.Error("handler panic", "request_id", id, "path", r.URL.Path, "panic_type", fmt.Sprintf("%T", p))
-				if !sw.wrote {
-					jsonhttp.WriteError(sw, jsonhttp.Errorf(http.StatusInternalServerError, KindInternal, "internal: unexpected error"))
-				}
-			}
-			level := slog.LevelInfo
-			if r.URL.Path == PathHealthz || r.URL.Path == PathMetrics || r.URL.Path == PathReadyz {
-				level = slog.LevelDebug
-			}
-			s.log.Log(r.Context(), level, "request", "method", r.Method, "path", r.URL.Path, "status", sw.status,
-				"duration_ms", float64(time.Since(start).Microseconds())/1000, "client_ip", ratelimit.ClientIP(r), "request_id", id)
-		}()
-		next.ServeHTTP(sw, r)
+	return jsonhttp.Middleware(next, jsonhttp.MiddlewareOptions{
+		Logger: s.log, InternalKind: KindInternal,
+		Quiet: func(p string) bool { return p == PathHealthz || p == PathMetrics || p == PathReadyz },
 	})
 }
 
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-	wrote  bool
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if !w.wrote {
-		w.status, w.wrote = code, true
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if !w.wrote {
-		w.status, w.wrote = http.StatusOK, true
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-func safeRequestID(id string) bool {
-	if id == "" || len(id) > 64 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return false
-		}
-	}
-	return true
-}
-
-func newRequestID() string {
-	var b [12]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
-func requestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey).(string)
-	return id
-}
+func requestID(ctx context.Context) string { return jsonhttp.RequestID(ctx) }
 
 // --- probes -----------------------------------------------------------
 
@@ -608,7 +534,7 @@ func decodeMintBytes(body []byte, contentType string) *jsonhttp.Error {
 		req.Header.Set("Content-Type", contentType)
 	}
 	var m mintRequest
-	if e := jsonhttp.Decode(req, &m, MaxBodyBytes); e != nil {
+	if e := jsonhttp.Decode(nil, req, &m, MaxBodyBytes); e != nil {
 		return jsonhttp.Errorf(e.Status, KindBadRequest, "bad request: %s", e.Message)
 	}
 	return nil

@@ -45,8 +45,11 @@ const (
 
 // Decode reads one JSON document from r's body into v. It rejects a
 // content type other than application/json, bodies over maxBytes, unknown
-// fields, wrong types and trailing data, each with a clear message.
-func Decode(r *http.Request, v any, maxBytes int64) *Error {
+// fields, wrong types and trailing data, each with a clear message. With
+// the request's ResponseWriter w, a body over the limit also makes the
+// server close the connection after answering, instead of reading on (w
+// may be nil for a body that is not a live request's).
+func Decode(w http.ResponseWriter, r *http.Request, v any, maxBytes int64) *Error {
 	if maxBytes <= 0 {
 		maxBytes = DefaultMaxBody
 	}
@@ -56,7 +59,7 @@ func Decode(r *http.Request, v any, maxBytes int64) *Error {
 			return Errorf(http.StatusUnsupportedMediaType, KindUnsupportedMedia, "request body must be application/json")
 		}
 	}
-	body := http.MaxBytesReader(nil, r.Body, maxBytes)
+	body := http.MaxBytesReader(w, r.Body, maxBytes)
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
