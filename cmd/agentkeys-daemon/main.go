@@ -154,7 +154,7 @@ loopback address (--http 127.0.0.1:PORT, bearer from AGENTKEYS_MCP_TOKEN or a ge
 	}
 	f := root.Flags()
 	f.StringVar(&backend, "backend", os.Getenv("AGENTKEYS_BACKEND_URL"), "backend URL (env AGENTKEYS_BACKEND_URL)")
-	f.StringVar(&cfg.Session.SessionFile, "session-file", "", "session file (SPEC §6 JSON, mode 0600): used if it exists, written after pairing")
+	f.StringVar(&cfg.Session.SessionFile, "session-file", "", "session file (JSON {\"session\",\"wallet\",\"backend\"}, mode 0600): used if it exists, written after pairing")
 	f.StringVar(&sessionID, "session-id", os.Getenv("AGENTKEYS_SESSION_ID"), "id of the stored session (keychain or 0600 file; default daemon-<wallet>) (env AGENTKEYS_SESSION_ID)")
 	f.StringVar(&cfg.Session.Parent, "parent", "", "bind the pair/recover request to this master (alias, e-mail or wallet)")
 	f.StringSliceVar(&services, "services", nil, "services the pair request asks for (comma separated)")

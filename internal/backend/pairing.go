@@ -609,7 +609,7 @@ func (s *Server) notify(id string) {
 }
 
 // recoverSession is the original's proof-free recovery; it now refuses and
-// points at the approval flow (SPEC §3 item 2).
+// points at the approval flow.
 func (s *Server) recoverSession(r *http.Request) (any, error) {
 	var req struct {
 		IdentityType  string `json:"identity_type"`

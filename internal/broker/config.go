@@ -45,7 +45,7 @@ const (
 )
 
 // Config is everything an operator can set. Environment variables keep the
-// original broker's names (SPEC §2); see FromEnv.
+// original broker's names; see FromEnv.
 type Config struct {
 	Bind             string
 	Port             int

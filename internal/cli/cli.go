@@ -38,7 +38,7 @@ const (
 	EnvProfile    = "AGENTKEYS_PROFILE"
 )
 
-// DefaultBackendURL is where the backend listens by default (SPEC §2).
+// DefaultBackendURL is where the backend listens by default.
 const DefaultBackendURL = "http://127.0.0.1:8090"
 
 // App is one invocation of the CLI: its streams, global flags and lazily

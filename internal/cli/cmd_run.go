@@ -57,7 +57,7 @@ func validEnvName(s string) bool {
 	return true
 }
 
-// EnvNameFor is the variable `run` sets for a service (SPEC §2):
+// EnvNameFor is the variable `run` sets for a service:
 // upper case, '-' → '_', plus "_API_KEY".
 func EnvNameFor(service string) string {
 	return strings.ReplaceAll(strings.ToUpper(service), "-", "_") + "_API_KEY"

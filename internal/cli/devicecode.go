@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// Environment variables that select OIDC login (SPEC §3 item 11).
+// Environment variables that select OIDC login.
 const (
 	EnvLoginIssuer   = "AGENTKEYS_LOGIN_OIDC_ISSUER"
 	EnvLoginClientID = "AGENTKEYS_LOGIN_OIDC_CLIENT_ID"

@@ -19,7 +19,7 @@ type (
 	OIDCToken      = brokerclient.OIDCToken
 )
 
-// BrokerClient calls agentkeys-broker's mint endpoints (SPEC §2) with the
+// BrokerClient calls agentkeys-broker's mint endpoints with the
 // daemon's session as bearer, mapping failures to the daemon's error codes.
 type BrokerClient struct {
 	c *brokerclient.Client

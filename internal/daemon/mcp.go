@@ -15,7 +15,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
-// MCP tool names (SPEC §2 and §3 item 8).
+// MCP tool names.
 const (
 	ToolGetCredential     = "agentkeys.get_credential"
 	ToolListCredentials   = "agentkeys.list_credentials"

@@ -42,7 +42,7 @@ type RunResult struct {
 }
 
 // EnvNameFor is the variable a service's credential goes into: upper case,
-// '-' → '_', suffix _API_KEY (SPEC §2).
+// '-' → '_', suffix _API_KEY.
 func EnvNameFor(service string) string {
 	return strings.ToUpper(strings.ReplaceAll(service, "-", "_")) + "_API_KEY"
 }

@@ -3,7 +3,7 @@
 // Manager, the freedesktop Secret Service over D-Bus), else in a 0600 file
 // under $XDG_CONFIG_HOME/agentkeys/<profile>/session.json.
 //
-// It also reads and writes session files (SPEC §6), the JSON document
+// It also reads and writes session files, the JSON document
 // {"session","wallet","backend"} shared by the CLI, the daemon and tests.
 // No error this package returns contains a token.
 package keychain
@@ -26,8 +26,8 @@ import (
 const MaxSessionFileSize = 64 << 10
 
 // Session is a stored session: the bearer token, the wallet it acts as and
-// the backend that issued it. Its JSON form is the session file format of
-// SPEC §6. The token formats as "[redacted]" in fmt and slog.
+// the backend that issued it. Its JSON form is the session file format
+// described above. The token formats as "[redacted]" in fmt and slog.
 type Session struct {
 	Token   agentkeys.Token  `json:"session"`
 	Wallet  agentkeys.Wallet `json:"wallet"`

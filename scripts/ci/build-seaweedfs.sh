@@ -4,7 +4,7 @@
 #
 # SeaweedFS is a test peer, never a dependency: `go install …/weed@version`
 # refuses its module because of the `replace` directive in its go.mod, so
-# this builds it from a throwaway module OUTSIDE the repository (SPEC §4):
+# this builds it from a throwaway module OUTSIDE the repository (it is a test peer, never a dependency):
 #   require github.com/seaweedfs/seaweedfs <version>
 #   + the same replace lines as seaweedfs's own go.mod
 # and caches the binary at $AGENTKEYS_CACHE/weed-<version> (default
