@@ -34,6 +34,10 @@ const (
 	OutcomeInternal     = "internal"      // signing failed or another broker fault
 )
 
+// OutcomeSessionExpiring means the session ends too soon for the shortest
+// credential the endpoint may issue: credentials never outlive their session.
+const OutcomeSessionExpiring = "session_expiring"
+
 // Requested roles recorded for JWT mints; AWS mints record the role ARN.
 const RoleOIDCJWT = "oidc_jwt"
 

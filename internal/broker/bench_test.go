@@ -89,7 +89,7 @@ func BenchmarkMintOIDCJWT(b *testing.B) {
 			wallet := string(agentkeys.NewWallet())
 			hash := string(agentkeys.NewToken().Hash())
 			raw = runClients(b, clients, func(int) error {
-				tok, err := iss.Mint(wallet)
+				tok, err := iss.Mint(oidc.Subject{Wallet: wallet, Access: oidc.AccessWrite})
 				if err != nil {
 					return err
 				}

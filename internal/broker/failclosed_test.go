@@ -117,7 +117,7 @@ func TestHangingAuditSinkTimesOutWithoutCredential(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				sink := &hangingSink{release: make(chan struct{})}
 				srv := NewServer(cfg, Deps{
-					Validator: staticValidator{token: tok, id: Identity{Wallet: agentkeys.NewWallet(), Kind: "master"}},
+					Validator: staticValidator{token: tok, id: Identity{Wallet: agentkeys.NewWallet(), Kind: "master", ExpiresAt: time.Now().Add(24 * time.Hour)}},
 					Issuer:    issuer, AWS: memoryAWS{creds: creds}, Audit: sink,
 				})
 				req := httptest.NewRequest(http.MethodPost, path, nil)

@@ -40,6 +40,7 @@ type session struct {
 	wallet  agentkeys.Wallet
 	kind    string
 	scope   *agentkeys.Scope
+	expires time.Time // zero: a day from each validation
 	revoked bool
 }
 
@@ -91,9 +92,13 @@ func (b *fakeBackend) validate(w http.ResponseWriter, r *http.Request) {
 	case s.revoked:
 		unauthorized("session revoked")
 	default:
+		exp := s.expires
+		if exp.IsZero() {
+			exp = time.Now().Add(24 * time.Hour)
+		}
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]any{
-			"wallet": s.wallet, "kind": s.kind, "scope": s.scope, "expires_at": time.Now().Add(time.Hour).Unix(),
+			"wallet": s.wallet, "kind": s.kind, "scope": s.scope, "expires_at": exp.Unix(),
 		})
 	}
 }
@@ -104,6 +109,16 @@ func (b *fakeBackend) newSession(kind string, scope *agentkeys.Scope) (string, a
 	w := agentkeys.NewWallet()
 	b.mu.Lock()
 	b.sessions[tok] = &session{wallet: w, kind: kind, scope: scope}
+	b.mu.Unlock()
+	return tok, w
+}
+
+// newSessionUntil registers a session that ends at expires (whole seconds,
+// as the backend reports it).
+func (b *fakeBackend) newSessionUntil(kind string, scope *agentkeys.Scope, expires time.Time) (string, agentkeys.Wallet) {
+	tok, w := b.newSession(kind, scope)
+	b.mu.Lock()
+	b.sessions[tok].expires = expires
 	b.mu.Unlock()
 	return tok, w
 }

@@ -4,8 +4,13 @@
 // the wallet's session tags (POST /v1/mint-aws-creds). Every mint attempt is
 // written to the hash-chained audit ledger before the response; when that
 // write fails or misses its deadline the caller gets 500 audit_error and no
-// credential. The broker also serves the issuer's discovery document and
-// JWKS, /healthz, /readyz and /metrics.
+// credential. A minted credential never outlives the caller's session: the
+// JWT's exp and the STS DurationSeconds are capped to the session's remaining
+// lifetime, and a session too close to its end is refused (401, audited as
+// session_expiring). Both credentials carry agentkeys_access = read | write
+// (read for a read-only agent) for IAM policies to deny writes. The broker
+// also serves the issuer's discovery document and JWKS, /healthz, /readyz and
+// /metrics.
 package broker
 
 import (
@@ -65,7 +70,7 @@ const unauthenticatedSession = "(unauthenticated)"
 
 // JWTMinter signs ID tokens (implemented by *oidc.Issuer).
 type JWTMinter interface {
-	Mint(wallet string) (oidc.Token, error)
+	Mint(s oidc.Subject) (oidc.Token, error)
 	TTL() time.Duration
 	DiscoveryHandler() http.Handler
 	JWKSHandler() http.Handler
@@ -291,6 +296,7 @@ type minted struct {
 	sessionName  string
 	credentialID string
 	expires      time.Time
+	duration     time.Duration // the lifetime asked for, after the session cap
 }
 
 // failure is a refused mint: the client's error and the audit outcome and
@@ -304,7 +310,14 @@ type failure struct {
 func (s *Server) mintJWT(w http.ResponseWriter, r *http.Request) {
 	ttl := s.deps.Issuer.TTL()
 	s.mint(w, r, endpointJWT, audit.RoleOIDCJWT, ttl, func(ctx context.Context, id Identity) (minted, *failure) {
-		tok, err := s.deps.Issuer.Mint(string(id.Wallet))
+		life, f := s.credentialLifetime(id, ttl, MinJWTTTL, "OIDC tokens")
+		if f != nil {
+			return minted{}, f
+		}
+		tok, err := s.deps.Issuer.Mint(oidc.Subject{Wallet: string(id.Wallet), Access: accessLevel(id), NotAfter: id.ExpiresAt})
+		if errors.Is(err, oidc.ErrExpired) { // the session ended between the check and the signature
+			return minted{}, s.expiring(0, MinJWTTTL, "OIDC tokens")
+		}
 		if err != nil {
 			return minted{}, &failure{
 				err:     jsonhttp.Errorf(http.StatusInternalServerError, KindInternal, "internal: could not sign the token"),
@@ -313,7 +326,7 @@ func (s *Server) mintJWT(w http.ResponseWriter, r *http.Request) {
 		}
 		return minted{
 			body:        jwtResponse{JWT: tok.JWT, Wallet: string(id.Wallet), Expiration: tok.Expires.Unix()},
-			sessionName: tok.KID, credentialID: tok.ID, expires: tok.Expires,
+			sessionName: tok.KID, credentialID: tok.ID, expires: tok.Expires, duration: life,
 		}, nil
 	})
 }
@@ -325,17 +338,21 @@ func (s *Server) mintAWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mint(w, r, endpointAWS, s.cfg.DataRoleARN, s.cfg.SessionDuration, func(ctx context.Context, id Identity) (minted, *failure) {
+		life, f := s.credentialLifetime(id, s.cfg.SessionDuration, sts.MinDuration, "AWS credentials")
+		if f != nil {
+			return minted{}, f
+		}
 		name := sts.SessionName(string(id.Wallet))
 		ctx, cancel := context.WithTimeout(ctx, s.cfg.STSTimeout)
 		defer cancel()
 		start := time.Now()
 		creds, err := s.deps.AWS.AssumeRole(ctx, sts.AssumeRequest{
-			RoleARN: s.cfg.DataRoleARN, SessionName: name, Duration: s.cfg.SessionDuration,
-			Wallet: string(id.Wallet), Kind: id.Kind,
+			RoleARN: s.cfg.DataRoleARN, SessionName: name, Duration: life,
+			Wallet: string(id.Wallet), Kind: id.Kind, Access: accessLevel(id),
 		})
 		s.m.stsSecs.Observe(time.Since(start).Seconds())
 		if err != nil {
-			return minted{sessionName: name}, &failure{
+			return minted{sessionName: name, duration: life}, &failure{
 				err:     jsonhttp.Errorf(http.StatusBadGateway, KindSTSError, "sts error: AWS STS refused or failed the AssumeRole call (see the broker's audit log)"),
 				outcome: audit.OutcomeSTSError, detail: err.Error(),
 			}
@@ -345,9 +362,55 @@ func (s *Server) mintAWS(w http.ResponseWriter, r *http.Request) {
 				AccessKeyID: creds.AccessKeyID, SecretAccessKey: creds.SecretAccessKey, SessionToken: creds.SessionToken,
 				Expiration: creds.Expiration.Unix(), Wallet: string(id.Wallet),
 			},
-			sessionName: name, credentialID: creds.AccessKeyID, expires: creds.Expiration,
+			sessionName: name, credentialID: creds.AccessKeyID, expires: creds.Expiration, duration: life,
 		}, nil
 	})
+}
+
+// accessLevel is what credentials minted for the session may do: "read"
+// for a read-only agent, "write" for any other session (a master has no
+// scope and may write).
+func accessLevel(id Identity) string {
+	if id.Scope.CanWrite() {
+		return oidc.AccessWrite
+	}
+	return oidc.AccessRead
+}
+
+// credentialLifetime caps a credential's lifetime to what is left of the
+// caller's session, rounded down to the second. When less than floor is
+// left (the shortest credential the endpoint may issue: 60 s for a JWT,
+// STS's 900 s for AWS credentials) the mint is refused: a credential must
+// not outlive the session it was minted for, and the client has to log in
+// again (or re-pair) either way. A session whose end the backend did not
+// state is refused as a backend fault.
+func (s *Server) credentialLifetime(id Identity, configured, floor time.Duration, what string) (time.Duration, *failure) {
+	if id.ExpiresAt.IsZero() {
+		return 0, &failure{
+			err:     jsonhttp.Errorf(http.StatusBadGateway, KindBackendUnreachable, "backend unreachable: the session backend could not validate the bearer"),
+			outcome: audit.OutcomeBackendError, detail: "validate response has no session expiry",
+		}
+	}
+	left := id.ExpiresAt.Sub(s.now()).Truncate(time.Second)
+	if left >= configured {
+		return configured, nil
+	}
+	if left < floor {
+		return 0, s.expiring(left, floor, what)
+	}
+	return left, nil
+}
+
+// expiring is the refusal of a mint for a session that ends in left.
+func (s *Server) expiring(left, floor time.Duration, what string) *failure {
+	secs := max(int64(left/time.Second), 0)
+	return &failure{
+		err: jsonhttp.Errorf(http.StatusUnauthorized, KindUnauthorized,
+			"unauthorized: session expires in %d s; %s last at least %d s and never outlive their session, so none were issued; log in again (or re-pair the agent)",
+			secs, what, int64(floor/time.Second)),
+		outcome: audit.OutcomeSessionExpiring,
+		detail:  fmt.Sprintf("session expires in %d s, %s need at least %d s", secs, what, int64(floor/time.Second)),
+	}
 }
 
 // mint runs the steps every mint shares: limits, bearer, body, session,
@@ -385,7 +448,7 @@ func (s *Server) mint(w http.ResponseWriter, r *http.Request, endpoint, role str
 		s.m.mints.WithLabelValues(endpoint, outcome).Inc()
 		s.m.mintSeconds.WithLabelValues(endpoint).Observe(time.Since(start).Seconds())
 		if f != nil {
-			if f.detail != "" && f.outcome != audit.OutcomeAuthFailed && f.outcome != audit.OutcomeBadRequest {
+			if f.detail != "" && f.outcome != audit.OutcomeAuthFailed && f.outcome != audit.OutcomeBadRequest && f.outcome != audit.OutcomeSessionExpiring {
 				s.log.Warn("mint failed", "endpoint", endpoint, "request_id", rec.RequestID, "outcome", f.outcome,
 					"wallet", rec.RequesterWallet, "detail", f.detail)
 			}
@@ -444,6 +507,9 @@ func (s *Server) mint(w http.ResponseWriter, r *http.Request, endpoint, role str
 	out, f := produce(ctx, id)
 	if out.sessionName != "" {
 		rec.STSSessionName = out.sessionName
+	}
+	if out.duration > 0 {
+		rec.DurationSeconds = int64(out.duration / time.Second)
 	}
 	if f != nil {
 		finish(0, nil, f)

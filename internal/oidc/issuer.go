@@ -29,6 +29,18 @@ const SubjectPrefix = "agentkeys:agent:"
 // WalletClaim names the wallet claim and the AWS session tag key.
 const WalletClaim = "agentkeys_user_wallet"
 
+// AccessClaim names the access-level claim and AWS session tag: AccessRead
+// for a read-only agent, AccessWrite otherwise. It is emitted top level (for
+// verifiers that read plain claims, such as SeaweedFS's ${jwt:…} policy
+// variables) and as a transitive principal tag.
+const AccessClaim = "agentkeys_access"
+
+// Access levels carried by AccessClaim.
+const (
+	AccessRead  = "read"
+	AccessWrite = "write"
+)
+
 // AWSTagsClaim carries AWS session tags (principal_tags,
 // transitive_tag_keys) in the nested format AWS STS reads.
 const AWSTagsClaim = "https://aws.amazon.com/tags"
@@ -194,14 +206,42 @@ type awsTags struct {
 type claims struct {
 	jwt.Claims
 	Wallet  string  `json:"agentkeys_user_wallet"`
+	Access  string  `json:"agentkeys_access"`
 	AWSTags awsTags `json:"https://aws.amazon.com/tags"`
 }
 
-// Mint signs an ID token for wallet with the current key.
-func (i *Issuer) Mint(wallet string) (Token, error) {
+// Subject says whom a token is for, what it may do and how long it may
+// live at most.
+type Subject struct {
+	Wallet string
+	Access string // AccessRead or AccessWrite; anything else is refused
+	// NotAfter caps the token's expiry (the end of the caller's session);
+	// zero means the issuer's TTL alone decides.
+	NotAfter time.Time
+}
+
+// ErrExpired means the subject's NotAfter leaves no lifetime for a token.
+var ErrExpired = errors.New("the token would expire before it is issued (NotAfter has passed)")
+
+// Mint signs an ID token for s with the current key. The token expires at
+// now+TTL or at s.NotAfter (rounded down to the second), whichever is
+// earlier.
+func (i *Issuer) Mint(s Subject) (Token, error) {
+	if s.Access != AccessRead && s.Access != AccessWrite {
+		return Token{}, fmt.Errorf("access level %q is neither %q nor %q", s.Access, AccessRead, AccessWrite)
+	}
+	wallet := s.Wallet
 	st := i.state.Load()
 	now := i.now().Truncate(time.Second)
 	exp := now.Add(i.ttl)
+	if !s.NotAfter.IsZero() {
+		if na := s.NotAfter.Truncate(time.Second); na.Before(exp) {
+			exp = na
+		}
+		if !exp.After(now) {
+			return Token{}, ErrExpired
+		}
+	}
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return Token{}, fmt.Errorf("token id: %w", err)
@@ -218,9 +258,10 @@ func (i *Issuer) Mint(wallet string) (Token, error) {
 			ID:        jti,
 		},
 		Wallet: wallet,
+		Access: s.Access,
 		AWSTags: awsTags{
-			PrincipalTags:     map[string][]string{WalletClaim: {wallet}},
-			TransitiveTagKeys: []string{WalletClaim},
+			PrincipalTags:     map[string][]string{WalletClaim: {wallet}, AccessClaim: {s.Access}},
+			TransitiveTagKeys: []string{WalletClaim, AccessClaim},
 		},
 	}
 	// Marshal the claims once and sign the bytes: jwt.Signed(…).Claims
@@ -263,7 +304,7 @@ func (i *Issuer) Discovery() Discovery {
 		IDTokenSigningAlgValuesSupported: []string{string(jose.ES256)},
 		ScopesSupported:                  []string{"openid"},
 		TokenEndpointAuthMethods:         []string{"none"},
-		ClaimsSupported:                  []string{"iss", "sub", "aud", "iat", "nbf", "exp", "jti", WalletClaim, AWSTagsClaim},
+		ClaimsSupported:                  []string{"iss", "sub", "aud", "iat", "nbf", "exp", "jti", WalletClaim, AccessClaim, AWSTagsClaim},
 	}
 }
 

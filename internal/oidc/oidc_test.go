@@ -101,6 +101,7 @@ type tokenClaims struct {
 	Exp    int64  `json:"exp"`
 	Jti    string `json:"jti"`
 	Wallet string `json:"agentkeys_user_wallet"`
+	Access string `json:"agentkeys_access"`
 	Tags   struct {
 		PrincipalTags     map[string][]string `json:"principal_tags"`
 		TransitiveTagKeys []string            `json:"transitive_tag_keys"`
@@ -111,7 +112,7 @@ func TestMintedTokenVerifiesWithGoOIDC(t *testing.T) {
 	c := newClock()
 	s, _ := newServer(t, c, 5*time.Minute)
 	v := verifier(t, s, c)
-	tok, err := s.iss.Mint(wallet)
+	tok, err := s.iss.Mint(oidc.Subject{Wallet: wallet, Access: oidc.AccessWrite})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +137,10 @@ func TestMintedTokenVerifiesWithGoOIDC(t *testing.T) {
 	if got := cl.Tags.PrincipalTags["agentkeys_user_wallet"]; len(got) != 1 || got[0] != wallet {
 		t.Errorf("principal_tags = %v", cl.Tags.PrincipalTags)
 	}
-	if len(cl.Tags.TransitiveTagKeys) != 1 || cl.Tags.TransitiveTagKeys[0] != "agentkeys_user_wallet" {
+	if got := cl.Tags.PrincipalTags["agentkeys_access"]; cl.Access != "write" || len(got) != 1 || got[0] != "write" {
+		t.Errorf("agentkeys_access = %q, principal_tags = %v", cl.Access, cl.Tags.PrincipalTags)
+	}
+	if strings.Join(cl.Tags.TransitiveTagKeys, ",") != "agentkeys_user_wallet,agentkeys_access" {
 		t.Errorf("transitive_tag_keys = %v", cl.Tags.TransitiveTagKeys)
 	}
 	// Only the AWS nested tag format is emitted.
@@ -151,7 +155,7 @@ func TestMintedTokenVerifiesWithGoOIDC(t *testing.T) {
 		t.Errorf("header = %+v", h)
 	}
 
-	tok2, _ := s.iss.Mint(wallet)
+	tok2, _ := s.iss.Mint(oidc.Subject{Wallet: wallet, Access: oidc.AccessWrite})
 	if tok2.ID == tok.ID {
 		t.Error("two tokens share a jti")
 	}
@@ -159,6 +163,63 @@ func TestMintedTokenVerifiesWithGoOIDC(t *testing.T) {
 	c.Advance(5*time.Minute + time.Second)
 	if _, err := v.Verify(context.Background(), tok.JWT); err == nil {
 		t.Error("expired token accepted")
+	}
+}
+
+// A read-only subject's token says "read" both as a plain claim and as a
+// transitive AWS principal tag; a token never outlives the subject's
+// NotAfter; an unknown access level is refused rather than defaulted.
+func TestMintAccessLevelAndNotAfter(t *testing.T) {
+	c := newClock()
+	s, _ := newServer(t, c, 5*time.Minute)
+	v := verifier(t, s, c)
+	now := c.Now()
+	for _, tc := range []struct {
+		name     string
+		sub      oidc.Subject
+		wantExp  int64
+		wantRead bool
+	}{
+		{"read-only, session outlives the TTL", oidc.Subject{Wallet: wallet, Access: oidc.AccessRead, NotAfter: now.Add(30 * 24 * time.Hour)}, now.Add(5 * time.Minute).Unix(), true},
+		{"write, session ends in 90.7 s", oidc.Subject{Wallet: wallet, Access: oidc.AccessWrite, NotAfter: now.Add(90*time.Second + 700*time.Millisecond)}, now.Add(90 * time.Second).Unix(), false},
+		{"no cap", oidc.Subject{Wallet: wallet, Access: oidc.AccessRead}, now.Add(5 * time.Minute).Unix(), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tok, err := s.iss.Mint(tc.sub)
+			if err != nil {
+				t.Fatal(err)
+			}
+			idt, err := v.Verify(context.Background(), tok.JWT)
+			if err != nil {
+				t.Fatalf("go-oidc rejected the token: %v", err)
+			}
+			var cl tokenClaims
+			if err := idt.Claims(&cl); err != nil {
+				t.Fatal(err)
+			}
+			if cl.Exp != tc.wantExp || tok.Expires.Unix() != cl.Exp {
+				t.Errorf("exp = %d (Token.Expires %d), want %d", cl.Exp, tok.Expires.Unix(), tc.wantExp)
+			}
+			want := "write"
+			if tc.wantRead {
+				want = "read"
+			}
+			if cl.Access != want || strings.Join(cl.Tags.PrincipalTags["agentkeys_access"], ",") != want ||
+				!strings.Contains(strings.Join(cl.Tags.TransitiveTagKeys, ","), "agentkeys_access") {
+				t.Errorf("access claim %q, tags %+v, want %q", cl.Access, cl.Tags, want)
+			}
+		})
+	}
+	if _, err := s.iss.Mint(oidc.Subject{Wallet: wallet, Access: oidc.AccessWrite, NotAfter: now.Add(500 * time.Millisecond)}); !errors.Is(err, oidc.ErrExpired) {
+		t.Errorf("NotAfter within the current second: %v, want ErrExpired", err)
+	}
+	if _, err := s.iss.Mint(oidc.Subject{Wallet: wallet, Access: oidc.AccessWrite, NotAfter: now.Add(-time.Hour)}); !errors.Is(err, oidc.ErrExpired) {
+		t.Errorf("NotAfter in the past: %v, want ErrExpired", err)
+	}
+	for _, bad := range []string{"", "admin", "READ"} {
+		if _, err := s.iss.Mint(oidc.Subject{Wallet: wallet, Access: bad}); err == nil {
+			t.Errorf("access level %q accepted", bad)
+		}
 	}
 }
 
@@ -186,7 +247,7 @@ func TestDiscoveryAndJWKS(t *testing.T) {
 		}
 	}
 	claims, _ := json.Marshal(d["claims_supported"])
-	for _, c := range []string{"sub", "exp", "jti", "nbf", "agentkeys_user_wallet", "https://aws.amazon.com/tags"} {
+	for _, c := range []string{"sub", "exp", "jti", "nbf", "agentkeys_user_wallet", "agentkeys_access", "https://aws.amazon.com/tags"} {
 		if !strings.Contains(string(claims), `"`+c+`"`) {
 			t.Errorf("claims_supported lacks %s", c)
 		}
@@ -234,7 +295,7 @@ func TestRotationKeepsVerifiersWorking(t *testing.T) {
 	s, keyFile := newServer(t, c, ttl)
 	live := verifier(t, s, c)
 	cached := snapshotVerifier(t, s, c) // a relying party that cached the JWKS before the rotation
-	before, err := s.iss.Mint(wallet)
+	before, err := s.iss.Mint(oidc.Subject{Wallet: wallet, Access: oidc.AccessWrite})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +322,7 @@ func TestRotationKeepsVerifiersWorking(t *testing.T) {
 	if cur, _ := rotated.Current(); cur.KID == oldKID {
 		t.Fatal("rotation kept the old signing key")
 	}
-	after, err := s.iss.Mint(wallet)
+	after, err := s.iss.Mint(oidc.Subject{Wallet: wallet, Access: oidc.AccessWrite})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -395,7 +456,7 @@ func TestReloadKeepsKeysOnBadFile(t *testing.T) {
 	if s.iss.CurrentKID() != kid {
 		t.Fatal("bad reload replaced the signing key")
 	}
-	if _, err := s.iss.Mint(wallet); err != nil {
+	if _, err := s.iss.Mint(oidc.Subject{Wallet: wallet, Access: oidc.AccessWrite}); err != nil {
 		t.Fatal(err)
 	}
 }

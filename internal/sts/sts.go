@@ -1,9 +1,10 @@
 // Package sts mints AWS temporary credentials for a wallet: sts:AssumeRole on
-// the data role, with a session name derived from the wallet and session
-// tags (agentkeys_user_wallet, transitive) that IAM policies use to pin each
-// wallet to its own resources (e.g. an S3 prefix
-// ${aws:PrincipalTag/agentkeys_user_wallet}/*). The role's trust policy must
-// allow sts:TagSession as well as sts:AssumeRole.
+// the data role, with a session name derived from the wallet and transitive
+// session tags that IAM policies use to pin each wallet to its own resources
+// (agentkeys_user_wallet, e.g. an S3 prefix
+// ${aws:PrincipalTag/agentkeys_user_wallet}/*) and to deny writes to
+// read-only agents (agentkeys_access = read | write). The role's trust
+// policy must allow sts:TagSession as well as sts:AssumeRole.
 package sts
 
 import (
@@ -30,6 +31,9 @@ import (
 const (
 	TagWallet = "agentkeys_user_wallet"
 	TagKind   = "agentkeys_session_kind"
+	// TagAccess is "read" for a read-only agent and "write" otherwise
+	// (the same key and values as the broker's OIDC access claim).
+	TagAccess = "agentkeys_access"
 )
 
 // Duration bounds of an AWS role session.
@@ -132,6 +136,7 @@ type AssumeRequest struct {
 	Duration    time.Duration
 	Wallet      string
 	Kind        string // "master" or "agent"; tagged when set
+	Access      string // "read" or "write"; tagged (transitive) when set
 }
 
 // Credentials are AWS temporary credentials. They never format or log their
@@ -159,11 +164,18 @@ func (c Credentials) LogValue() slog.Value {
 // text is for logs and the audit ledger, never for clients: it can name the
 // role and account.
 func (c *Client) AssumeRole(ctx context.Context, req AssumeRequest) (Credentials, error) {
+	if req.Duration < MinDuration || req.Duration > MaxDuration {
+		return Credentials{}, fmt.Errorf("assume_role: duration %v outside STS's range [%v, %v]", req.Duration, MinDuration, MaxDuration)
+	}
 	tags := []types.Tag{{Key: aws.String(TagWallet), Value: aws.String(req.Wallet)}}
 	transitive := []string{TagWallet}
 	if req.Kind != "" {
 		tags = append(tags, types.Tag{Key: aws.String(TagKind), Value: aws.String(req.Kind)})
 		transitive = append(transitive, TagKind)
+	}
+	if req.Access != "" {
+		tags = append(tags, types.Tag{Key: aws.String(TagAccess), Value: aws.String(req.Access)})
+		transitive = append(transitive, TagAccess)
 	}
 	out, err := c.api.AssumeRole(ctx, &sts.AssumeRoleInput{
 		RoleArn:           aws.String(req.RoleARN),

@@ -58,7 +58,7 @@ func TestAssumeRoleSendsWalletTags(t *testing.T) {
 	c, akid := newClient(t, fake)
 	name := sts.SessionName(wallet)
 	creds, err := c.AssumeRole(context.Background(), sts.AssumeRequest{
-		RoleARN: roleARN, SessionName: name, Duration: 2 * time.Hour, Wallet: wallet, Kind: "agent",
+		RoleARN: roleARN, SessionName: name, Duration: 2 * time.Hour, Wallet: wallet, Kind: "agent", Access: "read",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -77,16 +77,34 @@ func TestAssumeRoleSendsWalletTags(t *testing.T) {
 	if call.AccessKeyID != akid {
 		t.Errorf("signed with %s, want the static key %s", call.AccessKeyID, akid)
 	}
-	if call.Tags[sts.TagWallet] != wallet || call.Tags[sts.TagKind] != "agent" {
+	if call.Tags[sts.TagWallet] != wallet || call.Tags[sts.TagKind] != "agent" || call.Tags["agentkeys_access"] != "read" {
 		t.Errorf("tags = %v", call.Tags)
 	}
-	if !slices.Contains(call.TransitiveTagKeys, sts.TagWallet) {
+	if !slices.Contains(call.TransitiveTagKeys, sts.TagWallet) || !slices.Contains(call.TransitiveTagKeys, "agentkeys_access") {
 		t.Errorf("transitive tag keys = %v", call.TransitiveTagKeys)
 	}
 	issued := fake.Issued()[0]
 	if creds.AccessKeyID != issued.AccessKeyID || creds.SecretAccessKey != issued.SecretAccessKey ||
 		creds.SessionToken != issued.SessionToken || !creds.Expiration.Equal(issued.Expiration) {
 		t.Errorf("credentials %v do not match what STS issued", creds)
+	}
+}
+
+// A duration STS would refuse is refused before any request: the broker
+// caps durations to the session's remaining lifetime and must never send
+// one below STS's minimum (or silently get STS's default hour instead).
+func TestAssumeRoleRefusesOutOfRangeDuration(t *testing.T) {
+	fake := ststest.New()
+	defer fake.Close()
+	c, _ := newClient(t, fake)
+	for _, d := range []time.Duration{0, 2 * time.Second, 899 * time.Second, 43201 * time.Second} {
+		_, err := c.AssumeRole(context.Background(), sts.AssumeRequest{RoleARN: roleARN, SessionName: sts.SessionName(wallet), Duration: d, Wallet: wallet})
+		if err == nil || !strings.Contains(err.Error(), "duration") {
+			t.Errorf("duration %v: err = %v", d, err)
+		}
+	}
+	if n := len(fake.Calls()); n != 0 {
+		t.Fatalf("%d AssumeRole calls reached STS", n)
 	}
 }
 
