@@ -120,6 +120,24 @@ func (s *fedStack) agents(t *testing.T, ctx context.Context, names ...string) []
 	return out
 }
 
+// agent creates one more agent with scope under a master session.
+func (s *fedStack) agent(t *testing.T, ctx context.Context, scope agentkeys.Scope) backendclient.Session {
+	t.Helper()
+	c, err := backendclient.New(s.backendURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	master, err := c.CreateSession(ctx, "federation-master")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := c.CreateChild(ctx, master.Token, scope, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
 // mintJWT asks the broker for an ID token for the agent's wallet.
 func (s *fedStack) mintJWT(t *testing.T, tok agentkeys.Token) string {
 	t.Helper()
@@ -245,18 +263,26 @@ func forgeJWT(t *testing.T, key *ecdsa.PrivateKey, kid string, o forgeOpts) stri
 }
 
 // fedIAMConfig is SeaweedFS's -s3.iam.config: the broker as OIDC provider,
-// a role whose trust policy names that provider, and the per-wallet data
-// policy of deploy/aws/data-policy.json with the AWS session-tag variable
-// replaced by SeaweedFS's jwt: claim variable (SeaweedFS reads principal tags
-// from a flat claim; the broker keeps AWS's nested format, SPEC §4).
+// a role whose trust policy names that provider, and the data policy of
+// deploy/aws/data-policy.json (per-wallet prefix, writes denied unless
+// agentkeys_access is write) with each AWS session tag
+// (aws:PrincipalTag/<key>, as a ${…} variable or a condition key) replaced
+// by SeaweedFS's jwt:<key> claim (SeaweedFS reads principal tags from a flat
+// claim; the broker keeps AWS's nested format and also emits both tags as
+// plain top-level claims).
 func fedIAMConfig(t *testing.T, issuer string) []byte {
 	t.Helper()
 	tmpl, err := os.ReadFile(filepath.Join("..", "deploy", "aws", "data-policy.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	doc := strings.ReplaceAll(string(tmpl), "${aws:PrincipalTag/agentkeys_user_wallet}", "${jwt:agentkeys_user_wallet}")
+	doc := strings.ReplaceAll(string(tmpl), "aws:PrincipalTag/", "jwt:")
 	doc = strings.ReplaceAll(doc, "@BUCKET@", fedBucket)
+	for _, want := range []string{"${jwt:agentkeys_user_wallet}", `"jwt:agentkeys_access"`} {
+		if !strings.Contains(doc, want) {
+			t.Fatalf("deploy/aws/data-policy.json no longer uses the session tag behind %s", want)
+		}
+	}
 	var policyDoc map[string]any
 	if err := json.Unmarshal([]byte(doc), &policyDoc); err != nil {
 		t.Fatalf("deploy/aws/data-policy.json: %v", err)
@@ -320,6 +346,7 @@ func fedIAMConfig(t *testing.T, issuer string) []byte {
 type weedServer struct {
 	bin           string
 	s3URL         string
+	filerURL      string // the filer's HTTP API (no S3 policy applies there)
 	master, filer string // host:port.grpcPort, as weed shell wants them
 	log           string
 	dir           string
@@ -338,6 +365,7 @@ func startWeed(t *testing.T, weedBin, iamConfig string) *weedServer {
 	w := &weedServer{
 		bin:      weedBin,
 		s3URL:    fmt.Sprintf("http://127.0.0.1:%d", p["s3"]),
+		filerURL: fmt.Sprintf("http://127.0.0.1:%d", p["filer"]),
 		master:   fmt.Sprintf("127.0.0.1:%d.%d", p["master"], p["master.grpc"]),
 		filer:    fmt.Sprintf("127.0.0.1:%d.%d", p["filer"], p["filer.grpc"]),
 		log:      filepath.Join(dir, "weed.log"),
@@ -502,6 +530,30 @@ func get(ctx context.Context, c *s3.Client, key string) (string, error) {
 	return string(b), err
 }
 
+func del(ctx context.Context, c *s3.Client, key string) error {
+	_, err := c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(fedBucket), Key: aws.String(key)})
+	return err
+}
+
+// seed writes an object straight through the filer's HTTP API, the way an
+// operator (not an agent) would put data in a read-only agent's prefix.
+func (w *weedServer) seed(t *testing.T, key, body string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPut, w.filerURL+"/buckets/"+fedBucket+"/"+key, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("seed %s through the filer: %v", key, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("seed %s through the filer: %d %s", key, resp.StatusCode, b)
+	}
+}
+
 // denied reports whether err is S3's refusal (403 AccessDenied).
 func denied(err error) bool {
 	var ae smithy.APIError
@@ -583,6 +635,48 @@ func TestFederationSeaweedFS(t *testing.T) {
 	if err := put(ctx, s3A, "outside.txt", "x"); !denied(err) {
 		t.Fatalf("A's PutObject at the bucket root: want AccessDenied, got %v", err)
 	}
+	// A write agent (agentkeys_access=write) may also delete in its prefix.
+	if err := put(ctx, s3A, walletA+"/scratch.txt", "tmp"); err != nil {
+		t.Fatalf("PutObject under A's own prefix: %v", err)
+	}
+	if err := del(ctx, s3A, walletA+"/scratch.txt"); err != nil {
+		t.Fatalf("write agent's DeleteObject under its own prefix: %v", err)
+	}
+
+	// A read-only agent: its token says agentkeys_access=read, and the data
+	// policy's deny (writes unless the claim is write) leaves it reading its
+	// own prefix only.
+	ro := s.agent(t, ctx, agentkeys.Scope{Services: []string{"aws"}, ReadOnly: true})
+	walletR := string(ro.Wallet)
+	roJWT := s.mintJWT(t, ro.Token)
+	if cl := payloadClaims(t, roJWT); cl["agentkeys_access"] != "read" {
+		t.Fatalf("read-only agent's JWT: agentkeys_access = %v", cl["agentkeys_access"])
+	}
+	keyR := walletR + "/report.txt"
+	w.seed(t, keyR, "seeded by the operator")
+	credsR, err := w.assume(ctx, roJWT)
+	if err != nil {
+		t.Fatalf("AssumeRoleWithWebIdentity for the read-only agent: %v", err)
+	}
+	s3R := w.s3Client(credsR)
+	if got, err := get(ctx, s3R, keyR); err != nil || got != "seeded by the operator" {
+		t.Fatalf("read-only agent's GetObject under its own prefix: %q %v", got, err)
+	}
+	if err := put(ctx, s3R, walletR+"/new.txt", "x"); !denied(err) {
+		t.Fatalf("read-only agent's PutObject under its own prefix: want AccessDenied, got %v", err)
+	}
+	if err := put(ctx, s3R, keyR, "overwritten"); !denied(err) {
+		t.Fatalf("read-only agent's overwrite under its own prefix: want AccessDenied, got %v", err)
+	}
+	if err := del(ctx, s3R, keyR); !denied(err) {
+		t.Fatalf("read-only agent's DeleteObject under its own prefix: want AccessDenied, got %v", err)
+	}
+	if got, err := get(ctx, s3R, keyR); err != nil || got != "seeded by the operator" {
+		t.Fatalf("the read-only agent's object changed: %q %v", got, err)
+	}
+	if _, err := get(ctx, s3R, keyA); !denied(err) {
+		t.Fatalf("read-only agent's GetObject under A's prefix: want AccessDenied, got %v", err)
+	}
 
 	// Tokens the broker did not mint as they are, all refused by the STS.
 	curKey, curKID := brokerKey(t, s.keyFile, "current")
@@ -618,6 +712,19 @@ func TestFederationSeaweedFS(t *testing.T) {
 			t.Errorf("%s refused, but not for the expected reason (%q): %v", c.name, c.why, err)
 		default:
 			t.Logf("%s refused: %v", c.name, err)
+		}
+	}
+	// A token without agentkeys_access (shaped like an older broker's) may
+	// read but not write: the deny holds unless the claim says write.
+	if creds, err := w.assume(ctx, forgeJWT(t, curKey, curKID, opts(s.brokerURL, fedAudience, now, now.Add(5*time.Minute)))); err != nil {
+		t.Fatalf("AssumeRoleWithWebIdentity with a token lacking agentkeys_access: %v", err)
+	} else {
+		c := w.s3Client(creds)
+		if got, err := get(ctx, c, keyA); err != nil || got != "hello from A" {
+			t.Fatalf("GetObject without agentkeys_access: %q %v", got, err)
+		}
+		if err := put(ctx, c, walletA+"/legacy.txt", "x"); !denied(err) {
+			t.Fatalf("PutObject without agentkeys_access: want AccessDenied, got %v", err)
 		}
 	}
 	// A tampered broker token (wallet B's tags spliced in) is refused too.
