@@ -53,12 +53,14 @@ Configuration comes from the environment (the original broker's names):
                                    (default: the loopback listen URL)
   BROKER_OIDC_KEYPAIR_PATH         OIDC key set file, created 0600 on first start
                                    (default ~/.agentkeys/broker/oidc-keypair.json)
-  BROKER_OIDC_JWT_TTL_SECONDS      token lifetime, 60-3600 (default 300)
+  BROKER_OIDC_JWT_TTL_SECONDS      token lifetime, 60-3600 (default 300); never past the
+                                   end of the caller's session
   BROKER_DATA_ROLE_ARN             role to assume (fallback BROKER_AGENT_ROLE_ARN, then
                                    arn:aws:iam::$ACCOUNT_ID:role/agentkeys-data-role);
                                    none set disables /v1/mint-aws-creds
   BROKER_AWS_REGION                (fallback REGION, default us-east-1)
-  BROKER_SESSION_DURATION_SECONDS  AWS session length, 900-43200 (default 3600)
+  BROKER_SESSION_DURATION_SECONDS  AWS session length, 900-43200 (default 3600); capped to
+                                   what is left of the caller's session (refused below 900)
   DAEMON_ACCESS_KEY_ID, DAEMON_SECRET_ACCESS_KEY
                                    static AWS keys, both or neither (neither: SDK default chain)
   BROKER_STS_ENDPOINT              STS-compatible endpoint override
