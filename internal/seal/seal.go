@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -41,6 +42,7 @@ var ErrOpen = errors.New("seal: value cannot be opened (wrong key, tampered, or 
 type Sealer struct {
 	kid [kidSize]byte
 	kek cipher.AEAD
+	prk []byte // HKDF-SHA256 extract of the KEK, for DeriveKey
 }
 
 // New returns a Sealer for a 32-byte KEK.
@@ -52,7 +54,11 @@ func New(kek []byte) (*Sealer, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Sealer{kek: aead}
+	prk, err := hkdf.Extract(sha256.New, kek, []byte("agentkeys-seal-derive-v1"))
+	if err != nil {
+		return nil, err
+	}
+	s := &Sealer{kek: aead, prk: prk}
 	sum := sha256.Sum256(append([]byte("agentkeys-seal-kid\x00"), kek...))
 	copy(s.kid[:], sum[:kidSize])
 	return s, nil
@@ -60,6 +66,14 @@ func New(kek []byte) (*Sealer, error) {
 
 // KeyID identifies the KEK (a hash prefix, safe to log).
 func (s *Sealer) KeyID() string { return hex.EncodeToString(s.kid[:]) }
+
+// DeriveKey returns n bytes of key material derived from the KEK with
+// HKDF-SHA256 under info. Every holder of the same KEK derives the same
+// bytes; distinct info strings give independent keys, and none reveals the
+// KEK.
+func (s *Sealer) DeriveKey(info string, n int) ([]byte, error) {
+	return hkdf.Expand(sha256.New, s.prk, info, n)
+}
 
 // Seal encrypts plaintext, binding it to aad.
 func (s *Sealer) Seal(plaintext, aad []byte) ([]byte, error) {

@@ -3,6 +3,7 @@ package seal
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -134,4 +135,30 @@ func FuzzOpen(f *testing.F) {
 			t.Fatalf("forged value opened to %q", pt)
 		}
 	})
+}
+
+func TestDeriveKeyIsStablePerKEKAndInfo(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "seal.key")
+	a, err := LoadOrCreateKeyFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := LoadOrCreateKeyFile(path) // a second replica with the same key file
+	if err != nil {
+		t.Fatal(err)
+	}
+	k1, _ := a.DeriveKey("purpose one", 32)
+	k2, _ := b.DeriveKey("purpose one", 32)
+	k3, _ := a.DeriveKey("purpose two", 32)
+	other, _ := newSealer(t).DeriveKey("purpose one", 32)
+	if len(k1) != 32 || !bytes.Equal(k1, k2) {
+		t.Fatal("two sealers with one KEK derive different keys")
+	}
+	if bytes.Equal(k1, k3) || bytes.Equal(k1, other) {
+		t.Fatal("derived keys do not depend on info and KEK")
+	}
+	raw, _ := os.ReadFile(path)
+	if string(bytes.TrimSpace(raw)) == hex.EncodeToString(k1) {
+		t.Fatal("derived key is the KEK")
+	}
 }
