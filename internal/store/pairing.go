@@ -25,11 +25,14 @@ const (
 // scope change, …). Secrets are kept only as hashes (OTP, await token) or
 // sealed (the minted session, until it is delivered once).
 type AuthRequest struct {
-	ID             string // 64 hex, primary key
-	PairCode       string // normalised, unique among stored requests
-	Type           string
-	Details        []byte // canonical CBOR
-	ChildPubkey    []byte
+	ID          string // 64 hex, primary key
+	PairCode    string // normalised, unique among stored requests
+	Type        string
+	Details     []byte // canonical CBOR
+	ChildPubkey []byte
+	// BoxPubkey is the X25519 key the opener wants its session sealed
+	// to; nil when it sent none.
+	BoxPubkey      []byte
 	ParentWallet   agentkeys.Wallet // "" = not bound at open
 	IdentityType   string
 	IdentityValue  string
@@ -40,9 +43,12 @@ type AuthRequest struct {
 	ApproverWallet agentkeys.Wallet
 	ResultWallet   agentkeys.Wallet
 	SealedSession  []byte // nil once delivered
-	CreatedAt      time.Time
-	ExpiresAt      time.Time
-	DecidedAt      time.Time // zero while pending
+	// Signature is the backend's Ed25519 signature over the approval
+	// (authreq.Approval); nil until approved.
+	Signature []byte
+	CreatedAt time.Time
+	ExpiresAt time.Time
+	DecidedAt time.Time // zero while pending
 }
 
 // IdentityLink names a wallet by an alias, e-mail or ENS name. (Type,
@@ -94,7 +100,7 @@ type PairingQueries interface {
 	AuthRequestByPairCode(ctx context.Context, code string) (AuthRequest, error)
 	// UpdateAuthRequest rewrites the mutable fields (Status,
 	// FailedAttempts, ApproverWallet, ResultWallet, SealedSession,
-	// DecidedAt) of the request with r.ID.
+	// Signature, DecidedAt) of the request with r.ID.
 	UpdateAuthRequest(ctx context.Context, r AuthRequest) error
 	// DeleteExpiredAuthRequests removes requests whose ExpiresAt is at or
 	// before t.

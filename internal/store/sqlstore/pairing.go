@@ -22,18 +22,20 @@ const defaultInboxLimit = 100
 
 const authRequestCols = `id, pair_code, type, details, child_pubkey, parent_wallet,
 	identity_type, identity_value, otp_hash, await_hash, status, failed_attempts,
-	approver_wallet, result_wallet, sealed_session, created_at, expires_at, decided_at`
+	approver_wallet, result_wallet, sealed_session, created_at, expires_at, decided_at,
+	box_pubkey, signature`
 
 // InsertAuthRequest stores a new request. It returns store.ErrConflict if
 // the id or the pair code is taken.
 func (q *queries) InsertAuthRequest(ctx context.Context, r store.AuthRequest) error {
 	_, err := q.q.ExecContext(ctx, `INSERT INTO auth_requests (`+authRequestCols+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)`,
 		r.ID, r.PairCode, r.Type, requiredBytes(r.Details), requiredBytes(r.ChildPubkey),
 		nullable(string(r.ParentWallet)), r.IdentityType, r.IdentityValue, r.OTPHash,
 		string(r.AwaitHash), string(r.Status), r.FailedAttempts,
 		nullable(string(r.ApproverWallet)), nullable(string(r.ResultWallet)),
-		optionalBytes(r.SealedSession), toMS(r.CreatedAt), toMS(r.ExpiresAt), nullableMS(r.DecidedAt))
+		optionalBytes(r.SealedSession), toMS(r.CreatedAt), toMS(r.ExpiresAt), nullableMS(r.DecidedAt),
+		optionalBytes(r.BoxPubkey), optionalBytes(r.Signature))
 	return classify("insert auth request", err)
 }
 
@@ -57,10 +59,11 @@ func (q *queries) AuthRequestByPairCode(ctx context.Context, code string) (store
 func (q *queries) UpdateAuthRequest(ctx context.Context, r store.AuthRequest) error {
 	res, err := q.q.ExecContext(ctx, `UPDATE auth_requests SET
 		status = $1, failed_attempts = $2, approver_wallet = $3, result_wallet = $4,
-		sealed_session = $5, decided_at = $6
-		WHERE id = $7`,
+		sealed_session = $5, decided_at = $6, signature = $7
+		WHERE id = $8`,
 		string(r.Status), r.FailedAttempts, nullable(string(r.ApproverWallet)),
-		nullable(string(r.ResultWallet)), optionalBytes(r.SealedSession), nullableMS(r.DecidedAt), r.ID)
+		nullable(string(r.ResultWallet)), optionalBytes(r.SealedSession), nullableMS(r.DecidedAt),
+		optionalBytes(r.Signature), r.ID)
 	return updatedOne("update auth request", res, err)
 }
 
@@ -76,14 +79,14 @@ func scanAuthRequest(sc interface{ Scan(...any) error }) (store.AuthRequest, err
 		r                        store.AuthRequest
 		awaitHash, status        string
 		parent, approver, result sql.NullString
-		sealed                   sql.Null[[]byte]
+		sealed, box, sig         sql.Null[[]byte]
 		created, expires         int64
 		decided                  sql.NullInt64
 		details, childPubkey     []byte
 	)
 	err := sc.Scan(&r.ID, &r.PairCode, &r.Type, &details, &childPubkey, &parent,
 		&r.IdentityType, &r.IdentityValue, &r.OTPHash, &awaitHash, &status, &r.FailedAttempts,
-		&approver, &result, &sealed, &created, &expires, &decided)
+		&approver, &result, &sealed, &created, &expires, &decided, &box, &sig)
 	if err != nil {
 		return store.AuthRequest{}, err
 	}
@@ -95,6 +98,8 @@ func scanAuthRequest(sc interface{ Scan(...any) error }) (store.AuthRequest, err
 	r.ApproverWallet = agentkeys.Wallet(approver.String)
 	r.ResultWallet = agentkeys.Wallet(result.String)
 	r.SealedSession = fromOptionalBytes(sealed)
+	r.BoxPubkey = fromOptionalBytes(box)
+	r.Signature = fromOptionalBytes(sig)
 	r.CreatedAt = fromMS(created)
 	r.ExpiresAt = fromMS(expires)
 	if decided.Valid {

@@ -56,6 +56,8 @@ func fullAuthRequest(parent, approver, result agentkeys.Wallet) store.AuthReques
 		ApproverWallet: approver,
 		ResultWallet:   result,
 		SealedSession:  []byte("sealed session"),
+		BoxPubkey:      []byte{5, 6, 7},
+		Signature:      []byte("signature"),
 		CreatedAt:      t.Add(-time.Minute),
 		ExpiresAt:      t.Add(5 * time.Minute),
 		DecidedAt:      t,
@@ -128,7 +130,7 @@ func testAuthRequestInsertGet(t *testing.T, s store.Store) {
 		equalRecord(t, "by pair code", got, want)
 	}
 	got := getAuthRequest(t, s, minimal.ID)
-	if got.Details != nil || got.ChildPubkey != nil || got.SealedSession != nil || !got.DecidedAt.IsZero() ||
+	if got.Details != nil || got.ChildPubkey != nil || got.SealedSession != nil || got.BoxPubkey != nil || got.Signature != nil || !got.DecidedAt.IsZero() ||
 		got.ParentWallet != "" || got.ApproverWallet != "" || got.ResultWallet != "" {
 		t.Errorf("zero fields did not round-trip: %+v", got)
 	}
@@ -186,6 +188,7 @@ func testUpdateAuthRequest(t *testing.T, s store.Store) {
 	want.Status, want.FailedAttempts = upd.Status, upd.FailedAttempts
 	want.ApproverWallet, want.ResultWallet = upd.ApproverWallet, upd.ResultWallet
 	want.SealedSession, want.DecidedAt = upd.SealedSession, upd.DecidedAt
+	want.Signature = upd.Signature // BoxPubkey is fixed at insert
 	equalRecord(t, "after update", getAuthRequest(t, s, orig.ID), want)
 	if _, err := s.AuthRequestByPairCode(ctx, upd.PairCode); err == nil {
 		t.Error("update changed the pair code")
@@ -197,6 +200,7 @@ func testUpdateAuthRequest(t *testing.T, s store.Store) {
 	back.FailedAttempts = 0
 	back.ApproverWallet, back.ResultWallet = "", ""
 	back.SealedSession = nil
+	back.Signature = nil
 	back.DecidedAt = time.Time{}
 	mustNil(t, s.Tx(ctx, func(q store.Queries) error { return q.UpdateAuthRequest(ctx, back) }))
 	got, err := s.AuthRequestByPairCode(ctx, orig.PairCode)
