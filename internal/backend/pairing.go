@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"time"
@@ -50,6 +51,7 @@ type openRequest struct {
 	ChildPubkey    string `json:"child_pubkey"`
 	RequestType    string `json:"request_type"`
 	RequestDetails string `json:"request_details"`
+	BoxPubkey      string `json:"box_pubkey,omitempty"`
 	ParentWallet   string `json:"parent_wallet,omitempty"`
 	IdentityType   string `json:"identity_type,omitempty"`
 	IdentityValue  string `json:"identity_value,omitempty"`
@@ -77,7 +79,17 @@ func (s *Server) openAuthRequest(r *http.Request) (any, error) {
 	}
 	pub, err := base64.StdEncoding.DecodeString(req.ChildPubkey)
 	if err != nil || len(pub) != ed25519.PublicKeySize {
-		return nil, badRequest("child_pubkey must be a base64 Ed25519 public key (32 bytes)")
+		return nil, badRequest("child_pubkey must be a base64 public key (32 bytes)")
+	}
+	var box []byte
+	if req.BoxPubkey != "" {
+		box, err = base64.StdEncoding.DecodeString(req.BoxPubkey)
+		if err == nil {
+			_, err = authreq.ParseBoxPublicKey(box)
+		}
+		if err != nil {
+			return nil, badRequest("box_pubkey must be a standard base64 X25519 public key (32 bytes)")
+		}
 	}
 	details, err := base64.StdEncoding.DecodeString(req.RequestDetails)
 	if err != nil {
@@ -112,7 +124,7 @@ func (s *Server) openAuthRequest(r *http.Request) (any, error) {
 	await := agentkeys.NewToken()
 	now := s.now()
 	ar := store.AuthRequest{
-		ID: agentkeys.NewToken().Reveal(), Type: req.RequestType, Details: details, ChildPubkey: pub,
+		ID: agentkeys.NewToken().Reveal(), Type: req.RequestType, Details: details, ChildPubkey: pub, BoxPubkey: box,
 		ParentWallet: parent, IdentityType: idType, IdentityValue: idValue, AwaitHash: await.Hash(),
 		Status: store.AuthPending, CreatedAt: now, ExpiresAt: now.Add(s.authTTL),
 	}
@@ -322,6 +334,9 @@ func (s *Server) approveAuthRequest(r *http.Request, c *caller) (any, error) {
 			return err
 		}
 		ar.Status, ar.ApproverWallet, ar.DecidedAt = store.AuthApproved, c.addr(), now
+		if ar.Signature, err = s.signApproval(ar); err != nil {
+			return err
+		}
 		if err := q.UpdateAuthRequest(ctx, ar); err != nil {
 			return err
 		}
@@ -338,7 +353,56 @@ func (s *Server) approveAuthRequest(r *http.Request, c *caller) (any, error) {
 		}
 		return nil, denied("wrong OTP (%d attempts left)", MaxOTPAttempts-attempts)
 	}
-	return map[string]any{"ok": true, "request_id": result.ID, "status": "approved", "wallet": result.ResultWallet}, nil
+	return map[string]any{
+		"ok": true, "request_id": result.ID, "status": "approved", "wallet": result.ResultWallet,
+		"signature": base64.StdEncoding.EncodeToString(result.Signature), "key_id": s.signKID,
+		"approver_wallet": result.ApproverWallet, "created_at": result.CreatedAt.Unix(),
+	}, nil
+}
+
+// approvalOf is the statement signed for an approved request. sessionHash
+// is the SHA-256 of the minted session token (nil if none was minted).
+func approvalOf(ar store.AuthRequest, sessionHash []byte) (authreq.Approval, error) {
+	awaitHash, err := hex.DecodeString(string(ar.AwaitHash))
+	if err != nil || len(awaitHash) != sha256.Size {
+		return authreq.Approval{}, errors.New("auth request has a malformed await hash")
+	}
+	return authreq.Approval{
+		RequestID: ar.ID, RequestType: ar.Type, RequestDetails: ar.Details,
+		ChildPubkey: ar.ChildPubkey, BoxPubkey: ar.BoxPubkey,
+		ApproverWallet: string(ar.ApproverWallet), CreatedAt: uint64(ar.CreatedAt.Unix()),
+		AwaitTokenHash: awaitHash, ResultWallet: string(ar.ResultWallet), SessionHash: sessionHash,
+	}, nil
+}
+
+// signApproval signs an approved request, binding the session it minted.
+func (s *Server) signApproval(ar store.AuthRequest) ([]byte, error) {
+	var sessionHash []byte
+	if ar.SealedSession != nil {
+		raw, err := s.sealer.Open(ar.SealedSession, sessionAAD(ar.ID))
+		if err != nil {
+			return nil, err
+		}
+		sessionHash = authreq.TokenSHA256(string(raw))
+		clear(raw)
+	}
+	a, err := approvalOf(ar, sessionHash)
+	if err != nil {
+		return nil, err
+	}
+	return authreq.SignApproval(s.signKey, a)
+}
+
+// PairingKeysPath serves the public keys that verify approval signatures,
+// as a JWKS-style document (RFC 7517, OKP keys per RFC 8037).
+const PairingKeysPath = "/.well-known/agentkeys-pairing-keys"
+
+func (s *Server) pairingKeys(*http.Request) (any, error) {
+	raw, err := authreq.MarshalKeySet([]authreq.PublicKey{{Key: s.signKey.Public().(ed25519.PublicKey)}})
+	if err != nil {
+		return nil, err
+	}
+	return json.RawMessage(raw), nil
 }
 
 // mintSession creates a session on w minted by the caller's session, seals
@@ -541,7 +605,14 @@ func (s *Server) awaitOnce(ctx context.Context, id string, tok agentkeys.Token) 
 			return jsonhttp.Errorf(http.StatusConflict, KindConflict, "auth request already awaited")
 		}
 		done = true
-		resp := map[string]any{"status": "approved", "request_id": id, "approved": true, "wallet": ar.ResultWallet, "session": nil}
+		resp := map[string]any{
+			"status": "approved", "request_id": id, "approved": true, "wallet": ar.ResultWallet,
+			"signature": base64.StdEncoding.EncodeToString(ar.Signature), "key_id": s.signKID,
+			"approver_wallet": ar.ApproverWallet, "created_at": ar.CreatedAt.Unix(),
+		}
+		if ar.BoxPubkey == nil {
+			resp["session"] = nil
+		}
 		if ar.SealedSession != nil {
 			raw, err := s.sealer.Open(ar.SealedSession, sessionAAD(ar.ID))
 			if err != nil {
@@ -555,7 +626,23 @@ func (s *Server) awaitOnce(ctx context.Context, id string, tok agentkeys.Token) 
 			if err != nil {
 				return err
 			}
-			resp["session"] = map[string]any{"token": st.Reveal(), "wallet": sess.Wallet, "expires_at": sess.ExpiresAt.Unix()}
+			session := map[string]any{"token": st.Reveal(), "wallet": sess.Wallet, "expires_at": sess.ExpiresAt.Unix()}
+			if ar.BoxPubkey == nil {
+				resp["session"] = session
+			} else {
+				// Sealed to the opener's key: whoever relays or sees this
+				// answer holds no usable bearer.
+				plain, err := json.Marshal(session)
+				if err != nil {
+					return err
+				}
+				sealed, err := authreq.SealTo(ar.BoxPubkey, ar.ID, plain)
+				clear(plain)
+				if err != nil {
+					return err
+				}
+				resp["sealed_session"] = base64.StdEncoding.EncodeToString(sealed)
+			}
 		}
 		ar.Status, ar.SealedSession = store.AuthDelivered, nil
 		if err := q.UpdateAuthRequest(ctx, ar); err != nil {

@@ -17,6 +17,7 @@ package backend
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -24,6 +25,7 @@ import (
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/authreq"
 	"github.com/agentkeys/agentkeys/internal/jsonhttp"
 	"github.com/agentkeys/agentkeys/internal/ratelimit"
 	"github.com/agentkeys/agentkeys/internal/seal"
@@ -98,6 +100,12 @@ type Server struct {
 
 	waitMu  sync.Mutex
 	waiters map[string][]chan struct{}
+
+	// signKey signs approvals (authreq.Approval); it is derived from the
+	// seal key, so replicas sharing that key sign alike. signKID is its
+	// RFC 7638 thumbprint.
+	signKey ed25519.PrivateKey
+	signKID string
 }
 
 // New returns a Server.
@@ -106,6 +114,13 @@ func New(o Options) (*Server, error) {
 		return nil, errors.New("backend: Store and Sealer are required")
 	}
 	s := &Server{store: o.Store, sealer: o.Sealer, log: o.Logger, ttl: o.SessionTTL, now: o.Now}
+	seed, err := o.Sealer.DeriveKey(authreq.SigningKeyInfo, ed25519.SeedSize)
+	if err != nil {
+		return nil, err
+	}
+	s.signKey = ed25519.NewKeyFromSeed(seed)
+	clear(seed)
+	s.signKID = authreq.KeyID(s.signKey.Public().(ed25519.PublicKey))
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -167,6 +182,7 @@ func (s *Server) routes() {
 	m.Handle("POST /auth-request/approve", s.authed(s.approveAuthRequest))
 	m.Handle("POST /auth-request/deny", s.authed(s.denyAuthRequest))
 	m.Handle("GET /auth-request/await", s.public(s.awaitAuthDecision))
+	m.Handle("GET "+PairingKeysPath, s.public(s.pairingKeys))
 	m.Handle("POST /rendezvous/register", s.public(s.registerRendezvous))
 	m.Handle("GET /rendezvous/poll", s.public(s.pollRendezvous))
 	m.Handle("POST /rendezvous/deliver", s.authed(s.deliverRendezvous))
