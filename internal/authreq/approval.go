@@ -106,6 +106,10 @@ func TokenSHA256(token string) []byte {
 	return sum[:]
 }
 
+// KeysPath is the backend route that publishes the approval-signing keys
+// as a JWKS-style document.
+const KeysPath = "/.well-known/agentkeys-pairing-keys"
+
 // PublicKey is one published approval-signing key.
 type PublicKey struct {
 	ID  string // RFC 7638 JWK thumbprint (base64url, no padding)

@@ -395,7 +395,7 @@ func (s *Server) signApproval(ar store.AuthRequest) ([]byte, error) {
 
 // PairingKeysPath serves the public keys that verify approval signatures,
 // as a JWKS-style document (RFC 7517, OKP keys per RFC 8037).
-const PairingKeysPath = "/.well-known/agentkeys-pairing-keys"
+const PairingKeysPath = authreq.KeysPath
 
 func (s *Server) pairingKeys(*http.Request) (any, error) {
 	raw, err := authreq.MarshalKeySet([]authreq.PublicKey{{Key: s.signKey.Public().(ed25519.PublicKey)}})

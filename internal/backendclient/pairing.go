@@ -2,13 +2,17 @@ package backendclient
 
 import (
 	"context"
+	"crypto/ecdh"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/authreq"
 )
 
 // OpenRequest asks the backend to open an auth request (a daemon does this
@@ -20,10 +24,15 @@ type OpenRequest struct {
 	ParentWallet   agentkeys.Wallet
 	IdentityType   string
 	IdentityValue  string
+	// BoxKey, when set, makes the backend seal the approved session to
+	// its public half (sent as box_pubkey); AwaitAuthDecision opens it.
+	BoxKey *ecdh.PrivateKey
 }
 
 // Opened is the answer to OpenAuthRequest. OTP and PairCode are shown to
-// the human; AwaitToken is the opener's proof and must stay secret.
+// the human; AwaitToken is the opener's proof and must stay secret. It
+// also remembers what was asked and the backend's published signing keys,
+// so AwaitAuthDecision can verify the approval.
 type Opened struct {
 	ID         string
 	OTP        string
@@ -31,14 +40,43 @@ type Opened struct {
 	TTL        time.Duration
 	ExpiresAt  time.Time
 	AwaitToken agentkeys.Token
+
+	req  OpenRequest
+	keys []authreq.PublicKey
 }
 
-// OpenAuthRequest opens a pair, recover or scope-change request.
+// ErrUnverifiedApproval is wrapped by AwaitAuthDecision errors when the
+// backend's answer does not carry a valid approval signature over what was
+// asked and what was delivered: the session is refused.
+var ErrUnverifiedApproval = errors.New("approval not verified")
+
+// PairingKeys fetches the backend's approval-signing public keys.
+func (c *Client) PairingKeys(ctx context.Context) ([]authreq.PublicKey, error) {
+	var raw json.RawMessage
+	if err := c.do(ctx, "fetch pairing keys", http.MethodGet, authreq.KeysPath, nil, "", nil, &raw); err != nil {
+		return nil, err
+	}
+	keys, err := authreq.ParseKeySet(raw)
+	if err != nil {
+		return nil, &TransportError{Op: "fetch pairing keys", Err: err}
+	}
+	return keys, nil
+}
+
+// OpenAuthRequest fetches the backend's pairing keys, then opens a pair,
+// recover or scope-change request.
 func (c *Client) OpenAuthRequest(ctx context.Context, r OpenRequest) (Opened, error) {
+	keys, err := c.PairingKeys(ctx)
+	if err != nil {
+		return Opened{}, err
+	}
 	in := map[string]string{
 		"child_pubkey":    base64.StdEncoding.EncodeToString(r.ChildPubkey),
 		"request_type":    r.RequestType,
 		"request_details": base64.StdEncoding.EncodeToString(r.RequestDetails),
+	}
+	if r.BoxKey != nil {
+		in["box_pubkey"] = base64.StdEncoding.EncodeToString(r.BoxKey.PublicKey().Bytes())
 	}
 	if r.ParentWallet != "" {
 		in["parent_wallet"] = string(r.ParentWallet)
@@ -62,7 +100,7 @@ func (c *Client) OpenAuthRequest(ctx context.Context, r OpenRequest) (Opened, er
 		return Opened{}, &TransportError{Op: "open auth request", Err: errors.New("backend returned a malformed await token")}
 	}
 	return Opened{ID: out.ID, OTP: out.OTP, PairCode: out.PairCode, TTL: time.Duration(out.TTLSeconds) * time.Second,
-		ExpiresAt: time.Unix(out.ExpiresAt, 0), AwaitToken: tok}, nil
+		ExpiresAt: time.Unix(out.ExpiresAt, 0), AwaitToken: tok, req: r, keys: keys}, nil
 }
 
 // PendingRequest is what a master sees before approving.
@@ -88,11 +126,15 @@ func (c *Client) FetchAuthRequest(ctx context.Context, tok agentkeys.Token, pair
 	return out, err
 }
 
-// Approval is the result of ApproveAuthRequest.
+// Approval is the result of ApproveAuthRequest. Signature is the
+// backend's Ed25519 signature over the approval (the same one the opener
+// receives and verifies), by the key KeyID names.
 type Approval struct {
 	RequestID string           `json:"request_id"`
 	Status    string           `json:"status"`
 	Wallet    agentkeys.Wallet `json:"wallet"`
+	Signature []byte           `json:"signature"`
+	KeyID     string           `json:"key_id"`
 }
 
 // ApproveAuthRequest approves a request with the OTP the daemon shows.
@@ -114,19 +156,37 @@ type Decision struct {
 	Status  string
 	Wallet  agentkeys.Wallet
 	Session *Session // set for approved Pair and Recover requests
+	// For approvals: who approved, the verified signature and its key.
+	ApproverWallet agentkeys.Wallet
+	Signature      []byte
+	KeyID          string
+}
+
+type sessionObject struct {
+	Token     string           `json:"token"`
+	Wallet    agentkeys.Wallet `json:"wallet"`
+	ExpiresAt int64            `json:"expires_at"`
 }
 
 // AwaitAuthDecision long-polls once for the decision (the server answers
 // within its window, ~25 s). Call it again on "timeout".
+//
+// An approval is accepted only if its signature verifies, under a key the
+// backend published before the request was opened, over what was asked
+// (type, details, keys, this opener's await token), who approved it (the
+// bound parent, if any) and the session delivered; a sealed session is
+// opened with the request's box key. Otherwise the error wraps
+// ErrUnverifiedApproval.
 func (c *Client) AwaitAuthDecision(ctx context.Context, o Opened) (Decision, error) {
 	var out struct {
-		Status  string           `json:"status"`
-		Wallet  agentkeys.Wallet `json:"wallet"`
-		Session *struct {
-			Token     string           `json:"token"`
-			Wallet    agentkeys.Wallet `json:"wallet"`
-			ExpiresAt int64            `json:"expires_at"`
-		} `json:"session"`
+		Status         string           `json:"status"`
+		Wallet         agentkeys.Wallet `json:"wallet"`
+		Session        *sessionObject   `json:"session"`
+		SealedSession  string           `json:"sealed_session"`
+		Signature      string           `json:"signature"`
+		KeyID          string           `json:"key_id"`
+		ApproverWallet agentkeys.Wallet `json:"approver_wallet"`
+		CreatedAt      int64            `json:"created_at"`
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -137,13 +197,72 @@ func (c *Client) AwaitAuthDecision(ctx context.Context, o Opened) (Decision, err
 		return Decision{}, err
 	}
 	d := Decision{Status: out.Status, Wallet: out.Wallet}
-	if out.Session != nil {
-		s, err := sessionJSON{Session: out.Session.Token, Wallet: out.Session.Wallet, ExpiresAt: out.Session.ExpiresAt}.session("await auth decision")
+	if out.Status != "approved" {
+		return d, nil
+	}
+	bad := func(format string, args ...any) (Decision, error) {
+		return Decision{}, fmt.Errorf("await auth decision: %w: %s", ErrUnverifiedApproval, fmt.Sprintf(format, args...))
+	}
+	sessObj := out.Session
+	switch {
+	case out.SealedSession != "":
+		blob, err := base64.StdEncoding.DecodeString(out.SealedSession)
 		if err != nil {
-			return Decision{}, err
+			return bad("sealed_session is not standard base64")
+		}
+		plain, err := authreq.OpenSealed(o.req.BoxKey, o.ID, blob)
+		if err != nil {
+			return bad("%v", err)
+		}
+		sessObj = new(sessionObject)
+		err = json.Unmarshal(plain, sessObj)
+		clear(plain)
+		if err != nil {
+			return bad("the sealed session is malformed")
+		}
+	case o.req.BoxKey != nil && sessObj != nil:
+		return bad("the session came in clear although this request asked for it sealed")
+	}
+	var sessionHash []byte
+	if sessObj != nil {
+		s, err := sessionJSON{Session: sessObj.Token, Wallet: sessObj.Wallet, ExpiresAt: sessObj.ExpiresAt}.session("await auth decision")
+		if err != nil {
+			return bad("the delivered session is malformed")
+		}
+		if s.Wallet != out.Wallet {
+			return bad("the session is for another wallet than the approval names")
 		}
 		d.Session = &s
+		sessionHash = authreq.TokenSHA256(s.Token.Reveal())
 	}
+	sig, err := base64.StdEncoding.DecodeString(out.Signature)
+	if err != nil || out.Signature == "" {
+		return bad("the backend sent no valid signature")
+	}
+	if o.req.ParentWallet != "" && out.ApproverWallet != o.req.ParentWallet {
+		return bad("approved by %s, not by the bound master %s", out.ApproverWallet, o.req.ParentWallet)
+	}
+	if out.CreatedAt < 0 {
+		return bad("malformed created_at")
+	}
+	keys := o.keys
+	if len(keys) == 0 {
+		if keys, err = c.PairingKeys(ctx); err != nil {
+			return Decision{}, err
+		}
+	}
+	a := authreq.Approval{
+		RequestID: o.ID, RequestType: o.req.RequestType, RequestDetails: o.req.RequestDetails,
+		ChildPubkey: o.req.ChildPubkey, ApproverWallet: string(out.ApproverWallet), CreatedAt: uint64(out.CreatedAt),
+		AwaitTokenHash: authreq.TokenSHA256(o.AwaitToken.Reveal()), ResultWallet: string(out.Wallet), SessionHash: sessionHash,
+	}
+	if o.req.BoxKey != nil {
+		a.BoxPubkey = o.req.BoxKey.PublicKey().Bytes()
+	}
+	if err := authreq.VerifyApproval(keys, out.KeyID, a, sig); err != nil {
+		return bad("%v", err)
+	}
+	d.ApproverWallet, d.Signature, d.KeyID = out.ApproverWallet, sig, out.KeyID
 	return d, nil
 }
 
