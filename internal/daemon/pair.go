@@ -2,8 +2,6 @@ package daemon
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -19,7 +17,7 @@ import (
 
 // PairError is a pairing/recovery failure the daemon reports and exits on.
 type PairError struct {
-	Reason  string // "denied", "locked", "expired", "timeout", "failed"
+	Reason  string // "denied", "locked", "expired", "timeout", "unverified", "failed"
 	Message string
 }
 
@@ -101,11 +99,14 @@ func Pair(ctx context.Context, o PairOptions) (*backendclient.Session, error) {
 		noun, what = "Recovery", "recovery"
 	}
 
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	// One X25519 key per pairing: its public half is both the request's
+	// child key and the box key the backend seals the session to, so only
+	// this process can open what the master approved.
+	boxKey, err := authreq.NewBoxKey()
 	if err != nil {
 		return nil, err
 	}
-	clear(priv) // the request binds the public key; the backend seals the session for the await-token holder
+	pub := boxKey.PublicKey().Bytes()
 	req := authreq.Request{Type: authreq.TypePair, RequestedScope: authreq.Scope{Services: o.Services, ReadOnly: o.ReadOnly}}
 	if o.Recover != "" {
 		kind, _, v := classifyIdentity(o.Recover)
@@ -121,7 +122,7 @@ func Pair(ctx context.Context, o PairOptions) (*backendclient.Session, error) {
 	}
 	var opened backendclient.Opened
 	for attempt := 0; ; attempt++ {
-		opened, err = o.Backend.OpenAuthRequest(ctx, backendclient.OpenRequest{ChildPubkey: pub, RequestType: req.Type, RequestDetails: details, ParentWallet: parent})
+		opened, err = o.Backend.OpenAuthRequest(ctx, backendclient.OpenRequest{ChildPubkey: pub, BoxKey: boxKey, RequestType: req.Type, RequestDetails: details, ParentWallet: parent})
 		if err == nil {
 			break
 		}
@@ -149,6 +150,8 @@ func Pair(ctx context.Context, o PairOptions) (*backendclient.Session, error) {
 		}
 		if err != nil {
 			switch {
+			case errors.Is(err, backendclient.ErrUnverifiedApproval):
+				return nil, &PairError{Reason: "unverified", Message: fmt.Sprintf("refusing the %s session: %v", what, err)}
 			case errors.Is(err, backendclient.ErrExpired):
 				return nil, &PairError{Reason: "expired", Message: fmt.Sprintf("the %s code %s expired before it was approved; restart the daemon to get a new code", what, opened.PairCode)}
 			case retryable(err):
@@ -170,6 +173,7 @@ func Pair(ctx context.Context, o PairOptions) (*backendclient.Session, error) {
 			if d.Session == nil {
 				return nil, &PairError{Reason: "failed", Message: "the backend approved the request but delivered no session"}
 			}
+			o.Log.Info("approval signature verified", "approver", string(d.ApproverWallet), "key_id", d.KeyID)
 			return d.Session, nil
 		case "denied":
 			return nil, &PairError{Reason: "denied", Message: fmt.Sprintf("the master denied the %s request %s", what, opened.PairCode)}
