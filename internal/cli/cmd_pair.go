@@ -3,8 +3,6 @@ package cli
 import (
 	"bufio"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"regexp"
@@ -27,6 +25,10 @@ type approveResult struct {
 	Status      string           `json:"status"`
 	Wallet      agentkeys.Wallet `json:"wallet,omitempty"`
 	Name        string           `json:"name,omitempty"`
+	// Signature is the backend's approval signature the daemon verifies
+	// (standard base64 of 64 bytes), KeyID the key that made it.
+	Signature []byte `json:"signature,omitempty"`
+	KeyID     string `json:"key_id,omitempty"`
 }
 
 func (a *App) newApproveCmd() *cobra.Command {
@@ -114,7 +116,7 @@ recovery gives the daemon a new session on a wallet you already own.
 			if err != nil {
 				return pairingError(err)
 			}
-			res := approveResult{RequestID: ap.RequestID, RequestType: p.RequestType, Status: ap.Status, Wallet: ap.Wallet}
+			res := approveResult{RequestID: ap.RequestID, RequestType: p.RequestType, Status: ap.Status, Wallet: ap.Wallet, Signature: ap.Signature, KeyID: ap.KeyID}
 			if name != "" && p.RequestType == authreq.TypePair && ap.Wallet != "" {
 				book, err := a.loadBook(m)
 				if err == nil {
@@ -217,11 +219,13 @@ shortcut. The new session is saved in this profile.`,
 			if err != nil {
 				return err
 			}
-			pub, priv, err := ed25519.GenerateKey(rand.Reader)
+			// The new session is sealed to this key and the approval
+			// signature is verified before anything is saved.
+			boxKey, err := authreq.NewBoxKey()
 			if err != nil {
 				return err
 			}
-			clear(priv)
+			pub := boxKey.PublicKey().Bytes()
 			details, err := authreq.Encode(authreq.Request{Type: authreq.TypeRecover, AgentIdentity: id, NewDaemonPubkey: pub})
 			if err != nil {
 				return err
@@ -229,7 +233,7 @@ shortcut. The new session is saved in this profile.`,
 			ctx, cancel := context.WithTimeout(cmdContext(cmd.Context()), timeout)
 			defer cancel()
 			o, err := c.OpenAuthRequest(ctx, backendclient.OpenRequest{
-				ChildPubkey: pub, RequestType: authreq.TypeRecover, RequestDetails: details,
+				ChildPubkey: pub, BoxKey: boxKey, RequestType: authreq.TypeRecover, RequestDetails: details,
 				IdentityType: typ, IdentityValue: id.Value,
 			})
 			if err != nil {
