@@ -197,6 +197,9 @@ func TestSealedSessionOnlyOpensForTheKeyHolder(t *testing.T) {
 	if _, err := SealTo([]byte{1, 2, 3}, "req-1", secret); err == nil {
 		t.Fatal("sealed to a malformed key")
 	}
+	if _, err := ParseBoxPublicKey(make([]byte, 32)); err == nil {
+		t.Fatal("accepted the all-zero (low-order) X25519 point")
+	}
 }
 
 func FuzzParseKeySet(f *testing.F) {

@@ -46,6 +46,15 @@ func ParseBoxPublicKey(b []byte) (*ecdh.PublicKey, error) {
 	if err != nil {
 		return nil, errors.New("box_pubkey must be a 32-byte X25519 public key")
 	}
+	// A low-order point gives an all-zero shared secret; ECDH refuses it,
+	// so a trial exchange rejects such keys up front.
+	probe, err := NewBoxKey()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := probe.ECDH(pub); err != nil {
+		return nil, errors.New("box_pubkey is not a usable X25519 public key")
+	}
 	return pub, nil
 }
 

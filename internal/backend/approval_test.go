@@ -199,7 +199,8 @@ func TestBoxPubkeySealsTheSession(t *testing.T) {
 
 func TestOpenRejectsMalformedBoxPubkey(t *testing.T) {
 	e := newEnv(t)
-	for _, box := range []string{"not base64!", base64.StdEncoding.EncodeToString([]byte{1, 2, 3}), base64.RawURLEncoding.EncodeToString(make([]byte, 33))} {
+	for _, box := range []string{"not base64!", base64.StdEncoding.EncodeToString([]byte{1, 2, 3}), base64.RawURLEncoding.EncodeToString(make([]byte, 33)),
+		base64.StdEncoding.EncodeToString(make([]byte, 32))} { // all-zero: a low-order point
 		status, m := e.openRaw(pairReq(), fmt.Sprintf(`,"box_pubkey":%q`, box))
 		if status != 400 || !strings.Contains(fmt.Sprint(m["message"]), "box_pubkey") {
 			t.Errorf("box_pubkey %q → %d %v", box, status, m)

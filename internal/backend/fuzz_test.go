@@ -27,6 +27,7 @@ func FuzzRequestDecoding(f *testing.F) {
 		`{"auth_token":"x"}`, `{"scope":{"services":["a"],"read_only":true}}`, `{"target_wallet":"0x0000000000000000000000000000000000000000"}`,
 		`{"agent_id":"` + string(m.Wallet) + `","service":"x","ciphertext":"eA=="}`, `{"scope":{"services":null}}`,
 		`{"child_pubkey":"AQID","request_type":"Pair","request_details":"oA=="}`, `{"pair_code":"ABCD-EFGH","otp":"123456"}`,
+		`{"child_pubkey":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","request_type":"Pair","request_details":"omR0eXBlZFBhaXJvcmVxdWVzdGVkX3Njb3BlomhzZXJ2aWNlc4BpcmVhZF9vbmx59A==","box_pubkey":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}`,
 		`{"identity_type":"alias","identity_value":"bot"}`, `{"daemon_pubkey":"AQ==","pair_code":"x"}`,
 		`[]`, `null`, `{"a":`, `{"scope":{"services":[1,2]}}`, "\x00", `{"ttl_seconds":1e400}`,
 	} {
