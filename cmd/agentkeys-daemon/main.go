@@ -101,6 +101,9 @@ Session: --session-file FILE ({"session","wallet","backend"}, mode 0600) if it e
 session --session-id (default: the single daemon-<wallet> session stored); else it pairs: it prints
 "Pair code: XXXX-XXXX  OTP: NNNNNN" on stderr and waits for "agentkeys approve" on the master's machine.
 --recover ALIAS|EMAIL|WALLET asks the master to approve a new session for an existing agent instead.
+Each request carries a fresh X25519 key: the backend seals the approved session to it, and the daemon
+stores it only if the backend's Ed25519 approval signature (keys at /.well-known/agentkeys-pairing-keys)
+covers the request, this daemon's keys and that very session; otherwise it refuses and exits 1.
 
 Serving: a Unix-socket JSON-RPC API (read, list, status, aws_credentials, oidc_token) at --socket
 (default $XDG_RUNTIME_DIR/agentkeys/agentkeys.sock), MCP on stdio (--stdio) and MCP Streamable HTTP on a

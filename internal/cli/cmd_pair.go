@@ -197,7 +197,9 @@ wallet, run:
   agentkeys approve <code> --otp <otp>
 
 Recovery never works without that approval: there is no password or e-mail
-shortcut. The new session is saved in this profile.`,
+shortcut. The new session arrives sealed to a key generated for this request
+and is saved in this profile only if the backend's approval signature
+verifies over the request and that session.`,
 		Args: exactArgs(1, "<wallet|alias|email>"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, typ := identityOf(strings.TrimSpace(args[0]))
