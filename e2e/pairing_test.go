@@ -124,6 +124,7 @@ var (
 	pairLine     = regexp.MustCompile(`Pair code: (\S+)\s+OTP: (\d+)`)
 	recoveryLine = regexp.MustCompile(`Recovery code: (\S+)\s+OTP: (\d+)`)
 	readyLine    = regexp.MustCompile(`"msg":"daemon ready"`)
+	verifiedLine = regexp.MustCompile(`"msg":"approval signature verified"`)
 )
 
 // TestPairApproveRecover is issue 5's two-process check with the real
@@ -143,6 +144,7 @@ func TestPairApproveRecover(t *testing.T) {
 	d := startDaemon(t, s.backendURL, "--services", "openrouter", "--session-file", sessionFile, "--socket", socket)
 	m := d.expect(t, pairLine)
 	master.must("", "approve", m[1], "--otp", m[2], "--yes", "--name", "sandbox-bot")
+	d.expect(t, verifiedLine) // the approval's signature checked out before the session was kept
 	d.expect(t, readyLine)
 
 	secret := "sk-or-e2e-" + strings.Repeat("x", 8) + time.Now().Format("150405.000000")
@@ -174,6 +176,7 @@ func TestPairApproveRecover(t *testing.T) {
 		t.Fatal("a stranger approved another master's recovery")
 	}
 	master.must("", "approve", r[1], "--otp", r[2], "--yes")
+	d2.expect(t, verifiedLine)
 	d2.expect(t, readyLine)
 	if out := sandbox.must("", "read", "--socket", socket2, "openrouter"); strings.TrimSpace(out) != secret {
 		t.Fatalf("read after recovery = %q", out)
