@@ -160,6 +160,7 @@ loopback address (--http 127.0.0.1:PORT, bearer from AGENTKEYS_MCP_TOKEN or a ge
 	f.StringVar(&cfg.Session.SessionFile, "session-file", "", "session file (JSON {\"session\",\"wallet\",\"backend\"}, mode 0600): used if it exists, written after pairing")
 	f.StringVar(&sessionID, "session-id", os.Getenv("AGENTKEYS_SESSION_ID"), "id of the stored session (keychain or 0600 file; default daemon-<wallet>) (env AGENTKEYS_SESSION_ID)")
 	f.StringVar(&cfg.Session.Parent, "parent", "", "bind the pair/recover request to this master (alias, e-mail or wallet)")
+	f.StringVar(&cfg.Session.PairingKeyID, "pairing-key-id", os.Getenv("AGENTKEYS_PAIRING_KEY_ID"), "trust only this approval-signing key (its kid at /.well-known/agentkeys-pairing-keys) (env AGENTKEYS_PAIRING_KEY_ID)")
 	f.StringSliceVar(&services, "services", nil, "services the pair request asks for (comma separated)")
 	f.BoolVar(&cfg.Session.ReadOnly, "read-only", false, "ask for a read-only scope")
 	f.StringVar(&cfg.Session.Recover, "recover", "", "recover an existing agent (alias, e-mail or wallet) with the master's approval")

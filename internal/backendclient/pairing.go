@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
@@ -27,6 +28,9 @@ type OpenRequest struct {
 	// BoxKey, when set, makes the backend seal the approved session to
 	// its public half (sent as box_pubkey); AwaitAuthDecision opens it.
 	BoxKey *ecdh.PrivateKey
+	// PinnedKeyIDs, when set, are the only approval-signing keys (by RFC
+	// 7638 thumbprint) trusted, whatever else the backend publishes.
+	PinnedKeyIDs []string
 }
 
 // Opened is the answer to OpenAuthRequest. OTP and PairCode are shown to
@@ -69,6 +73,12 @@ func (c *Client) OpenAuthRequest(ctx context.Context, r OpenRequest) (Opened, er
 	keys, err := c.PairingKeys(ctx)
 	if err != nil {
 		return Opened{}, err
+	}
+	if len(r.PinnedKeyIDs) > 0 {
+		keys = slices.DeleteFunc(keys, func(k authreq.PublicKey) bool { return !slices.Contains(r.PinnedKeyIDs, k.ID) })
+		if len(keys) == 0 {
+			return Opened{}, fmt.Errorf("open auth request: %w: the backend does not publish the pinned pairing key", ErrUnverifiedApproval)
+		}
 	}
 	in := map[string]string{
 		"child_pubkey":    base64.StdEncoding.EncodeToString(r.ChildPubkey),

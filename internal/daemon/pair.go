@@ -62,11 +62,14 @@ type PairOptions struct {
 	Backend *backendclient.Client
 	// Recover names the agent to recover (alias, e-mail, ENS or wallet);
 	// empty means Pair.
-	Recover  string
-	Parent   string
-	Services []string
-	ReadOnly bool
-	Timeout  time.Duration
+	Recover string
+	Parent  string
+	// PairingKeyID pins the backend's approval-signing key (its RFC 7638
+	// thumbprint); empty trusts what the backend publishes.
+	PairingKeyID string
+	Services     []string
+	ReadOnly     bool
+	Timeout      time.Duration
 	// Prompt receives the single "Pair code: … OTP: …" (or "Recovery
 	// code: …") line and a hint; it is the daemon's stderr, never stdout.
 	Prompt io.Writer
@@ -122,9 +125,16 @@ func Pair(ctx context.Context, o PairOptions) (*backendclient.Session, error) {
 	}
 	var opened backendclient.Opened
 	for attempt := 0; ; attempt++ {
-		opened, err = o.Backend.OpenAuthRequest(ctx, backendclient.OpenRequest{ChildPubkey: pub, BoxKey: boxKey, RequestType: req.Type, RequestDetails: details, ParentWallet: parent})
+		open := backendclient.OpenRequest{ChildPubkey: pub, BoxKey: boxKey, RequestType: req.Type, RequestDetails: details, ParentWallet: parent}
+		if o.PairingKeyID != "" {
+			open.PinnedKeyIDs = []string{o.PairingKeyID}
+		}
+		opened, err = o.Backend.OpenAuthRequest(ctx, open)
 		if err == nil {
 			break
+		}
+		if errors.Is(err, backendclient.ErrUnverifiedApproval) {
+			return nil, &PairError{Reason: "unverified", Message: fmt.Sprintf("refusing to %s: %v", what, err)}
 		}
 		if !retryable(err) {
 			return nil, &PairError{Reason: "failed", Message: fmt.Sprintf("open the %s request: %v", what, err)}

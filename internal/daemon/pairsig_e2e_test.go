@@ -74,3 +74,29 @@ func TestPairVerifiesTheApprovalSignature(t *testing.T) {
 		})
 	}
 }
+
+// TestPairingKeyPin: with --pairing-key-id the daemon trusts only that key;
+// a backend that does not publish it is refused before any code is shown.
+func TestPairingKeyPin(t *testing.T) {
+	ctx := context.Background()
+	b := startBackend(t)
+	keys, err := b.client.PairingKeys(ctx)
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("keys %v %v", keys, err)
+	}
+	other := startBackend(t) // another seal key, hence another pairing key
+	d := startDaemon(t, t.TempDir(), []string{"AGENTKEYS_PAIRING_KEY_ID=" + keys[0].ID}, "--backend", other.url, "--no-socket", "--pair-timeout", "60")
+	if code := d.wait(30 * time.Second); code != 1 || pairLine.MatchString(d.stderr()) || !strings.Contains(d.stderr(), "pinned pairing key") {
+		t.Fatalf("exit %d; stderr:\n%s", code, d.stderr())
+	}
+
+	d = startDaemon(t, t.TempDir(), nil, "--backend", b.url, "--no-socket", "--pair-timeout", "60", "--pairing-key-id", keys[0].ID)
+	m := d.waitFor(pairLine, 30*time.Second)
+	if _, err := b.client.ApproveAuthRequest(ctx, b.master.Token, m[1], m[2]); err != nil {
+		t.Fatal(err)
+	}
+	d.waitReady()
+	if !strings.Contains(d.stderr(), keys[0].ID) {
+		t.Fatalf("verified key not logged:\n%s", d.stderr())
+	}
+}

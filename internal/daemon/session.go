@@ -28,12 +28,14 @@ type SessionOptions struct {
 	Pair        bool   // --pair: pair even if a session is stored
 	Recover     string // --recover
 	Parent      string
-	Services    []string
-	ReadOnly    bool
-	PairTimeout time.Duration
-	Prompt      io.Writer // stderr
-	Log         *slog.Logger
-	HTTP        backendclient.Option // optional (tests)
+	// PairingKeyID pins the backend's approval-signing key.
+	PairingKeyID string
+	Services     []string
+	ReadOnly     bool
+	PairTimeout  time.Duration
+	Prompt       io.Writer // stderr
+	Log          *slog.Logger
+	HTTP         backendclient.Option // optional (tests)
 }
 
 func (o *SessionOptions) backend(url string) (*backendclient.Client, error) {
@@ -178,7 +180,7 @@ func pairAndStore(ctx context.Context, o SessionOptions) (Session, *backendclien
 	if err != nil {
 		return Session{}, nil, err
 	}
-	got, err := Pair(ctx, PairOptions{Backend: bc, Recover: o.Recover, Parent: o.Parent, Services: o.Services, ReadOnly: o.ReadOnly,
+	got, err := Pair(ctx, PairOptions{Backend: bc, Recover: o.Recover, Parent: o.Parent, PairingKeyID: o.PairingKeyID, Services: o.Services, ReadOnly: o.ReadOnly,
 		Timeout: o.PairTimeout, Prompt: o.Prompt, Log: o.Log})
 	if err != nil {
 		return Session{}, nil, err
