@@ -49,6 +49,11 @@ type Opened struct {
 	keys []authreq.PublicKey
 }
 
+// String and GoString keep the request's private box key out of any
+// formatted output.
+func (o Opened) String() string   { return "auth request " + o.PairCode }
+func (o Opened) GoString() string { return o.String() }
+
 // ErrUnverifiedApproval is wrapped by AwaitAuthDecision errors when the
 // backend's answer does not carry a valid approval signature over what was
 // asked and what was delivered: the session is refused.
