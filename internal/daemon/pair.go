@@ -134,7 +134,7 @@ func Pair(ctx context.Context, o PairOptions) (*backendclient.Session, error) {
 			break
 		}
 		if errors.Is(err, backendclient.ErrUnverifiedApproval) {
-			return nil, &PairError{Reason: "unverified", Message: fmt.Sprintf("refusing to %s: %v", what, err)}
+			return nil, &PairError{Reason: "unverified", Message: fmt.Sprintf("refusing to open the %s request: %v", what, err)}
 		}
 		if !retryable(err) {
 			return nil, &PairError{Reason: "failed", Message: fmt.Sprintf("open the %s request: %v", what, err)}
