@@ -54,6 +54,21 @@ type Session struct {
 // Revoked reports whether the session has been revoked.
 func (s Session) Revoked() bool { return !s.RevokedAt.IsZero() }
 
+// AudienceBroker is the audience of broker tokens: bearers the backend
+// accepts only at GET /session/validate, for the broker to check.
+const AudienceBroker = "broker"
+
+// BrokerToken is a short-lived bearer derived from a session for one
+// audience. Only its hash is stored; it is valid only while its parent
+// session is.
+type BrokerToken struct {
+	TokenHash  agentkeys.TokenHash
+	ParentHash agentkeys.TokenHash // the session it was derived from
+	Audience   string
+	CreatedAt  time.Time
+	ExpiresAt  time.Time
+}
+
 // Credential is one sealed secret of a wallet for a service.
 type Credential struct {
 	Wallet    agentkeys.Wallet
@@ -108,6 +123,14 @@ type Queries interface {
 	RevokeWalletSessions(ctx context.Context, addrs []agentkeys.Wallet, at time.Time) (int, error)
 	// DeleteExpiredSessions removes sessions that expired before t.
 	DeleteExpiredSessions(ctx context.Context, t time.Time) (int, error)
+
+	// InsertBrokerToken stores a derived token; ErrNotFound if its parent
+	// session does not exist, ErrConflict if the hash does.
+	InsertBrokerToken(ctx context.Context, t BrokerToken) error
+	// BrokerToken returns the derived token, expired or not, or ErrNotFound.
+	BrokerToken(ctx context.Context, hash agentkeys.TokenHash) (BrokerToken, error)
+	// DeleteExpiredBrokerTokens removes derived tokens that expired before t.
+	DeleteExpiredBrokerTokens(ctx context.Context, t time.Time) (int, error)
 
 	// PutCredential inserts or replaces; CreatedAt is kept on replace.
 	PutCredential(ctx context.Context, c Credential) error

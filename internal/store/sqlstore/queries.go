@@ -298,6 +298,45 @@ func (q *queries) DeleteExpiredSessions(ctx context.Context, t time.Time) (int, 
 	return n, classify("delete expired sessions", err)
 }
 
+// --- broker tokens ---
+
+// InsertBrokerToken stores a derived token. It returns store.ErrNotFound if
+// the parent session does not exist and store.ErrConflict if the hash does.
+func (q *queries) InsertBrokerToken(ctx context.Context, t store.BrokerToken) error {
+	_, err := q.q.ExecContext(ctx, `INSERT INTO broker_tokens
+		(token_hash, parent_hash, audience, created_at, expires_at)
+		VALUES ($1, $2, $3, $4, $5)`,
+		string(t.TokenHash), string(t.ParentHash), t.Audience, toMS(t.CreatedAt), toMS(t.ExpiresAt))
+	return classify("insert broker token", err)
+}
+
+// BrokerToken returns the derived token, expired or not, or
+// store.ErrNotFound.
+func (q *queries) BrokerToken(ctx context.Context, hash agentkeys.TokenHash) (store.BrokerToken, error) {
+	var (
+		t                store.BrokerToken
+		tokenHash, ph    string
+		created, expires int64
+	)
+	err := q.q.QueryRowContext(ctx, `SELECT token_hash, parent_hash, audience, created_at, expires_at
+		FROM broker_tokens WHERE token_hash = $1`, string(hash)).
+		Scan(&tokenHash, &ph, &t.Audience, &created, &expires)
+	if err != nil {
+		return store.BrokerToken{}, classify("get broker token", err)
+	}
+	t.TokenHash, t.ParentHash = agentkeys.TokenHash(tokenHash), agentkeys.TokenHash(ph)
+	t.CreatedAt, t.ExpiresAt = fromMS(created), fromMS(expires)
+	return t, nil
+}
+
+// DeleteExpiredBrokerTokens removes derived tokens whose expiry is before t
+// and returns how many it removed.
+func (q *queries) DeleteExpiredBrokerTokens(ctx context.Context, t time.Time) (int, error) {
+	res, err := q.q.ExecContext(ctx, `DELETE FROM broker_tokens WHERE expires_at < $1`, toMS(t))
+	n, err := affected(res, err)
+	return n, classify("delete expired broker tokens", err)
+}
+
 // --- credentials ---
 
 // PutCredential inserts the credential or replaces its sealed value and

@@ -36,6 +36,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RevokeSessionTree", testRevokeSessionTree},
 		{"RevokeWalletSessions", testRevokeWalletSessions},
 		{"DeleteExpiredSessions", testDeleteExpiredSessions},
+		{"BrokerTokens", testBrokerTokens},
+		{"BrokerTokensDieWithParent", testBrokerTokensDieWithParent},
 		{"CredentialPutGet", testCredentialPutGet},
 		{"Services", testServices},
 		{"DeleteWalletData", testDeleteWalletData},
@@ -469,6 +471,79 @@ func testDeleteExpiredSessions(t *testing.T, s store.Store) {
 	}
 	getSession(t, s, atCut.TokenHash)
 	getSession(t, s, later.TokenHash)
+}
+
+func testBrokerTokens(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	m := master(t, s)
+	parent := session(t, s, m.Address, "", now().Add(time.Hour))
+	cut := now()
+	mk := func(exp time.Time) store.BrokerToken {
+		bt := store.BrokerToken{TokenHash: agentkeys.NewToken().Hash(), ParentHash: parent.TokenHash,
+			Audience: store.AudienceBroker, CreatedAt: cut.Add(-time.Minute), ExpiresAt: exp}
+		mustNil(t, s.InsertBrokerToken(ctx, bt))
+		return bt
+	}
+	live := mk(cut.Add(5 * time.Minute))
+	gone := mk(cut.Add(-time.Millisecond))
+	atCut := mk(cut)
+
+	got, err := s.BrokerToken(ctx, live.TokenHash)
+	mustNil(t, err)
+	if got.TokenHash != live.TokenHash || got.ParentHash != live.ParentHash || got.Audience != store.AudienceBroker ||
+		!got.CreatedAt.Equal(live.CreatedAt) || !got.ExpiresAt.Equal(live.ExpiresAt) {
+		t.Errorf("broker token = %+v, want %+v", got, live)
+	}
+	wantErr(t, s.InsertBrokerToken(ctx, live), store.ErrConflict)
+	_, err = s.BrokerToken(ctx, agentkeys.NewToken().Hash())
+	wantErr(t, err, store.ErrNotFound)
+	// A broker token is never a session, nor the other way round.
+	_, err = s.Session(ctx, live.TokenHash)
+	wantErr(t, err, store.ErrNotFound)
+	_, err = s.BrokerToken(ctx, parent.TokenHash)
+	wantErr(t, err, store.ErrNotFound)
+	orphan := store.BrokerToken{TokenHash: agentkeys.NewToken().Hash(), ParentHash: agentkeys.NewToken().Hash(),
+		Audience: store.AudienceBroker, CreatedAt: cut, ExpiresAt: cut.Add(time.Minute)}
+	wantErr(t, s.InsertBrokerToken(ctx, orphan), store.ErrNotFound)
+
+	n, err := s.DeleteExpiredBrokerTokens(ctx, cut)
+	mustNil(t, err)
+	if n != 1 {
+		t.Errorf("deleted %d, want 1", n)
+	}
+	_, err = s.BrokerToken(ctx, gone.TokenHash)
+	wantErr(t, err, store.ErrNotFound)
+	for _, h := range []agentkeys.TokenHash{live.TokenHash, atCut.TokenHash} {
+		_, err := s.BrokerToken(ctx, h)
+		mustNil(t, err)
+	}
+}
+
+// testBrokerTokensDieWithParent: sweeping the parent session removes its
+// derived tokens, inside a transaction as outside.
+func testBrokerTokensDieWithParent(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	m := master(t, s)
+	cut := now()
+	old := session(t, s, m.Address, "", cut.Add(-time.Second))
+	keep := session(t, s, m.Address, "", cut.Add(time.Hour))
+	var doomed, kept store.BrokerToken
+	mustNil(t, s.Tx(ctx, func(q store.Queries) error {
+		doomed = store.BrokerToken{TokenHash: agentkeys.NewToken().Hash(), ParentHash: old.TokenHash,
+			Audience: store.AudienceBroker, CreatedAt: cut, ExpiresAt: cut.Add(time.Hour)}
+		kept = store.BrokerToken{TokenHash: agentkeys.NewToken().Hash(), ParentHash: keep.TokenHash,
+			Audience: store.AudienceBroker, CreatedAt: cut, ExpiresAt: cut.Add(time.Hour)}
+		if err := q.InsertBrokerToken(ctx, doomed); err != nil {
+			return err
+		}
+		return q.InsertBrokerToken(ctx, kept)
+	}))
+	_, err := s.DeleteExpiredSessions(ctx, cut)
+	mustNil(t, err)
+	_, err = s.BrokerToken(ctx, doomed.TokenHash)
+	wantErr(t, err, store.ErrNotFound)
+	_, err = s.BrokerToken(ctx, kept.TokenHash)
+	mustNil(t, err)
 }
 
 func testCredentialPutGet(t *testing.T, s store.Store) {
