@@ -18,6 +18,9 @@ type caller struct {
 	// scope is the effective scope: the caller's own narrowed by every
 	// ancestor's. nil means unrestricted.
 	scope *agentkeys.Scope
+	// brokerToken is set when the bearer is a broker token derived from
+	// session (only GET /session/validate accepts one).
+	brokerToken *store.BrokerToken
 }
 
 func (c *caller) addr() agentkeys.Wallet { return c.wallet.Address }
@@ -37,17 +40,76 @@ func bearer(r *http.Request) (agentkeys.Token, error) {
 	return tok, nil
 }
 
+// authenticate resolves the bearer as a session. A broker token (derived
+// for the broker's audience) is refused here: it is good only at
+// GET /session/validate (authenticateForBroker).
 func (s *Server) authenticate(r *http.Request) (*caller, error) {
 	tok, err := bearer(r)
 	if err != nil {
 		return nil, err
 	}
-	return s.resolveSession(r.Context(), s.store, tok)
+	c, err := s.resolveSession(r.Context(), s.store, tok)
+	if err != nil {
+		if _, berr := s.store.BrokerToken(r.Context(), tok.Hash()); berr == nil {
+			return nil, unauthorized(msgBrokerOnly)
+		}
+	}
+	return c, err
+}
+
+// msgBrokerOnly answers a broker token presented anywhere but
+// GET /session/validate.
+const msgBrokerOnly = "token is for the broker only"
+
+// authenticateForBroker accepts a session or a live broker token whose
+// parent session is valid; the caller is the parent session's, with
+// brokerToken set.
+func (s *Server) authenticateForBroker(r *http.Request) (*caller, error) {
+	tok, err := bearer(r)
+	if err != nil {
+		return nil, err
+	}
+	ctx := r.Context()
+	c, serr := s.resolveSession(ctx, s.store, tok)
+	if serr == nil {
+		return c, nil
+	}
+	hash := tok.Hash()
+	bt, err := s.store.BrokerToken(ctx, hash)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, serr
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !bt.TokenHash.Equal(hash) || bt.Audience != store.AudienceBroker {
+		return nil, unauthorized("session not found")
+	}
+	if !s.now().Before(bt.ExpiresAt) {
+		return nil, unauthorized("session expired")
+	}
+	// The parent session's checks apply in full: revoking it, an ancestor
+	// session or a wallet above it, or its expiry, ends the token too.
+	c, err = s.resolveSessionHash(ctx, s.store, bt.ParentHash)
+	if err != nil {
+		return nil, err
+	}
+	c.brokerToken = &bt
+	return c, nil
 }
 
 // resolveSession checks a token and loads its wallet and effective scope.
 func (s *Server) resolveSession(ctx context.Context, q store.Queries, tok agentkeys.Token) (*caller, error) {
-	hash := tok.Hash()
+	c, err := s.resolveSessionHash(ctx, q, tok.Hash())
+	if err != nil {
+		return nil, err
+	}
+	c.token = tok
+	return c, nil
+}
+
+// resolveSessionHash checks the session with this token hash.
+func (s *Server) resolveSessionHash(ctx context.Context, q store.Queries, hash agentkeys.TokenHash) (*caller, error) {
 	sess, err := q.Session(ctx, hash)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, unauthorized("session not found")
@@ -73,7 +135,7 @@ func (s *Server) resolveSession(ctx context.Context, q store.Queries, tok agentk
 	if len(lineage) == 0 || lineage[0].TornDown {
 		return nil, unauthorized("session revoked")
 	}
-	return &caller{token: tok, session: sess, wallet: lineage[0], scope: effectiveScope(lineage)}, nil
+	return &caller{session: sess, wallet: lineage[0], scope: effectiveScope(lineage)}, nil
 }
 
 // effectiveScope intersects the scopes of a wallet and its ancestors.

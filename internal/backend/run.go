@@ -209,6 +209,7 @@ func (s *Server) sweepOnce(ctx context.Context) {
 		what string
 		fn   func(context.Context, time.Time) (int, error)
 	}{
+		{"broker tokens", s.store.DeleteExpiredBrokerTokens},
 		{"sessions", s.store.DeleteExpiredSessions},
 		{"auth requests", s.store.DeleteExpiredAuthRequests},
 		{"rendezvous slots", s.store.DeleteExpiredRendezvous},

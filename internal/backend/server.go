@@ -49,6 +49,10 @@ const (
 const (
 	DefaultSessionTTL    = 30 * 24 * time.Hour
 	DefaultSweepInterval = time.Minute
+	// DefaultBrokerTokenTTL is the lifetime of a broker token unless the
+	// client asks for less; MaxBrokerTokenTTL bounds what it may ask for.
+	DefaultBrokerTokenTTL = 5 * time.Minute
+	MaxBrokerTokenTTL     = 15 * time.Minute
 	// MaxSecretSize bounds one credential value.
 	MaxSecretSize = 64 << 10
 )
@@ -61,6 +65,9 @@ type Options struct {
 	// SessionTTL is the lifetime of a master session (default 30 days).
 	// Child sessions never outlive the session that minted them.
 	SessionTTL time.Duration
+	// BrokerTokenTTL is the default lifetime of a broker token (default
+	// 5 minutes, at most MaxBrokerTokenTTL); it never outlives its session.
+	BrokerTokenTTL time.Duration
 	// LoginRate limits POST /session/create per client IP (per second;
 	// default 5, burst 20). Negative disables.
 	LoginRate float64
@@ -94,6 +101,8 @@ type Server struct {
 	pollEvery     time.Duration
 	openLimit     *ratelimit.Limiter // unauthenticated pairing routes, per IP
 	approveLimit  *ratelimit.Limiter // fetch/approve, per session
+	brokerLimit   *ratelimit.Limiter // broker-token issuance, per session
+	brokerTTL     time.Duration
 	mockInbox     bool
 	emailDomain   string
 	loginVerifier LoginVerifier
@@ -137,6 +146,11 @@ func New(o Options) (*Server, error) {
 	s.login = ratelimit.New(rate, 20)
 	s.openLimit = ratelimit.New(rate*2, 40)
 	s.approveLimit = ratelimit.New(rate, 10)
+	s.brokerLimit = ratelimit.New(rate, 20)
+	s.brokerTTL = min(o.BrokerTokenTTL, MaxBrokerTokenTTL)
+	if s.brokerTTL <= 0 {
+		s.brokerTTL = DefaultBrokerTokenTTL
+	}
 	s.authTTL, s.awaitWindow, s.pollEvery = o.AuthRequestTTL, o.AwaitWindow, 500*time.Millisecond
 	if s.authTTL <= 0 {
 		s.authTTL = DefaultAuthRequestTTL
@@ -162,7 +176,8 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /health", s.health)
 
 	m.Handle("POST /session/create", s.public(s.createSession))
-	m.Handle("GET /session/validate", s.authed(s.validateSession))
+	m.Handle("GET /session/validate", s.authedForBroker(s.validateSession))
+	m.Handle("POST /session/broker-token", s.authed(s.createBrokerToken))
 	m.Handle("POST /session/child", s.authed(s.createChild))
 	m.Handle("POST /session/revoke", s.authed(s.revoke))
 	m.Handle("GET /session/scope", s.authed(s.getScope))
@@ -236,6 +251,19 @@ func (s *Server) authed(h authedHandler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.respond(w, r, func(r *http.Request) (any, error) {
 			c, err := s.authenticate(r)
+			if err != nil {
+				return nil, err
+			}
+			return h(r, c)
+		})
+	})
+}
+
+// authedForBroker is authed that also accepts a broker token.
+func (s *Server) authedForBroker(h authedHandler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.respond(w, r, func(r *http.Request) (any, error) {
+			c, err := s.authenticateForBroker(r)
 			if err != nil {
 				return nil, err
 			}

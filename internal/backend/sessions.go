@@ -78,14 +78,82 @@ type validateResponse struct {
 	Parent    agentkeys.Wallet `json:"parent,omitempty"`
 	Scope     *agentkeys.Scope `json:"scope"`
 	ExpiresAt int64            `json:"expires_at"`
+	// For a broker token: its audience ("broker") and its own expiry;
+	// expires_at stays the parent session's.
+	Audience       string `json:"audience,omitempty"`
+	TokenExpiresAt int64  `json:"token_expires_at,omitempty"`
 }
 
-// validateSession tells a relying service (the broker) who holds a token.
+// validateSession tells a relying service (the broker) who holds a token:
+// a session or a broker token derived from one.
 func (s *Server) validateSession(r *http.Request, c *caller) (any, error) {
-	return validateResponse{
+	resp := validateResponse{
 		Wallet: c.addr(), Kind: c.wallet.Kind, Parent: c.wallet.Parent,
 		Scope: c.scope, ExpiresAt: c.session.ExpiresAt.Unix(),
-	}, nil
+	}
+	if bt := c.brokerToken; bt != nil {
+		resp.Audience, resp.TokenExpiresAt = bt.Audience, bt.ExpiresAt.Unix()
+	}
+	return resp, nil
+}
+
+type brokerTokenResponse struct {
+	Token     string `json:"token"`
+	ExpiresAt int64  `json:"expires_at"`
+	Audience  string `json:"audience"`
+}
+
+// createBrokerToken derives from the caller's session a short-lived token
+// for the broker's audience: the broker can validate it, but every other
+// route refuses it, it dies with the session (revocation included), and it
+// never outlives the session. Only a session can ask (authed refuses broker
+// tokens), so a broker token cannot beget another.
+//
+// Issuance is not written to the audit log: the token grants nothing the
+// session does not already hold, clients derive one every few minutes, and
+// what it is used for — a mint — is audited by the broker with the wallet.
+func (s *Server) createBrokerToken(r *http.Request, c *caller) (any, error) {
+	if ok, wait := s.brokerLimit.Allow(string(c.session.TokenHash)); !ok {
+		e := jsonhttp.Errorf(http.StatusTooManyRequests, KindRateLimited, "too many broker tokens requested; retry later")
+		e.RetryAfter = ratelimit.RetryAfterSeconds(wait)
+		return nil, e
+	}
+	var req struct {
+		Audience   string `json:"audience"`
+		TTLSeconds int64  `json:"ttl_seconds"`
+	}
+	if err := decode(r, &req, smallBody); err != nil {
+		return nil, err
+	}
+	if req.Audience != "" && req.Audience != store.AudienceBroker {
+		return nil, badRequest("audience must be %q", store.AudienceBroker)
+	}
+	if req.TTLSeconds < 0 || req.TTLSeconds > int64(MaxBrokerTokenTTL/time.Second) {
+		return nil, badRequest("ttl_seconds must be between 1 and %d", int64(MaxBrokerTokenTTL/time.Second))
+	}
+	ttl := s.brokerTTL
+	if req.TTLSeconds > 0 {
+		ttl = time.Duration(req.TTLSeconds) * time.Second
+	}
+	now := s.now()
+	expires := now.Add(ttl)
+	if expires.After(c.session.ExpiresAt) {
+		expires = c.session.ExpiresAt
+	}
+	tok := agentkeys.NewToken()
+	bt := store.BrokerToken{TokenHash: tok.Hash(), ParentHash: c.session.TokenHash, Audience: store.AudienceBroker, CreatedAt: now, ExpiresAt: expires}
+	err := s.store.Tx(r.Context(), func(q store.Queries) error {
+		// Re-check the session inside the transaction: a concurrent revoke
+		// must not leave a live token of a dead session.
+		if _, err := s.resolveSession(r.Context(), q, c.token); err != nil {
+			return err
+		}
+		return q.InsertBrokerToken(r.Context(), bt)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return brokerTokenResponse{Token: tok.Reveal(), ExpiresAt: expires.Unix(), Audience: store.AudienceBroker}, nil
 }
 
 // createChild mints an agent wallet under the caller with a scope no wider

@@ -240,6 +240,10 @@ type Identity struct {
 	Parent    agentkeys.Wallet `json:"parent,omitempty"`
 	Scope     *agentkeys.Scope `json:"scope"`
 	ExpiresAt int64            `json:"expires_at"`
+	// Audience is "broker" when tok is a broker token (then ExpiresAt is its
+	// session's expiry and TokenExpiresAt its own); "" for a session.
+	Audience       string `json:"audience,omitempty"`
+	TokenExpiresAt int64  `json:"token_expires_at,omitempty"`
 }
 
 // Validate returns the holder of tok.
@@ -247,6 +251,31 @@ func (c *Client) Validate(ctx context.Context, tok agentkeys.Token) (Identity, e
 	var out Identity
 	err := c.do(ctx, "validate session", http.MethodGet, "/session/validate", nil, tok, nil, &out)
 	return out, err
+}
+
+// BrokerToken asks the backend that issued session tok for a short-lived
+// token derived from it for the broker's audience: the broker accepts it,
+// every other backend route refuses it, and it dies with the session. ttl 0
+// means the backend's default (minutes). A backend that predates broker
+// tokens answers 404 (errors.Is(err, ErrNotFound)).
+func (c *Client) BrokerToken(ctx context.Context, tok agentkeys.Token, ttl time.Duration) (agentkeys.Token, time.Time, error) {
+	const op = "derive broker token"
+	in := map[string]any{"audience": "broker"}
+	if ttl > 0 {
+		in["ttl_seconds"] = int64(ttl / time.Second)
+	}
+	var out struct {
+		Token     string `json:"token"`
+		ExpiresAt int64  `json:"expires_at"`
+	}
+	if err := c.do(ctx, op, http.MethodPost, "/session/broker-token", nil, tok, in, &out); err != nil {
+		return "", time.Time{}, err
+	}
+	bt, err := agentkeys.ParseToken(out.Token)
+	if err != nil || out.ExpiresAt <= 0 {
+		return "", time.Time{}, &TransportError{Op: op, Err: errors.New("backend returned a malformed broker token")}
+	}
+	return bt, time.Unix(out.ExpiresAt, 0), nil
 }
 
 // CreateChild creates an agent wallet under the caller with scope. ttl 0
