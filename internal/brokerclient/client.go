@@ -1,6 +1,12 @@
 // Package brokerclient is the typed Go client of agentkeys-broker's mint
 // endpoints, used by the daemon and the CLI. Its errors never carry the
 // bearer, the minted credential or the broker's URL.
+//
+// The broker never sees a session: for each session the client asks the
+// backend that issued it (a Deriver) for a broker token — minutes long,
+// accepted by the backend only at GET /session/validate, dead with the
+// session — and sends only that. A backend that cannot issue one is an
+// error; the client never falls back to sending the session.
 package brokerclient
 
 import (
@@ -15,9 +21,11 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/backendclient"
 )
 
 // AWSCredentials are temporary AWS credentials minted by the broker. They
@@ -80,26 +88,118 @@ type TransportError struct {
 func (e *TransportError) Error() string { return e.Op + ": broker unreachable: " + e.Err.Error() }
 func (e *TransportError) Unwrap() error { return e.Err }
 
+// Deriver obtains from the backend that issued session a short-lived token
+// for the broker's audience (ttl 0: the backend's default).
+// *backendclient.Client is one.
+type Deriver interface {
+	BrokerToken(ctx context.Context, session agentkeys.Token, ttl time.Duration) (agentkeys.Token, time.Time, error)
+}
+
+// ErrNoBrokerTokens means the backend does not issue broker tokens (it
+// predates them). The client then refuses rather than send the session.
+var ErrNoBrokerTokens = errors.New("the backend does not issue broker tokens (it predates them); upgrade the backend — the session itself is never sent to the broker")
+
+// DeriveError is a failure to obtain a broker token from the backend. It
+// unwraps to the backend client's error, so errors.Is matches its
+// sentinels (unauthorized: the session is invalid, expired or revoked).
+type DeriveError struct {
+	Op  string
+	Err error
+}
+
+func (e *DeriveError) Error() string { return e.Op + ": " + e.Err.Error() }
+func (e *DeriveError) Unwrap() error { return e.Err }
+
 // Client calls one broker.
 type Client struct {
-	base string
-	http *http.Client
+	base   string
+	http   *http.Client
+	derive Deriver
+	now    func() time.Time
+
+	sem    chan struct{} // one derivation at a time
+	mu     sync.Mutex
+	cached cachedToken
+}
+
+type cachedToken struct {
+	session agentkeys.TokenHash
+	token   agentkeys.Token
+	refresh time.Time
 }
 
 // DefaultTimeout bounds each mint.
 const DefaultTimeout = 20 * time.Second
 
-// New returns a client for the broker at baseURL; hc nil means a default
-// client with DefaultTimeout and no proxy.
-func New(baseURL string, hc *http.Client) (*Client, error) {
+// ParseURL checks and normalises a broker URL (no trailing slash).
+func ParseURL(baseURL string) (string, error) {
 	u, err := url.Parse(strings.TrimRight(baseURL, "/"))
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
-		return nil, fmt.Errorf("broker URL must look like http://127.0.0.1:8091, got %q", baseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return "", fmt.Errorf("broker URL must look like http://127.0.0.1:8091, got %q", baseURL)
+	}
+	return u.String(), nil
+}
+
+// New returns a client for the broker at baseURL that derives its bearers
+// through d (required); hc nil means a default client with DefaultTimeout
+// and no proxy.
+func New(baseURL string, hc *http.Client, d Deriver) (*Client, error) {
+	base, err := ParseURL(baseURL)
+	if err != nil {
+		return nil, err
+	}
+	if d == nil {
+		return nil, errors.New("brokerclient: a Deriver is required (the broker is sent only derived tokens)")
 	}
 	if hc == nil {
 		hc = &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 8, IdleConnTimeout: 90 * time.Second}, Timeout: DefaultTimeout}
 	}
-	return &Client{base: u.String(), http: hc}, nil
+	return &Client{base: base, http: hc, derive: d, now: time.Now, sem: make(chan struct{}, 1)}, nil
+}
+
+// bearer returns a broker token for session: the cached one until a
+// minute (or a fifth of its life) before it expires, else a fresh one.
+func (b *Client) bearer(ctx context.Context, op string, session agentkeys.Token, fresh bool) (tok agentkeys.Token, cached bool, err error) {
+	h := session.Hash()
+	if !fresh {
+		if tok, ok := b.fromCache(h); ok {
+			return tok, true, nil
+		}
+	}
+	select {
+	case b.sem <- struct{}{}:
+	case <-ctx.Done():
+		return "", false, &DeriveError{Op: op, Err: errors.New("cancelled while deriving a broker token")}
+	}
+	defer func() { <-b.sem }()
+	if !fresh {
+		if tok, ok := b.fromCache(h); ok { // derived while we waited
+			return tok, true, nil
+		}
+	}
+	start := b.now()
+	tok, exp, err := b.derive.BrokerToken(ctx, session, 0)
+	if err != nil {
+		if errors.Is(err, backendclient.ErrNotFound) {
+			err = ErrNoBrokerTokens
+		}
+		return "", false, &DeriveError{Op: op, Err: err}
+	}
+	margin := min(exp.Sub(start)/5, time.Minute)
+	b.mu.Lock()
+	b.cached = cachedToken{session: h, token: tok, refresh: exp.Add(-margin)}
+	b.mu.Unlock()
+	return tok, false, nil
+}
+
+func (b *Client) fromCache(h agentkeys.TokenHash) (agentkeys.Token, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	c := b.cached
+	if c.token != "" && c.session.Equal(h) && b.now().Before(c.refresh) {
+		return c.token, true
+	}
+	return "", false
 }
 
 // URL is the broker's base URL.
@@ -130,7 +230,26 @@ func (f *flexTime) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-func (b *Client) post(ctx context.Context, op, path string, tok agentkeys.Token, out any) error {
+// post sends a mint for session with a broker token derived from it. A
+// cached token the broker refuses (401) is replaced once: it may have been
+// swept, or the backend restarted.
+func (b *Client) post(ctx context.Context, op, path string, session agentkeys.Token, out any) error {
+	tok, cached, err := b.bearer(ctx, op, session, false)
+	if err != nil {
+		return err
+	}
+	err = b.postBearer(ctx, op, path, tok, out)
+	var be *Error
+	if cached && errors.As(err, &be) && be.Status == http.StatusUnauthorized {
+		if tok, _, err = b.bearer(ctx, op, session, true); err != nil {
+			return err
+		}
+		err = b.postBearer(ctx, op, path, tok, out)
+	}
+	return err
+}
+
+func (b *Client) postBearer(ctx context.Context, op, path string, tok agentkeys.Token, out any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.base+path, bytes.NewReader(nil))
 	if err != nil {
 		return &TransportError{Op: op, Err: errors.New("build request")}
@@ -170,7 +289,8 @@ func (b *Client) post(ctx context.Context, op, path string, tok agentkeys.Token,
 	return nil
 }
 
-// MintAWS asks the broker for temporary AWS credentials.
+// MintAWS asks the broker for temporary AWS credentials for the wallet of
+// session (sending only a token derived from it).
 func (b *Client) MintAWS(ctx context.Context, tok agentkeys.Token) (AWSCredentials, error) {
 	var out struct {
 		AWSCredentials
@@ -187,7 +307,8 @@ func (b *Client) MintAWS(ctx context.Context, tok agentkeys.Token) (AWSCredentia
 	return c, nil
 }
 
-// MintOIDC asks the broker for a web-identity JWT.
+// MintOIDC asks the broker for a web-identity JWT for the wallet of
+// session (sending only a token derived from it).
 func (b *Client) MintOIDC(ctx context.Context, tok agentkeys.Token) (OIDCToken, error) {
 	var out struct {
 		OIDCToken

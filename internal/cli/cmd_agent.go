@@ -147,7 +147,9 @@ Without it, the agent's session is discarded and only the master acts for it.`,
 				errs = append(errs, fmt.Errorf("agent %s created, but its name could not be saved: %w", child.Wallet, err))
 			}
 			if outPath != "" {
-				ks := keychain.Session{Token: child.Token, Wallet: child.Wallet, Backend: m.Session.Backend}
+				// The agent's session file names the profile's broker, so a
+				// daemon started with it talks to that broker only.
+				ks := keychain.Session{Token: child.Token, Wallet: child.Wallet, Backend: m.Session.Backend, Broker: m.Session.Broker}
 				if child.ExpiresAt.Unix() > 0 {
 					ks.ExpiresAt = child.ExpiresAt.Unix()
 				}

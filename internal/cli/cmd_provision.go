@@ -13,7 +13,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/agentkeys/agentkeys/internal/brokerclient"
 	"github.com/agentkeys/agentkeys/internal/provision"
 	"github.com/agentkeys/agentkeys/internal/provision/email"
 )
@@ -144,10 +143,10 @@ AGENTKEYS_<SERVICE>_API_URL. With --email-backend ses and
 				Timeout:  timeout, SelectorTimeout: selTimeout, EmailTimeout: mailTimeout,
 				HTTPClient: a.httpClient(),
 			}
-			if a.BrokerURL != "" {
-				b, err := brokerclient.New(a.BrokerURL, a.httpClient())
+			if a.BrokerURL != "" || m.Session.Broker != "" {
+				b, err := a.brokerFor(&m.Session, a.Profile, m.Client)
 				if err != nil {
-					return usagef("--broker-url: %v", err)
+					return err
 				}
 				region := os.Getenv("AWS_REGION")
 				if region == "" {

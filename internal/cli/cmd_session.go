@@ -31,7 +31,13 @@ on a terminal; never from the command line. With --oidc-issuer (for a backend
 started with --login-oidc-issuer) init instead runs the OAuth device flow
 (RFC 8628): it shows a code and a URL, and sends the provider's ID token.
 Running init again with the same identity keeps the existing session (so the
-sessions of its agents live on).`,
+sessions of its agents live on).
+
+With --broker-url (or AGENTKEYS_BROKER_URL) init binds the profile to that
+broker: later commands send broker tokens of this profile only there, and
+refuse a different --broker-url or AGENTKEYS_BROKER_URL. Re-run init with
+another --broker-url to change it. The broker never receives the session
+itself, only short-lived tokens the backend derives from it for the broker.`,
 		Args: exactArgs(0, "none"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if (issuer == "") != (clientID == "") {
@@ -81,6 +87,7 @@ type initResult struct {
 	Profile      string           `json:"profile"`
 	Wallet       agentkeys.Wallet `json:"wallet"`
 	Backend      string           `json:"backend"`
+	Broker       string           `json:"broker,omitempty"`
 	ExpiresAt    string           `json:"expires_at,omitempty"`
 	SessionStore string           `json:"session_store,omitempty"`
 	Reused       bool             `json:"reused"`
@@ -88,6 +95,10 @@ type initResult struct {
 
 func (a *App) runInit(cmd *cobra.Command, force bool) error {
 	ctx := cmdContext(cmd.Context())
+	broker, err := a.explicitBroker()
+	if err != nil {
+		return err
+	}
 	identity, err := a.readIdentity(ctx)
 	if err != nil {
 		return err
@@ -148,6 +159,14 @@ func (a *App) runInit(cmd *cobra.Command, force bool) error {
 			if !old.Expiry().IsZero() {
 				res.ExpiresAt = old.Expiry().UTC().Format(time.RFC3339)
 			}
+			if broker != "" && broker != old.Broker {
+				old.Broker = broker
+				if _, err := st.Save(a.Profile, old); err != nil {
+					return fmt.Errorf("record the broker: %w", err)
+				}
+				fmt.Fprintf(a.Err, "agentkeys: profile %q is now bound to broker %s\n", a.Profile, broker)
+			}
+			res.Broker = old.Broker
 			if a.JSON {
 				return a.printJSON(res)
 			}
@@ -160,7 +179,13 @@ func (a *App) runInit(cmd *cobra.Command, force bool) error {
 				"use --profile NAME for a second master, or --force to replace the session in this profile")
 		}
 	}
-	ks := keychain.Session{Token: sess.Token, Wallet: sess.Wallet, Backend: base}
+	// The broker: --broker-url / the environment, else the one the replaced
+	// session of this backend was bound to.
+	if broker == "" && oldErr == nil && old.Backend == base {
+		broker = old.Broker
+	}
+	ks := keychain.Session{Token: sess.Token, Wallet: sess.Wallet, Backend: base, Broker: broker}
+	res.Broker = broker
 	if !sess.ExpiresAt.IsZero() && sess.ExpiresAt.Unix() > 0 {
 		ks.ExpiresAt = sess.ExpiresAt.Unix()
 		res.ExpiresAt = sess.ExpiresAt.UTC().Format(time.RFC3339)
@@ -201,7 +226,8 @@ func (a *App) newWhoamiCmd() *cobra.Command {
 				Scope     *agentkeys.Scope `json:"scope"`
 				ExpiresAt string           `json:"expires_at,omitempty"`
 				Backend   string           `json:"backend"`
-			}{a.Profile, id.Wallet, id.Kind, id.Parent, id.Scope, "", m.Session.Backend}
+				Broker    string           `json:"broker,omitempty"`
+			}{a.Profile, id.Wallet, id.Kind, id.Parent, id.Scope, "", m.Session.Backend, m.Session.Broker}
 			if id.ExpiresAt > 0 {
 				out.ExpiresAt = time.Unix(id.ExpiresAt, 0).UTC().Format(time.RFC3339)
 			}
@@ -219,6 +245,9 @@ func (a *App) newWhoamiCmd() *cobra.Command {
 				a.printf("expires:  %s\n", out.ExpiresAt)
 			}
 			a.printf("backend:  %s\n", out.Backend)
+			if out.Broker != "" {
+				a.printf("broker:   %s\n", out.Broker)
+			}
 			return nil
 		},
 	}

@@ -23,21 +23,27 @@ const stsAudience = "sts.amazonaws.com"
 
 func (a *App) newTokenCmd() *cobra.Command {
 	var sessionFile string
-	loadSession := func() (keychain.Session, error) {
+	// broker returns the session and a client of its broker, which is sent
+	// only broker tokens derived from the session by its backend.
+	broker := func() (keychain.Session, *brokerclient.Client, error) {
 		if sessionFile != "" {
-			return keychain.ReadSessionFile(sessionFile)
+			s, err := keychain.ReadSessionFile(sessionFile)
+			if err != nil {
+				return s, nil, err
+			}
+			c, err := a.newClient(s.Backend)
+			if err != nil {
+				return s, nil, err
+			}
+			b, err := a.brokerFor(&s, "", c)
+			return s, b, err
 		}
 		m, err := a.LoadMaster()
 		if err != nil {
-			return keychain.Session{}, err
+			return keychain.Session{}, nil, err
 		}
-		return m.Session, nil
-	}
-	broker := func() (*brokerclient.Client, error) {
-		if a.BrokerURL == "" {
-			return nil, withHint(errors.New("no broker configured"), "pass --broker-url or set %s (agentkeys dev prints it)", EnvBrokerURL)
-		}
-		return brokerclient.New(a.BrokerURL, a.httpClient())
+		b, err := a.brokerFor(&m.Session, a.Profile, m.Client)
+		return m.Session, b, err
 	}
 
 	var verify bool
@@ -46,11 +52,7 @@ func (a *App) newTokenCmd() *cobra.Command {
 		Short: "Mint a web-identity JWT for the session's wallet through the broker (printed on stdout)",
 		Args:  exactArgs(0, "none"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := loadSession()
-			if err != nil {
-				return err
-			}
-			b, err := broker()
+			s, b, err := broker()
 			if err != nil {
 				return err
 			}
@@ -82,11 +84,7 @@ func (a *App) newTokenCmd() *cobra.Command {
 		Short: "Mint temporary AWS credentials through the broker (export lines on stdout)",
 		Args:  exactArgs(0, "none"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := loadSession()
-			if err != nil {
-				return err
-			}
-			b, err := broker()
+			s, b, err := broker()
 			if err != nil {
 				return err
 			}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/agentkeys/agentkeys/internal/backendclient"
 	"github.com/agentkeys/agentkeys/internal/keychain"
 )
 
@@ -55,14 +56,22 @@ func CredentialProcess(ctx context.Context, o CredentialProcessOptions) ([]byte,
 			return nil, err
 		}
 	} else {
-		if o.BrokerURL == "" {
-			return nil, errors.New("no broker: pass --broker-url or set AGENTKEYS_BROKER_URL (or --socket to ask a running daemon)")
-		}
 		ks, err := loadForCLI(o.SessionFile, o.SessionID, o.Store)
 		if err != nil {
 			return nil, err
 		}
-		bc, err := NewBrokerClient(o.BrokerURL, nil)
+		url, err := BindBroker(o.BrokerURL, ks.Broker, "the session")
+		if err != nil {
+			return nil, err
+		}
+		if url == "" {
+			return nil, errors.New("no broker: pass --broker-url or set AGENTKEYS_BROKER_URL (or --socket to ask a running daemon)")
+		}
+		backend, err := backendclient.New(ks.Backend)
+		if err != nil {
+			return nil, err
+		}
+		bc, err := NewBrokerClient(url, nil, backend)
 		if err != nil {
 			return nil, err
 		}

@@ -10,20 +10,17 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/config"
 
-	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/keychain"
 )
 
 // TestAWSSDKCredentialProcess: the stock AWS SDK for Go runs the built
 // binary as its credential_process and accepts what it prints.
 func TestAWSSDKCredentialProcess(t *testing.T) {
-	tok := agentkeys.NewToken()
-	fb := newFakeBroker(t, tok.Reveal(), time.Hour)
+	b := startBackend(t)
 	dir := t.TempDir()
-	sf := filepath.Join(dir, "agent.json")
-	if err := keychain.WriteSessionFile(sf, keychain.Session{Token: tok, Wallet: agentkeys.NewWallet(), Backend: "http://127.0.0.1:8090"}); err != nil {
-		t.Fatal(err)
-	}
+	ks, sf := b.agent(t, dir, "aws")
+	tok := ks.Token
+	fb := newFakeBrokerFor(t, b, time.Hour)
 	cfgFile := filepath.Join(dir, "config")
 	credsFile := filepath.Join(dir, "credentials")
 	os.WriteFile(credsFile, nil, 0o600)
@@ -48,6 +45,7 @@ func TestAWSSDKCredentialProcess(t *testing.T) {
 	if strings.Contains(profile, tok.Reveal()) {
 		t.Fatal("session token in the profile")
 	}
+	assertUselessAtBackend(t, b, ks, fb.Bearers())
 }
 
 // TestSocketBrokerMethods: aws_credentials and oidc_token through the
@@ -56,7 +54,7 @@ func TestSocketBrokerMethods(t *testing.T) {
 	b := startBackend(t)
 	home := t.TempDir()
 	ks, sf := b.agent(t, home, "openrouter")
-	fb := newFakeBroker(t, ks.Token.Reveal(), time.Hour)
+	fb := newFakeBrokerFor(t, b, time.Hour)
 	sock := filepath.Join(home, "run", "agentkeys", "agentkeys.sock")
 	tokFile := filepath.Join(home, "web-identity-token")
 	d := startDaemon(t, home, nil, "--session-file", sf, "--broker-url", fb.URL, "--web-identity-token-file", tokFile)
@@ -88,4 +86,39 @@ func TestSocketBrokerMethods(t *testing.T) {
 	if strings.Contains(d.stderr(), "fake-secret-access-key") || strings.Contains(d.stderr(), string(jwt)) {
 		t.Fatal("broker secrets on stderr")
 	}
+	// The daemon's AWS and OIDC fetches sent the broker nothing that works
+	// at the backend.
+	assertUselessAtBackend(t, b, ks, fb.Bearers())
+}
+
+// TestDaemonBrokerBinding: a daemon whose session file names a broker uses
+// it without --broker-url, and refuses to start with another one.
+func TestDaemonBrokerBinding(t *testing.T) {
+	b := startBackend(t)
+	home := t.TempDir()
+	ks, sf := b.agent(t, home, "openrouter")
+	fb := newFakeBrokerFor(t, b, time.Hour)
+	ks.Broker = fb.URL
+	if err := keychain.WriteSessionFile(sf, ks); err != nil {
+		t.Fatal(err)
+	}
+	stray := newFakeBrokerFunc(t, func(string) bool { return true }, time.Hour)
+	d := startDaemon(t, home, nil, "--session-file", sf, "--broker-url", stray.URL, "--no-socket", "--stdio")
+	if code := d.wait(30 * time.Second); code == 0 {
+		t.Fatalf("daemon started with a broker URL other than its session's; stderr:\n%s", d.stderr())
+	}
+	if !strings.Contains(d.stderr(), "bound to broker") {
+		t.Fatalf("stderr does not explain the refusal:\n%s", d.stderr())
+	}
+	if n := len(stray.Bearers()); n != 0 {
+		t.Fatalf("the stray broker received %d requests", n)
+	}
+
+	sock := filepath.Join(home, "run", "agentkeys", "agentkeys.sock")
+	d = startDaemon(t, home, nil, "--session-file", sf)
+	d.waitReady()
+	if a, err := dial(t, sock).AWSCredentials(context.Background()); err != nil || !strings.HasPrefix(a.AccessKeyID, "ASIAFAKE") {
+		t.Fatalf("AWS through the bound broker: %+v %v", a, err)
+	}
+	assertUselessAtBackend(t, b, ks, fb.Bearers())
 }

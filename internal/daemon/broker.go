@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/backendclient"
 	"github.com/agentkeys/agentkeys/internal/brokerclient"
 	"github.com/agentkeys/agentkeys/internal/hardening"
 )
@@ -19,15 +20,17 @@ type (
 	OIDCToken      = brokerclient.OIDCToken
 )
 
-// BrokerClient calls agentkeys-broker's mint endpoints with the
-// daemon's session as bearer, mapping failures to the daemon's error codes.
+// BrokerClient calls agentkeys-broker's mint endpoints, mapping failures to
+// the daemon's error codes. The broker never receives the daemon's session:
+// only short-lived broker tokens the backend (d) derives from it.
 type BrokerClient struct {
 	c *brokerclient.Client
 }
 
-// NewBrokerClient returns a client for the broker at baseURL.
-func NewBrokerClient(baseURL string, hc *http.Client) (*BrokerClient, error) {
-	c, err := brokerclient.New(baseURL, hc)
+// NewBrokerClient returns a client for the broker at baseURL whose bearers
+// are derived from the session by d, the backend that issued it.
+func NewBrokerClient(baseURL string, hc *http.Client, d brokerclient.Deriver) (*BrokerClient, error) {
+	c, err := brokerclient.New(baseURL, hc, d)
 	if err != nil {
 		return nil, err
 	}
@@ -65,6 +68,22 @@ func brokerError(err error) error {
 			return errorf(CodeRateLimited, "%s: broker rate limit; retry later", be.Op)
 		}
 		return errorf(CodeBrokerError, "%s: broker answered %d %s", be.Op, be.Status, be.Kind)
+	}
+	var de *brokerclient.DeriveError
+	if errors.As(err, &de) {
+		switch {
+		case errors.Is(err, brokerclient.ErrNoBrokerTokens):
+			return errorf(CodeBrokerError, "%s", de.Error())
+		case errors.Is(err, backendclient.ErrUnauthorized):
+			return errorf(CodeAuthFailed, "%s: the backend refused the daemon's session (revoked or expired)", de.Op)
+		case errors.Is(err, backendclient.ErrRateLimited):
+			return errorf(CodeRateLimited, "%s: backend rate limit; retry later", de.Op)
+		}
+		var tr *backendclient.TransportError
+		if errors.As(err, &tr) {
+			return errorf(CodeUnreachable, "%s", de.Error())
+		}
+		return errorf(CodeBrokerError, "%s: the backend could not derive a broker token", de.Op)
 	}
 	var te *brokerclient.TransportError
 	if errors.As(err, &te) {

@@ -73,21 +73,28 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 	}
-	var broker *BrokerClient
 	if cfg.BrokerURL != "" {
-		var err error
-		if broker, err = NewBrokerClient(cfg.BrokerURL, nil); err != nil {
+		if _, err := BindBroker(cfg.BrokerURL, "", ""); err != nil {
+			return err
+		}
+	}
+
+	cfg.Session.Log, cfg.Session.Prompt = log, cfg.Stderr
+	cfg.Session.BrokerURL = cfg.BrokerURL
+	sess, bc, err := AcquireSession(ctx, cfg.Session)
+	if err != nil {
+		return err
+	}
+	// The broker is the one the session is bound to (else --broker-url);
+	// it is sent only broker tokens derived from the session by bc.
+	var broker *BrokerClient
+	if sess.Broker != "" {
+		if broker, err = NewBrokerClient(sess.Broker, nil, bc); err != nil {
 			return err
 		}
 		log.Info("broker configured", "url", broker.URL())
 	} else if cfg.WebIdentityTokenFile != "" {
 		return errors.New("--web-identity-token-file needs --broker-url (or AGENTKEYS_BROKER_URL)")
-	}
-
-	cfg.Session.Log, cfg.Session.Prompt = log, cfg.Stderr
-	sess, bc, err := AcquireSession(ctx, cfg.Session)
-	if err != nil {
-		return err
 	}
 	if cfg.Provisioner == nil && cfg.Provision != nil {
 		if cfg.Provisioner, err = NewProvisioner(*cfg.Provision, bc, broker, sess, cfg.Region); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http/httptest"
@@ -279,4 +280,39 @@ func commandWithEnv(home string, name string, args ...string) *exec.Cmd {
 	cmd := exec.Command(name, args...)
 	cmd.Env = daemonEnv(home)
 	return cmd
+}
+
+// assertUselessAtBackend replays every bearer a fake broker captured
+// against the real backend: none may read a credential, create a child,
+// revoke, or pass /session/validate as a session (only as a broker token).
+func assertUselessAtBackend(t testing.TB, b *testBackend, agent keychain.Session, bearers []string) {
+	t.Helper()
+	if len(bearers) == 0 {
+		t.Fatal("the fake broker captured no bearer")
+	}
+	ctx := context.Background()
+	for _, raw := range bearers {
+		if raw == agent.Token.Reveal() || raw == b.master.Token.Reveal() {
+			t.Fatal("the broker received a session token")
+		}
+		tok, err := agentkeys.ParseToken(raw)
+		if err != nil {
+			continue // not even token-shaped: useless anywhere
+		}
+		if _, err := b.client.ReadCredential(ctx, tok, agent.Wallet, "openrouter"); !errors.Is(err, backendclient.ErrUnauthorized) {
+			t.Errorf("captured bearer at /credential/read: %v, want 401", err)
+		}
+		if _, err := b.client.CreateChild(ctx, tok, agentkeys.Scope{Services: []string{}}, 0); !errors.Is(err, backendclient.ErrUnauthorized) {
+			t.Errorf("captured bearer at /session/child: %v, want 401", err)
+		}
+		if _, err := b.client.ListCredentials(ctx, tok, agent.Wallet); !errors.Is(err, backendclient.ErrUnauthorized) {
+			t.Errorf("captured bearer at /credential/list: %v, want 401", err)
+		}
+		if _, err := b.client.RevokeWallet(ctx, tok, agent.Wallet); !errors.Is(err, backendclient.ErrUnauthorized) {
+			t.Errorf("captured bearer at /session/revoke: %v, want 401", err)
+		}
+		if id, err := b.client.Validate(ctx, tok); err == nil && id.Audience != "broker" {
+			t.Errorf("captured bearer validates as a session: %+v", id)
+		}
+	}
 }

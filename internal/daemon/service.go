@@ -19,6 +19,7 @@ type Session struct {
 	Token     agentkeys.Token
 	Wallet    agentkeys.Wallet
 	Backend   string
+	Broker    string           // the broker the session is bound to ("" = none)
 	ExpiresAt time.Time        // zero when unknown
 	Scope     *agentkeys.Scope // from /session/validate; nil = unknown or unrestricted
 	StoreID   string           // keychain / file-store id ("daemon-<wallet>")

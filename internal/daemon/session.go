@@ -21,7 +21,10 @@ const SessionIDPrefix = "daemon-"
 
 // SessionOptions say where the daemon's session comes from.
 type SessionOptions struct {
-	BackendURL  string // --backend; may be empty when a stored session names it
+	BackendURL string // --backend; may be empty when a stored session names it
+	// BrokerURL is --broker-url: recorded in a session this daemon pairs;
+	// a stored session bound to another broker is refused.
+	BrokerURL   string
 	SessionFile string // --session-file: read if it exists, written after pairing
 	SessionID   string // --session-id
 	Store       *keychain.Store
@@ -143,6 +146,10 @@ func resume(ctx context.Context, o SessionOptions, ks keychain.Session, id, wher
 	if o.BackendURL != "" && strings.TrimRight(o.BackendURL, "/") != ks.Backend {
 		return Session{}, nil, fmt.Errorf("%s was issued by %s, not by --backend %s; pass the matching --backend or pair again with --pair", where, ks.Backend, o.BackendURL)
 	}
+	broker, err := BindBroker(o.BrokerURL, ks.Broker, where)
+	if err != nil {
+		return Session{}, nil, err
+	}
 	bc, err := o.backend(url)
 	if err != nil {
 		return Session{}, nil, err
@@ -150,7 +157,7 @@ func resume(ctx context.Context, o SessionOptions, ks keychain.Session, id, wher
 	if id == "" {
 		id = SessionIDPrefix + string(ks.Wallet)
 	}
-	s := Session{Token: ks.Token, Wallet: ks.Wallet, Backend: ks.Backend, ExpiresAt: ks.Expiry(), StoreID: id}
+	s := Session{Token: ks.Token, Wallet: ks.Wallet, Backend: ks.Backend, Broker: broker, ExpiresAt: ks.Expiry(), StoreID: id}
 	vctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	ident, err := bc.Validate(vctx, ks.Token)
@@ -176,6 +183,10 @@ func resume(ctx context.Context, o SessionOptions, ks keychain.Session, id, wher
 }
 
 func pairAndStore(ctx context.Context, o SessionOptions) (Session, *backendclient.Client, error) {
+	broker, err := BindBroker(o.BrokerURL, "", "")
+	if err != nil {
+		return Session{}, nil, err
+	}
 	bc, err := o.backend(o.BackendURL)
 	if err != nil {
 		return Session{}, nil, err
@@ -185,7 +196,7 @@ func pairAndStore(ctx context.Context, o SessionOptions) (Session, *backendclien
 	if err != nil {
 		return Session{}, nil, err
 	}
-	ks := keychain.Session{Token: got.Token, Wallet: got.Wallet, Backend: bc.BaseURL()}
+	ks := keychain.Session{Token: got.Token, Wallet: got.Wallet, Backend: bc.BaseURL(), Broker: broker}
 	if !got.ExpiresAt.IsZero() && got.ExpiresAt.Unix() > 0 {
 		ks.ExpiresAt = got.ExpiresAt.Unix()
 	}
@@ -193,7 +204,7 @@ func pairAndStore(ctx context.Context, o SessionOptions) (Session, *backendclien
 	if id == "" {
 		id = SessionIDPrefix + string(got.Wallet)
 	}
-	s := Session{Token: got.Token, Wallet: got.Wallet, Backend: ks.Backend, ExpiresAt: ks.Expiry(), StoreID: id}
+	s := Session{Token: got.Token, Wallet: got.Wallet, Backend: ks.Backend, Broker: broker, ExpiresAt: ks.Expiry(), StoreID: id}
 	var where []string
 	if o.Store != nil {
 		if _, err := o.Store.ProfileDir(id); err != nil {
@@ -255,4 +266,25 @@ func loadForCLI(sessionFile, sessionID string, st *keychain.Store) (keychain.Ses
 		return found[0], nil
 	}
 	return keychain.Session{}, fmt.Errorf("%d stored daemon sessions (%s): pass --session-id", len(found), strings.Join(names, ", "))
+}
+
+// BindBroker returns the broker a stored session's tokens may go to: the
+// one the session is bound to ("broker" in its file), else the configured
+// one (--broker-url / AGENTKEYS_BROKER_URL). A configured broker that
+// differs from the session's is refused, so a stray environment variable
+// cannot redirect the daemon's broker tokens to another listener.
+func BindBroker(configured, bound, where string) (string, error) {
+	var err error
+	if configured != "" {
+		if configured, err = keychain.NormalizeURL(configured, "broker"); err != nil {
+			return "", fmt.Errorf("--broker-url: %w", err)
+		}
+	}
+	switch {
+	case bound != "" && configured != "" && configured != bound:
+		return "", fmt.Errorf("%s is bound to broker %s, not to --broker-url %s; refusing to send its tokens elsewhere (pass the matching --broker-url, leave it unset, or pair again with --pair)", where, bound, configured)
+	case bound != "":
+		return bound, nil
+	}
+	return configured, nil
 }

@@ -9,7 +9,9 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -147,24 +149,57 @@ func TestRefreshAt(t *testing.T) {
 	}
 }
 
-// fakeBroker mimics agentkeys-broker's mint endpoints (SPEC §2).
+// fakeBroker mimics agentkeys-broker's mint endpoints and records every
+// Authorization header it receives.
 type fakeBroker struct {
 	*httptest.Server
-	token     string
+	accept    func(bearer string) bool
 	awsMints  atomic.Int32
 	oidcMints atomic.Int32
 	ttl       time.Duration
+
+	mu      sync.Mutex
+	bearers []string
 }
 
+// Bearers returns the tokens presented to the fake broker so far.
+func (fb *fakeBroker) Bearers() []string {
+	fb.mu.Lock()
+	defer fb.mu.Unlock()
+	return slices.Clone(fb.bearers)
+}
+
+// newFakeBroker accepts exactly token.
 func newFakeBroker(t testing.TB, token string, ttl time.Duration) *fakeBroker {
-	fb := &fakeBroker{token: token, ttl: ttl}
+	return newFakeBrokerFunc(t, func(b string) bool { return b == token }, ttl)
+}
+
+// newFakeBrokerFor accepts, like the real broker, what the backend b
+// validates, and only broker tokens (audience "broker").
+func newFakeBrokerFor(t testing.TB, b *testBackend, ttl time.Duration) *fakeBroker {
+	return newFakeBrokerFunc(t, func(bearer string) bool {
+		tok, err := agentkeys.ParseToken(bearer)
+		if err != nil {
+			return false
+		}
+		id, err := b.client.Validate(context.Background(), tok)
+		return err == nil && id.Audience == "broker"
+	}, ttl)
+}
+
+func newFakeBrokerFunc(t testing.TB, accept func(string) bool, ttl time.Duration) *fakeBroker {
+	fb := &fakeBroker{accept: accept, ttl: ttl}
 	fb.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		if r.Method != http.MethodPost {
 			w.WriteHeader(405)
 			return
 		}
-		if r.Header.Get("Authorization") != "Bearer "+fb.token {
+		h := r.Header.Get("Authorization")
+		fb.mu.Lock()
+		fb.bearers = append(fb.bearers, strings.TrimPrefix(h, "Bearer "))
+		fb.mu.Unlock()
+		if !strings.HasPrefix(h, "Bearer ") || !fb.accept(strings.TrimPrefix(h, "Bearer ")) {
 			w.WriteHeader(401)
 			w.Write([]byte(`{"error":"unauthorized","message":"unauthorized: session not found"}`))
 			return
@@ -186,8 +221,17 @@ func newFakeBroker(t testing.TB, token string, ttl time.Duration) *fakeBroker {
 	return fb
 }
 
+// passDeriver stands in for the backend in unit tests of the broker client:
+// its "broker token" is the session itself, so the fake broker can tell
+// sessions apart. (The real derivation is tested end to end.)
+type passDeriver struct{}
+
+func (passDeriver) BrokerToken(_ context.Context, s agentkeys.Token, _ time.Duration) (agentkeys.Token, time.Time, error) {
+	return s, time.Now().Add(5 * time.Minute), nil
+}
+
 func testService(t testing.TB, broker *fakeBroker, tok agentkeys.Token, now func() time.Time) *Service {
-	bc, err := NewBrokerClient(broker.URL, nil)
+	bc, err := NewBrokerClient(broker.URL, nil, passDeriver{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +283,7 @@ func TestBrokerCacheAndEviction(t *testing.T) {
 	if _, err := none.AWSCredentialsJSON(ctx); CodeOf(err) != CodeNoBroker {
 		t.Fatalf("no broker: %v", err)
 	}
-	down, _ := NewBrokerClient("http://127.0.0.1:1", nil)
+	down, _ := NewBrokerClient("http://127.0.0.1:1", nil, passDeriver{})
 	if _, err := down.MintAWS(ctx, tok); CodeOf(err) != CodeUnreachable {
 		t.Fatalf("down: %v", err)
 	}
@@ -280,13 +324,10 @@ func TestKeepTokenFile(t *testing.T) {
 }
 
 func TestCredentialProcessDirect(t *testing.T) {
-	tok := agentkeys.NewToken()
-	fb := newFakeBroker(t, tok.Reveal(), time.Hour)
+	b := startBackend(t)
 	dir := t.TempDir()
-	sf := filepath.Join(dir, "s.json")
-	if err := keychain.WriteSessionFile(sf, keychain.Session{Token: tok, Wallet: agentkeys.NewWallet(), Backend: "http://127.0.0.1:8090"}); err != nil {
-		t.Fatal(err)
-	}
+	ks, sf := b.agent(t, dir, "aws")
+	fb := newFakeBrokerFor(t, b, time.Hour)
 	out, err := CredentialProcess(context.Background(), CredentialProcessOptions{SessionFile: sf, BrokerURL: fb.URL})
 	if err != nil {
 		t.Fatal(err)
@@ -297,5 +338,24 @@ func TestCredentialProcessDirect(t *testing.T) {
 	}
 	if _, err := time.Parse(time.RFC3339, cp.Expiration); err != nil {
 		t.Fatal(err)
+	}
+	assertUselessAtBackend(t, b, ks, fb.Bearers())
+
+	// A session file bound to a broker: used without --broker-url, and a
+	// different --broker-url is refused before anything is sent.
+	ks.Broker = fb.URL
+	if err := keychain.WriteSessionFile(sf, ks); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := CredentialProcess(context.Background(), CredentialProcessOptions{SessionFile: sf}); err != nil {
+		t.Fatalf("bound broker: %v", err)
+	}
+	stray := newFakeBrokerFunc(t, func(string) bool { return true }, time.Hour)
+	_, err = CredentialProcess(context.Background(), CredentialProcessOptions{SessionFile: sf, BrokerURL: stray.URL})
+	if err == nil || !strings.Contains(err.Error(), "bound to broker") {
+		t.Fatalf("stray broker URL: %v", err)
+	}
+	if n := len(stray.Bearers()); n != 0 {
+		t.Fatalf("the stray broker received %d requests", n)
 	}
 }

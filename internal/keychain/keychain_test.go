@@ -424,3 +424,34 @@ func TestDeleteWithBrokenKeychain(t *testing.T) {
 		t.Fatal("keychain mode hid a keychain failure")
 	}
 }
+
+// TestSessionBroker: the optional "broker" field round-trips, is
+// normalised and checked, and files without it still load.
+func TestSessionBroker(t *testing.T) {
+	s := testSession()
+	old, err := s.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(old, []byte(`"broker"`)) {
+		t.Fatalf("a session without a broker writes the field: %s", old)
+	}
+	if got, err := ParseSession(old); err != nil || got.Broker != "" {
+		t.Fatalf("old format: %+v, %v", got, err)
+	}
+	s.Broker = "http://127.0.0.1:8091/"
+	b, err := s.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ParseSession(b)
+	if err != nil || got.Broker != "http://127.0.0.1:8091" {
+		t.Fatalf("with broker: %+v, %v", got, err)
+	}
+	for _, bad := range []string{"127.0.0.1:8091", "ftp://h", "http://u:p@h", "http://h/?q=1"} {
+		s.Broker = bad
+		if _, err := s.Marshal(); err == nil {
+			t.Errorf("broker %q accepted", bad)
+		}
+	}
+}

@@ -4,7 +4,8 @@
 // under $XDG_CONFIG_HOME/agentkeys/<profile>/session.json.
 //
 // It also reads and writes session files, the JSON document
-// {"session","wallet","backend"} shared by the CLI, the daemon and tests.
+// {"session","wallet","backend"} (optionally "expires_at" and "broker")
+// shared by the CLI, the daemon and tests.
 // No error this package returns contains a token.
 package keychain
 
@@ -34,6 +35,9 @@ type Session struct {
 	Backend string           `json:"backend"`
 	// ExpiresAt is the server's expiry in unix seconds; 0 when unknown.
 	ExpiresAt int64 `json:"expires_at,omitempty"`
+	// Broker is the broker this session's tokens may be sent to ("" until
+	// one is bound): a different broker URL given later is refused.
+	Broker string `json:"broker,omitempty"`
 }
 
 // Expiry returns ExpiresAt as a time; the zero time when unknown.
@@ -55,24 +59,40 @@ func (s *Session) Validate() error {
 	if err != nil {
 		return errors.New("wallet is malformed (want 0x followed by 40 hex digits)")
 	}
-	b, err := normalizeBackend(s.Backend)
+	b, err := normalizeURL(s.Backend, "backend", "http://127.0.0.1:8090")
 	if err != nil {
 		return err
 	}
 	if s.ExpiresAt < 0 {
 		return errors.New("expires_at must not be negative")
 	}
-	s.Token, s.Wallet, s.Backend = tok, w, b
+	br := ""
+	if s.Broker != "" {
+		if br, err = normalizeURL(s.Broker, "broker", "http://127.0.0.1:8091"); err != nil {
+			return err
+		}
+	}
+	s.Token, s.Wallet, s.Backend, s.Broker = tok, w, b, br
 	return nil
 }
 
-func normalizeBackend(raw string) (string, error) {
+// NormalizeURL checks an http(s) service URL and drops trailing slashes;
+// what names it in errors ("backend", "broker").
+func NormalizeURL(raw, what string) (string, error) {
+	example := "http://127.0.0.1:8090"
+	if what == "broker" {
+		example = "http://127.0.0.1:8091"
+	}
+	return normalizeURL(raw, what, example)
+}
+
+func normalizeURL(raw, what, example string) (string, error) {
 	if raw == "" {
-		return "", errors.New("backend URL is missing")
+		return "", errors.New(what + " URL is missing")
 	}
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return "", errors.New("backend URL must be an http(s) URL such as http://127.0.0.1:8090")
+		return "", errors.New(what + " URL must be an http(s) URL such as " + example)
 	}
 	for len(raw) > 0 && raw[len(raw)-1] == '/' {
 		raw = raw[:len(raw)-1]
@@ -92,6 +112,7 @@ func ParseSession(data []byte) (Session, error) {
 		Wallet    *string `json:"wallet"`
 		Backend   *string `json:"backend"`
 		ExpiresAt *int64  `json:"expires_at"`
+		Broker    *string `json:"broker"`
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&raw); err != nil {
@@ -111,6 +132,9 @@ func ParseSession(data []byte) (Session, error) {
 	s := Session{Token: agentkeys.Token(*raw.Token), Wallet: agentkeys.Wallet(*raw.Wallet), Backend: *raw.Backend}
 	if raw.ExpiresAt != nil {
 		s.ExpiresAt = *raw.ExpiresAt
+	}
+	if raw.Broker != nil {
+		s.Broker = *raw.Broker
 	}
 	if err := s.Validate(); err != nil {
 		return Session{}, fmt.Errorf("session file: %w", err)
