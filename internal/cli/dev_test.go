@@ -67,8 +67,17 @@ func TestDevStackAndBrokerTokens(t *testing.T) {
 	expectCode(t, w.exec(nil, env, "token", "oidc", "--session-file", sf2), 1, "agent without aws scope")
 	// No STS in dev without --sts-endpoint: AWS minting is refused clearly.
 	expectCode(t, w.exec(nil, env, "token", "aws"), 1, "token aws without STS")
+	// init bound the profile to the broker: no variable needed any more, and
+	// the agent's session file names it too.
+	if r := w.exec(nil, w.env(), "token", "oidc"); r.code != 0 {
+		t.Fatalf("token with the profile's broker: %s", r)
+	}
+	if r := w.exec(nil, w.env(), "token", "oidc", "--session-file", sf); r.code != 0 {
+		t.Fatalf("token with the session file's broker: %s", r)
+	}
 	// No broker configured: a hint.
-	if r := w.exec(nil, w.env(), "token", "oidc"); r.code != 1 || !strings.Contains(r.stderr, "AGENTKEYS_BROKER_URL") {
+	w.exec(nil, w.env("AGENTKEYS_AUTH_TOKEN=dev-user-2", "AGENTKEYS_PROFILE=bare"), "init")
+	if r := w.exec(nil, w.env("AGENTKEYS_PROFILE=bare"), "token", "oidc"); r.code != 1 || !strings.Contains(r.stderr, "AGENTKEYS_BROKER_URL") {
 		t.Fatalf("token without broker: %s", r)
 	}
 
