@@ -120,3 +120,62 @@ func TestBrokerMintsVerifiableJWTs(t *testing.T) {
 		t.Fatalf("backend exit after SIGTERM: %v", err)
 	}
 }
+
+// TestBrokerAcceptsBrokerTokens: real backend and broker binaries. A broker
+// token derived from an agent's session mints as that agent, within its
+// scope; it stops working the moment the session is revoked; and the
+// broker still accepts a plain session bearer (clients that predate broker
+// tokens send one).
+func TestBrokerAcceptsBrokerTokens(t *testing.T) {
+	s := startStack(t)
+	ctx := context.Background()
+	c, err := backendclient.New(s.backendURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	master, err := c.CreateSession(ctx, "e2e-broker-token-master")
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent, err := c.CreateChild(ctx, master.Token, agentkeys.Scope{Services: []string{"aws"}}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bt, _, err := c.BrokerToken(ctx, agent.Token, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, body := mint(t, s.brokerURL+"/v1/mint-oidc-jwt", bt); status != 200 || body["wallet"] != string(agent.Wallet) {
+		t.Fatalf("mint with a broker token → %d %v", status, body)
+	}
+	// Compatibility: a session bearer still mints.
+	if status, body := mint(t, s.brokerURL+"/v1/mint-oidc-jwt", agent.Token); status != 200 || body["wallet"] != string(agent.Wallet) {
+		t.Fatalf("mint with a session bearer → %d %v", status, body)
+	}
+	// The scope travels with the token.
+	narrow, err := c.CreateChild(ctx, master.Token, agentkeys.Scope{Services: []string{"openrouter"}}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nbt, _, err := c.BrokerToken(ctx, narrow.Token, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, _ := mint(t, s.brokerURL+"/v1/mint-oidc-jwt", nbt); status != 403 {
+		t.Fatalf("broker token of an agent without aws → %d, want 403", status)
+	}
+	// Revoking the session (here through its parent) ends its tokens.
+	if _, err := c.RevokeSession(ctx, master.Token, master.Token); err != nil {
+		t.Fatal(err)
+	}
+	if status, body := mint(t, s.brokerURL+"/v1/mint-oidc-jwt", bt); status != 401 || body["error"] != "unauthorized" {
+		t.Fatalf("broker token after revocation → %d %v", status, body)
+	}
+	if err := s.broker.stop(t); err != nil {
+		t.Fatalf("broker exit after SIGTERM: %v", err)
+	}
+	logs := s.broker.stderr.String()
+	if strings.Contains(logs, bt.Reveal()) || strings.Contains(logs, agent.Token.Reveal()) {
+		t.Fatal("a bearer appears in the broker's log")
+	}
+}
