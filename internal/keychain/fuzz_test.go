@@ -16,6 +16,8 @@ func FuzzParseSession(f *testing.F) {
 	w := string(agentkeys.NewWallet())
 	f.Add([]byte(`{"session":"` + tok + `","wallet":"` + w + `","backend":"http://127.0.0.1:8090"}`))
 	f.Add([]byte(`{"session":"` + tok + `","wallet":"` + w + `","backend":"https://b.example/","expires_at":1}`))
+	f.Add([]byte(`{"session":"` + tok + `","wallet":"` + w + `","backend":"http://127.0.0.1:8090","broker":"http://127.0.0.1:8091/"}`))
+	f.Add([]byte(`{"session":"` + tok + `","wallet":"` + w + `","backend":"http://127.0.0.1:8090","broker":"x"}`))
 	f.Add([]byte(`{"session":null}`))
 	f.Add([]byte(`[1,2]`))
 	f.Add([]byte(`{"session":"` + tok + `"} trailing`))
