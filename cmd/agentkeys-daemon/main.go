@@ -166,7 +166,7 @@ loopback address (--http 127.0.0.1:PORT, bearer from AGENTKEYS_MCP_TOKEN or a ge
 	f.StringVar(&cfg.Session.Recover, "recover", "", "recover an existing agent (alias, e-mail or wallet) with the master's approval")
 	f.BoolVar(&cfg.Session.Pair, "pair", false, "pair again even if a session is stored")
 	f.Var(secondsOrDuration{&cfg.Session.PairTimeout}, "pair-timeout", "how long to wait for the master's approval (seconds or duration)")
-	f.StringVar(&cfg.BrokerURL, "broker-url", os.Getenv("AGENTKEYS_BROKER_URL"), "broker URL for AWS credentials and OIDC tokens (env AGENTKEYS_BROKER_URL)")
+	f.StringVar(&cfg.BrokerURL, "broker-url", os.Getenv("AGENTKEYS_BROKER_URL"), "broker URL for AWS credentials and OIDC tokens (env AGENTKEYS_BROKER_URL; default: the session's \"broker\"; a different one is refused)")
 	f.StringVar(&cfg.Region, "region", envOr("AWS_REGION", os.Getenv("AWS_DEFAULT_REGION")), "AWS region reported with broker credentials")
 	f.StringVar(&cfg.Socket, "socket", "", "Unix socket path (default $AGENTKEYS_SOCKET or $XDG_RUNTIME_DIR/agentkeys/agentkeys.sock)")
 	f.BoolVar(&cfg.NoSocket, "no-socket", false, "do not serve the Unix socket")
@@ -223,7 +223,7 @@ With --socket it asks the running daemon (which caches them); otherwise it uses 
 	cp.Flags().StringVar(&o.Socket, "socket", "", "ask the daemon listening on this socket")
 	cp.Flags().StringVar(&o.SessionFile, "session-file", "", "session file to use (0600)")
 	cp.Flags().StringVar(&o.SessionID, "session-id", os.Getenv("AGENTKEYS_SESSION_ID"), "stored session id")
-	cp.Flags().StringVar(&o.BrokerURL, "broker-url", os.Getenv("AGENTKEYS_BROKER_URL"), "broker URL (env AGENTKEYS_BROKER_URL)")
+	cp.Flags().StringVar(&o.BrokerURL, "broker-url", os.Getenv("AGENTKEYS_BROKER_URL"), "broker URL (env AGENTKEYS_BROKER_URL; default: the session's \"broker\"; a different one is refused)")
 	aws.AddCommand(cp)
 	return aws
 }

@@ -213,7 +213,7 @@ Exit codes: 0 ok, 1 failure, 2 usage error; 'run' exits with its child's status.
 	root.CompletionOptions.HiddenDefaultCmd = false
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.BackendFlag, "backend", "", "backend URL (env "+EnvBackendURL+"; default: the profile's session, else "+DefaultBackendURL+")")
-	pf.StringVar(&a.BrokerURL, "broker-url", "", "broker URL (env "+EnvBrokerURL+")")
+	pf.StringVar(&a.BrokerURL, "broker-url", "", "broker URL (env "+EnvBrokerURL+"); the profile remembers the first one and refuses another (init --broker-url rebinds)")
 	pf.BoolVar(&a.JSON, "json", false, "print one JSON document on stdout")
 	pf.StringVar(&a.Profile, "profile", "default", "profile: one master session each (env "+EnvProfile+")")
 	pf.BoolVarP(&a.Verbose, "verbose", "v", false, "print requests (method and path) and notes to stderr")

@@ -250,7 +250,8 @@ verifies over the request and that session.`,
 			if d.Status != "approved" || d.Session == nil {
 				return fmt.Errorf("recovery %s", d.Status)
 			}
-			ks := keychain.Session{Token: d.Session.Token, Wallet: d.Session.Wallet, Backend: base, ExpiresAt: d.Session.ExpiresAt.Unix()}
+			broker, _ := a.explicitBroker() // a malformed one is refused at first use
+			ks := keychain.Session{Token: d.Session.Token, Wallet: d.Session.Wallet, Backend: base, ExpiresAt: d.Session.ExpiresAt.Unix(), Broker: broker}
 			where, err := st.Save(a.Profile, ks)
 			if err != nil {
 				return fmt.Errorf("save session: %w", err)

@@ -109,6 +109,13 @@ func (a *App) newTokenCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "token",
 		Short: "Mint short-lived credentials through the broker for this profile's session (or --session-file)",
+		Long: `Mint short-lived credentials through the broker for this profile's session (or --session-file).
+
+The broker is never sent the session: the backend that issued it derives a
+broker token (valid minutes, refused by every backend route but the broker's
+validation, dead with the session), and only that goes to the broker. The
+broker URL is the profile's (or the session file's "broker"); a different
+--broker-url or ` + EnvBrokerURL + ` is refused.`,
 	}
 	cmd.PersistentFlags().StringVar(&sessionFile, "session-file", "", "use this session file (e.g. an agent's, from agent create --session-out) instead of the profile's")
 	cmd.AddCommand(oidcCmd, awsCmd)
