@@ -189,6 +189,11 @@ func openRouterFlow(r *runner) (string, error) {
 		return "", r.fail(provision.CodeOTPNotFound, "the mail has a code but the page asks for none")
 	}
 	if err := r.waitURL("after_verification", "a page past sign-up", leftSignup); err != nil {
+		// The code field can vanish for a moment while the page reloads
+		// with the site's wrong-code message: report that as what it is.
+		if rej := r.codeRejected("submit_code", or.codeRejected); rej != nil {
+			return "", rej
+		}
 		return "", err
 	}
 

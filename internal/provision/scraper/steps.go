@@ -707,6 +707,15 @@ func (r *runner) fetchVerification(step string, q email.Query, expect email.Expe
 	return analysis, nil
 }
 
+// codeRejected returns a verification_failed tripwire when the page shows
+// the site's wrong-code message (the pattern rejected), else nil.
+func (r *runner) codeRejected(step, rejected string) error {
+	if a := r.alertText(); a != "" && regexp.MustCompile("(?i)"+rejected).MatchString(a) {
+		return r.trip(provision.TripVerificationFailed, step, "the site rejected the e-mailed code: "+a)
+	}
+	return nil
+}
+
 // submitCode waits after a code was typed until the code page is left;
 // it clicks the submit button (once) when the page does not move on by
 // itself, and reports a rejected code.
@@ -717,8 +726,8 @@ func (r *runner) submitCode(step string, submit sels, left func() (bool, error),
 		if ok, err := left(); ok || err != nil {
 			return ok, err
 		}
-		if a := r.alertText(); a != "" && regexp.MustCompile("(?i)"+rejected).MatchString(a) {
-			return false, r.trip(provision.TripVerificationFailed, step, "the site rejected the e-mailed code: "+a)
+		if err := r.codeRejected(step, rejected); err != nil {
+			return false, err
 		}
 		if clicked {
 			return false, nil
