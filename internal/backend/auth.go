@@ -179,6 +179,34 @@ func (s *Server) target(ctx context.Context, q store.Queries, c *caller, addr ag
 	return store.Wallet{}, false, nil
 }
 
+// recheck re-decides, inside the write's transaction, what a handler
+// checked before it: that the caller's session is still live, that it owns
+// addr and that addr is not torn down, and that the caller may write. The
+// check made before the transaction only picks the denial to audit; this
+// one is what counts, so a write racing a teardown, a revoke or a scope
+// change either sees it and fails, or commits first and is undone by it.
+// It returns the caller as of this transaction.
+func (s *Server) recheck(ctx context.Context, q store.Queries, c *caller, addr agentkeys.Wallet) (*caller, error) {
+	fresh, err := s.resolveSession(ctx, q, c.token)
+	if err != nil {
+		return nil, err
+	}
+	tw, owned, err := s.target(ctx, q, fresh, addr)
+	if err != nil {
+		return nil, err
+	}
+	if !owned {
+		return nil, denied("session does not own wallet %s", addr)
+	}
+	if tw.TornDown {
+		return nil, notFound("wallet %s was torn down", addr)
+	}
+	if !fresh.scope.CanWrite() {
+		return nil, denied("session scope is read-only")
+	}
+	return fresh, nil
+}
+
 // parseWalletField validates a wallet given by the client.
 func parseWalletField(name, v string) (agentkeys.Wallet, error) {
 	if v == "" {

@@ -69,8 +69,14 @@ type envOption func(*Options)
 
 func newEnv(t testing.TB, opts ...envOption) *testEnv {
 	t.Helper()
+	return newEnvDSN(t, filepath.Join(t.TempDir(), "backend.db"), opts...)
+}
+
+// newEnvDSN is newEnv on the database named by dbPath (a SQLite path or a
+// PostgreSQL URL).
+func newEnvDSN(t testing.TB, dbPath string, opts ...envOption) *testEnv {
+	t.Helper()
 	dir := t.TempDir()
-	dbPath := filepath.Join(dir, "backend.db")
 	st, err := sqlstore.Open(context.Background(), dbPath)
 	if err != nil {
 		t.Fatal(err)

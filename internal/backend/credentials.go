@@ -81,6 +81,13 @@ func (s *Server) storeCredential(r *http.Request, c *caller) (any, error) {
 	}
 	now := s.now()
 	err = s.store.Tx(ctx, func(q store.Queries) error {
+		fresh, err := s.recheck(ctx, q, c, addr)
+		if err != nil {
+			return err
+		}
+		if !fresh.scope.Allows(svc) {
+			return denied("session scope does not include service %s", svc)
+		}
 		if err := q.PutCredential(ctx, store.Credential{Wallet: addr, Service: svc, Sealed: sealed, CreatedAt: now, UpdatedAt: now}); err != nil {
 			return err
 		}

@@ -138,6 +138,9 @@ func (s *Server) linkIdentity(r *http.Request, c *caller) (any, error) {
 		return nil, denied("session does not own wallet %s", target)
 	}
 	err = s.store.Tx(ctx, func(q store.Queries) error {
+		if _, err := s.recheck(ctx, q, c, target); err != nil {
+			return err
+		}
 		if err := q.PutIdentityLink(ctx, store.IdentityLink{Wallet: target, Type: req.IdentityType, Value: value, CreatedAt: s.now()}); err != nil {
 			if errors.Is(err, store.ErrConflict) {
 				return conflict("%s %q already names another wallet", req.IdentityType, value)

@@ -48,7 +48,12 @@ func (s *Server) provisionInbox(r *http.Request, c *caller) (any, error) {
 	}
 	for attempt := 0; ; attempt++ {
 		in := store.Inbox{Address: "bot-" + randomHex(5) + "@" + s.emailDomain, Wallet: addr, CreatedAt: s.now()}
-		err = s.store.InsertInbox(ctx, in)
+		err = s.store.Tx(ctx, func(q store.Queries) error {
+			if _, err := s.recheck(ctx, q, c, addr); err != nil {
+				return err
+			}
+			return q.InsertInbox(ctx, in)
+		})
 		if err == nil {
 			return map[string]any{"address": in.Address, "agent_wallet": addr}, nil
 		}

@@ -291,6 +291,12 @@ func (s *Server) approveAuthRequest(r *http.Request, c *caller) (any, error) {
 		attempts int
 	)
 	err := s.store.Tx(ctx, func(q store.Queries) error {
+		// The approver as of this transaction: a session revoked or torn
+		// down since it authenticated approves nothing.
+		c, err := s.resolveSession(ctx, q, c.token)
+		if err != nil {
+			return err
+		}
 		ar, err := lookupAuthRequest(ctx, q, req.PairCode, req.RequestID)
 		if err != nil {
 			return err
