@@ -288,9 +288,15 @@ func (r Request) Describe() string {
 		}
 		return fmt.Sprintf("Pair a new agent (services: %s%s)", strings.Join(r.RequestedScope.Services, ", "), ro)
 	case TypeRecover:
-		return fmt.Sprintf("Recover agent %s %q onto a new daemon", r.AgentIdentity.Type, r.AgentIdentity.Value)
+		// The identity may name an agent or a master; the backend, which
+		// knows which, says so to the wallet's owner.
+		return fmt.Sprintf("Recover the wallet named by %s %q onto a new machine", r.AgentIdentity.Type, r.AgentIdentity.Value)
 	case TypeScopeChange:
-		return fmt.Sprintf("Change the scope of agent %s to services: %s", r.AgentID, strings.Join(r.NewScope.Services, ", "))
+		mode := "read-write"
+		if r.NewScope.ReadOnly {
+			mode = "read-only"
+		}
+		return fmt.Sprintf("Change the scope of agent %s to services: [%s], %s", r.AgentID, strings.Join(r.NewScope.Services, ", "), mode)
 	case TypeHighValueRelease:
 		return fmt.Sprintf("Release %s for agent %s (estimated cost %d.%02d)", r.Service, r.AgentID, r.EstimatedCostCents/100, r.EstimatedCostCents%100)
 	case TypeKeyRotate:

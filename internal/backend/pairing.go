@@ -44,6 +44,10 @@ const (
 
 const kindLocked = "LOCKED"
 
+// kindMasterRecovery refuses an approval that would hand a master wallet's
+// session to a new machine without the approver's explicit confirmation.
+const kindMasterRecovery = "MASTER_RECOVERY_UNCONFIRMED"
+
 // supportedRequests are the request types this backend can act on.
 var supportedRequests = map[string]bool{authreq.TypePair: true, authreq.TypeRecover: true, authreq.TypeScopeChange: true}
 
@@ -210,15 +214,22 @@ func (s *Server) checkPending(ar store.AuthRequest, c *caller) error {
 }
 
 type fetchResponse struct {
-	ID              string           `json:"id"`
-	PairCode        string           `json:"pair_code"`
-	RequestType     string           `json:"request_type"`
-	RequestDetails  string           `json:"request_details"`
-	Description     string           `json:"description"`
-	RequestedScope  *agentkeys.Scope `json:"requested_scope,omitempty"`
-	IdentityType    string           `json:"identity_type,omitempty"`
-	IdentityValue   string           `json:"identity_value,omitempty"`
-	AgentID         string           `json:"agent_id,omitempty"`
+	ID             string           `json:"id"`
+	PairCode       string           `json:"pair_code"`
+	RequestType    string           `json:"request_type"`
+	RequestDetails string           `json:"request_details"`
+	Description    string           `json:"description"`
+	RequestedScope *agentkeys.Scope `json:"requested_scope,omitempty"`
+	IdentityType   string           `json:"identity_type,omitempty"`
+	IdentityValue  string           `json:"identity_value,omitempty"`
+	AgentID        string           `json:"agent_id,omitempty"`
+	// TargetWallet and TargetKind name the wallet a Recover would hand a
+	// session of ("master" or "agent"), shown only to a caller who owns it.
+	TargetWallet agentkeys.Wallet `json:"target_wallet,omitempty"`
+	TargetKind   store.Kind       `json:"target_kind,omitempty"`
+	// CurrentScope is a ScopeChange target's scope today, shown only to a
+	// caller who owns it, so the change can be shown as a change.
+	CurrentScope    *agentkeys.Scope `json:"current_scope,omitempty"`
 	ChildPubkey     string           `json:"child_pubkey"`
 	Status          string           `json:"status"`
 	CreatedAt       int64            `json:"created_at"`
@@ -253,11 +264,32 @@ func (s *Server) fetchAuthRequest(r *http.Request, c *caller) (any, error) {
 	switch ar.Type {
 	case authreq.TypePair:
 		out.RequestedScope, _ = (&agentkeys.Scope{Services: d.RequestedScope.Services, ReadOnly: d.RequestedScope.ReadOnly}).Normalize()
+	case authreq.TypeRecover:
+		// Say what is really being recovered: a request naming a master
+		// must not read as an agent's.
+		if target, err := s.resolveIdentity(r.Context(), s.store, ar.IdentityType, ar.IdentityValue); err == nil {
+			if tw, owned, err := s.target(r.Context(), s.store, c, target); err == nil && owned {
+				out.TargetWallet, out.TargetKind = target, tw.Kind
+				out.Description = describeRecover(tw, ar.IdentityType, ar.IdentityValue)
+			}
+		}
 	case authreq.TypeScopeChange:
 		out.AgentID = d.AgentID
 		out.RequestedScope, _ = (&agentkeys.Scope{Services: d.NewScope.Services, ReadOnly: d.NewScope.ReadOnly}).Normalize()
+		if agent, err := agentkeys.ParseWallet(d.AgentID); err == nil {
+			if tw, owned, err := s.target(r.Context(), s.store, c, agent); err == nil && owned {
+				out.CurrentScope = tw.Scope
+			}
+		}
 	}
 	return out, nil
+}
+
+func describeRecover(tw store.Wallet, idType, idValue string) string {
+	if tw.Kind == store.KindMaster {
+		return "Recover MASTER wallet " + string(tw.Address) + " (" + idType + " " + idValue + ") onto a new machine: it gets a full session of your account"
+	}
+	return "Recover agent " + string(tw.Address) + " (" + idType + " " + idValue + ") onto a new daemon"
 }
 
 // approveAuthRequest checks the OTP the master typed and carries the
@@ -275,6 +307,9 @@ func (s *Server) approveAuthRequest(r *http.Request, c *caller) (any, error) {
 		PairCode  string `json:"pair_code"`
 		RequestID string `json:"request_id"`
 		OTP       string `json:"otp"`
+		// ConfirmMasterRecovery must repeat the master wallet a Recover
+		// would hand a session of; without it such an approval is refused.
+		ConfirmMasterRecovery string `json:"confirm_master_recovery,omitempty"`
 	}
 	if err := decode(r, &req, smallBody); err != nil {
 		return nil, err
@@ -330,7 +365,7 @@ func (s *Server) approveAuthRequest(r *http.Request, c *caller) (any, error) {
 		case authreq.TypePair:
 			err = s.approvePair(ctx, q, c, &ar, d)
 		case authreq.TypeRecover:
-			err = s.approveRecover(ctx, q, c, &ar)
+			err = s.approveRecover(ctx, q, c, &ar, req.ConfirmMasterRecovery)
 		case authreq.TypeScopeChange:
 			err = s.approveScopeChange(ctx, q, c, &ar, d)
 		default:
@@ -452,7 +487,7 @@ func (s *Server) approvePair(ctx context.Context, q store.Queries, c *caller, ar
 	return s.audit(ctx, q, c.addr(), child.Address, agentkeys.AuditWildcard, actionPairApprove, agentkeys.ResultOK)
 }
 
-func (s *Server) approveRecover(ctx context.Context, q store.Queries, c *caller, ar *store.AuthRequest) error {
+func (s *Server) approveRecover(ctx context.Context, q store.Queries, c *caller, ar *store.AuthRequest, confirmMaster string) error {
 	target, err := s.resolveIdentity(ctx, q, ar.IdentityType, ar.IdentityValue)
 	if err != nil {
 		var apiErr *jsonhttp.Error
@@ -472,6 +507,12 @@ func (s *Server) approveRecover(ctx context.Context, q store.Queries, c *caller,
 	}
 	if tw.TornDown {
 		return notFound("the wallet to recover was torn down")
+	}
+	if tw.Kind == store.KindMaster && confirmMaster != string(target) {
+		// The whole account, not an agent: a blanket "yes" does not do.
+		// The request stays pending (this transaction rolls back).
+		return jsonhttp.Errorf(http.StatusForbidden, kindMasterRecovery,
+			"this request recovers master wallet %s (full control of the account), not an agent; approving it needs confirm_master_recovery set to that wallet", target)
 	}
 	if err := s.mintSession(ctx, q, c, ar, target); err != nil {
 		return err

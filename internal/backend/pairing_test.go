@@ -559,3 +559,75 @@ func TestPairThroughTheClient(t *testing.T) {
 		t.Fatalf("denied decision = %+v", d)
 	}
 }
+
+// TestMasterRecoveryNeedsExplicitConfirmation: a Recover whose identity
+// names a master (by wallet or by alias) hands out a session of the whole
+// account, so fetch says so and approve refuses unless the approver repeats
+// the master's wallet in confirm_master_recovery. The refusal leaves the
+// request pending.
+func TestMasterRecoveryNeedsExplicitConfirmation(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.AwaitWindow = time.Second })
+	alice := e.master("alice")
+	bot := e.agent(alice, []string{"openrouter"}, false)
+	if status, b, _ := e.raw("POST", "/identity/link", alice.Token, `{"identity_type":"alias","identity_value":"alice-home"}`); status != 200 {
+		t.Fatalf("link → %d %v", status, b)
+	}
+	for _, id := range []authreq.Identity{
+		{Type: authreq.IdentityWallet, Value: string(alice.Wallet)},
+		{Type: authreq.IdentityAlias, Value: "alice-home"},
+	} {
+		o := e.open(authreq.Request{Type: authreq.TypeRecover, AgentIdentity: id, NewDaemonPubkey: []byte{1}}, "")
+		status, f, _ := e.raw("GET", "/auth-request/fetch?pair_code="+o.PairCode, alice.Token, "")
+		if status != 200 || f["target_kind"] != "master" || f["target_wallet"] != string(alice.Wallet) ||
+			!strings.Contains(f["description"].(string), "MASTER") || strings.Contains(f["description"].(string), "agent") {
+			t.Fatalf("%s: fetch → %d %v", id.Type, status, f)
+		}
+		for _, confirm := range []string{"", `,"confirm_master_recovery":"yes"`, fmt.Sprintf(`,"confirm_master_recovery":%q`, bot.Wallet)} {
+			status, b, _ := e.raw("POST", "/auth-request/approve", alice.Token, fmt.Sprintf(`{"pair_code":%q,"otp":%q%s}`, o.PairCode, o.OTP, confirm))
+			if status != 403 || b["error"] != kindMasterRecovery {
+				t.Fatalf("%s: approve master recovery with %q → %d %v", id.Type, confirm, status, b)
+			}
+		}
+		status, b, _ := e.raw("POST", "/auth-request/approve", alice.Token, fmt.Sprintf(`{"pair_code":%q,"otp":%q,"confirm_master_recovery":%q}`, o.PairCode, o.OTP, alice.Wallet))
+		if status != 200 {
+			t.Fatalf("%s: confirmed master recovery → %d %v", id.Type, status, b)
+		}
+		if s := sessionFrom(t, func() map[string]any { _, d := e.await(o); return d }()); s.Wallet != alice.Wallet {
+			t.Fatalf("%s: recovered %s", id.Type, s.Wallet)
+		}
+	}
+	// An agent's recovery needs no such confirmation and says "agent".
+	if status, b, _ := e.raw("POST", "/identity/link", alice.Token, fmt.Sprintf(`{"identity_type":"alias","identity_value":"bot","wallet_address":%q}`, bot.Wallet)); status != 200 {
+		t.Fatalf("link → %d %v", status, b)
+	}
+	o := e.open(authreq.Request{Type: authreq.TypeRecover, AgentIdentity: authreq.Identity{Type: authreq.IdentityAlias, Value: "bot"}, NewDaemonPubkey: []byte{1}}, "")
+	if _, f, _ := e.raw("GET", "/auth-request/fetch?pair_code="+o.PairCode, alice.Token, ""); f["target_kind"] != "agent" || !strings.Contains(f["description"].(string), "agent") {
+		t.Fatalf("fetch agent recovery → %v", f)
+	}
+	if status, b := e.approve(alice.Token, o.PairCode, o.OTP); status != 200 {
+		t.Fatalf("agent recovery → %d %v", status, b)
+	}
+	// A stranger's fetch does not learn what the identity names.
+	bob := e.master("bob")
+	o = e.open(authreq.Request{Type: authreq.TypeRecover, AgentIdentity: authreq.Identity{Type: authreq.IdentityAlias, Value: "alice-home"}, NewDaemonPubkey: []byte{1}}, "")
+	if _, f, _ := e.raw("GET", "/auth-request/fetch?pair_code="+o.PairCode, bob.Token, ""); f["target_kind"] != nil || f["target_wallet"] != nil {
+		t.Fatalf("stranger's fetch → %v", f)
+	}
+}
+
+// TestScopeChangeFetchShowsTheCurrentScope lets an approver show a scope
+// change as a change, read_only included.
+func TestScopeChangeFetchShowsTheCurrentScope(t *testing.T) {
+	e := newEnv(t)
+	m := e.master("alice")
+	a := e.agent(m, []string{"x", "z"}, true)
+	o := e.open(authreq.Request{Type: authreq.TypeScopeChange, AgentID: string(a.Wallet), NewScope: authreq.Scope{Services: []string{"x", "y"}}}, "")
+	_, f, _ := e.raw("GET", "/auth-request/fetch?pair_code="+o.PairCode, m.Token, "")
+	cur, _ := f["current_scope"].(map[string]any)
+	if cur == nil || cur["read_only"] != true || fmt.Sprint(cur["services"]) != "[x z]" {
+		t.Fatalf("fetch current_scope = %v", f)
+	}
+	if d := f["description"].(string); !strings.Contains(d, "read-write") {
+		t.Fatalf("description %q does not say the new scope may write", d)
+	}
+}

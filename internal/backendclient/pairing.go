@@ -120,14 +120,20 @@ func (c *Client) OpenAuthRequest(ctx context.Context, r OpenRequest) (Opened, er
 
 // PendingRequest is what a master sees before approving.
 type PendingRequest struct {
-	ID              string           `json:"id"`
-	PairCode        string           `json:"pair_code"`
-	RequestType     string           `json:"request_type"`
-	Description     string           `json:"description"`
-	RequestedScope  *agentkeys.Scope `json:"requested_scope,omitempty"`
-	IdentityType    string           `json:"identity_type,omitempty"`
-	IdentityValue   string           `json:"identity_value,omitempty"`
-	AgentID         string           `json:"agent_id,omitempty"`
+	ID             string           `json:"id"`
+	PairCode       string           `json:"pair_code"`
+	RequestType    string           `json:"request_type"`
+	Description    string           `json:"description"`
+	RequestedScope *agentkeys.Scope `json:"requested_scope,omitempty"`
+	IdentityType   string           `json:"identity_type,omitempty"`
+	IdentityValue  string           `json:"identity_value,omitempty"`
+	AgentID        string           `json:"agent_id,omitempty"`
+	// TargetWallet and TargetKind ("master" or "agent") name what a
+	// Recover would hand a session of; CurrentScope is a ScopeChange
+	// target's scope today. The backend fills them only for their owner.
+	TargetWallet    agentkeys.Wallet `json:"target_wallet,omitempty"`
+	TargetKind      string           `json:"target_kind,omitempty"`
+	CurrentScope    *agentkeys.Scope `json:"current_scope,omitempty"`
 	Status          string           `json:"status"`
 	CreatedAt       int64            `json:"created_at"`
 	ExpiresAt       int64            `json:"expires_at"`
@@ -156,6 +162,16 @@ type Approval struct {
 func (c *Client) ApproveAuthRequest(ctx context.Context, tok agentkeys.Token, pairCode, otp string) (Approval, error) {
 	var out Approval
 	err := c.do(ctx, "approve auth request", http.MethodPost, "/auth-request/approve", nil, tok, map[string]string{"pair_code": pairCode, "otp": otp}, &out)
+	return out, err
+}
+
+// ApproveMasterRecovery approves a Recover request that hands out a
+// session of the master wallet master: the backend refuses such an
+// approval unless it repeats that wallet.
+func (c *Client) ApproveMasterRecovery(ctx context.Context, tok agentkeys.Token, pairCode, otp string, master agentkeys.Wallet) (Approval, error) {
+	var out Approval
+	in := map[string]string{"pair_code": pairCode, "otp": otp, "confirm_master_recovery": string(master)}
+	err := c.do(ctx, "approve auth request", http.MethodPost, "/auth-request/approve", nil, tok, in, &out)
 	return out, err
 }
 

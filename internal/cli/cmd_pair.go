@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -45,7 +46,12 @@ next to its pair code. Five wrong OTPs lock the request.
 
 A pairing creates an agent under this master with the scope the daemon asked
 for (never wider than yours); --name records it locally under that name. A
-recovery gives the daemon a new session on a wallet you already own.
+recovery gives the daemon a new session on a wallet you already own. A scope
+change is shown as a change: every service added or removed, and read_only.
+
+A recovery of a master wallet (yours, named by its address, alias or e-mail)
+hands over the whole account, not an agent. It is never approved by --yes:
+it needs a terminal and a typed confirmation phrase.
 
   agentkeys approve K7QD-93XM --otp 123456 --yes`,
 		Args: exactArgs(1, "<pair-code>"),
@@ -71,10 +77,19 @@ recovery gives the daemon a new session on a wallet you already own.
 			if err != nil {
 				return pairingError(err)
 			}
-			if !a.JSON {
+			masterRecovery := p.RequestType == authreq.TypeRecover && p.TargetKind == "master"
+			if !a.JSON || masterRecovery {
 				fmt.Fprintf(a.Err, "Request %s: %s\n", authreq.FormatPairCode(code), p.Description)
-				if p.RequestedScope != nil && p.RequestType == authreq.TypePair {
+				switch {
+				case p.RequestedScope != nil && p.RequestType == authreq.TypePair:
 					fmt.Fprintf(a.Err, "  scope: services=[%s] read_only=%v\n", strings.Join(p.RequestedScope.Services, ", "), p.RequestedScope.ReadOnly)
+				case p.RequestType == authreq.TypeScopeChange:
+					for _, l := range scopeChangeLines(p.CurrentScope, p.RequestedScope) {
+						fmt.Fprintf(a.Err, "  %s\n", l)
+					}
+				}
+				if masterRecovery {
+					fmt.Fprintf(a.Err, masterRecoveryWarning, p.TargetWallet)
 				}
 				fmt.Fprintf(a.Err, "  expires: %s\n", time.Unix(p.ExpiresAt, 0).Format(time.RFC3339))
 			}
@@ -89,6 +104,10 @@ recovery gives the daemon a new session on a wallet you already own.
 				return nil
 			}
 			interactive := a.isTerminal(int(a.In.Fd()))
+			if masterRecovery && !interactive {
+				return withHint(fmt.Errorf("refusing to approve the recovery of master wallet %s without a typed confirmation (stdin is not a terminal); --yes never approves a master recovery", p.TargetWallet),
+					"if you started `agentkeys recover` yourself, run `agentkeys approve %s` on a terminal; otherwise deny it with --deny", authreq.FormatPairCode(code))
+			}
 			if otp == "" {
 				if !interactive {
 					return withHint(errors.New("no OTP given and stdin is not a terminal"), "pass --otp with the 6 digits the daemon printed")
@@ -100,19 +119,19 @@ recovery gives the daemon a new session on a wallet you already own.
 					return errors.New("the OTP is 6 digits")
 				}
 			}
-			if !yes {
-				if !interactive {
-					return withHint(errors.New("refusing to approve without confirmation (stdin is not a terminal)"), "pass --yes to confirm")
+			var ap backendclient.Approval
+			if masterRecovery {
+				// --yes does not count here: the phrase must be typed.
+				phrase := masterRecoveryPhrase(p.TargetWallet)
+				fmt.Fprintf(a.Err, "Type %q to hand this master wallet to the new machine: ", phrase)
+				line, _ := bufio.NewReader(a.In).ReadString('\n')
+				if strings.TrimSpace(line) != phrase {
+					return errors.New("master recovery not confirmed; nothing was approved")
 				}
-				ok, err := a.confirm("Approve this request?")
-				if err != nil {
-					return err
-				}
-				if !ok {
-					return errors.New("approval cancelled")
-				}
+				ap, err = m.Client.ApproveMasterRecovery(ctx, m.Session.Token, code, otp, p.TargetWallet)
+			} else {
+				ap, err = a.approveAfterConfirm(ctx, m, code, otp, yes, interactive)
 			}
-			ap, err := m.Client.ApproveAuthRequest(ctx, m.Session.Token, code, otp)
 			if err != nil {
 				return pairingError(err)
 			}
@@ -136,7 +155,11 @@ recovery gives the daemon a new session on a wallet you already own.
 			case authreq.TypePair:
 				a.printf("Approved. Agent %s paired; the daemon now holds its session.\n", ap.Wallet)
 			case authreq.TypeRecover:
-				a.printf("Approved. The daemon now holds a new session for %s.\n", ap.Wallet)
+				if masterRecovery {
+					a.printf("Approved. The new machine now holds a session of master wallet %s.\n", ap.Wallet)
+				} else {
+					a.printf("Approved. The daemon now holds a new session for %s.\n", ap.Wallet)
+				}
 			default:
 				a.printf("Approved.\n")
 			}
@@ -151,6 +174,69 @@ recovery gives the daemon a new session on a wallet you already own.
 	return cmd
 }
 
+const masterRecoveryWarning = `
+  !! This is NOT an agent. It recovers your MASTER wallet %s:
+  !! approving gives whoever runs the requesting program a full session of
+  !! your account (every credential, every agent, approvals in your name).
+  !! Approve only a recovery you started yourself on a machine you control.
+
+`
+
+// masterRecoveryPhrase is what the approver types to hand over a master.
+func masterRecoveryPhrase(w agentkeys.Wallet) string {
+	s := strings.ToLower(string(w))
+	return "recover master " + s[len(s)-6:]
+}
+
+// approveAfterConfirm asks "Approve this request?" unless --yes, then
+// approves.
+func (a *App) approveAfterConfirm(ctx context.Context, m *Master, code, otp string, yes, interactive bool) (backendclient.Approval, error) {
+	if !yes {
+		if !interactive {
+			return backendclient.Approval{}, withHint(errors.New("refusing to approve without confirmation (stdin is not a terminal)"), "pass --yes to confirm")
+		}
+		ok, err := a.confirm("Approve this request?")
+		if err != nil {
+			return backendclient.Approval{}, err
+		}
+		if !ok {
+			return backendclient.Approval{}, errors.New("approval cancelled")
+		}
+	}
+	return m.Client.ApproveAuthRequest(ctx, m.Session.Token, code, otp)
+}
+
+// scopeChangeLines shows a scope change as a change: each service added or
+// removed and read_only before and after. cur is nil when the backend did
+// not say (then only the new scope is shown).
+func scopeChangeLines(cur, next *agentkeys.Scope) []string {
+	if next == nil {
+		return nil
+	}
+	lines := []string{fmt.Sprintf("new scope: services=[%s] read_only=%v", strings.Join(next.Services, ", "), next.ReadOnly)}
+	if cur == nil {
+		return append(lines, "(this session cannot see the current scope: compare with `agentkeys scope get`)")
+	}
+	changed := false
+	for _, svc := range next.Services {
+		if !slices.Contains(cur.Services, svc) {
+			lines, changed = append(lines, "+ service "+svc), true
+		}
+	}
+	for _, svc := range cur.Services {
+		if !slices.Contains(next.Services, svc) {
+			lines, changed = append(lines, "- service "+svc), true
+		}
+	}
+	if cur.ReadOnly != next.ReadOnly {
+		lines, changed = append(lines, fmt.Sprintf("read_only: %v → %v", cur.ReadOnly, next.ReadOnly)), true
+	}
+	if !changed {
+		lines = append(lines, "(no change)")
+	}
+	return lines
+}
+
 // pairingError adds hints for the pairing failures a person can act on.
 func pairingError(err error) error {
 	var apiErr *backendclient.Error
@@ -158,6 +244,8 @@ func pairingError(err error) error {
 		return err
 	}
 	switch {
+	case apiErr.Kind == "MASTER_RECOVERY_UNCONFIRMED":
+		return withHint(err, "a master recovery is approved only on a terminal, with its typed confirmation; --yes never approves one")
 	case apiErr.Kind == "LOCKED":
 		return withHint(err, "start pairing again on the daemon; it will show a new code and OTP")
 	case apiErr.Status == 410:

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/authreq"
 	"github.com/agentkeys/agentkeys/internal/backendclient"
 )
@@ -100,8 +101,9 @@ func TestApproveLocksAfterFiveWrongOTPs(t *testing.T) {
 
 var recoveryLine = regexp.MustCompile(`Recovery code: (\S+)\s+OTP: (\d+)`)
 
+// TestRecoverOnANewMachine recovers a master: --yes refuses, a terminal
+// with the typed phrase approves.
 func TestRecoverOnANewMachine(t *testing.T) {
-	t.Parallel()
 	w := newWorld(t)
 	_, wallet := w.initMaster()
 	w.must("link", wallet, "--email", "alice@example.com")
@@ -135,7 +137,22 @@ func TestRecoverOnANewMachine(t *testing.T) {
 	stranger := newWorldSharing(t, w)
 	stranger.initMaster()
 	expectCode(t, stranger.ak("approve", m[1], "--otp", m[2], "--yes"), 1, "stranger approves")
-	w.must("approve", m[1], "--otp", m[2], "--yes")
+	r := w.ak("approve", m[1], "--otp", m[2], "--yes")
+	expectCode(t, r, 1, "approve a master recovery with --yes")
+	if !strings.Contains(r.stderr, "MASTER wallet "+wallet) || !strings.Contains(r.stderr, "--yes never approves") {
+		t.Fatalf("master recovery with --yes: %s", r)
+	}
+	phrase := masterRecoveryPhrase(agentkeys.Wallet(wallet))
+	r = w.inProcess("recover master\n", true, "", "approve", m[1], "--otp", m[2], "--yes")
+	expectCode(t, r, 1, "approve a master recovery with the wrong phrase")
+	if !strings.Contains(r.stderr, "Type \""+phrase+"\"") || !strings.Contains(r.stderr, "not confirmed") {
+		t.Fatalf("wrong phrase: %s", r)
+	}
+	r = w.inProcess(phrase+"\n", true, "", "approve", m[1], "--otp", m[2])
+	expectCode(t, r, 0, "approve a master recovery with the phrase")
+	if !strings.Contains(r.stdout, "master wallet "+wallet) {
+		t.Fatalf("approved: %s", r)
+	}
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("recover exited with %v: %s", err, out.String())
 	}
@@ -146,4 +163,86 @@ func TestRecoverOnANewMachine(t *testing.T) {
 		t.Fatalf("the new machine is not %s: %s", wallet, r)
 	}
 	expectCode(t, laptop.ak("recover", "no spaces allowed"), 2, "bad identity")
+}
+
+// openRequest plays a daemon opening any request.
+func openRequest(t *testing.T, w *world, r authreq.Request, idType, idValue string) backendclient.Opened {
+	t.Helper()
+	c, err := backendclient.New(w.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _, _ := ed25519.GenerateKey(rand.Reader)
+	details, err := authreq.Encode(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := c.OpenAuthRequest(context.Background(), backendclient.OpenRequest{
+		ChildPubkey: pub, RequestType: r.Type, RequestDetails: details, IdentityType: idType, IdentityValue: idValue,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+// TestApproveNeverRecoversAMasterWithYes: a Recover that names the master
+// by its wallet or by an alias does not read as an agent's and is refused
+// with --yes (and --json) even with the right OTP; the request stays
+// pending, and an agent's recovery still goes through with --yes.
+func TestApproveNeverRecoversAMasterWithYes(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	_, wallet := w.initMaster()
+	w.must("link", wallet, "--alias", "my-laptop")
+	for _, id := range []authreq.Identity{
+		{Type: authreq.IdentityWallet, Value: wallet},
+		{Type: authreq.IdentityAlias, Value: "my-laptop"},
+	} {
+		typ := map[string]string{authreq.IdentityWallet: "wallet", authreq.IdentityAlias: "alias"}[id.Type]
+		o := openRequest(t, w, authreq.Request{Type: authreq.TypeRecover, AgentIdentity: id, NewDaemonPubkey: []byte{1}}, typ, id.Value)
+		for _, args := range [][]string{
+			{"approve", o.PairCode, "--otp", o.OTP, "--yes"},
+			{"--json", "approve", o.PairCode, "--otp", o.OTP, "--yes"},
+		} {
+			r := w.ak(args...)
+			expectCode(t, r, 1, args...)
+			if strings.Contains(r.stderr, "Recover agent") || !strings.Contains(r.stderr, "MASTER wallet "+wallet) ||
+				!strings.Contains(r.stderr, "--yes never approves") || strings.Contains(r.stdout, "Approved") {
+				t.Fatalf("%s: master recovery approved or mislabelled: %s", id.Type, r)
+			}
+		}
+		// Still pending: the refusal consumed nothing.
+		w.must("approve", o.PairCode, "--deny")
+	}
+	// An agent's recovery is labelled as one and --yes still approves it.
+	w.must("agent", "create", "bot", "--services", "openrouter")
+	w.must("link", "bot", "--alias", "the-bot")
+	o := openRequest(t, w, authreq.Request{Type: authreq.TypeRecover, AgentIdentity: authreq.Identity{Type: authreq.IdentityAlias, Value: "the-bot"}, NewDaemonPubkey: []byte{1}}, "alias", "the-bot")
+	r := w.must("approve", o.PairCode, "--otp", o.OTP, "--yes")
+	if !strings.Contains(r.stderr, "Recover agent") || strings.Contains(r.stderr, "MASTER") {
+		t.Fatalf("agent recovery: %s", r)
+	}
+}
+
+// TestApproveShowsEveryScopeChange: the prompt for a ScopeChange lists each
+// service added and removed and the read_only flip.
+func TestApproveShowsEveryScopeChange(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.initMaster()
+	agent := w.createAgent("bot", "--services", "alpha,beta", "--read-only")
+	o := openRequest(t, w, authreq.Request{Type: authreq.TypeScopeChange, AgentID: agent, NewScope: authreq.Scope{Services: []string{"beta", "gamma", "delta"}}}, "", "")
+	r := w.must("approve", o.PairCode, "--otp", o.OTP, "--yes")
+	for _, want := range []string{"read_only: true → false", "+ service gamma", "+ service delta", "- service alpha", "read-write"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Fatalf("scope change prompt lacks %q: %s", want, r)
+		}
+	}
+	if strings.Contains(r.stderr, "service beta\n") {
+		t.Fatalf("unchanged service listed as a change: %s", r)
+	}
+	if got := w.must("scope", "get", "bot", "--json").stdout; !strings.Contains(got, "gamma") || strings.Contains(got, `"read_only": true`) {
+		t.Fatalf("scope after approval: %s", got)
+	}
 }
