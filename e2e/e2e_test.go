@@ -150,7 +150,7 @@ func startStack(t *testing.T) *stack {
 	dir := t.TempDir()
 	bport, kport := freePort(t), freePort(t)
 	s := &stack{backendURL: "http://127.0.0.1:" + strconv.Itoa(bport), brokerURL: "http://127.0.0.1:" + strconv.Itoa(kport), dir: dir}
-	s.backend = start(t, nil, "agentkeys-backend", "--listen", "127.0.0.1:"+strconv.Itoa(bport), "--data-dir", filepath.Join(dir, "backend"))
+	s.backend = start(t, nil, "agentkeys-backend", "--login", "mock", "--listen", "127.0.0.1:"+strconv.Itoa(bport), "--data-dir", filepath.Join(dir, "backend"))
 	waitHTTP(t, s.backend, s.backendURL+"/health")
 	s.broker = start(t, []string{
 		"BROKER_BACKEND_URL=" + s.backendURL,

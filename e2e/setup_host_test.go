@@ -183,6 +183,15 @@ func TestSetupBrokerHost(t *testing.T) {
 			t.Errorf("broker.env lacks %q", strings.TrimSpace(strings.SplitN(want, "=", 2)[0]))
 		}
 	}
+	// No login flags: the backend gets no login method at all (never mock)
+	// and the script says the backend will refuse to start.
+	benv := readFile(t, filepath.Join(root, "etc/agentkeys/backend.env"))
+	if regexp.MustCompile(`(?m)^AGENTKEYS_LOGIN`).MatchString(benv) || strings.Contains(benv, "mock") {
+		t.Errorf("backend.env configures a login without being asked to:\n%s", benv)
+	}
+	if !strings.Contains(out, "agentkeys-backend will refuse to start") || !strings.Contains(out, "AGENTKEYS_LOGIN_OIDC_ISSUER") {
+		t.Errorf("no warning that the backend will not start without a login method:\n%s", out)
+	}
 	// nginx phase 1: ACME only.
 	site := readFile(t, filepath.Join(root, "etc/nginx/sites-available/agentkeys-broker"))
 	if !strings.Contains(site, "server_name broker.example.com;") || !strings.Contains(site, "acme-challenge") || strings.Contains(site, "listen 443") {
@@ -240,6 +249,27 @@ func TestSetupBrokerHost(t *testing.T) {
 	}
 	nginxCheck(t, root, site)
 
+	// With the login flags the backend env file names the OpenID provider;
+	// a re-run without them keeps it.
+	lroot := filepath.Join(t.TempDir(), "root")
+	largs := []string{"--non-interactive", "--prefix", lroot, "--issuer-url", setupIssuer, "--bin-dir", binDir}
+	out, code = runSetup(t, nil, append(largs, "--login-oidc-issuer", "https://idp.example.com", "--login-oidc-client-id", "agentkeys-cli")...)
+	if code != 0 || strings.Contains(out, "refuse to start") {
+		t.Fatalf("setup with login flags exit %d:\n%s", code, out)
+	}
+	for _, again := range []bool{false, true} {
+		if again {
+			if out, code = runSetup(t, nil, largs...); code != 0 || strings.Contains(out, "refuse to start") {
+				t.Fatalf("re-run without login flags exit %d:\n%s", code, out)
+			}
+		}
+		lenv := readFile(t, filepath.Join(lroot, "etc/agentkeys/backend.env"))
+		if !strings.Contains(lenv, "\nAGENTKEYS_LOGIN_OIDC_ISSUER=https://idp.example.com\n") || !strings.Contains(lenv, "\nAGENTKEYS_LOGIN_OIDC_CLIENT_ID=agentkeys-cli\n") ||
+			strings.Contains(lenv, "AGENTKEYS_LOGIN=") {
+			t.Errorf("backend.env with login flags (re-run %v):\n%s", again, lenv)
+		}
+	}
+
 	// Named profile: a placeholder credentials file, 0600, never overwritten.
 	proot := filepath.Join(t.TempDir(), "root")
 	pargs := []string{"--non-interactive", "--prefix", proot, "--issuer-url", setupIssuer, "--account-id", setupAccount,
@@ -289,6 +319,9 @@ func TestSetupBrokerHost(t *testing.T) {
 		{"bad account", nil, []string{"--issuer-url", setupIssuer, "--account-id", "12345"}, "12 digits"},
 		{"unknown flag", nil, []string{"--issuer-url", setupIssuer, "--frobnicate"}, "unknown argument"},
 		{"certbot without nginx", nil, []string{"--issuer-url", setupIssuer, "--with-certbot", "--without-nginx"}, "--with-nginx"},
+		{"login issuer alone", nil, []string{"--issuer-url", setupIssuer, "--login-oidc-issuer", "https://idp.example.com"}, "both"},
+		{"login client id alone", nil, []string{"--issuer-url", setupIssuer, "--login-oidc-client-id", "x"}, "both"},
+		{"http login issuer", nil, []string{"--issuer-url", setupIssuer, "--login-oidc-issuer", "http://idp.example.com", "--login-oidc-client-id", "x"}, "https"},
 	} {
 		fresh := filepath.Join(t.TempDir(), "root")
 		out, code := runSetup(t, c.env, append([]string{"--non-interactive", "--prefix", fresh, "--bin-dir", binDir}, c.args...)...)

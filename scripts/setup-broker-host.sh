@@ -28,6 +28,11 @@
 #   --with-nginx | --without-nginx       write the nginx site (phase 1: HTTP-01 only; phase 2 once the cert exists)
 #   --with-certbot | --without-certbot   install certbot (webroot); with --certbot-email, request the certificate
 #   --certbot-email EMAIL   account e-mail for Let's Encrypt
+#   --login-oidc-issuer URL     OpenID provider whose ID tokens log masters in to the backend (https)
+#   --login-oidc-client-id ID   client id (audience) those ID tokens carry; both or neither.
+#                           Without them the backend is installed but refuses to start until
+#                           AGENTKEYS_LOGIN_OIDC_ISSUER/_CLIENT_ID are set in /etc/agentkeys/backend.env.
+#                           (There is deliberately no option for mock login: it lets anyone log in as any master.)
 #   --bin-dir DIR           where agentkeys-backend and agentkeys-broker were built (default: the repo's bin/)
 #   --prefix DIR            write everything under DIR instead of /; never creates users or starts services
 #   --dry-run               print what would be done; change nothing
@@ -47,7 +52,7 @@ DEPLOY_DIR="$REPO_DIR/deploy"
 SERVICE_USER=agentkeys
 ISSUER="" ACCOUNT_ID="" ROLE_ARN="" REGION="" CRED_MODE="" PROFILE_NAME="" BUCKET=""
 WITH_NGINX="" WITH_CERTBOT="" CERTBOT_EMAIL="" BIN_DIR="" PREFIX="" DRY_RUN=0 NO_START=0
-INTERACTIVE="" YES=0
+INTERACTIVE="" YES=0 LOGIN_ISSUER="" LOGIN_CLIENT_ID=""
 CHANGED=0
 
 say()  { printf '%s\n' "$*"; }
@@ -72,6 +77,8 @@ while [[ $# -gt 0 ]]; do
     --profile-name)  need_arg "$@"; PROFILE_NAME="$2"; shift 2 ;;
     --bucket)        need_arg "$@"; BUCKET="$2"; shift 2 ;;
     --certbot-email) need_arg "$@"; CERTBOT_EMAIL="$2"; shift 2 ;;
+    --login-oidc-issuer)    need_arg "$@"; LOGIN_ISSUER="$2"; shift 2 ;;
+    --login-oidc-client-id) need_arg "$@"; LOGIN_CLIENT_ID="$2"; shift 2 ;;
     --bin-dir)       need_arg "$@"; BIN_DIR="$2"; shift 2 ;;
     --prefix)        need_arg "$@"; PREFIX="$2"; shift 2 ;;
     --with-nginx)      WITH_NGINX=yes; shift ;;
@@ -121,6 +128,8 @@ valid_role_arn() { [[ "$1" =~ ^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,
 valid_region()   { [[ "$1" =~ ^[a-z0-9][a-z0-9-]{0,62}$ ]]; }
 valid_profile()  { [[ "$1" =~ ^[A-Za-z0-9_.+-]{1,64}$ ]]; }
 valid_bucket()   { [[ "$1" =~ ^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$ ]]; }
+valid_login_issuer()    { [[ "$1" =~ ^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$ ]]; }
+valid_login_client_id() { [[ "$1" =~ ^[A-Za-z0-9._:@/+-]{1,255}$ ]]; }
 valid_email()    { [[ "$1" =~ ^[^[:space:]@]+@[^[:space:]@]+\.[^[:space:]@]+$ ]]; }
 valid_akid()     { [[ "$1" =~ ^[A-Z0-9]{16,128}$ ]]; }
 valid_secret()   { [[ "$1" =~ ^[A-Za-z0-9/+=]{16,128}$ ]]; }
@@ -192,6 +201,21 @@ Without it you must put another TLS proxy in front (AWS fetches the issuer over 
     def=no; [[ "$WITH_NGINX" == yes ]] && def=yes
     if ask_yes "Install certbot" "$def"; then WITH_CERTBOT=yes; else WITH_CERTBOT=no; fi
   fi
+  if [[ -z "$LOGIN_ISSUER" && -z "$LOGIN_CLIENT_ID" ]] && ! grep -qs '^AGENTKEYS_LOGIN_OIDC_ISSUER=.' "$PREFIX/etc/agentkeys/backend.env"; then
+    explain "Masters log in to the backend with an ID token from your OpenID provider (Google, Okta, Entra ID,
+Keycloak, ...): give its issuer URL and the client id registered for the agentkeys CLI. Leave both
+empty to set them later in /etc/agentkeys/backend.env: until then the backend refuses to start."
+    while :; do
+      ask LOGIN_ISSUER "Login OpenID issuer URL (https, empty to skip)" ""
+      [[ -z "$LOGIN_ISSUER" ]] || valid_login_issuer "$LOGIN_ISSUER" && break
+      printf '  refused: not an https:// issuer URL\n' >/dev/tty
+    done
+    while [[ -n "$LOGIN_ISSUER" ]]; do
+      ask LOGIN_CLIENT_ID "Login OpenID client id" ""
+      valid_login_client_id "$LOGIN_CLIENT_ID" && break
+      printf '  refused: the client id is required (letters, digits and ._:@/+-)\n' >/dev/tty
+    done
+  fi
   if [[ "$WITH_CERTBOT" == yes && -z "$CERTBOT_EMAIL" ]]; then
     explain "With an e-mail address the certificate is requested now (the DNS name must already point here);
 leave empty to request it later with the command printed at the end."
@@ -218,6 +242,11 @@ valid_bucket "$BUCKET" || usage_die "--bucket $BUCKET is not an S3 bucket name"
 case "$CRED_MODE" in none|instance-profile|profile|static) ;; *) usage_die "--cred-mode must be instance-profile, profile, static or none" ;; esac
 [[ "$CRED_MODE" != profile ]] || valid_profile "$PROFILE_NAME" || usage_die "--profile-name may only hold letters, digits and _.+-"
 [[ -z "$CERTBOT_EMAIL" ]] || valid_email "$CERTBOT_EMAIL" || usage_die "--certbot-email is not an e-mail address"
+if [[ -n "$LOGIN_ISSUER" || -n "$LOGIN_CLIENT_ID" ]]; then
+  [[ -n "$LOGIN_ISSUER" && -n "$LOGIN_CLIENT_ID" ]] || usage_die "give both --login-oidc-issuer and --login-oidc-client-id, or neither"
+  valid_login_issuer "$LOGIN_ISSUER" || usage_die "--login-oidc-issuer must be an https:// URL of an OpenID provider"
+  valid_login_client_id "$LOGIN_CLIENT_ID" || usage_die "--login-oidc-client-id may only hold letters, digits and ._:@/+-"
+fi
 if [[ "$CRED_MODE" != none && -z "$ACCOUNT_ID" && -z "$ROLE_ARN" ]]; then
   usage_die "--cred-mode $CRED_MODE needs --account-id or --role-arn (the role the broker assumes)"
 fi
@@ -270,6 +299,20 @@ They are written to $BROKER_ENV (0600, root) and nowhere else."
   valid_secret "$SECRET" || usage_die "the secret access key is not well-formed"
 fi
 
+# Master login: from the options, else kept from an existing env file
+# (re-runs). Mock login is never written: it would let anyone who reaches
+# the backend log in as any master.
+if [[ -z "$LOGIN_ISSUER" && -r "$BACKEND_ENV" ]]; then
+  LOGIN_ISSUER="$(sed -n 's/^AGENTKEYS_LOGIN_OIDC_ISSUER=//p' "$BACKEND_ENV" | tail -n1)"
+  LOGIN_CLIENT_ID="$(sed -n 's/^AGENTKEYS_LOGIN_OIDC_CLIENT_ID=//p' "$BACKEND_ENV" | tail -n1)"
+  if [[ -z "$LOGIN_ISSUER" || -z "$LOGIN_CLIENT_ID" ]]; then LOGIN_ISSUER="" LOGIN_CLIENT_ID=""; fi
+fi
+no_login_warning() {
+  warn "no master login is configured: agentkeys-backend will refuse to start until $BACKEND_ENV sets
+  AGENTKEYS_LOGIN_OIDC_ISSUER=https://YOUR-IDP and AGENTKEYS_LOGIN_OIDC_CLIENT_ID=CLIENT-ID
+  (or re-run this script with --login-oidc-issuer URL --login-oidc-client-id ID)."
+}
+
 # Binaries.
 if [[ -z "$BIN_DIR" ]]; then BIN_DIR="$REPO_DIR/bin"; fi
 HAVE_BINS=1
@@ -285,6 +328,8 @@ else note "data role:   none (OIDC-only; /v1/mint-aws-creds disabled)"; fi
 note "region:      $REGION"
 note "credentials: $CRED_MODE$([[ "$CRED_MODE" == profile ]] && echo " ($PROFILE_NAME)")$([[ "$CRED_MODE" == static ]] && echo " (from ${note_kept:+the existing env file}${note_kept:-the environment/prompt}; stored only in $BROKER_ENV)")"
 note "nginx:       $WITH_NGINX    certbot: $WITH_CERTBOT"
+if [[ -n "$LOGIN_ISSUER" ]]; then note "login:       OpenID $LOGIN_ISSUER (client $LOGIN_CLIENT_ID)"
+else note "login:       NOT CONFIGURED (the backend will refuse to start)"; fi
 note "binaries:    $([[ $HAVE_BINS -eq 1 ]] && echo "$BIN_DIR" || echo "not found in $BIN_DIR (run: make build)")"
 if [[ "$INTERACTIVE" == yes && $YES -eq 0 && $DRY_RUN -eq 0 ]]; then
   ask_yes "Proceed" yes || die "stopped; nothing was changed" 1
@@ -376,6 +421,14 @@ fi
   echo "# Written by scripts/setup-broker-host.sh; every variable: deploy/env/backend.env.example"
   echo "AGENTKEYS_BACKEND_LISTEN=127.0.0.1:8090"
   echo "AGENTKEYS_DATA_DIR=/var/lib/agentkeys/backend"
+  if [[ -n "$LOGIN_ISSUER" ]]; then
+    echo "AGENTKEYS_LOGIN_OIDC_ISSUER=$LOGIN_ISSUER"
+    echo "AGENTKEYS_LOGIN_OIDC_CLIENT_ID=$LOGIN_CLIENT_ID"
+  else
+    echo "# No master login yet: the backend refuses to start until both are set."
+    echo "#AGENTKEYS_LOGIN_OIDC_ISSUER=https://YOUR-IDP"
+    echo "#AGENTKEYS_LOGIN_OIDC_CLIENT_ID=CLIENT-ID"
+  fi
 } | put_file "$BACKEND_ENV" 0600 root:root
 
 {
@@ -472,10 +525,15 @@ elif [[ $NO_START -eq 1 ]]; then
 else
   host_cmd systemctl daemon-reload
   host_cmd systemctl enable agentkeys-backend.service agentkeys-broker.service
+  units="agentkeys-backend.service agentkeys-broker.service"
+  if [[ -z "$LOGIN_ISSUER" ]]; then
+    say "skipped: starting agentkeys-backend (no master login configured; it would refuse to start)"
+    units="agentkeys-broker.service"
+  fi
   if [[ $CHANGED -eq 1 ]]; then
-    host_cmd systemctl restart agentkeys-backend.service agentkeys-broker.service
+    host_cmd systemctl restart $units
   else
-    host_cmd systemctl start agentkeys-backend.service agentkeys-broker.service
+    host_cmd systemctl start $units
   fi
   if [[ $DRY_RUN -eq 0 ]]; then
     ok=0
@@ -489,6 +547,7 @@ else
 fi
 
 # --- Next steps -------------------------------------------------------------------
+[[ -n "$LOGIN_ISSUER" ]] || no_login_warning
 cat <<EOF
 
 Next steps (docs/operator-runbook.md has the details):

@@ -89,7 +89,7 @@ func newEnvDSN(t testing.TB, dbPath string, opts ...envOption) *testEnv {
 	logs := &syncBuffer{}
 	clk := &clock{t: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
 	o := Options{
-		Store: st, Sealer: sealer, Now: clk.Now, LoginRate: -1,
+		Store: st, Sealer: sealer, Now: clk.Now, LoginRate: -1, Login: MockLogin{},
 		Logger: newTestLogger(logs),
 	}
 	for _, f := range opts {

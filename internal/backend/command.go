@@ -54,7 +54,14 @@ func Command() *cobra.Command {
 By default it listens on 127.0.0.1:8090 and keeps an embedded SQLite database and
 the credential seal key (created 0600 on first start) in --data-dir. Give a
 postgres:// --database-url to run several replicas on one PostgreSQL; they must
-then share the same --seal-key-file.`,
+then share the same --seal-key-file.
+
+Master login has no default: give an OpenID provider
+(--login-oidc-issuer URL --login-oidc-client-id ID) and masters log in with its
+ID tokens. --login mock accepts any string as a master's identity, so anyone
+who can reach the backend can act as any master: it exists for
+'agentkeys dev' and tests, never for a shared host. Without either the
+backend refuses to start.`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -68,6 +75,9 @@ then share the same --seal-key-file.`,
 			log, err := logging.New(cmd.ErrOrStderr(), logLevel)
 			if err != nil {
 				return err
+			}
+			if _, err := cfg.loginMethod(); err != nil {
+				return &configError{err}
 			}
 			cfg.LoginRate = rate
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -87,16 +97,27 @@ then share the same --seal-key-file.`,
 	f.StringVar(&cfg.TLSCertFile, "tls-cert", env("AGENTKEYS_TLS_CERT", ""), "serve HTTPS with this certificate [AGENTKEYS_TLS_CERT]")
 	f.StringVar(&cfg.TLSKeyFile, "tls-key", env("AGENTKEYS_TLS_KEY", ""), "private key for --tls-cert [AGENTKEYS_TLS_KEY]")
 	f.BoolVar(&cfg.MockInbox, "mock-inbox", os.Getenv("AGENTKEYS_MOCK_INBOX") == "1", "serve the mock e-mail inbox for provisioner tests; its deliver route is unauthenticated, never enable in production [AGENTKEYS_MOCK_INBOX=1]")
+	f.StringVar(&cfg.Login, "login", env("AGENTKEYS_LOGIN", ""), "master login method: oidc (implied by --login-oidc-issuer) or mock (any string logs in as any master: development and tests only); no default [AGENTKEYS_LOGIN]")
 	f.StringVar(&cfg.LoginOIDCIssuer, "login-oidc-issuer", env("AGENTKEYS_LOGIN_OIDC_ISSUER", ""), "accept master logins only as ID tokens from this OpenID provider [AGENTKEYS_LOGIN_OIDC_ISSUER]")
 	f.StringVar(&cfg.LoginOIDCClientID, "login-oidc-client-id", env("AGENTKEYS_LOGIN_OIDC_CLIENT_ID", ""), "client id (audience) the ID tokens must carry [AGENTKEYS_LOGIN_OIDC_CLIENT_ID]")
 	f.StringVar(&logLevel, "log-level", env("AGENTKEYS_LOG_LEVEL", "info"), "debug, info, warn or error [AGENTKEYS_LOG_LEVEL]")
 	return cmd
 }
 
-// Main runs the command and returns the process exit code.
+// configError is a configuration the backend refuses to start with (exit 2).
+type configError struct{ error }
+
+func (e *configError) Unwrap() error { return e.error }
+
+// Main runs the command and returns the process exit code: 0, 1 for a
+// failure while running, 2 for a configuration it refuses.
 func Main() int {
 	if err := Command().ExecuteContext(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "agentkeys-backend:", err)
+		var ce *configError
+		if errors.As(err, &ce) {
+			return 2
+		}
 		return 1
 	}
 	return 0

@@ -22,9 +22,10 @@ type LoginVerifier interface {
 // the client sees 401 "invalid auth token".
 var errBadAssertion = errors.New("invalid auth token")
 
-// MockLogin is the default, as in the original's mock: any non-empty
-// assertion names an identity. Right for `agentkeys dev` and tests; never
-// for a shared deployment.
+// MockLogin trusts the assertion, as the original's mock did: any non-empty
+// string names an identity, so whoever can reach the backend can log in as
+// any master. Only `agentkeys dev` and tests select it (--login mock); it is
+// never a default.
 type MockLogin struct{}
 
 // Verify accepts any assertion but "" and "invalid".

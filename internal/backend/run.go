@@ -41,10 +41,47 @@ type Config struct {
 	TLSKeyFile      string
 	// MockInbox serves the unauthenticated /mock/inbox/* test scaffolding.
 	MockInbox bool
-	// LoginOIDCIssuer, when set, makes POST /session/create accept only ID
-	// tokens from this provider for LoginOIDCClientID.
+	// Login is how masters log in: LoginOIDC (implied by LoginOIDCIssuer)
+	// or LoginMock, which trusts any auth_token and is for `agentkeys dev`
+	// and tests only. There is no default: without one Start refuses.
+	Login string
+	// LoginOIDCIssuer makes POST /session/create accept only ID tokens
+	// from this provider for LoginOIDCClientID.
 	LoginOIDCIssuer   string
 	LoginOIDCClientID string
+}
+
+// Login methods (Config.Login, --login, AGENTKEYS_LOGIN).
+const (
+	LoginMock = "mock"
+	LoginOIDC = "oidc"
+)
+
+// ErrNoLogin is returned when no login method is configured.
+var ErrNoLogin = errors.New("no master login method configured: give an OpenID provider with " +
+	"--login-oidc-issuer URL --login-oidc-client-id ID (or AGENTKEYS_LOGIN_OIDC_ISSUER and AGENTKEYS_LOGIN_OIDC_CLIENT_ID); " +
+	"--login mock (AGENTKEYS_LOGIN=mock) lets anyone who can reach the backend log in as any master and is for local development and tests only")
+
+// loginMethod resolves Config.Login against the OIDC settings.
+func (c Config) loginMethod() (string, error) {
+	switch c.Login {
+	case "":
+		if c.LoginOIDCIssuer == "" {
+			return "", ErrNoLogin
+		}
+		return LoginOIDC, nil
+	case LoginOIDC:
+		if c.LoginOIDCIssuer == "" {
+			return "", errors.New("--login oidc needs --login-oidc-issuer URL and --login-oidc-client-id ID (AGENTKEYS_LOGIN_OIDC_ISSUER, AGENTKEYS_LOGIN_OIDC_CLIENT_ID)")
+		}
+		return LoginOIDC, nil
+	case LoginMock:
+		if c.LoginOIDCIssuer != "" || c.LoginOIDCClientID != "" {
+			return "", errors.New("--login mock conflicts with --login-oidc-issuer/--login-oidc-client-id: choose one login method")
+		}
+		return LoginMock, nil
+	}
+	return "", fmt.Errorf("--login %q: want mock or oidc", c.Login)
 }
 
 // Running is a started backend.
@@ -84,6 +121,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Running, error) 
 	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
 		return nil, errors.New("give both --tls-cert and --tls-key, or neither")
 	}
+	method, err := cfg.loginMethod()
+	if err != nil {
+		return nil, err
+	}
 	if cfg.DataDir == "" && (cfg.DatabaseURL == "" || cfg.SealKeyFile == "") {
 		return nil, errors.New("--data-dir is required (or both --database-url and --seal-key-file)")
 	}
@@ -105,12 +146,12 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Running, error) 
 		return nil, err
 	}
 	var login LoginVerifier = MockLogin{}
-	if cfg.LoginOIDCIssuer != "" {
+	if method == LoginOIDC {
 		if login, err = NewOIDCLogin(ctx, cfg.LoginOIDCIssuer, cfg.LoginOIDCClientID); err != nil {
 			return nil, err
 		}
 	} else {
-		log.Warn("master login is in mock mode: any auth_token names an identity; pass --login-oidc-issuer for a shared deployment")
+		log.Warn("MASTER LOGIN IS IN MOCK MODE (--login mock): any auth_token names an identity, so anyone who can reach this backend can log in as any master; for local development and tests only")
 	}
 	st, err := sqlstore.Open(ctx, dsn)
 	if err != nil {

@@ -10,13 +10,15 @@ import (
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/backendclient"
+	"github.com/agentkeys/agentkeys/internal/seal"
+	"github.com/agentkeys/agentkeys/internal/store/sqlstore"
 )
 
 func TestStartCreatesPrivateFilesAndDrainsOnShutdown(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	logs := &syncBuffer{}
 	log := newTestLogger(logs)
-	r, err := Start(context.Background(), Config{Listen: "127.0.0.1:0", DataDir: dir}, log)
+	r, err := Start(context.Background(), Config{Listen: "127.0.0.1:0", DataDir: dir, Login: LoginMock}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +80,7 @@ func TestStartCreatesPrivateFilesAndDrainsOnShutdown(t *testing.T) {
 
 func TestNonLoopbackBindWarns(t *testing.T) {
 	logs := &syncBuffer{}
-	r, err := Start(context.Background(), Config{Listen: "0.0.0.0:0", DataDir: t.TempDir()}, newTestLogger(logs))
+	r, err := Start(context.Background(), Config{Listen: "0.0.0.0:0", DataDir: t.TempDir(), Login: LoginMock}, newTestLogger(logs))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,9 +92,13 @@ func TestNonLoopbackBindWarns(t *testing.T) {
 
 func TestStartRefusesBadConfig(t *testing.T) {
 	for name, cfg := range map[string]Config{
-		"no data dir":       {Listen: "127.0.0.1:0"},
-		"half TLS":          {Listen: "127.0.0.1:0", DataDir: t.TempDir(), TLSCertFile: "x"},
-		"unbindable listen": {Listen: "256.0.0.1:1", DataDir: t.TempDir()},
+		"no data dir":       {Listen: "127.0.0.1:0", Login: LoginMock},
+		"half TLS":          {Listen: "127.0.0.1:0", DataDir: t.TempDir(), TLSCertFile: "x", Login: LoginMock},
+		"unbindable listen": {Listen: "256.0.0.1:1", DataDir: t.TempDir(), Login: LoginMock},
+		"no login":          {Listen: "127.0.0.1:0", DataDir: t.TempDir()},
+		"mock and oidc":     {Listen: "127.0.0.1:0", DataDir: t.TempDir(), Login: LoginMock, LoginOIDCIssuer: "https://idp.example"},
+		"oidc, no issuer":   {Listen: "127.0.0.1:0", DataDir: t.TempDir(), Login: LoginOIDC},
+		"unknown login":     {Listen: "127.0.0.1:0", DataDir: t.TempDir(), Login: "password"},
 	} {
 		if r, err := Start(context.Background(), cfg, nil); err == nil {
 			r.Shutdown(context.Background())
@@ -115,5 +121,23 @@ func TestCommandRefusesBadEnvironment(t *testing.T) {
 	cmd.SetArgs([]string{"--data-dir", t.TempDir()})
 	if err := cmd.Execute(); err == nil {
 		t.Fatal("1s session TTL accepted")
+	}
+}
+
+// TestNewNeedsALoginVerifier: there is no default login; a Server built
+// without one would otherwise have to guess (it used to guess mock).
+func TestNewNeedsALoginVerifier(t *testing.T) {
+	dir := t.TempDir()
+	st, err := sqlstore.Open(context.Background(), filepath.Join(dir, "b.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	sealer, err := seal.LoadOrCreateKeyFile(filepath.Join(dir, "seal.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(Options{Store: st, Sealer: sealer}); err == nil || !strings.Contains(err.Error(), "Login") {
+		t.Fatalf("New without Login: %v", err)
 	}
 }

@@ -57,7 +57,7 @@ const (
 	MaxSecretSize = 64 << 10
 )
 
-// Options configure a Server. Store and Sealer are required.
+// Options configure a Server. Store, Sealer and Login are required.
 type Options struct {
 	Store  store.Store
 	Sealer *seal.Sealer
@@ -82,7 +82,8 @@ type Options struct {
 	// route is unauthenticated). EmailDomain names its addresses.
 	MockInbox   bool
 	EmailDomain string
-	// Login verifies master identity assertions (default MockLogin).
+	// Login verifies master identity assertions. Required: MockLogin{} only
+	// for development and tests, OIDCLogin otherwise.
 	Login LoginVerifier
 }
 
@@ -121,6 +122,9 @@ type Server struct {
 func New(o Options) (*Server, error) {
 	if o.Store == nil || o.Sealer == nil {
 		return nil, errors.New("backend: Store and Sealer are required")
+	}
+	if o.Login == nil {
+		return nil, errors.New("backend: Login is required (an OIDCLogin; MockLogin{} only for development and tests)")
 	}
 	s := &Server{store: o.Store, sealer: o.Sealer, log: o.Logger, ttl: o.SessionTTL, now: o.Now}
 	seed, err := o.Sealer.DeriveKey(authreq.SigningKeyInfo, ed25519.SeedSize)
@@ -164,9 +168,6 @@ func New(o Options) (*Server, error) {
 	}
 	s.waiters = map[string][]chan struct{}{}
 	s.loginVerifier = o.Login
-	if s.loginVerifier == nil {
-		s.loginVerifier = MockLogin{}
-	}
 	s.routes()
 	return s, nil
 }

@@ -20,8 +20,8 @@ type sessionResponse struct {
 }
 
 // createSession logs a master in. The LoginVerifier decides what an
-// auth_token is worth: in the default (mock) mode any non-empty string names
-// an identity; with an OIDC login provider only a valid ID token does. The
+// auth_token is worth: with an OIDC login provider only a valid ID token;
+// in mock mode (dev and tests only) any non-empty string names an identity. The
 // wallet is keyed on a hash of the identity, so the same identity always
 // reaches the same wallet and the token itself is never stored.
 func (s *Server) createSession(r *http.Request) (any, error) {

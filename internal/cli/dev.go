@@ -83,6 +83,7 @@ func StartDev(ctx context.Context, o DevOptions) (*DevStack, error) {
 	}
 	d.Backend, err = backend.Start(ctx, backend.Config{
 		Listen: net.JoinHostPort("127.0.0.1", strconv.Itoa(bport)), DataDir: filepath.Join(d.DataDir, "backend"), MockInbox: true,
+		Login: backend.LoginMock, // dev is loopback-only and throwaway
 	}, log.With("component", "backend"))
 	if err != nil {
 		d.cleanup()

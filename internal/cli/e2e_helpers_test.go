@@ -57,7 +57,7 @@ type world struct {
 func newWorld(t testing.TB) *world {
 	t.Helper()
 	ctx := context.Background()
-	r, err := backend.Start(ctx, backend.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), LoginRate: -1, MockInbox: true}, nil)
+	r, err := backend.Start(ctx, backend.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), LoginRate: -1, MockInbox: true, Login: backend.LoginMock}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

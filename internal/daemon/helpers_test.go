@@ -63,7 +63,7 @@ type testBackend struct {
 func startBackend(t testing.TB) *testBackend {
 	t.Helper()
 	ctx := context.Background()
-	run, err := backend.Start(ctx, backend.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), MockInbox: true, LoginRate: -1}, nil)
+	run, err := backend.Start(ctx, backend.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), MockInbox: true, LoginRate: -1, Login: backend.LoginMock}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func startBackendWith(t testing.TB, o backend.Options) *testBackend {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o.Store, o.Sealer, o.LoginRate = st, sealer, -1
+	o.Store, o.Sealer, o.LoginRate, o.Login = st, sealer, -1, backend.MockLogin{}
 	srv, err := backend.New(o)
 	if err != nil {
 		t.Fatal(err)

@@ -281,7 +281,7 @@ func TestMockAgainstRealBackend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bs, err := backend.New(backend.Options{Store: st, Sealer: sealer, LoginRate: -1, MockInbox: true, EmailDomain: "agentkeys-email.io"})
+	bs, err := backend.New(backend.Options{Store: st, Sealer: sealer, LoginRate: -1, Login: backend.MockLogin{}, MockInbox: true, EmailDomain: "agentkeys-email.io"})
 	if err != nil {
 		t.Fatal(err)
 	}
