@@ -211,7 +211,7 @@ func TestOpenRejectsMalformedBoxPubkey(t *testing.T) {
 // Replicas that share the seal key publish, and sign with, the same key.
 func TestReplicasShareTheSigningKey(t *testing.T) {
 	e := newEnv(t)
-	other, err := New(Options{Store: e.store, Sealer: e.srv.sealer})
+	other, err := New(Options{Store: e.store, Sealer: e.srv.sealer, Login: MockLogin{}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,7 +31,7 @@ func startBackend(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := backend.New(backend.Options{Store: st, Sealer: sealer, LoginRate: -1, AwaitWindow: 2 * time.Second})
+	srv, err := backend.New(backend.Options{Store: st, Sealer: sealer, LoginRate: -1, AwaitWindow: 2 * time.Second, Login: backend.MockLogin{}})
 	if err != nil {
 		t.Fatal(err)
 	}
