@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/authreq/relaytest"
 )
 
@@ -53,8 +54,9 @@ func startRecover(t *testing.T, w *world, identity string) ([]string, func() (in
 // tampers with the approval refuses the session and saves nothing; through
 // an honest relay it receives the session sealed (never in clear) and
 // saves it. `approve --json` shows the signature the opener verifies.
+// A master recovery is approved only on a terminal with the typed phrase,
+// so the approvals run in process (not parallel: inProcess sets the env).
 func TestRecoverVerifiesTheApproval(t *testing.T) {
-	t.Parallel()
 	w := newWorld(t)
 	_, wallet := w.initMaster()
 	w.must("link", wallet, "--email", "alice@example.com")
@@ -62,8 +64,9 @@ func TestRecoverVerifiesTheApproval(t *testing.T) {
 	laptop := &world{t: t, url: relay.URL, home: t.TempDir()}
 	laptop.cfg = laptop.home + "/.config"
 
+	phrase := masterRecoveryPhrase(agentkeys.Wallet(wallet)) + "\n"
 	m, wait := startRecover(t, laptop, "alice@example.com")
-	w.must("approve", m[1], "--otp", m[2], "--yes")
+	expectCode(t, w.inProcess(phrase, true, "", "approve", m[1], "--otp", m[2], "--yes"), 0, "approve")
 	code, out, errs := wait()
 	if code == 0 || !strings.Contains(errs, "approval not verified") || strings.Contains(out, wallet) {
 		t.Fatalf("tampered recovery: exit %d\n%s\n%s", code, out, errs)
@@ -75,7 +78,9 @@ func TestRecoverVerifiesTheApproval(t *testing.T) {
 	relay.SetMutate(nil)
 	m, wait = startRecover(t, laptop, "alice@example.com")
 	var ap approveResult
-	oneJSON(t, w.must("approve", m[1], "--otp", m[2], "--yes", "--json").stdout, &ap)
+	r := w.inProcess(phrase, true, "", "--json", "approve", m[1], "--otp", m[2], "--yes")
+	expectCode(t, r, 0, "approve --json")
+	oneJSON(t, r.stdout, &ap)
 	if len(ap.Signature) != 64 || ap.KeyID == "" {
 		t.Fatalf("approve --json: %+v", ap)
 	}
