@@ -284,7 +284,9 @@ wallet, run:
 
   agentkeys approve <code> --otp <otp>
 
-Recovery never works without that approval: there is no password or e-mail
+on a terminal: recovering a master wallet hands over the whole account, so
+the approver is shown that and must type a confirmation phrase (--yes does
+not approve it). Recovery never works without that approval: there is no password or e-mail
 shortcut. The new session arrives sealed to a key generated for this request
 and is saved in this profile only if the backend's approval signature
 verifies over the request and that session.`,
