@@ -22,6 +22,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/agentkeys/agentkeys/internal/confine"
 	"github.com/agentkeys/agentkeys/internal/daemon"
 	"github.com/agentkeys/agentkeys/internal/keychain"
 	"github.com/agentkeys/agentkeys/internal/logging"
@@ -37,6 +38,11 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == confine.HelperCommand {
+		// Hidden: the confinement helper run_with_credential starts (it
+		// applies Landlock and execs the command; never returns on success).
+		os.Exit(confine.ExecMain(os.Args[2:]))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRoot().ExecuteContext(ctx)
 	stop()
@@ -107,7 +113,29 @@ covers the request, this daemon's keys and that very session; otherwise it refus
 
 Serving: a Unix-socket JSON-RPC API (read, list, status, aws_credentials, oidc_token) at --socket
 (default $XDG_RUNTIME_DIR/agentkeys/agentkeys.sock), MCP on stdio (--stdio) and MCP Streamable HTTP on a
-loopback address (--http 127.0.0.1:PORT, bearer from AGENTKEYS_MCP_TOKEN or a generated 0600 token file).`,
+loopback address (--http 127.0.0.1:PORT, bearer from AGENTKEYS_MCP_TOKEN or a generated 0600 token file).
+
+Secret-free mode (--no-get-credential): the agent can use stored credentials only through
+agentkeys.run_with_credential, which puts the value in a command's environment and returns the output
+masked; agentkeys.get_credential and the socket's read answer DISABLED. Short-lived broker credentials
+(aws_credentials, oidc_token, aws credential-process) are still served. What protects the value from a
+command run_with_credential starts:
+  - the command itself holds the secret (in its environment): anything it does with it (sends it out,
+    writes it to a file, prints it transformed) is up to the command; masking is best-effort;
+  - same uid, no Landlock: the command can read every file the daemon's uid can (its session file and
+    session store) and talk to its socket. The daemon is non-dumpable, so an unprivileged same-uid
+    command cannot ptrace it or read /proc/<pid>/environ or mem; a root command can;
+  - --child-landlock (default on in secret-free mode when the kernel has Landlock): the command cannot
+    read, write or list the session file, the session store directory, the socket directory and the
+    provisioner's state, cannot ptrace the daemon or read its /proc files, and (Landlock ABI 6+) cannot
+    signal it or reach abstract Unix sockets outside. Landlock only grants access, so nothing can be
+    created or removed directly in the directories that contain those paths (e.g. $HOME, /tmp when the
+    socket falls back there), and entries created there later are not reachable. It does not restrict
+    network access or connecting to the daemon's socket path on kernels before Landlock's Unix-socket
+    control; in secret-free mode the socket refuses stored values anyway;
+  - --child-user USER: the command runs as another uid with no supplementary groups; file modes (0600
+    session file, 0700 directories) and the socket's peer-uid check keep it out, and it cannot ptrace
+    the daemon. Needs root or CAP_SETUID and CAP_SETGID; without them the daemon refuses to start.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Args:          cobra.NoArgs,
@@ -173,7 +201,9 @@ loopback address (--http 127.0.0.1:PORT, bearer from AGENTKEYS_MCP_TOKEN or a ge
 	f.BoolVar(&cfg.Stdio, "stdio", false, "serve MCP on stdin/stdout; exit when stdin closes")
 	f.StringVar(&cfg.HTTPAddr, "http", "", "serve MCP Streamable HTTP at http://ADDR/mcp (loopback only, e.g. 127.0.0.1:8765)")
 	f.StringVar(&cfg.HTTPTokenFile, "http-token-file", "", "where to write the generated MCP HTTP bearer (0600; default next to the socket; AGENTKEYS_MCP_TOKEN overrides)")
-	f.BoolVar(&cfg.NoGetCredential, "no-get-credential", false, "refuse agentkeys.get_credential (the agent uses run_with_credential and never sees the secret)")
+	f.BoolVar(&cfg.NoGetCredential, "no-get-credential", false, "secret-free mode: no stored credential value leaves the daemon (get_credential and the socket's read are refused; run_with_credential, aws_credentials and oidc_token still work)")
+	f.StringVar(&cfg.ChildUser, "child-user", "", "run run_with_credential commands as USER|UID[:GID] (no supplementary groups); needs root or CAP_SETUID+CAP_SETGID, else the daemon refuses to start")
+	f.StringVar(&cfg.ChildLandlock, "child-landlock", daemon.LandlockAuto, "confine run_with_credential commands with Landlock so they cannot read the daemon's session and state files nor ptrace or signal it: auto (on with --no-get-credential when the kernel has Landlock), on (refuse to start without it) or off")
 	f.StringVar(&cfg.WebIdentityTokenFile, "web-identity-token-file", "", "keep a broker-minted OIDC JWT fresh in this 0600 file (for AWS_WEB_IDENTITY_TOKEN_FILE)")
 	f.DurationVar(&cfg.CacheTTL, "cache-ttl", 0, "cache credential values in locked memory this long (0: read through, every use audited)")
 	f.DurationVar(&cfg.IdleEvict, "idle-evict", 5*time.Minute, "forget cached secrets unused this long")

@@ -38,6 +38,8 @@ type Config struct {
 	HTTPTokenFile string // where the generated bearer is written (0600)
 
 	NoGetCredential      bool
+	ChildUser            string // --child-user USER|UID[:GID]
+	ChildLandlock        string // --child-landlock auto|on|off ("" = auto)
 	WebIdentityTokenFile string
 	CacheTTL             time.Duration
 	IdleEvict            time.Duration
@@ -73,6 +75,15 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 	}
+	cfg.Log = log
+	sockPath := cfg.Socket
+	if sockPath == "" {
+		sockPath = DefaultSocketPath()
+	}
+	child, err := setupChildren(cfg, sockPath)
+	if err != nil {
+		return err
+	}
 	if cfg.BrokerURL != "" {
 		if _, err := BindBroker(cfg.BrokerURL, "", ""); err != nil {
 			return err
@@ -103,7 +114,7 @@ func Run(ctx context.Context, cfg Config) error {
 		log.Info("provisioner enabled", "services", strings.Join(provision.Services(), ","))
 	}
 	svc := NewService(ServiceOptions{Backend: bc, Broker: broker, Session: sess, Log: log, CacheTTL: cfg.CacheTTL, IdleEvict: cfg.IdleEvict,
-		DisableGet: cfg.NoGetCredential, Region: cfg.Region, Hardening: rep, Provisioner: cfg.Provisioner})
+		DisableGet: cfg.NoGetCredential, Child: child, Region: cfg.Region, Hardening: rep, Provisioner: cfg.Provisioner})
 	defer svc.Close()
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -113,11 +124,7 @@ func Run(ctx context.Context, cfg Config) error {
 	errc := make(chan error, 4)
 	var sock *SocketServer
 	if !cfg.NoSocket {
-		path := cfg.Socket
-		if path == "" {
-			path = DefaultSocketPath()
-		}
-		sock, err = ListenSocket(path, svc, log)
+		sock, err = ListenSocket(sockPath, svc, log)
 		if err != nil {
 			if cfg.Socket != "" || !cfg.Stdio {
 				return err

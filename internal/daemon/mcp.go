@@ -91,10 +91,7 @@ func NewMCPServer(svc *Service, log *slog.Logger) *mcp.Server {
 		Description: "Returns the stored credential (API key) for a service. The value enters the model's context; prefer agentkeys.run_with_credential.",
 		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: &closedWorld},
 	}, func(ctx context.Context, _ *mcp.CallToolRequest, in getArgs) (*mcp.CallToolResult, any, error) {
-		if svc.o.DisableGet {
-			return toolError(errorf(CodeDisabled, "get_credential is disabled for this agent; use %s, which never returns the secret", ToolRunWithCredential)), nil, nil
-		}
-		val, err := svc.Read(ctx, in.Service)
+		val, err := svc.ReadValue(ctx, in.Service)
 		if err != nil {
 			return toolError(err), nil, nil
 		}

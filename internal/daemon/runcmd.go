@@ -139,6 +139,9 @@ func (s *Service) RunWithCredential(ctx context.Context, rr RunRequest) (RunResu
 	stderr := &capWriter{max: MaxRunOutput}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if cmd.Err == nil {
+		s.o.Child.confineCmd(cmd, cmd.SysProcAttr)
+	}
 	cmd.Cancel = func() error {
 		// Kill the whole process group: a shell's children too.
 		if cmd.Process != nil {

@@ -39,9 +39,14 @@ type ServiceOptions struct {
 	// IdleEvict forgets cached values (credentials and broker credentials)
 	// unused for this long. 0 means 5 minutes.
 	IdleEvict time.Duration
-	// DisableGet refuses agentkeys.get_credential (the value never reaches
-	// the model; run_with_credential still works).
+	// DisableGet is secret-free mode (--no-get-credential): no stored
+	// credential value leaves the daemon, neither through
+	// agentkeys.get_credential nor through the socket's read method.
+	// run_with_credential and the broker's short-lived credentials
+	// (aws_credentials, oidc_token) still work.
 	DisableGet  bool
+	// Child confines run_with_credential commands (another uid, Landlock).
+	Child ChildOptions
 	Region      string // AWS region passed along with broker credentials
 	Hardening   hardening.Report
 	Provisioner Provisioner
@@ -101,8 +106,25 @@ func (s *Service) noteErr(op string, err error) *Error {
 	return e
 }
 
-// Read returns the credential value for service. The caller owns the
-// returned slice and should clear it when done.
+// errSecretFree is what every surface that would return a stored value
+// answers in secret-free mode.
+func errSecretFree() *Error {
+	return errorf(CodeDisabled, "the master started this daemon secret-free (--no-get-credential): stored credential values are never returned; use %s, which runs a command with the credential in its environment and returns only masked output", ToolRunWithCredential)
+}
+
+// ReadValue returns a stored credential value to a caller outside the
+// daemon (the socket's read, agentkeys.get_credential). In secret-free
+// mode it refuses before contacting the backend.
+func (s *Service) ReadValue(ctx context.Context, service string) ([]byte, error) {
+	if s.o.DisableGet {
+		return nil, errSecretFree()
+	}
+	return s.Read(ctx, service)
+}
+
+// Read returns the credential value for service for use inside the daemon
+// (run_with_credential); front ends that hand the value out use ReadValue.
+// The caller owns the returned slice and should clear it when done.
 func (s *Service) Read(ctx context.Context, service string) ([]byte, error) {
 	if err := agentkeys.ValidateService(service); err != nil {
 		return nil, &Error{Code: CodeInvalidParams, Message: err.Error()}

@@ -257,7 +257,7 @@ func (s *SocketServer) call(ctx context.Context, out []byte, req rpcRequest) ([]
 		if p.Service == nil {
 			return fail(&rpcError{Code: rpcInvalidParams, Message: "params.service is required", Data: CodeInvalidParams})
 		}
-		val, err := s.svc.Read(ctx, *p.Service)
+		val, err := s.svc.ReadValue(ctx, *p.Service)
 		if err != nil {
 			return fail(rpcErrorFor(err))
 		}
