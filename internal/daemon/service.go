@@ -44,9 +44,9 @@ type ServiceOptions struct {
 	// agentkeys.get_credential nor through the socket's read method.
 	// run_with_credential and the broker's short-lived credentials
 	// (aws_credentials, oidc_token) still work.
-	DisableGet  bool
+	DisableGet bool
 	// Child confines run_with_credential commands (another uid, Landlock).
-	Child ChildOptions
+	Child       ChildOptions
 	Region      string // AWS region passed along with broker credentials
 	Hardening   hardening.Report
 	Provisioner Provisioner
