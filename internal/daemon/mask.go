@@ -11,75 +11,253 @@ import (
 const Mask = "****"
 
 // minPartialForm is the shortest secret-derived fragment masked when it
-// is cut by truncation or base64 alignment (shorter ones would mask
-// ordinary text).
+// is cut by truncation or base64 alignment, or found only after joining
+// lines (shorter ones would mask ordinary text).
 const minPartialForm = 8
 
+// formKind says which views of the output a form is searched in.
+type formKind uint8
+
+const (
+	formRaw formKind = iota // the secret itself
+	formEnc                 // base64 (standard or URL-safe, any alignment)
+	formHex                 // lower-case hex (searched case-insensitively)
+)
+
+// maskForm is one byte string that reveals the secret.
+type maskForm struct {
+	b    []byte
+	kind formKind
+}
+
 // secretForms returns the byte strings that reveal secret: the secret
-// itself, its standard and URL-safe base64 (padded and not), the stable
-// middle of its base64 at the two other byte alignments (as when the
-// secret is encoded after a prefix, e.g. "user:secret"), and its hex. The
-// longest come first so that a longer form is masked before a shorter one
-// it contains.
-func secretForms(secret []byte) [][]byte {
+// itself; its standard and URL-safe base64, padded and not, and, at each of
+// the three byte alignments (as when the secret is encoded after a prefix,
+// e.g. "user:secret", or followed by more data), the part of the encoding
+// that depends on the secret's bytes alone; and its hex. Percent-encoded
+// and line-wrapped forms are not listed: maskSecret finds them by decoding
+// and joining the output.
+func secretForms(secret []byte) []maskForm {
 	if len(secret) == 0 {
 		return nil
 	}
-	forms := [][]byte{bytes.Clone(secret)}
+	forms := []maskForm{{bytes.Clone(secret), formRaw}}
 	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
 		full := []byte(enc.EncodeToString(secret))
-		forms = append(forms, full, bytes.TrimRight(full, "="))
-		for k := 1; k <= 2; k++ {
+		forms = append(forms, maskForm{full, formEnc}, maskForm{bytes.Clone(bytes.TrimRight(full, "=")), formEnc})
+		raw := enc.WithPadding(base64.NoPadding)
+		for k := 0; k <= 2; k++ {
 			pre := append(make([]byte, k), secret...)
-			e := []byte(enc.EncodeToString(pre))
-			e = bytes.TrimRight(e, "=")
-			// Drop the first quantum (mixes prefix bytes) and the last
-			// partial quantum (mixes suffix bytes).
-			if len(e) <= 8 {
-				continue
+			e := []byte(raw.EncodeToString(pre))
+			clear(pre)
+			// The first characters mix in the k prefix bytes (none, the
+			// second, the third character); of a final partial quantum
+			// only the characters before the last depend on our bytes
+			// alone.
+			start := []int{0, 2, 3}[k]
+			m := len(pre)
+			end := 4*(m/3) + m%3
+			if end-start >= minPartialForm {
+				forms = append(forms, maskForm{bytes.Clone(e[start:end]), formEnc})
 			}
-			mid := e[4:]
-			if (len(pre) % 3) != 0 {
-				mid = mid[:len(mid)-(len(mid)%4)]
-				if len(mid) >= 4 {
-					mid = mid[:len(mid)-4]
+			// When the secret ends the encoded data, the last character
+			// is its own (zero bits fill it), with or without padding.
+			if k > 0 && len(e)-start >= minPartialForm {
+				tail := e[start:]
+				forms = append(forms, maskForm{bytes.Clone(tail), formEnc})
+				if pad := (4 - len(e)%4) % 4; pad > 0 {
+					forms = append(forms, maskForm{append(bytes.Clone(tail), "=="[:pad]...), formEnc})
 				}
 			}
-			if len(mid) >= minPartialForm {
-				forms = append(forms, mid)
-			}
+			clear(e)
 		}
 	}
-	h := []byte(hex.EncodeToString(secret))
-	forms = append(forms, h, bytes.ToUpper(h))
-	slices.SortStableFunc(forms, func(a, b []byte) int { return len(b) - len(a) })
-	return slices.CompactFunc(forms, bytes.Equal)
+	forms = append(forms, maskForm{[]byte(hex.EncodeToString(secret)), formHex})
+	slices.SortStableFunc(forms, func(a, b maskForm) int { return len(b.b) - len(a.b) })
+	return slices.CompactFunc(forms, func(a, b maskForm) bool { return a.kind == b.kind && bytes.Equal(a.b, b.b) })
 }
 
-// maskSecret replaces every occurrence of every form of secret in out. If
-// truncated, a trailing prefix of a form (cut by the output limit) is
-// masked too.
-func maskSecret(out []byte, forms [][]byte, truncated bool) []byte {
+// clearForms zeroes the forms' bytes.
+func clearForms(forms []maskForm) {
 	for _, f := range forms {
-		if len(f) == 0 {
+		clear(f.b)
+	}
+}
+
+// view is a transformation of the output: b[i] stands for the original
+// bytes [start[i], end[i]).
+type view struct {
+	b          []byte
+	start, end []int32
+}
+
+func identityView(out []byte) view {
+	v := view{b: out, start: make([]int32, len(out)), end: make([]int32, len(out))}
+	for i := range out {
+		v.start[i], v.end[i] = int32(i), int32(i+1)
+	}
+	return v
+}
+
+// joined drops every line break, so that text wrapped at any width (base64
+// -w N, xxd -p, fold, PEM/MIME at 64 or 76 columns, with \n or \r\n) reads
+// as one line.
+func (v view) joined() view {
+	w := view{b: make([]byte, 0, len(v.b)), start: make([]int32, 0, len(v.b)), end: make([]int32, 0, len(v.b))}
+	for i, c := range v.b {
+		if c == '\n' || c == '\r' {
 			continue
 		}
-		if bytes.Contains(out, f) {
-			masked := bytes.ReplaceAll(out, f, []byte(Mask))
-			clear(out)
-			out = masked
+		w.b, w.start, w.end = append(w.b, c), append(w.start, v.start[i]), append(w.end, v.end[i])
+	}
+	return w
+}
+
+// lower folds ASCII letters, for case-insensitive hex.
+func (v view) lower() view {
+	w := v
+	w.b = bytes.ToLower(v.b)
+	return w
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
+// percentDecoded decodes every %XX (either case), and '+' as a space when
+// plus is set (query-string form). Anything else stays as it is.
+func (v view) percentDecoded(plus bool) view {
+	w := view{b: make([]byte, 0, len(v.b)), start: make([]int32, 0, len(v.b)), end: make([]int32, 0, len(v.b))}
+	for i := 0; i < len(v.b); i++ {
+		c, s, e := v.b[i], v.start[i], v.end[i]
+		if c == '%' && i+2 < len(v.b) {
+			if h, ok := unhex(v.b[i+1]); ok {
+				if l, ok := unhex(v.b[i+2]); ok {
+					c, e = h<<4|l, v.end[i+2]
+					i += 2
+				}
+			}
+		} else if c == '+' && plus {
+			c = ' '
 		}
+		w.b, w.start, w.end = append(w.b, c), append(w.start, s), append(w.end, e)
+	}
+	return w
+}
+
+func (v view) clear() { clear(v.b) }
+
+type span struct{ s, e int32 }
+
+// find appends the original spans of every occurrence of f in v and, if
+// truncated, of a prefix of f (at least min(minPartialForm, len(f)-1)
+// long) that ends the view.
+func (v view) find(spans []span, f []byte, truncated bool) []span {
+	if len(f) == 0 {
+		return spans
+	}
+	for off := 0; off <= len(v.b)-len(f); {
+		i := bytes.Index(v.b[off:], f)
+		if i < 0 {
+			break
+		}
+		i += off
+		spans = append(spans, span{v.start[i], v.end[i+len(f)-1]})
+		off = i + 1
 	}
 	if truncated {
-		for _, f := range forms {
-			for l := min(len(f)-1, len(out)); l >= min(minPartialForm, len(f)-1) && l > 0; l-- {
-				if bytes.HasSuffix(out, f[:l]) {
-					clear(out[len(out)-l:])
-					out = append(out[:len(out)-l], Mask...)
-					break
-				}
+		for l := min(len(f)-1, len(v.b)); l >= min(minPartialForm, len(f)-1) && l > 0; l-- {
+			if bytes.HasSuffix(v.b, f[:l]) {
+				spans = append(spans, span{v.start[len(v.b)-l], v.end[len(v.b)-1]})
+				break
 			}
 		}
 	}
-	return out
+	return spans
+}
+
+// maskSecret replaces with Mask every stretch of out that shows a form of
+// the secret: verbatim; base64 or hex, also wrapped over lines of any
+// width; percent-encoded (url.QueryEscape, url.PathEscape, %XX of every
+// byte, either case), also wrapped; and, with truncated, a prefix of a
+// form that ends out (cut by the output limit). out is cleared when a new
+// slice is returned. maskSecret works on a whole buffer: run_with_credential
+// collects the command's output (up to MaxRunOutput) before masking.
+func maskSecret(out []byte, forms []maskForm, truncated bool) []byte {
+	if len(forms) == 0 || len(out) == 0 {
+		return out
+	}
+	var raw []byte
+	var rawSpaced bool
+	for _, f := range forms {
+		if f.kind == formRaw {
+			raw = f.b
+			rawSpaced = bytes.IndexByte(raw, ' ') >= 0
+		}
+	}
+	rawJoined := bytes.Clone(raw)
+	rawJoined = slices.DeleteFunc(rawJoined, func(c byte) bool { return c == '\n' || c == '\r' })
+	defer clear(rawJoined)
+
+	var spans []span
+	id := identityView(out)
+	spans = id.find(spans, raw, truncated)
+	j := id.joined()
+	defer j.clear()
+	if len(rawJoined) >= minPartialForm {
+		spans = j.find(spans, rawJoined, truncated)
+	}
+	jl := j.lower()
+	defer jl.clear()
+	for _, f := range forms {
+		switch f.kind {
+		case formEnc:
+			spans = j.find(spans, f.b, truncated)
+		case formHex:
+			spans = jl.find(spans, f.b, truncated)
+		}
+	}
+	if bytes.IndexByte(out, '%') >= 0 || (rawSpaced && bytes.IndexByte(out, '+') >= 0) {
+		plus := []bool{false}
+		if rawSpaced {
+			plus = append(plus, true)
+		}
+		for _, p := range plus {
+			pd := j.percentDecoded(p)
+			spans = pd.find(spans, raw, truncated)
+			spans = pd.find(spans, rawJoined, truncated)
+			for _, f := range forms {
+				if f.kind == formEnc {
+					spans = pd.find(spans, f.b, truncated)
+				}
+			}
+			pd.clear()
+		}
+	}
+	if len(spans) == 0 {
+		return out
+	}
+	slices.SortFunc(spans, func(a, b span) int { return int(a.s - b.s) })
+	masked := make([]byte, 0, len(out))
+	at := int32(0)
+	for i := 0; i < len(spans); {
+		s, e := spans[i].s, spans[i].e
+		for i++; i < len(spans) && spans[i].s <= e; i++ {
+			e = max(e, spans[i].e)
+		}
+		masked = append(masked, out[at:s]...)
+		masked = append(masked, Mask...)
+		at = e
+	}
+	masked = append(masked, out[at:]...)
+	clear(out)
+	return masked
 }

@@ -117,7 +117,13 @@ func NewMCPServer(svc *Service, log *slog.Logger) *mcp.Server {
 		Name:  ToolRunWithCredential,
 		Title: "Run a command with a credential",
 		Description: "Runs a command with a service's credential in an environment variable (default <SERVICE>_API_KEY; never in argv) " +
-			"and returns exit code, stdout and stderr with every occurrence of the secret (and its base64/hex forms) replaced by ****.",
+			"and returns exit code, stdout and stderr with the secret replaced by ****: verbatim, as base64 (standard or URL-safe, padded or not, " +
+			"at any byte alignment), as hex (any case) and percent-encoded, also when wrapped over lines of any width. " +
+			"Masking is best-effort and cannot catch a transformed secret: reversed, split or interleaved with other text, compressed, " +
+			"encrypted or hashed, in other encodings (base32, JSON \\u escapes, hex dumps with offsets or spaces, double percent-encoding), " +
+			"or fragments shorter than 8 characters; and the command itself holds the secret and may send or store it anywhere. " +
+			"The stronger guarantee is the daemon's secret-free mode (--no-get-credential) with --child-user and Landlock, " +
+			"which keep stored values and the daemon's own files away from the agent and its commands.",
 		OutputSchema: json.RawMessage(`{"type":"object","properties":{"exit_code":{"type":"integer"},"signal":{"type":"string"},"stdout":{"type":"string"},` +
 			`"stderr":{"type":"string"},"timed_out":{"type":"boolean"},"truncated":{"type":"boolean"},"env_name":{"type":"string"}},"required":["exit_code","stdout","stderr"]}`),
 	}, func(ctx context.Context, _ *mcp.CallToolRequest, in runArgs) (*mcp.CallToolResult, any, error) {

@@ -123,11 +123,7 @@ func (s *Service) RunWithCredential(ctx context.Context, rr RunRequest) (RunResu
 	}
 	defer clear(secret)
 	forms := secretForms(secret)
-	defer func() {
-		for _, f := range forms {
-			clear(f)
-		}
-	}()
+	defer clearForms(forms)
 
 	ctx, cancel := context.WithTimeout(ctx, rr.Timeout)
 	defer cancel()

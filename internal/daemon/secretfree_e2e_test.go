@@ -157,6 +157,7 @@ func TestRunWithCredentialChildUser(t *testing.T) {
 			t.Fatalf("child as nobody: want %s:\n%s%s", want, rr.Stdout, rr.Stderr)
 		}
 	}
+	cs.Close() // waits for the daemon to exit: its stderr is complete
 	if !strings.Contains(stderr.String(), `"child_uid":65534`) {
 		t.Fatalf("the daemon does not log the child user:\n%s", stderr)
 	}
@@ -226,10 +227,10 @@ t=$(mktemp -p ` + filepath.Dir(visible) + `) && echo hi > "$t" && cat "$t" >/dev
 			t.Fatalf("confined child: want %s:\n%s%s", want, rr.Stdout, rr.Stderr)
 		}
 	}
+	cs.Close() // waits for the daemon to exit: its stderr is complete
 	if !strings.Contains(stderr.String(), `"landlock":true`) {
 		t.Fatalf("the daemon does not log the confinement:\n%s", stderr)
 	}
-	cs.Close()
 
 	// Control: without Landlock the same probe reads the store.
 	cs, _ = connectStdio(t, home, nil, "--session-file", sf, "--no-socket", "--no-get-credential", "--child-landlock", "off")
