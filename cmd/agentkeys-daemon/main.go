@@ -127,15 +127,16 @@ command run_with_credential starts:
     command cannot ptrace it or read /proc/<pid>/environ or mem; a root command can;
   - --child-landlock (default on in secret-free mode when the kernel has Landlock): the command cannot
     read, write or list the session file, the session store directory, the socket directory and the
-    provisioner's state, cannot ptrace the daemon or read its /proc files, and (Landlock ABI 6+) cannot
-    signal it or reach abstract Unix sockets outside. Landlock only grants access, so nothing can be
-    created or removed directly in the directories that contain those paths (e.g. $HOME, /tmp when the
-    socket falls back there), and entries created there later are not reachable. It does not restrict
-    network access or connecting to the daemon's socket path on kernels before Landlock's Unix-socket
-    control; in secret-free mode the socket refuses stored values anyway;
+    provisioner's state, cannot ptrace the daemon or open its /proc/<pid>/mem (a root command can still
+    read its /proc/<pid>/environ), and (Landlock ABI 6+) cannot signal it or reach abstract Unix
+    sockets. Landlock only grants access, so nothing can be created or removed directly in the
+    directories that contain those paths (e.g. $HOME, /tmp when the socket falls back there), and
+    entries created there later are not reachable. It does not restrict the network, nor connecting to
+    the daemon's socket by path (in secret-free mode the socket refuses stored values anyway);
   - --child-user USER: the command runs as another uid with no supplementary groups; file modes (0600
     session file, 0700 directories) and the socket's peer-uid check keep it out, and it cannot ptrace
-    the daemon. Needs root or CAP_SETUID and CAP_SETGID; without them the daemon refuses to start.`,
+    the daemon or read its /proc files. Needs root or CAP_SETUID and CAP_SETGID; without them the
+    daemon refuses to start. Both can be combined. Details: docs/secret-free.md in the source tree.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Args:          cobra.NoArgs,

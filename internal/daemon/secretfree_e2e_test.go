@@ -113,7 +113,7 @@ func probeScript(sessFile, visible string) []string {
 	return []string{"sh", "-c", `
 cat ` + sessFile + ` >/dev/null 2>&1 && echo READ-SESSION
 tr '\0' '\n' < /proc/$PPID/environ 2>/dev/null | grep -q '^AGENTKEYS_SESSION_STORE=' && echo READ-ENVIRON
-head -c 1 /proc/$PPID/mem >/dev/null 2>&1 && echo READ-MEM
+(exec 3</proc/$PPID/mem) 2>/dev/null && echo OPEN-MEM
 cat ` + visible + ` >/dev/null 2>&1 && echo READ-VISIBLE
 echo "uid=$(id -u) gid=$(id -g) groups=$(id -G)"
 echo "len=${#OPENROUTER_API_KEY}"
@@ -138,7 +138,7 @@ func TestRunWithCredentialChildUser(t *testing.T) {
 	// Control: the daemon's own uid reads both.
 	cs, _ := connectStdio(t, home, nil, "--session-file", sf, "--no-socket", "--no-get-credential", "--child-landlock", "off")
 	rr := runTool(t, cs, "openrouter", probe...)
-	for _, want := range []string{"READ-SESSION", "READ-ENVIRON", "READ-VISIBLE", "uid=0 ", "len=34"} {
+	for _, want := range []string{"READ-SESSION", "READ-ENVIRON", "OPEN-MEM", "READ-VISIBLE", "uid=0 ", "len=34"} {
 		if !strings.Contains(rr.Stdout, want) {
 			t.Fatalf("as the daemon's uid the probe should find %s:\n%s%s", want, rr.Stdout, rr.Stderr)
 		}
@@ -147,7 +147,7 @@ func TestRunWithCredentialChildUser(t *testing.T) {
 
 	cs, stderr := connectStdio(t, home, nil, "--session-file", sf, "--no-socket", "--no-get-credential", "--child-user", "nobody", "--child-landlock", "off")
 	rr = runTool(t, cs, "openrouter", probe...)
-	for _, bad := range []string{"READ-SESSION", "READ-ENVIRON", "READ-MEM"} {
+	for _, bad := range []string{"READ-SESSION", "READ-ENVIRON", "OPEN-MEM"} {
 		if strings.Contains(rr.Stdout, bad) {
 			t.Fatalf("the child as nobody could %s:\n%s", bad, rr.Stdout)
 		}
@@ -214,7 +214,7 @@ t=$(mktemp -p ` + filepath.Dir(visible) + `) && echo hi > "$t" && cat "$t" >/dev
 `
 	cs, stderr := connectStdio(t, home, nil, "--session-file", sf, "--no-socket", "--no-get-credential")
 	rr := runTool(t, cs, "openrouter", probe...)
-	for _, bad := range []string{"READ-SESSION", "READ-MEM", "READ-STORE"} {
+	for _, bad := range []string{"READ-SESSION", "OPEN-MEM", "READ-STORE"} {
 		if strings.Contains(rr.Stdout, bad) {
 			t.Fatalf("a Landlock-confined child could %s:\n%s", bad, rr.Stdout)
 		}
@@ -234,7 +234,7 @@ t=$(mktemp -p ` + filepath.Dir(visible) + `) && echo hi > "$t" && cat "$t" >/dev
 
 	// Control: without Landlock the same probe reads the store.
 	cs, _ = connectStdio(t, home, nil, "--session-file", sf, "--no-socket", "--no-get-credential", "--child-landlock", "off")
-	if rr = runTool(t, cs, "openrouter", probe...); !strings.Contains(rr.Stdout, "READ-STORE") || !strings.Contains(rr.Stdout, "READ-SESSION") {
+	if rr = runTool(t, cs, "openrouter", probe...); !strings.Contains(rr.Stdout, "READ-STORE") || !strings.Contains(rr.Stdout, "READ-SESSION") || !strings.Contains(rr.Stdout, "OPEN-MEM") {
 		t.Fatalf("without Landlock the probe should read the store:\n%s%s", rr.Stdout, rr.Stderr)
 	}
 	cs.Close()
@@ -245,7 +245,7 @@ t=$(mktemp -p ` + filepath.Dir(visible) + `) && echo hi > "$t" && cat "$t" >/dev
 		if strings.Contains(rr.Stdout, "READ-") && !strings.Contains(rr.Stdout, "READ-VISIBLE") || !strings.Contains(rr.Stdout, "uid=65534 ") || !strings.Contains(rr.Stdout, "len=34") {
 			t.Fatalf("Landlock + child user:\n%s%s", rr.Stdout, rr.Stderr)
 		}
-		for _, bad := range []string{"READ-SESSION", "READ-ENVIRON", "READ-MEM", "READ-STORE"} {
+		for _, bad := range []string{"READ-SESSION", "READ-ENVIRON", "OPEN-MEM", "READ-STORE"} {
 			if strings.Contains(rr.Stdout, bad) {
 				t.Fatalf("Landlock + child user could %s:\n%s", bad, rr.Stdout)
 			}
