@@ -65,6 +65,14 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	rep := hardening.Apply()
 	rep.Log(log)
+	// The daemon's own settings (AGENTKEYS_MCP_TOKEN, e-mail passwords…)
+	// stay in Go's copy of the environment; children never get them
+	// (childEnv) and /proc/<pid>/environ no longer shows them.
+	if n, err := scrubEnviron(func(name string) bool { return strings.HasPrefix(name, "AGENTKEYS_") }); err != nil {
+		log.Warn("could not clear AGENTKEYS_* values from /proc/self/environ", "err", err.Error())
+	} else if n > 0 {
+		log.Debug("cleared AGENTKEYS_* values from /proc/self/environ", "count", n)
+	}
 	if cfg.RequireHardening {
 		if f := rep.Failed(); len(f) > 0 {
 			return fmt.Errorf("--require-hardening: hardening steps failed: %s", strings.Join(f, ", "))

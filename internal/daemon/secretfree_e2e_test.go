@@ -112,7 +112,8 @@ func visibleFile(t *testing.T) string {
 func probeScript(sessFile, visible string) []string {
 	return []string{"sh", "-c", `
 cat ` + sessFile + ` >/dev/null 2>&1 && echo READ-SESSION
-tr '\0' '\n' < /proc/$PPID/environ 2>/dev/null | grep -q '^AGENTKEYS_SESSION_STORE=' && echo READ-ENVIRON
+tr '\0' '\n' < /proc/$PPID/environ 2>/dev/null | grep -q '^PATH=' && echo READ-ENVIRON
+tr '\0' '\n' < /proc/$PPID/environ 2>/dev/null | grep -q '^AGENTKEYS_SESSION_STORE=file' && echo ENV-SECRET
 (exec 3</proc/$PPID/mem) 2>/dev/null && echo OPEN-MEM
 cat ` + visible + ` >/dev/null 2>&1 && echo READ-VISIBLE
 echo "uid=$(id -u) gid=$(id -g) groups=$(id -G)"
@@ -143,11 +144,16 @@ func TestRunWithCredentialChildUser(t *testing.T) {
 			t.Fatalf("as the daemon's uid the probe should find %s:\n%s%s", want, rr.Stdout, rr.Stderr)
 		}
 	}
+	// Even a root command reads no AGENTKEYS_* value there: the daemon
+	// cleared them from its environment block.
+	if strings.Contains(rr.Stdout, "ENV-SECRET") {
+		t.Fatalf("/proc/<daemon>/environ still shows AGENTKEYS_* values:\n%s", rr.Stdout)
+	}
 	cs.Close()
 
 	cs, stderr := connectStdio(t, home, nil, "--session-file", sf, "--no-socket", "--no-get-credential", "--child-user", "nobody", "--child-landlock", "off")
 	rr = runTool(t, cs, "openrouter", probe...)
-	for _, bad := range []string{"READ-SESSION", "READ-ENVIRON", "OPEN-MEM"} {
+	for _, bad := range []string{"READ-SESSION", "READ-ENVIRON", "ENV-SECRET", "OPEN-MEM"} {
 		if strings.Contains(rr.Stdout, bad) {
 			t.Fatalf("the child as nobody could %s:\n%s", bad, rr.Stdout)
 		}
@@ -214,7 +220,7 @@ t=$(mktemp -p ` + filepath.Dir(visible) + `) && echo hi > "$t" && cat "$t" >/dev
 `
 	cs, stderr := connectStdio(t, home, nil, "--session-file", sf, "--no-socket", "--no-get-credential")
 	rr := runTool(t, cs, "openrouter", probe...)
-	for _, bad := range []string{"READ-SESSION", "OPEN-MEM", "READ-STORE"} {
+	for _, bad := range []string{"READ-SESSION", "OPEN-MEM", "READ-STORE", "ENV-SECRET"} {
 		if strings.Contains(rr.Stdout, bad) {
 			t.Fatalf("a Landlock-confined child could %s:\n%s", bad, rr.Stdout)
 		}
@@ -245,7 +251,7 @@ t=$(mktemp -p ` + filepath.Dir(visible) + `) && echo hi > "$t" && cat "$t" >/dev
 		if strings.Contains(rr.Stdout, "READ-") && !strings.Contains(rr.Stdout, "READ-VISIBLE") || !strings.Contains(rr.Stdout, "uid=65534 ") || !strings.Contains(rr.Stdout, "len=34") {
 			t.Fatalf("Landlock + child user:\n%s%s", rr.Stdout, rr.Stderr)
 		}
-		for _, bad := range []string{"READ-SESSION", "READ-ENVIRON", "OPEN-MEM", "READ-STORE"} {
+		for _, bad := range []string{"READ-SESSION", "READ-ENVIRON", "ENV-SECRET", "OPEN-MEM", "READ-STORE"} {
 			if strings.Contains(rr.Stdout, bad) {
 				t.Fatalf("Landlock + child user could %s:\n%s", bad, rr.Stdout)
 			}
