@@ -126,10 +126,11 @@ command run_with_credential starts:
     session store) and talk to its socket. The daemon is non-dumpable, so an unprivileged same-uid
     command cannot ptrace it or read /proc/<pid>/environ or mem; a root command can;
   - --child-landlock (default on in secret-free mode when the kernel has Landlock): the command cannot
-    read, write or list the session file, the session store directory, the socket directory and the
-    provisioner's state, cannot ptrace the daemon or open its /proc/<pid>/mem (a root command can still
-    read its /proc/<pid>/environ, where the daemon clears every AGENTKEYS_* value at start), and
-    (Landlock ABI 6+) cannot signal it or reach abstract Unix sockets. Landlock only grants access, so nothing can be created or removed directly in the
+    open, create or remove anything in the session file, the session store directory, the socket
+    directory and the provisioner's state (names there stay listable), cannot ptrace the daemon or
+    open its /proc/<pid>/mem (a root command can still read its /proc/<pid>/environ, where the daemon
+    clears every AGENTKEYS_* value at start), and (Landlock ABI 6+) cannot signal it or reach abstract
+    Unix sockets. Landlock only grants access, so nothing can be created or removed directly in the
     directories that contain those paths (e.g. $HOME, /tmp when the socket falls back there), and
     entries created there later are not reachable. It does not restrict the network, nor connecting to
     the daemon's socket by path (in secret-free mode the socket refuses stored values anyway);

@@ -76,7 +76,8 @@ func fsRights(abi int) uint64 {
 }
 
 // Restrict confines this process (and everything it execs) so that the
-// hidden paths cannot be read, written, executed or listed, while the
+// hidden paths cannot be opened (read, written, executed) nor anything
+// created or removed in them (their names can still be listed), while the
 // rest of the filesystem keeps every right. Landlock only grants, so the
 // rule set is built by walking from / towards each hidden path: every
 // directory on the way (an "ancestor") may only be listed, every other
@@ -85,8 +86,9 @@ func fsRights(abi int) uint64 {
 // ancestor directory are not accessible, and nothing can be created or
 // removed directly in an ancestor directory. With ABI 6 the process can
 // also neither signal processes outside its domain nor connect to their
-// abstract Unix sockets; at every ABI it cannot ptrace them or read their
-// /proc/<pid>/{mem,environ}.
+// abstract Unix sockets; at every ABI it cannot ptrace them or open their
+// /proc/<pid>/mem (Linux 6.18 still lets a root process read their
+// /proc/<pid>/environ and maps).
 func Restrict(hidden []string) error {
 	abi := ABI()
 	if abi < 1 {
