@@ -85,39 +85,60 @@ func clearForms(forms []maskForm) {
 }
 
 // view is a transformation of the output: b[i] stands for the original
-// bytes [start[i], end[i]).
+// bytes [start[i], end[i]) (nil start and end: b is the output itself).
+// owned views hold a copy of output bytes that clear zeroes.
 type view struct {
 	b          []byte
 	start, end []int32
+	owned      bool
 }
 
-func identityView(out []byte) view {
-	v := view{b: out, start: make([]int32, len(out)), end: make([]int32, len(out))}
-	for i := range out {
-		v.start[i], v.end[i] = int32(i), int32(i+1)
+func (v view) s(i int) int32 {
+	if v.start == nil {
+		return int32(i)
 	}
-	return v
+	return v.start[i]
 }
+
+func (v view) e(i int) int32 {
+	if v.end == nil {
+		return int32(i + 1)
+	}
+	return v.end[i]
+}
+
+func identityView(out []byte) view { return view{b: out} }
 
 // joined drops every line break, so that text wrapped at any width (base64
 // -w N, xxd -p, fold, PEM/MIME at 64 or 76 columns, with \n or \r\n) reads
 // as one line.
 func (v view) joined() view {
-	w := view{b: make([]byte, 0, len(v.b)), start: make([]int32, 0, len(v.b)), end: make([]int32, 0, len(v.b))}
+	if bytes.IndexAny(v.b, "\r\n") < 0 {
+		v.owned = false
+		return v
+	}
+	w := view{b: make([]byte, 0, len(v.b)), start: make([]int32, 0, len(v.b)), end: make([]int32, 0, len(v.b)), owned: true}
 	for i, c := range v.b {
 		if c == '\n' || c == '\r' {
 			continue
 		}
-		w.b, w.start, w.end = append(w.b, c), append(w.start, v.start[i]), append(w.end, v.end[i])
+		w.b, w.start, w.end = append(w.b, c), append(w.start, v.s(i)), append(w.end, v.e(i))
 	}
 	return w
 }
 
-// lower folds ASCII letters, for case-insensitive hex.
+// lower folds ASCII letters, for case-insensitive hex (byte for byte:
+// bytes.ToLower would rewrite invalid UTF-8 and shift positions).
 func (v view) lower() view {
-	w := v
-	w.b = bytes.ToLower(v.b)
-	return w
+	b := make([]byte, len(v.b))
+	for i, c := range v.b {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b[i] = c
+	}
+	v.b, v.owned = b, true
+	return v
 }
 
 func unhex(c byte) (byte, bool) {
@@ -135,13 +156,13 @@ func unhex(c byte) (byte, bool) {
 // percentDecoded decodes every %XX (either case), and '+' as a space when
 // plus is set (query-string form). Anything else stays as it is.
 func (v view) percentDecoded(plus bool) view {
-	w := view{b: make([]byte, 0, len(v.b)), start: make([]int32, 0, len(v.b)), end: make([]int32, 0, len(v.b))}
+	w := view{b: make([]byte, 0, len(v.b)), start: make([]int32, 0, len(v.b)), end: make([]int32, 0, len(v.b)), owned: true}
 	for i := 0; i < len(v.b); i++ {
-		c, s, e := v.b[i], v.start[i], v.end[i]
+		c, s, e := v.b[i], v.s(i), v.e(i)
 		if c == '%' && i+2 < len(v.b) {
 			if h, ok := unhex(v.b[i+1]); ok {
 				if l, ok := unhex(v.b[i+2]); ok {
-					c, e = h<<4|l, v.end[i+2]
+					c, e = h<<4|l, v.e(i+2)
 					i += 2
 				}
 			}
@@ -153,7 +174,11 @@ func (v view) percentDecoded(plus bool) view {
 	return w
 }
 
-func (v view) clear() { clear(v.b) }
+func (v view) clear() {
+	if v.owned {
+		clear(v.b)
+	}
+}
 
 type span struct{ s, e int32 }
 
@@ -170,13 +195,13 @@ func (v view) find(spans []span, f []byte, truncated bool) []span {
 			break
 		}
 		i += off
-		spans = append(spans, span{v.start[i], v.end[i+len(f)-1]})
+		spans = append(spans, span{v.s(i), v.e(i + len(f) - 1)})
 		off = i + 1
 	}
 	if truncated {
 		for l := min(len(f)-1, len(v.b)); l >= min(minPartialForm, len(f)-1) && l > 0; l-- {
 			if bytes.HasSuffix(v.b, f[:l]) {
-				spans = append(spans, span{v.start[len(v.b)-l], v.end[len(v.b)-1]})
+				spans = append(spans, span{v.s(len(v.b) - l), v.e(len(v.b) - 1)})
 				break
 			}
 		}
