@@ -196,3 +196,18 @@ func TestMaskKeepsCleanText(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkMaskSecret: masking a full output buffer (MaxRunOutput) of
+// wrapped base64 text that holds the secret once.
+func BenchmarkMaskSecret(b *testing.B) {
+	secret := make([]byte, 40)
+	rand.Read(secret)
+	filler := make([]byte, MaxRunOutput*3/4-100)
+	rand.Read(filler)
+	text := wrapAt(base64.StdEncoding.EncodeToString(filler)+base64.StdEncoding.EncodeToString(secret), 76, "\n")
+	forms := secretForms(secret)
+	b.SetBytes(int64(len(text)))
+	for b.Loop() {
+		maskSecret([]byte(text), forms, false)
+	}
+}

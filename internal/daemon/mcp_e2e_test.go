@@ -193,7 +193,8 @@ func TestMCPGetCredentialDisabled(t *testing.T) {
 	b.store(t, ks.Wallet, "openrouter", mcpSecret)
 	cs, _ := connectStdio(t, home, nil, "--session-file", sessFile, "--no-socket", "--no-get-credential")
 	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: ToolGetCredential, Arguments: map[string]any{"service": "openrouter"}})
-	if err != nil || !res.IsError || !strings.HasPrefix(textOf(res), CodeDisabled) {
+	if err != nil || !res.IsError || !strings.HasPrefix(textOf(res), CodeDisabled) ||
+		!strings.Contains(textOf(res), "--no-get-credential") || !strings.Contains(textOf(res), ToolRunWithCredential) {
 		t.Fatalf("get_credential when disabled: %v %+v", err, res)
 	}
 	all, _ := json.Marshal(res)
