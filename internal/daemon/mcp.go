@@ -156,9 +156,27 @@ func NewMCPServer(svc *Service, log *slog.Logger) *mcp.Server {
 		if err != nil {
 			return toolError(err), nil, nil
 		}
+		if svc.o.DisableGet {
+			res.APIKeyMasked = secretFreeMasked(res.APIKeyMasked)
+		}
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: jsonText(res)}}, StructuredContent: res}, nil, nil
 	})
 	return srv
+}
+
+// secretFreeMasked shortens a masked key ("sk-or-v1****abcd") to at most
+// its last four characters ("****abcd"): in secret-free mode no more of a
+// stored value than that leaves the daemon.
+func secretFreeMasked(m string) string {
+	i := strings.LastIndex(m, Mask)
+	if i < 0 {
+		return Mask
+	}
+	tail := m[i+len(Mask):]
+	if len(tail) > 4 {
+		return Mask
+	}
+	return Mask + tail
 }
 
 // RunMCPStdio serves MCP on stdin/stdout until the client closes stdin or

@@ -19,6 +19,7 @@ import (
 // (--provision) against the fixture site: progress notifications reach
 // the MCP client, the verified key is stored for the agent and the result
 // carries only its masked form.
+// In secret-free mode the masked key keeps only its last four characters.
 func TestMCPProvision(t *testing.T) {
 	if _, err := exec.LookPath("chromium"); err != nil {
 		if os.Getenv("AGENTKEYS_REQUIRE_E2E") == "1" {
@@ -26,6 +27,11 @@ func TestMCPProvision(t *testing.T) {
 		}
 		t.Skip("chromium is not installed")
 	}
+	t.Run("default", func(t *testing.T) { testMCPProvision(t, false) })
+	t.Run("secret-free", func(t *testing.T) { testMCPProvision(t, true) })
+}
+
+func testMCPProvision(t *testing.T, secretFree bool) {
 	ctx := context.Background()
 	b := startBackend(t)
 	site := fixture.New(fixture.Options{Deliver: func(ctx context.Context, to, from, subject, text, html string) error {
@@ -39,7 +45,11 @@ func TestMCPProvision(t *testing.T) {
 	home := t.TempDir()
 	ks, sessFile := b.agent(t, home, "openrouter")
 
-	cmd := exec.Command(daemonBin, "--stdio", "--provision", "--session-file", sessFile, "--socket", filepath.Join(home, "run", "p.sock"))
+	args := []string{"--stdio", "--provision", "--session-file", sessFile, "--socket", filepath.Join(home, "run", "p.sock")}
+	if secretFree {
+		args = append(args, "--no-get-credential")
+	}
+	cmd := exec.Command(daemonBin, args...)
 	cmd.Env = append(daemonEnv(home),
 		"XDG_STATE_HOME="+filepath.Join(home, "state"),
 		"AGENTKEYS_OPENROUTER_SIGNUP_URL="+site.SignupURL("openrouter"),
@@ -76,6 +86,12 @@ func TestMCPProvision(t *testing.T) {
 	keys := site.IssuedKeys()
 	if len(keys) != 1 || !pr.Stored || !pr.KeyVerified || !strings.HasSuffix(pr.APIKeyMasked, keys[0][len(keys[0])-4:]) {
 		t.Fatalf("result %s, issued %d keys", raw, len(keys))
+	}
+	if secretFree && pr.APIKeyMasked != Mask+keys[0][len(keys[0])-4:] {
+		t.Fatalf("secret-free masked key %q shows more than the last four characters", pr.APIKeyMasked)
+	}
+	if !secretFree && !strings.HasPrefix(pr.APIKeyMasked, keys[0][:8]) {
+		t.Fatalf("masked key %q", pr.APIKeyMasked)
 	}
 	all, _ := json.Marshal(res)
 	if strings.Contains(string(all), keys[0]) || strings.Contains(stderr.String(), keys[0]) {
