@@ -248,8 +248,10 @@ t=$(mktemp -p ` + filepath.Dir(visible) + `) && echo hi > "$t" && cat "$t" >/dev
 	if os.Getuid() == 0 {
 		cs, _ = connectStdio(t, home, nil, "--session-file", sf, "--no-socket", "--no-get-credential", "--child-user", "nobody", "--child-landlock", "on")
 		rr = runTool(t, cs, "openrouter", probe...)
-		if strings.Contains(rr.Stdout, "READ-") && !strings.Contains(rr.Stdout, "READ-VISIBLE") || !strings.Contains(rr.Stdout, "uid=65534 ") || !strings.Contains(rr.Stdout, "len=34") {
-			t.Fatalf("Landlock + child user:\n%s%s", rr.Stdout, rr.Stderr)
+		for _, want := range []string{"READ-VISIBLE", "WRITE-ELSEWHERE", "uid=65534 gid=65534 groups=65534", "len=34"} {
+			if !strings.Contains(rr.Stdout, want) {
+				t.Fatalf("Landlock + child user: want %s:\n%s%s", want, rr.Stdout, rr.Stderr)
+			}
 		}
 		for _, bad := range []string{"READ-SESSION", "READ-ENVIRON", "ENV-SECRET", "OPEN-MEM", "READ-STORE"} {
 			if strings.Contains(rr.Stdout, bad) {
