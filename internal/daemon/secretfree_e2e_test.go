@@ -41,7 +41,7 @@ func TestSecretFreeSocket(t *testing.T) {
 	ks, sf := b.agent(t, home, "openrouter")
 	secret := "sk-or-v1-" + agentkeys.NewToken().Reveal()[:24]
 	b.store(t, ks.Wallet, "openrouter", secret)
-	fb := newFakeBroker(t, ks.Token.Reveal(), time.Hour)
+	fb := newFakeBrokerFor(t, b, time.Hour)
 	sock := filepath.Join(home, "sf.sock")
 	d := startDaemon(t, home, nil, "--session-file", sf, "--socket", sock, "--broker-url", fb.URL, "--no-get-credential", "--child-landlock", "off")
 	d.waitReady()
