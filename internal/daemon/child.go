@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -51,6 +52,22 @@ func (o ChildOptions) confineCmd(cmd *exec.Cmd, attr *syscall.SysProcAttr) {
 	args = append(args, "--path", cmd.Path, "--")
 	cmd.Args = append(args, cmd.Args...)
 	cmd.Path = o.Helper
+}
+
+// checkProgram reports whether path (relative to dir) is an executable
+// regular file.
+func checkProgram(path, dir string) error {
+	if !filepath.IsAbs(path) && dir != "" {
+		path = filepath.Join(dir, path)
+	}
+	fi, err := os.Stat(path)
+	switch {
+	case err != nil:
+		return errors.New("no such file")
+	case !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0:
+		return errors.New("not an executable file")
+	}
+	return nil
 }
 
 // setupChildren resolves --child-user and --child-landlock into

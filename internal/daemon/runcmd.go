@@ -135,6 +135,14 @@ func (s *Service) RunWithCredential(ctx context.Context, rr RunRequest) (RunResu
 	stderr := &capWriter{max: MaxRunOutput}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if cmd.Err == nil && s.o.Child.Helper != "" {
+		// The helper would start and then fail to exec: report a missing
+		// program as the unconfined path does.
+		if err := checkProgram(cmd.Path, rr.Dir); err != nil {
+			msg := maskSecret([]byte(rr.Command[0]), forms, false)
+			return RunResult{}, errorf(CodeExecFailed, "could not start the command: %s: %s", msg, err)
+		}
+	}
 	if cmd.Err == nil {
 		s.o.Child.confineCmd(cmd, cmd.SysProcAttr)
 	}

@@ -233,6 +233,11 @@ t=$(mktemp -p ` + filepath.Dir(visible) + `) && echo hi > "$t" && cat "$t" >/dev
 			t.Fatalf("confined child: want %s:\n%s%s", want, rr.Stdout, rr.Stderr)
 		}
 	}
+	// A missing program is reported as without confinement.
+	res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: ToolRunWithCredential, Arguments: map[string]any{"service": "openrouter", "command": []string{"/nonexistent/prog"}}})
+	if err != nil || !res.IsError || !strings.HasPrefix(textOf(res), CodeExecFailed) {
+		t.Fatalf("confined run of a missing program: %v %s", err, textOf(res))
+	}
 	cs.Close() // waits for the daemon to exit: its stderr is complete
 	if !strings.Contains(stderr.String(), `"landlock":true`) {
 		t.Fatalf("the daemon does not log the confinement:\n%s", stderr)
