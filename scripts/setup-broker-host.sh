@@ -438,6 +438,10 @@ fi
   echo "BROKER_PORT=8091"
   echo "BROKER_BACKEND_URL=http://127.0.0.1:8090"
   echo "BROKER_OIDC_ISSUER=$ISSUER"
+  if [[ "$WITH_NGINX" == yes ]]; then
+    echo "# nginx on this host names the client in X-Forwarded-For; believe it only from here."
+    echo "BROKER_TRUSTED_PROXIES=127.0.0.1/32,::1/128"
+  fi
   echo "BROKER_OIDC_KEYPAIR_PATH=/var/lib/agentkeys/broker/oidc-keypair.json"
   echo "BROKER_AUDIT_DB=/var/lib/agentkeys/broker/audit.sqlite"
   echo "BROKER_AWS_REGION=$REGION"

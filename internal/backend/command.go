@@ -100,6 +100,7 @@ backend refuses to start.`,
 	f.StringVar(&cfg.Login, "login", env("AGENTKEYS_LOGIN", ""), "master login method: oidc (implied by --login-oidc-issuer) or mock (any string logs in as any master: development and tests only); no default [AGENTKEYS_LOGIN]")
 	f.StringVar(&cfg.LoginOIDCIssuer, "login-oidc-issuer", env("AGENTKEYS_LOGIN_OIDC_ISSUER", ""), "accept master logins only as ID tokens from this OpenID provider [AGENTKEYS_LOGIN_OIDC_ISSUER]")
 	f.StringVar(&cfg.LoginOIDCClientID, "login-oidc-client-id", env("AGENTKEYS_LOGIN_OIDC_CLIENT_ID", ""), "client id (audience) the ID tokens must carry [AGENTKEYS_LOGIN_OIDC_CLIENT_ID]")
+	frontdoorFlags(f, &cfg.Frontdoor, &envErrs)
 	f.StringVar(&logLevel, "log-level", env("AGENTKEYS_LOG_LEVEL", "info"), "debug, info, warn or error [AGENTKEYS_LOG_LEVEL]")
 	return cmd
 }

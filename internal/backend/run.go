@@ -49,6 +49,8 @@ type Config struct {
 	// from this provider for LoginOIDCClientID.
 	LoginOIDCIssuer   string
 	LoginOIDCClientID string
+	// Frontdoor: trusted proxies, public URL, per-wallet limit, quotas.
+	Frontdoor Frontdoor
 }
 
 // Login methods (Config.Login, --login, AGENTKEYS_LOGIN).
@@ -153,11 +155,17 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Running, error) 
 	} else {
 		log.Warn("MASTER LOGIN IS IN MOCK MODE (--login mock): any auth_token names an identity, so anyone who can reach this backend can log in as any master; for local development and tests only")
 	}
+	fd := cfg.Frontdoor
+	fd.checkHost = true
+	if _, err := newFrontdoor(fd); err != nil {
+		return nil, err
+	}
 	st, err := sqlstore.Open(ctx, dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
-	s, err := New(Options{Store: st, Sealer: sealer, Logger: log, SessionTTL: cfg.SessionTTL, LoginRate: cfg.LoginRate, MockInbox: cfg.MockInbox, Login: login})
+	s, err := New(Options{Store: st, Sealer: sealer, Logger: log, SessionTTL: cfg.SessionTTL, LoginRate: cfg.LoginRate, MockInbox: cfg.MockInbox, Login: login,
+		Frontdoor: fd})
 	if err != nil {
 		st.Close()
 		return nil, err

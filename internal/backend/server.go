@@ -85,6 +85,8 @@ type Options struct {
 	// Login verifies master identity assertions. Required: MockLogin{} only
 	// for development and tests, OIDCLogin otherwise.
 	Login LoginVerifier
+	// Frontdoor: trusted proxies, public name, per-wallet limit, quotas.
+	Frontdoor Frontdoor
 }
 
 // Server serves the backend API.
@@ -107,6 +109,7 @@ type Server struct {
 	mockInbox     bool
 	emailDomain   string
 	loginVerifier LoginVerifier
+	fd            frontdoor
 
 	waitMu  sync.Mutex
 	waiters map[string][]chan struct{}
@@ -168,6 +171,11 @@ func New(o Options) (*Server, error) {
 	}
 	s.waiters = map[string][]chan struct{}{}
 	s.loginVerifier = o.Login
+	fd, err := newFrontdoor(o.Frontdoor)
+	if err != nil {
+		return nil, err
+	}
+	s.fd = fd
 	s.routes()
 	return s, nil
 }
@@ -220,7 +228,8 @@ func (s *Server) routes() {
 func (s *Server) Handler() http.Handler {
 	return jsonhttp.Middleware(jsonhttp.Fallback(s.mux, KindNotFound, KindMethodNotAllowed), jsonhttp.MiddlewareOptions{
 		Logger: s.log, InternalKind: KindInternal,
-		Quiet: func(p string) bool { return p == "/health" },
+		Quiet:          func(p string) bool { return p == "/health" },
+		TrustedProxies: s.fd.trusted, Hosts: s.fd.hosts,
 	})
 }
 
@@ -253,6 +262,9 @@ func (s *Server) authed(h authedHandler) http.Handler {
 		s.respond(w, r, func(r *http.Request) (any, error) {
 			c, err := s.authenticate(r)
 			if err != nil {
+				return nil, err
+			}
+			if err := s.limitWallet(c); err != nil {
 				return nil, err
 			}
 			return h(r, c)

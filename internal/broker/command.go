@@ -70,7 +70,9 @@ Configuration comes from the environment (the original broker's names):
   BROKER_SHUTDOWN_GRACE_SECONDS (30), BROKER_OIDC_KEY_RELOAD_SECONDS (10),
   BROKER_VALIDATE_CACHE_SECONDS (2, max 5), BROKER_RATE_PER_BEARER (5/s),
   BROKER_RATE_PER_IP (50/s), BROKER_SCOPE_SERVICE (aws; "none" lets any scope mint),
-  BROKER_OIDC_ALLOW_INSECURE_ISSUER (0)`,
+  BROKER_OIDC_ALLOW_INSECURE_ISSUER (0)
+  BROKER_TRUSTED_PROXIES           reverse proxies (CIDRs) whose forwarding headers name
+                                   the client (default none; same as --trusted-proxies)`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -83,6 +85,7 @@ Configuration comes from the environment (the original broker's names):
 	f.IntVar(&flags.port, "port", DefaultPort, "port to listen on [BROKER_PORT]")
 	f.BoolVar(&flags.skipCheck, "skip-startup-check", false, "skip the STS GetCallerIdentity check at startup (offline development)")
 	f.StringVar(&flags.tlsCert, "tls-cert", envOr(lookup, "BROKER_TLS_CERT", ""), "serve HTTPS with this certificate [BROKER_TLS_CERT]")
+	f.StringVar(&flags.trustedProxies, "trusted-proxies", envOr(lookup, "BROKER_TRUSTED_PROXIES", ""), "CIDRs of reverse proxies whose X-Forwarded-For/Forwarded headers name the client (the shipped nginx: 127.0.0.1/32); empty trusts none [BROKER_TRUSTED_PROXIES]")
 	f.StringVar(&flags.tlsKey, "tls-key", envOr(lookup, "BROKER_TLS_KEY", ""), "private key for --tls-cert [BROKER_TLS_KEY]")
 	root.PersistentFlags().StringVar(&logLevel, "log-level", envOr(lookup, "BROKER_LOG_LEVEL", "info"), "debug, info, warn or error [BROKER_LOG_LEVEL]")
 	flags.portEnv, _ = lookup("BROKER_PORT")
@@ -102,6 +105,7 @@ Configuration comes from the environment (the original broker's names):
 
 type serveFlags struct {
 	bind, tlsCert, tlsKey string
+	trustedProxies        string
 	port                  int
 	portEnv               string
 	skipCheck             bool
@@ -127,6 +131,7 @@ func serve(cmd *cobra.Command, lookup LookupFunc, flags serveFlags, logLevel str
 	}
 	cfg.TLSCertFile, cfg.TLSKeyFile = flags.tlsCert, flags.tlsKey
 	cfg.SkipStartupCheck = flags.skipCheck
+	cfg.TrustedProxies = flags.trustedProxies
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentkeys/agentkeys/internal/clientip"
 	"github.com/agentkeys/agentkeys/internal/oidc"
 	"github.com/agentkeys/agentkeys/internal/sts"
 )
@@ -89,6 +90,13 @@ type Config struct {
 	// ValidateCache is how long a successful session validation is reused
 	// (0 = ask the backend on every mint; at most MaxValidateCache).
 	ValidateCache time.Duration
+
+	// TrustedProxies lists the reverse proxies (CIDRs, comma-separated)
+	// whose X-Forwarded-For / Forwarded headers name the client.
+	TrustedProxies string
+	// hostCheck refuses requests for host names other than loopback and
+	// the issuer's (DNS rebinding); Run turns it on.
+	hostCheck bool
 }
 
 // AWSEnabled reports whether /v1/mint-aws-creds is configured.
@@ -184,6 +192,7 @@ func FromEnv(lookup LookupFunc) (Config, error) {
 	float(&c.RatePerBearer, "BROKER_RATE_PER_BEARER")
 	float(&c.RatePerIP, "BROKER_RATE_PER_IP")
 	seconds(&c.ValidateCache, "BROKER_VALIDATE_CACHE_SECONDS")
+	str(&c.TrustedProxies, "BROKER_TRUSTED_PROXIES")
 	if _, v, ok := get("BROKER_SCOPE_SERVICE"); ok {
 		if v == "-" || v == "none" {
 			v = ""
@@ -231,6 +240,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BackendTimeout < time.Second || c.BackendTimeout > time.Minute {
 		bad("BROKER_BACKEND_TIMEOUT_SECONDS=%d out of range 1-60", int(c.BackendTimeout.Seconds()))
+	}
+	if _, err := clientip.Parse(c.TrustedProxies); err != nil {
+		bad("BROKER_TRUSTED_PROXIES: %v", err)
 	}
 	if c.Issuer == "" {
 		if !isLoopback(c.Bind) {

@@ -104,6 +104,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Running, error) 
 	log.Info("OIDC signer ready", "kid", issuer.CurrentKID(), "issuer", cfg.Issuer, "path", cfg.KeyFile, "ttl_seconds", int(cfg.JWTTTL.Seconds()))
 
 	validator := NewHTTPValidator(cfg.BackendURL, cfg.BackendTimeout)
+	cfg.hostCheck = true
 	server := NewServer(cfg, Deps{
 		Validator: validator, BackendHealth: validator.Health,
 		Issuer: issuer, AWS: aws, Audit: sink, Logger: log,

@@ -27,6 +27,7 @@ import (
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/audit"
+	"github.com/agentkeys/agentkeys/internal/clientip"
 	"github.com/agentkeys/agentkeys/internal/jsonhttp"
 	"github.com/agentkeys/agentkeys/internal/oidc"
 	"github.com/agentkeys/agentkeys/internal/ratelimit"
@@ -107,6 +108,7 @@ type Server struct {
 
 	bearerLimit *ratelimit.Limiter
 	ipLimit     *ratelimit.Limiter
+	walletLimit *ratelimit.Limiter // same rate as per bearer: many bearers of one wallet share it
 	m           *metrics
 	handler     http.Handler
 
@@ -134,6 +136,7 @@ func NewServer(cfg Config, deps Deps) *Server {
 		valid:       newCachingValidator(deps.Validator, cfg.ValidateCache, deps.Now),
 		bearerLimit: ratelimit.New(cfg.RatePerBearer, cfg.BurstPerBearer),
 		ipLimit:     ratelimit.New(cfg.RatePerIP, cfg.BurstPerIP),
+		walletLimit: ratelimit.New(cfg.RatePerBearer, cfg.BurstPerBearer),
 		m:           newMetrics(),
 		stsCache:    time.Minute,
 	}
@@ -158,9 +161,15 @@ func (s *Server) KeyReloaded() { s.m.keyReloads.Inc() }
 // middleware is the shared plumbing (request id, panic recovery to the
 // JSON envelope, access log); probes and metrics scrapes log at debug.
 func (s *Server) middleware(next http.Handler) http.Handler {
+	trusted, _ := clientip.Parse(s.cfg.TrustedProxies) // checked by Validate
+	var hosts *jsonhttp.HostPolicy
+	if s.cfg.hostCheck {
+		hosts, _ = jsonhttp.NewHostPolicy(s.cfg.Issuer) // checked by Validate
+	}
 	return jsonhttp.Middleware(next, jsonhttp.MiddlewareOptions{
 		Logger: s.log, InternalKind: KindInternal,
-		Quiet: func(p string) bool { return p == PathHealthz || p == PathMetrics || p == PathReadyz },
+		Quiet:          func(p string) bool { return p == PathHealthz || p == PathMetrics || p == PathReadyz },
+		TrustedProxies: trusted, Hosts: hosts,
 	})
 }
 
@@ -495,6 +504,10 @@ func (s *Server) mint(w http.ResponseWriter, r *http.Request, endpoint, role str
 		return
 	}
 	rec.RequesterWallet = string(id.Wallet)
+	if ok, wait := s.walletLimit.Allow(rec.RequesterWallet); !ok {
+		s.rateLimited(w, r, endpoint, "wallet", wait)
+		return
+	}
 	if s.cfg.ScopeService != "" && id.Scope != nil && !id.Scope.Allows(s.cfg.ScopeService) {
 		finish(0, nil, &failure{
 			err: jsonhttp.Errorf(http.StatusForbidden, KindForbidden,

@@ -9,7 +9,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/agentkeys/agentkeys/internal/ratelimit"
+	"github.com/agentkeys/agentkeys/internal/clientip"
 )
 
 // MiddlewareOptions configure Middleware.
@@ -22,6 +22,12 @@ type MiddlewareOptions struct {
 	// Quiet reports paths whose access lines are logged at debug level
 	// (health probes, metrics scrapes).
 	Quiet func(path string) bool
+	// TrustedProxies are the peers whose forwarding headers name the
+	// client (nil: none; the client is the connecting peer).
+	TrustedProxies *clientip.Trusted
+	// Hosts, when set, refuses requests whose Host (or, on state-changing
+	// methods, Origin) it does not allow: DNS-rebinding protection.
+	Hosts *HostPolicy
 }
 
 type ctxKey int
@@ -59,7 +65,8 @@ func Middleware(next http.Handler, o MiddlewareOptions) http.Handler {
 			id = newRequestID()
 		}
 		w.Header().Set("X-Request-Id", id)
-		r = r.WithContext(context.WithValue(r.Context(), requestIDKey, id))
+		ip := o.TrustedProxies.Resolve(r)
+		r = r.WithContext(clientip.WithClient(context.WithValue(r.Context(), requestIDKey, id), ip))
 		sw := &StatusWriter{ResponseWriter: w}
 		defer func() {
 			if p := recover(); p != nil {
@@ -80,10 +87,14 @@ func Middleware(next http.Handler, o MiddlewareOptions) http.Handler {
 				slog.String("path", r.URL.Path),
 				slog.Int("status", sw.Status()),
 				slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
-				slog.String("client_ip", ratelimit.ClientIP(r)),
+				slog.String("client_ip", ip),
 				slog.String("request_id", id),
 			)
 		}()
+		if err := o.Hosts.check(r); err != nil {
+			WriteError(sw, err)
+			return
+		}
 		next.ServeHTTP(sw, r)
 	})
 }

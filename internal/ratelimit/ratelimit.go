@@ -5,12 +5,13 @@ package ratelimit
 
 import (
 	"math"
-	"net"
 	"net/http"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/agentkeys/agentkeys/internal/clientip"
 )
 
 // Limiter allows Rate events per second per key with bursts of Burst.
@@ -81,13 +82,8 @@ func RetryAfterSeconds(d time.Duration) int {
 	return int(math.Max(1, math.Ceil(d.Seconds())))
 }
 
-// ClientIP returns the request's remote IP (without port). Proxies'
-// forwarding headers are not trusted here; a deployment behind a proxy
-// relies on the proxy's own limits.
-func ClientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
+// ClientIP returns the request's client address (without port): the one
+// the shared middleware resolved, which honours forwarding headers from
+// configured trusted proxies only (see package clientip), or else the
+// connecting peer's.
+func ClientIP(r *http.Request) string { return clientip.Of(r) }

@@ -1,0 +1,319 @@
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/backendclient"
+	_ "modernc.org/sqlite"
+)
+
+// nginxBin finds Debian's nginx; without it the test skips, unless the run
+// requires every peer (AGENTKEYS_REQUIRE_E2E=1, as CI does).
+func nginxBin(t *testing.T) string {
+	t.Helper()
+	if p, err := exec.LookPath("nginx"); err == nil {
+		return p
+	}
+	if _, err := os.Stat("/usr/sbin/nginx"); err == nil {
+		return "/usr/sbin/nginx"
+	}
+	e2eRequire(t, "nginx is not installed (apt-get install nginx)")
+	return ""
+}
+
+// startNginx runs the shipped phase 2 site (TLS, limit_req, forwarding
+// headers) as a foreground nginx with its own prefix, on a loopback port,
+// proxying to brokerPort. It returns the https base URL.
+func startNginx(t *testing.T, host string, brokerPort int) string {
+	t.Helper()
+	nginx := nginxBin(t)
+	dir := t.TempDir()
+	certDir := filepath.Join(dir, "etc/letsencrypt/live", host)
+	writeSelfSigned(t, certDir)
+	site := readFile(t, filepath.Join("..", "deploy", "nginx", "agentkeys-broker.phase2.conf"))
+	port := freePort(t)
+	site = strings.NewReplacer(
+		"@HOST@", host,
+		"/etc/letsencrypt/", dir+"/etc/letsencrypt/",
+		"/var/www/certbot", dir,
+		"listen 80;", "listen 127.0.0.1:"+strconv.Itoa(freePort(t))+";", "listen [::]:80;", "",
+		"listen 443 ssl http2;", "listen 127.0.0.1:"+strconv.Itoa(port)+" ssl http2;", "listen [::]:443 ssl http2;", "",
+		"http://127.0.0.1:8091", "http://127.0.0.1:"+strconv.Itoa(brokerPort),
+	).Replace(site)
+	conf := fmt.Sprintf(`daemon off;
+master_process off;
+pid %[1]s/nginx.pid;
+error_log stderr;
+events {}
+http {
+  access_log off;
+  client_body_temp_path %[1]s/body;
+  proxy_temp_path %[1]s/proxy;
+  fastcgi_temp_path %[1]s/fastcgi;
+  uwsgi_temp_path %[1]s/uwsgi;
+  scgi_temp_path %[1]s/scgi;
+%[2]s
+}
+`, dir, site)
+	cf := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(cf, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(nginx, "-p", dir, "-c", cf, "-e", "stderr")
+	var stderr lockedBuffer
+	stderr.ch = make(chan struct{}, 1)
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+		}
+	})
+	base := "https://127.0.0.1:" + strconv.Itoa(port)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err == nil {
+			c.Close()
+			return base
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("nginx exited: %v\n%s", err, stderr.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nginx did not listen\n%s", stderr.String())
+		}
+	}
+}
+
+// clientFrom is an HTTPS client whose connections leave from a given
+// loopback address (127.0.0.2, 127.0.0.3, ...), each a distinct client to
+// nginx, and that names host in TLS and Host.
+func clientFrom(src, host string) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DialContext:         d.DialContext,
+		TLSClientConfig:     &tls.Config{InsecureSkipVerify: true, ServerName: host},
+		MaxIdleConnsPerHost: 16,
+	}}
+}
+
+func doMint(t *testing.T, c *http.Client, base, host, bearer string, hdr ...string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", base+"/v1/mint-oidc-jwt", nil)
+	req.Host = host
+	req.Header.Set("Authorization", "Bearer "+bearer)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestTrustedProxiesBehindNginx (issue 17 item 1): the shipped nginx site in
+// front of the broker binary. A flood from one client address is cut off
+// (by nginx's own limit_req and the broker's per-IP limit, which now sees
+// the real address) while another client's mint goes through, and the
+// audit ledger and access log record each client's own address, not the
+// proxy's; a client-sent X-Forwarded-For does not change that.
+func TestTrustedProxiesBehindNginx(t *testing.T) {
+	const host = "broker.agentkeys.test"
+	dir := t.TempDir()
+	bport, kport := freePort(t), freePort(t)
+	backendURL := "http://127.0.0.1:" + strconv.Itoa(bport)
+	be := start(t, nil, "agentkeys-backend", "--listen", "127.0.0.1:"+strconv.Itoa(bport), "--data-dir", filepath.Join(dir, "backend"))
+	waitHTTP(t, be, backendURL+"/health")
+	auditDB := filepath.Join(dir, "broker", "audit.sqlite")
+	br := start(t, []string{
+		"BROKER_BACKEND_URL=" + backendURL,
+		"BROKER_OIDC_ISSUER=https://" + host,
+		"BROKER_OIDC_KEYPAIR_PATH=" + filepath.Join(dir, "broker", "oidc-keypair.json"),
+		"BROKER_AUDIT_DB=" + auditDB,
+		"BROKER_VALIDATE_CACHE_SECONDS=0",
+		"BROKER_RATE_PER_IP=1",
+	}, "agentkeys-broker", "--port", strconv.Itoa(kport), "--skip-startup-check", "--trusted-proxies", "127.0.0.1/32,::1/128")
+	waitHTTP(t, br, "http://127.0.0.1:"+strconv.Itoa(kport)+"/healthz")
+	base := startNginx(t, host, kport)
+
+	ctx := context.Background()
+	bc, err := backendclient.New(backendURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	master, err := bc.CreateSession(ctx, "frontdoor-master")
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent, err := bc.CreateChild(ctx, master.Token, agentkeys.Scope{Services: []string{"aws"}}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The attacker floods with invalid bearers, forging X-Forwarded-For as
+	// the victim's address; nginx overwrites it. nginx passes 20/s (burst
+	// 40); the broker's per-IP bucket (burst 100, 1/s here) runs dry after
+	// a few seconds of that.
+	attacker := clientFrom("127.0.0.2", host)
+	nginx429, broker429, flood := 0, 0, 0
+	for end := time.Now().Add(20 * time.Second); broker429 == 0 && time.Now().Before(end); flood++ {
+		code, body := doMint(t, attacker, base, host, "not-a-token", "X-Forwarded-For", "127.0.0.3")
+		if code == 429 {
+			if strings.Contains(strings.ToLower(body), "rate_limited") {
+				broker429++
+			} else {
+				nginx429++
+			}
+		}
+	}
+	if nginx429 == 0 || broker429 == 0 {
+		t.Fatalf("flood of %d: nginx answered 429 %d times, the broker %d times; want both limits to act", flood, nginx429, broker429)
+	}
+
+	victim := clientFrom("127.0.0.3", host)
+	if code, body := doMint(t, victim, base, host, agent.Token.Reveal()); code != 200 {
+		t.Fatalf("legitimate mint during the flood → %d %s", code, body)
+	}
+
+	db, err := sql.Open("sqlite", auditDB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	count := func(ip, outcome string) int {
+		var n int
+		if err := db.QueryRow(`SELECT count(*) FROM mint_log WHERE client_ip = ? AND outcome = ?`, ip, outcome).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := count("127.0.0.3", "ok"); n != 1 {
+		t.Errorf("audit: %d ok rows for the victim's address 127.0.0.3, want 1", n)
+	}
+	if n := count("127.0.0.2", "auth_failed"); n == 0 {
+		t.Error("audit: no auth_failed rows carry the attacker's address 127.0.0.2")
+	}
+	if n := count("127.0.0.3", "auth_failed") + count("127.0.0.1", "auth_failed"); n != 0 {
+		t.Errorf("audit: %d auth_failed rows carry the victim's or the proxy's address", n)
+	}
+	// The access line is written once the response has gone out.
+	waitFor(t, 5*time.Second, "access lines with the real client addresses", func() bool {
+		logs := br.stderr.String()
+		return strings.Contains(logs, `"client_ip":"127.0.0.3"`) && strings.Contains(logs, `"client_ip":"127.0.0.2"`)
+	})
+
+	// Without the trusted-proxies setting the same headers are ignored:
+	// a direct request forging X-Forwarded-For is logged with its peer.
+	req, _ := http.NewRequest("POST", "http://127.0.0.1:"+strconv.Itoa(kport)+"/v1/mint-oidc-jwt", nil)
+	req.Header.Set("X-Forwarded-For", "198.51.100.99")
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.4")}}
+	hc := &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	waitFor(t, 5*time.Second, "access line for 127.0.0.4", func() bool {
+		return strings.Contains(br.stderr.String(), `"client_ip":"127.0.0.4"`)
+	})
+	if strings.Contains(br.stderr.String(), "198.51.100.99") {
+		t.Error("an untrusted peer's X-Forwarded-For reached the log")
+	}
+}
+
+// TestBackendTrustedProxiesAndWalletLimit (issue 17 item 1) drives the
+// backend binary: behind a trusted proxy the login limit is per forwarded
+// client, not one bucket for everyone, and authenticated routes are limited
+// per wallet.
+func TestBackendTrustedProxiesAndWalletLimit(t *testing.T) {
+	dir := t.TempDir()
+	port := freePort(t)
+	url := "http://127.0.0.1:" + strconv.Itoa(port)
+	be := start(t, nil, "agentkeys-backend", "--listen", "127.0.0.1:"+strconv.Itoa(port), "--data-dir", filepath.Join(dir, "backend"),
+		"--trusted-proxies", "127.0.0.1/32", "--login-rate", "0.01", "--wallet-rate", "0.01")
+	waitHTTP(t, be, url+"/health")
+	login := func(xff, identity string) (int, map[string]any) {
+		req, _ := http.NewRequest("POST", url+"/session/create", strings.NewReader(`{"auth_token":"`+identity+`"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Forwarded-For", xff)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, m
+	}
+	limited := false
+	for i := range 30 {
+		if code, _ := login("203.0.113.1", "flooder"+strconv.Itoa(i)); code == 429 {
+			limited = true
+			break
+		}
+	}
+	if !limited {
+		t.Fatal("30 logins from one forwarded client were never limited")
+	}
+	code, m := login("203.0.113.2", "honest")
+	if code != 200 {
+		t.Fatalf("another client's login behind the same proxy → %d %v", code, m)
+	}
+	waitFor(t, 5*time.Second, "access line with the forwarded address", func() bool {
+		return strings.Contains(be.stderr.String(), `"client_ip":"203.0.113.2"`)
+	})
+
+	validate := func(tok string) int {
+		req, _ := http.NewRequest("GET", url+"/session/validate", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	tok := m["session"].(string)
+	got429 := false
+	for range 250 {
+		if validate(tok) == 429 {
+			got429 = true
+			break
+		}
+	}
+	if !got429 {
+		t.Fatal("250 authenticated requests of one wallet were never limited")
+	}
+	_, other := login("203.0.113.3", "other")
+	if c := validate(other["session"].(string)); c != 200 {
+		t.Fatalf("another wallet was limited too: %d", c)
+	}
+}

@@ -1,0 +1,126 @@
+package backend
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"strconv"
+
+	"github.com/spf13/pflag"
+
+	"github.com/agentkeys/agentkeys/internal/clientip"
+	"github.com/agentkeys/agentkeys/internal/jsonhttp"
+	"github.com/agentkeys/agentkeys/internal/ratelimit"
+)
+
+// Front-door defaults: what a caller may ask of the server before the
+// request reaches a route's own checks.
+const (
+	DefaultWalletRate  = 50.0 // authenticated requests per second per wallet
+	DefaultWalletBurst = 200
+)
+
+// Frontdoor configures who the backend believes a request comes from, which
+// host names it answers for and how much one wallet may ask of it.
+type Frontdoor struct {
+	// TrustedProxies lists the reverse proxies (CIDRs, comma-separated)
+	// whose X-Forwarded-For / Forwarded headers name the client; empty
+	// trusts none.
+	TrustedProxies string
+	// PublicURL is the URL clients reach the backend at through a proxy;
+	// its host is accepted in Host and Origin besides the loopback names.
+	PublicURL string
+	// WalletRate limits authenticated requests per second per wallet
+	// (burst DefaultWalletBurst); 0 or negative disables.
+	WalletRate float64
+	// Quotas bound each master's tree.
+	Quotas Quotas
+
+	// checkHost turns the Host/Origin policy on; the binary always does
+	// (Start), in-process handlers for tests leave it off.
+	checkHost bool
+}
+
+// frontdoorFlags registers the front-door flags on f.
+func frontdoorFlags(f *pflag.FlagSet, fd *Frontdoor, envErrs *[]error) {
+	envNum := func(name string, def float64) float64 {
+		v, ok := os.LookupEnv(name)
+		if !ok {
+			return def
+		}
+		n, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			*envErrs = append(*envErrs, fmt.Errorf("%s=%q is not a number", name, v))
+		}
+		return n
+	}
+	envInt := func(name string, def int) int {
+		v, ok := os.LookupEnv(name)
+		if !ok {
+			return def
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			*envErrs = append(*envErrs, fmt.Errorf("%s=%q is not a whole number", name, v))
+		}
+		return n
+	}
+	f.StringVar(&fd.TrustedProxies, "trusted-proxies", env("AGENTKEYS_TRUSTED_PROXIES", ""),
+		"CIDRs of reverse proxies whose X-Forwarded-For/Forwarded headers name the client, e.g. 127.0.0.1/32; empty trusts none [AGENTKEYS_TRUSTED_PROXIES]")
+	f.StringVar(&fd.PublicURL, "public-url", env("AGENTKEYS_PUBLIC_URL", ""),
+		"URL clients use through a proxy (https://agentkeys.example.com); requests for any other host name than it and loopback are refused [AGENTKEYS_PUBLIC_URL]")
+	f.Float64Var(&fd.WalletRate, "wallet-rate", envNum("AGENTKEYS_WALLET_RATE", DefaultWalletRate),
+		fmt.Sprintf("authenticated requests per second per wallet (burst %d); 0 disables [AGENTKEYS_WALLET_RATE]", DefaultWalletBurst))
+	f.IntVar(&fd.Quotas.MaxDepth, "max-agent-depth", envInt("AGENTKEYS_MAX_AGENT_DEPTH", DefaultMaxAgentDepth),
+		"deepest agent chain under a master (a master's own agents are depth 1); negative: unlimited [AGENTKEYS_MAX_AGENT_DEPTH]")
+	f.IntVar(&fd.Quotas.MaxAgents, "max-agents-per-master", envInt("AGENTKEYS_MAX_AGENTS_PER_MASTER", DefaultMaxAgentsPerMaster),
+		"agents (at any depth) one master may have; negative: unlimited [AGENTKEYS_MAX_AGENTS_PER_MASTER]")
+	f.IntVar(&fd.Quotas.MaxCredentials, "max-credentials-per-master", envInt("AGENTKEYS_MAX_CREDENTIALS_PER_MASTER", DefaultMaxCredentialsPerMaster),
+		"credentials stored across one master's tree; negative: unlimited [AGENTKEYS_MAX_CREDENTIALS_PER_MASTER]")
+	f.IntVar(&fd.Quotas.MaxPendingRequests, "max-pending-requests-per-master", envInt("AGENTKEYS_MAX_PENDING_REQUESTS_PER_MASTER", DefaultMaxPendingRequestsPerMaster),
+		"pair/recover requests awaiting one master's decision; negative: unlimited [AGENTKEYS_MAX_PENDING_REQUESTS_PER_MASTER]")
+}
+
+// frontdoor is the parsed form the server uses.
+type frontdoor struct {
+	trusted     *clientip.Trusted
+	hosts       *jsonhttp.HostPolicy
+	walletLimit *ratelimit.Limiter
+	quotas      Quotas
+}
+
+func newFrontdoor(fd Frontdoor) (frontdoor, error) {
+	trusted, err := clientip.Parse(fd.TrustedProxies)
+	if err != nil {
+		return frontdoor{}, fmt.Errorf("--trusted-proxies: %w", err)
+	}
+	out := frontdoor{trusted: trusted, quotas: fd.Quotas.withDefaults()}
+	if fd.checkHost {
+		if out.hosts, err = jsonhttp.NewHostPolicy(fd.PublicURL); err != nil {
+			return frontdoor{}, fmt.Errorf("--public-url: %w", err)
+		}
+	} else if fd.PublicURL != "" {
+		if _, err := jsonhttp.NewHostPolicy(fd.PublicURL); err != nil {
+			return frontdoor{}, fmt.Errorf("--public-url: %w", err)
+		}
+	}
+	if fd.WalletRate > 0 {
+		out.walletLimit = ratelimit.New(fd.WalletRate, DefaultWalletBurst)
+	}
+	return out, nil
+}
+
+// limitWallet spends one of the caller's per-wallet tokens. Requests that
+// end in a denial count too, so denials cannot be spammed into the audit
+// log without bound.
+func (s *Server) limitWallet(c *caller) error {
+	if s.fd.walletLimit == nil {
+		return nil
+	}
+	if ok, wait := s.fd.walletLimit.Allow(string(c.addr())); !ok {
+		e := jsonhttp.Errorf(http.StatusTooManyRequests, KindRateLimited, "too many requests for this wallet; retry later")
+		e.RetryAfter = ratelimit.RetryAfterSeconds(wait)
+		return e
+	}
+	return nil
+}
