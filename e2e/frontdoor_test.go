@@ -317,3 +317,97 @@ func TestBackendTrustedProxiesAndWalletLimit(t *testing.T) {
 		t.Fatalf("another wallet was limited too: %d", c)
 	}
 }
+
+// hostReq sends method url with a forged Host (and Origin, if given) and
+// returns the status and the envelope's error kind.
+func hostReq(t *testing.T, method, url, host, origin, body string, hdr ...string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	req.Host = host
+	if origin != "" {
+		req.Header.Set("Origin", origin)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var env struct{ Error string }
+	raw, _ := io.ReadAll(resp.Body)
+	json.Unmarshal(raw, &env)
+	return resp.StatusCode, env.Error
+}
+
+// TestDNSRebindingRefused (issue 17 item 5): the loopback servers answer
+// only for loopback names, IP literals and their configured public name,
+// and refuse state-changing requests from foreign web origins; the daemon's
+// MCP HTTP transport refuses a foreign Host too.
+func TestDNSRebindingRefused(t *testing.T) {
+	dir := t.TempDir()
+	bport, kport := freePort(t), freePort(t)
+	backendURL := "http://127.0.0.1:" + strconv.Itoa(bport)
+	be := start(t, nil, "agentkeys-backend", "--listen", "127.0.0.1:"+strconv.Itoa(bport), "--data-dir", filepath.Join(dir, "backend"),
+		"--mock-inbox", "--public-url", "https://agentkeys.example.test")
+	waitHTTP(t, be, backendURL+"/health")
+	const rebind = "rebind.attacker.example:" + "8090"
+	for _, c := range []struct{ method, path, body string }{
+		{"POST", "/session/create", `{"auth_token":"rebound"}`},
+		{"POST", "/auth-request/open", `{}`},
+		{"POST", "/mock/inbox/deliver", `{}`},
+		{"GET", "/identity/resolve?identity_type=alias&identity_value=x", ""},
+		{"GET", "/health", ""},
+	} {
+		if code, kind := hostReq(t, c.method, backendURL+c.path, rebind, "", c.body); code != 421 || kind != "MISDIRECTED_REQUEST" {
+			t.Errorf("backend %s %s with Host %s → %d %s, want 421 MISDIRECTED_REQUEST", c.method, c.path, rebind, code, kind)
+		}
+	}
+	if code, kind := hostReq(t, "POST", backendURL+"/session/create", "127.0.0.1", "https://evil.example", `{"auth_token":"x"}`); code != 403 || kind != "FORBIDDEN_ORIGIN" {
+		t.Errorf("backend POST from a foreign Origin → %d %s, want 403 FORBIDDEN_ORIGIN", code, kind)
+	}
+	for _, host := range []string{"localhost", "127.0.0.1:" + strconv.Itoa(bport), "[::1]", "agentkeys.example.test"} {
+		if code, kind := hostReq(t, "POST", backendURL+"/session/create", host, "", `{"auth_token":"ok-`+host+`"}`); code != 200 {
+			t.Errorf("backend POST /session/create with Host %s → %d %s, want 200", host, code, kind)
+		}
+	}
+	if code, _ := hostReq(t, "POST", backendURL+"/session/create", "agentkeys.example.test", "https://agentkeys.example.test", `{"auth_token":"same-origin"}`); code != 200 {
+		t.Errorf("backend POST from its own public origin → %d, want 200", code)
+	}
+
+	kURL := "http://127.0.0.1:" + strconv.Itoa(kport)
+	br := start(t, []string{
+		"BROKER_BACKEND_URL=" + backendURL,
+		"BROKER_OIDC_ISSUER=https://broker.example.test",
+		"BROKER_OIDC_KEYPAIR_PATH=" + filepath.Join(dir, "broker", "oidc-keypair.json"),
+		"BROKER_AUDIT_DB=" + filepath.Join(dir, "broker", "audit.sqlite"),
+	}, "agentkeys-broker", "--port", strconv.Itoa(kport), "--skip-startup-check")
+	waitHTTP(t, br, kURL+"/healthz")
+	if code, kind := hostReq(t, "POST", kURL+"/v1/mint-oidc-jwt", rebind, "", ""); code != 421 || kind != "MISDIRECTED_REQUEST" {
+		t.Errorf("broker mint with Host %s → %d %s, want 421", rebind, code, kind)
+	}
+	if code, _ := hostReq(t, "GET", kURL+"/.well-known/openid-configuration", "broker.example.test", "", ""); code != 200 {
+		t.Errorf("broker discovery for its issuer's host → %d, want 200", code)
+	}
+	if code, kind := hostReq(t, "POST", kURL+"/v1/mint-oidc-jwt", "localhost", "http://evil.example", ""); code != 403 || kind != "FORBIDDEN_ORIGIN" {
+		t.Errorf("broker mint from a foreign Origin → %d %s, want 403", code, kind)
+	}
+
+	// The daemon's MCP HTTP transport (the MCP SDK's localhost protection).
+	f := mcpSetup(t)
+	token := mcpRandHex(16)
+	endpoint, _ := f.startHTTPDaemon(t, token)
+	initReq := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"e2e","version":"1"}}}`
+	code, _ := hostReq(t, "POST", endpoint, rebind, "", initReq, "Authorization", "Bearer "+token, "Accept", "application/json, text/event-stream")
+	if code != http.StatusForbidden {
+		t.Errorf("daemon MCP with Host %s → %d, want 403", rebind, code)
+	}
+	code, _ = hostReq(t, "POST", endpoint, strings.TrimPrefix(strings.TrimSuffix(endpoint, "/mcp"), "http://"), "", initReq, "Authorization", "Bearer "+token, "Accept", "application/json, text/event-stream")
+	if code != http.StatusOK {
+		t.Errorf("daemon MCP with its own Host → %d, want 200", code)
+	}
+}
