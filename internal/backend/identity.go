@@ -9,6 +9,7 @@ import (
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/authreq"
 	"github.com/agentkeys/agentkeys/internal/store"
+	"github.com/agentkeys/agentkeys/internal/textcheck"
 )
 
 // Identity types on the HTTP wire.
@@ -45,6 +46,9 @@ func normalizeIdentity(typ, value string) string {
 }
 
 func validateLinkIdentity(typ, value string) error {
+	if err := textcheck.Check(value, 254); err != nil {
+		return badRequest("identity_value: %v", err)
+	}
 	switch typ {
 	case identityAlias:
 		if len(value) == 0 || len(value) > 64 {
@@ -77,6 +81,9 @@ func validateLinkIdentity(typ, value string) error {
 
 // resolveIdentity maps (type, value) to a wallet.
 func (s *Server) resolveIdentity(ctx context.Context, q store.Queries, typ, value string) (agentkeys.Wallet, error) {
+	if err := textcheck.Check(value, 254); err != nil {
+		return "", badRequest("identity_value: %v", err)
+	}
 	value = normalizeIdentity(typ, value)
 	if value == "" {
 		return "", badRequest("identity_value required")

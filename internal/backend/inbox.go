@@ -136,7 +136,7 @@ func (s *Server) deliverMail(r *http.Request) (any, error) {
 		Address string `json:"address"`
 		From    string `json:"from"`
 		Subject string `json:"subject"`
-		Body    string `json:"body"`
+		Body    string `json:"body" text:"raw"` // CRLF line ends
 	}
 	if err := decode(r, &req, maxMailBody); err != nil {
 		return nil, err

@@ -287,7 +287,11 @@ func (s *Server) authedForBroker(h authedHandler) http.Handler {
 
 func (s *Server) respond(w http.ResponseWriter, r *http.Request, h handler) {
 	r = r.WithContext(context.WithValue(r.Context(), writerKey{}, w))
-	body, err := h(r)
+	var body any
+	err := checkQuery(r)
+	if err == nil {
+		body, err = h(r)
+	}
 	if err != nil {
 		var apiErr *jsonhttp.Error
 		if !errors.As(err, &apiErr) {
@@ -316,7 +320,7 @@ func decode(r *http.Request, v any, limit int64) error {
 		}
 		return err
 	}
-	return nil
+	return checkBody(v)
 }
 
 func badRequest(format string, args ...any) error {

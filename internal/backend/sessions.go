@@ -173,8 +173,8 @@ func (s *Server) createChild(r *http.Request, c *caller) (any, error) {
 	if err != nil {
 		return nil, badRequest("scope: %v", err)
 	}
-	if req.TTLSeconds < 0 {
-		return nil, badRequest("ttl_seconds must be positive")
+	if err := checkTTL(req.TTLSeconds); err != nil {
+		return nil, err
 	}
 	if !scope.Within(c.scope) {
 		s.auditDenial(r.Context(), c.addr(), c.addr(), agentkeys.AuditWildcard, agentkeys.ActionChildCreate, agentkeys.ResultDeniedScope)
