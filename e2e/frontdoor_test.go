@@ -19,6 +19,7 @@ import (
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/backendclient"
+	"github.com/agentkeys/agentkeys/internal/sqldb/sqldbtest"
 	_ "modernc.org/sqlite"
 )
 
@@ -410,4 +411,170 @@ func TestDNSRebindingRefused(t *testing.T) {
 	if code != http.StatusOK {
 		t.Errorf("daemon MCP with its own Host → %d, want 200", code)
 	}
+}
+
+// TestHostileInputIsA4xx (issue 17 item 6) drives the backend binary on
+// each engine: NUL bytes and control characters in identity values, audit
+// filters and request ids, and an overflowing ttl_seconds, are 400 (the
+// unauthenticated routes included), never a 500.
+func TestHostileInputIsA4xx(t *testing.T) {
+	sqldbtest.ForEach(t, func(t *testing.T, eng sqldbtest.Engine) {
+		dir := t.TempDir()
+		port := freePort(t)
+		base := "http://127.0.0.1:" + strconv.Itoa(port)
+		args := []string{"--listen", "127.0.0.1:" + strconv.Itoa(port), "--data-dir", filepath.Join(dir, "backend")}
+		if eng.Name == "postgres" {
+			args = append(args, "--database-url", eng.NewDSN(t))
+		}
+		be := start(t, nil, "agentkeys-backend", args...)
+		waitHTTP(t, be, base+"/health")
+		bc, err := backendclient.New(base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := bc.CreateSession(context.Background(), "hostile-input")
+		if err != nil {
+			t.Fatal(err)
+		}
+		bearer := "Bearer " + m.Token.Reveal()
+		awaitBearer := "Bearer " + agentkeys.NewToken().Reveal()
+		for _, c := range []struct {
+			method, path, body, auth string
+		}{
+			{"GET", "/identity/resolve?identity_type=email&identity_value=a%00b%40example.com", "", ""},
+			{"GET", "/identity/resolve?identity_type=ens&identity_value=%FF%FE.eth", "", ""},
+			{"GET", "/auth-request/await?request_id=ab%00cd", "", awaitBearer},
+			{"GET", "/auth-request/await?request_id=%C0%AF", "", awaitBearer},
+			{"GET", "/audit/query?service=a%00b", "", bearer},
+			{"GET", "/audit/query?action=%E2%80%AE", "", bearer},
+			{"POST", "/identity/link", `{"identity_type":"email","identity_value":"x\u0000y@example.com"}`, bearer},
+			{"POST", "/identity/link", `{"identity_type":"email","identity_value":"gpj.exe\u202e@example.com"}`, bearer},
+			{"POST", "/session/child", `{"scope":{"services":["x"]},"ttl_seconds":9223372036854775807}`, bearer},
+			{"POST", "/session/child", `{"scope":{"services":["x"]},"ttl_seconds":-5}`, bearer},
+		} {
+			auth := []string{}
+			if c.auth != "" {
+				auth = []string{"Authorization", c.auth}
+			}
+			if code, kind := hostReq(t, c.method, base+c.path, "127.0.0.1", "", c.body, auth...); code != 400 || kind != "BAD_REQUEST" {
+				t.Errorf("%s %s %s → %d %s, want 400 BAD_REQUEST", c.method, c.path, c.body, code, kind)
+			}
+		}
+	})
+}
+
+// TestMasterReadsNoLies (issue 17 item 7), with the real binaries: text
+// with bidi or control characters is refused on the way in; a row that
+// holds some anyway (written before this rule, or straight into the
+// database) is escaped by `agentkeys usage`, as a table and as JSON;
+// e-mail links are shown as unverified and a daemon refuses to bind its
+// --parent to one.
+func TestMasterReadsNoLies(t *testing.T) {
+	s := startStack(t)
+	master := newCLI(t, s.backendURL)
+	if _, errs, code := master.run("", []string{"AGENTKEYS_AUTH_TOKEN=e2e-lies-master"}, "init"); code != 0 {
+		t.Fatalf("init: %s", errs)
+	}
+	var usage struct {
+		Events []struct {
+			Owner string `json:"owner"`
+		} `json:"events"`
+	}
+	if err := json.Unmarshal([]byte(master.must("", "usage", "--json")), &usage); err != nil || len(usage.Events) == 0 {
+		t.Fatalf("usage --json: %v %+v", err, usage)
+	}
+	w := usage.Events[0].Owner
+
+	const lie = "fetched invoice\u202egnp.exe\x1b[2J\u0085"
+	db, err := sql.Open("sqlite", filepath.Join(s.dir, "backend", "backend.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`INSERT INTO audit_log (ts, owner_wallet, agent_wallet, service, action, result, detail) VALUES (?, ?, ?, 'svc', 'provision', 'ok', ?)`,
+		time.Now().Unix(), w, w, lie); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"usage"}, {"usage", "--json"}} {
+		out := master.must("", args...)
+		if strings.ContainsAny(out, "\u202e\x1b\u0085") {
+			t.Errorf("agentkeys %s printed a control or bidi character raw:\n%q", strings.Join(args, " "), out)
+		}
+		if !strings.Contains(out, `\u202e`) {
+			t.Errorf("agentkeys %s does not show the escaped override:\n%s", strings.Join(args, " "), out)
+		}
+	}
+
+	ctx := context.Background()
+	bc, err := backendclient.New(s.backendURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, err := bc.CreateSession(ctx, "e2e-lies-api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bearer := "Bearer " + api.Token.Reveal()
+	for _, body := range []string{
+		`{"agent_id":"` + string(api.Wallet) + `","service":"svc","result":"ok","detail":"ok\u202e"}`,
+		`{"agent_id":"` + string(api.Wallet) + `","service":"svc","result":"ok","detail":"\u009b2J"}`,
+		`{"agent_id":"` + string(api.Wallet) + `","service":"svc","result":"ok","detail":"\u0007bell"}`,
+	} {
+		if code, kind := hostReq(t, "POST", s.backendURL+"/audit/provision", "127.0.0.1", "", body, "Authorization", bearer); code != 400 {
+			t.Errorf("audit/provision %s → %d %s, want 400", body, code, kind)
+		}
+	}
+	if code, _ := hostReq(t, "POST", s.backendURL+"/audit/provision", "127.0.0.1", "", `{"agent_id":"`+string(api.Wallet)+`","service":"svc","result":"ok","detail":"signed up: ünïcødé ✓ (עברית)"}`, "Authorization", bearer); code != 200 {
+		t.Errorf("a detail in plain Unicode → %d, want 200", code)
+	}
+
+	// E-mail links: unverified wherever shown, and never a daemon's parent.
+	const email = "lies-master@example.com"
+	req, _ := http.NewRequest("POST", s.backendURL+"/identity/link", strings.NewReader(`{"identity_type":"email","identity_value":"`+email+`"}`))
+	req.Header.Set("Authorization", bearer)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var linked map[string]any
+	json.NewDecoder(resp.Body).Decode(&linked)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || linked["verified"] != false {
+		t.Fatalf("link e-mail → %d %v, want verified false", resp.StatusCode, linked)
+	}
+	resp, err = http.Get(s.backendURL + "/identity/resolve?identity_type=email&identity_value=" + email)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var resolved map[string]any
+	json.NewDecoder(resp.Body).Decode(&resolved)
+	resp.Body.Close()
+	if resolved["wallet_address"] != string(api.Wallet) || resolved["verified"] != false {
+		t.Fatalf("resolve e-mail → %v, want the wallet and verified false", resolved)
+	}
+	dir := t.TempDir()
+	d := startDaemon(t, s.backendURL, "--services", "svc", "--parent", email, "--session-file", filepath.Join(dir, "a.json"), "--socket", filepath.Join(dir, "a.sock"))
+	refused := false
+	for !refused {
+		select {
+		case l := <-d.lines:
+			refused = strings.Contains(l, "unverified")
+		case err := <-d.done:
+			d.done <- err
+			for len(d.lines) > 0 {
+				if strings.Contains(<-d.lines, "unverified") {
+					refused = true
+				}
+			}
+			if !refused {
+				t.Fatalf("daemon with --parent %s exited (%v) without refusing the unverified link", email, err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("daemon with --parent %s did not refuse it", email)
+		}
+	}
+	// The same master by wallet address is accepted.
+	d2 := startDaemon(t, s.backendURL, "--services", "svc", "--parent", string(api.Wallet), "--session-file", filepath.Join(dir, "b.json"), "--socket", filepath.Join(dir, "b.sock"))
+	d2.expect(t, pairLine)
 }

@@ -79,6 +79,16 @@ func validateLinkIdentity(typ, value string) error {
 	return nil
 }
 
+// identityVerified reports whether a link of this type is proof that the
+// wallet's holder controls the name. E-mail addresses and ENS names are
+// claimed first-come-first-served without any proof of ownership, so they
+// are always shown as "verified": false and a daemon will not bind its
+// --parent to one. A wallet address names itself; an alias is a name the
+// account picked, not a claim to anything outside AgentKeys.
+func identityVerified(typ string) bool {
+	return typ == identityWallet || typ == identityAlias
+}
+
 // resolveIdentity maps (type, value) to a wallet.
 func (s *Server) resolveIdentity(ctx context.Context, q store.Queries, typ, value string) (agentkeys.Wallet, error) {
 	if err := textcheck.Check(value, 254); err != nil {
@@ -159,7 +169,8 @@ func (s *Server) linkIdentity(r *http.Request, c *caller) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string]any{"ok": true, "wallet_address": target, "identity_type": req.IdentityType, "identity_value": value}, nil
+	return map[string]any{"ok": true, "wallet_address": target, "identity_type": req.IdentityType, "identity_value": value,
+		"verified": identityVerified(req.IdentityType)}, nil
 }
 
 // resolveIdentityRoute answers who a name points at. It is public (a
@@ -181,5 +192,5 @@ func (s *Server) resolveIdentityRoute(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string]any{"wallet_address": w}, nil
+	return map[string]any{"wallet_address": w, "identity_type": typ, "verified": identityVerified(typ)}, nil
 }

@@ -314,11 +314,23 @@ func (c *Client) LinkIdentity(ctx context.Context, tok agentkeys.Token, typ, val
 // ResolveIdentity returns the wallet a name points at (typ: alias, email,
 // ens or wallet).
 func (c *Client) ResolveIdentity(ctx context.Context, typ, value string) (agentkeys.Wallet, error) {
-	var out struct {
-		Wallet agentkeys.Wallet `json:"wallet_address"`
-	}
+	r, err := c.ResolveIdentityLink(ctx, typ, value)
+	return r.Wallet, err
+}
+
+// ResolvedIdentity is what a name points at, and whether the backend has
+// proof that the wallet's holder controls the name (a backend that does not
+// say is taken to have none).
+type ResolvedIdentity struct {
+	Wallet   agentkeys.Wallet `json:"wallet_address"`
+	Verified bool             `json:"verified"`
+}
+
+// ResolveIdentityLink is ResolveIdentity with the verified flag.
+func (c *Client) ResolveIdentityLink(ctx context.Context, typ, value string) (ResolvedIdentity, error) {
+	var out ResolvedIdentity
 	err := c.do(ctx, "resolve identity", http.MethodGet, "/identity/resolve", url.Values{"identity_type": {typ}, "identity_value": {value}}, "", nil, &out)
-	return out.Wallet, err
+	return out, err
 }
 
 // ProvisionInbox creates a mock inbox for agent (dev backends only).

@@ -12,6 +12,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -25,6 +26,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/agentkeys/agentkeys/internal/keychain"
+	"github.com/agentkeys/agentkeys/internal/textcheck"
 )
 
 // Version is the CLI's version string.
@@ -302,10 +304,17 @@ func maxArgs(n int, names string) cobra.PositionalArgs {
 
 // printJSON writes v as one JSON document.
 func (a *App) printJSON(v any) error {
-	enc := json.NewEncoder(a.Out)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
 	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false)
-	return enc.Encode(v)
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	// Same JSON value, but bidi and C1 controls from the server (audit
+	// details, names) are written as \u escapes, never raw to a terminal.
+	_, err := a.Out.Write(textcheck.EscapeJSON(buf.Bytes()))
+	return err
 }
 
 // printf writes human output to stdout.

@@ -53,9 +53,13 @@ func (a *App) newLinkCmd() *cobra.Command {
 				return err
 			}
 			if a.JSON {
-				return a.printJSON(map[string]any{"agent": ref.Wallet, "identity_type": typ, "identity_value": val})
+				return a.printJSON(map[string]any{"agent": ref.Wallet, "identity_type": typ, "identity_value": val, "verified": typ != "email"})
 			}
-			a.printf("Linked agent=%s %s=%s\n", ref.Wallet, typ, val)
+			note := ""
+			if typ == "email" {
+				note = " (unverified: an e-mail link is first-come-first-served and is never trusted as a daemon's --parent)"
+			}
+			a.printf("Linked agent=%s %s=%s%s\n", ref.Wallet, typ, val, note)
 			return nil
 		},
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/backendclient"
+	"github.com/agentkeys/agentkeys/internal/textcheck"
 )
 
 // maxAuditPage is the backend's largest page (a variable for tests).
@@ -124,7 +125,11 @@ backend's cursors to the end.`,
 			tw := tabwriter.NewWriter(a.Out, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "TIME\tOWNER\tAGENT\tSERVICE\tACTION\tRESULT\tDETAIL")
 			for _, e := range events {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Time, e.Owner, e.Agent, e.Service, e.Action, e.Result, e.Detail)
+				// Every server-supplied field is escaped: a detail holding
+				// a bidi override or a terminal escape cannot disguise
+				// itself or the rows around it.
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Time, textcheck.Escape(string(e.Owner)), textcheck.Escape(string(e.Agent)),
+					textcheck.Escape(e.Service), textcheck.Escape(e.Action), textcheck.Escape(e.Result), textcheck.Escape(e.Detail))
 			}
 			if err := tw.Flush(); err != nil {
 				return err

@@ -50,11 +50,14 @@ func resolveParent(ctx context.Context, bc *backendclient.Client, parent string)
 	if wire == "wallet" {
 		return agentkeys.Wallet(v), nil
 	}
-	w, err := bc.ResolveIdentity(ctx, wire, v)
+	r, err := bc.ResolveIdentityLink(ctx, wire, v)
 	if err != nil {
 		return "", fmt.Errorf("could not resolve --parent %q (%s): %w", parent, wire, err)
 	}
-	return w, nil
+	if !r.Verified && wire != "alias" {
+		return "", fmt.Errorf("--parent %q is an unverified %s link (anyone can claim one first), so the request is not bound to it: give the master's wallet address (agentkeys whoami) or an alias instead", parent, wire)
+	}
+	return r.Wallet, nil
 }
 
 // PairOptions drive one pairing or recovery.

@@ -200,3 +200,27 @@ func (e *FieldError) Error() string {
 }
 
 func fieldError(path string, err error) error { return &FieldError{Field: path, Err: err} }
+
+// EscapeJSON rewrites encoded JSON so that no unsafe character reaches a
+// terminal raw: DEL, C1 controls and bidi controls inside strings become
+// \uXXXX escapes (the same JSON value; encoding/json already escapes C0).
+// Outside strings JSON is ASCII, so every such rune is inside one.
+func EscapeJSON(b []byte) []byte {
+	var out []byte
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r != utf8.RuneError && r >= 0x7f && Unsafe(r) {
+			if out == nil {
+				out = append(make([]byte, 0, len(b)+16), b[:i]...)
+			}
+			out = fmt.Appendf(out, `\u%04x`, r)
+		} else if out != nil {
+			out = append(out, b[i:i+n]...)
+		}
+		i += n
+	}
+	if out == nil {
+		return b
+	}
+	return out
+}

@@ -1,6 +1,7 @@
 package textcheck
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -81,4 +82,16 @@ func FuzzEscape(f *testing.F) {
 			t.Fatalf("safe %q changed to %q", s, e)
 		}
 	})
+}
+
+func TestEscapeJSON(t *testing.T) {
+	in := []byte("{\"d\":\"a\u202eb\u0085c\x7f ü\"}")
+	got := string(EscapeJSON(in))
+	if got != `{"d":"a\u202eb\u0085c\u007f ü"}` {
+		t.Fatalf("EscapeJSON = %s", got)
+	}
+	var a, b map[string]string
+	if json.Unmarshal(in, &a) != nil || json.Unmarshal([]byte(got), &b) != nil || a["d"] != b["d"] {
+		t.Fatalf("value changed: %q vs %q", a, b)
+	}
 }
