@@ -53,7 +53,7 @@ func (a *App) newLinkCmd() *cobra.Command {
 				return err
 			}
 			if a.JSON {
-				return a.printJSON(map[string]any{"agent": ref.Wallet, "identity_type": typ, "identity_value": val, "verified": typ != "email"})
+				return a.printJSON(map[string]any{"agent": ref.Wallet, "identity_type": typ, "identity_value": val})
 			}
 			note := ""
 			if typ == "email" {

@@ -147,6 +147,7 @@ type Queries interface {
 	QueryAudit(ctx context.Context, q AuditQuery) ([]agentkeys.AuditEvent, error)
 
 	PairingQueries
+	QuotaQueries
 }
 
 // Store is a database engine.

@@ -30,6 +30,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"WalletNotFound", testWalletNotFound},
 		{"Lineage", testLineage},
 		{"Subtree", testSubtree},
+		{"TreeUsage", testTreeUsage},
 		{"SetScope", testSetScope},
 		{"TombstoneWallets", testTombstoneWallets},
 		{"SessionInsertGet", testSessionInsertGet},
