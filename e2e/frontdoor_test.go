@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -577,4 +578,68 @@ func TestMasterReadsNoLies(t *testing.T) {
 	// The same master by wallet address is accepted.
 	d2 := startDaemon(t, s.backendURL, "--services", "svc", "--parent", string(api.Wallet), "--session-file", filepath.Join(dir, "b.json"), "--socket", filepath.Join(dir, "b.sock"))
 	d2.expect(t, pairLine)
+}
+
+// TestQuotasOnTheBinary (issue 17 item 4): the default depth limit (16)
+// and the configured per-master caps, by flag and by environment, answered
+// 403 QUOTA_EXCEEDED by the backend binary.
+func TestQuotasOnTheBinary(t *testing.T) {
+	ctx := context.Background()
+	quotaErr := func(err error) bool {
+		var e *backendclient.Error
+		return errors.As(err, &e) && e.Status == 403 && e.Kind == "QUOTA_EXCEEDED"
+	}
+	t.Run("default depth", func(t *testing.T) {
+		s := startStack(t)
+		bc, _ := backendclient.New(s.backendURL)
+		m, err := bc.CreateSession(ctx, "depth-master")
+		if err != nil {
+			t.Fatal(err)
+		}
+		parent := m
+		for depth := 1; depth <= 16; depth++ {
+			if parent, err = bc.CreateChild(ctx, parent.Token, agentkeys.Scope{Services: []string{"x"}}, 0); err != nil {
+				t.Fatalf("agent at depth %d: %v", depth, err)
+			}
+		}
+		if _, err := bc.CreateChild(ctx, parent.Token, agentkeys.Scope{Services: []string{"x"}}, 0); !quotaErr(err) {
+			t.Fatalf("agent at depth 17 → %v, want 403 QUOTA_EXCEEDED", err)
+		}
+	})
+	t.Run("configured", func(t *testing.T) {
+		dir := t.TempDir()
+		port := freePort(t)
+		url := "http://127.0.0.1:" + strconv.Itoa(port)
+		be := start(t, []string{"AGENTKEYS_MAX_AGENTS_PER_MASTER=2"}, "agentkeys-backend", "--listen", "127.0.0.1:"+strconv.Itoa(port),
+			"--data-dir", filepath.Join(dir, "backend"), "--max-credentials-per-master", "1")
+		waitHTTP(t, be, url+"/health")
+		bc, _ := backendclient.New(url)
+		m, err := bc.CreateSession(ctx, "caps-master")
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := bc.CreateChild(ctx, m.Token, agentkeys.Scope{Services: []string{"x", "y"}}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := bc.CreateChild(ctx, m.Token, agentkeys.Scope{Services: []string{"x"}}, 0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := bc.CreateChild(ctx, a.Token, agentkeys.Scope{Services: []string{"x"}}, 0); !quotaErr(err) {
+			t.Fatalf("third agent → %v, want 403 QUOTA_EXCEEDED", err)
+		}
+		if err := bc.StoreCredential(ctx, m.Token, a.Wallet, "x", []byte("v1")); err != nil {
+			t.Fatal(err)
+		}
+		if err := bc.StoreCredential(ctx, m.Token, a.Wallet, "y", []byte("v2")); !quotaErr(err) {
+			t.Fatalf("second credential → %v, want 403 QUOTA_EXCEEDED", err)
+		}
+		other, err := bc.CreateSession(ctx, "caps-other")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := bc.CreateChild(ctx, other.Token, agentkeys.Scope{Services: []string{"x"}}, 0); err != nil {
+			t.Fatalf("another master's first agent: %v", err)
+		}
+	})
 }

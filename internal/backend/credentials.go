@@ -88,6 +88,9 @@ func (s *Server) storeCredential(r *http.Request, c *caller) (any, error) {
 		if !fresh.scope.Allows(svc) {
 			return denied("session scope does not include service %s", svc)
 		}
+		if err := s.checkCredentialQuota(ctx, q, addr, svc); err != nil {
+			return err
+		}
 		if err := q.PutCredential(ctx, store.Credential{Wallet: addr, Service: svc, Sealed: sealed, CreatedAt: now, UpdatedAt: now}); err != nil {
 			return err
 		}

@@ -2,6 +2,7 @@ package backend
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -123,4 +124,19 @@ func (s *Server) limitWallet(c *caller) error {
 		return e
 	}
 	return nil
+}
+
+// listensOnLoopback reports whether a --listen address binds loopback only
+// ("127.0.0.1:8090", "[::1]:0", "localhost:8090"; not ":8090" or
+// "0.0.0.0:8090").
+func listensOnLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

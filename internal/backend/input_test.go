@@ -54,10 +54,10 @@ func newEnvDSN(t testing.TB, dsn string, opts ...envOption) *testEnv {
 
 // engineEnvs is one server per engine: SQLite always, PostgreSQL when
 // AGENTKEYS_TEST_POSTGRES_URL names a server.
-func engineEnvs(t testing.TB) []*testEnv {
-	envs := []*testEnv{newEnv(t)}
+func engineEnvs(t testing.TB, opts ...envOption) []*testEnv {
+	envs := []*testEnv{newEnv(t, opts...)}
 	if os.Getenv(sqldbtest.EnvPostgresURL) != "" || os.Getenv(sqldbtest.EnvRequirePostgres) == "1" {
-		envs = append(envs, newEnvDSN(t, sqldbtest.PostgresDSN(t)))
+		envs = append(envs, newEnvDSN(t, sqldbtest.PostgresDSN(t), opts...))
 	}
 	return envs
 }

@@ -136,6 +136,9 @@ func (s *Server) openAuthRequest(r *http.Request) (any, error) {
 	for attempt := 0; ; attempt++ {
 		ar.PairCode = authreq.NewPairCode()
 		err = s.store.Tx(r.Context(), func(q store.Queries) error {
+			if err := s.checkPendingQuota(r.Context(), q, parent); err != nil {
+				return err
+			}
 			if err := q.InsertAuthRequest(r.Context(), ar); err != nil {
 				return err
 			}
@@ -478,6 +481,9 @@ func (s *Server) approvePair(ctx context.Context, q store.Queries, c *caller, ar
 		return denied("the requested scope is wider than the approver's scope")
 	}
 	child := store.Wallet{Address: agentkeys.NewWallet(), Kind: store.KindAgent, Parent: c.addr(), Scope: scope, CreatedAt: s.now()}
+	if err := s.checkChildQuota(ctx, q, c.addr()); err != nil {
+		return err
+	}
 	if err := q.InsertWallet(ctx, child); err != nil {
 		return err
 	}

@@ -156,7 +156,14 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Running, error) 
 		log.Warn("MASTER LOGIN IS IN MOCK MODE (--login mock): any auth_token names an identity, so anyone who can reach this backend can log in as any master; for local development and tests only")
 	}
 	fd := cfg.Frontdoor
-	fd.checkHost = true
+	// DNS-rebinding protection is for a server a browser can reach as
+	// loopback (or one with a declared public name); a backend listening
+	// on all interfaces without --public-url is reached by names only its
+	// operator knows.
+	fd.checkHost = listensOnLoopback(cfg.Listen) || fd.PublicURL != ""
+	if !fd.checkHost {
+		log.Warn("Host header not checked: the backend listens beyond loopback and --public-url is not set")
+	}
 	if _, err := newFrontdoor(fd); err != nil {
 		return nil, err
 	}

@@ -196,6 +196,9 @@ func (s *Server) createChild(r *http.Request, c *caller) (any, error) {
 		if _, err := s.resolveSession(r.Context(), q, c.token); err != nil {
 			return err
 		}
+		if err := s.checkChildQuota(r.Context(), q, c.addr()); err != nil {
+			return err
+		}
 		if err := q.InsertWallet(r.Context(), child); err != nil {
 			return err
 		}

@@ -104,7 +104,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Running, error) 
 	log.Info("OIDC signer ready", "kid", issuer.CurrentKID(), "issuer", cfg.Issuer, "path", cfg.KeyFile, "ttl_seconds", int(cfg.JWTTTL.Seconds()))
 
 	validator := NewHTTPValidator(cfg.BackendURL, cfg.BackendTimeout)
-	cfg.hostCheck = true
+	// Host checks (DNS rebinding) on a loopback bind, the default; behind
+	// a non-loopback bind the broker is reached by names only its operator
+	// knows.
+	cfg.hostCheck = isLoopback(cfg.Bind)
 	server := NewServer(cfg, Deps{
 		Validator: validator, BackendHealth: validator.Health,
 		Issuer: issuer, AWS: aws, Audit: sink, Logger: log,
