@@ -280,6 +280,9 @@ func (s *Server) authedForBroker(h authedHandler) http.Handler {
 			if err != nil {
 				return nil, err
 			}
+			if err := s.limitWallet(c); err != nil {
+				return nil, err
+			}
 			return h(r, c)
 		})
 	})
