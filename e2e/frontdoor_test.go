@@ -292,6 +292,11 @@ func TestBackendTrustedProxiesAndWalletLimit(t *testing.T) {
 	waitFor(t, 5*time.Second, "access line with the forwarded address", func() bool {
 		return strings.Contains(be.stderr.String(), `"client_ip":"203.0.113.2"`)
 	})
+	bc, _ := backendclient.New(url)
+	page, err := bc.QueryAudit(context.Background(), agentkeys.Token(m["session"].(string)), backendclient.AuditFilter{Action: "session_create"})
+	if err != nil || len(page.Events) != 1 || page.Events[0].ClientIP != "203.0.113.2" {
+		t.Fatalf("the login's audit row: %+v %v, want client_ip 203.0.113.2", page.Events, err)
+	}
 
 	validate := func(tok string) int {
 		req, _ := http.NewRequest("GET", url+"/session/validate", nil)

@@ -39,4 +39,6 @@ type AuditEvent struct {
 	Action  string    `json:"action"`
 	Result  string    `json:"result"`
 	Detail  string    `json:"detail,omitempty"`
+	// ClientIP is the address of the client whose request caused the row.
+	ClientIP string `json:"client_ip,omitempty"`
 }

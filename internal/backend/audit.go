@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/clientip"
 	"github.com/agentkeys/agentkeys/internal/store"
 )
 
@@ -20,6 +21,7 @@ type auditEventJSON struct {
 	Timestamp int64            `json:"timestamp"`
 	Time      string           `json:"time"`
 	Detail    string           `json:"detail,omitempty"`
+	ClientIP  string           `json:"client_ip,omitempty"`
 }
 
 // queryAudit returns the audit rows visible to the caller: rows where the
@@ -73,6 +75,7 @@ func (s *Server) queryAudit(r *http.Request, c *caller) (any, error) {
 		out[i] = auditEventJSON{
 			ID: e.ID, Owner: e.Owner, Agent: e.Agent, Service: e.Service, Action: e.Action, Result: e.Result,
 			Timestamp: e.Time.Unix(), Time: e.Time.UTC().Format(time.RFC3339Nano), Detail: e.Detail,
+			ClientIP: e.ClientIP,
 		}
 	}
 	next := ""
@@ -154,7 +157,7 @@ func (s *Server) auditProvision(r *http.Request, c *caller) (any, error) {
 	}
 	_, err = s.store.AppendAudit(ctx, agentkeys.AuditEvent{
 		Time: s.now(), Owner: c.addr(), Agent: addr, Service: svc, Action: agentkeys.ActionProvision,
-		Result: req.Result, Detail: req.Detail,
+		Result: req.Result, Detail: req.Detail, ClientIP: clientip.FromContext(ctx),
 	})
 	if err != nil {
 		return nil, err

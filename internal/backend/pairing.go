@@ -14,6 +14,7 @@ import (
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/authreq"
+	"github.com/agentkeys/agentkeys/internal/clientip"
 	"github.com/agentkeys/agentkeys/internal/jsonhttp"
 	"github.com/agentkeys/agentkeys/internal/ratelimit"
 	"github.com/agentkeys/agentkeys/internal/seal"
@@ -150,7 +151,7 @@ func (s *Server) openAuthRequest(r *http.Request) (any, error) {
 			// visible.
 			_, err := q.AppendAudit(r.Context(), agentkeys.AuditEvent{
 				Time: now, Agent: parent, Service: agentkeys.AuditWildcard, Action: actionAuthOpen,
-				Result: agentkeys.ResultOK, Detail: req.RequestType + " request opened",
+				Result: agentkeys.ResultOK, Detail: req.RequestType + " request opened", ClientIP: clientip.FromContext(r.Context()),
 			})
 			return err
 		})

@@ -26,6 +26,7 @@ import (
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/authreq"
+	"github.com/agentkeys/agentkeys/internal/clientip"
 	"github.com/agentkeys/agentkeys/internal/jsonhttp"
 	"github.com/agentkeys/agentkeys/internal/ratelimit"
 	"github.com/agentkeys/agentkeys/internal/seal"
@@ -347,6 +348,7 @@ func unauthorized(msg string) error {
 func (s *Server) audit(ctx context.Context, q store.Queries, owner, agent agentkeys.Wallet, service, action, result string) error {
 	_, err := q.AppendAudit(ctx, agentkeys.AuditEvent{
 		Time: s.now(), Owner: owner, Agent: agent, Service: service, Action: action, Result: result,
+		ClientIP: clientip.FromContext(ctx),
 	})
 	return err
 }

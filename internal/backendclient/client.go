@@ -399,6 +399,7 @@ type AuditEvent struct {
 	Timestamp int64            `json:"timestamp"`
 	Time      string           `json:"time"`
 	Detail    string           `json:"detail,omitempty"`
+	ClientIP  string           `json:"client_ip,omitempty"`
 }
 
 // AuditPage is one page of audit events, newest first.

@@ -37,6 +37,9 @@ type usageEvent struct {
 	Action  string           `json:"action"`
 	Result  string           `json:"result"`
 	Detail  string           `json:"detail,omitempty"`
+	// ClientIP is where the request came from (rows recorded since the
+	// backend stores it).
+	ClientIP string `json:"client_ip,omitempty"`
 }
 
 func (a *App) newUsageCmd() *cobra.Command {
@@ -106,7 +109,7 @@ backend's cursors to the end.`,
 				for _, e := range page.Events {
 					events = append(events, usageEvent{
 						ID: e.ID, Time: time.Unix(e.Timestamp, 0).UTC().Format(time.RFC3339),
-						Owner: e.Owner, Agent: e.Agent, Service: e.Service, Action: e.Action, Result: e.Result, Detail: e.Detail,
+						Owner: e.Owner, Agent: e.Agent, Service: e.Service, Action: e.Action, Result: e.Result, Detail: e.Detail, ClientIP: e.ClientIP,
 					})
 				}
 				next = page.NextCursor

@@ -310,6 +310,13 @@ func WithClient(ctx context.Context, ip string) context.Context {
 	return context.WithValue(ctx, ctxKey{}, ip)
 }
 
+// FromContext returns the client address the middleware recorded in ctx,
+// or "" outside a request.
+func FromContext(ctx context.Context) string {
+	ip, _ := ctx.Value(ctxKey{}).(string)
+	return ip
+}
+
 // Of returns the client address the middleware resolved for r or, outside
 // the middleware, the connecting peer's address.
 func Of(r *http.Request) string {

@@ -423,9 +423,9 @@ func (q *queries) DeleteWalletData(ctx context.Context, addrs []agentkeys.Wallet
 func (q *queries) AppendAudit(ctx context.Context, e agentkeys.AuditEvent) (int64, error) {
 	var id int64
 	err := q.q.QueryRowContext(ctx, `INSERT INTO audit_log
-		(ts, owner_wallet, agent_wallet, service, action, result, detail)
-		VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
-		toMS(e.Time), string(e.Owner), string(e.Agent), e.Service, e.Action, e.Result, e.Detail).Scan(&id)
+		(ts, owner_wallet, agent_wallet, service, action, result, detail, client_ip)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`,
+		toMS(e.Time), string(e.Owner), string(e.Agent), e.Service, e.Action, e.Result, e.Detail, e.ClientIP).Scan(&id)
 	if err != nil {
 		return 0, classify("append audit", err)
 	}
@@ -471,7 +471,7 @@ func (q *queries) QueryAudit(ctx context.Context, aq store.AuditQuery) ([]agentk
 	}
 	limit = min(limit, store.MaxAuditLimit)
 	args = append(args, limit)
-	query := subtreeCTE + ` SELECT id, ts, owner_wallet, agent_wallet, service, action, result, detail
+	query := subtreeCTE + ` SELECT id, ts, owner_wallet, agent_wallet, service, action, result, detail, client_ip
 		FROM audit_log WHERE ` + strings.Join(where, " AND ") +
 		fmt.Sprintf(" ORDER BY id DESC LIMIT $%d", len(args))
 
@@ -487,7 +487,7 @@ func (q *queries) QueryAudit(ctx context.Context, aq store.AuditQuery) ([]agentk
 			ts            int64
 			owner, target string
 		)
-		if err := rows.Scan(&e.ID, &ts, &owner, &target, &e.Service, &e.Action, &e.Result, &e.Detail); err != nil {
+		if err := rows.Scan(&e.ID, &ts, &owner, &target, &e.Service, &e.Action, &e.Result, &e.Detail, &e.ClientIP); err != nil {
 			return nil, classify("query audit", err)
 		}
 		e.Time, e.Owner, e.Agent = fromMS(ts), agentkeys.Wallet(owner), agentkeys.Wallet(target)

@@ -50,3 +50,18 @@ func testTreeUsage(t *testing.T, s store.Store) {
 		t.Errorf("usage of an empty master = %+v, %v", u, err)
 	}
 }
+
+func testAuditClientIP(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	m := master(t, s)
+	_, err := s.AppendAudit(ctx, agentkeys.AuditEvent{Time: now(), Owner: m.Address, Agent: m.Address, Service: "x",
+		Action: "read", Result: "ok", ClientIP: "2001:db8::7"})
+	mustNil(t, err)
+	_, err = s.AppendAudit(ctx, agentkeys.AuditEvent{Time: now(), Owner: m.Address, Agent: m.Address, Service: "x", Action: "read", Result: "ok"})
+	mustNil(t, err)
+	got, err := s.QueryAudit(ctx, store.AuditQuery{Viewer: m.Address})
+	mustNil(t, err)
+	if len(got) != 2 || got[0].ClientIP != "" || got[1].ClientIP != "2001:db8::7" {
+		t.Errorf("client addresses = %+v", got)
+	}
+}

@@ -31,6 +31,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Lineage", testLineage},
 		{"Subtree", testSubtree},
 		{"TreeUsage", testTreeUsage},
+		{"AuditClientIP", testAuditClientIP},
 		{"SetScope", testSetScope},
 		{"TombstoneWallets", testTombstoneWallets},
 		{"SessionInsertGet", testSessionInsertGet},
