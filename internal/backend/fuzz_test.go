@@ -5,16 +5,26 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/agentkeys/agentkeys/internal/backendclient"
 )
 
 // FuzzRequestDecoding throws arbitrary bodies at every JSON route. Whatever
 // the input, the server must answer with the JSON envelope or success, never
-// a 5xx and never a panic.
+// a 5xx and never a panic. It runs on SQLite and, when
+// AGENTKEYS_TEST_POSTGRES_URL is set, on PostgreSQL too.
 func FuzzRequestDecoding(f *testing.F) {
-	e := newEnv(f)
-	m, err := e.client.CreateSession(ctx, "fuzzer")
-	if err != nil {
-		f.Fatal(err)
+	type target struct {
+		h http.Handler
+		m backendclient.Session
+	}
+	var targets []target
+	for _, e := range engineEnvs(f) {
+		m, err := e.client.CreateSession(ctx, "fuzzer")
+		if err != nil {
+			f.Fatal(err)
+		}
+		targets = append(targets, target{e.srv.Handler(), m})
 	}
 	routes := []struct{ method, path string }{
 		{"POST", "/session/create"}, {"POST", "/session/child"}, {"POST", "/session/revoke"},
@@ -25,7 +35,7 @@ func FuzzRequestDecoding(f *testing.F) {
 	}
 	for _, seed := range []string{
 		`{"auth_token":"x"}`, `{"scope":{"services":["a"],"read_only":true}}`, `{"target_wallet":"0x0000000000000000000000000000000000000000"}`,
-		`{"agent_id":"` + string(m.Wallet) + `","service":"x","ciphertext":"eA=="}`, `{"scope":{"services":null}}`,
+		`{"agent_id":"` + string(targets[0].m.Wallet) + `","service":"x","ciphertext":"eA=="}`, `{"scope":{"services":null}}`,
 		`{"child_pubkey":"AQID","request_type":"Pair","request_details":"oA=="}`, `{"pair_code":"ABCD-EFGH","otp":"123456"}`,
 		`{"child_pubkey":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","request_type":"Pair","request_details":"omR0eXBlZFBhaXJvcmVxdWVzdGVkX3Njb3BlomhzZXJ2aWNlc4BpcmVhZF9vbmx59A==","box_pubkey":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}`,
 		`{"identity_type":"alias","identity_value":"bot"}`, `{"daemon_pubkey":"AQ==","pair_code":"x"}`,
@@ -36,22 +46,23 @@ func FuzzRequestDecoding(f *testing.F) {
 			f.Add(i, seed)
 		}
 	}
-	h := e.srv.Handler()
 	f.Fuzz(func(t *testing.T, route int, body string) {
 		if route < 0 {
 			route = -route
 		}
 		r := routes[route%len(routes)]
-		req := httptest.NewRequest(r.method, r.path, strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+m.Token.Reveal())
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		if rec.Code >= 500 {
-			t.Fatalf("%s %s %q → %d %s", r.method, r.path, body, rec.Code, rec.Body)
-		}
-		if rec.Code != http.StatusOK && !strings.Contains(rec.Body.String(), `"error"`) {
-			t.Fatalf("%d without the error envelope: %s", rec.Code, rec.Body)
+		for _, tg := range targets {
+			req := httptest.NewRequest(r.method, r.path, strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Bearer "+tg.m.Token.Reveal())
+			rec := httptest.NewRecorder()
+			tg.h.ServeHTTP(rec, req)
+			if rec.Code >= 500 {
+				t.Fatalf("%s %s %q → %d %s", r.method, r.path, body, rec.Code, rec.Body)
+			}
+			if rec.Code != http.StatusOK && !strings.Contains(rec.Body.String(), `"error"`) {
+				t.Fatalf("%d without the error envelope: %s", rec.Code, rec.Body)
+			}
 		}
 	})
 }
