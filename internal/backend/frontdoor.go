@@ -69,7 +69,7 @@ func frontdoorFlags(f *pflag.FlagSet, fd *Frontdoor, envErrs *[]error) {
 	f.StringVar(&fd.TrustedProxies, "trusted-proxies", env("AGENTKEYS_TRUSTED_PROXIES", ""),
 		"CIDRs of reverse proxies whose X-Forwarded-For/Forwarded headers name the client, e.g. 127.0.0.1/32; empty trusts none [AGENTKEYS_TRUSTED_PROXIES]")
 	f.StringVar(&fd.PublicURL, "public-url", env("AGENTKEYS_PUBLIC_URL", ""),
-		"URL clients use through a proxy (https://agentkeys.example.com); requests for any other host name than it and loopback are refused [AGENTKEYS_PUBLIC_URL]")
+		"URL clients use through a proxy (https://agentkeys.example.com); a request naming another host than it, a loopback name or an IP address is refused (421) [AGENTKEYS_PUBLIC_URL]")
 	f.Float64Var(&fd.WalletRate, "wallet-rate", envNum("AGENTKEYS_WALLET_RATE", DefaultWalletRate),
 		fmt.Sprintf("authenticated requests per second per wallet (burst %d); 0 disables [AGENTKEYS_WALLET_RATE]", DefaultWalletBurst))
 	f.IntVar(&fd.Quotas.MaxDepth, "max-agent-depth", envInt("AGENTKEYS_MAX_AGENT_DEPTH", DefaultMaxAgentDepth),
