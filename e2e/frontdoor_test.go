@@ -152,7 +152,7 @@ func TestTrustedProxiesBehindNginx(t *testing.T) {
 	dir := t.TempDir()
 	bport, kport := freePort(t), freePort(t)
 	backendURL := "http://127.0.0.1:" + strconv.Itoa(bport)
-	be := start(t, nil, "agentkeys-backend", "--listen", "127.0.0.1:"+strconv.Itoa(bport), "--data-dir", filepath.Join(dir, "backend"))
+	be := start(t, nil, "agentkeys-backend", "--login", "mock", "--listen", "127.0.0.1:"+strconv.Itoa(bport), "--data-dir", filepath.Join(dir, "backend"))
 	waitHTTP(t, be, backendURL+"/health")
 	auditDB := filepath.Join(dir, "broker", "audit.sqlite")
 	br := start(t, []string{
@@ -259,7 +259,7 @@ func TestBackendTrustedProxiesAndWalletLimit(t *testing.T) {
 	dir := t.TempDir()
 	port := freePort(t)
 	url := "http://127.0.0.1:" + strconv.Itoa(port)
-	be := start(t, nil, "agentkeys-backend", "--listen", "127.0.0.1:"+strconv.Itoa(port), "--data-dir", filepath.Join(dir, "backend"),
+	be := start(t, nil, "agentkeys-backend", "--login", "mock", "--listen", "127.0.0.1:"+strconv.Itoa(port), "--data-dir", filepath.Join(dir, "backend"),
 		"--trusted-proxies", "127.0.0.1/32", "--login-rate", "0.01", "--wallet-rate", "0.01")
 	waitHTTP(t, be, url+"/health")
 	login := func(xff, identity string) (int, map[string]any) {
@@ -359,7 +359,7 @@ func TestDNSRebindingRefused(t *testing.T) {
 	dir := t.TempDir()
 	bport, kport := freePort(t), freePort(t)
 	backendURL := "http://127.0.0.1:" + strconv.Itoa(bport)
-	be := start(t, nil, "agentkeys-backend", "--listen", "127.0.0.1:"+strconv.Itoa(bport), "--data-dir", filepath.Join(dir, "backend"),
+	be := start(t, nil, "agentkeys-backend", "--login", "mock", "--listen", "127.0.0.1:"+strconv.Itoa(bport), "--data-dir", filepath.Join(dir, "backend"),
 		"--mock-inbox", "--public-url", "https://agentkeys.example.test")
 	waitHTTP(t, be, backendURL+"/health")
 	const rebind = "rebind.attacker.example:" + "8090"
@@ -428,7 +428,7 @@ func TestHostileInputIsA4xx(t *testing.T) {
 		dir := t.TempDir()
 		port := freePort(t)
 		base := "http://127.0.0.1:" + strconv.Itoa(port)
-		args := []string{"--listen", "127.0.0.1:" + strconv.Itoa(port), "--data-dir", filepath.Join(dir, "backend")}
+		args := []string{"--login", "mock", "--listen", "127.0.0.1:" + strconv.Itoa(port), "--data-dir", filepath.Join(dir, "backend")}
 		if eng.Name == "postgres" {
 			args = append(args, "--database-url", eng.NewDSN(t))
 		}
@@ -615,7 +615,7 @@ func TestQuotasOnTheBinary(t *testing.T) {
 		dir := t.TempDir()
 		port := freePort(t)
 		url := "http://127.0.0.1:" + strconv.Itoa(port)
-		be := start(t, []string{"AGENTKEYS_MAX_AGENTS_PER_MASTER=2"}, "agentkeys-backend", "--listen", "127.0.0.1:"+strconv.Itoa(port),
+		be := start(t, []string{"AGENTKEYS_MAX_AGENTS_PER_MASTER=2"}, "agentkeys-backend", "--login", "mock", "--listen", "127.0.0.1:"+strconv.Itoa(port),
 			"--data-dir", filepath.Join(dir, "backend"), "--max-credentials-per-master", "1")
 		waitHTTP(t, be, url+"/health")
 		bc, _ := backendclient.New(url)

@@ -1,13 +1,11 @@
 package backend
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,41 +14,8 @@ import (
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/backendclient"
-	"github.com/agentkeys/agentkeys/internal/seal"
 	"github.com/agentkeys/agentkeys/internal/sqldb/sqldbtest"
-	"github.com/agentkeys/agentkeys/internal/store/sqlstore"
 )
-
-// newEnvDSN is newEnv on the database at dsn (either engine).
-func newEnvDSN(t testing.TB, dsn string, opts ...envOption) *testEnv {
-	t.Helper()
-	st, err := sqlstore.Open(context.Background(), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	sealer, err := seal.LoadOrCreateKeyFile(filepath.Join(t.TempDir(), "seal.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncBuffer{}
-	clk := &clock{t: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
-	o := Options{Store: st, Sealer: sealer, Now: clk.Now, LoginRate: -1, Logger: newTestLogger(logs)}
-	for _, f := range opts {
-		f(&o)
-	}
-	srv, err := New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(hs.Close)
-	c, err := backendclient.New(hs.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testEnv{t: t, srv: srv, http: hs, client: c, store: st, clock: clk, logs: logs, dbPath: dsn}
-}
 
 // engineEnvs is one server per engine: SQLite always, PostgreSQL when
 // AGENTKEYS_TEST_POSTGRES_URL names a server.
