@@ -82,19 +82,8 @@ type validateResponse struct {
 	// expires_at stays the parent session's.
 	Audience       string `json:"audience,omitempty"`
 	TokenExpiresAt int64  `json:"token_expires_at,omitempty"`
-}
-
-// validateSession tells a relying service (the broker) who holds a token:
-// a session or a broker token derived from one.
-func (s *Server) validateSession(r *http.Request, c *caller) (any, error) {
-	resp := validateResponse{
-		Wallet: c.addr(), Kind: c.wallet.Kind, Parent: c.wallet.Parent,
-		Scope: c.scope, ExpiresAt: c.session.ExpiresAt.Unix(),
-	}
-	if bt := c.brokerToken; bt != nil {
-		resp.Audience, resp.TokenExpiresAt = bt.Audience, bt.ExpiresAt.Unix()
-	}
-	return resp, nil
+	// Epoch is the revocation epoch read before the session was.
+	Epoch int64 `json:"epoch"`
 }
 
 type brokerTokenResponse struct {
@@ -232,6 +221,7 @@ func (s *Server) revoke(r *http.Request, c *caller) (any, error) {
 			return nil, notFound("target session not found")
 		}
 		var n int
+		var epoch int64
 		err = s.store.Tx(ctx, func(q store.Queries) error {
 			sess, err := q.Session(ctx, tok.Hash())
 			if errors.Is(err, store.ErrNotFound) {
@@ -248,6 +238,9 @@ func (s *Server) revoke(r *http.Request, c *caller) (any, error) {
 			if n, err = q.RevokeSessionTree(ctx, sess.TokenHash, now); err != nil {
 				return err
 			}
+			if err := bumpEpoch(ctx, q, &epoch); err != nil {
+				return err
+			}
 			return s.audit(ctx, q, c.addr(), sess.Wallet, agentkeys.AuditWildcard, agentkeys.ActionRevoke, agentkeys.ResultOK)
 		})
 		if err != nil {
@@ -256,6 +249,7 @@ func (s *Server) revoke(r *http.Request, c *caller) (any, error) {
 			}
 			return nil, err
 		}
+		s.epochs.observe(epoch)
 		return map[string]any{"ok": true, "sessions_revoked": n}, nil
 	}
 
@@ -264,6 +258,7 @@ func (s *Server) revoke(r *http.Request, c *caller) (any, error) {
 		return nil, err
 	}
 	var n int
+	var epoch int64
 	err = s.store.Tx(ctx, func(q store.Queries) error {
 		if _, owned, err := s.target(ctx, q, c, addr); err != nil {
 			return err
@@ -280,6 +275,9 @@ func (s *Server) revoke(r *http.Request, c *caller) (any, error) {
 		if n == 0 {
 			return notFound("no active sessions found for target wallet")
 		}
+		if err := bumpEpoch(ctx, q, &epoch); err != nil {
+			return err
+		}
 		return s.audit(ctx, q, c.addr(), addr, agentkeys.AuditWildcard, agentkeys.ActionRevoke, agentkeys.ResultOK)
 	})
 	if err != nil {
@@ -288,6 +286,7 @@ func (s *Server) revoke(r *http.Request, c *caller) (any, error) {
 		}
 		return nil, err
 	}
+	s.epochs.observe(epoch)
 	return map[string]any{"ok": true, "sessions_revoked": n}, nil
 }
 
@@ -362,6 +361,7 @@ func (s *Server) putScope(r *http.Request, c *caller) (any, error) {
 	if err != nil {
 		return nil, badRequest("scope: %v", err)
 	}
+	var epoch int64
 	err = s.store.Tx(ctx, func(q store.Queries) error {
 		tw, owned, err := s.target(ctx, q, c, addr)
 		if err != nil {
@@ -382,6 +382,9 @@ func (s *Server) putScope(r *http.Request, c *caller) (any, error) {
 		if err := q.SetScope(ctx, addr, scope); err != nil {
 			return err
 		}
+		if err := bumpEpoch(ctx, q, &epoch); err != nil {
+			return err
+		}
 		return s.audit(ctx, q, c.addr(), addr, agentkeys.AuditWildcard, agentkeys.ActionScopeUpdate, agentkeys.ResultOK)
 	})
 	if err != nil {
@@ -390,5 +393,6 @@ func (s *Server) putScope(r *http.Request, c *caller) (any, error) {
 		}
 		return nil, err
 	}
+	s.epochs.observe(epoch)
 	return map[string]any{"ok": true, "wallet": addr, "scope": scope}, nil
 }
