@@ -44,7 +44,9 @@ func TestRevocationEpochMovesWithEveryAccessReduction(t *testing.T) {
 		name string
 		do   func() error
 	}{
-		{"scope change", func() error { return e.client.SetScope(ctx, m.Token, a.Wallet, agentkeys.Scope{Services: []string{"x"}}) }},
+		{"scope change", func() error {
+			return e.client.SetScope(ctx, m.Token, a.Wallet, agentkeys.Scope{Services: []string{"x"}})
+		}},
 		{"session revoke", func() error { _, err := e.client.RevokeSession(ctx, m.Token, b.Token); return err }},
 		{"wallet revoke", func() error { _, err := e.client.RevokeWallet(ctx, m.Token, c.Wallet); return err }},
 		{"teardown", func() error { _, err := e.client.Teardown(ctx, m.Token, d.Wallet); return err }},
