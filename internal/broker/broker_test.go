@@ -253,7 +253,7 @@ func TestEpochGroupCoalescesOnlyLaterCalls(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	release <- 1                       // answer of call 1: before any of the n arrived
+	release <- 1 // answer of call 1: before any of the n arrived
 	if e := <-first; e != 1 {
 		t.Fatalf("first = %d", e)
 	}
