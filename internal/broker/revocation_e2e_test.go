@@ -247,4 +247,3 @@ func TestNoMintAfterRevokeAcrossReplicas(t *testing.T) {
 		})
 	}
 }
-
