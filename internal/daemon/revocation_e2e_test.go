@@ -271,3 +271,17 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// A broker's 401 (it also refuses sessions with too little lifetime left
+// for the credential asked) does not end the daemon's session: only the
+// backend's answer does.
+func TestBrokerRefusalDoesNotKillTheSession(t *testing.T) {
+	fb := newFakeBroker(t, agentkeys.NewToken().Reveal(), time.Hour) // knows another token
+	svc := testService(t, fb, agentkeys.NewToken(), time.Now)
+	if _, err := svc.AWSCredentialsJSON(context.Background()); CodeOf(err) != CodeAuthFailed {
+		t.Fatalf("mint with a refused session: %v", err)
+	}
+	if err := svc.alive(); err != nil {
+		t.Fatalf("a broker refusal killed the session: %v", err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"slices"
 	"sync"
@@ -99,8 +100,13 @@ func (s *Service) Session() Session { return s.o.Session }
 
 func (s *Service) noteErr(op string, err error) *Error {
 	e := classify(err)
-	if e.Code == CodeAuthFailed {
-		s.kill(op + " refused")
+	// Only the backend's own 401/410 kills the session here: a broker can
+	// refuse a mint for other reasons (too little session lifetime left
+	// for the credential asked), and the watch hears of a real revocation
+	// within milliseconds anyway.
+	var be *backendclient.Error
+	if e.Code == CodeAuthFailed && errors.As(err, &be) {
+		s.kill(op + " refused: " + be.Message)
 	}
 	return e
 }
