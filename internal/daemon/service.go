@@ -66,7 +66,7 @@ type Service struct {
 
 	authMu      sync.Mutex
 	dead        bool      // the session is dead: nothing is served any more
-	watching    bool      // RunWatch runs: cached values need its confirmation
+	watching    bool      // StartWatch was called: cached values need its confirmation
 	watchOpen   bool      // a watch long-poll is open on the backend
 	confirmedAt time.Time // the backend last confirmed the session
 
