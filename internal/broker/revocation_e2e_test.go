@@ -130,9 +130,9 @@ type mintResult struct {
 	ok    bool
 }
 
-// hammer mints with tok from workers goroutines, round-robin over the
-// brokers, until stop is closed, and returns every attempt.
-func hammer(t *testing.T, brokers []string, tok agentkeys.Token, workers int, stop <-chan struct{}) func() []mintResult {
+// hammer mints from workers goroutines, round-robin over the brokers and
+// the bearers, until stop is closed, and returns every attempt.
+func hammer(t *testing.T, brokers []string, bearers []agentkeys.Token, workers int, stop <-chan struct{}) func() []mintResult {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers + 4}, Timeout: 10 * time.Second}
 	var (
 		mu  sync.Mutex
@@ -150,7 +150,8 @@ func hammer(t *testing.T, brokers []string, tok agentkeys.Token, workers int, st
 					return
 				default:
 				}
-				b := brokers[int(n.Add(1))%len(brokers)]
+				i := int(n.Add(1))
+				b, tok := brokers[i%len(brokers)], bearers[(i/len(brokers))%len(bearers)]
 				req, _ := http.NewRequest(http.MethodPost, b+PathMintJWT, nil)
 				req.Header.Set("Authorization", "Bearer "+tok.Reveal())
 				start := time.Now()
@@ -175,7 +176,8 @@ func hammer(t *testing.T, brokers []string, tok agentkeys.Token, workers int, st
 }
 
 // TestNoMintAfterRevokeAcrossReplicas: two broker replicas with their
-// default validation cache, many concurrent mints with an agent session,
+// default validation cache, many concurrent mints with an agent session
+// and a broker token derived from it,
 // and a revocation (of the session itself, of its parent agent, of the
 // master session it descends from). No mint that starts after the revoke
 // has answered 200 may return a credential, on either broker.
@@ -208,9 +210,15 @@ func TestNoMintAfterRevokeAcrossReplicas(t *testing.T) {
 						t.Fatal(err)
 					}
 					revokee := map[string]agentkeys.Token{"session": agent.Token, "parent agent": parent.Token, "master session": m.Token}[target]
+					// Mint with the session itself and with a broker token
+					// derived from it (what the CLI and the daemon send).
+					bt, _, err := master.BrokerToken(ctx, agent.Token, 0)
+					if err != nil {
+						t.Fatal(err)
+					}
 
 					stop := make(chan struct{})
-					wait := hammer(t, brokers, agent.Token, 8, stop)
+					wait := hammer(t, brokers, []agentkeys.Token{agent.Token, bt}, 8, stop)
 					time.Sleep(300 * time.Millisecond) // both brokers cache the agent's validation
 					if _, err := master.RevokeSession(ctx, m.Token, revokee); err != nil {
 						close(stop)

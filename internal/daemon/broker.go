@@ -40,6 +40,9 @@ func NewBrokerClient(baseURL string, hc *http.Client, d brokerclient.Deriver) (*
 // URL is the broker's base URL.
 func (b *BrokerClient) URL() string { return b.c.URL() }
 
+// Forget drops the cached broker token.
+func (b *BrokerClient) Forget() { b.c.Forget() }
+
 // MintAWS asks the broker for temporary AWS credentials.
 func (b *BrokerClient) MintAWS(ctx context.Context, tok agentkeys.Token) (AWSCredentials, error) {
 	c, err := b.c.MintAWS(ctx, tok)

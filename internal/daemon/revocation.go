@@ -16,7 +16,8 @@ import (
 // backend answers 401 as soon as the session is revoked (directly, through
 // an ancestor, by a teardown) or expires; the daemon then marks the session
 // dead, zeroes and drops every cached secret (credential values, AWS
-// credentials, OIDC tokens), removes the web-identity token file, and every
+// credentials, OIDC tokens, the broker token), removes the web-identity
+// token file, and every
 // surface answers AUTH_FAILED "session revoked" from then on.
 //
 // Cached values are served only while validity is confirmed: a watch is
@@ -80,6 +81,9 @@ func (s *Service) kill(reason string) {
 	tokenFile := s.tokenFile
 	s.authMu.Unlock()
 	s.Close()
+	if s.o.Broker != nil {
+		s.o.Broker.Forget()
+	}
 	if tokenFile != "" {
 		if err := os.Remove(tokenFile); err != nil && !errors.Is(err, os.ErrNotExist) {
 			s.log.Warn("could not remove the web identity token file", "path", tokenFile, "err", err.Error())

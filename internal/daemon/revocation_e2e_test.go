@@ -218,7 +218,7 @@ func TestCachesBypassedWhileTheWatchIsBroken(t *testing.T) {
 		t.Fatal(err)
 	}
 	fb := newFakeBroker(t, ks.Token.Reveal(), time.Hour)
-	brk, _ := NewBrokerClient(fb.URL, nil)
+	brk, _ := NewBrokerClient(fb.URL, nil, passDeriver{})
 	svc := NewService(ServiceOptions{Backend: bc, Broker: brk, Session: Session{Token: ks.Token, Wallet: ks.Wallet}, CacheTTL: 10 * time.Minute})
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
