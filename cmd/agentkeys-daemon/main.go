@@ -207,7 +207,7 @@ command run_with_credential starts:
 	f.StringVar(&cfg.ChildUser, "child-user", "", "run run_with_credential commands as USER|UID[:GID] (no supplementary groups); needs root or CAP_SETUID+CAP_SETGID, else the daemon refuses to start")
 	f.StringVar(&cfg.ChildLandlock, "child-landlock", daemon.LandlockAuto, "confine run_with_credential commands with Landlock so they cannot read the daemon's session and state files nor ptrace or signal it: auto (on with --no-get-credential when the kernel has Landlock), on (refuse to start without it) or off")
 	f.StringVar(&cfg.WebIdentityTokenFile, "web-identity-token-file", "", "keep a broker-minted OIDC JWT fresh in this 0600 file (for AWS_WEB_IDENTITY_TOKEN_FILE)")
-	f.DurationVar(&cfg.CacheTTL, "cache-ttl", 0, "cache credential values in locked memory this long (0: read through, every use audited)")
+	f.DurationVar(&cfg.CacheTTL, "cache-ttl", 0, "cache credential values in locked memory this long (0: read through); every read from the cache is still audited first, and the cache is dropped the moment the session is revoked")
 	f.DurationVar(&cfg.IdleEvict, "idle-evict", 5*time.Minute, "forget cached secrets unused this long")
 	f.BoolVar(&cfg.RequireHardening, "require-hardening", false, "refuse to start if a hardening step fails")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error (logs go to stderr as JSON)")

@@ -195,6 +195,7 @@ func (s *Server) teardown(r *http.Request, c *caller) (any, error) {
 	}
 	var revoked, removed int
 	var tree []agentkeys.Wallet
+	var epoch int64
 	err = s.store.Tx(ctx, func(q store.Queries) error {
 		tw, owned, err := s.target(ctx, q, c, addr)
 		if err != nil {
@@ -226,6 +227,9 @@ func (s *Server) teardown(r *http.Request, c *caller) (any, error) {
 		if err := q.TombstoneWallets(ctx, tree); err != nil {
 			return err
 		}
+		if err := bumpEpoch(ctx, q, &epoch); err != nil {
+			return err
+		}
 		return s.audit(ctx, q, c.addr(), addr, agentkeys.AuditWildcard, agentkeys.ActionTeardown, agentkeys.ResultOK)
 	})
 	if err != nil {
@@ -234,5 +238,6 @@ func (s *Server) teardown(r *http.Request, c *caller) (any, error) {
 		}
 		return nil, err
 	}
+	s.epochs.observe(epoch)
 	return map[string]any{"ok": true, "wallets_removed": len(tree), "sessions_revoked": revoked, "credentials_removed": removed}, nil
 }

@@ -552,6 +552,11 @@ func (s *Server) approveScopeChange(ctx context.Context, q store.Queries, c *cal
 	if err := q.SetScope(ctx, agent, scope); err != nil {
 		return err
 	}
+	// A scope change can take access away: relying services re-validate.
+	// (Watchers on every replica see it through the epoch poller.)
+	if _, err := q.BumpRevocationEpoch(ctx); err != nil {
+		return err
+	}
 	ar.ResultWallet = agent
 	return s.audit(ctx, q, c.addr(), agent, agentkeys.AuditWildcard, actionScopeApprove, agentkeys.ResultOK)
 }

@@ -393,8 +393,12 @@ func TestScopeChangeRequest(t *testing.T) {
 	m := e.master("alice")
 	a := e.agent(m, []string{"x"}, false)
 	o := e.open(authreq.Request{Type: authreq.TypeScopeChange, AgentID: string(a.Wallet), NewScope: authreq.Scope{Services: []string{"x", "y"}}}, "")
+	before := e.epoch()
 	if status, b := e.approve(m.Token, o.PairCode, o.OTP); status != 200 {
 		t.Fatalf("approve scope change → %d %v", status, b)
+	}
+	if e.epoch() != before+1 {
+		t.Fatal("an approved scope change did not move the revocation epoch")
 	}
 	sc, _ := e.client.GetScope(ctx, m.Token, a.Wallet)
 	if sc == nil || strings.Join(sc.Services, ",") != "x,y" {

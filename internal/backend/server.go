@@ -88,6 +88,9 @@ type Options struct {
 	Login LoginVerifier
 	// Frontdoor: trusted proxies, public name, per-wallet limit, quotas.
 	Frontdoor Frontdoor
+	// EpochPoll is how often the revocation epoch is read while daemons
+	// watch their sessions (default DefaultEpochPoll).
+	EpochPoll time.Duration
 }
 
 // Server serves the backend API.
@@ -120,6 +123,8 @@ type Server struct {
 	// RFC 7638 thumbprint.
 	signKey ed25519.PrivateKey
 	signKID string
+
+	epochs *epochHub
 }
 
 // New returns a Server.
@@ -177,6 +182,11 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	s.fd = fd
+	poll := o.EpochPoll
+	if poll <= 0 {
+		poll = DefaultEpochPoll
+	}
+	s.epochs = newEpochHub(s.store.RevocationEpoch, poll, func(msg string, err error) { s.log.Warn(msg, "err", err) })
 	s.routes()
 	return s, nil
 }
@@ -186,7 +196,9 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /health", s.health)
 
 	m.Handle("POST /session/create", s.public(s.createSession))
-	m.Handle("GET /session/validate", s.authedForBroker(s.validateSession))
+	m.Handle("GET /session/validate", s.public(s.validateSession))
+	m.Handle("GET /session/epoch", s.public(s.sessionEpoch))
+	m.Handle("GET /session/watch", s.public(s.watchSession))
 	m.Handle("POST /session/broker-token", s.authed(s.createBrokerToken))
 	m.Handle("POST /session/child", s.authed(s.createChild))
 	m.Handle("POST /session/revoke", s.authed(s.revoke))
@@ -200,6 +212,7 @@ func (s *Server) routes() {
 
 	m.Handle("GET /audit/query", s.authed(s.queryAudit))
 	m.Handle("POST /audit/provision", s.authed(s.auditProvision))
+	m.Handle("POST /audit/cached-read", s.authed(s.auditCachedRead))
 
 	m.Handle("POST /session/recover", s.public(s.recoverSession))
 	m.Handle("POST /auth-request/open", s.public(s.openAuthRequest))
@@ -229,7 +242,8 @@ func (s *Server) routes() {
 func (s *Server) Handler() http.Handler {
 	return jsonhttp.Middleware(jsonhttp.Fallback(s.mux, KindNotFound, KindMethodNotAllowed), jsonhttp.MiddlewareOptions{
 		Logger: s.log, InternalKind: KindInternal,
-		Quiet:          func(p string) bool { return p == "/health" },
+		// brokers ask the epoch for every burst of mints
+		Quiet:          func(p string) bool { return p == "/health" || p == "/session/epoch" },
 		TrustedProxies: s.fd.trusted, Hosts: s.fd.hosts,
 	})
 }

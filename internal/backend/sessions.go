@@ -82,19 +82,8 @@ type validateResponse struct {
 	// expires_at stays the parent session's.
 	Audience       string `json:"audience,omitempty"`
 	TokenExpiresAt int64  `json:"token_expires_at,omitempty"`
-}
-
-// validateSession tells a relying service (the broker) who holds a token:
-// a session or a broker token derived from one.
-func (s *Server) validateSession(r *http.Request, c *caller) (any, error) {
-	resp := validateResponse{
-		Wallet: c.addr(), Kind: c.wallet.Kind, Parent: c.wallet.Parent,
-		Scope: c.scope, ExpiresAt: c.session.ExpiresAt.Unix(),
-	}
-	if bt := c.brokerToken; bt != nil {
-		resp.Audience, resp.TokenExpiresAt = bt.Audience, bt.ExpiresAt.Unix()
-	}
-	return resp, nil
+	// Epoch is the revocation epoch read before the session was.
+	Epoch int64 `json:"epoch"`
 }
 
 type brokerTokenResponse struct {
@@ -235,6 +224,7 @@ func (s *Server) revoke(r *http.Request, c *caller) (any, error) {
 			return nil, notFound("target session not found")
 		}
 		var n int
+		var epoch int64
 		err = s.store.Tx(ctx, func(q store.Queries) error {
 			sess, err := q.Session(ctx, tok.Hash())
 			if errors.Is(err, store.ErrNotFound) {
@@ -251,6 +241,9 @@ func (s *Server) revoke(r *http.Request, c *caller) (any, error) {
 			if n, err = q.RevokeSessionTree(ctx, sess.TokenHash, now); err != nil {
 				return err
 			}
+			if err := bumpEpoch(ctx, q, &epoch); err != nil {
+				return err
+			}
 			return s.audit(ctx, q, c.addr(), sess.Wallet, agentkeys.AuditWildcard, agentkeys.ActionRevoke, agentkeys.ResultOK)
 		})
 		if err != nil {
@@ -259,6 +252,7 @@ func (s *Server) revoke(r *http.Request, c *caller) (any, error) {
 			}
 			return nil, err
 		}
+		s.epochs.observe(epoch)
 		return map[string]any{"ok": true, "sessions_revoked": n}, nil
 	}
 
@@ -267,6 +261,7 @@ func (s *Server) revoke(r *http.Request, c *caller) (any, error) {
 		return nil, err
 	}
 	var n int
+	var epoch int64
 	err = s.store.Tx(ctx, func(q store.Queries) error {
 		if _, owned, err := s.target(ctx, q, c, addr); err != nil {
 			return err
@@ -283,6 +278,9 @@ func (s *Server) revoke(r *http.Request, c *caller) (any, error) {
 		if n == 0 {
 			return notFound("no active sessions found for target wallet")
 		}
+		if err := bumpEpoch(ctx, q, &epoch); err != nil {
+			return err
+		}
 		return s.audit(ctx, q, c.addr(), addr, agentkeys.AuditWildcard, agentkeys.ActionRevoke, agentkeys.ResultOK)
 	})
 	if err != nil {
@@ -291,6 +289,7 @@ func (s *Server) revoke(r *http.Request, c *caller) (any, error) {
 		}
 		return nil, err
 	}
+	s.epochs.observe(epoch)
 	return map[string]any{"ok": true, "sessions_revoked": n}, nil
 }
 
@@ -365,6 +364,7 @@ func (s *Server) putScope(r *http.Request, c *caller) (any, error) {
 	if err != nil {
 		return nil, badRequest("scope: %v", err)
 	}
+	var epoch int64
 	err = s.store.Tx(ctx, func(q store.Queries) error {
 		tw, owned, err := s.target(ctx, q, c, addr)
 		if err != nil {
@@ -385,6 +385,9 @@ func (s *Server) putScope(r *http.Request, c *caller) (any, error) {
 		if err := q.SetScope(ctx, addr, scope); err != nil {
 			return err
 		}
+		if err := bumpEpoch(ctx, q, &epoch); err != nil {
+			return err
+		}
 		return s.audit(ctx, q, c.addr(), addr, agentkeys.AuditWildcard, agentkeys.ActionScopeUpdate, agentkeys.ResultOK)
 	})
 	if err != nil {
@@ -393,5 +396,6 @@ func (s *Server) putScope(r *http.Request, c *caller) (any, error) {
 		}
 		return nil, err
 	}
+	s.epochs.observe(epoch)
 	return map[string]any{"ok": true, "wallet": addr, "scope": scope}, nil
 }

@@ -244,6 +244,9 @@ type Identity struct {
 	// session's expiry and TokenExpiresAt its own); "" for a session.
 	Audience       string `json:"audience,omitempty"`
 	TokenExpiresAt int64  `json:"token_expires_at,omitempty"`
+	// Epoch is the revocation epoch the backend read before validating
+	// (0 from a backend without revocation epochs).
+	Epoch int64 `json:"epoch"`
 }
 
 // Validate returns the holder of tok.
@@ -441,4 +444,45 @@ func (c *Client) QueryAudit(ctx context.Context, tok agentkeys.Token, f AuditFil
 func (c *Client) AuditProvision(ctx context.Context, tok agentkeys.Token, agent agentkeys.Wallet, service, result, detail string) error {
 	return c.do(ctx, "audit provision", http.MethodPost, "/audit/provision", nil, tok,
 		map[string]string{"agent_id": string(agent), "service": service, "result": result, "detail": detail}, nil)
+}
+
+// RevocationEpoch returns the backend's revocation epoch: it goes up with
+// every change that takes access away (revoke, teardown, scope change).
+func (c *Client) RevocationEpoch(ctx context.Context) (int64, error) {
+	var out struct {
+		Epoch *int64 `json:"epoch"`
+	}
+	if err := c.do(ctx, "revocation epoch", http.MethodGet, "/session/epoch", nil, "", nil, &out); err != nil {
+		return 0, err
+	}
+	if out.Epoch == nil || *out.Epoch < 0 {
+		return 0, &TransportError{Op: "revocation epoch", Err: errors.New("malformed response from backend")}
+	}
+	return *out.Epoch, nil
+}
+
+// WatchSession long-polls until tok's session stops being valid (an error
+// matching ErrUnauthorized or ErrExpired) or the backend's window ends (nil
+// and the current epoch). ctx should allow longer than the backend's await
+// window (25 s by default).
+func (c *Client) WatchSession(ctx context.Context, tok agentkeys.Token) (int64, error) {
+	var out struct {
+		Valid bool  `json:"valid"`
+		Epoch int64 `json:"epoch"`
+	}
+	if err := c.do(ctx, "watch session", http.MethodGet, "/session/watch", nil, tok, nil, &out); err != nil {
+		return 0, err
+	}
+	if !out.Valid {
+		return 0, &TransportError{Op: "watch session", Err: errors.New("malformed response from backend")}
+	}
+	return out.Epoch, nil
+}
+
+// AuditCachedRead records that the caller is about to serve the values of
+// services from its own cache for agent; it must not serve them unless
+// this returns nil.
+func (c *Client) AuditCachedRead(ctx context.Context, tok agentkeys.Token, agent agentkeys.Wallet, services []string) error {
+	return c.do(ctx, "audit cached read", http.MethodPost, "/audit/cached-read", nil, tok,
+		map[string]any{"agent_id": string(agent), "services": services}, nil)
 }

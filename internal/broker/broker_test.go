@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -151,24 +152,122 @@ func TestMintAuthFailures(t *testing.T) {
 	}
 }
 
-func TestRevokedSessionStopsMintingWithinSeconds(t *testing.T) {
+func TestRevokedSessionStopsMintingAtOnce(t *testing.T) {
 	h := newHarness(t)
 	tok, _ := h.backend.newSession("master", nil)
 	if r := h.mintJWT(tok); r.status != http.StatusOK {
 		t.Fatal(r.status)
 	}
-	calls := h.backend.validateCalls()
+	calls, epochs := h.backend.validateCalls(), h.backend.epochCallCount()
 	if r := h.mintJWT(tok); r.status != http.StatusOK || h.backend.validateCalls() != calls {
-		t.Fatalf("second mint within the cache window: %d, backend calls %d -> %d", r.status, calls, h.backend.validateCalls())
+		t.Fatalf("second mint at the same epoch: %d, backend validations %d -> %d", r.status, calls, h.backend.validateCalls())
 	}
+	if h.backend.epochCallCount() != epochs+1 {
+		t.Fatalf("a cached mint made %d epoch calls, want 1", h.backend.epochCallCount()-epochs)
+	}
+	// No clock advance: the revocation moved the epoch, so the very next
+	// mint re-validates and is refused.
 	h.backend.revoke(tok)
-	h.clock.Advance(h.cfg.ValidateCache)
 	r := h.mintJWT(tok)
 	if r.status != http.StatusUnauthorized || !strings.Contains(string(r.body), "session revoked") {
-		t.Fatalf("revoked session after %v: %d %s", h.cfg.ValidateCache, r.status, r.body)
+		t.Fatalf("mint right after the revoke: %d %s", r.status, r.body)
 	}
-	if h.cfg.ValidateCache > MaxValidateCache {
-		t.Fatal("cache longer than the revocation bound")
+	// Another session's cached validation is dropped by the same epoch
+	// move (it is re-validated, and still good).
+	other, _ := h.backend.newSession("master", nil)
+	if r := h.mintJWT(other); r.status != http.StatusOK {
+		t.Fatal(r.status)
+	}
+	calls = h.backend.validateCalls()
+	h.backend.set(func(b *fakeBackend) { b.epoch++ })
+	if r := h.mintJWT(other); r.status != http.StatusOK || h.backend.validateCalls() != calls+1 {
+		t.Fatalf("mint after an epoch move: %d, validations %d -> %d", r.status, calls, h.backend.validateCalls())
+	}
+}
+
+func TestMintFailsClosedWhenTheEpochIsUnavailable(t *testing.T) {
+	h := newHarness(t)
+	tok, _ := h.backend.newSession("master", nil)
+	if r := h.mintJWT(tok); r.status != http.StatusOK {
+		t.Fatal(r.status)
+	}
+	h.backend.set(func(b *fakeBackend) { b.epochStatus = http.StatusServiceUnavailable })
+	r := h.mintJWT(tok)
+	if r.status != http.StatusBadGateway || r.errorKind(t) != KindBackendUnreachable {
+		t.Fatalf("mint with the epoch unavailable: %d %s", r.status, r.body)
+	}
+	if row := h.lastRow(); row.Outcome != audit.OutcomeBackendError {
+		t.Fatalf("audit row = %+v", row)
+	}
+}
+
+func TestBackendWithoutEpochIsValidatedOnEveryMint(t *testing.T) {
+	h := newHarness(t)
+	h.backend.set(func(b *fakeBackend) { b.noEpoch = true })
+	tok, _ := h.backend.newSession("master", nil)
+	for i := range 3 {
+		calls := h.backend.validateCalls()
+		if r := h.mintJWT(tok); r.status != http.StatusOK || h.backend.validateCalls() != calls+1 {
+			t.Fatalf("mint %d: %d, validations %d -> %d", i, r.status, calls, h.backend.validateCalls())
+		}
+	}
+	h.backend.revoke(tok)
+	if r := h.mintJWT(tok); r.status != http.StatusUnauthorized {
+		t.Fatalf("mint right after the revoke: %d %s", r.status, r.body)
+	}
+}
+
+// The epoch group never hands a caller the answer of a call that was
+// already on the wire when the caller arrived, and callers that arrive
+// together share one call.
+func TestEpochGroupCoalescesOnlyLaterCalls(t *testing.T) {
+	var mu sync.Mutex
+	calls := 0
+	release := make(chan int64)
+	started := make(chan struct{}, 16)
+	g := newEpochGroup(func(ctx context.Context) (int64, error) {
+		mu.Lock()
+		calls++
+		mu.Unlock()
+		started <- struct{}{}
+		return <-release, nil
+	}, time.Minute)
+	first := make(chan int64, 1)
+	go func() { e, _ := g.get(context.Background()); first <- e }()
+	<-started // call 1 is on the wire
+	const n = 20
+	later := make(chan int64, n)
+	for range n {
+		go func() { e, _ := g.get(context.Background()); later <- e }()
+	}
+	// Wait until all n joined the queued call.
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		g.mu.Lock()
+		joined := g.queued != nil && g.queued.waiters == n
+		g.mu.Unlock()
+		if joined {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no queued call")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	release <- 1 // answer of call 1: before any of the n arrived
+	if e := <-first; e != 1 {
+		t.Fatalf("first = %d", e)
+	}
+	<-started
+	release <- 2
+	for range n {
+		if e := <-later; e != 2 {
+			t.Fatalf("a later caller got epoch %d from a call that started before it", e)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if calls != 2 {
+		t.Fatalf("%d epoch calls for %d callers, want 2", calls, n+1)
 	}
 }
 

@@ -68,7 +68,10 @@ Configuration comes from the environment (the original broker's names):
                                    (default ~/.agentkeys/broker/audit.sqlite)
   BROKER_BACKEND_TIMEOUT_SECONDS (5), BROKER_STS_TIMEOUT_SECONDS (10),
   BROKER_SHUTDOWN_GRACE_SECONDS (30), BROKER_OIDC_KEY_RELOAD_SECONDS (10),
-  BROKER_VALIDATE_CACHE_SECONDS (2, max 5), BROKER_RATE_PER_BEARER (5/s),
+  BROKER_VALIDATE_CACHE_SECONDS (2, max 5; 0 validates every mint; a cached
+  validation is reused only at the backend's current revocation epoch, read
+  for every mint, so a revoke is never served from it),
+  BROKER_RATE_PER_BEARER (5/s),
   BROKER_RATE_PER_IP (50/s), BROKER_SCOPE_SERVICE (aws; "none" lets any scope mint),
   BROKER_OIDC_ALLOW_INSECURE_ISSUER (0)
   BROKER_TRUSTED_PROXIES           reverse proxies (CIDRs) whose forwarding headers name

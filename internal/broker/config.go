@@ -40,8 +40,9 @@ const (
 	MinJWTTTL = 60 * time.Second
 	MaxJWTTTL = oidc.MaxTokenTTL
 
-	// MaxValidateCache bounds the session validation cache TTL: a revoked
-	// session must stop minting within seconds.
+	// MaxValidateCache bounds the session validation cache TTL (a revoked
+	// session is refused at once through the revocation epoch; this only
+	// bounds how stale an unrevoked session's expiry or scope can be).
 	MaxValidateCache = 5 * time.Second
 )
 
@@ -87,8 +88,10 @@ type Config struct {
 	// ScopeService is the service a scoped (agent) session's scope must
 	// list to mint; empty lets every session mint.
 	ScopeService string
-	// ValidateCache is how long a successful session validation is reused
-	// (0 = ask the backend on every mint; at most MaxValidateCache).
+	// ValidateCache is how long a successful session validation may be
+	// reused (0 = ask the backend on every mint; at most MaxValidateCache).
+	// Reuse also requires the backend's revocation epoch, read for every
+	// mint, to be the one the validation was made at.
 	ValidateCache time.Duration
 
 	// TrustedProxies lists the reverse proxies (CIDRs, comma-separated)

@@ -61,11 +61,16 @@ func FuzzValidateResponse(f *testing.F) {
 	f.Add(200, []byte(`{"wallet":"0x1111111111111111111111111111111111111111","scope":null}`))
 	f.Add(200, []byte(`{"wallet":"nope"}`))
 	f.Add(200, []byte(`{"wallet":"0x1111111111111111111111111111111111111111","scope":{"services":["BAD NAME"]}}`))
+	f.Add(200, []byte(`{"wallet":"0x1111111111111111111111111111111111111111","epoch":7}`))
+	f.Add(200, []byte(`{"wallet":"0x1111111111111111111111111111111111111111","epoch":-1}`))
 	f.Add(401, []byte(`{"error":"UNAUTHORIZED","message":"session revoked"}`))
 	f.Add(401, []byte(`{"message":"leak 1234"}`))
 	f.Add(500, []byte(`boom`))
 	f.Fuzz(func(t *testing.T, status int, body []byte) {
 		id, err := parseValidateResponse(status, body)
+		if id.HasEpoch && (err != nil || id.Epoch < 0) {
+			t.Fatalf("epoch %d from %d %q", id.Epoch, status, body)
+		}
 		var ue *UnauthorizedError
 		var be *BackendError
 		switch {
@@ -76,6 +81,34 @@ func FuzzValidateResponse(f *testing.F) {
 		case errors.As(err, &ue):
 			if !knownReasons[ue.Reason] && ue.Reason != "session not valid" {
 				t.Fatalf("unknown reason passed on: %q", ue.Reason)
+			}
+		case errors.As(err, &be):
+		default:
+			t.Fatalf("untyped error %v", err)
+		}
+	})
+}
+
+// FuzzEpochResponse: the broker accepts only a non-negative epoch from a
+// 200, reads 404 as "no epoch support", and anything else as a typed
+// backend failure (which fails the mint closed).
+func FuzzEpochResponse(f *testing.F) {
+	for _, s := range []string{`{"epoch":0}`, `{"epoch":42}`, `{"epoch":-1}`, `{"epoch":"1"}`, `{}`, `null`, `{"epoch":1e99}`, `boom`} {
+		f.Add(200, []byte(s))
+	}
+	f.Add(404, []byte(`{"error":"NOT_FOUND"}`))
+	f.Add(500, []byte(`{"epoch":3}`))
+	f.Fuzz(func(t *testing.T, status int, body []byte) {
+		e, err := parseEpochResponse(status, body)
+		var be *BackendError
+		switch {
+		case err == nil:
+			if status != 200 || e < 0 {
+				t.Fatalf("accepted %d %q as epoch %d", status, body, e)
+			}
+		case errors.Is(err, ErrEpochUnsupported):
+			if status != 404 {
+				t.Fatalf("%d read as unsupported", status)
 			}
 		case errors.As(err, &be):
 		default:

@@ -34,6 +34,11 @@ type fakeBackend struct {
 	hold     chan struct{} // when set, /session/validate waits for it
 	status   int           // when set, /session/validate answers this status
 	body     string        // ... with this body
+
+	epoch       int64 // revocation epoch, bumped by revoke
+	epochCalls  int
+	noEpoch     bool // answer 404 to /session/epoch, like an older backend
+	epochStatus int  // when set, /session/epoch answers this status
 }
 
 type session struct {
@@ -55,6 +60,21 @@ func newFakeBackend(t testing.TB) *fakeBackend {
 		io.WriteString(w, "ok")
 	})
 	mux.HandleFunc("GET /session/validate", b.validate)
+	mux.HandleFunc("GET /session/epoch", func(w http.ResponseWriter, r *http.Request) {
+		b.mu.Lock()
+		b.epochCalls++
+		no, st, e := b.noEpoch, b.epochStatus, b.epoch
+		b.mu.Unlock()
+		switch {
+		case no:
+			http.NotFound(w, r)
+		case st != 0:
+			w.WriteHeader(st)
+		default:
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(map[string]int64{"epoch": e})
+		}
+	})
 	b.Server = httptest.NewServer(mux)
 	t.Cleanup(b.Close)
 	return b
@@ -84,12 +104,13 @@ func (b *fakeBackend) validate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b.mu.Lock()
-	s := b.sessions[tok]
+	s, epoch, noEpoch := b.sessions[tok], b.epoch, b.noEpoch
+	revoked := s != nil && s.revoked
 	b.mu.Unlock()
 	switch {
 	case s == nil:
 		unauthorized("session not found")
-	case s.revoked:
+	case revoked:
 		unauthorized("session revoked")
 	default:
 		exp := s.expires
@@ -97,9 +118,13 @@ func (b *fakeBackend) validate(w http.ResponseWriter, r *http.Request) {
 			exp = time.Now().Add(24 * time.Hour)
 		}
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]any{
+		body := map[string]any{
 			"wallet": s.wallet, "kind": s.kind, "scope": s.scope, "expires_at": exp.Unix(),
-		})
+		}
+		if !noEpoch {
+			body["epoch"] = epoch
+		}
+		json.NewEncoder(w).Encode(body)
 	}
 }
 
@@ -126,6 +151,7 @@ func (b *fakeBackend) newSessionUntil(kind string, scope *agentkeys.Scope, expir
 func (b *fakeBackend) revoke(tok string) {
 	b.mu.Lock()
 	b.sessions[tok].revoked = true
+	b.epoch++
 	b.mu.Unlock()
 }
 
@@ -133,6 +159,12 @@ func (b *fakeBackend) set(fn func(b *fakeBackend)) {
 	b.mu.Lock()
 	fn(b)
 	b.mu.Unlock()
+}
+
+func (b *fakeBackend) epochCallCount() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.epochCalls
 }
 
 func (b *fakeBackend) validateCalls() int {

@@ -21,6 +21,11 @@ type Identity struct {
 	Kind      string           // "master" or "agent"
 	Scope     *agentkeys.Scope // nil: unrestricted (a master)
 	ExpiresAt time.Time
+	// Epoch is the backend's revocation epoch read before it validated
+	// (HasEpoch false: the backend did not say, and the answer must not be
+	// cached).
+	Epoch    int64
+	HasEpoch bool
 }
 
 // SessionValidator resolves a bearer token to the session's identity. It
@@ -53,15 +58,17 @@ var knownReasons = map[string]bool{
 
 // HTTPValidator asks the backend's GET /session/validate.
 type HTTPValidator struct {
-	url    string
-	client *http.Client
+	url      string
+	epochURL string
+	client   *http.Client
 }
 
 // NewHTTPValidator validates against the backend at baseURL; timeout bounds
 // each call.
 func NewHTTPValidator(baseURL string, timeout time.Duration) *HTTPValidator {
 	return &HTTPValidator{
-		url: strings.TrimRight(baseURL, "/") + "/session/validate",
+		url:      strings.TrimRight(baseURL, "/") + "/session/validate",
+		epochURL: strings.TrimRight(baseURL, "/") + "/session/epoch",
 		client: &http.Client{
 			Timeout: timeout,
 			Transport: &http.Transport{
@@ -86,6 +93,7 @@ type validateResponse struct {
 	Kind      string           `json:"kind"`
 	Scope     *agentkeys.Scope `json:"scope"`
 	ExpiresAt int64            `json:"expires_at"`
+	Epoch     *int64           `json:"epoch"`
 }
 
 // Validate implements SessionValidator.
@@ -142,6 +150,9 @@ func parseValidateResponse(status int, body []byte) (Identity, error) {
 	if vr.ExpiresAt > 0 {
 		id.ExpiresAt = time.Unix(vr.ExpiresAt, 0)
 	}
+	if vr.Epoch != nil && *vr.Epoch >= 0 {
+		id.Epoch, id.HasEpoch = *vr.Epoch, true
+	}
 	return id, nil
 }
 
@@ -186,16 +197,69 @@ func (v *HTTPValidator) Health(ctx context.Context) error {
 	return nil
 }
 
-// cachingValidator reuses successful validations for a few seconds, keyed
-// by token hash, so a burst of mints costs one backend round trip. Failures
-// are never cached; an entry never outlives its session.
-type cachingValidator struct {
-	inner SessionValidator
-	ttl   time.Duration
-	now   func() time.Time
+// ErrEpochUnsupported means the backend does not serve GET /session/epoch
+// (an older backend): every mint must then be validated with it.
+var ErrEpochUnsupported = errors.New("backend has no revocation epoch")
 
-	mu      sync.Mutex
-	entries map[agentkeys.TokenHash]cacheEntry
+// EpochSource reports the backend's current revocation epoch.
+type EpochSource interface {
+	Epoch(ctx context.Context) (int64, error)
+}
+
+// Epoch asks the backend's GET /session/epoch.
+func (v *HTTPValidator) Epoch(ctx context.Context) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, v.epochURL, nil)
+	if err != nil {
+		return 0, &BackendError{Detail: "build request: " + err.Error()}
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := v.client.Do(req)
+	if err != nil {
+		return 0, &BackendError{Detail: "epoch request failed: " + transportCause(err)}
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if err != nil {
+		return 0, &BackendError{Detail: "read epoch response: " + transportCause(err)}
+	}
+	return parseEpochResponse(resp.StatusCode, body)
+}
+
+// parseEpochResponse interprets the backend's epoch answer (untrusted).
+func parseEpochResponse(status int, body []byte) (int64, error) {
+	switch {
+	case status == http.StatusNotFound:
+		return 0, ErrEpochUnsupported
+	case status != http.StatusOK:
+		return 0, &BackendError{Detail: fmt.Sprintf("epoch: backend returned %d %s", status, http.StatusText(status))}
+	}
+	var er struct {
+		Epoch *int64 `json:"epoch"`
+	}
+	if err := json.Unmarshal(body, &er); err != nil || er.Epoch == nil || *er.Epoch < 0 {
+		return 0, &BackendError{Detail: "epoch response is malformed"}
+	}
+	return *er.Epoch, nil
+}
+
+// epochCache reuses a successful validation only while the backend's
+// revocation epoch is the one the validation was made at. Every lookup
+// first obtains a fresh epoch: one that the backend read after the mint
+// request arrived, so a revocation whose answer a client has seen before
+// it sent the mint always shows (the backend bumps the epoch in the
+// revoking transaction). Concurrent lookups share one epoch call (see
+// epochGroup), so a burst costs one small round trip, not one validation
+// per mint. Failures are never cached, an entry never outlives its
+// session nor ttl, and a backend that cannot say its epoch fails the mint.
+type epochCache struct {
+	inner  SessionValidator
+	epochs *epochGroup
+	ttl    time.Duration
+	now    func() time.Time
+
+	mu          sync.Mutex
+	entries     map[agentkeys.TokenHash]cacheEntry
+	unsupported time.Time // the backend answered 404 to /session/epoch; until then, validate every time
 }
 
 type cacheEntry struct {
@@ -203,26 +267,58 @@ type cacheEntry struct {
 	expires time.Time
 }
 
-const maxCacheEntries = 10_000
+const (
+	maxCacheEntries = 10_000
+	// unsupportedRecheck is how long a backend without /session/epoch is
+	// believed before it is asked again.
+	unsupportedRecheck = time.Minute
+	// epochTimeout bounds one shared epoch call.
+	epochTimeout = 5 * time.Second
+)
 
+// newCachingValidator wraps inner in an epoch-checked cache when ttl > 0
+// and inner can report the epoch; otherwise every mint is validated.
 func newCachingValidator(inner SessionValidator, ttl time.Duration, now func() time.Time) SessionValidator {
-	if ttl <= 0 {
+	src, ok := inner.(EpochSource)
+	if ttl <= 0 || !ok {
 		return inner
 	}
-	return &cachingValidator{inner: inner, ttl: ttl, now: now, entries: map[agentkeys.TokenHash]cacheEntry{}}
+	return &epochCache{inner: inner, epochs: newEpochGroup(src.Epoch, epochTimeout), ttl: ttl, now: now,
+		entries: map[agentkeys.TokenHash]cacheEntry{}}
 }
 
-func (c *cachingValidator) Validate(ctx context.Context, token string) (Identity, error) {
+func (c *epochCache) Validate(ctx context.Context, token string) (Identity, error) {
+	c.mu.Lock()
+	skip := c.now().Before(c.unsupported)
+	c.mu.Unlock()
+	if skip {
+		return c.inner.Validate(ctx, token)
+	}
+	epoch, err := c.epochs.get(ctx)
+	if errors.Is(err, ErrEpochUnsupported) {
+		c.mu.Lock()
+		c.unsupported = c.now().Add(unsupportedRecheck)
+		clear(c.entries)
+		c.mu.Unlock()
+		return c.inner.Validate(ctx, token)
+	}
+	if err != nil {
+		var be *BackendError
+		if !errors.As(err, &be) {
+			err = &BackendError{Detail: "epoch: " + transportCause(err)}
+		}
+		return Identity{}, err
+	}
 	key := agentkeys.HashSecret(token)
 	now := c.now()
 	c.mu.Lock()
 	e, ok := c.entries[key]
 	c.mu.Unlock()
-	if ok && now.Before(e.expires) {
+	if ok && e.id.Epoch == epoch && now.Before(e.expires) {
 		return e.id, nil
 	}
 	id, err := c.inner.Validate(ctx, token)
-	if err != nil {
+	if err != nil || !id.HasEpoch {
 		c.mu.Lock()
 		delete(c.entries, key)
 		c.mu.Unlock()
@@ -235,7 +331,7 @@ func (c *cachingValidator) Validate(ctx context.Context, token string) (Identity
 	c.mu.Lock()
 	if len(c.entries) >= maxCacheEntries {
 		for k, v := range c.entries {
-			if !now.Before(v.expires) {
+			if !now.Before(v.expires) || v.id.Epoch != epoch {
 				delete(c.entries, k)
 			}
 		}
@@ -246,4 +342,69 @@ func (c *cachingValidator) Validate(ctx context.Context, token string) (Identity
 	c.entries[key] = cacheEntry{id: id, expires: exp}
 	c.mu.Unlock()
 	return id, nil
+}
+
+// epochGroup coalesces epoch calls like a group commit: a caller joins the
+// call that has not started yet, or starts one; it never joins a call that
+// was already on the wire when it arrived (that answer could predate a
+// revocation the caller has seen). At most one call runs and one waits.
+type epochGroup struct {
+	fetch   func(context.Context) (int64, error)
+	timeout time.Duration
+
+	mu      sync.Mutex
+	running bool
+	queued  *epochFlight // not started yet: joinable
+}
+
+type epochFlight struct {
+	done    chan struct{}
+	waiters int // callers sharing it (for tests and metrics)
+	epoch   int64
+	err     error
+}
+
+func newEpochGroup(fetch func(context.Context) (int64, error), timeout time.Duration) *epochGroup {
+	return &epochGroup{fetch: fetch, timeout: timeout}
+}
+
+// get returns an epoch read by a call that started after get was called.
+func (g *epochGroup) get(ctx context.Context) (int64, error) {
+	g.mu.Lock()
+	f := g.queued
+	if f == nil {
+		f = &epochFlight{done: make(chan struct{})}
+		g.queued = f
+	}
+	f.waiters++
+	if !g.running {
+		g.running = true
+		go g.run()
+	}
+	g.mu.Unlock()
+	select {
+	case <-f.done:
+		return f.epoch, f.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// run starts queued calls one after the other until none is queued.
+func (g *epochGroup) run() {
+	for {
+		g.mu.Lock()
+		f := g.queued
+		g.queued = nil
+		if f == nil {
+			g.running = false
+			g.mu.Unlock()
+			return
+		}
+		g.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), g.timeout)
+		f.epoch, f.err = g.fetch(ctx)
+		cancel()
+		close(f.done)
+	}
 }

@@ -202,6 +202,13 @@ func (b *Client) fromCache(h agentkeys.TokenHash) (agentkeys.Token, bool) {
 	return "", false
 }
 
+// Forget drops the cached broker token (its session was revoked).
+func (b *Client) Forget() {
+	b.mu.Lock()
+	b.cached = cachedToken{}
+	b.mu.Unlock()
+}
+
 // URL is the broker's base URL.
 func (b *Client) URL() string { return b.base }
 

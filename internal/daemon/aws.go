@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/backendclient"
@@ -94,6 +95,9 @@ func CredentialProcess(ctx context.Context, o CredentialProcessOptions) ([]byte,
 // expires, until ctx ends. The first write happens before it returns
 // ready (closed) or the first error is logged.
 func (s *Service) KeepTokenFile(ctx context.Context, path string, ready chan<- error) {
+	s.authMu.Lock()
+	s.tokenFile = path
+	s.authMu.Unlock()
 	log := s.log.With("path", path)
 	failures := 0
 	first := true
@@ -103,6 +107,9 @@ func (s *Service) KeepTokenFile(ctx context.Context, path string, ready chan<- e
 			ready <- err
 			close(ready)
 			first = false
+		}
+		if s.alive() != nil {
+			return // the session is dead; kill removed the file
 		}
 		var wait time.Duration
 		if err != nil {
@@ -133,6 +140,10 @@ func (s *Service) writeTokenFile(ctx context.Context, path string) (time.Time, e
 		return time.Time{}, fmt.Errorf("decode token: %w", err)
 	}
 	if err := keychain.WritePrivateFile(path, []byte(t.JWT)); err != nil {
+		return time.Time{}, err
+	}
+	if err := s.alive(); err != nil {
+		os.Remove(path) // revoked while this token was being written
 		return time.Time{}, err
 	}
 	return refreshAt(s.now(), exp), nil

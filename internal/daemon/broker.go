@@ -40,6 +40,9 @@ func NewBrokerClient(baseURL string, hc *http.Client, d brokerclient.Deriver) (*
 // URL is the broker's base URL.
 func (b *BrokerClient) URL() string { return b.c.URL() }
 
+// Forget drops the cached broker token.
+func (b *BrokerClient) Forget() { b.c.Forget() }
+
 // MintAWS asks the broker for temporary AWS credentials.
 func (b *BrokerClient) MintAWS(ctx context.Context, tok agentkeys.Token) (AWSCredentials, error) {
 	c, err := b.c.MintAWS(ctx, tok)
@@ -115,11 +118,14 @@ type mintCache struct {
 }
 
 // get returns the cached JSON (a copy the caller must clear) or mints.
-func (c *mintCache) get(ctx context.Context, mint func(context.Context) ([]byte, time.Time, error)) ([]byte, time.Time, error) {
+// usable says whether a cached value may be served now (the session is
+// confirmed valid); it is asked under the cache's lock, so a value dropped
+// by a revocation is never served after.
+func (c *mintCache) get(ctx context.Context, usable func() bool, mint func(context.Context) ([]byte, time.Time, error)) ([]byte, time.Time, error) {
 	for {
 		c.mu.Lock()
 		now := c.now()
-		if c.buf != nil && now.Before(c.fresh) {
+		if c.buf != nil && now.Before(c.fresh) && usable() {
 			out := bytes.Clone(c.buf.Bytes())
 			c.lastUse = now
 			exp := c.exp
@@ -147,6 +153,13 @@ func (c *mintCache) get(ctx context.Context, mint func(context.Context) ([]byte,
 		if err != nil {
 			c.mu.Unlock()
 			return nil, time.Time{}, err
+		}
+		if !usable() {
+			// Not confirmed (or revoked while minting): hand the fresh
+			// credential to this caller only, keep nothing.
+			c.dropLocked()
+			c.mu.Unlock()
+			return data, exp, nil
 		}
 		c.dropLocked()
 		c.buf = hardening.Copy(data)

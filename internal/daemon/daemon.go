@@ -128,6 +128,7 @@ func Run(ctx context.Context, cfg Config) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go svc.RunEviction(ctx)
+	svc.StartWatch(ctx)
 
 	errc := make(chan error, 4)
 	var sock *SocketServer

@@ -148,6 +148,9 @@ func NewMCPServer(svc *Service, log *slog.Logger) *mcp.Server {
 			}
 			_ = req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: tok, Message: msg, Progress: done, Total: total})
 		}
+		if err := svc.alive(); err != nil {
+			return toolError(err), nil, nil
+		}
 		if svc.o.Provisioner == nil {
 			progress("checking for a provisioner", 1, 1)
 			return toolError(errorf(CodeUnavailable, "the provisioner is off in this daemon: start agentkeys-daemon with --provision")), nil, nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"slices"
 	"sync"
@@ -31,10 +32,10 @@ type ServiceOptions struct {
 	Broker  *BrokerClient // nil: broker methods answer BROKER_NOT_CONFIGURED
 	Session Session
 	Log     *slog.Logger
-	// CacheTTL > 0 keeps credential values in secret memory for that long
-	// (reads inside the window are not audited again). 0 (the default)
-	// reads through to the backend every time, so every use is audited and
-	// a revocation takes effect at once.
+	// CacheTTL > 0 keeps credential values in secret memory for that long.
+	// A read served from it is still audited first (POST
+	// /audit/cached-read, which also refuses a revoked or narrowed
+	// session). 0 (the default) reads through to the backend every time.
 	CacheTTL time.Duration
 	// IdleEvict forgets cached values (credentials and broker credentials)
 	// unused for this long. 0 means 5 minutes.
@@ -63,8 +64,13 @@ type Service struct {
 
 	aws, oidc mintCache
 
-	authMu     sync.Mutex
-	authFailed bool
+	authMu      sync.Mutex
+	dead        bool      // the session is dead: nothing is served any more
+	watching    bool      // StartWatch was called: cached values need its confirmation
+	watchOpen   bool      // a watch long-poll is open on the backend
+	confirmedAt time.Time // the backend last confirmed the session
+
+	tokenFile string // the web identity token file KeepTokenFile writes
 }
 
 type cachedValue struct {
@@ -94,14 +100,13 @@ func (s *Service) Session() Session { return s.o.Session }
 
 func (s *Service) noteErr(op string, err error) *Error {
 	e := classify(err)
-	if e.Code == CodeAuthFailed {
-		s.authMu.Lock()
-		first := !s.authFailed
-		s.authFailed = true
-		s.authMu.Unlock()
-		if first {
-			s.log.Error("the daemon's session was refused: it was revoked or expired; pair again (agentkeys-daemon --pair) or recover (--recover)", "op", op, "wallet", s.o.Session.Wallet)
-		}
+	// Only the backend's own 401/410 kills the session here: a broker can
+	// refuse a mint for other reasons (too little session lifetime left
+	// for the credential asked), and the watch hears of a real revocation
+	// within milliseconds anyway.
+	var be *backendclient.Error
+	if e.Code == CodeAuthFailed && errors.As(err, &be) {
+		s.kill(op + " refused: " + be.Message)
 	}
 	return e
 }
@@ -129,26 +134,20 @@ func (s *Service) Read(ctx context.Context, service string) ([]byte, error) {
 	if err := agentkeys.ValidateService(service); err != nil {
 		return nil, &Error{Code: CodeInvalidParams, Message: err.Error()}
 	}
-	if s.o.CacheTTL > 0 {
-		s.mu.Lock()
-		if v, ok := s.vals[service]; ok {
-			now := s.now()
-			if now.Sub(v.fetched) < s.o.CacheTTL {
-				v.lastUse = now
-				out := bytes.Clone(v.buf.Bytes())
-				s.mu.Unlock()
-				return out, nil
-			}
-			v.buf.Destroy()
-			delete(s.vals, service)
+	if err := s.alive(); err != nil {
+		return nil, err
+	}
+	if s.o.CacheTTL > 0 && s.cacheUsable() {
+		out, served, err := s.readCached(ctx, service)
+		if served || err != nil {
+			return out, err
 		}
-		s.mu.Unlock()
 	}
 	val, err := s.o.Backend.ReadCredential(ctx, s.o.Session.Token, s.o.Session.Wallet, service)
 	if err != nil {
 		return nil, s.noteErr("read", err)
 	}
-	if s.o.CacheTTL > 0 {
+	if s.o.CacheTTL > 0 && s.alive() == nil {
 		now := s.now()
 		s.mu.Lock()
 		if old, ok := s.vals[service]; ok {
@@ -160,8 +159,65 @@ func (s *Service) Read(ctx context.Context, service string) ([]byte, error) {
 	return val, nil
 }
 
+// readCached serves service from the cache after the backend has audited
+// the read (and so confirmed the session and its scope). served is false
+// when there is no fresh cached value or the audit call could not be made
+// (the caller then reads through the backend).
+func (s *Service) readCached(ctx context.Context, service string) (out []byte, served bool, err error) {
+	s.mu.Lock()
+	v, ok := s.vals[service]
+	if ok && s.now().Sub(v.fetched) >= s.o.CacheTTL {
+		v.buf.Destroy()
+		delete(s.vals, service)
+		ok = false
+	}
+	s.mu.Unlock()
+	if !ok {
+		return nil, false, nil
+	}
+	if err := s.o.Backend.AuditCachedRead(ctx, s.o.Session.Token, s.o.Session.Wallet, []string{service}); err != nil {
+		e := s.noteErr("cached read", err)
+		switch e.Code {
+		case CodeAuthFailed:
+			return nil, false, errRevoked
+		case CodeDenied:
+			s.drop(service) // the scope no longer allows it
+			return nil, false, e
+		case CodeNotFound:
+			// A backend without /audit/cached-read: read through it
+			// (audited there) and keep nothing that would skip it.
+			s.drop(service)
+		}
+		return nil, false, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.alive() != nil {
+		return nil, false, errRevoked
+	}
+	v, ok = s.vals[service]
+	if !ok {
+		return nil, false, nil // dropped meanwhile; read through (audited again)
+	}
+	v.lastUse = s.now()
+	return bytes.Clone(v.buf.Bytes()), true, nil
+}
+
+// drop forgets one cached credential value.
+func (s *Service) drop(service string) {
+	s.mu.Lock()
+	if v, ok := s.vals[service]; ok {
+		v.buf.Destroy()
+		delete(s.vals, service)
+	}
+	s.mu.Unlock()
+}
+
 // List returns the services whose credentials the agent may read.
 func (s *Service) List(ctx context.Context) ([]string, error) {
+	if err := s.alive(); err != nil {
+		return nil, err
+	}
 	list, err := s.o.Backend.ListCredentials(ctx, s.o.Session.Token, s.o.Session.Wallet)
 	if err != nil {
 		return nil, s.noteErr("list", err)
@@ -196,9 +252,7 @@ func (s *Service) Status() Status {
 	if s.o.Broker != nil {
 		st.Broker = s.o.Broker.URL()
 	}
-	s.authMu.Lock()
-	st.SessionOK = !s.authFailed
-	s.authMu.Unlock()
+	st.SessionOK = s.alive() == nil
 	return st
 }
 
@@ -225,7 +279,10 @@ func (s *Service) AWSCredentialsJSON(ctx context.Context) ([]byte, error) {
 	if s.o.Broker == nil {
 		return nil, errorf(CodeNoBroker, "no broker configured: start the daemon with --broker-url or AGENTKEYS_BROKER_URL")
 	}
-	b, _, err := s.aws.get(ctx, func(ctx context.Context) ([]byte, time.Time, error) {
+	if err := s.alive(); err != nil {
+		return nil, err
+	}
+	b, _, err := s.aws.get(ctx, s.cacheUsable, func(ctx context.Context) ([]byte, time.Time, error) {
 		c, err := s.o.Broker.MintAWS(ctx, s.o.Session.Token)
 		if err != nil {
 			return nil, time.Time{}, s.noteErr("mint aws", err)
@@ -243,7 +300,10 @@ func (s *Service) OIDCTokenJSON(ctx context.Context) ([]byte, time.Time, error) 
 	if s.o.Broker == nil {
 		return nil, time.Time{}, errorf(CodeNoBroker, "no broker configured: start the daemon with --broker-url or AGENTKEYS_BROKER_URL")
 	}
-	return s.oidc.get(ctx, func(ctx context.Context) ([]byte, time.Time, error) {
+	if err := s.alive(); err != nil {
+		return nil, time.Time{}, err
+	}
+	return s.oidc.get(ctx, s.cacheUsable, func(ctx context.Context) ([]byte, time.Time, error) {
 		t, err := s.o.Broker.MintOIDC(ctx, s.o.Session.Token)
 		if err != nil {
 			return nil, time.Time{}, s.noteErr("mint oidc", err)

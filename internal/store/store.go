@@ -132,6 +132,14 @@ type Queries interface {
 	// DeleteExpiredBrokerTokens removes derived tokens that expired before t.
 	DeleteExpiredBrokerTokens(ctx context.Context, t time.Time) (int, error)
 
+	// BumpRevocationEpoch increments the revocation epoch and returns the
+	// new value. Call it inside the transaction of every change that takes
+	// access away, so that the epoch and the change commit together.
+	BumpRevocationEpoch(ctx context.Context) (int64, error)
+	// RevocationEpoch returns the current revocation epoch (0 at first;
+	// it never goes down).
+	RevocationEpoch(ctx context.Context) (int64, error)
+
 	// PutCredential inserts or replaces; CreatedAt is kept on replace.
 	PutCredential(ctx context.Context, c Credential) error
 	Credential(ctx context.Context, addr agentkeys.Wallet, service string) (Credential, error)

@@ -290,6 +290,21 @@ func (q *queries) RevokeWalletSessions(ctx context.Context, addrs []agentkeys.Wa
 	return n, classify("revoke wallet sessions", err)
 }
 
+// BumpRevocationEpoch increments the single-row revocation epoch and
+// returns the new value.
+func (q *queries) BumpRevocationEpoch(ctx context.Context) (int64, error) {
+	var n int64
+	err := q.q.QueryRowContext(ctx, `UPDATE revocation_epoch SET epoch = epoch + 1 WHERE id = 1 RETURNING epoch`).Scan(&n)
+	return n, classify("bump revocation epoch", err)
+}
+
+// RevocationEpoch returns the current revocation epoch.
+func (q *queries) RevocationEpoch(ctx context.Context) (int64, error) {
+	var n int64
+	err := q.q.QueryRowContext(ctx, `SELECT epoch FROM revocation_epoch WHERE id = 1`).Scan(&n)
+	return n, classify("revocation epoch", err)
+}
+
 // DeleteExpiredSessions removes sessions whose expiry is before t and
 // returns how many it removed.
 func (q *queries) DeleteExpiredSessions(ctx context.Context, t time.Time) (int, error) {

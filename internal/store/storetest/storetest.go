@@ -40,6 +40,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"DeleteExpiredSessions", testDeleteExpiredSessions},
 		{"BrokerTokens", testBrokerTokens},
 		{"BrokerTokensDieWithParent", testBrokerTokensDieWithParent},
+		{"RevocationEpoch", testRevocationEpoch},
 		{"CredentialPutGet", testCredentialPutGet},
 		{"Services", testServices},
 		{"DeleteWalletData", testDeleteWalletData},
@@ -1028,5 +1029,76 @@ func testTxSerialized(t *testing.T, s store.Store) {
 	mustNil(t, err)
 	if n := int(c.Sealed[0])<<8 | int(c.Sealed[1]); n != workers*rounds {
 		t.Errorf("counter = %d after %d increments: transactions lost updates", n, workers*rounds)
+	}
+}
+
+func testRevocationEpoch(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	e, err := s.RevocationEpoch(ctx)
+	mustNil(t, err)
+	if e != 0 {
+		t.Fatalf("fresh store epoch = %d, want 0", e)
+	}
+	n, err := s.BumpRevocationEpoch(ctx)
+	mustNil(t, err)
+	if n != 1 {
+		t.Fatalf("first bump = %d, want 1", n)
+	}
+	// A bump inside a transaction is visible once it commits, and not at
+	// all if it rolls back.
+	mustNil(t, s.Tx(ctx, func(q store.Queries) error {
+		n, err := q.BumpRevocationEpoch(ctx)
+		if err != nil {
+			return err
+		}
+		if n != 2 {
+			return fmt.Errorf("bump in tx = %d, want 2", n)
+		}
+		in, err := q.RevocationEpoch(ctx)
+		if err != nil || in != 2 {
+			return fmt.Errorf("epoch read in tx = %d, %v", in, err)
+		}
+		return nil
+	}))
+	boom := errors.New("boom")
+	wantErr(t, s.Tx(ctx, func(q store.Queries) error {
+		if _, err := q.BumpRevocationEpoch(ctx); err != nil {
+			return err
+		}
+		return boom
+	}), boom)
+	if e, err = s.RevocationEpoch(ctx); err != nil || e != 2 {
+		t.Fatalf("epoch after commit and rollback = %d, %v; want 2", e, err)
+	}
+	// Concurrent bumps never hand out the same value and none is lost.
+	const workers = 8
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		seen = map[int64]bool{}
+	)
+	for range workers {
+		wg.Go(func() {
+			var got int64
+			err := s.Tx(ctx, func(q store.Queries) error {
+				var err error
+				got, err = q.BumpRevocationEpoch(ctx)
+				return err
+			})
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				t.Errorf("concurrent bump: %v", err)
+				return
+			}
+			if seen[got] {
+				t.Errorf("epoch %d handed out twice", got)
+			}
+			seen[got] = true
+		})
+	}
+	wg.Wait()
+	if e, err = s.RevocationEpoch(ctx); err != nil || e != 2+workers {
+		t.Fatalf("epoch after %d concurrent bumps = %d, %v; want %d", workers, e, err, 2+workers)
 	}
 }
