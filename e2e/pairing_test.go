@@ -91,13 +91,20 @@ func startDaemon(t *testing.T, backendURL string, args ...string) *daemonProc {
 }
 
 func (d *daemonProc) stop() {
-	if d.cmd.ProcessState == nil {
-		d.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-d.done:
-		case <-time.After(10 * time.Second):
-			d.cmd.Process.Kill()
-		}
+	// d.done is the only word on whether the process ended: reading
+	// cmd.ProcessState here would race with cmd.Wait in the reader.
+	select {
+	case err := <-d.done:
+		d.done <- err // keep it for anyone else waiting
+		return
+	default:
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-d.done:
+		d.done <- err
+	case <-time.After(10 * time.Second):
+		d.cmd.Process.Kill()
 	}
 }
 

@@ -147,6 +147,9 @@ func (s *Server) validateSession(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.limitWallet(c); err != nil {
+		return nil, err
+	}
 	resp := validateResponse{
 		Wallet: c.addr(), Kind: c.wallet.Kind, Parent: c.wallet.Parent,
 		Scope: c.scope, ExpiresAt: c.session.ExpiresAt.Unix(), Epoch: epoch,
