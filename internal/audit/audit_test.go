@@ -109,6 +109,7 @@ func TestRoundTrip(t *testing.T) {
 		}
 		want := failed
 		want.ID = 2
+		want.Chain = audit.DefaultChain
 		want.Time = want.Time.UTC()
 		if last.PrevHash == "" || len(last.RowHash) != 64 {
 			t.Fatalf("hashes not set: %+v", last)
