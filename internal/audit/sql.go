@@ -69,6 +69,8 @@ type SQL struct {
 	probeMu  sync.Mutex
 	probeAt  time.Time
 	probeErr error
+
+	reserveMu sync.Mutex
 }
 
 type appendReq struct {
@@ -160,6 +162,7 @@ func OpenWith(ctx context.Context, dsn string, o Options) (*SQL, error) {
 		SQLiteMaxConns: 4, PostgresMaxConns: 8,
 		BusyTimeout: 10 * time.Second,
 		CreateDir:   true, PrivateFile: true,
+		WALAutoCheckpoint: walAutoCheckpointPages, JournalSizeLimit: journalSizeLimit,
 	})
 	if err != nil {
 		return nil, err
@@ -179,6 +182,12 @@ func OpenWith(ctx context.Context, dsn string, o Options) (*SQL, error) {
 	}
 	if e == engineSQLite {
 		s.path, _ = sqldb.SQLitePath(dsn)
+		// Shrink a WAL left behind (a crash, or a disk that filled up);
+		// on a full volume the reserve makes room for it.
+		if err := s.truncateWAL(); err != nil && isDiskFull(err) {
+			s.releaseReserve()
+		}
+		s.ensureReserve()
 	}
 	if err := s.initChain(ctx); err != nil {
 		db.Close()
@@ -318,6 +327,9 @@ func (s *SQL) commit(batch []*appendReq) {
 	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 	defer cancel()
 	head, err := s.appendTx(ctx, live)
+	if err != nil && isDiskFull(err) && s.releaseReserve() {
+		head, err = s.appendTx(ctx, live) // once, into the space just freed
+	}
 	if err == nil {
 		s.head = head
 	}
@@ -705,9 +717,12 @@ func (s *SQL) Count(ctx context.Context) (int64, error) {
 }
 
 // Ping implements Sink: it checks that the ledger can take a write now. It
-// commits a row to mint_log_probe (never to the ledger), so a full disk, a
-// read-only file system or a lock held too long fail the probe the way they
-// would fail a mint. Results are reused for ProbeCache.
+// commits a row to mint_log_probe (never to the ledger), so a read-only
+// file system, a failing disk or a lock held too long fail the probe the
+// way they would fail a mint. That write may fit in space SQLite already
+// holds while a new ledger row does not, so a SQLite ledger whose volume
+// is too full to restore its space reserve also fails. Results are reused
+// for ProbeCache.
 func (s *SQL) Ping(ctx context.Context) error {
 	if s.readOnly {
 		var n int64
@@ -716,6 +731,7 @@ func (s *SQL) Ping(ctx context.Context) error {
 		}
 		return nil
 	}
+	s.ensureReserve()
 	s.probeMu.Lock()
 	defer s.probeMu.Unlock()
 	now := s.opts.Now()
@@ -726,6 +742,8 @@ func (s *SQL) Ping(ctx context.Context) error {
 		ON CONFLICT (chain) DO UPDATE SET probed_at = excluded.probed_at`), s.chain, now.UnixNano())
 	if err != nil {
 		err = fmt.Errorf("audit: ledger not writable: %w", err)
+	} else {
+		err = s.reserveErr()
 	}
 	if ctx.Err() == nil { // a probe cut short by its caller says nothing
 		s.probeAt, s.probeErr = now, err
