@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/agentkeys/agentkeys/internal/sqldb"
 )
 
 // A small volume must not wedge the ledger. SQLite's WAL is bounded
@@ -43,7 +45,7 @@ func (s *SQL) ensureReserve() {
 	if _, err := os.Stat(path); err == nil {
 		return
 	}
-	total, free, ok := volumeSpace(path)
+	total, free, ok := sqldb.VolumeSpace(path)
 	if !ok {
 		return
 	}
@@ -111,7 +113,7 @@ func (s *SQL) reserveErr() error {
 	if _, err := os.Stat(path); err == nil {
 		return nil
 	}
-	_, free, ok := volumeSpace(path)
+	_, free, ok := sqldb.VolumeSpace(path)
 	if !ok {
 		return nil
 	}

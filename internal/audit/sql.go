@@ -66,9 +66,8 @@ type SQL struct {
 	lastCk Head // the newest checkpoint of this chain
 	lastCt time.Time
 
-	probeMu  sync.Mutex
-	probeAt  time.Time
-	probeErr error
+	probeMu sync.Mutex
+	probeAt time.Time // last successful probe
 
 	reserveMu sync.Mutex
 }
@@ -721,8 +720,8 @@ func (s *SQL) Count(ctx context.Context) (int64, error) {
 // file system, a failing disk or a lock held too long fail the probe the
 // way they would fail a mint. That write may fit in space SQLite already
 // holds while a new ledger row does not, so a SQLite ledger whose volume
-// is too full to restore its space reserve also fails. Results are reused
-// for ProbeCache.
+// is too full to restore its space reserve also fails. Successes are reused
+// for ProbeCache; failures are re-checked on every call.
 func (s *SQL) Ping(ctx context.Context) error {
 	if s.readOnly {
 		var n int64
@@ -736,7 +735,7 @@ func (s *SQL) Ping(ctx context.Context) error {
 	defer s.probeMu.Unlock()
 	now := s.opts.Now()
 	if !s.probeAt.IsZero() && now.Sub(s.probeAt) >= 0 && now.Sub(s.probeAt) < s.opts.ProbeCache {
-		return s.probeErr
+		return nil
 	}
 	_, err := s.db.ExecContext(ctx, s.rebind(`INSERT INTO mint_log_probe (chain, probed_at) VALUES (?, ?)
 		ON CONFLICT (chain) DO UPDATE SET probed_at = excluded.probed_at`), s.chain, now.UnixNano())
@@ -745,8 +744,8 @@ func (s *SQL) Ping(ctx context.Context) error {
 	} else {
 		err = s.reserveErr()
 	}
-	if ctx.Err() == nil { // a probe cut short by its caller says nothing
-		s.probeAt, s.probeErr = now, err
+	if err == nil { // failures are re-checked on every call
+		s.probeAt = now
 	}
 	return err
 }

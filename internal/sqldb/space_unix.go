@@ -1,15 +1,15 @@
 //go:build unix
 
-package audit
+package sqldb
 
 import (
 	"path/filepath"
 	"syscall"
 )
 
-// volumeSpace returns the size and the space available to this process on
+// VolumeSpace returns the size and the space available to this process on
 // the file system holding path.
-func volumeSpace(path string) (total, free int64, ok bool) {
+func VolumeSpace(path string) (total, free int64, ok bool) {
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(filepath.Dir(path), &st); err != nil {
 		return 0, 0, false
