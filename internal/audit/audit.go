@@ -41,6 +41,11 @@ const (
 	OutcomeBadRequest   = "bad_request"   // request body rejected
 	OutcomeScopeDenied  = "scope_denied"  // the session's scope does not allow this mint
 	OutcomeInternal     = "internal"      // signing failed or another broker fault
+	// OutcomeAttempt is written before the broker calls an external issuer
+	// (STS); the row with the same request_id after it is the outcome. An
+	// attempt without an outcome row means the caller got an error
+	// (audit_error) although the issuer may have issued credentials.
+	OutcomeAttempt = "sts_attempt"
 )
 
 // OutcomeSessionExpiring means the session ends too soon for the shortest
@@ -114,6 +119,15 @@ type Sink interface {
 	// Ping reports whether the sink can currently take writes.
 	Ping(ctx context.Context) error
 	Close() error
+}
+
+// Decider is implemented by sinks whose Append decides: an error means the
+// record was not and will never be written, nil that it is committed. Such
+// a sink bounds Append itself; callers wait for its answer instead of
+// abandoning it at their deadline, so what they tell their own caller
+// matches the ledger.
+type Decider interface {
+	DecidesAppends() bool
 }
 
 // VerifyReport summarises a successful walk of the ledger.

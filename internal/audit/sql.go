@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/sqldb"
@@ -76,9 +77,31 @@ type appendReq struct {
 	ctx  context.Context
 	rec  Record
 	done chan error
+	// state decides between the caller giving up and the writer committing:
+	// the writer claims a request (pending → claimed) once it holds the
+	// chain head, just before inserting; a caller whose context ends first
+	// abandons it (pending → abandoned) and it is never written. A claimed
+	// request's caller waits for the commit, so Append's answer always
+	// matches the ledger.
+	state atomic.Int32
+}
+
+const (
+	reqPending int32 = iota
+	reqClaimed
+	reqAbandoned
+)
+
+// claim marks r as about to be written; false if its caller gave up.
+func (r *appendReq) claim() bool {
+	return r.state.CompareAndSwap(reqPending, reqClaimed) || r.state.Load() == reqClaimed
 }
 
 var _ Sink = (*SQL)(nil)
+
+// DecidesAppends implements Decider: an Append error means the record was
+// not written and never will be.
+func (s *SQL) DecidesAppends() bool { return true }
 
 // Options tune a writable ledger. The zero value appends to DefaultChain
 // and writes no checkpoints.
@@ -225,9 +248,11 @@ func (s *SQL) Chain() string { return s.chain }
 // IsPostgres reports whether dsn names a PostgreSQL database.
 func IsPostgres(dsn string) bool { return sqldb.IsPostgres(dsn) }
 
-// Append implements Sink. It returns when the record's transaction has
-// committed, or with ctx's error if ctx ends first (the record may then
-// still be committed: fail-closed callers treat it as not written).
+// Append implements Sink and Decider. It returns nil once the record's
+// transaction has committed. If ctx ends first it returns ctx's error and
+// the record is never written — unless the writer had already claimed it
+// for the transaction in progress, in which case Append waits for that
+// commit (at most commitTimeout) and reports its result.
 func (s *SQL) Append(ctx context.Context, r Record) error {
 	if s.readOnly {
 		return ErrReadOnly
@@ -253,7 +278,10 @@ func (s *SQL) Append(ctx context.Context, r Record) error {
 	case err := <-req.done:
 		return err
 	case <-ctx.Done():
-		return ctx.Err()
+		if req.state.CompareAndSwap(reqPending, reqAbandoned) {
+			return ctx.Err()
+		}
+		return <-req.done // claimed: the writer answers
 	case <-s.done:
 		// The writer stopped; it may have answered just before.
 		select {
@@ -295,7 +323,6 @@ func (s *SQL) writer() {
 				}
 			}
 			s.commit(batch)
-			s.checkpoint(false)
 		}
 	}
 }
@@ -314,9 +341,8 @@ func (s *SQL) failPending(err error) {
 func (s *SQL) commit(batch []*appendReq) {
 	live := batch[:0:0]
 	for _, r := range batch {
-		if err := r.ctx.Err(); err != nil {
-			r.done <- err // caller gave up before its row was written
-			continue
+		if r.state.Load() == reqAbandoned {
+			continue // its caller has returned
 		}
 		live = append(live, r)
 	}
@@ -325,22 +351,29 @@ func (s *SQL) commit(batch []*appendReq) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 	defer cancel()
-	head, err := s.appendTx(ctx, live)
+	head, written, err := s.appendTx(ctx, live)
 	if err != nil && isDiskFull(err) && s.releaseReserve() {
-		head, err = s.appendTx(ctx, live) // once, into the space just freed
+		head, written, err = s.appendTx(ctx, live) // once, into the space just freed
 	}
-	if err == nil {
+	if err == nil && written > 0 {
 		s.head = head
+		// A due checkpoint is stored before the callers are answered, so
+		// "Append returned" also means "its checkpoint, if due, exists".
+		s.checkpoint(false)
 	}
 	for _, r := range live {
-		r.done <- err
+		if r.state.Load() == reqClaimed {
+			r.done <- err
+		}
 	}
 }
 
-func (s *SQL) appendTx(ctx context.Context, batch []*appendReq) (_ Head, err error) {
+// appendTx writes the batch's requests that are still wanted, claiming
+// each once the chain head is held, and reports how many it wrote.
+func (s *SQL) appendTx(ctx context.Context, batch []*appendReq) (_ Head, written int, err error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return Head{}, fmt.Errorf("audit: begin: %w", err)
+		return Head{}, 0, fmt.Errorf("audit: begin: %w", err)
 	}
 	defer func() {
 		if err != nil {
@@ -356,13 +389,17 @@ func (s *SQL) appendTx(ctx context.Context, batch []*appendReq) (_ Head, err err
 	var lastID int64
 	var lastHash string
 	if err := tx.QueryRowContext(ctx, s.rebind(head), s.chain).Scan(&lastID, &lastHash); err != nil {
-		return Head{}, fmt.Errorf("audit: read chain head: %w", err)
+		return Head{}, 0, fmt.Errorf("audit: read chain head: %w", err)
 	}
 	insert := s.rebind(`INSERT INTO mint_log (chain, id, minted_at, requester_token_hash, requester_wallet,
 		requested_role, session_duration_seconds, sts_session_name, outcome, outcome_detail,
 		client_ip, request_id, credential_id, credential_expires_at, prev_hash, row_hash)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	for _, req := range batch {
+		if !req.claim() {
+			continue
+		}
+		written++
 		r := req.rec
 		r.ID = lastID + 1
 		r.PrevHash = lastHash
@@ -374,17 +411,20 @@ func (s *SQL) appendTx(ctx context.Context, batch []*appendReq) (_ Head, err err
 		if _, err := tx.ExecContext(ctx, insert, r.Chain, r.ID, r.Time.Unix(), r.RequesterTokenHash, r.RequesterWallet,
 			r.RequestedRole, r.DurationSeconds, r.STSSessionName, r.Outcome, detail,
 			r.ClientIP, r.RequestID, r.CredentialID, r.CredentialExpiresAt, r.PrevHash, r.RowHash); err != nil {
-			return Head{}, fmt.Errorf("audit: insert: %w", err)
+			return Head{}, 0, fmt.Errorf("audit: insert: %w", err)
 		}
 		lastID, lastHash = r.ID, r.RowHash
 	}
+	if written == 0 {
+		return Head{}, 0, tx.Rollback()
+	}
 	if _, err := tx.ExecContext(ctx, s.rebind("UPDATE mint_log_chains SET last_id = ?, last_hash = ? WHERE chain = ?"), lastID, lastHash, s.chain); err != nil {
-		return Head{}, fmt.Errorf("audit: update chain head: %w", err)
+		return Head{}, 0, fmt.Errorf("audit: update chain head: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
-		return Head{}, fmt.Errorf("audit: commit: %w", err)
+		return Head{}, 0, fmt.Errorf("audit: commit: %w", err)
 	}
-	return Head{ID: lastID, Hash: lastHash}, nil
+	return Head{ID: lastID, Hash: lastHash}, written, nil
 }
 
 // checkpoint signs and stores this chain's head when it is due: after
