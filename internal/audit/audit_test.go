@@ -79,7 +79,7 @@ func sample(i int) audit.Record {
 	}
 }
 
-func appendN(t *testing.T, s audit.Sink, n int) {
+func appendN(t testing.TB, s audit.Sink, n int) {
 	t.Helper()
 	for i := 1; i <= n; i++ {
 		if err := s.Append(context.Background(), sample(i)); err != nil {

@@ -54,7 +54,7 @@ func (s *testSigner) jwks() jose.JSONWebKeySet {
 	return jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &s.key.PublicKey, KeyID: s.kid, Algorithm: "ES256", Use: "sig"}}}
 }
 
-func openWith(t *testing.T, dsn string, o audit.Options) *audit.SQL {
+func openWith(t testing.TB, dsn string, o audit.Options) *audit.SQL {
 	t.Helper()
 	s, err := audit.OpenWith(context.Background(), dsn, o)
 	if err != nil {
