@@ -70,11 +70,12 @@ checks close that gap:
   --expect-head HASH | CHAIN=HASH   a head printed by an earlier verify (--json "head" or
                                     "heads") must still be a row of the chain; rows after it
                                     are fine. Repeatable.
-  --checkpoint FILE --jwks SRC      signed checkpoints exported by the broker (BROKER_AUDIT_
-                                    CHECKPOINT_FILE or "audit checkpoints") are checked with
-                                    the broker's public keys (a JWKS file or URL) and every
-                                    checkpointed row must still have its hash. With --jwks the
-                                    checkpoints stored in the ledger are checked too.
+  --checkpoint FILE --jwks SRC      signed checkpoints exported by the broker (the file named
+                                    by BROKER_AUDIT_CHECKPOINT_FILE, or "audit checkpoints")
+                                    are checked with the broker's public keys (a JWKS file or
+                                    URL) and every checkpointed row must still have its hash.
+                                    With --jwks the checkpoints stored in the ledger are
+                                    checked too.
 
 Exit status: 0 intact; 3 tampering found (BROKEN: names the first broken link); 1 the check
 could not be completed (unreadable ledger, not a ledger, bad checkpoint file or keys);
