@@ -177,6 +177,11 @@ func OpenWith(ctx context.Context, dsn string, o Options) (*SQL, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit: migrations: %w", err)
 	}
+	var walPages int
+	var walLimit int64
+	if path, err := sqldb.SQLitePath(dsn); err == nil && !sqldb.IsPostgres(dsn) {
+		walPages, walLimit = walBounds(path)
+	}
 	db, err := sqldb.Open(ctx, dsn, sqldb.Options{
 		Name:       "audit",
 		Migrations: sub,
@@ -184,7 +189,7 @@ func OpenWith(ctx context.Context, dsn string, o Options) (*SQL, error) {
 		SQLiteMaxConns: 4, PostgresMaxConns: 8,
 		BusyTimeout: 10 * time.Second,
 		CreateDir:   true, PrivateFile: true,
-		WALAutoCheckpoint: walAutoCheckpointPages, JournalSizeLimit: journalSizeLimit,
+		WALAutoCheckpoint: walPages, JournalSizeLimit: walLimit,
 	})
 	if err != nil {
 		return nil, err
