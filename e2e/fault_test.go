@@ -87,6 +87,9 @@ func TestFaultSuite(t *testing.T) {
 		if rep.withoutRow != 0 || rep.refusedButOK != 0 {
 			t.Errorf("the ledger does not match what clients received")
 		}
+		if rep.received == 0 {
+			t.Errorf("no credential was received: the suite checked nothing")
+		}
 	}()
 	f := newFaultEnv(t, rep)
 	t.Run("kill -9 under load", f.kill9)
@@ -109,7 +112,7 @@ func newFaultEnv(t *testing.T, rep *faultReport) *faultEnv {
 	port := freePort(t)
 	f := &faultEnv{t: t, rep: rep, backendURL: "http://127.0.0.1:" + strconv.Itoa(port), sts: ststest.New()}
 	t.Cleanup(f.sts.Close)
-	backend := start(t, nil, "agentkeys-backend", "--listen", "127.0.0.1:"+strconv.Itoa(port), "--data-dir", filepath.Join(dir, "backend"))
+	backend := start(t, nil, "agentkeys-backend", "--login", "mock", "--listen", "127.0.0.1:"+strconv.Itoa(port), "--data-dir", filepath.Join(dir, "backend"))
 	waitHTTP(t, backend, f.backendURL+"/health")
 	c, err := backendclient.New(f.backendURL)
 	if err != nil {
