@@ -10,7 +10,7 @@ PKGS  := ./...
 AGENTKEYS_TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 export AGENTKEYS_TEST_POSTGRES_URL
 
-.PHONY: all build deps test demo bench lint fmt vet clean
+.PHONY: all build deps test demo bench fault lint fmt vet clean
 
 all: build
 
@@ -41,8 +41,14 @@ demo: deps build
 # The SPEC §5 numbers in one run: plain text, then one JSON line (the raw
 # benchmark output goes to stderr).
 bench: build
-	set -o pipefail; $(GO) test -run '^$$' -bench 'BenchmarkMintOIDCJWT|BenchmarkRunTrue|BenchmarkSocketRead' -count=1 \
-		./internal/broker ./internal/cli ./internal/daemon | awk -f scripts/bench-summary.awk
+	set -o pipefail; $(GO) test -run '^$$' -bench 'BenchmarkMintOIDCJWT|BenchmarkRunTrue|BenchmarkSocketRead|BenchmarkFrozenReplica' -count=1 \
+		./internal/broker ./internal/cli ./internal/daemon ./internal/audit | awk -f scripts/bench-summary.awk
+
+# The ledger fault suite (kill -9 under load, full disk, ledger lock, frozen
+# replica, forged chain) with its report; `make test` runs it too.
+fault: build
+	AGENTKEYS_FAULT_REPORT=$(BIN)/fault-report.txt $(GO) test -count=1 -run TestFaultSuite ./e2e
+	@cat $(BIN)/fault-report.txt
 
 clean:
 	rm -rf $(BIN)

@@ -8,6 +8,7 @@ function metric(name,   i) { for (i = 3; i < NF; i++) if ($(i+1) == name) return
 /^BenchmarkMintOIDCJWT\/http\/clients=/ { split($1, a, "="); c = a[2]; sub(/-[0-9]+$/, "", c); http[c] = metric("mints/s"); p50[c] = metric("p50-ms"); p99[c] = metric("p99-ms") }
 /^BenchmarkRunTrue/    { run = metric("ms/median") }
 /^BenchmarkSocketRead/ { sock = metric("median-ms") }
+/^BenchmarkFrozenReplica/ { frozen = metric("frozen-ratio"); frozenWorst = metric("worst-ms") }
 END {
   print ""
   print "AgentKeys benchmarks (SPEC §5), one run on this machine"
@@ -26,6 +27,7 @@ END {
   json = json "}"
   if (run != "")  { printf "agentkeys run <agent> -- true: %.2f ms median (target <= 25 ms)\n", run; json = json sprintf(",\"run_true_median_ms\":%.2f", run) }
   if (sock != "") { printf "daemon socket credential read: %.2f ms median (target <= 2 ms)\n", sock; json = json sprintf(",\"socket_read_median_ms\":%.2f", sock) }
+  if (frozen != "") { printf "audit ledger, one replica frozen: the other keeps %.0f%% of its append rate, slowest append %.1f ms\n", 100 * frozen, frozenWorst; json = json sprintf(",\"frozen_replica_ratio\":%.3f,\"frozen_replica_worst_ms\":%.1f", frozen, frozenWorst) }
   ok = (r64 != "" && r64 >= 0.5 && q64 <= 20 && run != "" && run <= 25 && sock != "" && sock <= 2)
   if (r64 != "") printf "broker at 64 clients: %.0f%% of raw (target >= 50%%), p99 %.2f ms (target <= 20 ms)\n", 100 * r64, q64
   printf "all targets met: %s\n", (ok ? "yes" : "no")

@@ -6,6 +6,15 @@
 // field and prev_hash. Verify walks the chain and reports the first broken
 // link, so an edited, deleted or reordered row is detected.
 //
+// Each broker replica extends its own chain (Record.Chain, one head row per
+// chain), so replicas never wait for each other's locks; readers merge the
+// chains. The chain is unkeyed, so someone who can write the database can
+// rewrite it consistently from an edited row onward. Two things catch that:
+// signed checkpoints (Checkpoint: the broker periodically signs a chain's
+// head with its OIDC key and stores and exports it; verifiers check them
+// with public keys only) and expected heads (a head hash kept elsewhere must
+// still be in the chain).
+//
 // Sink is an interface so that chain or sealed-log destinations can be added
 // later; this package ships SQLite and PostgreSQL engines (Open).
 package audit
@@ -16,7 +25,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
-	"hash"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -32,6 +41,11 @@ const (
 	OutcomeBadRequest   = "bad_request"   // request body rejected
 	OutcomeScopeDenied  = "scope_denied"  // the session's scope does not allow this mint
 	OutcomeInternal     = "internal"      // signing failed or another broker fault
+	// OutcomeAttempt is written before the broker calls an external issuer
+	// (STS); the row with the same request_id after it is the outcome. An
+	// attempt without an outcome row means the caller got an error
+	// (audit_error) although the issuer may have issued credentials.
+	OutcomeAttempt = "sts_attempt"
 )
 
 // OutcomeSessionExpiring means the session ends too soon for the shortest
@@ -44,6 +58,26 @@ const RoleOIDCJWT = "oidc_jwt"
 // UnknownWallet is recorded when the caller's wallet is not known.
 const UnknownWallet = "unknown"
 
+// DefaultChain is the chain of rows written before ledgers had one chain
+// per replica (and of ledgers opened without a chain name).
+const DefaultChain = "default"
+
+// ValidChain reports whether name can name a chain: 1 to 253 bytes of
+// letters, digits, '.', '_' and '-' (a host name fits).
+func ValidChain(name string) bool {
+	if len(name) == 0 || len(name) > 253 {
+		return false
+	}
+	for _, c := range []byte(name) {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 // GenesisHash is the prev_hash of the first row.
 const GenesisHash = "0000000000000000000000000000000000000000000000000000000000000000"
 
@@ -51,8 +85,9 @@ const GenesisHash = "00000000000000000000000000000000000000000000000000000000000
 // broker's; the rest help correlate a mint with CloudTrail and request logs.
 // ID, PrevHash and RowHash are assigned by the sink.
 type Record struct {
-	ID   int64     // position in the chain, 1-based, gapless
-	Time time.Time // stored with second precision (unix seconds)
+	Chain string    // the replica's chain; "" means DefaultChain
+	ID    int64     // position in the chain, 1-based, gapless
+	Time  time.Time // stored with second precision (unix seconds)
 
 	RequesterTokenHash string // hex SHA-256 of the bearer; never the bearer
 	RequesterWallet    string // wallet, or UnknownWallet
@@ -86,37 +121,76 @@ type Sink interface {
 	Close() error
 }
 
-// VerifyReport summarises a successful walk of the chain.
+// Decider is implemented by sinks whose Append decides: an error means the
+// record was not and will never be written, nil that it is committed. Such
+// a sink bounds Append itself; callers wait for its answer instead of
+// abandoning it at their deadline, so what they tell their own caller
+// matches the ledger.
+type Decider interface {
+	DecidesAppends() bool
+}
+
+// VerifyReport summarises a successful walk of the ledger.
 type VerifyReport struct {
-	Rows     int64
+	Rows int64 // all chains
+	// LastID and LastHash are the head of the only chain; with several
+	// chains they are zero (see Heads).
 	LastID   int64
 	LastHash string
+	Heads    map[string]Head // every chain's head
+	// Checkpoints is how many signed checkpoints were matched against the
+	// chain; Expected how many expected heads were found.
+	Checkpoints int
+	Expected    int
+}
+
+// Head is the newest row of a chain.
+type Head struct {
+	ID   int64  `json:"id"`
+	Hash string `json:"hash"`
 }
 
 // ChainError is the first broken link Verify found.
 type ChainError struct {
+	Chain  string // the chain it is on ("" when not specific to a chain)
 	ID     int64  // the row at which the chain breaks (0 for the chain head)
 	Reason string // what is wrong, e.g. "row hash mismatch (row edited)"
 }
 
 func (e *ChainError) Error() string {
-	if e.ID == 0 {
-		return "audit chain broken at the chain head: " + e.Reason
+	on := ""
+	if e.Chain != "" && e.Chain != DefaultChain {
+		on = fmt.Sprintf(" (chain %q)", e.Chain)
 	}
-	return fmt.Sprintf("audit chain broken at row %d: %s", e.ID, e.Reason)
+	if e.ID == 0 {
+		return "audit chain broken at the chain head" + on + ": " + e.Reason
+	}
+	return fmt.Sprintf("audit chain broken at row %d%s: %s", e.ID, on, e.Reason)
 }
 
 // hashVersion is mixed into every row hash so a future encoding can coexist.
-const hashVersion = "agentkeys-broker-audit-v1"
+// Rows of DefaultChain keep the v1 encoding (they predate chain names);
+// rows of any other chain use v2, which also covers the chain name, so a
+// row cannot be moved from one chain to another.
+const (
+	hashVersion   = "agentkeys-broker-audit-v1"
+	hashVersionV2 = "agentkeys-broker-audit-v2"
+)
 
 // ComputeHash returns the row hash of r chained after prevHash: hex SHA-256
-// over a length-prefixed encoding of the version tag, every field of r
-// (ID included, hashes excluded) and prevHash. Length prefixes make the
-// encoding injective: no two different records encode alike.
+// over a length-prefixed encoding of the version tag, the chain name (v2),
+// every field of r (ID included, hashes excluded) and prevHash. Length
+// prefixes make the encoding injective: no two different records encode
+// alike.
 func ComputeHash(r Record, prevHash string) string {
 	h := sha256.New()
 	put := func(s string) { writeField(h, s) }
-	put(hashVersion)
+	if r.Chain == "" || r.Chain == DefaultChain {
+		put(hashVersion)
+	} else {
+		put(hashVersionV2)
+		put(r.Chain)
+	}
 	put(strconv.FormatInt(r.ID, 10))
 	put(strconv.FormatInt(r.Time.Unix(), 10))
 	put(r.RequesterTokenHash)
@@ -134,7 +208,7 @@ func ComputeHash(r Record, prevHash string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-func writeField(h hash.Hash, s string) {
+func writeField(h io.Writer, s string) {
 	var n [8]byte
 	binary.BigEndian.PutUint64(n[:], uint64(len(s)))
 	h.Write(n[:])
@@ -151,6 +225,9 @@ const (
 // hash computed at append matches the one recomputed from stored columns.
 func normalize(r Record) Record {
 	r.Time = time.Unix(r.Time.Unix(), 0).UTC()
+	if r.Chain == "" {
+		r.Chain = DefaultChain
+	}
 	r.RequesterTokenHash = clip(r.RequesterTokenHash, maxShortField)
 	r.RequesterWallet = clip(r.RequesterWallet, maxShortField)
 	r.RequestedRole = clip(r.RequestedRole, maxShortField)

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -823,5 +824,43 @@ func TestNoSecretInLogsOrDatabase(t *testing.T) {
 				t.Errorf("%s appears in plain in %s", name, filepath.Base(f))
 			}
 		}
+	}
+}
+
+// TestHealthReportsFullDisk: /health used to check only that the database
+// answered reads, so it said "ok" while every write failed on a full disk.
+func TestHealthReportsFullDisk(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("full-disk test skipped: mounting a small tmpfs needs root (CI runs as root)")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("full-disk test skipped: cannot mount tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	st, err := sqlstore.Open(context.Background(), filepath.Join(dir, "backend.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	e := newEnv(t, func(o *Options) { o.Store = st })
+	filler := filepath.Join(dir, "filler")
+	f, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := f.Write(make([]byte, 64<<10)); err != nil {
+			break // ENOSPC
+		}
+	}
+	f.Close()
+	status, body, _ := e.raw("GET", "/health", "", "")
+	if status != http.StatusServiceUnavailable || body["database"] != "not_writable" {
+		t.Fatalf("health on a full disk → %d %v, want 503 not_writable", status, body)
+	}
+	os.Remove(filler)
+	if status, body, _ := e.raw("GET", "/health", "", ""); status != http.StatusOK || body["database"] != "ok" {
+		t.Fatalf("health after freeing the disk → %d %v", status, body)
 	}
 }

@@ -125,6 +125,9 @@ type Server struct {
 	signKID string
 
 	epochs *epochHub
+
+	healthMu sync.Mutex
+	healthOK time.Time // last successful write probe (wall clock)
 }
 
 // New returns a Server.
@@ -248,13 +251,42 @@ func (s *Server) Handler() http.Handler {
 	})
 }
 
+// healthCache is how long a successful write probe is reused; failures are
+// re-checked on every request.
+const healthCache = 2 * time.Second
+
+// writeProber is a store that can prove it takes writes (sqlstore.Store).
+type writeProber interface {
+	ProbeWrite(ctx context.Context) error
+}
+
+// health reports whether the database answers and takes writes: a store
+// that reads fine on a full disk fails every store and login, so /health
+// says "not_writable" then.
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
+	unavailable := func(state string, err error) {
+		s.log.Error("health: database check failed", "database", state, "err", err)
+		jsonhttp.Write(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "database": state})
+	}
 	if err := s.store.Ping(ctx); err != nil {
-		s.log.Error("health: database ping failed", "err", err)
-		jsonhttp.Write(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "database": "unreachable"})
+		unavailable("unreachable", err)
 		return
+	}
+	if p, ok := s.store.(writeProber); ok {
+		s.healthMu.Lock()
+		fresh := !s.healthOK.IsZero() && time.Since(s.healthOK) < healthCache
+		s.healthMu.Unlock()
+		if !fresh {
+			if err := p.ProbeWrite(ctx); err != nil {
+				unavailable("not_writable", err)
+				return
+			}
+			s.healthMu.Lock()
+			s.healthOK = time.Now()
+			s.healthMu.Unlock()
+		}
 	}
 	jsonhttp.Write(w, http.StatusOK, map[string]string{"status": "ok", "database": "ok"})
 }

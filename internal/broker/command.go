@@ -14,16 +14,23 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/agentkeys/agentkeys/internal/audit"
 	"github.com/agentkeys/agentkeys/internal/logging"
 	"github.com/agentkeys/agentkeys/internal/oidc"
 )
 
-// ExitError carries a specific exit code (audit verify uses 2 for a broken
-// chain, 1 for "could not check").
+// Exit codes beyond 0 and 1.
+const (
+	ExitUsage  = 2 // bad flags or arguments
+	ExitBroken = 3 // audit verify: the ledger was tampered with
+)
+
+// ExitError carries a specific exit code (audit verify uses ExitBroken for
+// a broken chain, 1 for "could not check", ExitUsage for usage errors).
+// Quiet means the command already reported it.
 type ExitError struct {
-	Code int
-	Err  error
+	Code  int
+	Err   error
+	Quiet bool
 }
 
 func (e *ExitError) Error() string { return e.Err.Error() }
@@ -66,6 +73,12 @@ Configuration comes from the environment (the original broker's names):
   BROKER_STS_ENDPOINT              STS-compatible endpoint override
   BROKER_AUDIT_DB                  audit ledger: SQLite path or postgres:// URL
                                    (default ~/.agentkeys/broker/audit.sqlite)
+  BROKER_AUDIT_CHAIN               this replica's chain in the ledger (default: the host
+                                   name); replicas sharing a ledger need distinct names
+  BROKER_AUDIT_CHECKPOINT_ROWS (1000), BROKER_AUDIT_CHECKPOINT_SECONDS (60)
+                                   how often the chain head is signed with the OIDC key
+  BROKER_AUDIT_CHECKPOINT_FILE     also append every signed checkpoint to this file (ship
+                                   it off the host; "audit verify --checkpoint" checks it)
   BROKER_BACKEND_TIMEOUT_SECONDS (5), BROKER_STS_TIMEOUT_SECONDS (10),
   BROKER_SHUTDOWN_GRACE_SECONDS (30), BROKER_OIDC_KEY_RELOAD_SECONDS (10),
   BROKER_VALIDATE_CACHE_SECONDS (2, max 5; 0 validates every mint; a cached
@@ -102,6 +115,9 @@ Configuration comes from the environment (the original broker's names):
 		},
 	}
 	serveCmd.Flags().AddFlagSet(root.Flags())
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return &ExitError{Code: ExitUsage, Err: err}
+	})
 	root.AddCommand(serveCmd, keysCommand(lookup), auditCommand(lookup))
 	return root
 }
@@ -260,66 +276,19 @@ func printKeys(w io.Writer, set *oidc.KeySet, asJSON bool) error {
 	return tw.Flush()
 }
 
-func auditCommand(lookup LookupFunc) *cobra.Command {
-	var db string
-	var asJSON bool
-	a := &cobra.Command{Use: "audit", Short: "Inspect the audit ledger"}
-	verify := &cobra.Command{
-		Use:   "verify",
-		Short: "Check the ledger's hash chain; exit 2 and name the first broken link if it was tampered with",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if db == "" {
-				db = envOr(lookup, "BROKER_AUDIT_DB", envOr(lookup, "BROKER_AUDIT_DB_PATH", Defaults().AuditDB))
-			}
-			if !audit.IsPostgres(db) {
-				if _, err := os.Stat(db); err != nil {
-					return &ExitError{Code: 1, Err: fmt.Errorf("audit ledger %s: %w", db, err)}
-				}
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Minute)
-			defer cancel()
-			sink, err := audit.Open(ctx, db)
-			if err != nil {
-				return &ExitError{Code: 1, Err: err}
-			}
-			defer sink.Close()
-			rep, err := sink.Verify(ctx)
-			var ce *audit.ChainError
-			switch {
-			case errors.As(err, &ce):
-				if asJSON {
-					json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]any{"ok": false, "rows_checked": rep.Rows, "broken_at": ce.ID, "reason": ce.Reason})
-				} else {
-					fmt.Fprintf(cmd.OutOrStdout(), "BROKEN: %v\n%d rows before it verified.\n", ce, rep.Rows)
-				}
-				return &ExitError{Code: 2, Err: ce}
-			case err != nil:
-				return &ExitError{Code: 1, Err: err}
-			}
-			if asJSON {
-				return json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]any{"ok": true, "rows": rep.Rows, "last_id": rep.LastID, "last_hash": rep.LastHash})
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "OK: %d rows, chain intact (head %s)\n", rep.Rows, rep.LastHash)
-			return nil
-		},
-	}
-	verify.Flags().StringVar(&db, "db", "", "ledger: SQLite path or postgres:// URL (default BROKER_AUDIT_DB)")
-	verify.Flags().BoolVar(&asJSON, "json", false, "print one JSON document")
-	a.AddCommand(verify)
-	return a
-}
-
 // Main runs the command and returns the process exit code.
 func Main() int {
 	err := Command().ExecuteContext(context.Background())
 	if err == nil {
 		return 0
 	}
-	fmt.Fprintln(os.Stderr, "agentkeys-broker:", err)
 	var ee *ExitError
 	if errors.As(err, &ee) {
+		if !ee.Quiet {
+			fmt.Fprintln(os.Stderr, "agentkeys-broker:", err)
+		}
 		return ee.Code
 	}
+	fmt.Fprintln(os.Stderr, "agentkeys-broker:", err)
 	return 1
 }

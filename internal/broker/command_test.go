@@ -255,7 +255,7 @@ func TestAuditVerifyCommand(t *testing.T) {
 	ledger.Close()
 	out, _, err = runCmd(t, nil, "audit", "verify", "--db", path)
 	var ee *ExitError
-	if !errors.As(err, &ee) || ee.Code != 2 || !strings.Contains(out, "row 2") || !strings.Contains(out, "edited") {
+	if !errors.As(err, &ee) || ee.Code != ExitBroken || !strings.Contains(out, "row 2") || !strings.Contains(out, "edited") {
 		t.Fatalf("tampered ledger: %v (%T) %q", err, err, out)
 	}
 	out, _, _ = runCmd(t, nil, "audit", "verify", "--db", path, "--json")

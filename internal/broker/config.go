@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentkeys/agentkeys/internal/audit"
 	"github.com/agentkeys/agentkeys/internal/clientip"
 	"github.com/agentkeys/agentkeys/internal/oidc"
 	"github.com/agentkeys/agentkeys/internal/sts"
@@ -77,6 +78,15 @@ type Config struct {
 
 	AuditDB      string
 	AuditTimeout time.Duration
+	// AuditChain names this replica's chain in the ledger (default: the
+	// host name). Replicas sharing a PostgreSQL ledger need distinct names.
+	AuditChain string
+	// Signed checkpoints of the chain head: every AuditCheckpointRows rows
+	// or AuditCheckpointInterval, stored in the ledger and, when
+	// AuditCheckpointFile is set, appended to that file.
+	AuditCheckpointRows     int64
+	AuditCheckpointInterval time.Duration
+	AuditCheckpointFile     string
 
 	ShutdownGrace time.Duration
 
@@ -118,8 +128,10 @@ func Defaults() Config {
 		KeyFile: filepath.Join(dir, "oidc-keypair.json"), JWTTTL: DefaultJWTTTL, KeyReload: DefaultKeyReload,
 		Region: DefaultRegion, SessionDuration: DefaultSessionDuration, STSTimeout: DefaultSTSTimeout,
 		AuditDB: filepath.Join(dir, "audit.sqlite"), AuditTimeout: DefaultAuditTimeout,
-		ShutdownGrace: DefaultShutdownGrace,
-		RatePerBearer: DefaultRatePerBearer, BurstPerBearer: DefaultBurstPerBearer,
+		AuditChain: defaultAuditChain(), AuditCheckpointRows: audit.DefaultCheckpointEvery,
+		AuditCheckpointInterval: audit.DefaultCheckpointInterval,
+		ShutdownGrace:           DefaultShutdownGrace,
+		RatePerBearer:           DefaultRatePerBearer, BurstPerBearer: DefaultBurstPerBearer,
 		RatePerIP: DefaultRatePerIP, BurstPerIP: DefaultBurstPerIP,
 		ScopeService: DefaultScopeService, ValidateCache: DefaultValidateCache,
 	}
@@ -191,6 +203,17 @@ func FromEnv(lookup LookupFunc) (Config, error) {
 	str(&c.STSEndpoint, "BROKER_STS_ENDPOINT")
 	seconds(&c.STSTimeout, "BROKER_STS_TIMEOUT_SECONDS")
 	str(&c.AuditDB, "BROKER_AUDIT_DB", "BROKER_AUDIT_DB_PATH")
+	str(&c.AuditChain, "BROKER_AUDIT_CHAIN")
+	str(&c.AuditCheckpointFile, "BROKER_AUDIT_CHECKPOINT_FILE")
+	seconds(&c.AuditCheckpointInterval, "BROKER_AUDIT_CHECKPOINT_SECONDS")
+	if name, v, ok := get("BROKER_AUDIT_CHECKPOINT_ROWS"); ok {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			errs = append(errs, fmt.Errorf("%s=%q is not a positive number of rows", name, v))
+		} else {
+			c.AuditCheckpointRows = n
+		}
+	}
 	seconds(&c.ShutdownGrace, "BROKER_SHUTDOWN_GRACE_SECONDS")
 	float(&c.RatePerBearer, "BROKER_RATE_PER_BEARER")
 	float(&c.RatePerIP, "BROKER_RATE_PER_IP")
@@ -289,6 +312,12 @@ func (c *Config) Validate() error {
 	if c.STSTimeout < time.Second || c.STSTimeout > time.Minute {
 		bad("BROKER_STS_TIMEOUT_SECONDS=%d out of range 1-60", int(c.STSTimeout.Seconds()))
 	}
+	if !audit.ValidChain(c.AuditChain) {
+		bad("BROKER_AUDIT_CHAIN=%q is not a chain name (1-253 letters, digits, '.', '_', '-')", c.AuditChain)
+	}
+	if c.AuditCheckpointInterval < time.Second || c.AuditCheckpointInterval > 24*time.Hour {
+		bad("BROKER_AUDIT_CHECKPOINT_SECONDS=%d out of range 1-86400", int(c.AuditCheckpointInterval.Seconds()))
+	}
 	if c.AuditDB == "" {
 		bad("BROKER_AUDIT_DB is empty")
 	}
@@ -312,4 +341,26 @@ func isLoopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// defaultAuditChain is this host's chain name: the host name, reduced to
+// the characters a chain name allows.
+func defaultAuditChain() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "broker"
+	}
+	b := make([]byte, 0, len(h))
+	for _, c := range []byte(h) {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
+			b = append(b, c)
+		default:
+			b = append(b, '_')
+		}
+	}
+	if len(b) == 0 || len(b) > 253 {
+		return "broker"
+	}
+	return string(b)
 }

@@ -54,14 +54,10 @@ func TestFailingAuditSinkReleasesNothing(t *testing.T) {
 	if r.status != http.StatusInternalServerError || r.errorKind(t) != KindAuditError {
 		t.Fatalf("AWS mint with a failing ledger: %d %s", r.status, r.body)
 	}
-	issued := h.sts.Issued()
-	if len(issued) != 1 {
-		t.Fatalf("STS issued %d", len(issued))
-	}
-	for _, s := range []string{issued[0].AccessKeyID, issued[0].SecretAccessKey, issued[0].SessionToken} {
-		if strings.Contains(string(r.body), s) {
-			t.Fatal("credentials left the broker although the audit write failed")
-		}
+	// The attempt could not be recorded, so STS was never asked: no
+	// credentials exist that the ledger does not know about.
+	if issued := h.sts.Issued(); len(issued) != 0 {
+		t.Fatalf("STS issued %d credentials although the ledger could not record the attempt", len(issued))
 	}
 	// Failure paths fail closed too: nothing is answered unaudited.
 	if r := h.mintJWT(agentkeys.NewToken().Reveal()); r.status != http.StatusInternalServerError || r.errorKind(t) != KindAuditError {

@@ -62,7 +62,16 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Running, error) 
 		log.Warn("OIDC issuer uses plain http; AWS IAM accepts only https issuers (fine for local tests)", "issuer", u)
 	}
 
-	sink, err := audit.Open(ctx, cfg.AuditDB)
+	// The key set signs the ledger's checkpoints, so it is loaded first.
+	issuer, err := oidc.NewIssuer(oidc.Config{Issuer: cfg.Issuer, TTL: cfg.JWTTTL, KeyFile: cfg.KeyFile, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("OIDC key set (BROKER_OIDC_KEYPAIR_PATH): %w", err)
+	}
+	sink, err := audit.OpenWith(ctx, cfg.AuditDB, audit.Options{
+		Chain: cfg.AuditChain, Signer: issuer, Logger: log,
+		CheckpointEvery: cfg.AuditCheckpointRows, CheckpointInterval: cfg.AuditCheckpointInterval,
+		CheckpointFile: cfg.AuditCheckpointFile,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("open audit ledger (BROKER_AUDIT_DB): %w", err)
 	}
@@ -97,10 +106,6 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Running, error) 
 		log.Info("AWS credential minting disabled (none of BROKER_DATA_ROLE_ARN, BROKER_AGENT_ROLE_ARN, ACCOUNT_ID set); /v1/mint-aws-creds answers 404")
 	}
 
-	issuer, err := oidc.NewIssuer(oidc.Config{Issuer: cfg.Issuer, TTL: cfg.JWTTTL, KeyFile: cfg.KeyFile, Logger: log})
-	if err != nil {
-		return fail(fmt.Errorf("OIDC key set (BROKER_OIDC_KEYPAIR_PATH): %w", err))
-	}
 	log.Info("OIDC signer ready", "kid", issuer.CurrentKID(), "issuer", cfg.Issuer, "path", cfg.KeyFile, "ttl_seconds", int(cfg.JWTTTL.Seconds()))
 
 	validator := NewHTTPValidator(cfg.BackendURL, cfg.BackendTimeout)
@@ -140,7 +145,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Running, error) 
 		}
 	})
 	r.serveErr = jsonhttp.Serve(r.srv, ln, cfg.TLSCertFile, cfg.TLSKeyFile)
-	log.Info("broker listening", "addr", r.Addr(), "url", r.URL(), "backend", cfg.BackendURL, "audit_db", auditLabel(cfg.AuditDB))
+	log.Info("broker listening", "addr", r.Addr(), "url", r.URL(), "backend", cfg.BackendURL, "audit_db", auditLabel(cfg.AuditDB), "audit_chain", cfg.AuditChain)
 	return r, nil
 }
 

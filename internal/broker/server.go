@@ -314,11 +314,15 @@ type failure struct {
 	err     *jsonhttp.Error
 	outcome string
 	detail  string
+	// unrecorded is the ledger's error when the attempt row could not be
+	// written: the mint is refused as an audit failure without trying the
+	// ledger again.
+	unrecorded error
 }
 
 func (s *Server) mintJWT(w http.ResponseWriter, r *http.Request) {
 	ttl := s.deps.Issuer.TTL()
-	s.mint(w, r, endpointJWT, audit.RoleOIDCJWT, ttl, func(ctx context.Context, id Identity) (minted, *failure) {
+	s.mint(w, r, endpointJWT, audit.RoleOIDCJWT, ttl, func(ctx context.Context, id Identity, _ recordAttempt) (minted, *failure) {
 		life, f := s.credentialLifetime(id, ttl, MinJWTTTL, "OIDC tokens")
 		if f != nil {
 			return minted{}, f
@@ -346,12 +350,17 @@ func (s *Server) mintAWS(w http.ResponseWriter, r *http.Request) {
 			"not found: AWS credential minting is not configured on this broker (set BROKER_DATA_ROLE_ARN); use /v1/mint-oidc-jwt"))
 		return
 	}
-	s.mint(w, r, endpointAWS, s.cfg.DataRoleARN, s.cfg.SessionDuration, func(ctx context.Context, id Identity) (minted, *failure) {
+	s.mint(w, r, endpointAWS, s.cfg.DataRoleARN, s.cfg.SessionDuration, func(ctx context.Context, id Identity, attempt recordAttempt) (minted, *failure) {
 		life, f := s.credentialLifetime(id, s.cfg.SessionDuration, sts.MinDuration, "AWS credentials")
 		if f != nil {
 			return minted{}, f
 		}
 		name := sts.SessionName(string(id.Wallet))
+		// STS issues the credentials whatever happens next, so the call is
+		// recorded before it is made.
+		if f := attempt(ctx, name, life); f != nil {
+			return minted{sessionName: name, duration: life}, f
+		}
 		ctx, cancel := context.WithTimeout(ctx, s.cfg.STSTimeout)
 		defer cancel()
 		start := time.Now()
@@ -425,7 +434,7 @@ func (s *Server) expiring(left, floor time.Duration, what string) *failure {
 // mint runs the steps every mint shares: limits, bearer, body, session,
 // scope, the endpoint's own work, then the audit row, then the response.
 func (s *Server) mint(w http.ResponseWriter, r *http.Request, endpoint, role string, dur time.Duration,
-	produce func(ctx context.Context, id Identity) (minted, *failure)) {
+	produce func(ctx context.Context, id Identity, attempt recordAttempt) (minted, *failure)) {
 	start := time.Now()
 	ctx := r.Context()
 	ip := ratelimit.ClientIP(r)
@@ -445,7 +454,13 @@ func (s *Server) mint(w http.ResponseWriter, r *http.Request, endpoint, role str
 		} else {
 			rec.Outcome = audit.OutcomeOK
 		}
-		if err := s.appendAudit(ctx, rec); err != nil {
+		var err error
+		if f != nil && f.unrecorded != nil {
+			err = f.unrecorded
+		} else {
+			err = s.appendAudit(ctx, rec)
+		}
+		if err != nil {
 			s.m.auditErrors.Inc()
 			s.m.mints.WithLabelValues(endpoint, outcomeAudit).Inc()
 			s.log.Error("audit write failed; mint refused", "endpoint", endpoint, "request_id", rec.RequestID,
@@ -517,7 +532,9 @@ func (s *Server) mint(w http.ResponseWriter, r *http.Request, endpoint, role str
 		return
 	}
 
-	out, f := produce(ctx, id)
+	out, f := produce(ctx, id, func(ctx context.Context, sessionName string, life time.Duration) *failure {
+		return s.recordAttempt(ctx, rec, sessionName, life)
+	})
 	if out.sessionName != "" {
 		rec.STSSessionName = out.sessionName
 	}
@@ -540,20 +557,40 @@ func (s *Server) rateLimited(w http.ResponseWriter, r *http.Request, endpoint, l
 	jsonhttp.WriteError(w, e)
 }
 
-// appendAudit writes rec within the audit deadline. It returns at the
-// deadline even if the sink ignores its context, and a client hanging up
-// does not cut the write short.
+// recordAttempt writes the row of a mint about to call an external issuer
+// (STS): the credentials it returns exist whether or not the outcome row
+// can be written afterwards. A failure refuses the mint before the call.
+type recordAttempt func(ctx context.Context, sessionName string, life time.Duration) *failure
+
+func (s *Server) recordAttempt(ctx context.Context, rec audit.Record, sessionName string, life time.Duration) *failure {
+	rec.Outcome, rec.Detail = audit.OutcomeAttempt, "calling STS AssumeRole"
+	rec.STSSessionName, rec.DurationSeconds = sessionName, int64(life/time.Second)
+	if err := s.appendAudit(ctx, rec); err != nil {
+		return &failure{outcome: outcomeAudit, unrecorded: fmt.Errorf("recording the attempt before calling STS (STS not called): %w", err)}
+	}
+	return nil
+}
+
+// appendAudit writes rec within the audit deadline, and a client hanging
+// up does not cut the write short. A sink that decides its appends
+// (audit.SQL: an error means the row was not and will not be written) is
+// waited for, so the caller's answer always matches the ledger; any other
+// sink is abandoned at the deadline even if it ignores its context.
 func (s *Server) appendAudit(ctx context.Context, rec audit.Record) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.AuditTimeout)
 	defer cancel()
 	start := time.Now()
-	done := make(chan error, 1)
-	go func() { done <- s.deps.Audit.Append(ctx, rec) }()
 	var err error
-	select {
-	case err = <-done:
-	case <-ctx.Done():
-		err = fmt.Errorf("audit deadline of %v exceeded: %w", s.cfg.AuditTimeout, ctx.Err())
+	if d, ok := s.deps.Audit.(audit.Decider); ok && d.DecidesAppends() {
+		err = s.deps.Audit.Append(ctx, rec)
+	} else {
+		done := make(chan error, 1)
+		go func() { done <- s.deps.Audit.Append(ctx, rec) }()
+		select {
+		case err = <-done:
+		case <-ctx.Done():
+			err = fmt.Errorf("audit deadline of %v exceeded: %w", s.cfg.AuditTimeout, ctx.Err())
+		}
 	}
 	s.m.auditSecs.Observe(time.Since(start).Seconds())
 	return err

@@ -113,6 +113,12 @@ type Options struct {
 	// BusyTimeout is how long a SQLite writer waits for another process's
 	// lock before failing (default 5 s).
 	BusyTimeout time.Duration
+	// WALAutoCheckpoint (pages) and JournalSizeLimit (bytes) bound a SQLite
+	// WAL: it is checkpointed into the database once it holds that many
+	// pages and truncated back to the limit afterwards (defaults: SQLite's,
+	// 1000 pages and no limit).
+	WALAutoCheckpoint int
+	JournalSizeLimit  int64
 	// ForeignKeys turns SQLite's foreign-key enforcement on.
 	ForeignKeys bool
 	// CreateDir creates a missing parent directory 0700 for a SQLite file.
@@ -187,6 +193,12 @@ func openSQLite(dsn string, o Options) (*sql.DB, error) {
 	params := "_pragma=busy_timeout(" + strconv.FormatInt(busy.Milliseconds(), 10) + ")" +
 		"&_pragma=journal_mode(WAL)" +
 		"&_pragma=synchronous(FULL)"
+	if o.WALAutoCheckpoint > 0 {
+		params += "&_pragma=wal_autocheckpoint(" + strconv.Itoa(o.WALAutoCheckpoint) + ")"
+	}
+	if o.JournalSizeLimit > 0 {
+		params += "&_pragma=journal_size_limit(" + strconv.FormatInt(o.JournalSizeLimit, 10) + ")"
+	}
 	if o.ForeignKeys {
 		params += "&_pragma=foreign_keys(1)"
 	}

@@ -54,6 +54,9 @@ type Store struct {
 	// gate admits one Tx at a time on SQLite so in-process writers queue in
 	// Go instead of spinning in SQLite's busy handler. nil on PostgreSQL.
 	gate chan struct{}
+	// queryTimeout and txTimeout bound every statement and transaction.
+	queryTimeout, txTimeout time.Duration
+	path                    string // SQLite file, for the write probe
 }
 
 var _ store.Store = (*Store)(nil)
@@ -76,6 +79,9 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		SQLiteMaxConns: sqliteMaxConns, PostgresMaxConns: postgresMaxConns,
 		BusyTimeout: 5 * time.Second,
 		ForeignKeys: true,
+		// A bounded WAL: SQLite's default lets it grow to 4 MiB and more
+		// before a checkpoint, enough to fill a small volume.
+		WALAutoCheckpoint: 256, JournalSizeLimit: 1 << 20,
 	})
 	if err != nil {
 		return nil, err
@@ -84,15 +90,19 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	if db.Engine == sqldb.Postgres {
 		d = dialectPostgres
 	}
-	return newStore(db.DB, d), nil
+	s := newStore(db.DB, d)
+	if d == dialectSQLite {
+		s.path, _ = sqldb.SQLitePath(dsn)
+	}
+	return s, nil
 }
 
 func newStore(db *sql.DB, d dialect) *Store {
-	s := &Store{db: db}
+	s := &Store{db: db, queryTimeout: QueryTimeout, txTimeout: TxTimeout}
 	if d == dialectSQLite {
 		s.gate = make(chan struct{}, 1)
 	}
-	s.queries = queries{q: db, d: d, outer: s}
+	s.queries = queries{q: deadlineExecer{db, QueryTimeout}, d: d, outer: s}
 	return s
 }
 
@@ -103,6 +113,8 @@ func newStore(db *sql.DB, d dialect) *Store {
 // fn may run more than once (a serialization failure rolls the attempt
 // back and retries it), so it must not have effects outside the database.
 func (s *Store) Tx(ctx context.Context, fn func(q store.Queries) error) (err error) {
+	ctx, cancel := context.WithTimeout(ctx, s.txTimeout)
+	defer cancel()
 	if s.gate != nil {
 		select {
 		case s.gate <- struct{}{}:
@@ -155,7 +167,7 @@ func (s *Store) tx(ctx context.Context, contended bool, fn func(q store.Queries)
 			return fmt.Errorf("sqlstore: begin: lock: %w", err)
 		}
 	}
-	if err := fn(&queries{q: tx, d: s.d}); err != nil {
+	if err := fn(&queries{q: deadlineExecer{tx, s.queryTimeout}, d: s.d}); err != nil {
 		_ = tx.Rollback()
 		return err
 	}
@@ -167,6 +179,8 @@ func (s *Store) tx(ctx context.Context, contended bool, fn func(q store.Queries)
 
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.queryTimeout)
+	defer cancel()
 	if err := s.db.PingContext(ctx); err != nil {
 		return fmt.Errorf("sqlstore: ping: %w", err)
 	}

@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -338,5 +339,46 @@ func TestPostgresTxRunInParallel(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestFrozenPostgresGetsDeadlines: a PostgreSQL server that stops answering
+// (SIGSTOP, a partition) keeps its connections open, so without deadlines
+// every request hangs for as long as the freeze lasts. Every statement and
+// transaction now ends at its deadline, and the store works again after
+// the thaw.
+func TestFrozenPostgresGetsDeadlines(t *testing.T) {
+	proxy, dsn := sqldbtest.NewProxy(t, sqldbtest.PostgresDSN(t))
+	s, err := Open(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.queryTimeout, s.txTimeout = 300*time.Millisecond, 600*time.Millisecond
+	s.queries.q = deadlineExecer{s.db, s.queryTimeout}
+	if err := s.ProbeWrite(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Freeze()
+	for name, call := range map[string]func(ctx context.Context) error{
+		"query": func(ctx context.Context) error { _, err := s.Wallet(ctx, "0xnone"); return err },
+		"tx": func(ctx context.Context) error {
+			return s.Tx(ctx, func(q store.Queries) error { _, err := q.Wallet(ctx, "0xnone"); return err })
+		},
+		"write probe": s.ProbeWrite,
+		"ping":        s.Ping,
+	} {
+		start := time.Now()
+		err := call(context.Background()) // no deadline from the caller
+		if err == nil || errors.Is(err, store.ErrNotFound) {
+			t.Errorf("%s against a frozen server: %v", name, err)
+		}
+		if d := time.Since(start); d > 3*time.Second {
+			t.Errorf("%s took %v against a frozen server", name, d)
+		}
+	}
+	proxy.Thaw()
+	if err := s.ProbeWrite(context.Background()); err != nil {
+		t.Fatalf("after the thaw: %v", err)
 	}
 }
