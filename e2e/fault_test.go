@@ -112,7 +112,9 @@ func newFaultEnv(t *testing.T, rep *faultReport) *faultEnv {
 	port := freePort(t)
 	f := &faultEnv{t: t, rep: rep, backendURL: "http://127.0.0.1:" + strconv.Itoa(port), sts: ststest.New()}
 	t.Cleanup(f.sts.Close)
-	backend := start(t, nil, "agentkeys-backend", "--login", "mock", "--listen", "127.0.0.1:"+strconv.Itoa(port), "--data-dir", filepath.Join(dir, "backend"))
+	// The brokers run without a validation cache, so every mint asks the
+	// backend: lift its per-wallet limit, or the load itself is refused.
+	backend := start(t, nil, "agentkeys-backend", "--login", "mock", "--wallet-rate", "0", "--listen", "127.0.0.1:"+strconv.Itoa(port), "--data-dir", filepath.Join(dir, "backend"))
 	waitHTTP(t, backend, f.backendURL+"/health")
 	c, err := backendclient.New(f.backendURL)
 	if err != nil {
