@@ -122,6 +122,15 @@ type PairingQueries interface {
 	// DeleteExpiredRendezvous removes slots whose ExpiresAt is at or before t.
 	DeleteExpiredRendezvous(ctx context.Context, t time.Time) (int, error)
 
+	// BumpPairingEpoch increments the pairing epoch and returns the new
+	// value. Call it inside the transaction of every decision an opener
+	// long-polls for (approve, deny, lock, rendezvous delivery), so other
+	// replicas learn of it from one cheap read.
+	BumpPairingEpoch(ctx context.Context) (int64, error)
+	// PairingEpoch returns the current pairing epoch (0 at first; it never
+	// goes down).
+	PairingEpoch(ctx context.Context) (int64, error)
+
 	InsertInbox(ctx context.Context, in Inbox) error
 	Inbox(ctx context.Context, address string) (Inbox, error)
 	// Inboxes lists a wallet's inboxes, oldest first.

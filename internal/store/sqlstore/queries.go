@@ -305,6 +305,21 @@ func (q *queries) RevocationEpoch(ctx context.Context) (int64, error) {
 	return n, classify("revocation epoch", err)
 }
 
+// BumpPairingEpoch increments the single-row pairing epoch and returns the
+// new value.
+func (q *queries) BumpPairingEpoch(ctx context.Context) (int64, error) {
+	var n int64
+	err := q.q.QueryRowContext(ctx, `UPDATE pairing_epoch SET epoch = epoch + 1 WHERE id = 1 RETURNING epoch`).Scan(&n)
+	return n, classify("bump pairing epoch", err)
+}
+
+// PairingEpoch returns the current pairing epoch.
+func (q *queries) PairingEpoch(ctx context.Context) (int64, error) {
+	var n int64
+	err := q.q.QueryRowContext(ctx, `SELECT epoch FROM pairing_epoch WHERE id = 1`).Scan(&n)
+	return n, classify("pairing epoch", err)
+}
+
 // DeleteExpiredSessions removes sessions whose expiry is before t and
 // returns how many it removed.
 func (q *queries) DeleteExpiredSessions(ctx context.Context, t time.Time) (int, error) {

@@ -41,6 +41,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"BrokerTokens", testBrokerTokens},
 		{"BrokerTokensDieWithParent", testBrokerTokensDieWithParent},
 		{"RevocationEpoch", testRevocationEpoch},
+		{"PairingEpoch", testPairingEpoch},
 		{"CredentialPutGet", testCredentialPutGet},
 		{"Services", testServices},
 		{"DeleteWalletData", testDeleteWalletData},
@@ -1033,13 +1034,28 @@ func testTxSerialized(t *testing.T, s store.Store) {
 }
 
 func testRevocationEpoch(t *testing.T, s store.Store) {
+	testEpoch(t, s, store.Queries.BumpRevocationEpoch, store.Queries.RevocationEpoch)
+}
+
+func testPairingEpoch(t *testing.T, s store.Store) {
+	testEpoch(t, s, store.Queries.BumpPairingEpoch, store.Queries.PairingEpoch)
+	// The two counters are independent.
+	if e, err := s.RevocationEpoch(context.Background()); err != nil || e != 0 {
+		t.Fatalf("revocation epoch after pairing bumps = %d, %v; want 0", e, err)
+	}
+}
+
+// testEpoch checks a single-row counter: it starts at 0, a bump in a
+// transaction commits or rolls back with it, and concurrent bumps are
+// neither lost nor duplicated.
+func testEpoch(t *testing.T, s store.Store, bumpQ, readQ func(store.Queries, context.Context) (int64, error)) {
 	ctx := context.Background()
-	e, err := s.RevocationEpoch(ctx)
+	e, err := readQ(s, ctx)
 	mustNil(t, err)
 	if e != 0 {
 		t.Fatalf("fresh store epoch = %d, want 0", e)
 	}
-	n, err := s.BumpRevocationEpoch(ctx)
+	n, err := bumpQ(s, ctx)
 	mustNil(t, err)
 	if n != 1 {
 		t.Fatalf("first bump = %d, want 1", n)
@@ -1047,14 +1063,14 @@ func testRevocationEpoch(t *testing.T, s store.Store) {
 	// A bump inside a transaction is visible once it commits, and not at
 	// all if it rolls back.
 	mustNil(t, s.Tx(ctx, func(q store.Queries) error {
-		n, err := q.BumpRevocationEpoch(ctx)
+		n, err := bumpQ(q, ctx)
 		if err != nil {
 			return err
 		}
 		if n != 2 {
 			return fmt.Errorf("bump in tx = %d, want 2", n)
 		}
-		in, err := q.RevocationEpoch(ctx)
+		in, err := readQ(q, ctx)
 		if err != nil || in != 2 {
 			return fmt.Errorf("epoch read in tx = %d, %v", in, err)
 		}
@@ -1062,12 +1078,12 @@ func testRevocationEpoch(t *testing.T, s store.Store) {
 	}))
 	boom := errors.New("boom")
 	wantErr(t, s.Tx(ctx, func(q store.Queries) error {
-		if _, err := q.BumpRevocationEpoch(ctx); err != nil {
+		if _, err := bumpQ(q, ctx); err != nil {
 			return err
 		}
 		return boom
 	}), boom)
-	if e, err = s.RevocationEpoch(ctx); err != nil || e != 2 {
+	if e, err = readQ(s, ctx); err != nil || e != 2 {
 		t.Fatalf("epoch after commit and rollback = %d, %v; want 2", e, err)
 	}
 	// Concurrent bumps never hand out the same value and none is lost.
@@ -1082,7 +1098,7 @@ func testRevocationEpoch(t *testing.T, s store.Store) {
 			var got int64
 			err := s.Tx(ctx, func(q store.Queries) error {
 				var err error
-				got, err = q.BumpRevocationEpoch(ctx)
+				got, err = bumpQ(q, ctx)
 				return err
 			})
 			mu.Lock()
@@ -1098,7 +1114,7 @@ func testRevocationEpoch(t *testing.T, s store.Store) {
 		})
 	}
 	wg.Wait()
-	if e, err = s.RevocationEpoch(ctx); err != nil || e != 2+workers {
+	if e, err = readQ(s, ctx); err != nil || e != 2+workers {
 		t.Fatalf("epoch after %d concurrent bumps = %d, %v; want %d", workers, e, err, 2+workers)
 	}
 }
