@@ -25,6 +25,15 @@ const (
 	ResultNotFound       = "NOT_FOUND"
 )
 
+// DetailUnverified starts the detail of rows written on behalf of a caller
+// the backend did not authenticate (an auth request opened naming a
+// master): whoever sent it chose what it says.
+const DetailUnverified = "unverified: "
+
+// ActionAuthRequestOpen is written into a master's log when someone opens
+// an auth request naming that master; the opener is not authenticated.
+const ActionAuthRequestOpen = "auth_request_open"
+
 // AuditWildcard is the service recorded for events not about one service.
 const AuditWildcard = "*"
 

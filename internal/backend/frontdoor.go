@@ -36,6 +36,14 @@ type Frontdoor struct {
 	WalletRate float64
 	// Quotas bound each master's tree.
 	Quotas Quotas
+	// ParentOpenRate limits, per named master, the auth requests opened
+	// with parent_wallet (per second, burst DefaultParentOpenBurst); 0 or
+	// negative disables (the binary's default is DefaultParentOpenRate).
+	ParentOpenRate float64
+	// MaxAwaitersPerIP bounds the concurrent await/rendezvous-poll long
+	// polls of one client address (0: DefaultMaxAwaitersPerIP; negative:
+	// unlimited).
+	MaxAwaitersPerIP int
 
 	// checkHost turns the Host/Origin policy on; the binary always does
 	// (Start), in-process handlers for tests leave it off.
@@ -80,6 +88,10 @@ func frontdoorFlags(f *pflag.FlagSet, fd *Frontdoor, envErrs *[]error) {
 		"credentials stored across one master's tree; negative: unlimited [AGENTKEYS_MAX_CREDENTIALS_PER_MASTER]")
 	f.IntVar(&fd.Quotas.MaxPendingRequests, "max-pending-requests-per-master", envInt("AGENTKEYS_MAX_PENDING_REQUESTS_PER_MASTER", DefaultMaxPendingRequestsPerMaster),
 		"pair/recover requests awaiting one master's decision; negative: unlimited [AGENTKEYS_MAX_PENDING_REQUESTS_PER_MASTER]")
+	f.Float64Var(&fd.ParentOpenRate, "open-rate-per-master", envNum("AGENTKEYS_OPEN_RATE_PER_MASTER", DefaultParentOpenRate),
+		fmt.Sprintf("auth requests per second that may be opened naming one master (parent_wallet; each writes an unverified row into its audit log), burst %d; 0 disables [AGENTKEYS_OPEN_RATE_PER_MASTER]", DefaultParentOpenBurst))
+	f.IntVar(&fd.MaxAwaitersPerIP, "max-awaiters-per-ip", envInt("AGENTKEYS_MAX_AWAITERS_PER_IP", DefaultMaxAwaitersPerIP),
+		"concurrent /auth-request/await and /rendezvous/poll long polls one client address may hold (429 beyond); negative: unlimited [AGENTKEYS_MAX_AWAITERS_PER_IP]")
 }
 
 // frontdoor is the parsed form the server uses.
@@ -88,6 +100,8 @@ type frontdoor struct {
 	hosts       *jsonhttp.HostPolicy
 	walletLimit *ratelimit.Limiter
 	quotas      Quotas
+	parentOpen  *ratelimit.Limiter // nil: unlimited
+	maxAwaiters int                // <= 0: unlimited
 }
 
 func newFrontdoor(fd Frontdoor) (frontdoor, error) {
@@ -107,6 +121,15 @@ func newFrontdoor(fd Frontdoor) (frontdoor, error) {
 	}
 	if fd.WalletRate > 0 {
 		out.walletLimit = ratelimit.New(fd.WalletRate, DefaultWalletBurst)
+	}
+	if fd.ParentOpenRate > 0 {
+		out.parentOpen = ratelimit.New(fd.ParentOpenRate, DefaultParentOpenBurst)
+	}
+	switch out.maxAwaiters = fd.MaxAwaitersPerIP; {
+	case out.maxAwaiters == 0:
+		out.maxAwaiters = DefaultMaxAwaitersPerIP
+	case out.maxAwaiters < 0:
+		out.maxAwaiters = 0
 	}
 	return out, nil
 }

@@ -34,7 +34,7 @@ const (
 	actionPairApprove    = "pair_approve"
 	actionRecoverApprove = "recover_approve"
 	actionScopeApprove   = "scope_change_approve"
-	actionAuthOpen       = "auth_request_open"
+	actionAuthOpen       = agentkeys.ActionAuthRequestOpen
 	actionAuthDeny       = "auth_request_deny"
 	actionAuthOTP        = "auth_request_otp"
 	actionAuthDelivered  = "auth_request_delivered"
@@ -112,6 +112,11 @@ func (s *Server) openAuthRequest(r *http.Request) (any, error) {
 		if parent, err = parseWalletField("parent_wallet", req.ParentWallet); err != nil {
 			return nil, err
 		}
+		// Anyone may name any master here, and each open writes into
+		// that master's log: bound it per master, whatever the address.
+		if err := s.limitParent(string(parent)); err != nil {
+			return nil, err
+		}
 	}
 	idType, idValue := "", ""
 	if req.RequestType == authreq.TypeRecover {
@@ -148,10 +153,12 @@ func (s *Server) openAuthRequest(r *http.Request) (any, error) {
 			}
 			// A request bound to a master shows up in that master's audit
 			// (the opener has no wallet yet), so unsolicited requests are
-			// visible.
+			// visible; the row says that nobody vouched for it.
 			_, err := q.AppendAudit(r.Context(), agentkeys.AuditEvent{
 				Time: now, Agent: parent, Service: agentkeys.AuditWildcard, Action: actionAuthOpen,
-				Result: agentkeys.ResultOK, Detail: req.RequestType + " request opened", ClientIP: clientip.FromContext(r.Context()),
+				Result:   agentkeys.ResultOK,
+				Detail:   agentkeys.DetailUnverified + req.RequestType + " request opened by an unauthenticated caller",
+				ClientIP: clientip.FromContext(r.Context()),
 			})
 			return err
 		})
@@ -328,6 +335,7 @@ func (s *Server) approveAuthRequest(r *http.Request, c *caller) (any, error) {
 		result   store.AuthRequest
 		badOTP   bool
 		attempts int
+		pairing  int64
 	)
 	err := s.store.Tx(ctx, func(q store.Queries) error {
 		// The approver as of this transaction: a session revoked or torn
@@ -357,6 +365,9 @@ func (s *Server) approveAuthRequest(r *http.Request, c *caller) (any, error) {
 			res := resultBadOTP
 			if ar.Status == store.AuthLocked {
 				res = resultLocked
+				if err := bumpPairing(ctx, q, &pairing); err != nil {
+					return err
+				}
 			}
 			return s.audit(ctx, q, c.addr(), c.addr(), agentkeys.AuditWildcard, actionAuthOTP, res)
 		}
@@ -386,12 +397,13 @@ func (s *Server) approveAuthRequest(r *http.Request, c *caller) (any, error) {
 			return err
 		}
 		result = ar
-		return nil
+		return bumpPairing(ctx, q, &pairing)
 	})
 	if err != nil {
 		return nil, err
 	}
 	s.notify(result.ID)
+	s.pairings.observe(pairing)
 	if badOTP {
 		if result.Status == store.AuthLocked {
 			return nil, jsonhttp.Errorf(http.StatusConflict, kindLocked, "wrong OTP; the request is now locked after %d attempts — start pairing again", MaxOTPAttempts)
@@ -577,7 +589,10 @@ func (s *Server) denyAuthRequest(r *http.Request, c *caller) (any, error) {
 	if err := decode(r, &req, smallBody); err != nil {
 		return nil, err
 	}
-	var id string
+	var (
+		id      string
+		pairing int64
+	)
 	err := s.store.Tx(ctx, func(q store.Queries) error {
 		ar, err := lookupAuthRequest(ctx, q, req.PairCode, req.RequestID)
 		if err != nil {
@@ -591,12 +606,16 @@ func (s *Server) denyAuthRequest(r *http.Request, c *caller) (any, error) {
 		if err := q.UpdateAuthRequest(ctx, ar); err != nil {
 			return err
 		}
+		if err := bumpPairing(ctx, q, &pairing); err != nil {
+			return err
+		}
 		return s.audit(ctx, q, c.addr(), c.addr(), agentkeys.AuditWildcard, actionAuthDeny, agentkeys.ResultOK)
 	})
 	if err != nil {
 		return nil, err
 	}
 	s.notify(id)
+	s.pairings.observe(pairing)
 	return map[string]any{"ok": true, "request_id": id, "status": "denied"}, nil
 }
 
@@ -613,27 +632,76 @@ func (s *Server) awaitAuthDecision(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, unauthorized("await needs the await_token returned by open as its bearer")
 	}
+	done, err := s.startLongPoll(r)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	deadline := time.NewTimer(s.awaitWindow)
 	defer deadline.Stop()
 	for {
+		// Subscribe before reading, so a decision committed after the read
+		// still wakes this poll.
+		_, moved := s.pairings.since()
 		wake := s.waiter(id)
-		out, done, err := s.awaitOnce(ctx, id, tok)
-		if err != nil || done {
+		ar, err := s.store.AuthRequest(ctx, id) // a plain read: no transaction while waiting
+		left, err := s.awaitable(ar, err, tok)
+		if err != nil {
 			s.unwait(id, wake)
-			return out, err
+			return nil, err
 		}
+		if left <= 0 {
+			// Decided: collect it (once) in a transaction.
+			out, done, err := s.awaitOnce(ctx, id, tok)
+			if err != nil || done {
+				s.unwait(id, wake)
+				return out, err
+			}
+			left = time.Second // raced with nothing: look again shortly
+		}
+		expiry := time.NewTimer(left)
 		select {
 		case <-wake:
-		case <-time.After(s.pollEvery):
+		case <-moved:
+		case <-expiry.C:
 		case <-deadline.C:
+			expiry.Stop()
 			s.unwait(id, wake)
 			return map[string]any{"status": "timeout", "request_id": id, "decision": nil}, nil
 		case <-ctx.Done():
+			expiry.Stop()
 			s.unwait(id, wake)
 			return nil, ctx.Err()
 		}
+		expiry.Stop()
 		s.unwait(id, wake)
 	}
+}
+
+// awaitable checks a plainly read request against the await token: an
+// error for an unknown, foreign, expired or already collected request; 0
+// if it is decided (collect it); otherwise how long it stays pending.
+func (s *Server) awaitable(ar store.AuthRequest, err error, tok agentkeys.Token) (time.Duration, error) {
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, notFound("auth request not found")
+	}
+	if err != nil {
+		return 0, err
+	}
+	if !ar.AwaitHash.Equal(tok.Hash()) {
+		return 0, unauthorized("await token does not match this request")
+	}
+	switch ar.Status {
+	case store.AuthPending:
+		left := ar.ExpiresAt.Sub(s.now())
+		if left <= 0 {
+			return 0, jsonhttp.Errorf(http.StatusGone, KindExpired, "auth request expired before approval")
+		}
+		return left, nil
+	case store.AuthDelivered:
+		return 0, jsonhttp.Errorf(http.StatusConflict, KindConflict, "auth request already awaited")
+	}
+	return 0, nil
 }
 
 func (s *Server) awaitOnce(ctx context.Context, id string, tok agentkeys.Token) (any, bool, error) {

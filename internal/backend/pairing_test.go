@@ -227,7 +227,7 @@ func TestBoundRequestAndScopeCeiling(t *testing.T) {
 	}
 	// The bound request is in alice's audit, not bob's.
 	page, err := e.client.QueryAudit(ctx, alice.Token, backendclient.AuditFilter{Action: "auth_request_open"})
-	if err != nil || len(page.Events) != 1 || page.Events[0].Agent != alice.Wallet || page.Events[0].Detail != "Pair request opened" {
+	if err != nil || len(page.Events) != 1 || page.Events[0].Agent != alice.Wallet || page.Events[0].Detail != agentkeys.DetailUnverified+"Pair request opened by an unauthenticated caller" {
 		t.Fatalf("alice's audit of the open: %+v %v", page.Events, err)
 	}
 	if page, _ := e.client.QueryAudit(ctx, bob.Token, backendclient.AuditFilter{Action: "auth_request_open"}); len(page.Events) != 0 {

@@ -95,31 +95,73 @@ func (s *Server) pollRendezvous(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, notFound("registration not found")
 	}
+	done, err := s.startLongPoll(r)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	deadline := time.NewTimer(s.awaitWindow)
 	defer deadline.Stop()
 	for {
-		out, done, key, err := s.pollOnce(ctx, tok)
-		if err != nil || done {
-			return out, err
+		_, moved := s.pairings.since()
+		// A plain read while waiting; the key of the in-process wake-up
+		// is known only from the slot, so a delivery between this read
+		// and the subscription is caught by the pairing epoch (bumped in
+		// the delivery's transaction, after moved was taken).
+		slot, err := s.store.RendezvousByToken(ctx, tok.Hash())
+		left, err := s.pollable(slot, err)
+		if err != nil {
+			return nil, err
 		}
+		if left <= 0 {
+			out, done, _, err := s.pollOnce(ctx, tok)
+			if err != nil || done {
+				return out, err
+			}
+			left = time.Second
+		}
+		key := "rv:" + slot.PairCode
 		wake := s.waiter(key)
-		// Re-check after subscribing so a delivery in between is not missed.
-		if out, done, _, err := s.pollOnce(ctx, tok); err != nil || done {
-			s.unwait(key, wake)
-			return out, err
-		}
+		expiry := time.NewTimer(left)
 		select {
 		case <-wake:
-		case <-time.After(s.pollEvery):
+		case <-moved:
+		case <-expiry.C:
 		case <-deadline.C:
+			expiry.Stop()
 			s.unwait(key, wake)
 			return map[string]any{"payload": nil, "status": "timeout"}, nil
 		case <-ctx.Done():
+			expiry.Stop()
 			s.unwait(key, wake)
 			return nil, ctx.Err()
 		}
+		expiry.Stop()
 		s.unwait(key, wake)
 	}
+}
+
+// pollable checks a plainly read slot: an error for an unknown, consumed
+// or expired registration; 0 if its payload waits (collect it); otherwise
+// how long it stays open.
+func (s *Server) pollable(slot store.Rendezvous, err error) (time.Duration, error) {
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, notFound("registration not found")
+	}
+	if err != nil {
+		return 0, err
+	}
+	if slot.Consumed {
+		return 0, conflict("registration already consumed")
+	}
+	if slot.Delivered {
+		return 0, nil
+	}
+	left := slot.ExpiresAt.Sub(s.now())
+	if left <= 0 {
+		return 0, jsonhttp.Errorf(http.StatusGone, KindExpired, "registration expired")
+	}
+	return left, nil
 }
 
 func (s *Server) pollOnce(ctx context.Context, tok agentkeys.Token) (any, bool, string, error) {
@@ -174,6 +216,7 @@ func (s *Server) deliverRendezvous(r *http.Request, c *caller) (any, error) {
 	if !ok {
 		return nil, jsonhttp.Errorf(http.StatusNotFound, kindNoMatch, "no registration for this pair code")
 	}
+	var pairing int64
 	err = s.store.Tx(ctx, func(q store.Queries) error {
 		slot, err := q.Rendezvous(ctx, code)
 		if errors.Is(err, store.ErrNotFound) {
@@ -202,11 +245,15 @@ func (s *Server) deliverRendezvous(r *http.Request, c *caller) (any, error) {
 		if err := q.UpdateRendezvous(ctx, slot); err != nil {
 			return err
 		}
+		if err := bumpPairing(ctx, q, &pairing); err != nil {
+			return err
+		}
 		return s.audit(ctx, q, c.addr(), ar.ResultWallet, agentkeys.AuditWildcard, actionRendezvousDeliver, agentkeys.ResultOK)
 	})
 	if err != nil {
 		return nil, err
 	}
 	s.notify("rv:" + code)
+	s.pairings.observe(pairing)
 	return map[string]bool{"ok": true}, nil
 }

@@ -90,6 +90,13 @@ func (h *epochHub) join() func() {
 	}
 }
 
+// watcherCount is how many watchers the hub has.
+func (h *epochHub) watcherCount() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.watchers
+}
+
 // poll reads the epoch every h.every while anyone watches.
 func (h *epochHub) poll() {
 	t := time.NewTicker(h.every)

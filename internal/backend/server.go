@@ -89,7 +89,8 @@ type Options struct {
 	// Frontdoor: trusted proxies, public name, per-wallet limit, quotas.
 	Frontdoor Frontdoor
 	// EpochPoll is how often the revocation epoch is read while daemons
-	// watch their sessions (default DefaultEpochPoll).
+	// watch their sessions, and the pairing epoch while openers await a
+	// decision (default DefaultEpochPoll).
 	EpochPoll time.Duration
 }
 
@@ -105,7 +106,6 @@ type Server struct {
 
 	authTTL       time.Duration
 	awaitWindow   time.Duration
-	pollEvery     time.Duration
 	openLimit     *ratelimit.Limiter // unauthenticated pairing routes, per IP
 	approveLimit  *ratelimit.Limiter // fetch/approve, per session
 	brokerLimit   *ratelimit.Limiter // broker-token issuance, per session
@@ -128,6 +128,13 @@ type Server struct {
 
 	healthMu sync.Mutex
 	healthOK time.Time // last successful write probe (wall clock)
+
+	// pairings wakes openers' long polls when a decision is made on any
+	// replica (the pairing epoch moved); awaiters caps them per client
+	// address; parentOpenLimit bounds opens naming one master.
+	pairings        *epochHub
+	awaiters        *awaiterCap
+	parentOpenLimit *ratelimit.Limiter
 }
 
 // New returns a Server.
@@ -167,7 +174,7 @@ func New(o Options) (*Server, error) {
 	if s.brokerTTL <= 0 {
 		s.brokerTTL = DefaultBrokerTokenTTL
 	}
-	s.authTTL, s.awaitWindow, s.pollEvery = o.AuthRequestTTL, o.AwaitWindow, 500*time.Millisecond
+	s.authTTL, s.awaitWindow = o.AuthRequestTTL, o.AwaitWindow
 	if s.authTTL <= 0 {
 		s.authTTL = DefaultAuthRequestTTL
 	}
@@ -190,6 +197,9 @@ func New(o Options) (*Server, error) {
 		poll = DefaultEpochPoll
 	}
 	s.epochs = newEpochHub(s.store.RevocationEpoch, poll, func(msg string, err error) { s.log.Warn(msg, "err", err) })
+	s.pairings = newEpochHub(s.store.PairingEpoch, poll, func(_ string, err error) { s.log.Warn("pairing epoch poll failed", "err", err) })
+	s.awaiters = newAwaiterCap(fd.maxAwaiters)
+	s.parentOpenLimit = fd.parentOpen
 	s.routes()
 	return s, nil
 }

@@ -1,0 +1,112 @@
+package backend
+
+import (
+	"context"
+	"net/http"
+	"sync"
+
+	"github.com/agentkeys/agentkeys/internal/clientip"
+	"github.com/agentkeys/agentkeys/internal/jsonhttp"
+	"github.com/agentkeys/agentkeys/internal/ratelimit"
+	"github.com/agentkeys/agentkeys/internal/store"
+)
+
+// Long polls of openers (GET /auth-request/await, GET /rendezvous/poll).
+//
+// A waiting opener costs no database work of its own: it reads its request
+// once (a plain read, no transaction), then sleeps until
+//   - the in-process wake-up fires (the decision was made on this replica),
+//   - the pairing epoch moves (a decision was made on any replica: one
+//     shared poller per process reads that single-row counter every
+//     EpochPoll while anyone waits), or
+//   - its request expires or the await window ends,
+// and only then reads again. Collecting an approved session or a delivered
+// payload (once) is the only step in a transaction.
+//
+// Each client address may hold at most MaxAwaitersPerIP such long polls at
+// once; beyond that it is answered 429.
+
+// Defaults of the opener limits.
+const (
+	// DefaultMaxAwaitersPerIP bounds the concurrent long polls (await and
+	// rendezvous poll together) one client address may hold.
+	DefaultMaxAwaitersPerIP = 20
+	// DefaultParentOpenRate and DefaultParentOpenBurst bound, per named
+	// master, the auth requests opened with parent_wallet (each writes a
+	// row into that master's audit log on behalf of an unauthenticated
+	// caller).
+	DefaultParentOpenRate  = 1.0
+	DefaultParentOpenBurst = 5
+)
+
+// awaiterCap counts the long polls each client address holds.
+type awaiterCap struct {
+	max int // <= 0: unlimited
+	mu  sync.Mutex
+	n   map[string]int
+}
+
+func newAwaiterCap(max int) *awaiterCap {
+	return &awaiterCap{max: max, n: map[string]int{}}
+}
+
+// acquire takes one of key's places; the returned func gives it back.
+func (a *awaiterCap) acquire(key string) (func(), bool) {
+	if a.max <= 0 {
+		return func() {}, true
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.n[key] >= a.max {
+		return nil, false
+	}
+	a.n[key]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			if a.n[key]--; a.n[key] <= 0 {
+				delete(a.n, key)
+			}
+		})
+	}, true
+}
+
+// startLongPoll admits one long poll of r's client and registers it with
+// the pairing-epoch poller; the returned func ends both.
+func (s *Server) startLongPoll(r *http.Request) (func(), error) {
+	release, ok := s.awaiters.acquire(clientip.Of(r))
+	if !ok {
+		e := jsonhttp.Errorf(http.StatusTooManyRequests, KindRateLimited, "too many pending long polls from this address (at most %d); retry later", s.awaiters.max)
+		e.RetryAfter = 1
+		return nil, e
+	}
+	leave := s.pairings.join()
+	return func() { leave(); release() }, nil
+}
+
+// limitParent spends one of the named master's tokens for an
+// unauthenticated open that writes into its audit log.
+func (s *Server) limitParent(parent string) error {
+	if s.parentOpenLimit == nil {
+		return nil
+	}
+	if ok, wait := s.parentOpenLimit.Allow(parent); !ok {
+		e := jsonhttp.Errorf(http.StatusTooManyRequests, KindRateLimited, "too many requests opened for this master; retry later")
+		e.RetryAfter = ratelimit.RetryAfterSeconds(wait)
+		return e
+	}
+	return nil
+}
+
+// bumpPairing bumps the pairing epoch inside the caller's transaction and
+// remembers the new value in *out, for s.pairings.observe after the commit.
+func bumpPairing(ctx context.Context, q store.Queries, out *int64) error {
+	n, err := q.BumpPairingEpoch(ctx)
+	if err != nil {
+		return err
+	}
+	*out = n
+	return nil
+}
