@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -40,6 +41,16 @@ type usageEvent struct {
 	// ClientIP is where the request came from (rows recorded since the
 	// backend stores it).
 	ClientIP string `json:"client_ip,omitempty"`
+	// Unverified marks rows written on behalf of a caller the backend did
+	// not authenticate (an auth request opened naming this master): what
+	// they say is the opener's claim.
+	Unverified bool `json:"unverified,omitempty"`
+}
+
+// unverifiedRow reports whether an audit row was written for an
+// unauthenticated caller (older backends wrote such opens unmarked).
+func unverifiedRow(action, detail string) bool {
+	return action == agentkeys.ActionAuthRequestOpen || strings.HasPrefix(detail, agentkeys.DetailUnverified)
 }
 
 func (a *App) newUsageCmd() *cobra.Command {
@@ -54,6 +65,9 @@ func (a *App) newUsageCmd() *cobra.Command {
 		Long: `Show the audit events visible to this master, newest first, as a table
 (time, owner, agent, service, action, result) or with --json as
 {"events":[…],"next_cursor":"…"}. <agent> limits the log to one agent.
+Rows written for a caller the backend did not authenticate (someone opened
+a pairing or recovery request naming you) are marked unverified: their
+DETAIL starts with "unverified:" and their JSON has "unverified": true.
 
 --since and --until take a duration back from now (24h, 7d) or an RFC 3339
 time. --limit caps the number of events (default 100); --all follows the
@@ -110,6 +124,7 @@ backend's cursors to the end.`,
 					events = append(events, usageEvent{
 						ID: e.ID, Time: time.Unix(e.Timestamp, 0).UTC().Format(time.RFC3339),
 						Owner: e.Owner, Agent: e.Agent, Service: e.Service, Action: e.Action, Result: e.Result, Detail: e.Detail, ClientIP: e.ClientIP,
+						Unverified: unverifiedRow(e.Action, e.Detail),
 					})
 				}
 				next = page.NextCursor
@@ -131,8 +146,12 @@ backend's cursors to the end.`,
 				// Every server-supplied field is escaped: a detail holding
 				// a bidi override or a terminal escape cannot disguise
 				// itself or the rows around it.
+				detail := textcheck.Escape(e.Detail)
+				if e.Unverified && !strings.HasPrefix(e.Detail, agentkeys.DetailUnverified) {
+					detail = strings.TrimSpace(agentkeys.DetailUnverified + detail)
+				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Time, textcheck.Escape(string(e.Owner)), textcheck.Escape(string(e.Agent)),
-					textcheck.Escape(e.Service), textcheck.Escape(e.Action), textcheck.Escape(e.Result), textcheck.Escape(e.Detail))
+					textcheck.Escape(e.Service), textcheck.Escape(e.Action), textcheck.Escape(e.Result), detail)
 			}
 			if err := tw.Flush(); err != nil {
 				return err
