@@ -41,8 +41,8 @@ demo: deps build
 # The SPEC §5 numbers in one run: plain text, then one JSON line (the raw
 # benchmark output goes to stderr).
 bench: build
-	set -o pipefail; $(GO) test -run '^$$' -bench 'BenchmarkMintOIDCJWT|BenchmarkRunTrue|BenchmarkSocketRead|BenchmarkFrozenReplica' -count=1 \
-		./internal/broker ./internal/cli ./internal/daemon ./internal/audit | awk -f scripts/bench-summary.awk
+	set -o pipefail; $(GO) test -run '^$$' -bench 'BenchmarkMintOIDCJWT|BenchmarkRunTrue|BenchmarkSocketRead|BenchmarkFrozenReplica|BenchmarkCredentialReadWithAwaiters' -count=1 \
+		./internal/broker ./internal/cli ./internal/daemon ./internal/audit ./internal/backend | awk -f scripts/bench-summary.awk
 
 # The ledger fault suite (kill -9 under load, full disk, ledger lock, frozen
 # replica, forged chain) with its report; `make test` runs it too.

@@ -1,6 +1,10 @@
 package backend
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/spf13/pflag"
+)
 
 func TestListensOnLoopback(t *testing.T) {
 	for addr, want := range map[string]bool{
@@ -22,5 +26,40 @@ func TestFrontdoorRejectsBadSettings(t *testing.T) {
 	fd, err := newFrontdoor(Frontdoor{TrustedProxies: "127.0.0.1/32", PublicURL: "https://agentkeys.example.com", WalletRate: 1, checkHost: true})
 	if err != nil || fd.hosts == nil || fd.walletLimit == nil || fd.trusted.Empty() || fd.quotas.MaxDepth != DefaultMaxAgentDepth {
 		t.Fatalf("%+v %v", fd, err)
+	}
+}
+
+func TestOpenerLimitSettings(t *testing.T) {
+	parse := func(args ...string) frontdoor {
+		t.Helper()
+		var (
+			fd   Frontdoor
+			errs []error
+		)
+		f := pflag.NewFlagSet("t", pflag.ContinueOnError)
+		frontdoorFlags(f, &fd, &errs)
+		if err := f.Parse(args); err != nil || len(errs) > 0 {
+			t.Fatalf("parse %v: %v %v", args, err, errs)
+		}
+		out, err := newFrontdoor(fd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if fd := parse(); fd.maxAwaiters != DefaultMaxAwaitersPerIP || fd.parentOpen == nil {
+		t.Fatalf("defaults: %+v", fd)
+	}
+	if fd := parse("--max-awaiters-per-ip", "-1", "--open-rate-per-master", "0"); fd.maxAwaiters != 0 || fd.parentOpen != nil {
+		t.Fatalf("disabled: %+v", fd)
+	}
+	t.Setenv("AGENTKEYS_MAX_AWAITERS_PER_IP", "3")
+	t.Setenv("AGENTKEYS_OPEN_RATE_PER_MASTER", "0")
+	if fd := parse(); fd.maxAwaiters != 3 || fd.parentOpen != nil {
+		t.Fatalf("from the environment: %+v", fd)
+	}
+	// Library users who set nothing get the default cap too.
+	if fd, _ := newFrontdoor(Frontdoor{}); fd.maxAwaiters != DefaultMaxAwaitersPerIP {
+		t.Fatalf("zero value: %+v", fd)
 	}
 }
