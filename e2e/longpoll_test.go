@@ -268,4 +268,86 @@ func TestCrossReplicaApproveWakesAwait(t *testing.T) {
 			}
 		})
 	}
+	t.Run("rendezvous", func(t *testing.T) {
+		o := mustOpen(t, a, alice.Wallet)
+		probe := mustOpen(t, a, "")
+		var reg struct {
+			Token string `json:"registration_token"`
+		}
+		if code := postJSON(t, urlA+"/rendezvous/register", o.AwaitToken.Reveal(),
+			`{"daemon_pubkey":"AQID","pair_code":"`+o.PairCode+`"}`, &reg); code != 200 {
+			t.Fatalf("register on A → %d", code)
+		}
+		type result struct {
+			code    int
+			payload string
+			at      time.Time
+		}
+		got := make(chan result, 1)
+		go func() {
+			for {
+				var out struct {
+					Payload string `json:"payload"`
+				}
+				code := getJSON(urlA+"/rendezvous/poll", reg.Token, &out)
+				if code == 429 { // a probe held the place for a moment
+					continue
+				}
+				got <- result{code, out.Payload, time.Now()}
+				return
+			}
+		}()
+		for deadline := time.Now().Add(15 * time.Second); probeAwait(urlA, "", probe) != 429; {
+			if time.Now().After(deadline) {
+				t.Fatal("the poll on replica A never started waiting")
+			}
+		}
+		if _, err := b.ApproveAuthRequest(ctx, alice.Token, o.PairCode, o.OTP); err != nil {
+			t.Fatal(err)
+		}
+		delivered := time.Now()
+		if code := postJSON(t, urlB+"/rendezvous/deliver", alice.Token.Reveal(), `{"pair_code":"`+o.PairCode+`","payload":"AAEC/w=="}`, nil); code != 200 {
+			t.Fatalf("deliver on B → %d", code)
+		}
+		select {
+		case r := <-got:
+			if r.code != 200 || r.payload != "AAEC/w==" {
+				t.Fatalf("poll on A → %d %q", r.code, r.payload)
+			}
+			if lag := r.at.Sub(delivered); lag > time.Second {
+				t.Fatalf("the poll on A answered %v after the delivery on B, want within 1 s", lag)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("the poll on A was not woken by the delivery on B")
+		}
+	})
+}
+
+func postJSON(t *testing.T, url, bearer, body string, out any) int {
+	t.Helper()
+	req, _ := http.NewRequest("POST", url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+bearer)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if out != nil {
+		json.NewDecoder(resp.Body).Decode(out)
+	}
+	return resp.StatusCode
+}
+
+// getJSON is a GET with a bearer for goroutines: status 0 on failure.
+func getJSON(url, bearer string, out any) int {
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header.Set("Authorization", "Bearer "+bearer)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	json.NewDecoder(resp.Body).Decode(out)
+	return resp.StatusCode
 }

@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -50,10 +51,11 @@ func (q countingQueries) AuthRequest(ctx context.Context, id string) (store.Auth
 	return q.Queries.AuthRequest(ctx, id)
 }
 
-// 200 openers awaiting their decision cost the database no transaction and
-// no read of their own while nothing happens: one shared poller reads the
-// pairing epoch a few times a second. A decision is still delivered at
-// once, and collected in the one transaction.
+// 200 openers awaiting their decision (150 on await, 50 on rendezvous poll)
+// cost the database no transaction and no read of their own while nothing
+// happens: one shared poller reads the pairing epoch a few times a second.
+// A decision is still delivered at once, and collected in the one
+// transaction.
 func TestAwaitersDoNotBusyTheDatabase(t *testing.T) {
 	var cs *countingStore
 	e := newEnv(t, func(o *Options) {
@@ -62,10 +64,19 @@ func TestAwaitersDoNotBusyTheDatabase(t *testing.T) {
 		o.Frontdoor.MaxAwaitersPerIP = -1
 	})
 	alice := e.master("alice")
-	const n = 200
-	reqs := make([]opened, n)
+	const n, slots = 150, 50
+	reqs := make([]opened, n+slots)
 	for i := range reqs {
 		reqs[i] = e.open(pairReq("x"), "")
+	}
+	regs := make([]string, slots)
+	for i := range regs {
+		o := reqs[n+i]
+		status, b, _ := e.raw("POST", "/rendezvous/register", agentkeys.Token(o.AwaitToken), fmt.Sprintf(`{"daemon_pubkey":"AQID","pair_code":%q}`, o.PairCode))
+		if status != 200 {
+			t.Fatalf("register → %d %v", status, b)
+		}
+		regs[i] = b["registration_token"].(string)
 	}
 	waitCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -74,11 +85,17 @@ func TestAwaitersDoNotBusyTheDatabase(t *testing.T) {
 		status int
 		body   map[string]any
 	}
-	answers := make(chan answer, n)
+	answers := make(chan answer, n+slots)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
-	for i, o := range reqs {
+	for i, tok := range regs {
+		wg.Go(func() {
+			status, body := getCtx(waitCtx, e.http.URL+"/rendezvous/poll", tok)
+			answers <- answer{n + i, status, body}
+		})
+	}
+	for i, o := range reqs[:n] {
 		wg.Go(func() {
 			status, body := getCtx(waitCtx, e.http.URL+"/auth-request/await?request_id="+o.ID, o.AwaitToken)
 			answers <- answer{i, status, body}
@@ -86,18 +103,18 @@ func TestAwaitersDoNotBusyTheDatabase(t *testing.T) {
 	}
 	// Every awaiter has joined and made its first read.
 	deadline := time.Now().Add(30 * time.Second)
-	for cs.requestReads.Load() < n || e.srv.pairings.watcherCount() < n {
+	for cs.requestReads.Load() < n || cs.slotReads.Load() < slots || e.srv.pairings.watcherCount() < n+slots {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d awaiters joined, %d reads", e.srv.pairings.watcherCount(), cs.requestReads.Load())
+			t.Fatalf("%d awaiters joined, %d+%d reads", e.srv.pairings.watcherCount(), cs.requestReads.Load(), cs.slotReads.Load())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	tx0, rd0, ep0 := cs.txs.Load(), cs.requestReads.Load(), cs.epochReads.Load()
+	tx0, rd0, ep0 := cs.txs.Load(), cs.requestReads.Load()+cs.slotReads.Load(), cs.epochReads.Load()
 	const window = time.Second
 	time.Sleep(window) // the measurement window: nothing should happen in it
-	tx, rd, ep := cs.txs.Load()-tx0, cs.requestReads.Load()-rd0, cs.epochReads.Load()-ep0
+	tx, rd, ep := cs.txs.Load()-tx0, cs.requestReads.Load()+cs.slotReads.Load()-rd0, cs.epochReads.Load()-ep0
 	if tx != 0 || rd != 0 {
-		t.Fatalf("%d idle awaiters made %d transactions and %d request reads in %v; want none", n, tx, rd, window)
+		t.Fatalf("%d idle awaiters made %d transactions and %d request reads in %v; want none", n+slots, tx, rd, window)
 	}
 	if max := int64(window/DefaultEpochPoll) + 2; ep > max {
 		t.Fatalf("%d epoch reads in %v, want at most %d (one poller)", ep, window, max)
@@ -120,6 +137,24 @@ func TestAwaitersDoNotBusyTheDatabase(t *testing.T) {
 	}
 	if status, _ := e.await(o); status != 409 {
 		t.Fatalf("second await → %d, want 409", status)
+	}
+
+	// A delivery wakes its rendezvous poll.
+	o = reqs[n+1]
+	if status, body := e.approve(alice.Token, o.PairCode, o.OTP); status != 200 {
+		t.Fatalf("approve → %d %v", status, body)
+	}
+	deliver := fmt.Sprintf(`{"pair_code":%q,"payload":"AAEC/w=="}`, o.PairCode)
+	if status, b, _ := e.raw("POST", "/rendezvous/deliver", alice.Token, deliver); status != 200 {
+		t.Fatalf("deliver → %d %v", status, b)
+	}
+	select {
+	case a := <-answers:
+		if a.i != n+1 || a.status != 200 || a.body["status"] != "delivered" || a.body["payload"] != "AAEC/w==" {
+			t.Fatalf("poller %d → %d %v", a.i, a.status, a.body)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the delivered slot's poll was not answered")
 	}
 }
 
