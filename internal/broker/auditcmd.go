@@ -48,6 +48,7 @@ func auditCommand(lookup LookupFunc) *cobra.Command {
 
 type verifyFlags struct {
 	db          string
+	envFile     string
 	asJSON      bool
 	checkpoints []string
 	jwks        string
@@ -87,6 +88,7 @@ could not be completed (unreadable ledger, not a ledger, bad checkpoint file or 
 	}
 	fl := verify.Flags()
 	fl.StringVar(&f.db, "db", "", "ledger: SQLite path or postgres:// URL (default BROKER_AUDIT_DB)")
+	fl.StringVar(&f.envFile, "env-file", "", "read BROKER_AUDIT_DB from this systemd environment file (- for stdin), so a postgres:// URL with a password stays out of argv")
 	fl.BoolVar(&f.asJSON, "json", false, "print one JSON document")
 	fl.StringArrayVar(&f.checkpoints, "checkpoint", nil, "file of exported signed checkpoints (JSON lines); needs --jwks; repeatable")
 	fl.StringVar(&f.jwks, "jwks", "", "the broker's public keys: a JWKS file, or an http(s) URL such as https://broker.example.com/.well-known/jwks.json")
@@ -128,7 +130,14 @@ func runVerify(cmd *cobra.Command, lookup LookupFunc, f verifyFlags) error {
 		opts.Checkpoints = append(opts.Checkpoints, cks...)
 	}
 
-	ledger, err := audit.OpenReadOnly(ctx, auditDBFrom(lookup, f.db))
+	db := f.db
+	if db == "" && f.envFile != "" {
+		var err error
+		if db, err = auditDBFromEnvFile(f.envFile, cmd.InOrStdin()); err != nil {
+			return &ExitError{Code: 1, Err: err}
+		}
+	}
+	ledger, err := audit.OpenReadOnly(ctx, auditDBFrom(lookup, db))
 	if err != nil {
 		return &ExitError{Code: 1, Err: err}
 	}

@@ -473,10 +473,16 @@ func TestProbes(t *testing.T) {
 		if r.status != 503 || m["sts_ok"] != false || m["backend_ok"] != true || m["status"] != "not_ready" {
 			t.Fatalf("%d %s", r.status, r.body)
 		}
+		if hint, _ := m["hint"].(string); !strings.Contains(hint, "only AWS STS") || strings.Contains(hint, "expired token") {
+			t.Fatalf("no hint that only STS is missing (or the upstream error leaks): %s", r.body)
+		}
 	})
 	t.Run("backend dead", func(t *testing.T) {
 		h := newHarness(t, func(h *harness, c *Config) { c.BackendURL = "http://127.0.0.1:1" })
 		r := h.do("GET", PathReadyz, "", "")
+		if m := r.json(t); m["hint"] != nil {
+			t.Fatalf("STS hint while the backend is down: %s", r.body)
+		}
 		if m := r.json(t); r.status != 503 || m["backend_ok"] != false {
 			t.Fatalf("%d %s", r.status, r.body)
 		}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -99,7 +100,7 @@ Configuration comes from the environment (the original broker's names):
 	f := root.Flags()
 	f.StringVar(&flags.bind, "bind", envOr(lookup, "BROKER_BIND", DefaultBind), "address to bind; loopback by default [BROKER_BIND]")
 	f.IntVar(&flags.port, "port", DefaultPort, "port to listen on [BROKER_PORT]")
-	f.BoolVar(&flags.skipCheck, "skip-startup-check", false, "skip the STS GetCallerIdentity check at startup (offline development)")
+	f.BoolVar(&flags.skipCheck, "skip-startup-check", false, "skip the STS GetCallerIdentity check at startup (a host that cannot reach AWS yet; /readyz still reports STS) (env BROKER_SKIP_STARTUP_CHECK=1)")
 	f.StringVar(&flags.tlsCert, "tls-cert", envOr(lookup, "BROKER_TLS_CERT", ""), "serve HTTPS with this certificate [BROKER_TLS_CERT]")
 	f.StringVar(&flags.trustedProxies, "trusted-proxies", envOr(lookup, "BROKER_TRUSTED_PROXIES", ""), "CIDRs of reverse proxies whose X-Forwarded-For/Forwarded headers name the client (the shipped nginx: 127.0.0.1/32); empty trusts none [BROKER_TRUSTED_PROXIES]")
 	f.StringVar(&flags.tlsKey, "tls-key", envOr(lookup, "BROKER_TLS_KEY", ""), "private key for --tls-cert [BROKER_TLS_KEY]")
@@ -149,7 +150,7 @@ func serve(cmd *cobra.Command, lookup LookupFunc, flags serveFlags, logLevel str
 		cfg.Port = p
 	}
 	cfg.TLSCertFile, cfg.TLSKeyFile = flags.tlsCert, flags.tlsKey
-	cfg.SkipStartupCheck = flags.skipCheck
+	cfg.SkipStartupCheck = cfg.SkipStartupCheck || flags.skipCheck
 	cfg.TrustedProxies = flags.trustedProxies
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
@@ -291,4 +292,46 @@ func Main() int {
 	}
 	fmt.Fprintln(os.Stderr, "agentkeys-broker:", err)
 	return 1
+}
+
+// auditDBFromEnvFile returns BROKER_AUDIT_DB (or its alias
+// BROKER_AUDIT_DB_PATH) from a systemd EnvironmentFile: KEY=VALUE lines,
+// # comments, optional surrounding quotes; the last assignment wins. Errors
+// never quote the file's content (it holds secrets).
+func auditDBFromEnvFile(path string, stdin io.Reader) (string, error) {
+	var r io.Reader = stdin
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return "", fmt.Errorf("env file: %w", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	b, err := io.ReadAll(io.LimitReader(r, 1<<20))
+	if err != nil {
+		return "", fmt.Errorf("env file %s: %w", path, err)
+	}
+	vals := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || line[0] == '#' || line[0] == ';' {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			continue
+		}
+		k, v = strings.TrimSpace(strings.TrimPrefix(k, "export ")), strings.TrimSpace(v)
+		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
+			v = v[1 : len(v)-1]
+		}
+		vals[k] = v
+	}
+	for _, k := range []string{"BROKER_AUDIT_DB", "BROKER_AUDIT_DB_PATH"} {
+		if v := vals[k]; v != "" {
+			return v, nil
+		}
+	}
+	return "", fmt.Errorf("env file %s sets neither BROKER_AUDIT_DB nor BROKER_AUDIT_DB_PATH", path)
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -270,3 +271,42 @@ func TestAuditVerifyCommand(t *testing.T) {
 }
 
 func decodeSegment(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
+
+// audit verify --env-file reads the ledger's location from the service's
+// env file (or stdin), so a postgres:// URL with a password never has to be
+// on a command line; errors never quote the file.
+func TestAuditVerifyEnvFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.sqlite")
+	ledger, err := audit.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ledger.Append(context.Background(), audit.Record{RequesterTokenHash: "h", RequesterWallet: "w", RequestedRole: "oidc_jwt", Outcome: "ok", STSSessionName: "k"})
+	ledger.Close()
+	envFile := filepath.Join(dir, "broker.env")
+	content := "# comment\nBROKER_OIDC_ISSUER=https://b.example\nBROKER_AUDIT_DB=/nonexistent/old.sqlite\nBROKER_AUDIT_DB=\"" + path + "\"\nDAEMON_SECRET_ACCESS_KEY=tOpSeCrEt\n"
+	if err := os.WriteFile(envFile, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The environment's BROKER_AUDIT_DB loses to the file named explicitly.
+	out, _, err := runCmd(t, map[string]string{"BROKER_AUDIT_DB": "/nonexistent/env.sqlite"}, "audit", "verify", "--env-file", envFile)
+	if err != nil || !strings.Contains(out, "OK: 1 rows") {
+		t.Fatalf("--env-file: %v %s", err, out)
+	}
+	cmd := command(env(nil))
+	var o bytes.Buffer
+	cmd.SetOut(&o)
+	cmd.SetErr(&o)
+	cmd.SetIn(strings.NewReader(content))
+	cmd.SetArgs([]string{"audit", "verify", "--env-file", "-"})
+	if err := cmd.ExecuteContext(context.Background()); err != nil || !strings.Contains(o.String(), "OK: 1 rows") {
+		t.Fatalf("--env-file -: %v %s", err, o.String())
+	}
+	os.WriteFile(envFile, []byte("DAEMON_SECRET_ACCESS_KEY=tOpSeCrEt\n"), 0o600)
+	_, _, err = runCmd(t, nil, "audit", "verify", "--env-file", envFile)
+	var ee *ExitError
+	if !errors.As(err, &ee) || ee.Code != 1 || !strings.Contains(err.Error(), "BROKER_AUDIT_DB") || strings.Contains(err.Error(), "tOpSeCrEt") {
+		t.Fatalf("env file without the ledger: %v", err)
+	}
+}

@@ -193,6 +193,7 @@ func FromEnv(lookup LookupFunc) (Config, error) {
 	seconds(&c.BackendTimeout, "BROKER_BACKEND_TIMEOUT_SECONDS")
 	str(&c.Issuer, "BROKER_OIDC_ISSUER")
 	boolean(&c.AllowInsecureIssuer, "BROKER_OIDC_ALLOW_INSECURE_ISSUER")
+	boolean(&c.SkipStartupCheck, "BROKER_SKIP_STARTUP_CHECK")
 	str(&c.KeyFile, "BROKER_OIDC_KEYPAIR_PATH")
 	seconds(&c.JWTTTL, "BROKER_OIDC_JWT_TTL_SECONDS")
 	seconds(&c.KeyReload, "BROKER_OIDC_KEY_RELOAD_SECONDS")

@@ -143,3 +143,14 @@ func TestConfigBindAndIssuer(t *testing.T) {
 		}
 	}
 }
+
+// BROKER_SKIP_STARTUP_CHECK lets an env file (a host that cannot reach AWS
+// yet) do what --skip-startup-check does.
+func TestConfigSkipStartupCheckFromEnv(t *testing.T) {
+	for v, want := range map[string]bool{"1": true, "true": true, "0": false, "": false} {
+		c, err := load(t, map[string]string{"BROKER_SKIP_STARTUP_CHECK": v})
+		if err != nil || c.SkipStartupCheck != want {
+			t.Errorf("BROKER_SKIP_STARTUP_CHECK=%q: %v, %v; want %v", v, c.SkipStartupCheck, err, want)
+		}
+	}
+}

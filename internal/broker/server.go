@@ -193,6 +193,9 @@ type readiness struct {
 	KeysOK    bool     `json:"keys_ok"`
 	STSOK     *bool    `json:"sts_ok,omitempty"` // absent when AWS minting is off
 	Failed    []string `json:"failed,omitempty"`
+	// Hint says what to do when the only failed check is STS: the broker
+	// serves discovery and OIDC tokens, only /v1/mint-aws-creds needs AWS.
+	Hint string `json:"hint,omitempty"`
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
@@ -242,6 +245,9 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(rd.Failed) > 0 {
 		rd.Status = "not_ready"
+		if len(rd.Failed) == 1 && rd.Failed[0] == "sts" {
+			rd.Hint = "only AWS STS is unreachable: discovery and /v1/mint-oidc-jwt work, /v1/mint-aws-creds fails until the broker's AWS principal (instance profile, AWS_PROFILE or DAEMON_ACCESS_KEY_ID/DAEMON_SECRET_ACCESS_KEY) and BROKER_AWS_REGION/BROKER_STS_ENDPOINT reach STS"
+		}
 		jsonhttp.Write(w, http.StatusServiceUnavailable, rd)
 		return
 	}
