@@ -232,12 +232,12 @@ func TestSetupBrokerHost(t *testing.T) {
 
 	// The broker starts from the written env file (paths moved into the
 	// test's directories, the STS check skipped) and serves the issuer.
-	checkBrokerStartsFromEnvFile(t, env)
+	checkBrokerStartsFromEnvFile(t, env, true)
 
 	// Phase 2 once the certificate exists: TLS, HSTS, only public routes.
 	certDir := filepath.Join(root, "etc/letsencrypt/live/broker.example.com")
 	writeSelfSigned(t, certDir)
-	if out, code = runSetup(t, nil, args...); code != 0 || !strings.Contains(out, "nginx site: phase 2") {
+	if out, code = runSetup(t, nil, args...); code != 0 || !strings.Contains(out, "nginx site broker (broker.example.com): phase 2") || !strings.Contains(out, "skipped (--prefix): sh -c nginx -t && systemctl reload nginx") {
 		t.Fatalf("phase 2 run exit %d:\n%s", code, out)
 	}
 	site = readFile(t, filepath.Join(root, "etc/nginx/sites-available/agentkeys-broker"))
@@ -321,6 +321,13 @@ func TestSetupBrokerHost(t *testing.T) {
 		{"certbot without nginx", nil, []string{"--issuer-url", setupIssuer, "--with-certbot", "--without-nginx"}, "--with-nginx"},
 		{"login issuer alone", nil, []string{"--issuer-url", setupIssuer, "--login-oidc-issuer", "https://idp.example.com"}, "both"},
 		{"login client id alone", nil, []string{"--issuer-url", setupIssuer, "--login-oidc-client-id", "x"}, "both"},
+		{"backend host without nginx", nil, []string{"--issuer-url", setupIssuer, "--without-nginx", "--backend-host", "agentkeys.example.com",
+			"--login-oidc-issuer", "https://idp.example.com", "--login-oidc-client-id", "x"}, "--with-nginx"},
+		{"backend host without login", nil, []string{"--issuer-url", setupIssuer, "--with-nginx", "--backend-host", "agentkeys.example.com"}, "login"},
+		{"backend host is the issuer", nil, []string{"--issuer-url", setupIssuer, "--with-nginx", "--backend-host", "broker.example.com",
+			"--login-oidc-issuer", "https://idp.example.com", "--login-oidc-client-id", "x"}, "another name"},
+		{"backend host with a scheme", nil, []string{"--issuer-url", setupIssuer, "--with-nginx", "--backend-host", "https://agentkeys.example.com",
+			"--login-oidc-issuer", "https://idp.example.com", "--login-oidc-client-id", "x"}, "DNS name"},
 		{"http login issuer", nil, []string{"--issuer-url", setupIssuer, "--login-oidc-issuer", "http://idp.example.com", "--login-oidc-client-id", "x"}, "https"},
 	} {
 		fresh := filepath.Join(t.TempDir(), "root")
@@ -337,7 +344,7 @@ func TestSetupBrokerHost(t *testing.T) {
 // checkBrokerStartsFromEnvFile starts agentkeys-broker with the variables
 // of the written env file, moving its state paths into the test and its
 // port to a free one, and checks the discovery document's issuer.
-func checkBrokerStartsFromEnvFile(t *testing.T, envFile string) {
+func checkBrokerStartsFromEnvFile(t *testing.T, envFile string, skipCheck bool) {
 	t.Helper()
 	dir := t.TempDir()
 	port := freePort(t)
@@ -354,7 +361,11 @@ func checkBrokerStartsFromEnvFile(t *testing.T, envFile string) {
 	}
 	env = append(env, "BROKER_OIDC_KEYPAIR_PATH="+filepath.Join(dir, "oidc-keypair.json"), "BROKER_AUDIT_DB="+filepath.Join(dir, "audit.sqlite"),
 		"BROKER_PORT="+strconv.Itoa(port))
-	p := start(t, env, "agentkeys-broker", "serve", "--skip-startup-check")
+	args := []string{"serve"}
+	if skipCheck {
+		args = append(args, "--skip-startup-check")
+	}
+	p := start(t, env, "agentkeys-broker", args...)
 	base := "http://127.0.0.1:" + strconv.Itoa(port)
 	waitHTTP(t, p, base+"/healthz")
 	resp, err := http.Get(base + "/.well-known/openid-configuration")

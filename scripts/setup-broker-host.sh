@@ -28,6 +28,12 @@
 #   --with-nginx | --without-nginx       write the nginx site (phase 1: HTTP-01 only; phase 2 once the cert exists)
 #   --with-certbot | --without-certbot   install certbot (webroot); with --certbot-email, request the certificate
 #   --certbot-email EMAIL   account e-mail for Let's Encrypt
+#   --backend-host NAME     also expose the backend (masters' `agentkeys init`, daemons' pairing) at
+#                           https://NAME through nginx: its own server_name and certificate,
+#                           AGENTKEYS_PUBLIC_URL=https://NAME and trusted proxies in backend.env.
+#                           Needs --with-nginx and a master login (--login-oidc-*).
+#   --skip-startup-check    the broker starts without checking its AWS principal with STS (a host
+#                           that cannot reach AWS yet); writes BROKER_SKIP_STARTUP_CHECK=1
 #   --login-oidc-issuer URL     OpenID provider whose ID tokens log masters in to the backend (https)
 #   --login-oidc-client-id ID   client id (audience) those ID tokens carry; both or neither.
 #                           Without them the backend is installed but refuses to start until
@@ -41,6 +47,12 @@
 #   -y, --yes               do not ask "Proceed?"
 #   -h, --help              this text
 #
+# Re-running is the upgrade path: settings given by an option replace the
+# env files' values; every other value, and every line an operator added
+# (a PostgreSQL URL, a tuned limit), is kept. The script names each key it
+# changes (never a value) and restarts a service whose binary, unit or env
+# file changed; nginx is reloaded when a site changed.
+#
 # Exit codes: 0 done, 1 a step failed, 2 bad usage or a refused value.
 set -euo pipefail
 umask 077
@@ -52,8 +64,9 @@ DEPLOY_DIR="$REPO_DIR/deploy"
 SERVICE_USER=agentkeys
 ISSUER="" ACCOUNT_ID="" ROLE_ARN="" REGION="" CRED_MODE="" PROFILE_NAME="" BUCKET=""
 WITH_NGINX="" WITH_CERTBOT="" CERTBOT_EMAIL="" BIN_DIR="" PREFIX="" DRY_RUN=0 NO_START=0
-INTERACTIVE="" YES=0 LOGIN_ISSUER="" LOGIN_CLIENT_ID=""
+INTERACTIVE="" YES=0 LOGIN_ISSUER="" LOGIN_CLIENT_ID="" BACKEND_HOST="" SKIP_CHECK=""
 CHANGED=0
+FLAGGED=" " # env keys whose value an option (or the environment) sets this run
 
 say()  { printf '%s\n' "$*"; }
 note() { printf '  - %s\n' "$*"; }
@@ -77,6 +90,8 @@ while [[ $# -gt 0 ]]; do
     --profile-name)  need_arg "$@"; PROFILE_NAME="$2"; shift 2 ;;
     --bucket)        need_arg "$@"; BUCKET="$2"; shift 2 ;;
     --certbot-email) need_arg "$@"; CERTBOT_EMAIL="$2"; shift 2 ;;
+    --backend-host)  need_arg "$@"; BACKEND_HOST="$2"; shift 2 ;;
+    --skip-startup-check) SKIP_CHECK=1; shift ;;
     --login-oidc-issuer)    need_arg "$@"; LOGIN_ISSUER="$2"; shift 2 ;;
     --login-oidc-client-id) need_arg "$@"; LOGIN_CLIENT_ID="$2"; shift 2 ;;
     --bin-dir)       need_arg "$@"; BIN_DIR="$2"; shift 2 ;;
@@ -105,6 +120,47 @@ if [[ -n "$PREFIX" ]]; then
   PREFIX="${PREFIX%/}"
   [[ "$PREFIX" != "" ]] || usage_die "--prefix / is the same as no prefix; leave it out"
 fi
+
+# --- Re-runs: what the options set, and what the existing env files keep --------
+# env_value FILE KEY: the last KEY=value of a systemd env file (quotes removed).
+env_value() {
+  [[ -r "$1" ]] || return 0
+  sed -n "s/^$2=//p" "$1" | tail -n1 | sed -e 's/^"\(.*\)"$/\1/' -e "s/^'\(.*\)'\$/\1/"
+}
+flag() { FLAGGED+="$* "; }
+[[ -z "$ISSUER" ]] || flag BROKER_OIDC_ISSUER
+[[ -z "$REGION" ]] || flag BROKER_AWS_REGION
+[[ -z "$ACCOUNT_ID" ]] || flag ACCOUNT_ID BROKER_DATA_ROLE_ARN
+[[ -z "$ROLE_ARN" ]] || flag ACCOUNT_ID BROKER_DATA_ROLE_ARN
+[[ -z "$CRED_MODE" ]] || flag AWS_PROFILE AWS_CONFIG_FILE AWS_SHARED_CREDENTIALS_FILE DAEMON_ACCESS_KEY_ID DAEMON_SECRET_ACCESS_KEY
+[[ -z "$PROFILE_NAME" ]] || flag AWS_PROFILE
+[[ -z "${DAEMON_ACCESS_KEY_ID:-}${DAEMON_SECRET_ACCESS_KEY:-}" ]] || flag DAEMON_ACCESS_KEY_ID DAEMON_SECRET_ACCESS_KEY
+[[ -z "$LOGIN_ISSUER$LOGIN_CLIENT_ID" ]] || flag AGENTKEYS_LOGIN_OIDC_ISSUER AGENTKEYS_LOGIN_OIDC_CLIENT_ID
+[[ -z "$BACKEND_HOST" ]] || flag AGENTKEYS_PUBLIC_URL AGENTKEYS_TRUSTED_PROXIES
+[[ -z "$WITH_NGINX" ]] || flag BROKER_TRUSTED_PROXIES AGENTKEYS_TRUSTED_PROXIES
+[[ -z "$SKIP_CHECK" ]] || flag BROKER_SKIP_STARTUP_CHECK
+OLD_BROKER_ENV="$PREFIX/etc/agentkeys/broker.env"
+OLD_BACKEND_ENV="$PREFIX/etc/agentkeys/backend.env"
+# Without the original options a re-run keeps what the files say.
+if [[ -r "$OLD_BROKER_ENV" ]]; then
+  [[ -n "$ISSUER" ]] || ISSUER="$(env_value "$OLD_BROKER_ENV" BROKER_OIDC_ISSUER)"
+  [[ -n "$REGION" ]] || REGION="$(env_value "$OLD_BROKER_ENV" BROKER_AWS_REGION)"
+  if [[ -z "$ACCOUNT_ID" && -z "$ROLE_ARN" ]]; then
+    ROLE_ARN="$(env_value "$OLD_BROKER_ENV" BROKER_DATA_ROLE_ARN)"
+    [[ -n "$ROLE_ARN" ]] || ACCOUNT_ID="$(env_value "$OLD_BROKER_ENV" ACCOUNT_ID)"
+  fi
+  if [[ -z "$CRED_MODE" ]]; then
+    if [[ -n "$(env_value "$OLD_BROKER_ENV" DAEMON_ACCESS_KEY_ID)" ]]; then CRED_MODE=static
+    elif [[ -n "$(env_value "$OLD_BROKER_ENV" AWS_PROFILE)" ]]; then CRED_MODE=profile
+    fi
+  fi
+  [[ -n "$PROFILE_NAME" ]] || PROFILE_NAME="$(env_value "$OLD_BROKER_ENV" AWS_PROFILE)"
+  [[ -n "$SKIP_CHECK" || "$(env_value "$OLD_BROKER_ENV" BROKER_SKIP_STARTUP_CHECK)" != 1 ]] || SKIP_CHECK=1
+fi
+if [[ -z "$BACKEND_HOST" && -r "$OLD_BACKEND_ENV" ]]; then
+  BACKEND_HOST="$(env_value "$OLD_BACKEND_ENV" AGENTKEYS_PUBLIC_URL)"; BACKEND_HOST="${BACKEND_HOST#https://}"
+fi
+if [[ -z "$WITH_NGINX" && -e "$PREFIX/etc/nginx/sites-available/agentkeys-broker" ]]; then WITH_NGINX=yes; fi
 
 # --- Validation ---------------------------------------------------------------
 # Each check prints why a value is refused, never the value of a secret.
@@ -250,12 +306,22 @@ fi
 if [[ "$CRED_MODE" != none && -z "$ACCOUNT_ID" && -z "$ROLE_ARN" ]]; then
   usage_die "--cred-mode $CRED_MODE needs --account-id or --role-arn (the role the broker assumes)"
 fi
+if [[ -n "$BACKEND_HOST" ]]; then
+  [[ "$BACKEND_HOST" =~ ^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$ ]] || usage_die "--backend-host must be a DNS name like agentkeys.example.com (no scheme, port or path)"
+  [[ "$WITH_NGINX" == yes ]] || usage_die "--backend-host is served through nginx: add --with-nginx"
+fi
 if [[ "$WITH_CERTBOT" == yes && "$WITH_NGINX" != yes ]]; then
   usage_die "--with-certbot uses the nginx webroot: add --with-nginx"
 fi
 if [[ -z "$PREFIX" && $DRY_RUN -eq 0 ]]; then
   [[ "$(uname -s)" == Linux ]] || die "only Linux with systemd is supported"
   [[ $EUID -eq 0 ]] || die "run as root (sudo), or use --prefix DIR / --dry-run"
+  if [[ $NO_START -eq 0 ]] && { ! command -v systemctl >/dev/null 2>&1 || [[ ! -d /run/systemd/system ]]; }; then
+    die "systemd is not running on this host (a container without an init?): the services cannot be started.
+  Re-run with --no-start to install only, then run /usr/local/bin/agentkeys-backend and
+  '/usr/local/bin/agentkeys-broker serve' as user agentkeys with /etc/agentkeys/backend.env and broker.env
+  in their environment (your process supervisor's equivalent of the units in /etc/systemd/system)"
+  fi
 fi
 
 ISSUER_HOST="${ISSUER#https://}"
@@ -307,6 +373,12 @@ if [[ -z "$LOGIN_ISSUER" && -r "$BACKEND_ENV" ]]; then
   LOGIN_CLIENT_ID="$(sed -n 's/^AGENTKEYS_LOGIN_OIDC_CLIENT_ID=//p' "$BACKEND_ENV" | tail -n1)"
   if [[ -z "$LOGIN_ISSUER" || -z "$LOGIN_CLIENT_ID" ]]; then LOGIN_ISSUER="" LOGIN_CLIENT_ID=""; fi
 fi
+if [[ -n "$BACKEND_HOST" && -z "$LOGIN_ISSUER" ]]; then
+  usage_die "--backend-host exposes the backend to masters: configure their login too (--login-oidc-issuer URL --login-oidc-client-id ID)"
+fi
+if [[ -n "$BACKEND_HOST" && "$BACKEND_HOST" == "$ISSUER_HOST_NOPORT" ]]; then
+  usage_die "--backend-host must be another name than the issuer's ($ISSUER_HOST_NOPORT): each has its own nginx site and certificate"
+fi
 no_login_warning() {
   warn "no master login is configured: agentkeys-backend will refuse to start until $BACKEND_ENV sets
   AGENTKEYS_LOGIN_OIDC_ISSUER=https://YOUR-IDP and AGENTKEYS_LOGIN_OIDC_CLIENT_ID=CLIENT-ID
@@ -353,7 +425,9 @@ ensure_dir() { # ensure_dir PATH MODE OWNER
   [[ $DRY_RUN -eq 1 ]] || do_chown "$owner" "$p"
 }
 # put_file PATH MODE OWNER [keep]: content on stdin; "keep" never replaces
-# an existing file (operator-edited placeholders).
+# an existing file (operator-edited placeholders). Feed it with a redirect or
+# `< <(cmd)`, never `cmd | put_file`: a pipeline runs it in a subshell and
+# its CHANGED=1 (which triggers reloads and restarts) would be lost.
 put_file() {
   local p="$1" mode="$2" owner="$3" keep="${4:-}" tmp
   tmp="$(mktemp)"; cat >"$tmp"
@@ -368,6 +442,54 @@ put_file() {
   chmod "$mode" "$dst_tmp"; do_chown "$owner" "$dst_tmp"
   mv -f "$dst_tmp" "$p"
   say "wrote $p ($mode, $owner)"; CHANGED=1
+}
+# Keys the script writes itself; any other assignment in an existing env file
+# was added by the operator and is carried over.
+MANAGED_KEYS=" AGENTKEYS_BACKEND_LISTEN AGENTKEYS_DATA_DIR AGENTKEYS_LOGIN_OIDC_ISSUER AGENTKEYS_LOGIN_OIDC_CLIENT_ID
+ AGENTKEYS_PUBLIC_URL AGENTKEYS_TRUSTED_PROXIES BROKER_BIND BROKER_PORT BROKER_BACKEND_URL BROKER_OIDC_ISSUER
+ BROKER_TRUSTED_PROXIES BROKER_OIDC_KEYPAIR_PATH BROKER_AUDIT_DB BROKER_AWS_REGION BROKER_DATA_ROLE_ARN ACCOUNT_ID
+ AWS_PROFILE AWS_CONFIG_FILE AWS_SHARED_CREDENTIALS_FILE DAEMON_ACCESS_KEY_ID DAEMON_SECRET_ACCESS_KEY
+ BROKER_SKIP_STARTUP_CHECK "
+# put_env PATH: the env file this run computes on stdin, merged with the
+# existing file: a key no option set this run keeps its existing value;
+# assignments the script does not manage are appended unchanged. Names each
+# key that changes (never a value: these files hold secrets).
+put_env() {
+  local p="$1" new merged rep
+  new="$(mktemp)"; merged="$(mktemp)"; rep="$(mktemp)"; cat >"$new"
+  if [[ -f "$p" ]]; then
+    awk -v flagged="$FLAGGED" -v managed="$MANAGED_KEYS" -v report="$rep" '
+      function key(line) { if (line ~ /^[A-Za-z_][A-Za-z0-9_]*=/) { sub(/=.*/, "", line); return line } return "" }
+      FNR == NR { k = key($0); if (k != "") { if (!(k in old)) order[++n] = k; old[k] = $0 } next }
+      {
+        k = key($0)
+        if (k != "") {
+          seen[k] = 1
+          if ((k in old) && index(flagged, " " k " ") == 0) {
+            if (old[k] != $0) print "kept " k " (existing value; no option changes it)" > report
+            print old[k]; next
+          }
+          if (!(k in old)) print "added " k > report
+          else if (old[k] != $0) print "changed " k > report
+        }
+        print
+      }
+      END {
+        for (i = 1; i <= n; i++) {
+          k = order[i]
+          if (k in seen) continue
+          if (index(managed, " " k " ") > 0) { print "removed " k > report; continue }
+          if (!hdr++) print "# Kept from the previous file: settings added by the operator."
+          print old[k]
+        }
+      }' "$p" "$new" >"$merged"
+    sed "s|^|  $(basename "$p"): |" "$rep"; rm -f "$rep"
+  else
+    cp "$new" "$merged"; rm -f "$rep"
+  fi
+  rm -f "$new"
+  put_file "$p" 0600 root:root <"$merged"
+  rm -f "$merged"
 }
 put_bin() { # put_bin SRC DEST
   if [[ -f "$2" ]] && cmp -s "$1" "$2"; then say "unchanged $2"; return; fi
@@ -386,7 +508,7 @@ host_cmd() { # a command that changes the host itself: never under --prefix
   if [[ $DRY_RUN -eq 1 ]]; then say "would run: $*"; return 0; fi
   say "running: $*"; "$@"
 }
-render() { sed -e "s|@HOST@|$ISSUER_HOST_NOPORT|g" -e "s|@ISSUER_HOST@|$ISSUER_HOST|g" \
+render() { sed -e "s|@HOST@|$ISSUER_HOST_NOPORT|g" -e "s|@ISSUER_HOST@|$ISSUER_HOST|g" -e "s|@BACKEND_HOST@|$BACKEND_HOST|g" \
                -e "s|@ACCOUNT_ID@|$ACCOUNT_ID|g" -e "s|@BUCKET@|$BUCKET|g" "$1"; }
 
 # Service user.
@@ -416,8 +538,8 @@ else
   say "skipped binaries: none in $BIN_DIR"
 fi
 
-# Environment files.
-{
+# Environment files (merged with what is there: see put_env).
+put_env "$BACKEND_ENV" < <(
   echo "# Written by scripts/setup-broker-host.sh; every variable: deploy/env/backend.env.example"
   echo "AGENTKEYS_BACKEND_LISTEN=127.0.0.1:8090"
   echo "AGENTKEYS_DATA_DIR=/var/lib/agentkeys/backend"
@@ -429,9 +551,15 @@ fi
     echo "#AGENTKEYS_LOGIN_OIDC_ISSUER=https://YOUR-IDP"
     echo "#AGENTKEYS_LOGIN_OIDC_CLIENT_ID=CLIENT-ID"
   fi
-} | put_file "$BACKEND_ENV" 0600 root:root
+  if [[ -n "$BACKEND_HOST" ]]; then
+    echo "# Reached through nginx at https://$BACKEND_HOST (deploy/nginx/agentkeys-backend.phase2.conf):"
+    echo "# other Host names are refused, and X-Forwarded-For is believed only from this host."
+    echo "AGENTKEYS_PUBLIC_URL=https://$BACKEND_HOST"
+    echo "AGENTKEYS_TRUSTED_PROXIES=127.0.0.1/32,::1/128"
+  fi
+)
 
-{
+put_env "$BROKER_ENV" < <(
   echo "# Written by scripts/setup-broker-host.sh (mode 0600; it may hold secrets)."
   echo "# Every variable, with defaults and ranges: deploy/env/broker.env.example"
   echo "BROKER_BIND=127.0.0.1"
@@ -458,22 +586,25 @@ fi
       echo "DAEMON_SECRET_ACCESS_KEY=$SECRET" ;;
     none) echo "# No AWS principal: OIDC-only broker" ;;
   esac
-} | put_file "$BROKER_ENV" 0600 root:root
+  if [[ -n "$SKIP_CHECK" ]]; then
+    echo "# Start without the STS check (no route to AWS yet); /readyz reports sts_ok=false until there is."
+    echo "BROKER_SKIP_STARTUP_CHECK=1"
+  fi
+)
 AKID="" SECRET=""
 
 if [[ "$CRED_MODE" == profile ]]; then
   ensure_dir "$STATE/.aws" 0700 "$SERVICE_USER:$SERVICE_USER"
-  printf '[%s]\naws_access_key_id = REPLACE_WITH_ACCESS_KEY_ID\naws_secret_access_key = REPLACE_WITH_SECRET_ACCESS_KEY\n' "$PROFILE_NAME" |
-    put_file "$STATE/.aws/credentials" 0600 "$SERVICE_USER:$SERVICE_USER" keep
-  printf '[profile %s]\nregion = %s\n' "$PROFILE_NAME" "$REGION" |
-    put_file "$STATE/.aws/config" 0600 "$SERVICE_USER:$SERVICE_USER"
+  put_file "$STATE/.aws/credentials" 0600 "$SERVICE_USER:$SERVICE_USER" keep < <(
+    printf '[%s]\naws_access_key_id = REPLACE_WITH_ACCESS_KEY_ID\naws_secret_access_key = REPLACE_WITH_SECRET_ACCESS_KEY\n' "$PROFILE_NAME")
+  put_file "$STATE/.aws/config" 0600 "$SERVICE_USER:$SERVICE_USER" < <(printf '[profile %s]\nregion = %s\n' "$PROFILE_NAME" "$REGION")
 fi
 
 # IAM documents for the AWS recipe (docs/cloud-setup.md), filled in.
 if [[ -n "$ACCOUNT_ID" ]]; then
   ensure_dir "$ENV_DIR/aws" 0755 root:root
-  render "$DEPLOY_DIR/aws/trust-policy.json" | put_file "$ENV_DIR/aws/trust-policy.json" 0644 root:root
-  render "$DEPLOY_DIR/aws/data-policy.json" | put_file "$ENV_DIR/aws/data-policy.json" 0644 root:root
+  put_file "$ENV_DIR/aws/trust-policy.json" 0644 root:root < <(render "$DEPLOY_DIR/aws/trust-policy.json")
+  put_file "$ENV_DIR/aws/data-policy.json" 0644 root:root < <(render "$DEPLOY_DIR/aws/data-policy.json")
 fi
 
 # systemd units and the runbook they point at.
@@ -481,49 +612,78 @@ ensure_dir "$UNIT_DIR" 0755 root:root
 for u in agentkeys-backend.service agentkeys-broker.service; do
   put_file "$UNIT_DIR/$u" 0644 root:root <"$DEPLOY_DIR/systemd/$u"
 done
+# Binaries, env files and units changed: the services must restart.
+SVC_CHANGED=$CHANGED
 ensure_dir "$R/usr/local/share/doc" 0755 root:root
 ensure_dir "$DOC_DEST" 0755 root:root
 for d in operator-runbook.md cloud-setup.md; do
-  [[ -f "$REPO_DIR/docs/$d" ]] && put_file "$DOC_DEST/$d" 0644 root:root <"$REPO_DIR/docs/$d"
+  if [[ -f "$REPO_DIR/docs/$d" ]]; then put_file "$DOC_DEST/$d" 0644 root:root <"$REPO_DIR/docs/$d"; fi
 done
+
+APT_UPDATED=0
+apt_install() { # apt_install PKG...: the package lists first (a fresh host has none)
+  if [[ $APT_UPDATED -eq 0 ]]; then host_cmd apt-get update -qq; APT_UPDATED=1; fi
+  host_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
+}
+# nginx_sites: each site in the phase its certificate allows (phase 1:
+# HTTP-01 only; phase 2: TLS proxy); nginx is reloaded when a site changed.
+nginx_sites() {
+  local before="$CHANGED" name host file
+  CHANGED=0
+  for name in broker ${BACKEND_HOST:+backend}; do
+    if [[ $name == broker ]]; then host="$ISSUER_HOST_NOPORT"; else host="$BACKEND_HOST"; fi
+    if [[ -f "$R/etc/letsencrypt/live/$host/fullchain.pem" ]]; then PHASE[$name]=2; else PHASE[$name]=1; fi
+    file="$R/etc/nginx/sites-available/agentkeys-$name"
+    put_file "$file" 0644 root:root < <(render "$DEPLOY_DIR/nginx/agentkeys-$name.phase${PHASE[$name]}.conf")
+    put_link "/etc/nginx/sites-available/agentkeys-$name" "$R/etc/nginx/sites-enabled/agentkeys-$name"
+    say "nginx site $name ($host): phase ${PHASE[$name]} ($([[ ${PHASE[$name]} -eq 1 ]] && echo 'HTTP-01 only; certificate not yet issued' || echo "TLS proxy to 127.0.0.1:$([[ $name == broker ]] && echo 8091 || echo 8090)"))"
+  done
+  if [[ -L "$R/etc/nginx/sites-enabled/default" ]]; then
+    host_cmd rm -f /etc/nginx/sites-enabled/default
+    [[ -n "$PREFIX" || $DRY_RUN -eq 1 ]] || CHANGED=1
+  fi
+  if [[ $CHANGED -eq 1 ]]; then
+    host_cmd sh -c 'nginx -t && systemctl reload nginx' || warn "nginx -t failed (or nginx is not running); the site files are written, nginx keeps its old configuration"
+  fi
+  CHANGED=$(( before | CHANGED ))
+}
+declare -A PHASE=()
 
 # nginx: phase 1 (HTTP-01 only) until the certificate exists, then phase 2.
 if [[ "$WITH_NGINX" == yes ]]; then
-  if [[ -z "$PREFIX" ]] && ! command -v nginx >/dev/null 2>&1; then
-    host_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx
-  fi
+  if [[ -z "$PREFIX" ]] && ! command -v nginx >/dev/null 2>&1; then apt_install nginx; fi
   ensure_dir "$R/var/www" 0755 root:root
   ensure_dir "$WEBROOT" 0755 root:root
-  if [[ -f "$CERT" ]]; then PHASE=2; else PHASE=1; fi
-  before="$CHANGED"; CHANGED=0
-  render "$DEPLOY_DIR/nginx/agentkeys-broker.phase$PHASE.conf" | put_file "$NGINX_SITE" 0644 root:root
-  put_link /etc/nginx/sites-available/agentkeys-broker "$NGINX_LINK"
-  say "nginx site: phase $PHASE ($([[ $PHASE -eq 1 ]] && echo 'HTTP-01 only; certificate not yet issued' || echo 'TLS proxy to 127.0.0.1:8091'))"
-  if [[ -L "$R/etc/nginx/sites-enabled/default" ]]; then
-    host_cmd rm -f /etc/nginx/sites-enabled/default
-  fi
-  if [[ $CHANGED -eq 1 ]]; then
-    host_cmd sh -c 'nginx -t && systemctl reload nginx' || warn "nginx -t failed; the site file is written, nginx keeps its old configuration"
-  fi
-  CHANGED=$(( before | CHANGED ))
+  nginx_sites
 fi
 if [[ "$WITH_CERTBOT" == yes ]]; then
-  if [[ -z "$PREFIX" ]] && ! command -v certbot >/dev/null 2>&1; then
-    host_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq certbot
-  fi
-  if [[ ! -f "$CERT" && -n "$CERTBOT_EMAIL" ]]; then
-    host_cmd certbot certonly --webroot -w /var/www/certbot -d "$ISSUER_HOST_NOPORT" -m "$CERTBOT_EMAIL" --agree-tos --non-interactive &&
-      if [[ -z "$PREFIX" && $DRY_RUN -eq 0 && -f "$CERT" ]]; then
-        render "$DEPLOY_DIR/nginx/agentkeys-broker.phase2.conf" | put_file "$NGINX_SITE" 0644 root:root
-        host_cmd sh -c 'nginx -t && systemctl reload nginx' || warn "nginx -t failed after the certificate was issued"
+  if [[ -z "$PREFIX" ]] && ! command -v certbot >/dev/null 2>&1; then apt_install certbot; fi
+  # nginx reads certificates only when it (re)loads: reload after each renewal.
+  ensure_dir "$R/etc/letsencrypt" 0755 root:root
+  ensure_dir "$R/etc/letsencrypt/renewal-hooks" 0755 root:root
+  ensure_dir "$R/etc/letsencrypt/renewal-hooks/deploy" 0755 root:root
+  put_file "$R/etc/letsencrypt/renewal-hooks/deploy/agentkeys-reload-nginx" 0755 root:root <<'HOOK'
+#!/bin/sh
+# Installed by scripts/setup-broker-host.sh: certbot runs this after each
+# renewal; nginx serves the new certificate only once it reloads.
+nginx -t -q && systemctl reload nginx
+HOOK
+  if [[ -n "$CERTBOT_EMAIL" ]]; then
+    issued=0
+    for host in "$ISSUER_HOST_NOPORT" $BACKEND_HOST; do
+      [[ ! -f "$R/etc/letsencrypt/live/$host/fullchain.pem" ]] || continue
+      if host_cmd certbot certonly --webroot -w /var/www/certbot -d "$host" -m "$CERTBOT_EMAIL" --agree-tos --non-interactive; then
+        issued=1
+      else
+        warn "certbot could not get a certificate for $host (does its DNS name point here, is port 80 open?)"
       fi
+    done
+    if [[ $issued -eq 1 && -z "$PREFIX" && $DRY_RUN -eq 0 ]]; then nginx_sites; fi
   fi
 fi
 
-# Services: never under --prefix or --dry-run.
-if [[ -n "$PREFIX" ]]; then
-  say "skipped (--prefix): systemctl daemon-reload; systemctl enable --now agentkeys-backend agentkeys-broker"
-elif [[ $NO_START -eq 1 ]]; then
+# Services: never under --prefix or --dry-run (host_cmd only reports there).
+if [[ $NO_START -eq 1 ]]; then
   host_cmd systemctl daemon-reload
   say "skipped (--no-start): starting the services"
 else
@@ -534,38 +694,57 @@ else
     say "skipped: starting agentkeys-backend (no master login configured; it would refuse to start)"
     units="agentkeys-broker.service"
   fi
-  if [[ $CHANGED -eq 1 ]]; then
+  if [[ $SVC_CHANGED -eq 1 ]]; then
+    # A binary, unit or env file changed: a running service must pick it up.
     host_cmd systemctl restart $units
   else
     host_cmd systemctl start $units
   fi
-  if [[ $DRY_RUN -eq 0 ]]; then
+  if [[ $DRY_RUN -eq 0 && -z "$PREFIX" ]]; then
     ok=0
     for _ in $(seq 1 30); do
       if curl -fsS --max-time 2 http://127.0.0.1:8091/readyz >/dev/null 2>&1; then ok=1; break; fi
       sleep 1
     done
     if [[ $ok -eq 1 ]]; then say "broker ready on 127.0.0.1:8091"
-    else warn "the broker is not ready after 30 s: journalctl -u agentkeys-broker -n 50"; fi
+    else warn "the broker is not ready after 30 s: curl -s http://127.0.0.1:8091/readyz says why; journalctl -u agentkeys-broker -n 50"; fi
   fi
 fi
 
 # --- Next steps -------------------------------------------------------------------
+# Commands to type: with sudo when this run came through sudo (it is not
+# assumed to exist).
+SUDO=""; [[ -z "${SUDO_USER:-}" ]] || SUDO="sudo "
 [[ -n "$LOGIN_ISSUER" ]] || no_login_warning
 cat <<EOF
 
 Next steps (docs/operator-runbook.md has the details):
-  1. DNS: an A/AAAA record for $ISSUER_HOST_NOPORT pointing at this host; firewall: 443 open, 80 for ACME,
-     8090/8091 loopback only.
+  1. DNS: an A/AAAA record for $ISSUER_HOST_NOPORT${BACKEND_HOST:+ and for $BACKEND_HOST} pointing at this host;
+     firewall: 443 open, 80 for ACME, 8090/8091 loopback only.
 EOF
-if [[ "$WITH_NGINX" == yes && "${PHASE:-1}" == 1 ]]; then
+need_cert=""
+for name in broker ${BACKEND_HOST:+backend}; do
+  if [[ "$WITH_NGINX" == yes && "${PHASE[$name]:-1}" == 1 ]]; then
+    if [[ $name == broker ]]; then need_cert+=" $ISSUER_HOST_NOPORT"; else need_cert+=" $BACKEND_HOST"; fi
+  fi
+done
+for host in $need_cert; do
   cat <<EOF
-  2. Certificate: sudo certbot certonly --webroot -w /var/www/certbot -d $ISSUER_HOST_NOPORT -m YOU@EXAMPLE --agree-tos --non-interactive
-     then re-run this script (nginx switches to the TLS phase) and check: sudo certbot renew --dry-run
+  2. Certificate: ${SUDO}certbot certonly --webroot -w /var/www/certbot -d $host -m YOU@EXAMPLE --agree-tos --non-interactive
 EOF
+done
+if [[ -n "$need_cert" ]]; then
+  echo "     then re-run this script (nginx switches to the TLS phase) and check: ${SUDO}certbot renew --dry-run"
 fi
 cat <<EOF
   3. Smoke test: curl -fsS $ISSUER/healthz && curl -fsS $ISSUER/.well-known/openid-configuration
+EOF
+if [[ -n "$BACKEND_HOST" ]]; then
+  cat <<EOF
+     Masters: agentkeys init --backend https://$BACKEND_HOST --oidc-issuer $LOGIN_ISSUER --oidc-client-id $LOGIN_CLIENT_ID
+EOF
+fi
+cat <<EOF
   4. AWS: aws iam create-open-id-connect-provider --url $ISSUER --client-id-list sts.amazonaws.com
 EOF
 if [[ -n "$ACCOUNT_ID" ]]; then
