@@ -7,10 +7,15 @@ package e2e
 // certbot deploy hook, the backend's own nginx site and env settings.
 
 import (
+	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/agentkeys/agentkeys/internal/audit"
 )
 
 func TestSetupBrokerHostUpgrade(t *testing.T) {
@@ -152,4 +157,98 @@ func appendFile(t *testing.T, path, s string) {
 	if _, err := f.WriteString(s); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// runbookBlock returns the commands of the docs/operator-runbook.md sh
+// block whose comment names test.
+func runbookBlock(t *testing.T, test string) []string {
+	t.Helper()
+	doc := readFile(t, filepath.Join("..", "docs", "operator-runbook.md"))
+	i := strings.Index(doc, "# "+test+" ")
+	if i < 0 {
+		t.Fatalf("docs/operator-runbook.md has no block marked %q", test)
+	}
+	end := strings.Index(doc[i:], "```")
+	var cmds []string
+	for _, line := range strings.Split(doc[i:i+end], "\n")[1:] {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			cmds = append(cmds, line)
+		}
+	}
+	return cmds
+}
+
+// TestRunbookAuditVerifyAndBackup runs the runbook's audit commands (issue
+// 22 item 4) with the host's paths moved into the test and sudo left out
+// (the test is root or owns everything already): verify takes the ledger
+// from the env file through a pipe, never from argv, and the backup copy
+// is one verify accepts.
+func TestRunbookAuditVerifyAndBackup(t *testing.T) {
+	if _, err := exec.LookPath("sqlite3"); err != nil {
+		e2eRequire(t, "sqlite3 is not installed (apt-get install sqlite3)")
+	}
+	root := t.TempDir()
+	state := filepath.Join(root, "var/lib/agentkeys/broker")
+	if err := os.MkdirAll(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(root, "etc/agentkeys"), 0o700)
+	ledger, err := audit.Open(context.Background(), filepath.Join(state, "audit.sqlite"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := ledger.Append(context.Background(), audit.Record{RequesterTokenHash: "h", RequesterWallet: "w", RequestedRole: "oidc_jwt", Outcome: "ok", STSSessionName: "k"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer ledger.Close() // open like the running service's
+	env := "BROKER_OIDC_ISSUER=" + setupIssuer + "\nBROKER_AUDIT_DB=/var/lib/agentkeys/broker/audit.sqlite\nDAEMON_SECRET_ACCESS_KEY=" + setupSecret + "\n"
+	if err := os.WriteFile(filepath.Join(root, "etc/agentkeys/broker.env"), []byte(strings.ReplaceAll(env, "/var/lib/", root+"/var/lib/")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	local := strings.NewReplacer("sudo -u agentkeys ", "", "sudo ", "", " -o agentkeys -g agentkeys", "",
+		"/etc/agentkeys/", root+"/etc/agentkeys/", "/var/lib/agentkeys/", root+"/var/lib/agentkeys/",
+		"/var/backups/agentkeys", root+"/var/backups/agentkeys")
+	run := func(c string) string {
+		t.Helper()
+		if strings.Contains(c, "postgres://") || strings.Contains(c, "BROKER_AUDIT_DB") {
+			t.Fatalf("a runbook command names the ledger's URL on its command line: %s", c)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "bash", "-o", "pipefail", "-c", local.Replace(c))
+		cmd.Env = []string{"PATH=" + filepath.Dir(bin["agentkeys-broker"]) + ":" + os.Getenv("PATH"), "HOME=" + root}
+		out, err := cmd.CombinedOutput()
+		if err != nil || strings.Contains(string(out), setupSecret) {
+			t.Fatalf("%s: %v\n%s", c, err, out)
+		}
+		return string(out)
+	}
+	verify := runbookBlock(t, "TestRunbookAuditVerifyAndBackup")
+	if len(verify) != 1 || !strings.Contains(verify[0], "--env-file -") {
+		t.Fatalf("runbook verify block: %q", verify)
+	}
+	if out := run(verify[0]); !strings.Contains(out, "OK: 3 rows") {
+		t.Fatalf("verify through the env file: %s", out)
+	}
+	doc := readFile(t, filepath.Join("..", "docs", "operator-runbook.md"))
+	second := strings.Index(doc, "# TestRunbookAuditVerifyAndBackup (e2e/setup_upgrade_test.go) runs these")
+	if second < 0 {
+		t.Fatal("runbook has no backup block for this test")
+	}
+	var backup []string
+	for _, line := range strings.Split(doc[second:second+strings.Index(doc[second:], "```")], "\n")[1:] {
+		if line = strings.TrimSpace(line); line != "" {
+			backup = append(backup, line)
+		}
+	}
+	var out string
+	for _, c := range backup {
+		out = run(c)
+	}
+	if !strings.Contains(out, "OK: 3 rows") {
+		t.Fatalf("verify of the backup copy: %s", out)
+	}
+	wantMode(t, filepath.Join(root, "var/backups/agentkeys/audit.sqlite"), 0o600)
 }
