@@ -43,7 +43,7 @@ func nginxBin(t *testing.T) string {
 // proxying to brokerPort. It returns the https base URL.
 func startNginx(t *testing.T, host string, brokerPort int) string {
 	t.Helper()
-	nginx := nginxBin(t)
+	nginxBin(t)
 	dir := t.TempDir()
 	certDir := filepath.Join(dir, "etc/letsencrypt/live", host)
 	writeSelfSigned(t, certDir)
@@ -57,6 +57,15 @@ func startNginx(t *testing.T, host string, brokerPort int) string {
 		"listen 443 ssl http2;", "listen 127.0.0.1:"+strconv.Itoa(port)+" ssl http2;", "listen [::]:443 ssl http2;", "",
 		"http://127.0.0.1:8091", "http://127.0.0.1:"+strconv.Itoa(brokerPort),
 	).Replace(site)
+	return runNginx(t, dir, site, port)
+}
+
+// runNginx runs site (its paths and ports already moved into dir and onto
+// loopback) in a foreground nginx and returns https://127.0.0.1:port once
+// it listens there.
+func runNginx(t *testing.T, dir, site string, port int) string {
+	t.Helper()
+	nginx := nginxBin(t)
 	conf := fmt.Sprintf(`daemon off;
 master_process off;
 pid %[1]s/nginx.pid;

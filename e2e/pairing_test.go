@@ -18,6 +18,7 @@ type cli struct {
 	t    *testing.T
 	env  []string
 	home string
+	exe  string // instead of the built agentkeys (a wrapper), when set
 }
 
 func newCLI(t *testing.T, backendURL string) *cli {
@@ -30,7 +31,11 @@ func newCLI(t *testing.T, backendURL string) *cli {
 
 func (c *cli) run(stdin string, extraEnv []string, args ...string) (string, string, int) {
 	c.t.Helper()
-	cmd := exec.Command(bin["agentkeys"], args...)
+	exe := bin["agentkeys"]
+	if c.exe != "" {
+		exe = c.exe
+	}
+	cmd := exec.Command(exe, args...)
 	cmd.Env = append(append([]string{}, c.env...), extraEnv...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb strings.Builder
@@ -64,9 +69,16 @@ type daemonProc struct {
 
 func startDaemon(t *testing.T, backendURL string, args ...string) *daemonProc {
 	t.Helper()
+	return startDaemonExe(t, bin["agentkeys-daemon"], nil, backendURL, args...)
+}
+
+// startDaemonExe runs exe (agentkeys-daemon or a wrapper of it) with extra
+// environment.
+func startDaemonExe(t *testing.T, exe string, extraEnv []string, backendURL string, args ...string) *daemonProc {
+	t.Helper()
 	home := t.TempDir()
-	cmd := exec.Command(bin["agentkeys-daemon"], append([]string{"--backend", backendURL}, args...)...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "XDG_CONFIG_HOME=" + filepath.Join(home, ".config"), "AGENTKEYS_SESSION_STORE=file", "XDG_RUNTIME_DIR=" + t.TempDir()}
+	cmd := exec.Command(exe, append([]string{"--backend", backendURL}, args...)...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "XDG_CONFIG_HOME=" + filepath.Join(home, ".config"), "AGENTKEYS_SESSION_STORE=file", "XDG_RUNTIME_DIR=" + t.TempDir()}, extraEnv...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
