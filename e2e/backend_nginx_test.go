@@ -104,6 +104,13 @@ func (ca *testCA) issueTo(t *testing.T, dir string, names ...string) {
 // device grant; the user "approves" on the second poll of each login.
 func startDeviceIdP(t *testing.T, ca *testCA, clientID, subject string) string {
 	t.Helper()
+	return startNamedDeviceIdP(t, ca, clientID, subject, "")
+}
+
+// startNamedDeviceIdP is startDeviceIdP listening on every address under
+// name (resolved by the test's /etc/hosts), when name is not empty.
+func startNamedDeviceIdP(t *testing.T, ca *testCA, clientID, subject, name string) string {
+	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: "idp1"}}, nil)
 	if err != nil {
@@ -112,6 +119,15 @@ func startDeviceIdP(t *testing.T, ca *testCA, clientID, subject string) string {
 	mux := http.NewServeMux()
 	srv := httptest.NewUnstartedServer(mux)
 	c, k := ca.issue(t, "127.0.0.1")
+	if name != "" {
+		l, err := net.Listen("tcp", "0.0.0.0:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv.Listener.Close()
+		srv.Listener = l
+		c, k = ca.issue(t, name)
+	}
 	pair, err := tls.X509KeyPair(c, k)
 	if err != nil {
 		t.Fatal(err)
@@ -120,6 +136,9 @@ func startDeviceIdP(t *testing.T, ca *testCA, clientID, subject string) string {
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	u := srv.URL
+	if name != "" {
+		u = "https://" + name + ":" + strconv.Itoa(srv.Listener.Addr().(*net.TCPAddr).Port)
+	}
 	var polls atomic.Int32
 	js := func(w http.ResponseWriter, status int, v any) {
 		w.Header().Set("Content-Type", "application/json")

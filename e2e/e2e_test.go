@@ -22,6 +22,14 @@ import (
 var bin = map[string]string{}
 
 func TestMain(m *testing.M) {
+	// A test re-run inside namespaces (setup_real_test.go) reuses the
+	// parent's build.
+	if dir := os.Getenv("AGENTKEYS_E2E_BIN_DIR"); dir != "" {
+		for _, name := range []string{"agentkeys", "agentkeys-backend", "agentkeys-broker", "agentkeys-daemon"} {
+			bin[name] = filepath.Join(dir, name)
+		}
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "agentkeys-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -3,7 +3,8 @@
 # machine: Chromium (the provisioner's browser), curl (the demo script) and
 # nginx (the end-to-end test of the shipped reverse-proxy site; the test runs
 # its own foreground instance, the package's service is not needed) and sqlite3
-# (the runbook's ledger backup, which a test runs).
+# (the runbook's ledger backup, which a test runs), iproute2 (the test that runs
+# the setup script for real joins two network namespaces).
 # Runs apt-get as root, or through sudo when that works without a password;
 # otherwise it stops and prints the one command that installs them.
 # Usage: scripts/deps.sh            (no-op when everything is present)
@@ -18,6 +19,7 @@ have_chromium || missing+=(chromium)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
 command -v sqlite3 >/dev/null 2>&1 || missing+=(sqlite3)
+command -v ip >/dev/null 2>&1 || [[ -x /usr/sbin/ip ]] || missing+=(iproute2)
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
 cmd="apt-get update && apt-get install -y ${missing[*]}"
