@@ -137,7 +137,7 @@ flag() { FLAGGED+="$* "; }
 [[ -z "${DAEMON_ACCESS_KEY_ID:-}${DAEMON_SECRET_ACCESS_KEY:-}" ]] || flag DAEMON_ACCESS_KEY_ID DAEMON_SECRET_ACCESS_KEY
 [[ -z "$LOGIN_ISSUER$LOGIN_CLIENT_ID" ]] || flag AGENTKEYS_LOGIN_OIDC_ISSUER AGENTKEYS_LOGIN_OIDC_CLIENT_ID
 [[ -z "$BACKEND_HOST" ]] || flag AGENTKEYS_PUBLIC_URL AGENTKEYS_TRUSTED_PROXIES
-[[ -z "$WITH_NGINX" ]] || flag BROKER_TRUSTED_PROXIES AGENTKEYS_TRUSTED_PROXIES
+[[ -z "$WITH_NGINX" ]] || flag BROKER_TRUSTED_PROXIES
 [[ -z "$SKIP_CHECK" ]] || flag BROKER_SKIP_STARTUP_CHECK
 OLD_BROKER_ENV="$PREFIX/etc/agentkeys/broker.env"
 OLD_BACKEND_ENV="$PREFIX/etc/agentkeys/backend.env"
@@ -272,6 +272,17 @@ empty to set them later in /etc/agentkeys/backend.env: until then the backend re
       printf '  refused: the client id is required (letters, digits and ._:@/+-)\n' >/dev/tty
     done
   fi
+  if [[ "$WITH_NGINX" == yes && -z "$BACKEND_HOST" && -n "$LOGIN_ISSUER$(env_value "$OLD_BACKEND_ENV" AGENTKEYS_LOGIN_OIDC_ISSUER)" ]]; then
+    explain "Masters (agentkeys init on their laptops) and sandbox daemons on other machines reach the backend,
+not the broker. Give it its own public name (DNS pointing here, for example agentkeys.example.com) and
+nginx serves it with its own certificate; leave empty to keep the backend reachable on this host only."
+    while :; do
+      ask BACKEND_HOST "Backend public name (empty: this host only)" ""
+      [[ -z "$BACKEND_HOST" || "$BACKEND_HOST" =~ ^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$ ]] && break
+      printf '  refused: a DNS name without scheme, port or path\n' >/dev/tty
+    done
+    [[ -z "$BACKEND_HOST" ]] || flag AGENTKEYS_PUBLIC_URL AGENTKEYS_TRUSTED_PROXIES
+  fi
   if [[ "$WITH_CERTBOT" == yes && -z "$CERTBOT_EMAIL" ]]; then
     explain "With an e-mail address the certificate is requested now (the DNS name must already point here);
 leave empty to request it later with the command printed at the end."
@@ -400,6 +411,7 @@ else note "data role:   none (OIDC-only; /v1/mint-aws-creds disabled)"; fi
 note "region:      $REGION"
 note "credentials: $CRED_MODE$([[ "$CRED_MODE" == profile ]] && echo " ($PROFILE_NAME)")$([[ "$CRED_MODE" == static ]] && echo " (from ${note_kept:+the existing env file}${note_kept:-the environment/prompt}; stored only in $BROKER_ENV)")"
 note "nginx:       $WITH_NGINX    certbot: $WITH_CERTBOT"
+note "backend:     $([[ -n "$BACKEND_HOST" ]] && echo "https://$BACKEND_HOST (its own nginx site)" || echo "127.0.0.1:8090 only (no --backend-host)")"
 if [[ -n "$LOGIN_ISSUER" ]]; then note "login:       OpenID $LOGIN_ISSUER (client $LOGIN_CLIENT_ID)"
 else note "login:       NOT CONFIGURED (the backend will refuse to start)"; fi
 note "binaries:    $([[ $HAVE_BINS -eq 1 ]] && echo "$BIN_DIR" || echo "not found in $BIN_DIR (run: make build)")"

@@ -72,6 +72,7 @@ Configuration comes from the environment (the original broker's names):
   DAEMON_ACCESS_KEY_ID, DAEMON_SECRET_ACCESS_KEY
                                    static AWS keys, both or neither (neither: SDK default chain)
   BROKER_STS_ENDPOINT              STS-compatible endpoint override
+  BROKER_SKIP_STARTUP_CHECK        1: start without the STS check (as --skip-startup-check)
   BROKER_AUDIT_DB                  audit ledger: SQLite path or postgres:// URL
                                    (default ~/.agentkeys/broker/audit.sqlite)
   BROKER_AUDIT_CHAIN               this replica's chain in the ledger (default: the host
