@@ -124,6 +124,16 @@ func TestSetupBrokerHostUpgrade(t *testing.T) {
 		t.Errorf("--region re-run broker.env:\n%s", strings.ReplaceAll(env, setupSecret, "…"))
 	}
 
+	// Another credential mode drops the static keys (and says so); the
+	// operator's own lines stay.
+	out, code = runSetup(t, nil, append(rerun, "--cred-mode", "instance-profile")...)
+	if code != 0 || !strings.Contains(out, "broker.env: removed DAEMON_SECRET_ACCESS_KEY") {
+		t.Fatalf("--cred-mode instance-profile re-run exit %d:\n%s", code, out)
+	}
+	if env = readFile(t, brokerEnv); strings.Contains(env, "DAEMON_") || !strings.Contains(env, "\nBROKER_RATE_PER_IP=10\n") {
+		t.Errorf("after --cred-mode instance-profile broker.env:\n%s", env)
+	}
+
 	// Certificates issued: phase 2 for both sites, and nginx is reloaded.
 	writeSelfSigned(t, filepath.Join(root, "etc/letsencrypt/live/broker.example.com"))
 	writeSelfSigned(t, filepath.Join(root, "etc/letsencrypt/live", backendHost))

@@ -455,8 +455,10 @@ put_file() {
   mv -f "$dst_tmp" "$p"
   say "wrote $p ($mode, $owner)"; CHANGED=1
 }
-# Keys the script writes itself; any other assignment in an existing env file
-# was added by the operator and is carried over.
+# Keys the script writes itself. An assignment in an existing env file that
+# this run does not write is carried over, unless it is one of these and an
+# option of this run decided it (e.g. --cred-mode instance-profile drops the
+# static keys).
 MANAGED_KEYS=" AGENTKEYS_BACKEND_LISTEN AGENTKEYS_DATA_DIR AGENTKEYS_LOGIN_OIDC_ISSUER AGENTKEYS_LOGIN_OIDC_CLIENT_ID
  AGENTKEYS_PUBLIC_URL AGENTKEYS_TRUSTED_PROXIES BROKER_BIND BROKER_PORT BROKER_BACKEND_URL BROKER_OIDC_ISSUER
  BROKER_TRUSTED_PROXIES BROKER_OIDC_KEYPAIR_PATH BROKER_AUDIT_DB BROKER_AWS_REGION BROKER_DATA_ROLE_ARN ACCOUNT_ID
@@ -471,6 +473,7 @@ put_env() {
   new="$(mktemp)"; merged="$(mktemp)"; rep="$(mktemp)"; cat >"$new"
   if [[ -f "$p" ]]; then
     awk -v flagged="$FLAGGED" -v managed="$MANAGED_KEYS" -v report="$rep" '
+      BEGIN { gsub(/[[:space:]]+/, " ", managed); gsub(/[[:space:]]+/, " ", flagged) }
       function key(line) { if (line ~ /^[A-Za-z_][A-Za-z0-9_]*=/) { sub(/=.*/, "", line); return line } return "" }
       FNR == NR { k = key($0); if (k != "") { if (!(k in old)) order[++n] = k; old[k] = $0 } next }
       {
@@ -490,7 +493,10 @@ put_env() {
         for (i = 1; i <= n; i++) {
           k = order[i]
           if (k in seen) continue
-          if (index(managed, " " k " ") > 0) { print "removed " k > report; continue }
+          # A setting the options of this run decided against (another
+          # credential mode, a role instead of an account) goes; any other
+          # belongs to the operator and stays.
+          if (index(managed, " " k " ") > 0 && index(flagged, " " k " ") > 0) { print "removed " k > report; continue }
           if (!hdr++) print "# Kept from the previous file: settings added by the operator."
           print old[k]
         }
