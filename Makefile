@@ -10,7 +10,7 @@ PKGS  := ./...
 AGENTKEYS_TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 export AGENTKEYS_TEST_POSTGRES_URL
 
-.PHONY: all build deps test demo bench fault lint fmt vet clean
+.PHONY: all build deps deps-demo test demo bench fault lint fmt vet clean
 
 all: build
 
@@ -18,9 +18,13 @@ build:
 	@mkdir -p $(BIN)
 	$(GO) build -trimpath -o $(BIN)/ ./cmd/...
 
-# System packages (Chromium, curl) for the demo and the browser tests.
+# System packages from Debian: Chromium and curl for the demo; also nginx,
+# sqlite3 and iproute2 for the end-to-end tests.
 deps:
-	@bash scripts/deps.sh
+	@bash scripts/deps.sh test
+
+deps-demo:
+	@bash scripts/deps.sh demo
 
 lint: fmt vet
 
@@ -35,7 +39,7 @@ vet:
 test: deps lint build
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
-demo: deps build
+demo: deps-demo build
 	@bash scripts/demo.sh
 
 # The SPEC §5 numbers in one run: plain text, then one JSON line (the raw

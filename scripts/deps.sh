@@ -7,8 +7,10 @@
 # the setup script for real joins two network namespaces).
 # Runs apt-get as root, or through sudo when that works without a password;
 # otherwise it stops and prints the one command that installs them.
-# Usage: scripts/deps.sh            (no-op when everything is present)
+# Usage: scripts/deps.sh [demo|test]   (default test; no-op when everything is
+# present). `demo` needs only Chromium and curl.
 set -euo pipefail
+what=${1:-test}
 
 missing=()
 have_chromium() {
@@ -17,9 +19,11 @@ have_chromium() {
 }
 have_chromium || missing+=(chromium)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
-command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
-command -v sqlite3 >/dev/null 2>&1 || missing+=(sqlite3)
-command -v ip >/dev/null 2>&1 || [[ -x /usr/sbin/ip ]] || missing+=(iproute2)
+if [[ $what != demo ]]; then
+  command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
+  command -v sqlite3 >/dev/null 2>&1 || missing+=(sqlite3)
+  command -v ip >/dev/null 2>&1 || [[ -x /usr/sbin/ip ]] || missing+=(iproute2)
+fi
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
 cmd="apt-get update && apt-get install -y ${missing[*]}"
