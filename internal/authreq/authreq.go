@@ -311,3 +311,35 @@ func truncate(s string) string {
 	}
 	return s
 }
+
+// Kind returns the HTTP identity kind of a CBOR identity, or "" for an
+// unknown one.
+func (id Identity) Kind() agentkeys.IdentityKind {
+	switch id.Type {
+	case IdentityAlias:
+		return agentkeys.KindAlias
+	case IdentityEmail:
+		return agentkeys.KindEmail
+	case IdentityEns:
+		return agentkeys.KindENS
+	case IdentityWallet:
+		return agentkeys.KindWallet
+	}
+	return ""
+}
+
+// IdentityOf returns the CBOR form of a parsed identity.
+func IdentityOf(id agentkeys.Identity) Identity {
+	typ := ""
+	switch id.Kind {
+	case agentkeys.KindAlias:
+		typ = IdentityAlias
+	case agentkeys.KindEmail:
+		typ = IdentityEmail
+	case agentkeys.KindENS:
+		typ = IdentityEns
+	case agentkeys.KindWallet:
+		typ = IdentityWallet
+	}
+	return Identity{Type: typ, Value: id.Value}
+}

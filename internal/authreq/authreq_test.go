@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/fxamacker/cbor/v2"
 )
 
@@ -212,4 +213,22 @@ func FuzzNormalizePairCode(f *testing.F) {
 			t.Fatalf("%q → %q not a fixed point", s, n)
 		}
 	})
+}
+
+// TestIdentityKinds: every CBOR identity kind maps to an HTTP kind and back.
+func TestIdentityKinds(t *testing.T) {
+	for cborType, kind := range map[string]agentkeys.IdentityKind{
+		IdentityAlias: agentkeys.KindAlias, IdentityEmail: agentkeys.KindEmail,
+		IdentityEns: agentkeys.KindENS, IdentityWallet: agentkeys.KindWallet,
+	} {
+		if got := (Identity{Type: cborType}).Kind(); got != kind {
+			t.Errorf("%s.Kind() = %q, want %q", cborType, got, kind)
+		}
+		if got := IdentityOf(agentkeys.Identity{Kind: kind, Value: "v"}); got != (Identity{Type: cborType, Value: "v"}) {
+			t.Errorf("IdentityOf(%s) = %v", kind, got)
+		}
+	}
+	if got := (Identity{Type: "wallet"}).Kind(); got != "" {
+		t.Errorf("an HTTP spelling in CBOR maps to %q", got)
+	}
 }
