@@ -4,80 +4,10 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"strings"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
-	"github.com/agentkeys/agentkeys/internal/authreq"
 	"github.com/agentkeys/agentkeys/internal/store"
-	"github.com/agentkeys/agentkeys/internal/textcheck"
 )
-
-// Identity types on the HTTP wire.
-const (
-	identityAlias  = "alias"
-	identityEmail  = "email"
-	identityEns    = "ens"
-	identityWallet = "wallet"
-)
-
-// wireIdentityType maps a CBOR identity kind to its HTTP spelling.
-func wireIdentityType(cborType string) string {
-	switch cborType {
-	case authreq.IdentityAlias:
-		return identityAlias
-	case authreq.IdentityEmail:
-		return identityEmail
-	case authreq.IdentityEns:
-		return identityEns
-	case authreq.IdentityWallet:
-		return identityWallet
-	}
-	return ""
-}
-
-// normalizeIdentity folds case where the kind is case-insensitive.
-func normalizeIdentity(typ, value string) string {
-	value = strings.TrimSpace(value)
-	switch typ {
-	case identityEmail, identityEns, identityAlias, identityWallet:
-		return strings.ToLower(value)
-	}
-	return value
-}
-
-func validateLinkIdentity(typ, value string) error {
-	if err := textcheck.Check(value, 254); err != nil {
-		return badRequest("identity_value: %v", err)
-	}
-	switch typ {
-	case identityAlias:
-		if len(value) == 0 || len(value) > 64 {
-			return badRequest("alias must be 1 to 64 characters")
-		}
-		for _, r := range value {
-			if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
-				return badRequest("alias may use letters, digits, '-', '_' and '.'")
-			}
-		}
-		if strings.HasPrefix(value, "0x") {
-			return badRequest("alias must not start with 0x (it would read as a wallet)")
-		}
-	case identityEmail:
-		at := strings.LastIndexByte(value, '@')
-		if at < 1 || at == len(value)-1 || len(value) > 254 || strings.ContainsAny(value, " \t\r\n") {
-			return badRequest("email must look like name@example.com")
-		}
-	case identityEns:
-		if !strings.HasSuffix(value, ".eth") || len(value) < 5 || len(value) > 254 {
-			return badRequest("ens name must end in .eth")
-		}
-	case "":
-		return badRequest("identity_type required")
-	default:
-		return badRequest("unknown identity_type %q: use alias, email or ens", truncateStr(typ))
-	}
-	return nil
-}
 
 // identityVerified reports whether a link of this type is proof that the
 // wallet's holder controls the name. E-mail addresses and ENS names are
@@ -86,35 +16,26 @@ func validateLinkIdentity(typ, value string) error {
 // --parent to one. A wallet address names itself; an alias is a name the
 // account picked, not a claim to anything outside AgentKeys.
 func identityVerified(typ string) bool {
-	return typ == identityWallet || typ == identityAlias
+	return typ == string(agentkeys.KindWallet) || typ == string(agentkeys.KindAlias)
 }
 
 // resolveIdentity maps (type, value) to a wallet.
 func (s *Server) resolveIdentity(ctx context.Context, q store.Queries, typ, value string) (agentkeys.Wallet, error) {
-	if err := textcheck.Check(value, 254); err != nil {
-		return "", badRequest("identity_value: %v", err)
+	id, err := agentkeys.ParseIdentityAs(agentkeys.IdentityKind(typ), value)
+	if err != nil {
+		return "", badRequest("%v", err)
 	}
-	value = normalizeIdentity(typ, value)
-	if value == "" {
-		return "", badRequest("identity_value required")
-	}
-	if typ == identityWallet {
-		w, err := agentkeys.ParseWallet(value)
-		if err != nil {
-			return "", badRequest("invalid wallet address")
-		}
+	if id.Kind == agentkeys.KindWallet {
+		w := agentkeys.Wallet(id.Value)
 		wr, err := q.Wallet(ctx, w)
 		if errors.Is(err, store.ErrNotFound) || (err == nil && wr.TornDown) {
 			return "", notFound("no account found for that wallet")
 		}
 		return w, err
 	}
-	if err := validateLinkIdentity(typ, value); err != nil {
-		return "", err
-	}
-	l, err := q.ResolveIdentity(ctx, typ, value)
+	l, err := q.ResolveIdentity(ctx, string(id.Kind), id.Value)
 	if errors.Is(err, store.ErrNotFound) {
-		return "", notFound("no identity found for type=%s value=%s", typ, truncateStr(value))
+		return "", notFound("no identity found for type=%s value=%s", id.Kind, truncateStr(id.Value))
 	}
 	return l.Wallet, err
 }
@@ -132,13 +53,16 @@ func (s *Server) linkIdentity(r *http.Request, c *caller) (any, error) {
 	if err := decode(r, &req, smallBody); err != nil {
 		return nil, err
 	}
-	value := normalizeIdentity(req.IdentityType, req.IdentityValue)
-	if err := validateLinkIdentity(req.IdentityType, value); err != nil {
-		return nil, err
+	if req.IdentityType == string(agentkeys.KindWallet) {
+		return nil, badRequest("unknown identity_type %q: use alias, email or ens", req.IdentityType)
 	}
+	id, err := agentkeys.ParseIdentityAs(agentkeys.IdentityKind(req.IdentityType), req.IdentityValue)
+	if err != nil {
+		return nil, badRequest("%v", err)
+	}
+	value := id.Value
 	target := c.addr()
 	if req.WalletAddress != "" {
-		var err error
 		if target, err = parseWalletField("wallet_address", req.WalletAddress); err != nil {
 			return nil, err
 		}
@@ -181,13 +105,6 @@ func (s *Server) resolveIdentityRoute(r *http.Request) (any, error) {
 	}
 	q := r.URL.Query()
 	typ := q.Get("identity_type")
-	switch typ {
-	case identityAlias, identityEmail, identityEns, identityWallet:
-	case "":
-		return nil, badRequest("identity_type required")
-	default:
-		return nil, badRequest("unknown identity_type %q: use alias, email, ens or wallet", truncateStr(typ))
-	}
 	w, err := s.resolveIdentity(r.Context(), s.store, typ, q.Get("identity_value"))
 	if err != nil {
 		return nil, err

@@ -120,9 +120,15 @@ func (s *Server) openAuthRequest(r *http.Request) (any, error) {
 	}
 	idType, idValue := "", ""
 	if req.RequestType == authreq.TypeRecover {
-		idType, idValue = wireIdentityType(details2.AgentIdentity.Type), normalizeIdentity(wireIdentityType(details2.AgentIdentity.Type), details2.AgentIdentity.Value)
-		if req.IdentityType != "" && (req.IdentityType != idType || normalizeIdentity(idType, req.IdentityValue) != idValue) {
-			return nil, badRequest("identity_type/identity_value disagree with the identity in request_details")
+		id, err := agentkeys.ParseIdentityAs(details2.AgentIdentity.Kind(), details2.AgentIdentity.Value)
+		if err != nil {
+			return nil, badRequest("request_details: %v", err)
+		}
+		idType, idValue = string(id.Kind), id.Value
+		if req.IdentityType != "" {
+			if given, err := agentkeys.ParseIdentityAs(agentkeys.IdentityKind(req.IdentityType), req.IdentityValue); err != nil || given != id {
+				return nil, badRequest("identity_type/identity_value disagree with the identity in request_details")
+			}
 		}
 	} else if req.IdentityType != "" || req.IdentityValue != "" {
 		return nil, badRequest("identity_type and identity_value apply only to Recover requests")

@@ -635,3 +635,57 @@ func TestScopeChangeFetchShowsTheCurrentScope(t *testing.T) {
 		t.Fatalf("description %q does not say the new scope may write", d)
 	}
 }
+
+// TestIdentityRuleIsShared: the backend applies agentkeys.ParseIdentity's
+// rule to links, look-ups and Recover requests, the same rule the CLI and
+// the daemon apply before they send anything.
+func TestIdentityRuleIsShared(t *testing.T) {
+	e := newEnv(t)
+	alice := e.master("alice")
+	bot := e.agent(alice, []string{}, false)
+	link := func(typ, value string) int {
+		status, _, _ := e.raw("POST", "/identity/link", alice.Token,
+			fmt.Sprintf(`{"identity_type":%q,"identity_value":%q,"wallet_address":%q}`, typ, value, bot.Wallet))
+		return status
+	}
+	for _, c := range []struct{ typ, value string }{
+		{"email", "a@b@example.com"}, // one @ only
+		{"alias", "-bot"},            // a letter or digit first
+		{"alias", "_bot"},
+		{"ens", "a b.eth"},
+		{"alias", "bot\u202e"},
+		{"wallet", string(bot.Wallet)}, // a wallet names itself; it is not linked
+	} {
+		if s := link(c.typ, c.value); s != 400 {
+			t.Errorf("link %s %q → %d, want 400", c.typ, c.value, s)
+		}
+	}
+	if s := link("ens", " Bot.ETH "); s != 200 {
+		t.Fatalf("link ens → %d", s)
+	}
+	status, b, _ := e.raw("GET", "/identity/resolve?identity_type=ens&identity_value=bot.eth", "", "")
+	if status != 200 || b["wallet_address"] != string(bot.Wallet) {
+		t.Fatalf("resolve normalised ens → %d %v", status, b)
+	}
+	upper := "0X" + strings.ToUpper(string(bot.Wallet[2:]))
+	status, b, _ = e.raw("GET", "/identity/resolve?identity_type=wallet&identity_value="+upper, "", "")
+	if status != 200 || b["wallet_address"] != string(bot.Wallet) {
+		t.Fatalf("resolve upper-case wallet → %d %v", status, b)
+	}
+	// A Recover request naming an identity no link could ever hold is
+	// refused when it is opened, not when a master tries to approve it.
+	for _, id := range []authreq.Identity{{Type: authreq.IdentityAlias, Value: "-bot"}, {Type: authreq.IdentityEmail, Value: "a@b@c"}} {
+		if status, body := e.openRaw(authreq.Request{Type: authreq.TypeRecover, AgentIdentity: id, NewDaemonPubkey: []byte{1}}, ""); status != 400 {
+			t.Errorf("open Recover %v → %d %v, want 400", id, status, body)
+		}
+	}
+	// The optional identity_type/identity_value must name the same identity,
+	// compared after normalisation.
+	rec := authreq.Request{Type: authreq.TypeRecover, AgentIdentity: authreq.Identity{Type: authreq.IdentityEns, Value: "Bot.eth"}, NewDaemonPubkey: []byte{1}}
+	if status, body := e.openRaw(rec, `,"identity_type":"ens","identity_value":"BOT.ETH"`); status != 200 {
+		t.Errorf("open Recover with matching identity → %d %v", status, body)
+	}
+	if status, body := e.openRaw(rec, `,"identity_type":"alias","identity_value":"bot.eth"`); status != 400 {
+		t.Errorf("open Recover with another kind → %d %v", status, body)
+	}
+}

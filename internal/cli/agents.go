@@ -31,18 +31,8 @@ type agentBook struct {
 // validateAgentName checks a local agent name: 1–64 of [a-z0-9._-],
 // starting with a letter or digit, and not a 0x wallet look-alike.
 func validateAgentName(name string) error {
-	if name == "" || len(name) > 64 {
-		return errors.New("agent name must be 1 to 64 characters")
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		alnum := 'a' <= c && c <= 'z' || '0' <= c && c <= '9'
-		if !alnum && (i == 0 || (c != '.' && c != '_' && c != '-')) {
-			return fmt.Errorf("agent name %q: use lower-case letters, digits, '.', '_' and '-', starting with a letter or digit", name)
-		}
-	}
-	if strings.HasPrefix(name, "0x") {
-		return fmt.Errorf("agent name %q must not start with 0x (that is how wallets are written)", name)
+	if err := agentkeys.ValidAlias(name); err != nil {
+		return fmt.Errorf("agent name %q: %w", name, err)
 	}
 	return nil
 }

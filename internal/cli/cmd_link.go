@@ -1,7 +1,7 @@
 package cli
 
 import (
-	"strings"
+	"github.com/agentkeys/agentkeys/internal/agentkeys"
 
 	"github.com/spf13/cobra"
 )
@@ -9,11 +9,6 @@ import (
 // validAlias: 1–64 of [a-z0-9._-], starting with a letter or digit.
 func validAlias(s string) bool {
 	return validateAgentName(s) == nil
-}
-
-func validEmail(s string) bool {
-	local, domain, ok := strings.Cut(s, "@")
-	return ok && local != "" && domain != "" && !strings.ContainsAny(s, " \t\r\n") && !strings.Contains(domain, "@") && len(s) <= 254
 }
 
 func (a *App) newLinkCmd() *cobra.Command {
@@ -34,10 +29,11 @@ func (a *App) newLinkCmd() *cobra.Command {
 				}
 				typ, val = "alias", alias
 			case email != "":
-				if !validEmail(email) {
+				id, err := agentkeys.ParseIdentityAs(agentkeys.KindEmail, email)
+				if err != nil {
 					return usagef("--email %q is not an email address", email)
 				}
-				typ, val = "email", email
+				typ, val = string(id.Kind), id.Value
 			default:
 				return usagef("give --alias NAME or --email ADDRESS")
 			}

@@ -258,21 +258,6 @@ func pairingError(err error) error {
 	return err
 }
 
-// identityOf guesses the kind of an identity the way a person writes it:
-// 0x… is a wallet, anything with @ an e-mail, *.eth an ENS name, else an
-// alias.
-func identityOf(s string) (authreq.Identity, string) {
-	switch {
-	case strings.HasPrefix(s, "0x") || strings.HasPrefix(s, "0X"):
-		return authreq.Identity{Type: authreq.IdentityWallet, Value: strings.ToLower(s)}, "wallet"
-	case strings.Contains(s, "@"):
-		return authreq.Identity{Type: authreq.IdentityEmail, Value: strings.ToLower(s)}, "email"
-	case strings.HasSuffix(strings.ToLower(s), ".eth"):
-		return authreq.Identity{Type: authreq.IdentityEns, Value: strings.ToLower(s)}, "ens"
-	}
-	return authreq.Identity{Type: authreq.IdentityAlias, Value: strings.ToLower(s)}, "alias"
-}
-
 func (a *App) newRecoverCmd() *cobra.Command {
 	var timeout time.Duration
 	cmd := &cobra.Command{
@@ -292,13 +277,11 @@ and is saved in this profile only if the backend's approval signature
 verifies over the request and that session.`,
 		Args: exactArgs(1, "<wallet|alias|email>"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, typ := identityOf(strings.TrimSpace(args[0]))
-			if err := authreq.ValidateIdentity(id); err != nil {
-				return usagef("%v", err)
+			parsed, err := agentkeys.ParseIdentity(args[0])
+			if err != nil {
+				return usagef("%q is not a wallet (0x…), an e-mail address, an ENS name or an alias (letters, digits, '.', '_', '-'): %v", args[0], err)
 			}
-			if typ == "alias" && !validAlias(id.Value) {
-				return usagef("%q is not a wallet (0x…), an e-mail address or an alias (letters, digits, '.', '_', '-')", args[0])
-			}
+			id, typ := authreq.IdentityOf(parsed), string(parsed.Kind)
 			if timeout <= 0 {
 				return usagef("--timeout must be positive")
 			}

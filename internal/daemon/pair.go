@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	mrand "math/rand/v2"
-	"strings"
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
@@ -23,39 +22,25 @@ type PairError struct {
 
 func (e *PairError) Error() string { return e.Message }
 
-// classifyIdentity names an agent or master the way every command does
-// (reference §7 item 22): a strict wallet address, an e-mail (has '@'), an
-// ENS name (ends in .eth), else an alias. It returns the CBOR kind and the
-// HTTP wire kind.
-func classifyIdentity(v string) (cborKind, wireKind, value string) {
-	if w, err := agentkeys.ParseWallet(v); err == nil {
-		return authreq.IdentityWallet, "wallet", string(w)
-	}
-	switch {
-	case strings.Contains(v, "@"):
-		return authreq.IdentityEmail, "email", v
-	case strings.HasSuffix(strings.ToLower(v), ".eth"):
-		return authreq.IdentityEns, "ens", v
-	}
-	return authreq.IdentityAlias, "alias", v
-}
-
 // resolveParent turns --parent into the master wallet the request is bound
 // to.
 func resolveParent(ctx context.Context, bc *backendclient.Client, parent string) (agentkeys.Wallet, error) {
 	if parent == "" {
 		return "", nil
 	}
-	_, wire, v := classifyIdentity(parent)
-	if wire == "wallet" {
-		return agentkeys.Wallet(v), nil
-	}
-	r, err := bc.ResolveIdentityLink(ctx, wire, v)
+	id, err := agentkeys.ParseIdentity(parent)
 	if err != nil {
-		return "", fmt.Errorf("could not resolve --parent %q (%s): %w", parent, wire, err)
+		return "", fmt.Errorf("--parent %q: %w", parent, err)
 	}
-	if !r.Verified && wire != "alias" {
-		return "", fmt.Errorf("--parent %q is an unverified %s link (anyone can claim one first), so the request is not bound to it: give the master's wallet address (agentkeys whoami) or an alias instead", parent, wire)
+	if id.Kind == agentkeys.KindWallet {
+		return agentkeys.Wallet(id.Value), nil
+	}
+	r, err := bc.ResolveIdentityLink(ctx, string(id.Kind), id.Value)
+	if err != nil {
+		return "", fmt.Errorf("could not resolve --parent %q (%s): %w", parent, id.Kind, err)
+	}
+	if !r.Verified && id.Kind != agentkeys.KindAlias {
+		return "", fmt.Errorf("--parent %q is an unverified %s link (anyone can claim one first), so the request is not bound to it: give the master's wallet address (agentkeys whoami) or an alias instead", parent, id.Kind)
 	}
 	return r.Wallet, nil
 }
@@ -115,8 +100,11 @@ func Pair(ctx context.Context, o PairOptions) (*backendclient.Session, error) {
 	pub := boxKey.PublicKey().Bytes()
 	req := authreq.Request{Type: authreq.TypePair, RequestedScope: authreq.Scope{Services: o.Services, ReadOnly: o.ReadOnly}}
 	if o.Recover != "" {
-		kind, _, v := classifyIdentity(o.Recover)
-		req = authreq.Request{Type: authreq.TypeRecover, AgentIdentity: authreq.Identity{Type: kind, Value: v}, NewDaemonPubkey: pub}
+		id, err := agentkeys.ParseIdentity(o.Recover)
+		if err != nil {
+			return nil, &PairError{Reason: "failed", Message: fmt.Sprintf("--recover %q: %v", o.Recover, err)}
+		}
+		req = authreq.Request{Type: authreq.TypeRecover, AgentIdentity: authreq.IdentityOf(id), NewDaemonPubkey: pub}
 	}
 	details, err := authreq.Encode(req)
 	if err != nil {

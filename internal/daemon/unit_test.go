@@ -126,12 +126,20 @@ func TestEnvNames(t *testing.T) {
 	}
 }
 
-func TestClassifyIdentity(t *testing.T) {
+// TestResolveParentParsesLocally: --parent is read with the shared
+// identity rule; a wallet in any case needs no backend, and a malformed
+// 0x value is refused before anything is sent.
+func TestResolveParentParsesLocally(t *testing.T) {
 	w := string(agentkeys.NewWallet())
-	cases := map[string]string{w: "wallet", strings.ToUpper(w[:2]) + w[2:]: "wallet", "a@b.c": "email", "x.eth": "ens", "0x-office": "alias", "bot": "alias"}
-	for in, want := range cases {
-		if _, got, _ := classifyIdentity(in); got != want {
-			t.Errorf("%q: %s, want %s", in, got, want)
+	for _, in := range []string{w, strings.ToUpper(w[:2]) + w[2:], "0x" + strings.ToUpper(w[2:]), " " + w + " "} {
+		got, err := resolveParent(t.Context(), nil, in)
+		if err != nil || string(got) != w {
+			t.Errorf("resolveParent(%q) = %q, %v; want %s", in, got, err, w)
+		}
+	}
+	for _, in := range []string{"0x-office", "bot\u202e", "a@b@c"} {
+		if _, err := resolveParent(t.Context(), nil, in); err == nil {
+			t.Errorf("resolveParent(%q) accepted", in)
 		}
 	}
 }
