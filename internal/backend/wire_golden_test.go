@@ -1,0 +1,120 @@
+package backend
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentkeys/agentkeys/internal/agentkeys"
+)
+
+// shape replaces every value of a decoded JSON document by its type, so a
+// golden string pins field names, omitted fields and null against [] but
+// not the values.
+func shape(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return "null"
+	case string:
+		return `"s"`
+	case float64:
+		return "0"
+	case bool:
+		return "b"
+	case []any:
+		if len(v) == 0 {
+			return "[]"
+		}
+		return "[" + shape(v[0]) + "]"
+	case map[string]any:
+		var b strings.Builder
+		b.WriteString("{")
+		for i, k := range slices.Sorted(maps.Keys(v)) {
+			if i > 0 {
+				b.WriteString(",")
+			}
+			fmt.Fprintf(&b, "%s:%s", k, shape(v[k]))
+		}
+		b.WriteString("}")
+		return b.String()
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// TestWireGolden pins the JSON each route answers with: field names and
+// omitempty are a contract outside clients rely on, so a change of the
+// shared wire types in internal/api that alters them fails here.
+func TestWireGolden(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.AwaitWindow = 50 * time.Millisecond })
+	m := e.master("alice")
+	a := e.agent(m, []string{"openrouter"}, false)
+	b := e.agent(m, []string{"openrouter"}, true)
+	bt, _ := e.brokerToken(a.Token)
+	if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, "openrouter", secret()); err != nil {
+		t.Fatal(err)
+	}
+	w, mw := string(a.Wallet), string(m.Wallet)
+	cases := []struct {
+		name, method, path string
+		tok                agentkeys.Token
+		body               string
+		want               string
+	}{
+		{"create session", "POST", "/session/create", "", `{"auth_token":"bob"}`,
+			`{expires_at:0,session:"s",wallet:"s"}`},
+		{"validate session", "GET", "/session/validate", a.Token, "",
+			`{epoch:0,expires_at:0,kind:"s",parent:"s",scope:{read_only:b,services:["s"]},wallet:"s"}`},
+		{"validate master", "GET", "/session/validate", m.Token, "",
+			`{epoch:0,expires_at:0,kind:"s",scope:null,wallet:"s"}`},
+		{"validate broker token", "GET", "/session/validate", bt, "",
+			`{audience:"s",epoch:0,expires_at:0,kind:"s",parent:"s",scope:{read_only:b,services:["s"]},token_expires_at:0,wallet:"s"}`},
+		{"broker token", "POST", "/session/broker-token", a.Token, `{"audience":"broker"}`,
+			`{audience:"s",expires_at:0,token:"s"}`},
+		{"child", "POST", "/session/child", m.Token, `{"scope":{"services":[],"read_only":false}}`,
+			`{expires_at:0,session:"s",wallet:"s"}`},
+		{"get scope", "GET", "/session/scope?wallet=" + w, m.Token, "",
+			`{read_only:b,services:["s"],wallet:"s"}`},
+		{"get own unrestricted scope", "GET", "/session/scope", m.Token, "",
+			`{read_only:b,services:null,wallet:"s"}`},
+		{"set scope", "PUT", "/session/scope", m.Token, `{"target_wallet":"` + string(b.Wallet) + `","scope":{"services":["openrouter"],"read_only":true}}`,
+			`{ok:b,scope:{read_only:b,services:["s"]},wallet:"s"}`},
+		{"epoch", "GET", "/session/epoch", "", "", `{epoch:0}`},
+		{"watch", "GET", "/session/watch", a.Token, "", `{epoch:0,valid:b}`},
+		{"store", "POST", "/credential/store", m.Token, `{"agent_id":"` + w + `","service":"openrouter","ciphertext":"eA=="}`,
+			`{ok:b}`},
+		{"read", "GET", "/credential/read?service=openrouter&agent_id=" + w, a.Token, "", `{ciphertext:"s"}`},
+		{"list", "GET", "/credential/list?agent_id=" + w, m.Token, "", `{services:["s"]}`},
+		{"audit provision", "POST", "/audit/provision", m.Token, `{"agent_id":"` + w + `","service":"openrouter","result":"ok","detail":"x"}`,
+			`{ok:b}`},
+		{"audit cached read", "POST", "/audit/cached-read", a.Token, `{"services":["openrouter"]}`, `{ok:b}`},
+		{"audit query", "GET", "/audit/query?limit=1&action=provision", m.Token, "",
+			`{events:[{action:"s",agent:"s",client_ip:"s",detail:"s",id:0,owner:"s",result:"s",service:"s",time:"s",timestamp:0}],next_cursor:"s"}`},
+		{"audit query empty", "GET", "/audit/query?action=nothing", m.Token, "", `{events:[],next_cursor:"s"}`},
+		{"link", "POST", "/identity/link", m.Token, `{"identity_type":"alias","identity_value":"bot","wallet_address":"` + w + `"}`,
+			`{identity_type:"s",identity_value:"s",ok:b,verified:b,wallet_address:"s"}`},
+		{"resolve", "GET", "/identity/resolve?identity_type=alias&identity_value=bot", "", "",
+			`{identity_type:"s",verified:b,wallet_address:"s"}`},
+		{"revoke session", "POST", "/session/revoke", m.Token, `{"target_session":"` + b.Token.Reveal() + `"}`,
+			`{ok:b,sessions_revoked:0}`},
+		{"teardown", "DELETE", "/credential/teardown", m.Token, `{"agent_id":"` + w + `"}`,
+			`{credentials_removed:0,ok:b,sessions_revoked:0,wallets_removed:0}`},
+		{"bad request", "POST", "/session/revoke", m.Token, `{}`, `{error:"s",message:"s"}`},
+	}
+	_ = mw
+	for _, c := range cases {
+		status, body, _ := e.raw(c.method, c.path, c.tok, c.body)
+		got := shape(body)
+		if c.name != "bad request" && status != 200 {
+			t.Errorf("%s: %d %v", c.name, status, body)
+			continue
+		}
+		if got != c.want {
+			t.Errorf("%s: shape\n got %s\nwant %s", c.name, got, c.want)
+		}
+	}
+}
