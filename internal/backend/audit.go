@@ -3,26 +3,13 @@ package backend
 import (
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/api"
 	"github.com/agentkeys/agentkeys/internal/clientip"
 	"github.com/agentkeys/agentkeys/internal/store"
 )
-
-type auditEventJSON struct {
-	ID        int64            `json:"id"`
-	Owner     agentkeys.Wallet `json:"owner"`
-	Agent     agentkeys.Wallet `json:"agent"`
-	Service   string           `json:"service"`
-	Action    string           `json:"action"`
-	Result    string           `json:"result"`
-	Timestamp int64            `json:"timestamp"`
-	Time      string           `json:"time"`
-	Detail    string           `json:"detail,omitempty"`
-	ClientIP  string           `json:"client_ip,omitempty"`
-}
 
 // queryAudit returns the audit rows visible to the caller: rows where the
 // actor or the target is the caller's wallet or one of its descendants.
@@ -70,9 +57,9 @@ func (s *Server) queryAudit(r *http.Request, c *caller) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]auditEventJSON, len(events))
+	out := make([]api.AuditEvent, len(events))
 	for i, e := range events {
-		out[i] = auditEventJSON{
+		out[i] = api.AuditEvent{
 			ID: e.ID, Owner: e.Owner, Agent: e.Agent, Service: e.Service, Action: e.Action, Result: e.Result,
 			Timestamp: e.Time.Unix(), Time: e.Time.UTC().Format(time.RFC3339Nano), Detail: e.Detail,
 			ClientIP: e.ClientIP,
@@ -82,7 +69,7 @@ func (s *Server) queryAudit(r *http.Request, c *caller) (any, error) {
 	if len(events) == q.Limit {
 		next = strconv.FormatInt(events[len(events)-1].ID, 10)
 	}
-	return map[string]any{"events": out, "next_cursor": next}, nil
+	return api.AuditPage{Events: out, NextCursor: next}, nil
 }
 
 func parseTimeParam(name, v string) (time.Time, error) {
@@ -102,49 +89,21 @@ func parseTimeParam(name, v string) (time.Time, error) {
 	return t, nil
 }
 
-// provisionResult is "ok" or a provisioner error code: lower-case snake
-// case, short, so a client cannot write free text into the result column.
-func provisionResult(v string) bool {
-	if v == "" || len(v) > 40 {
-		return false
-	}
-	for _, r := range v {
-		if (r < 'a' || r > 'z') && r != '_' {
-			return false
-		}
-	}
-	return true
-}
-
 // auditProvision records the outcome of a provisioner run for an agent
 // the caller owns (the store itself is audited separately, as "store").
 // Detail is short printable text (step, tripwire kind); the caller must
 // not put secrets in it.
 func (s *Server) auditProvision(r *http.Request, c *caller) (any, error) {
 	ctx := r.Context()
-	var req struct {
-		AgentID string `json:"agent_id"`
-		Service string `json:"service"`
-		Result  string `json:"result"`
-		Detail  string `json:"detail"`
-	}
+	var req api.AuditProvisionRequest
 	if err := decode(r, &req, smallBody); err != nil {
 		return nil, err
 	}
-	addr, err := parseWalletField("agent_id", req.AgentID)
+	addr, err := parseWalletField("agent_id", req.AgentID) // Validate checked it
 	if err != nil {
 		return nil, err
 	}
-	svc, err := serviceField(req.Service)
-	if err != nil {
-		return nil, err
-	}
-	if !provisionResult(req.Result) {
-		return nil, badRequest("result must be \"ok\" or an error code (lower-case letters and underscores, at most 40)")
-	}
-	if len(req.Detail) > 200 || strings.ContainsFunc(req.Detail, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		return nil, badRequest("detail must be at most 200 printable characters")
-	}
+	svc := req.Service
 	if _, owned, err := s.target(ctx, s.store, c, addr); err != nil {
 		return nil, err
 	} else if !owned {
@@ -162,5 +121,5 @@ func (s *Server) auditProvision(r *http.Request, c *caller) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string]bool{"ok": true}, nil
+	return api.OK{OK: true}, nil
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/api"
 	"github.com/agentkeys/agentkeys/internal/jsonhttp"
 	"github.com/agentkeys/agentkeys/internal/seal"
 	"github.com/agentkeys/agentkeys/internal/store"
@@ -31,25 +32,15 @@ func serviceField(v string) (string, error) {
 // backend seals it before it reaches the database.
 func (s *Server) storeCredential(r *http.Request, c *caller) (any, error) {
 	ctx := r.Context()
-	var req struct {
-		AgentID    string `json:"agent_id"`
-		Service    string `json:"service"`
-		Ciphertext string `json:"ciphertext"`
-	}
+	var req api.StoreCredentialRequest
 	if err := decode(r, &req, 2*MaxSecretSize); err != nil {
 		return nil, err
 	}
-	addr, err := parseWalletField("agent_id", req.AgentID)
+	addr, err := parseWalletField("agent_id", req.AgentID) // Validate checked it
 	if err != nil {
 		return nil, err
 	}
-	svc, err := serviceField(req.Service)
-	if err != nil {
-		return nil, err
-	}
-	if req.Ciphertext == "" {
-		return nil, badRequest("ciphertext required")
-	}
+	svc := req.Service
 	value, err := base64.StdEncoding.DecodeString(req.Ciphertext)
 	if err != nil {
 		return nil, badRequest("ciphertext must be standard base64")
@@ -99,7 +90,7 @@ func (s *Server) storeCredential(r *http.Request, c *caller) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string]bool{"ok": true}, nil
+	return api.OK{OK: true}, nil
 }
 
 // readCredential returns a credential to its owner (or an ancestor) within
@@ -149,7 +140,7 @@ func (s *Server) readCredential(r *http.Request, c *caller) (any, error) {
 	if err := s.audit(ctx, s.store, c.addr(), addr, svc, agentkeys.ActionRead, agentkeys.ResultOK); err != nil {
 		return nil, err
 	}
-	return map[string]string{"ciphertext": base64.StdEncoding.EncodeToString(value)}, nil
+	return api.ReadCredentialResponse{Ciphertext: base64.StdEncoding.EncodeToString(value)}, nil
 }
 
 // listCredentials lists the services a wallet holds, filtered to the
@@ -175,7 +166,7 @@ func (s *Server) listCredentials(r *http.Request, c *caller) (any, error) {
 	if err := s.audit(ctx, s.store, c.addr(), addr, agentkeys.AuditWildcard, agentkeys.ActionList, agentkeys.ResultOK); err != nil {
 		return nil, err
 	}
-	return map[string][]string{"services": c.scope.Filter(all)}, nil
+	return api.ListCredentialsResponse{Services: c.scope.Filter(all)}, nil
 }
 
 // teardown removes an agent and everything under it in one transaction:
@@ -183,13 +174,11 @@ func (s *Server) listCredentials(r *http.Request, c *caller) (any, error) {
 // identity links and inboxes deleted.
 func (s *Server) teardown(r *http.Request, c *caller) (any, error) {
 	ctx := r.Context()
-	var req struct {
-		AgentID string `json:"agent_id"`
-	}
+	var req api.TeardownRequest
 	if err := decode(r, &req, smallBody); err != nil {
 		return nil, err
 	}
-	addr, err := parseWalletField("agent_id", req.AgentID)
+	addr, err := parseWalletField("agent_id", req.AgentID) // Validate checked it
 	if err != nil {
 		return nil, err
 	}
@@ -239,5 +228,5 @@ func (s *Server) teardown(r *http.Request, c *caller) (any, error) {
 		return nil, err
 	}
 	s.epochs.observe(epoch)
-	return map[string]any{"ok": true, "wallets_removed": len(tree), "sessions_revoked": revoked, "credentials_removed": removed}, nil
+	return api.TeardownResponse{OK: true, WalletsRemoved: len(tree), SessionsRevoked: revoked, CredentialsRemoved: removed}, nil
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/api"
 	"github.com/agentkeys/agentkeys/internal/store"
 )
 
@@ -45,16 +46,9 @@ func (s *Server) resolveIdentity(ctx context.Context, q store.Queries, typ, valu
 // refused.
 func (s *Server) linkIdentity(r *http.Request, c *caller) (any, error) {
 	ctx := r.Context()
-	var req struct {
-		IdentityType  string `json:"identity_type"`
-		IdentityValue string `json:"identity_value"`
-		WalletAddress string `json:"wallet_address,omitempty"`
-	}
+	var req api.LinkIdentityRequest
 	if err := decode(r, &req, smallBody); err != nil {
 		return nil, err
-	}
-	if req.IdentityType == string(agentkeys.KindWallet) {
-		return nil, badRequest("unknown identity_type %q: use alias, email or ens", req.IdentityType)
 	}
 	id, err := agentkeys.ParseIdentityAs(agentkeys.IdentityKind(req.IdentityType), req.IdentityValue)
 	if err != nil {
@@ -93,8 +87,8 @@ func (s *Server) linkIdentity(r *http.Request, c *caller) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string]any{"ok": true, "wallet_address": target, "identity_type": req.IdentityType, "identity_value": value,
-		"verified": identityVerified(req.IdentityType)}, nil
+	return api.LinkIdentityResponse{OK: true, WalletAddress: target, IdentityType: req.IdentityType, IdentityValue: value,
+		Verified: identityVerified(req.IdentityType)}, nil
 }
 
 // resolveIdentityRoute answers who a name points at. It is public (a
@@ -109,5 +103,5 @@ func (s *Server) resolveIdentityRoute(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string]any{"wallet_address": w, "identity_type": typ, "verified": identityVerified(typ)}, nil
+	return api.ResolveIdentityResponse{WalletAddress: w, IdentityType: typ, Verified: identityVerified(typ)}, nil
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/api"
 	"github.com/agentkeys/agentkeys/internal/store"
 )
 
@@ -139,7 +140,7 @@ func (s *Server) sessionEpoch(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string]int64{"epoch": e}, nil
+	return api.EpochResponse{Epoch: &e}, nil
 }
 
 // validateSession tells a relying service (the broker) who holds a token
@@ -157,8 +158,8 @@ func (s *Server) validateSession(r *http.Request) (any, error) {
 	if err := s.limitWallet(c); err != nil {
 		return nil, err
 	}
-	resp := validateResponse{
-		Wallet: c.addr(), Kind: c.wallet.Kind, Parent: c.wallet.Parent,
+	resp := api.ValidateResponse{
+		Wallet: c.addr(), Kind: string(c.wallet.Kind), Parent: c.wallet.Parent,
 		Scope: c.scope, ExpiresAt: c.session.ExpiresAt.Unix(), Epoch: epoch,
 	}
 	if bt := c.brokerToken; bt != nil {
@@ -210,15 +211,12 @@ func (s *Server) watchSession(r *http.Request) (any, error) {
 		case <-expiry.C:
 			return nil, unauthorized("session expired")
 		case <-window.C:
-			return map[string]any{"valid": true, "epoch": epoch}, nil
+			return api.WatchResponse{Valid: true, Epoch: epoch}, nil
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
 	}
 }
-
-// maxCachedReadServices bounds one cached-read report.
-const maxCachedReadServices = 64
 
 // DetailCachedRead marks read rows the daemon served from its cache.
 const DetailCachedRead = "cached"
@@ -230,10 +228,7 @@ const DetailCachedRead = "cached"
 // cached values of a session that was revoked or narrowed meanwhile.
 func (s *Server) auditCachedRead(r *http.Request, c *caller) (any, error) {
 	ctx := r.Context()
-	var req struct {
-		AgentID  string   `json:"agent_id"`
-		Services []string `json:"services"`
-	}
+	var req api.AuditCachedReadRequest
 	if err := decode(r, &req, smallBody); err != nil {
 		return nil, err
 	}
@@ -241,14 +236,6 @@ func (s *Server) auditCachedRead(r *http.Request, c *caller) (any, error) {
 	if req.AgentID != "" {
 		var err error
 		if addr, err = parseWalletField("agent_id", req.AgentID); err != nil {
-			return nil, err
-		}
-	}
-	if len(req.Services) == 0 || len(req.Services) > maxCachedReadServices {
-		return nil, badRequest("services must list 1 to %d services", maxCachedReadServices)
-	}
-	for _, svc := range req.Services {
-		if _, err := serviceField(svc); err != nil {
 			return nil, err
 		}
 	}
@@ -284,5 +271,5 @@ func (s *Server) auditCachedRead(r *http.Request, c *caller) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string]bool{"ok": true}, nil
+	return api.OK{OK: true}, nil
 }

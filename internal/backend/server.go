@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/api"
 	"github.com/agentkeys/agentkeys/internal/authreq"
 	"github.com/agentkeys/agentkeys/internal/clientip"
 	"github.com/agentkeys/agentkeys/internal/jsonhttp"
@@ -380,7 +381,15 @@ func decode(r *http.Request, v any, limit int64) error {
 		}
 		return err
 	}
-	return checkBody(v)
+	if err := checkBody(v); err != nil {
+		return err
+	}
+	if v, ok := v.(api.Validator); ok {
+		if err := v.Validate(); err != nil {
+			return badRequest("%s", err.Error())
+		}
+	}
+	return nil
 }
 
 func badRequest(format string, args ...any) error {

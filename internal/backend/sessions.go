@@ -6,18 +6,13 @@ import (
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/api"
 	"github.com/agentkeys/agentkeys/internal/jsonhttp"
 	"github.com/agentkeys/agentkeys/internal/ratelimit"
 	"github.com/agentkeys/agentkeys/internal/store"
 )
 
 const smallBody = 16 << 10
-
-type sessionResponse struct {
-	Session   string           `json:"session"`
-	Wallet    agentkeys.Wallet `json:"wallet"`
-	ExpiresAt int64            `json:"expires_at"`
-}
 
 // createSession logs a master in. The LoginVerifier decides what an
 // auth_token is worth: with an OIDC login provider only a valid ID token;
@@ -30,14 +25,9 @@ func (s *Server) createSession(r *http.Request) (any, error) {
 		e.RetryAfter = ratelimit.RetryAfterSeconds(wait)
 		return nil, e
 	}
-	var req struct {
-		AuthToken *string `json:"auth_token"`
-	}
+	var req api.CreateSessionRequest
 	if err := decode(r, &req, smallBody); err != nil {
 		return nil, err
-	}
-	if req.AuthToken == nil {
-		return nil, badRequest("auth_token required")
 	}
 	identity, err := s.loginVerifier.Verify(r.Context(), *req.AuthToken)
 	if err != nil {
@@ -46,7 +36,7 @@ func (s *Server) createSession(r *http.Request) (any, error) {
 	login := loginHash(identity)
 	now := s.now()
 	tok := agentkeys.NewToken()
-	var resp sessionResponse
+	var resp api.SessionResponse
 	err = s.store.Tx(r.Context(), func(q store.Queries) error {
 		w, err := q.WalletByLogin(r.Context(), login)
 		if errors.Is(err, store.ErrNotFound) {
@@ -63,33 +53,13 @@ func (s *Server) createSession(r *http.Request) (any, error) {
 		if err := q.InsertSession(r.Context(), sess); err != nil {
 			return err
 		}
-		resp = sessionResponse{Session: tok.Reveal(), Wallet: w.Address, ExpiresAt: sess.ExpiresAt.Unix()}
+		resp = api.SessionResponse{Session: tok.Reveal(), Wallet: w.Address, ExpiresAt: sess.ExpiresAt.Unix()}
 		return s.audit(r.Context(), q, w.Address, w.Address, agentkeys.AuditWildcard, agentkeys.ActionSessionCreate, agentkeys.ResultOK)
 	})
 	if err != nil {
 		return nil, err
 	}
 	return resp, nil
-}
-
-type validateResponse struct {
-	Wallet    agentkeys.Wallet `json:"wallet"`
-	Kind      store.Kind       `json:"kind"`
-	Parent    agentkeys.Wallet `json:"parent,omitempty"`
-	Scope     *agentkeys.Scope `json:"scope"`
-	ExpiresAt int64            `json:"expires_at"`
-	// For a broker token: its audience ("broker") and its own expiry;
-	// expires_at stays the parent session's.
-	Audience       string `json:"audience,omitempty"`
-	TokenExpiresAt int64  `json:"token_expires_at,omitempty"`
-	// Epoch is the revocation epoch read before the session was.
-	Epoch int64 `json:"epoch"`
-}
-
-type brokerTokenResponse struct {
-	Token     string `json:"token"`
-	ExpiresAt int64  `json:"expires_at"`
-	Audience  string `json:"audience"`
 }
 
 // createBrokerToken derives from the caller's session a short-lived token
@@ -107,10 +77,7 @@ func (s *Server) createBrokerToken(r *http.Request, c *caller) (any, error) {
 		e.RetryAfter = ratelimit.RetryAfterSeconds(wait)
 		return nil, e
 	}
-	var req struct {
-		Audience   string `json:"audience"`
-		TTLSeconds int64  `json:"ttl_seconds"`
-	}
+	var req api.BrokerTokenRequest
 	if err := decode(r, &req, smallBody); err != nil {
 		return nil, err
 	}
@@ -142,23 +109,17 @@ func (s *Server) createBrokerToken(r *http.Request, c *caller) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return brokerTokenResponse{Token: tok.Reveal(), ExpiresAt: expires.Unix(), Audience: store.AudienceBroker}, nil
+	return api.BrokerTokenResponse{Token: tok.Reveal(), ExpiresAt: expires.Unix(), Audience: store.AudienceBroker}, nil
 }
 
 // createChild mints an agent wallet under the caller with a scope no wider
 // than the caller's own, and a session that dies with the caller's.
 func (s *Server) createChild(r *http.Request, c *caller) (any, error) {
-	var req struct {
-		Scope      *agentkeys.Scope `json:"scope"`
-		TTLSeconds int64            `json:"ttl_seconds"`
-	}
+	var req api.CreateChildRequest
 	if err := decode(r, &req, smallBody); err != nil {
 		return nil, err
 	}
-	if req.Scope == nil {
-		return nil, badRequest("scope required (an agent is always scoped; use {\"services\":[...],\"read_only\":false})")
-	}
-	scope, err := req.Scope.Normalize()
+	scope, err := req.Scope.Normalize() // Validate checked it
 	if err != nil {
 		return nil, badRequest("scope: %v", err)
 	}
@@ -200,21 +161,15 @@ func (s *Server) createChild(r *http.Request, c *caller) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return sessionResponse{Session: tok.Reveal(), Wallet: child.Address, ExpiresAt: expires.Unix()}, nil
+	return api.SessionResponse{Session: tok.Reveal(), Wallet: child.Address, ExpiresAt: expires.Unix()}, nil
 }
 
 // revoke ends a session (and every session minted from it) or every session
 // of a wallet and its descendants.
 func (s *Server) revoke(r *http.Request, c *caller) (any, error) {
-	var req struct {
-		TargetSession string `json:"target_session"`
-		TargetWallet  string `json:"target_wallet"`
-	}
+	var req api.RevokeRequest
 	if err := decode(r, &req, smallBody); err != nil {
 		return nil, err
-	}
-	if (req.TargetSession == "") == (req.TargetWallet == "") {
-		return nil, badRequest("give exactly one of target_session or target_wallet")
 	}
 	ctx := r.Context()
 	now := s.now()
@@ -253,7 +208,7 @@ func (s *Server) revoke(r *http.Request, c *caller) (any, error) {
 			return nil, err
 		}
 		s.epochs.observe(epoch)
-		return map[string]any{"ok": true, "sessions_revoked": n}, nil
+		return api.RevokeResponse{OK: true, SessionsRevoked: n}, nil
 	}
 
 	addr, err := parseWalletField("target_wallet", req.TargetWallet)
@@ -290,7 +245,7 @@ func (s *Server) revoke(r *http.Request, c *caller) (any, error) {
 		return nil, err
 	}
 	s.epochs.observe(epoch)
-	return map[string]any{"ok": true, "sessions_revoked": n}, nil
+	return api.RevokeResponse{OK: true, SessionsRevoked: n}, nil
 }
 
 func isDenied(err error) bool {
@@ -298,17 +253,11 @@ func isDenied(err error) bool {
 	return errors.As(err, &e) && e.Status == http.StatusForbidden
 }
 
-type scopeResponse struct {
-	Wallet   agentkeys.Wallet `json:"wallet"`
-	Services []string         `json:"services"` // null = unrestricted
-	ReadOnly bool             `json:"read_only"`
-}
-
-func newScopeResponse(w agentkeys.Wallet, sc *agentkeys.Scope) scopeResponse {
+func newScopeResponse(w agentkeys.Wallet, sc *agentkeys.Scope) api.ScopeResponse {
 	if sc == nil {
-		return scopeResponse{Wallet: w}
+		return api.ScopeResponse{Wallet: w}
 	}
-	return scopeResponse{Wallet: w, Services: sc.Services, ReadOnly: sc.ReadOnly}
+	return api.ScopeResponse{Wallet: w, Services: sc.Services, ReadOnly: sc.ReadOnly}
 }
 
 // getScope returns a wallet's effective scope; services is null when the
@@ -343,10 +292,7 @@ func (s *Server) getScope(r *http.Request, c *caller) (any, error) {
 // every session of that wallet and narrows its own descendants.
 func (s *Server) putScope(r *http.Request, c *caller) (any, error) {
 	ctx := r.Context()
-	var req struct {
-		TargetWallet string           `json:"target_wallet"`
-		Scope        *agentkeys.Scope `json:"scope"`
-	}
+	var req api.SetScopeRequest
 	if err := decode(r, &req, smallBody); err != nil {
 		return nil, err
 	}
@@ -357,10 +303,7 @@ func (s *Server) putScope(r *http.Request, c *caller) (any, error) {
 	if addr == c.addr() {
 		return nil, badRequest("a session cannot change its own scope; ask the wallet that owns it")
 	}
-	if req.Scope == nil {
-		return nil, badRequest("scope required")
-	}
-	scope, err := req.Scope.Normalize()
+	scope, err := req.Scope.Normalize() // Validate checked it
 	if err != nil {
 		return nil, badRequest("scope: %v", err)
 	}
@@ -397,5 +340,5 @@ func (s *Server) putScope(r *http.Request, c *caller) (any, error) {
 		return nil, err
 	}
 	s.epochs.observe(epoch)
-	return map[string]any{"ok": true, "wallet": addr, "scope": scope}, nil
+	return api.SetScopeResponse{OK: true, Wallet: addr, Scope: scope}, nil
 }

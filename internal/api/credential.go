@@ -1,0 +1,56 @@
+package api
+
+import "errors"
+
+// StoreCredentialRequest is the body of POST /credential/store. The field
+// keeps the original's name, "ciphertext", but carries the value
+// base64-encoded; the backend seals it.
+type StoreCredentialRequest struct {
+	AgentID    string `json:"agent_id"`
+	Service    string `json:"service"`
+	Ciphertext string `json:"ciphertext"`
+}
+
+// Validate checks the agent, the service and that a value is present (the
+// backend decodes and bounds it).
+func (r StoreCredentialRequest) Validate() error {
+	if _, err := ParseWalletField("agent_id", r.AgentID); err != nil {
+		return err
+	}
+	if err := CheckService(r.Service); err != nil {
+		return err
+	}
+	if r.Ciphertext == "" {
+		return errors.New("ciphertext required")
+	}
+	return nil
+}
+
+// ReadCredentialResponse answers GET /credential/read.
+type ReadCredentialResponse struct {
+	Ciphertext string `json:"ciphertext"`
+}
+
+// ListCredentialsResponse answers GET /credential/list.
+type ListCredentialsResponse struct {
+	Services []string `json:"services"`
+}
+
+// TeardownRequest is the body of DELETE /credential/teardown.
+type TeardownRequest struct {
+	AgentID string `json:"agent_id"`
+}
+
+// Validate requires the agent.
+func (r TeardownRequest) Validate() error {
+	_, err := ParseWalletField("agent_id", r.AgentID)
+	return err
+}
+
+// TeardownResponse answers DELETE /credential/teardown.
+type TeardownResponse struct {
+	OK                 bool `json:"ok"`
+	WalletsRemoved     int  `json:"wallets_removed"`
+	SessionsRevoked    int  `json:"sessions_revoked"`
+	CredentialsRemoved int  `json:"credentials_removed"`
+}
