@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/api"
 )
 
 // DefaultTimeout bounds each request when the caller's context has no
@@ -201,13 +202,7 @@ type Session struct {
 	ExpiresAt time.Time
 }
 
-type sessionJSON struct {
-	Session   string           `json:"session"`
-	Wallet    agentkeys.Wallet `json:"wallet"`
-	ExpiresAt int64            `json:"expires_at"`
-}
-
-func (s sessionJSON) session(op string) (Session, error) {
+func sessionFrom(op string, s api.SessionResponse) (Session, error) {
 	tok, err := agentkeys.ParseToken(s.Session)
 	if err != nil {
 		return Session{}, &TransportError{Op: op, Err: errors.New("backend returned a malformed session token")}
@@ -226,28 +221,17 @@ func (c *Client) Health(ctx context.Context) error {
 
 // CreateSession logs a master in with an identity assertion.
 func (c *Client) CreateSession(ctx context.Context, authToken string) (Session, error) {
-	var out sessionJSON
-	if err := c.do(ctx, "create session", http.MethodPost, "/session/create", nil, "", map[string]string{"auth_token": authToken}, &out); err != nil {
+	var out api.SessionResponse
+	if err := c.do(ctx, "create session", http.MethodPost, "/session/create", nil, "", api.CreateSessionRequest{AuthToken: &authToken}, &out); err != nil {
 		return Session{}, err
 	}
-	return out.session("create session")
+	return sessionFrom("create session", out)
 }
 
-// Identity is what the backend knows of a session's holder.
-type Identity struct {
-	Wallet    agentkeys.Wallet `json:"wallet"`
-	Kind      string           `json:"kind"`
-	Parent    agentkeys.Wallet `json:"parent,omitempty"`
-	Scope     *agentkeys.Scope `json:"scope"`
-	ExpiresAt int64            `json:"expires_at"`
-	// Audience is "broker" when tok is a broker token (then ExpiresAt is its
-	// session's expiry and TokenExpiresAt its own); "" for a session.
-	Audience       string `json:"audience,omitempty"`
-	TokenExpiresAt int64  `json:"token_expires_at,omitempty"`
-	// Epoch is the revocation epoch the backend read before validating
-	// (0 from a backend without revocation epochs).
-	Epoch int64 `json:"epoch"`
-}
+// Identity is what the backend knows of a session's holder. Audience is
+// "broker" when the token is a broker token (then ExpiresAt is its
+// session's expiry and TokenExpiresAt its own); "" for a session.
+type Identity = api.ValidateResponse
 
 // Validate returns the holder of tok.
 func (c *Client) Validate(ctx context.Context, tok agentkeys.Token) (Identity, error) {
@@ -263,14 +247,11 @@ func (c *Client) Validate(ctx context.Context, tok agentkeys.Token) (Identity, e
 // tokens answers 404 (errors.Is(err, ErrNotFound)).
 func (c *Client) BrokerToken(ctx context.Context, tok agentkeys.Token, ttl time.Duration) (agentkeys.Token, time.Time, error) {
 	const op = "derive broker token"
-	in := map[string]any{"audience": "broker"}
+	in := api.BrokerTokenRequest{Audience: api.AudienceBroker}
 	if ttl > 0 {
-		in["ttl_seconds"] = int64(ttl / time.Second)
+		in.TTLSeconds = int64(ttl / time.Second)
 	}
-	var out struct {
-		Token     string `json:"token"`
-		ExpiresAt int64  `json:"expires_at"`
-	}
+	var out api.BrokerTokenResponse
 	if err := c.do(ctx, op, http.MethodPost, "/session/broker-token", nil, tok, in, &out); err != nil {
 		return "", time.Time{}, err
 	}
@@ -284,41 +265,34 @@ func (c *Client) BrokerToken(ctx context.Context, tok agentkeys.Token, ttl time.
 // CreateChild creates an agent wallet under the caller with scope. ttl 0
 // means the server's default (never beyond the caller's own expiry).
 func (c *Client) CreateChild(ctx context.Context, tok agentkeys.Token, scope agentkeys.Scope, ttl time.Duration) (Session, error) {
-	var out sessionJSON
-	in := map[string]any{"scope": scope}
+	var out api.SessionResponse
+	in := api.CreateChildRequest{Scope: &scope}
 	if ttl > 0 {
-		in["ttl_seconds"] = int64(ttl / time.Second)
+		in.TTLSeconds = int64(ttl / time.Second)
 	}
 	if err := c.do(ctx, "create agent", http.MethodPost, "/session/child", nil, tok, in, &out); err != nil {
 		return Session{}, err
 	}
-	return out.session("create agent")
-}
-
-type revokeJSON struct {
-	SessionsRevoked int `json:"sessions_revoked"`
+	return sessionFrom("create agent", out)
 }
 
 // RevokeSession revokes target and every session minted from it.
 func (c *Client) RevokeSession(ctx context.Context, tok, target agentkeys.Token) (int, error) {
-	var out revokeJSON
-	err := c.do(ctx, "revoke session", http.MethodPost, "/session/revoke", nil, tok, map[string]string{"target_session": target.Reveal()}, &out)
+	var out api.RevokeResponse
+	err := c.do(ctx, "revoke session", http.MethodPost, "/session/revoke", nil, tok, api.RevokeRequest{TargetSession: target.Reveal()}, &out)
 	return out.SessionsRevoked, err
 }
 
 // RevokeWallet revokes every session of a wallet and its descendants.
 func (c *Client) RevokeWallet(ctx context.Context, tok agentkeys.Token, target agentkeys.Wallet) (int, error) {
-	var out revokeJSON
-	err := c.do(ctx, "revoke wallet", http.MethodPost, "/session/revoke", nil, tok, map[string]string{"target_wallet": string(target)}, &out)
+	var out api.RevokeResponse
+	err := c.do(ctx, "revoke wallet", http.MethodPost, "/session/revoke", nil, tok, api.RevokeRequest{TargetWallet: string(target)}, &out)
 	return out.SessionsRevoked, err
 }
 
 // GetScope returns a wallet's effective scope; nil means unrestricted.
 func (c *Client) GetScope(ctx context.Context, tok agentkeys.Token, w agentkeys.Wallet) (*agentkeys.Scope, error) {
-	var out struct {
-		Services []string `json:"services"`
-		ReadOnly bool     `json:"read_only"`
-	}
+	var out api.ScopeResponse
 	q := url.Values{}
 	if w != "" {
 		q.Set("wallet", string(w))
@@ -334,20 +308,18 @@ func (c *Client) GetScope(ctx context.Context, tok agentkeys.Token, w agentkeys.
 
 // SetScope replaces a descendant wallet's scope.
 func (c *Client) SetScope(ctx context.Context, tok agentkeys.Token, w agentkeys.Wallet, scope agentkeys.Scope) error {
-	return c.do(ctx, "set scope", http.MethodPut, "/session/scope", nil, tok, map[string]any{"target_wallet": w, "scope": scope}, nil)
+	return c.do(ctx, "set scope", http.MethodPut, "/session/scope", nil, tok, api.SetScopeRequest{TargetWallet: string(w), Scope: &scope}, nil)
 }
 
 // StoreCredential stores value as agent's credential for service.
 func (c *Client) StoreCredential(ctx context.Context, tok agentkeys.Token, agent agentkeys.Wallet, service string, value []byte) error {
-	in := map[string]string{"agent_id": string(agent), "service": service, "ciphertext": base64.StdEncoding.EncodeToString(value)}
+	in := api.StoreCredentialRequest{AgentID: string(agent), Service: service, Ciphertext: base64.StdEncoding.EncodeToString(value)}
 	return c.do(ctx, "store credential", http.MethodPost, "/credential/store", nil, tok, in, nil)
 }
 
 // ReadCredential returns agent's credential for service.
 func (c *Client) ReadCredential(ctx context.Context, tok agentkeys.Token, agent agentkeys.Wallet, service string) ([]byte, error) {
-	var out struct {
-		Ciphertext string `json:"ciphertext"`
-	}
+	var out api.ReadCredentialResponse
 	q := url.Values{"agent_id": {string(agent)}, "service": {service}}
 	if err := c.do(ctx, "read credential", http.MethodGet, "/credential/read", q, tok, nil, &out); err != nil {
 		return nil, err
@@ -361,24 +333,18 @@ func (c *Client) ReadCredential(ctx context.Context, tok agentkeys.Token, agent 
 
 // ListCredentials lists the services agent holds that the caller may see.
 func (c *Client) ListCredentials(ctx context.Context, tok agentkeys.Token, agent agentkeys.Wallet) ([]string, error) {
-	var out struct {
-		Services []string `json:"services"`
-	}
+	var out api.ListCredentialsResponse
 	err := c.do(ctx, "list credentials", http.MethodGet, "/credential/list", url.Values{"agent_id": {string(agent)}}, tok, nil, &out)
 	return out.Services, err
 }
 
 // TeardownResult says what a teardown removed.
-type TeardownResult struct {
-	WalletsRemoved     int `json:"wallets_removed"`
-	SessionsRevoked    int `json:"sessions_revoked"`
-	CredentialsRemoved int `json:"credentials_removed"`
-}
+type TeardownResult = api.TeardownResponse
 
 // Teardown removes agent and its descendants.
 func (c *Client) Teardown(ctx context.Context, tok agentkeys.Token, agent agentkeys.Wallet) (TeardownResult, error) {
 	var out TeardownResult
-	err := c.do(ctx, "teardown", http.MethodDelete, "/credential/teardown", nil, tok, map[string]string{"agent_id": string(agent)}, &out)
+	err := c.do(ctx, "teardown", http.MethodDelete, "/credential/teardown", nil, tok, api.TeardownRequest{AgentID: string(agent)}, &out)
 	return out, err
 }
 
@@ -392,24 +358,10 @@ type AuditFilter struct {
 }
 
 // AuditEvent is one audit row.
-type AuditEvent struct {
-	ID        int64            `json:"id"`
-	Owner     agentkeys.Wallet `json:"owner"`
-	Agent     agentkeys.Wallet `json:"agent"`
-	Service   string           `json:"service"`
-	Action    string           `json:"action"`
-	Result    string           `json:"result"`
-	Timestamp int64            `json:"timestamp"`
-	Time      string           `json:"time"`
-	Detail    string           `json:"detail,omitempty"`
-	ClientIP  string           `json:"client_ip,omitempty"`
-}
+type AuditEvent = api.AuditEvent
 
 // AuditPage is one page of audit events, newest first.
-type AuditPage struct {
-	Events     []AuditEvent `json:"events"`
-	NextCursor string       `json:"next_cursor"`
-}
+type AuditPage = api.AuditPage
 
 // QueryAudit returns one page of the audit events visible to the caller.
 func (c *Client) QueryAudit(ctx context.Context, tok agentkeys.Token, f AuditFilter) (AuditPage, error) {
@@ -443,15 +395,13 @@ func (c *Client) QueryAudit(ctx context.Context, tok agentkeys.Token, f AuditFil
 // result is "ok" or the run's error code; detail is short and secret-free.
 func (c *Client) AuditProvision(ctx context.Context, tok agentkeys.Token, agent agentkeys.Wallet, service, result, detail string) error {
 	return c.do(ctx, "audit provision", http.MethodPost, "/audit/provision", nil, tok,
-		map[string]string{"agent_id": string(agent), "service": service, "result": result, "detail": detail}, nil)
+		api.AuditProvisionRequest{AgentID: string(agent), Service: service, Result: result, Detail: detail}, nil)
 }
 
 // RevocationEpoch returns the backend's revocation epoch: it goes up with
 // every change that takes access away (revoke, teardown, scope change).
 func (c *Client) RevocationEpoch(ctx context.Context) (int64, error) {
-	var out struct {
-		Epoch *int64 `json:"epoch"`
-	}
+	var out api.EpochResponse
 	if err := c.do(ctx, "revocation epoch", http.MethodGet, "/session/epoch", nil, "", nil, &out); err != nil {
 		return 0, err
 	}
@@ -466,10 +416,7 @@ func (c *Client) RevocationEpoch(ctx context.Context) (int64, error) {
 // and the current epoch). ctx should allow longer than the backend's await
 // window (25 s by default).
 func (c *Client) WatchSession(ctx context.Context, tok agentkeys.Token) (int64, error) {
-	var out struct {
-		Valid bool  `json:"valid"`
-		Epoch int64 `json:"epoch"`
-	}
+	var out api.WatchResponse
 	if err := c.do(ctx, "watch session", http.MethodGet, "/session/watch", nil, tok, nil, &out); err != nil {
 		return 0, err
 	}
@@ -484,5 +431,5 @@ func (c *Client) WatchSession(ctx context.Context, tok agentkeys.Token) (int64, 
 // this returns nil.
 func (c *Client) AuditCachedRead(ctx context.Context, tok agentkeys.Token, agent agentkeys.Wallet, services []string) error {
 	return c.do(ctx, "audit cached read", http.MethodPost, "/audit/cached-read", nil, tok,
-		map[string]any{"agent_id": string(agent), "services": services}, nil)
+		api.AuditCachedReadRequest{AgentID: string(agent), Services: services}, nil)
 }

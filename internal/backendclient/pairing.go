@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/api"
 	"github.com/agentkeys/agentkeys/internal/authreq"
 )
 
@@ -256,7 +257,7 @@ func (c *Client) AwaitAuthDecision(ctx context.Context, o Opened) (Decision, err
 	}
 	var sessionHash []byte
 	if sessObj != nil {
-		s, err := sessionJSON{Session: sessObj.Token, Wallet: sessObj.Wallet, ExpiresAt: sessObj.ExpiresAt}.session("await auth decision")
+		s, err := sessionFrom("await auth decision", api.SessionResponse{Session: sessObj.Token, Wallet: sessObj.Wallet, ExpiresAt: sessObj.ExpiresAt})
 		if err != nil {
 			return bad("the delivered session is malformed")
 		}
@@ -304,10 +305,7 @@ const longPoll = 35 * time.Second
 // LinkIdentity names wallet (or the caller's own, if empty) by an alias,
 // e-mail or ENS name.
 func (c *Client) LinkIdentity(ctx context.Context, tok agentkeys.Token, typ, value string, wallet agentkeys.Wallet) error {
-	in := map[string]string{"identity_type": typ, "identity_value": value}
-	if wallet != "" {
-		in["wallet_address"] = string(wallet)
-	}
+	in := api.LinkIdentityRequest{IdentityType: typ, IdentityValue: value, WalletAddress: string(wallet)}
 	return c.do(ctx, "link identity", http.MethodPost, "/identity/link", nil, tok, in, nil)
 }
 
@@ -322,15 +320,15 @@ func (c *Client) ResolveIdentity(ctx context.Context, typ, value string) (agentk
 // proof that the wallet's holder controls the name (a backend that does not
 // say is taken to have none).
 type ResolvedIdentity struct {
-	Wallet   agentkeys.Wallet `json:"wallet_address"`
-	Verified bool             `json:"verified"`
+	Wallet   agentkeys.Wallet
+	Verified bool
 }
 
 // ResolveIdentityLink is ResolveIdentity with the verified flag.
 func (c *Client) ResolveIdentityLink(ctx context.Context, typ, value string) (ResolvedIdentity, error) {
-	var out ResolvedIdentity
+	var out api.ResolveIdentityResponse
 	err := c.do(ctx, "resolve identity", http.MethodGet, "/identity/resolve", url.Values{"identity_type": {typ}, "identity_value": {value}}, "", nil, &out)
-	return out, err
+	return ResolvedIdentity{Wallet: out.WalletAddress, Verified: out.Verified}, err
 }
 
 // ProvisionInbox creates a mock inbox for agent (dev backends only).
