@@ -16,6 +16,7 @@ import (
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/api"
 	"github.com/agentkeys/agentkeys/internal/audit"
 	"github.com/agentkeys/agentkeys/internal/sts/ststest"
 )
@@ -27,7 +28,7 @@ func TestMintAWSCreds(t *testing.T) {
 	if resp.status != http.StatusOK {
 		t.Fatalf("mint = %d %s", resp.status, resp.body)
 	}
-	var got awsResponse
+	var got api.MintAWSResponse
 	if err := json.Unmarshal(resp.body, &got); err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +69,7 @@ func TestMintOIDCJWT(t *testing.T) {
 	if resp.status != http.StatusOK {
 		t.Fatalf("mint = %d %s", resp.status, resp.body)
 	}
-	var got jwtResponse
+	var got api.MintJWTResponse
 	json.Unmarshal(resp.body, &got)
 	if got.Wallet != string(wallet) || got.Expiration < before+295 || got.Expiration > time.Now().Unix()+301 {
 		t.Fatalf("response = %+v", got)
@@ -574,9 +575,9 @@ func TestNoSecretsInLogsOrResponses(t *testing.T) {
 	h.backend.set(func(b *fakeBackend) { b.status, b.body = 500, "oops" })
 	errorBodies = append(errorBodies, string(h.mintJWT(tok).body))
 
-	var creds awsResponse
+	var creds api.MintAWSResponse
 	json.Unmarshal(okAWS.body, &creds)
-	var jwt jwtResponse
+	var jwt api.MintJWTResponse
 	json.Unmarshal(okJWT.body, &jwt)
 	keyFile, _ := os.ReadFile(h.keyFile)
 	var ks struct {

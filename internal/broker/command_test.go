@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/api"
 	"github.com/agentkeys/agentkeys/internal/audit"
 	"github.com/agentkeys/agentkeys/internal/sts/ststest"
 )
@@ -134,7 +135,7 @@ func TestRunningBrokerPicksUpKeyRotation(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
-		var m jwtResponse
+		var m api.MintJWTResponse
 		json.NewDecoder(resp.Body).Decode(&m)
 		hdr, _ := decodeSegment(strings.Split(m.JWT, ".")[0])
 		var h struct{ Kid string }

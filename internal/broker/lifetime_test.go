@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/api"
 	"github.com/agentkeys/agentkeys/internal/audit"
 )
 
@@ -94,7 +95,7 @@ func TestMintNeverOutlivesTheSession(t *testing.T) {
 				if r.status != http.StatusOK {
 					t.Fatalf("JWT mint: %d %s", r.status, r.body)
 				}
-				var got jwtResponse
+				var got api.MintJWTResponse
 				json.Unmarshal(r.body, &got)
 				c := decodeJWT(t, got.JWT)
 				want := min(c.Iat+ttl, end.Unix())
@@ -150,7 +151,7 @@ func TestMintNeverOutlivesTheSession(t *testing.T) {
 			} else if d != configured {
 				t.Fatalf("DurationSeconds = %d, want the configured %d", d, configured)
 			}
-			var got awsResponse
+			var got api.MintAWSResponse
 			json.Unmarshal(r.body, &got)
 			issued := h.sts.Issued()
 			exp := issued[len(issued)-1].Expiration.Unix()
@@ -208,7 +209,7 @@ func TestMintCarriesAccessLevel(t *testing.T) {
 			if r.status != http.StatusOK {
 				t.Fatalf("JWT mint: %d %s", r.status, r.body)
 			}
-			var got jwtResponse
+			var got api.MintJWTResponse
 			json.Unmarshal(r.body, &got)
 			c := decodeJWT(t, got.JWT)
 			if c.Wallet != string(wallet) || c.Access != tc.want {

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/api"
 	"github.com/agentkeys/agentkeys/internal/audit"
 	"github.com/agentkeys/agentkeys/internal/clientip"
 	"github.com/agentkeys/agentkeys/internal/jsonhttp"
@@ -287,23 +288,6 @@ func runBounded(ctx context.Context, check func(context.Context) error) error {
 
 // --- mints ------------------------------------------------------------
 
-type jwtResponse struct {
-	JWT        string `json:"jwt"`
-	Wallet     string `json:"wallet"`
-	Expiration int64  `json:"expiration"`
-}
-
-type awsResponse struct {
-	AccessKeyID     string `json:"access_key_id"`
-	SecretAccessKey string `json:"secret_access_key"`
-	SessionToken    string `json:"session_token"`
-	Expiration      int64  `json:"expiration"`
-	Wallet          string `json:"wallet"`
-}
-
-// mintRequest is the (currently empty) body of both mint endpoints.
-type mintRequest struct{}
-
 // minted is what a mint produced: the response body and what the audit row
 // records about it.
 type minted struct {
@@ -344,7 +328,7 @@ func (s *Server) mintJWT(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		return minted{
-			body:        jwtResponse{JWT: tok.JWT, Wallet: string(id.Wallet), Expiration: tok.Expires.Unix()},
+			body:        api.MintJWTResponse{JWT: tok.JWT, Wallet: string(id.Wallet), Expiration: tok.Expires.Unix()},
 			sessionName: tok.KID, credentialID: tok.ID, expires: tok.Expires, duration: life,
 		}, nil
 	})
@@ -382,7 +366,7 @@ func (s *Server) mintAWS(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		return minted{
-			body: awsResponse{
+			body: api.MintAWSResponse{
 				AccessKeyID: creds.AccessKeyID, SecretAccessKey: creds.SecretAccessKey, SessionToken: creds.SessionToken,
 				Expiration: creds.Expiration.Unix(), Wallet: string(id.Wallet),
 			},
@@ -655,7 +639,7 @@ func decodeMintBytes(body []byte, contentType string) *jsonhttp.Error {
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
-	var m mintRequest
+	var m api.MintRequest
 	if e := jsonhttp.Decode(nil, req, &m, MaxBodyBytes); e != nil {
 		return jsonhttp.Errorf(e.Status, KindBadRequest, "bad request: %s", e.Message)
 	}

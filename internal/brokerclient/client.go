@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/api"
 	"github.com/agentkeys/agentkeys/internal/backendclient"
 )
 
@@ -212,7 +213,8 @@ func (b *Client) Forget() {
 // URL is the broker's base URL.
 func (b *Client) URL() string { return b.base }
 
-// flexTime accepts unix seconds (the broker's wire form) or RFC 3339.
+// flexTime accepts unix seconds (the broker's wire form, api's Expiration)
+// or RFC 3339.
 type flexTime struct{ t time.Time }
 
 func (f *flexTime) UnmarshalJSON(b []byte) error {
@@ -300,14 +302,14 @@ func (b *Client) postBearer(ctx context.Context, op, path string, tok agentkeys.
 // session (sending only a token derived from it).
 func (b *Client) MintAWS(ctx context.Context, tok agentkeys.Token) (AWSCredentials, error) {
 	var out struct {
-		AWSCredentials
+		api.MintAWSResponse
 		Expiration flexTime `json:"expiration"`
 	}
 	if err := b.post(ctx, "mint AWS credentials", "/v1/mint-aws-creds", tok, &out); err != nil {
 		return AWSCredentials{}, err
 	}
-	c := out.AWSCredentials
-	c.Expiration = out.Expiration.t
+	c := AWSCredentials{AccessKeyID: out.AccessKeyID, SecretAccessKey: out.SecretAccessKey, SessionToken: out.SessionToken,
+		Expiration: out.Expiration.t, Wallet: out.Wallet}
 	if c.AccessKeyID == "" || c.SecretAccessKey == "" || c.Expiration.IsZero() {
 		return AWSCredentials{}, &TransportError{Op: "mint AWS credentials", Err: errors.New("broker answer lacks credentials or expiration")}
 	}
@@ -318,14 +320,13 @@ func (b *Client) MintAWS(ctx context.Context, tok agentkeys.Token) (AWSCredentia
 // session (sending only a token derived from it).
 func (b *Client) MintOIDC(ctx context.Context, tok agentkeys.Token) (OIDCToken, error) {
 	var out struct {
-		OIDCToken
+		api.MintJWTResponse
 		Expiration flexTime `json:"expiration"`
 	}
 	if err := b.post(ctx, "mint OIDC token", "/v1/mint-oidc-jwt", tok, &out); err != nil {
 		return OIDCToken{}, err
 	}
-	t := out.OIDCToken
-	t.Expiration = out.Expiration.t
+	t := OIDCToken{JWT: out.JWT, Wallet: out.Wallet, Expiration: out.Expiration.t}
 	if t.JWT == "" || t.Expiration.IsZero() {
 		return OIDCToken{}, &TransportError{Op: "mint OIDC token", Err: errors.New("broker answer lacks jwt or expiration")}
 	}
