@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/api"
 	"github.com/agentkeys/agentkeys/internal/authreq"
 	"github.com/agentkeys/agentkeys/internal/jsonhttp"
 	"github.com/agentkeys/agentkeys/internal/store"
@@ -33,15 +34,9 @@ func (s *Server) registerRendezvous(r *http.Request) (any, error) {
 	if err := s.limitIP(r, s.openLimit); err != nil {
 		return nil, err
 	}
-	var req struct {
-		DaemonPubkey string `json:"daemon_pubkey"`
-		PairCode     string `json:"pair_code"`
-	}
+	var req api.RendezvousRegisterRequest
 	if err := decode(r, &req, smallBody); err != nil {
 		return nil, err
-	}
-	if req.DaemonPubkey == "" || req.PairCode == "" {
-		return nil, badRequest("daemon_pubkey and pair_code required")
 	}
 	pub, err := base64.StdEncoding.DecodeString(req.DaemonPubkey)
 	if err != nil || len(pub) == 0 || len(pub) > 256 {
@@ -76,7 +71,7 @@ func (s *Server) registerRendezvous(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string]any{"registration_token": tok.Reveal(), "expires_at": slot.ExpiresAt.Unix()}, nil
+	return api.RendezvousRegisterResponse{RegistrationToken: tok.Reveal(), ExpiresAt: slot.ExpiresAt.Unix()}, nil
 }
 
 // pollRendezvous long-polls for the payload. The registration token may come
@@ -130,7 +125,7 @@ func (s *Server) pollRendezvous(r *http.Request) (any, error) {
 		case <-deadline.C:
 			expiry.Stop()
 			s.unwait(key, wake)
-			return map[string]any{"payload": nil, "status": "timeout"}, nil
+			return api.RendezvousPollResponse{Status: "timeout"}, nil
 		case <-ctx.Done():
 			expiry.Stop()
 			s.unwait(key, wake)
@@ -189,7 +184,8 @@ func (s *Server) pollOnce(ctx context.Context, tok agentkeys.Token) (any, bool, 
 			return nil
 		}
 		done = true
-		out = map[string]any{"payload": base64.StdEncoding.EncodeToString(slot.Payload), "status": "delivered"}
+		payload := base64.StdEncoding.EncodeToString(slot.Payload)
+		out = api.RendezvousPollResponse{Payload: &payload, Status: "delivered"}
 		slot.Consumed, slot.Payload = true, nil
 		return q.UpdateRendezvous(ctx, slot)
 	})
@@ -198,15 +194,9 @@ func (s *Server) pollOnce(ctx context.Context, tok agentkeys.Token) (any, bool, 
 
 func (s *Server) deliverRendezvous(r *http.Request, c *caller) (any, error) {
 	ctx := r.Context()
-	var req struct {
-		PairCode string `json:"pair_code"`
-		Payload  string `json:"payload"`
-	}
+	var req api.RendezvousDeliverRequest
 	if err := decode(r, &req, 2*maxRendezvousPayload); err != nil {
 		return nil, err
-	}
-	if req.PairCode == "" || req.Payload == "" {
-		return nil, badRequest("pair_code and payload required")
 	}
 	payload, err := base64.StdEncoding.DecodeString(req.Payload)
 	if err != nil || len(payload) > maxRendezvousPayload {
@@ -255,5 +245,5 @@ func (s *Server) deliverRendezvous(r *http.Request, c *caller) (any, error) {
 	}
 	s.notify("rv:" + code)
 	s.pairings.observe(pairing)
-	return map[string]bool{"ok": true}, nil
+	return api.OK{OK: true}, nil
 }

@@ -118,3 +118,31 @@ func TestWireGolden(t *testing.T) {
 		}
 	}
 }
+
+// TestWireGoldenRendezvous pins the rendezvous relay's answers.
+func TestWireGoldenRendezvous(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.AwaitWindow = 50 * time.Millisecond })
+	alice := e.master("alice")
+	o := e.open(pairReq(), "")
+	check := func(name string, status int, body map[string]any, want string) {
+		t.Helper()
+		if status != 200 {
+			t.Fatalf("%s: %d %v", name, status, body)
+		}
+		if got := shape(body); got != want {
+			t.Errorf("%s: shape\n got %s\nwant %s", name, got, want)
+		}
+	}
+	status, b, _ := e.raw("POST", "/rendezvous/register", agentkeys.Token(o.AwaitToken), fmt.Sprintf(`{"daemon_pubkey":"AQID","pair_code":%q}`, o.PairCode))
+	check("register", status, b, `{expires_at:0,registration_token:"s"}`)
+	regTok := agentkeys.Token(b["registration_token"].(string))
+	status, b, _ = e.raw("GET", "/rendezvous/poll", regTok, "")
+	check("poll timeout", status, b, `{payload:null,status:"s"}`)
+	if status, _ := e.approve(alice.Token, o.PairCode, o.OTP); status != 200 {
+		t.Fatal("approve failed")
+	}
+	status, b, _ = e.raw("POST", "/rendezvous/deliver", alice.Token, fmt.Sprintf(`{"pair_code":%q,"payload":"AAEC/w=="}`, o.PairCode))
+	check("deliver", status, b, `{ok:b}`)
+	status, b, _ = e.raw("GET", "/rendezvous/poll", regTok, "")
+	check("poll delivered", status, b, `{payload:"s",status:"s"}`)
+}
