@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/agentkeys/agentkeys/internal/api"
 	"github.com/agentkeys/agentkeys/internal/store"
 )
 
@@ -16,23 +17,13 @@ import (
 
 const maxMailBody = 256 << 10
 
-type inboxMessageJSON struct {
-	MsgID      string `json:"msg_id"`
-	From       string `json:"from"`
-	Subject    string `json:"subject"`
-	Body       string `json:"body"`
-	ReceivedAt int64  `json:"received_at"`
-}
-
 func (s *Server) provisionInbox(r *http.Request, c *caller) (any, error) {
 	ctx := r.Context()
-	var req struct {
-		AgentID string `json:"agent_id"`
-	}
+	var req api.InboxProvisionRequest
 	if err := decode(r, &req, smallBody); err != nil {
 		return nil, err
 	}
-	addr, err := parseWalletField("agent_id", req.AgentID)
+	addr, err := parseWalletField("agent_id", req.AgentID) // Validate checked it
 	if err != nil {
 		return nil, err
 	}
@@ -55,7 +46,7 @@ func (s *Server) provisionInbox(r *http.Request, c *caller) (any, error) {
 			return q.InsertInbox(ctx, in)
 		})
 		if err == nil {
-			return map[string]any{"address": in.Address, "agent_wallet": addr}, nil
+			return api.InboxProvisionResponse{Address: in.Address, AgentWallet: addr}, nil
 		}
 		if !errors.Is(err, store.ErrConflict) || attempt == 5 {
 			return nil, err
@@ -120,9 +111,9 @@ func (s *Server) inboxMessages(r *http.Request, c *caller) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]inboxMessageJSON, len(msgs))
+	out := make([]api.InboxMessage, len(msgs))
 	for i, m := range msgs {
-		out[i] = inboxMessageJSON{MsgID: m.ID, From: m.From, Subject: m.Subject, Body: m.Body, ReceivedAt: m.ReceivedAt.Unix()}
+		out[i] = api.InboxMessage{MsgID: m.ID, From: m.From, Subject: m.Subject, Body: m.Body, ReceivedAt: m.ReceivedAt.Unix()}
 	}
 	return out, nil
 }
@@ -132,20 +123,9 @@ func (s *Server) deliverMail(r *http.Request) (any, error) {
 	if err := s.limitIP(r, s.openLimit); err != nil {
 		return nil, err
 	}
-	var req struct {
-		Address string `json:"address"`
-		From    string `json:"from"`
-		Subject string `json:"subject"`
-		Body    string `json:"body" text:"raw"` // CRLF line ends
-	}
+	var req api.DeliverMailRequest
 	if err := decode(r, &req, maxMailBody); err != nil {
 		return nil, err
-	}
-	if req.Address == "" {
-		return nil, badRequest("address required")
-	}
-	if req.From == "" {
-		return nil, badRequest("from required")
 	}
 	m := store.InboxMessage{
 		ID: uuidLike(), Address: strings.ToLower(req.Address), From: req.From, Subject: req.Subject, Body: req.Body,
@@ -157,7 +137,7 @@ func (s *Server) deliverMail(r *http.Request) (any, error) {
 		}
 		return nil, err
 	}
-	return map[string]string{"msg_id": m.ID}, nil
+	return api.DeliverMailResponse{MsgID: m.ID}, nil
 }
 
 func uuidLike() string {

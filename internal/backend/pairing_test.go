@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/api"
 	"github.com/agentkeys/agentkeys/internal/authreq"
 	"github.com/agentkeys/agentkeys/internal/backendclient"
 )
@@ -434,7 +435,7 @@ func TestMockInbox(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var msgs []inboxMessageJSON
+	var msgs []api.InboxMessage
 	json.NewDecoder(resp.Body).Decode(&msgs)
 	resp.Body.Close()
 	if len(msgs) != 2 || msgs[0].Subject != "code 1" {

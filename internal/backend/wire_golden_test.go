@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -145,4 +146,37 @@ func TestWireGoldenRendezvous(t *testing.T) {
 	check("deliver", status, b, `{ok:b}`)
 	status, b, _ = e.raw("GET", "/rendezvous/poll", regTok, "")
 	check("poll delivered", status, b, `{payload:"s",status:"s"}`)
+}
+
+// TestWireGoldenInbox pins the mock inbox's answers.
+func TestWireGoldenInbox(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.MockInbox = true })
+	m := e.master("alice")
+	a := e.agent(m, []string{}, false)
+	status, b, _ := e.raw("POST", "/mock/inbox/provision", m.Token, `{"agent_id":"`+string(a.Wallet)+`"}`)
+	if got := shape(b); status != 200 || got != `{address:"s",agent_wallet:"s"}` {
+		t.Fatalf("provision: %d %s", status, got)
+	}
+	addr := b["address"].(string)
+	status, b, _ = e.raw("POST", "/mock/inbox/deliver", "", fmt.Sprintf(`{"address":%q,"from":"x@y","subject":"s","body":"a\r\nb"}`, addr))
+	if got := shape(b); status != 200 || got != `{msg_id:"s"}` {
+		t.Fatalf("deliver: %d %s", status, got)
+	}
+	for path, want := range map[string]string{
+		"/mock/inbox/list?agent_id=" + string(a.Wallet): `["s"]`,
+		"/mock/inbox/messages?address=" + addr:          `[{body:"s",from:"s",msg_id:"s",received_at:0,subject:"s"}]`,
+	} {
+		req, _ := http.NewRequest("GET", e.http.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+m.Token.Reveal())
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v any
+		err = json.NewDecoder(resp.Body).Decode(&v)
+		resp.Body.Close()
+		if got := shape(v); err != nil || resp.StatusCode != 200 || got != want {
+			t.Errorf("%s: %d %s %v, want %s", path, resp.StatusCode, got, err, want)
+		}
+	}
 }

@@ -333,10 +333,8 @@ func (c *Client) ResolveIdentityLink(ctx context.Context, typ, value string) (Re
 
 // ProvisionInbox creates a mock inbox for agent (dev backends only).
 func (c *Client) ProvisionInbox(ctx context.Context, tok agentkeys.Token, agent agentkeys.Wallet) (string, error) {
-	var out struct {
-		Address string `json:"address"`
-	}
-	err := c.do(ctx, "provision inbox", http.MethodPost, "/mock/inbox/provision", nil, tok, map[string]string{"agent_id": string(agent)}, &out)
+	var out api.InboxProvisionResponse
+	err := c.do(ctx, "provision inbox", http.MethodPost, "/mock/inbox/provision", nil, tok, api.InboxProvisionRequest{AgentID: string(agent)}, &out)
 	return out.Address, err
 }
 
@@ -348,13 +346,7 @@ func (c *Client) ListInboxes(ctx context.Context, tok agentkeys.Token, agent age
 }
 
 // InboxMessage is one mock inbox message.
-type InboxMessage struct {
-	MsgID      string `json:"msg_id"`
-	From       string `json:"from"`
-	Subject    string `json:"subject"`
-	Body       string `json:"body"`
-	ReceivedAt int64  `json:"received_at"`
-}
+type InboxMessage = api.InboxMessage
 
 // InboxMessages lists messages received at or after since, newest first.
 func (c *Client) InboxMessages(ctx context.Context, tok agentkeys.Token, address string, since time.Time) ([]InboxMessage, error) {
@@ -370,5 +362,5 @@ func (c *Client) InboxMessages(ctx context.Context, tok agentkeys.Token, address
 // DeliverMail puts a message into a mock inbox (what a mail provider does).
 func (c *Client) DeliverMail(ctx context.Context, address, from, subject, body string) error {
 	return c.do(ctx, "deliver mail", http.MethodPost, "/mock/inbox/deliver", nil, "",
-		map[string]string{"address": address, "from": from, "subject": subject, "body": body}, nil)
+		api.DeliverMailRequest{Address: address, From: from, Subject: subject, Body: body}, nil)
 }
