@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/api"
 	"github.com/agentkeys/agentkeys/internal/authreq"
 	"github.com/agentkeys/agentkeys/internal/clientip"
 	"github.com/agentkeys/agentkeys/internal/jsonhttp"
@@ -52,16 +53,6 @@ const kindMasterRecovery = "MASTER_RECOVERY_UNCONFIRMED"
 // supportedRequests are the request types this backend can act on.
 var supportedRequests = map[string]bool{authreq.TypePair: true, authreq.TypeRecover: true, authreq.TypeScopeChange: true}
 
-type openRequest struct {
-	ChildPubkey    string `json:"child_pubkey"`
-	RequestType    string `json:"request_type"`
-	RequestDetails string `json:"request_details"`
-	BoxPubkey      string `json:"box_pubkey,omitempty"`
-	ParentWallet   string `json:"parent_wallet,omitempty"`
-	IdentityType   string `json:"identity_type,omitempty"`
-	IdentityValue  string `json:"identity_value,omitempty"`
-}
-
 // openAuthRequest is called by a daemon (no session yet). It returns the
 // OTP and pair code to show the human and an await token that only the
 // opener holds; the server keeps hashes of both.
@@ -69,18 +60,9 @@ func (s *Server) openAuthRequest(r *http.Request) (any, error) {
 	if err := s.limitIP(r, s.openLimit); err != nil {
 		return nil, err
 	}
-	var req openRequest
+	var req api.OpenAuthRequestRequest
 	if err := decode(r, &req, smallBody); err != nil {
 		return nil, err
-	}
-	if req.ChildPubkey == "" {
-		return nil, badRequest("child_pubkey required")
-	}
-	if req.RequestType == "" {
-		return nil, badRequest("request_type required")
-	}
-	if req.RequestDetails == "" {
-		return nil, badRequest("request_details required")
 	}
 	pub, err := base64.StdEncoding.DecodeString(req.ChildPubkey)
 	if err != nil || len(pub) != ed25519.PublicKeySize {
@@ -176,10 +158,10 @@ func (s *Server) openAuthRequest(r *http.Request) (any, error) {
 		return nil, err
 	}
 	nh := sha256.Sum256(nonce)
-	return map[string]any{
-		"id": ar.ID, "otp": otp, "pair_code": authreq.FormatPairCode(ar.PairCode),
-		"ttl_seconds": int64(s.authTTL / time.Second), "expires_at": ar.ExpiresAt.Unix(),
-		"nonce_hash": base64.StdEncoding.EncodeToString(nh[:]), "await_token": await.Reveal(),
+	return api.OpenAuthRequestResponse{
+		ID: ar.ID, OTP: otp, PairCode: authreq.FormatPairCode(ar.PairCode),
+		TTLSeconds: int64(s.authTTL / time.Second), ExpiresAt: ar.ExpiresAt.Unix(),
+		NonceHash: base64.StdEncoding.EncodeToString(nh[:]), AwaitToken: await.Reveal(),
 	}, nil
 }
 
@@ -230,30 +212,6 @@ func (s *Server) checkPending(ar store.AuthRequest, c *caller) error {
 	return nil
 }
 
-type fetchResponse struct {
-	ID             string           `json:"id"`
-	PairCode       string           `json:"pair_code"`
-	RequestType    string           `json:"request_type"`
-	RequestDetails string           `json:"request_details"`
-	Description    string           `json:"description"`
-	RequestedScope *agentkeys.Scope `json:"requested_scope,omitempty"`
-	IdentityType   string           `json:"identity_type,omitempty"`
-	IdentityValue  string           `json:"identity_value,omitempty"`
-	AgentID        string           `json:"agent_id,omitempty"`
-	// TargetWallet and TargetKind name the wallet a Recover would hand a
-	// session of ("master" or "agent"), shown only to a caller who owns it.
-	TargetWallet agentkeys.Wallet `json:"target_wallet,omitempty"`
-	TargetKind   store.Kind       `json:"target_kind,omitempty"`
-	// CurrentScope is a ScopeChange target's scope today, shown only to a
-	// caller who owns it, so the change can be shown as a change.
-	CurrentScope    *agentkeys.Scope `json:"current_scope,omitempty"`
-	ChildPubkey     string           `json:"child_pubkey"`
-	Status          string           `json:"status"`
-	CreatedAt       int64            `json:"created_at"`
-	ExpiresAt       int64            `json:"expires_at"`
-	OTPAttemptsLeft int              `json:"otp_attempts_left"`
-}
-
 // fetchAuthRequest shows a master what a pending request asks for. It never
 // returns the OTP: the master must type the one the daemon shows.
 func (s *Server) fetchAuthRequest(r *http.Request, c *caller) (any, error) {
@@ -271,7 +229,7 @@ func (s *Server) fetchAuthRequest(r *http.Request, c *caller) (any, error) {
 	if err != nil {
 		return nil, err // validated at open; a failure here is internal
 	}
-	out := fetchResponse{
+	out := api.FetchAuthRequestResponse{
 		ID: ar.ID, PairCode: authreq.FormatPairCode(ar.PairCode), RequestType: ar.Type,
 		RequestDetails: base64.StdEncoding.EncodeToString(ar.Details), Description: d.Describe(),
 		IdentityType: ar.IdentityType, IdentityValue: ar.IdentityValue,
@@ -286,7 +244,7 @@ func (s *Server) fetchAuthRequest(r *http.Request, c *caller) (any, error) {
 		// must not read as an agent's.
 		if target, err := s.resolveIdentity(r.Context(), s.store, ar.IdentityType, ar.IdentityValue); err == nil {
 			if tw, owned, err := s.target(r.Context(), s.store, c, target); err == nil && owned {
-				out.TargetWallet, out.TargetKind = target, tw.Kind
+				out.TargetWallet, out.TargetKind = target, string(tw.Kind)
 				out.Description = describeRecover(tw, ar.IdentityType, ar.IdentityValue)
 			}
 		}
@@ -320,19 +278,9 @@ func (s *Server) approveAuthRequest(r *http.Request, c *caller) (any, error) {
 		return nil, err
 	}
 	ctx := r.Context()
-	var req struct {
-		PairCode  string `json:"pair_code"`
-		RequestID string `json:"request_id"`
-		OTP       string `json:"otp"`
-		// ConfirmMasterRecovery must repeat the master wallet a Recover
-		// would hand a session of; without it such an approval is refused.
-		ConfirmMasterRecovery string `json:"confirm_master_recovery,omitempty"`
-	}
+	var req api.ApproveRequest
 	if err := decode(r, &req, smallBody); err != nil {
 		return nil, err
-	}
-	if req.OTP == "" {
-		return nil, badRequest("otp required: type the 6-digit code the daemon shows")
 	}
 	if !c.scope.CanWrite() {
 		return nil, denied("a read-only session cannot approve requests")
@@ -416,10 +364,10 @@ func (s *Server) approveAuthRequest(r *http.Request, c *caller) (any, error) {
 		}
 		return nil, denied("wrong OTP (%d attempts left)", MaxOTPAttempts-attempts)
 	}
-	return map[string]any{
-		"ok": true, "request_id": result.ID, "status": "approved", "wallet": result.ResultWallet,
-		"signature": base64.StdEncoding.EncodeToString(result.Signature), "key_id": s.signKID,
-		"approver_wallet": result.ApproverWallet, "created_at": result.CreatedAt.Unix(),
+	return api.ApproveResponse{
+		OK: true, RequestID: result.ID, Status: "approved", Wallet: result.ResultWallet,
+		Signature: result.Signature, KeyID: s.signKID,
+		ApproverWallet: result.ApproverWallet, CreatedAt: result.CreatedAt.Unix(),
 	}, nil
 }
 
@@ -588,10 +536,7 @@ func (s *Server) auditDenialTx(ctx context.Context, owner, agent agentkeys.Walle
 // denyAuthRequest lets the master refuse a request outright.
 func (s *Server) denyAuthRequest(r *http.Request, c *caller) (any, error) {
 	ctx := r.Context()
-	var req struct {
-		PairCode  string `json:"pair_code"`
-		RequestID string `json:"request_id"`
-	}
+	var req api.DenyRequest
 	if err := decode(r, &req, smallBody); err != nil {
 		return nil, err
 	}
@@ -622,7 +567,7 @@ func (s *Server) denyAuthRequest(r *http.Request, c *caller) (any, error) {
 	}
 	s.notify(id)
 	s.pairings.observe(pairing)
-	return map[string]any{"ok": true, "request_id": id, "status": "denied"}, nil
+	return api.DenyResponse{OK: true, RequestID: id, Status: "denied"}, nil
 }
 
 // awaitAuthDecision long-polls for the decision. Only the opener can call
@@ -673,7 +618,7 @@ func (s *Server) awaitAuthDecision(r *http.Request) (any, error) {
 		case <-deadline.C:
 			expiry.Stop()
 			s.unwait(id, wake)
-			return map[string]any{"status": "timeout", "request_id": id, "decision": nil}, nil
+			return api.AwaitResponse{Status: "timeout", RequestID: id, Decision: api.Null[struct{}]()}, nil
 		case <-ctx.Done():
 			expiry.Stop()
 			s.unwait(id, wake)
@@ -732,19 +677,19 @@ func (s *Server) awaitOnce(ctx context.Context, id string, tok agentkeys.Token) 
 			return nil
 		case store.AuthDenied, store.AuthLocked:
 			done = true
-			out = map[string]any{"status": string(ar.Status), "request_id": id, "approved": false}
+			out = api.AwaitResponse{Status: string(ar.Status), RequestID: id, Approved: new(false)}
 			return nil
 		case store.AuthDelivered:
 			return jsonhttp.Errorf(http.StatusConflict, KindConflict, "auth request already awaited")
 		}
 		done = true
-		resp := map[string]any{
-			"status": "approved", "request_id": id, "approved": true, "wallet": ar.ResultWallet,
-			"signature": base64.StdEncoding.EncodeToString(ar.Signature), "key_id": s.signKID,
-			"approver_wallet": ar.ApproverWallet, "created_at": ar.CreatedAt.Unix(),
+		resp := api.AwaitResponse{
+			Status: "approved", RequestID: id, Approved: new(true), Wallet: ar.ResultWallet,
+			Signature: ar.Signature, KeyID: s.signKID,
+			ApproverWallet: ar.ApproverWallet, CreatedAt: ar.CreatedAt.Unix(),
 		}
 		if ar.BoxPubkey == nil {
-			resp["session"] = nil
+			resp.Session = api.Null[api.AwaitSession]()
 		}
 		if ar.SealedSession != nil {
 			raw, err := s.sealer.Open(ar.SealedSession, sessionAAD(ar.ID))
@@ -759,9 +704,9 @@ func (s *Server) awaitOnce(ctx context.Context, id string, tok agentkeys.Token) 
 			if err != nil {
 				return err
 			}
-			session := map[string]any{"token": st.Reveal(), "wallet": sess.Wallet, "expires_at": sess.ExpiresAt.Unix()}
+			session := api.AwaitSession{Token: st.Reveal(), Wallet: sess.Wallet, ExpiresAt: sess.ExpiresAt.Unix()}
 			if ar.BoxPubkey == nil {
-				resp["session"] = session
+				resp.Session = api.Some(session)
 			} else {
 				// Sealed to the opener's key: whoever relays or sees this
 				// answer holds no usable bearer.
@@ -774,7 +719,7 @@ func (s *Server) awaitOnce(ctx context.Context, id string, tok agentkeys.Token) 
 				if err != nil {
 					return err
 				}
-				resp["sealed_session"] = base64.StdEncoding.EncodeToString(sealed)
+				resp.SealedSession = base64.StdEncoding.EncodeToString(sealed)
 			}
 		}
 		ar.Status, ar.SealedSession = store.AuthDelivered, nil
@@ -831,16 +776,9 @@ func (s *Server) notify(id string) {
 // recoverSession is the original's proof-free recovery; it now refuses and
 // points at the approval flow.
 func (s *Server) recoverSession(r *http.Request) (any, error) {
-	var req struct {
-		IdentityType  string `json:"identity_type"`
-		IdentityValue string `json:"identity_value"`
-		Method        string `json:"method"`
-	}
+	var req api.RecoverSessionRequest
 	if err := decode(r, &req, smallBody); err != nil {
 		return nil, err
-	}
-	if req.IdentityType == "" || req.IdentityValue == "" || req.Method == "" {
-		return nil, badRequest("identity_type, identity_value and method required")
 	}
 	return nil, badRequest("recovery by %q needs a verified factor this backend does not offer; recover through master approval (a Recover auth request approved by a live session of the owning wallet)", truncateStr(req.Method))
 }

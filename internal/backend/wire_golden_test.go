@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/authreq"
 )
 
 // shape replaces every value of a decoded JSON document by its type, so a
@@ -179,4 +180,48 @@ func TestWireGoldenInbox(t *testing.T) {
 			t.Errorf("%s: %d %s %v, want %s", path, resp.StatusCode, got, err, want)
 		}
 	}
+}
+
+// TestWireGoldenAuthRequest pins the pairing routes' answers, including
+// the three forms of an approved await (session in clear, sealed, none).
+func TestWireGoldenAuthRequest(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.AwaitWindow = 50 * time.Millisecond })
+	alice := e.master("alice")
+	a := e.agent(alice, []string{"x"}, false)
+	check := func(name string, status int, body map[string]any, want string) {
+		t.Helper()
+		if got := shape(body); status != 200 || got != want {
+			t.Errorf("%s: %d shape\n got %s\nwant %s", name, status, got, want)
+		}
+	}
+	_, b := e.openRaw(pairReq("x"), "")
+	check("open", 200, b, `{await_token:"s",expires_at:0,id:"s",nonce_hash:"s",otp:"s",pair_code:"s",ttl_seconds:0}`)
+
+	o := e.open(pairReq("x"), "")
+	status, b := e.await(o)
+	check("await timeout", status, b, `{decision:null,request_id:"s",status:"s"}`)
+	status, b, _ = e.raw("GET", "/auth-request/fetch?pair_code="+o.PairCode, alice.Token, "")
+	check("fetch pair", status, b, `{child_pubkey:"s",created_at:0,description:"s",expires_at:0,id:"s",otp_attempts_left:0,pair_code:"s",request_details:"s",request_type:"s",requested_scope:{read_only:b,services:["s"]},status:"s"}`)
+	status, b = e.approve(alice.Token, o.PairCode, o.OTP)
+	check("approve", status, b, `{approver_wallet:"s",created_at:0,key_id:"s",ok:b,request_id:"s",signature:"s",status:"s",wallet:"s"}`)
+	status, b = e.await(o)
+	check("await approved pair", status, b, `{approved:b,approver_wallet:"s",created_at:0,key_id:"s",request_id:"s",session:{expires_at:0,token:"s",wallet:"s"},signature:"s",status:"s",wallet:"s"}`)
+
+	so := e.openSigned(pairReq("x"), true)
+	e.approve(alice.Token, so.PairCode, so.OTP)
+	status, b = e.await(so.opened)
+	check("await approved sealed", status, b, `{approved:b,approver_wallet:"s",created_at:0,key_id:"s",request_id:"s",sealed_session:"s",signature:"s",status:"s",wallet:"s"}`)
+
+	sc := e.open(authreq.Request{Type: authreq.TypeScopeChange, AgentID: string(a.Wallet), NewScope: authreq.Scope{Services: []string{"x"}}}, "")
+	status, b, _ = e.raw("GET", "/auth-request/fetch?pair_code="+sc.PairCode, alice.Token, "")
+	check("fetch scope change", status, b, `{agent_id:"s",child_pubkey:"s",created_at:0,current_scope:{read_only:b,services:["s"]},description:"s",expires_at:0,id:"s",otp_attempts_left:0,pair_code:"s",request_details:"s",request_type:"s",requested_scope:{read_only:b,services:["s"]},status:"s"}`)
+	e.approve(alice.Token, sc.PairCode, sc.OTP)
+	status, b = e.await(sc)
+	check("await approved scope change", status, b, `{approved:b,approver_wallet:"s",created_at:0,key_id:"s",request_id:"s",session:null,signature:"s",status:"s",wallet:"s"}`)
+
+	d := e.open(pairReq("x"), "")
+	status, b, _ = e.raw("POST", "/auth-request/deny", alice.Token, fmt.Sprintf(`{"pair_code":%q}`, d.PairCode))
+	check("deny", status, b, `{ok:b,request_id:"s",status:"s"}`)
+	status, b = e.await(d)
+	check("await denied", status, b, `{approved:b,request_id:"s",status:"s"}`)
 }
