@@ -140,7 +140,7 @@ type AwaitResponse struct {
 	Decision       Optional[struct{}]     `json:"decision,omitzero"`
 	Approved       *bool                  `json:"approved,omitempty"`
 	Wallet         agentkeys.Wallet       `json:"wallet,omitempty"`
-	Signature      []byte                 `json:"signature,omitempty"`
+	Signature      string                 `json:"signature,omitempty"` // standard base64
 	KeyID          string                 `json:"key_id,omitempty"`
 	ApproverWallet agentkeys.Wallet       `json:"approver_wallet,omitempty"`
 	CreatedAt      int64                  `json:"created_at,omitempty"`

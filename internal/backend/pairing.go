@@ -685,7 +685,7 @@ func (s *Server) awaitOnce(ctx context.Context, id string, tok agentkeys.Token) 
 		done = true
 		resp := api.AwaitResponse{
 			Status: "approved", RequestID: id, Approved: new(true), Wallet: ar.ResultWallet,
-			Signature: ar.Signature, KeyID: s.signKID,
+			Signature: base64.StdEncoding.EncodeToString(ar.Signature), KeyID: s.signKID,
 			ApproverWallet: ar.ApproverWallet, CreatedAt: ar.CreatedAt.Unix(),
 		}
 		if ar.BoxPubkey == nil {

@@ -86,28 +86,19 @@ func (c *Client) OpenAuthRequest(ctx context.Context, r OpenRequest) (Opened, er
 			return Opened{}, fmt.Errorf("open auth request: %w: the backend does not publish the pinned pairing key", ErrUnverifiedApproval)
 		}
 	}
-	in := map[string]string{
-		"child_pubkey":    base64.StdEncoding.EncodeToString(r.ChildPubkey),
-		"request_type":    r.RequestType,
-		"request_details": base64.StdEncoding.EncodeToString(r.RequestDetails),
+	in := api.OpenAuthRequestRequest{
+		ChildPubkey:    base64.StdEncoding.EncodeToString(r.ChildPubkey),
+		RequestType:    r.RequestType,
+		RequestDetails: base64.StdEncoding.EncodeToString(r.RequestDetails),
+		ParentWallet:   string(r.ParentWallet),
 	}
 	if r.BoxKey != nil {
-		in["box_pubkey"] = base64.StdEncoding.EncodeToString(r.BoxKey.PublicKey().Bytes())
-	}
-	if r.ParentWallet != "" {
-		in["parent_wallet"] = string(r.ParentWallet)
+		in.BoxPubkey = base64.StdEncoding.EncodeToString(r.BoxKey.PublicKey().Bytes())
 	}
 	if r.IdentityType != "" {
-		in["identity_type"], in["identity_value"] = r.IdentityType, r.IdentityValue
+		in.IdentityType, in.IdentityValue = r.IdentityType, r.IdentityValue
 	}
-	var out struct {
-		ID         string `json:"id"`
-		OTP        string `json:"otp"`
-		PairCode   string `json:"pair_code"`
-		TTLSeconds int64  `json:"ttl_seconds"`
-		ExpiresAt  int64  `json:"expires_at"`
-		AwaitToken string `json:"await_token"`
-	}
+	var out api.OpenAuthRequestResponse
 	if err := c.do(ctx, "open auth request", http.MethodPost, "/auth-request/open", nil, "", in, &out); err != nil {
 		return Opened{}, err
 	}
@@ -120,26 +111,7 @@ func (c *Client) OpenAuthRequest(ctx context.Context, r OpenRequest) (Opened, er
 }
 
 // PendingRequest is what a master sees before approving.
-type PendingRequest struct {
-	ID             string           `json:"id"`
-	PairCode       string           `json:"pair_code"`
-	RequestType    string           `json:"request_type"`
-	Description    string           `json:"description"`
-	RequestedScope *agentkeys.Scope `json:"requested_scope,omitempty"`
-	IdentityType   string           `json:"identity_type,omitempty"`
-	IdentityValue  string           `json:"identity_value,omitempty"`
-	AgentID        string           `json:"agent_id,omitempty"`
-	// TargetWallet and TargetKind ("master" or "agent") name what a
-	// Recover would hand a session of; CurrentScope is a ScopeChange
-	// target's scope today. The backend fills them only for their owner.
-	TargetWallet    agentkeys.Wallet `json:"target_wallet,omitempty"`
-	TargetKind      string           `json:"target_kind,omitempty"`
-	CurrentScope    *agentkeys.Scope `json:"current_scope,omitempty"`
-	Status          string           `json:"status"`
-	CreatedAt       int64            `json:"created_at"`
-	ExpiresAt       int64            `json:"expires_at"`
-	OTPAttemptsLeft int              `json:"otp_attempts_left"`
-}
+type PendingRequest = api.FetchAuthRequestResponse
 
 // FetchAuthRequest shows a pending request by its pair code.
 func (c *Client) FetchAuthRequest(ctx context.Context, tok agentkeys.Token, pairCode string) (PendingRequest, error) {
@@ -161,24 +133,25 @@ type Approval struct {
 
 // ApproveAuthRequest approves a request with the OTP the daemon shows.
 func (c *Client) ApproveAuthRequest(ctx context.Context, tok agentkeys.Token, pairCode, otp string) (Approval, error) {
-	var out Approval
-	err := c.do(ctx, "approve auth request", http.MethodPost, "/auth-request/approve", nil, tok, map[string]string{"pair_code": pairCode, "otp": otp}, &out)
-	return out, err
+	return c.approve(ctx, tok, api.ApproveRequest{PairCode: pairCode, OTP: otp})
+}
+
+func (c *Client) approve(ctx context.Context, tok agentkeys.Token, in api.ApproveRequest) (Approval, error) {
+	var out api.ApproveResponse
+	err := c.do(ctx, "approve auth request", http.MethodPost, "/auth-request/approve", nil, tok, in, &out)
+	return Approval{RequestID: out.RequestID, Status: out.Status, Wallet: out.Wallet, Signature: out.Signature, KeyID: out.KeyID}, err
 }
 
 // ApproveMasterRecovery approves a Recover request that hands out a
 // session of the master wallet master: the backend refuses such an
 // approval unless it repeats that wallet.
 func (c *Client) ApproveMasterRecovery(ctx context.Context, tok agentkeys.Token, pairCode, otp string, master agentkeys.Wallet) (Approval, error) {
-	var out Approval
-	in := map[string]string{"pair_code": pairCode, "otp": otp, "confirm_master_recovery": string(master)}
-	err := c.do(ctx, "approve auth request", http.MethodPost, "/auth-request/approve", nil, tok, in, &out)
-	return out, err
+	return c.approve(ctx, tok, api.ApproveRequest{PairCode: pairCode, OTP: otp, ConfirmMasterRecovery: string(master)})
 }
 
 // DenyAuthRequest refuses a request.
 func (c *Client) DenyAuthRequest(ctx context.Context, tok agentkeys.Token, pairCode string) error {
-	return c.do(ctx, "deny auth request", http.MethodPost, "/auth-request/deny", nil, tok, map[string]string{"pair_code": pairCode}, nil)
+	return c.do(ctx, "deny auth request", http.MethodPost, "/auth-request/deny", nil, tok, api.DenyRequest{PairCode: pairCode}, nil)
 }
 
 // Decision is the outcome of an auth request as its opener sees it.
@@ -194,12 +167,6 @@ type Decision struct {
 	KeyID          string
 }
 
-type sessionObject struct {
-	Token     string           `json:"token"`
-	Wallet    agentkeys.Wallet `json:"wallet"`
-	ExpiresAt int64            `json:"expires_at"`
-}
-
 // AwaitAuthDecision long-polls once for the decision (the server answers
 // within its window, ~25 s). Call it again on "timeout".
 //
@@ -210,16 +177,7 @@ type sessionObject struct {
 // opened with the request's box key. Otherwise the error wraps
 // ErrUnverifiedApproval.
 func (c *Client) AwaitAuthDecision(ctx context.Context, o Opened) (Decision, error) {
-	var out struct {
-		Status         string           `json:"status"`
-		Wallet         agentkeys.Wallet `json:"wallet"`
-		Session        *sessionObject   `json:"session"`
-		SealedSession  string           `json:"sealed_session"`
-		Signature      string           `json:"signature"`
-		KeyID          string           `json:"key_id"`
-		ApproverWallet agentkeys.Wallet `json:"approver_wallet"`
-		CreatedAt      int64            `json:"created_at"`
-	}
+	var out api.AwaitResponse
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.timeout+longPoll)
@@ -235,7 +193,7 @@ func (c *Client) AwaitAuthDecision(ctx context.Context, o Opened) (Decision, err
 	bad := func(format string, args ...any) (Decision, error) {
 		return Decision{}, fmt.Errorf("await auth decision: %w: %s", ErrUnverifiedApproval, fmt.Sprintf(format, args...))
 	}
-	sessObj := out.Session
+	sessObj := out.Session.Value
 	switch {
 	case out.SealedSession != "":
 		blob, err := base64.StdEncoding.DecodeString(out.SealedSession)
@@ -246,7 +204,7 @@ func (c *Client) AwaitAuthDecision(ctx context.Context, o Opened) (Decision, err
 		if err != nil {
 			return bad("%v", err)
 		}
-		sessObj = new(sessionObject)
+		sessObj = new(api.AwaitSession)
 		err = json.Unmarshal(plain, sessObj)
 		clear(plain)
 		if err != nil {
