@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/api"
 )
 
 // Identity is what the session backend says about a bearer.
@@ -88,12 +89,11 @@ func NewHTTPValidator(baseURL string, timeout time.Duration) *HTTPValidator {
 // maxValidateBody bounds the backend's answer.
 const maxValidateBody = 64 << 10
 
+// validateResponse is the backend's answer, with the epoch a pointer so
+// that a backend without revocation epochs is told from epoch 0.
 type validateResponse struct {
-	Wallet    string           `json:"wallet"`
-	Kind      string           `json:"kind"`
-	Scope     *agentkeys.Scope `json:"scope"`
-	ExpiresAt int64            `json:"expires_at"`
-	Epoch     *int64           `json:"epoch"`
+	api.ValidateResponse
+	Epoch *int64 `json:"epoch"`
 }
 
 // Validate implements SessionValidator.
@@ -135,7 +135,7 @@ func parseValidateResponse(status int, body []byte) (Identity, error) {
 	if err := json.Unmarshal(body, &vr); err != nil {
 		return Identity{}, &BackendError{Detail: "validate response is not JSON"}
 	}
-	w, err := agentkeys.ParseWallet(vr.Wallet)
+	w, err := agentkeys.ParseWallet(string(vr.Wallet))
 	if err != nil {
 		return Identity{}, &BackendError{Detail: "validate response has no valid wallet"}
 	}
