@@ -1,7 +1,9 @@
-// Package api holds the JSON bodies of the backend's HTTP routes, shared by
-// the handlers in internal/backend and the client in internal/backendclient,
-// so a renamed field is a compile error on both sides. JSON names are a
-// compatibility contract: never rename one or change its omitempty.
+// Package api holds the JSON bodies of the backend's HTTP routes and the
+// broker's mint routes, shared by the handlers (internal/backend,
+// internal/broker) and the clients (internal/backendclient,
+// internal/brokerclient), so a renamed field is a compile error on both
+// sides. JSON names are a compatibility contract: never rename one or
+// change its omitempty.
 //
 // Request types have a Validate method with the checks that need no
 // database; the backend runs it right after decoding and answers 400 with
