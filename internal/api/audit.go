@@ -40,10 +40,7 @@ type AuditProvisionRequest struct {
 // Validate checks the agent, the service, that result is "ok" or an error
 // code, and that detail is short printable text.
 func (r AuditProvisionRequest) Validate() error {
-	if _, err := ParseWalletField("agent_id", r.AgentID); err != nil {
-		return err
-	}
-	if err := CheckService(r.Service); err != nil {
+	if err := checkAgentService(r.AgentID, r.Service); err != nil {
 		return err
 	}
 	if !provisionResult(r.Result) {

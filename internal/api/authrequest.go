@@ -2,7 +2,6 @@ package api
 
 import (
 	"encoding/json"
-	"errors"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 )
@@ -25,15 +24,13 @@ type OpenAuthRequestRequest struct {
 // Validate requires child_pubkey, request_type and request_details (the
 // backend decodes and checks them).
 func (r OpenAuthRequestRequest) Validate() error {
-	switch {
-	case r.ChildPubkey == "":
-		return errors.New("child_pubkey required")
-	case r.RequestType == "":
-		return errors.New("request_type required")
-	case r.RequestDetails == "":
-		return errors.New("request_details required")
+	if err := required("child_pubkey required", r.ChildPubkey); err != nil {
+		return err
 	}
-	return nil
+	if err := required("request_type required", r.RequestType); err != nil {
+		return err
+	}
+	return required("request_details required", r.RequestDetails)
 }
 
 // OpenAuthRequestResponse answers POST /auth-request/open. OTP and pair
@@ -85,10 +82,7 @@ type ApproveRequest struct {
 
 // Validate requires the OTP (which request is the backend's to find).
 func (r ApproveRequest) Validate() error {
-	if r.OTP == "" {
-		return errors.New("otp required: type the 6-digit code the daemon shows")
-	}
-	return nil
+	return required("otp required: type the 6-digit code the daemon shows", r.OTP)
 }
 
 // ApproveResponse answers POST /auth-request/approve. Signature is the
@@ -192,8 +186,5 @@ type RecoverSessionRequest struct {
 
 // Validate requires all three fields.
 func (r RecoverSessionRequest) Validate() error {
-	if r.IdentityType == "" || r.IdentityValue == "" || r.Method == "" {
-		return errors.New("identity_type, identity_value and method required")
-	}
-	return nil
+	return required("identity_type, identity_value and method required", r.IdentityType, r.IdentityValue, r.Method)
 }

@@ -1,7 +1,5 @@
 package api
 
-import "errors"
-
 // StoreCredentialRequest is the body of POST /credential/store. The field
 // keeps the original's name, "ciphertext", but carries the value
 // base64-encoded; the backend seals it.
@@ -14,16 +12,10 @@ type StoreCredentialRequest struct {
 // Validate checks the agent, the service and that a value is present (the
 // backend decodes and bounds it).
 func (r StoreCredentialRequest) Validate() error {
-	if _, err := ParseWalletField("agent_id", r.AgentID); err != nil {
+	if err := checkAgentService(r.AgentID, r.Service); err != nil {
 		return err
 	}
-	if err := CheckService(r.Service); err != nil {
-		return err
-	}
-	if r.Ciphertext == "" {
-		return errors.New("ciphertext required")
-	}
-	return nil
+	return required("ciphertext required", r.Ciphertext)
 }
 
 // ReadCredentialResponse answers GET /credential/read.
@@ -37,15 +29,7 @@ type ListCredentialsResponse struct {
 }
 
 // TeardownRequest is the body of DELETE /credential/teardown.
-type TeardownRequest struct {
-	AgentID string `json:"agent_id"`
-}
-
-// Validate requires the agent.
-func (r TeardownRequest) Validate() error {
-	_, err := ParseWalletField("agent_id", r.AgentID)
-	return err
-}
+type TeardownRequest = AgentRequest
 
 // TeardownResponse answers DELETE /credential/teardown.
 type TeardownResponse struct {

@@ -13,6 +13,7 @@ package api
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 )
@@ -46,6 +47,34 @@ func checkWallet(name, v string) error {
 	}
 	_, err := ParseWalletField(name, v)
 	return err
+}
+
+// required returns errors.New(msg) if any of vals is empty.
+func required(msg string, vals ...string) error {
+	if slices.Contains(vals, "") {
+		return errors.New(msg)
+	}
+	return nil
+}
+
+// AgentRequest is a body naming one agent wallet: DELETE
+// /credential/teardown and POST /mock/inbox/provision.
+type AgentRequest struct {
+	AgentID string `json:"agent_id"`
+}
+
+// Validate requires the agent.
+func (r AgentRequest) Validate() error {
+	_, err := ParseWalletField("agent_id", r.AgentID)
+	return err
+}
+
+// checkAgentService checks a required agent and service.
+func checkAgentService(agent, service string) error {
+	if _, err := ParseWalletField("agent_id", agent); err != nil {
+		return err
+	}
+	return CheckService(service)
 }
 
 // CheckService checks a required service name.

@@ -1,23 +1,13 @@
 package api
 
 import (
-	"errors"
-
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 )
 
 // Mock inbox routes (development backends only).
 
 // InboxProvisionRequest is the body of POST /mock/inbox/provision.
-type InboxProvisionRequest struct {
-	AgentID string `json:"agent_id"`
-}
-
-// Validate requires the agent.
-func (r InboxProvisionRequest) Validate() error {
-	_, err := ParseWalletField("agent_id", r.AgentID)
-	return err
-}
+type InboxProvisionRequest = AgentRequest
 
 // InboxProvisionResponse answers POST /mock/inbox/provision.
 type InboxProvisionResponse struct {
@@ -45,13 +35,10 @@ type DeliverMailRequest struct {
 
 // Validate requires the address and the sender.
 func (r DeliverMailRequest) Validate() error {
-	if r.Address == "" {
-		return errors.New("address required")
+	if err := required("address required", r.Address); err != nil {
+		return err
 	}
-	if r.From == "" {
-		return errors.New("from required")
-	}
-	return nil
+	return required("from required", r.From)
 }
 
 // DeliverMailResponse answers POST /mock/inbox/deliver.

@@ -1,7 +1,5 @@
 package api
 
-import "errors"
-
 // RendezvousRegisterRequest is the body of POST /rendezvous/register (the
 // bearer is the auth request's await token).
 type RendezvousRegisterRequest struct {
@@ -11,10 +9,7 @@ type RendezvousRegisterRequest struct {
 
 // Validate requires both fields.
 func (r RendezvousRegisterRequest) Validate() error {
-	if r.DaemonPubkey == "" || r.PairCode == "" {
-		return errors.New("daemon_pubkey and pair_code required")
-	}
-	return nil
+	return required("daemon_pubkey and pair_code required", r.DaemonPubkey, r.PairCode)
 }
 
 // RendezvousRegisterResponse answers POST /rendezvous/register.
@@ -38,8 +33,5 @@ type RendezvousDeliverRequest struct {
 
 // Validate requires both fields.
 func (r RendezvousDeliverRequest) Validate() error {
-	if r.PairCode == "" || r.Payload == "" {
-		return errors.New("pair_code and payload required")
-	}
-	return nil
+	return required("pair_code and payload required", r.PairCode, r.Payload)
 }
