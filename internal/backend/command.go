@@ -2,50 +2,28 @@ package backend
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
-	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/agentkeys/agentkeys/internal/envflag"
 	"github.com/agentkeys/agentkeys/internal/logging"
 )
 
 // Command returns the agentkeys-backend root command. Flags fall back to
 // environment variables (listed in each flag's help), then to defaults.
-func Command() *cobra.Command {
+func Command() *cobra.Command { return command(nil) }
+
+func command(lookup envflag.Lookup) *cobra.Command {
 	var (
 		cfg      Config
 		logLevel string
-		rate     float64
-		envErrs  []error
+		b        *envflag.Binder
 	)
-	envDuration := func(name string, def time.Duration) time.Duration {
-		v, ok := os.LookupEnv(name)
-		if !ok {
-			return def
-		}
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			envErrs = append(envErrs, fmt.Errorf("%s=%q is not a duration like 720h", name, v))
-		}
-		return d
-	}
-	envFloat := func(name string, def float64) float64 {
-		v, ok := os.LookupEnv(name)
-		if !ok {
-			return def
-		}
-		f, err := strconv.ParseFloat(v, 64)
-		if err != nil {
-			envErrs = append(envErrs, fmt.Errorf("%s=%q is not a number", name, v))
-		}
-		return f
-	}
 	cmd := &cobra.Command{
 		Use:   "agentkeys-backend",
 		Short: "AgentKeys backend: wallets, sessions, scopes, sealed credentials and audit",
@@ -66,67 +44,48 @@ backend refuses to start.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := errors.Join(envErrs...); err != nil {
+			if err := b.Err(); err != nil {
 				return err
 			}
-			if cfg.SessionTTL < time.Minute {
-				return fmt.Errorf("--session-ttl %v is too short (minimum 1m)", cfg.SessionTTL)
+			if err := cfg.Validate(); err != nil {
+				return envflag.AsUsage(err)
 			}
 			log, err := logging.New(cmd.ErrOrStderr(), logLevel)
 			if err != nil {
-				return err
+				return envflag.AsUsage(err)
 			}
-			if _, err := cfg.loginMethod(); err != nil {
-				return &configError{err}
-			}
-			cfg.LoginRate = rate
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return Run(ctx, cfg, log)
 		},
 	}
-	f := cmd.Flags()
-	f.StringVar(&cfg.Listen, "listen", env("AGENTKEYS_BACKEND_LISTEN", DefaultListen), "address to listen on [AGENTKEYS_BACKEND_LISTEN]")
-	f.StringVar(&cfg.DataDir, "data-dir", env("AGENTKEYS_DATA_DIR", ""), "directory for the SQLite database and seal key, created 0700 [AGENTKEYS_DATA_DIR]")
-	f.StringVar(&cfg.DatabaseURL, "database-url", env("AGENTKEYS_DATABASE_URL", ""), "postgres:// URL; default is SQLite in --data-dir [AGENTKEYS_DATABASE_URL]")
-	f.StringVar(&cfg.SealKeyFile, "seal-key-file", env("AGENTKEYS_SEAL_KEY_FILE", ""), "credential key-encryption key file (64 hex chars, 0600); default <data-dir>/seal.key [AGENTKEYS_SEAL_KEY_FILE]")
-	f.DurationVar(&cfg.SessionTTL, "session-ttl", envDuration("AGENTKEYS_SESSION_TTL", DefaultSessionTTL), "master session lifetime; agent sessions never outlive their parent [AGENTKEYS_SESSION_TTL]")
-	f.DurationVar(&cfg.SweepInterval, "sweep-interval", DefaultSweepInterval, "how often expired sessions are deleted")
-	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long to drain in-flight requests on SIGTERM")
-	f.Float64Var(&rate, "login-rate", envFloat("AGENTKEYS_LOGIN_RATE", 5), "POST /session/create per second per client IP (burst 20); negative disables [AGENTKEYS_LOGIN_RATE]")
-	f.StringVar(&cfg.TLSCertFile, "tls-cert", env("AGENTKEYS_TLS_CERT", ""), "serve HTTPS with this certificate [AGENTKEYS_TLS_CERT]")
-	f.StringVar(&cfg.TLSKeyFile, "tls-key", env("AGENTKEYS_TLS_KEY", ""), "private key for --tls-cert [AGENTKEYS_TLS_KEY]")
-	f.BoolVar(&cfg.MockInbox, "mock-inbox", os.Getenv("AGENTKEYS_MOCK_INBOX") == "1", "serve the mock e-mail inbox for provisioner tests; its deliver route is unauthenticated, never enable in production [AGENTKEYS_MOCK_INBOX=1]")
-	f.StringVar(&cfg.Login, "login", env("AGENTKEYS_LOGIN", ""), "master login method: oidc (implied by --login-oidc-issuer) or mock (any string logs in as any master: development and tests only); no default [AGENTKEYS_LOGIN]")
-	f.StringVar(&cfg.LoginOIDCIssuer, "login-oidc-issuer", env("AGENTKEYS_LOGIN_OIDC_ISSUER", ""), "accept master logins only as ID tokens from this OpenID provider [AGENTKEYS_LOGIN_OIDC_ISSUER]")
-	f.StringVar(&cfg.LoginOIDCClientID, "login-oidc-client-id", env("AGENTKEYS_LOGIN_OIDC_CLIENT_ID", ""), "client id (audience) the ID tokens must carry [AGENTKEYS_LOGIN_OIDC_CLIENT_ID]")
-	frontdoorFlags(f, &cfg.Frontdoor, &envErrs)
-	f.StringVar(&logLevel, "log-level", env("AGENTKEYS_LOG_LEVEL", "info"), "debug, info, warn or error [AGENTKEYS_LOG_LEVEL]")
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return envflag.AsUsage(err) })
+	b = envflag.New(cmd.Flags(), lookup)
+	b.String(&cfg.Listen, "listen", "AGENTKEYS_BACKEND_LISTEN", DefaultListen, "address to listen on")
+	b.String(&cfg.DataDir, "data-dir", "AGENTKEYS_DATA_DIR", "", "directory for the SQLite database and seal key, created 0700")
+	b.String(&cfg.DatabaseURL, "database-url", "AGENTKEYS_DATABASE_URL", "", "postgres:// URL; default is SQLite in --data-dir")
+	b.String(&cfg.SealKeyFile, "seal-key-file", "AGENTKEYS_SEAL_KEY_FILE", "", "credential key-encryption key file (64 hex chars, 0600); default <data-dir>/seal.key")
+	b.Duration(&cfg.SessionTTL, "session-ttl", "AGENTKEYS_SESSION_TTL", DefaultSessionTTL, "master session lifetime (seconds or a duration like 720h); agent sessions never outlive their parent")
+	b.Duration(&cfg.SweepInterval, "sweep-interval", "", DefaultSweepInterval, "how often expired sessions are deleted")
+	b.Duration(&cfg.ShutdownTimeout, "shutdown-timeout", "", 30*time.Second, "how long to drain in-flight requests on SIGTERM")
+	b.Float(&cfg.LoginRate, "login-rate", "AGENTKEYS_LOGIN_RATE", 5, "POST /session/create per second per client IP (burst 20); negative disables")
+	b.String(&cfg.TLSCertFile, "tls-cert", "AGENTKEYS_TLS_CERT", "", "serve HTTPS with this certificate")
+	b.String(&cfg.TLSKeyFile, "tls-key", "AGENTKEYS_TLS_KEY", "", "private key for --tls-cert")
+	b.Bool(&cfg.MockInbox, "mock-inbox", "AGENTKEYS_MOCK_INBOX", false, "serve the mock e-mail inbox for provisioner tests; its deliver route is unauthenticated, never enable in production")
+	b.String(&cfg.Login, "login", "AGENTKEYS_LOGIN", "", "master login method: oidc (implied by --login-oidc-issuer) or mock (any string logs in as any master: development and tests only); no default")
+	b.String(&cfg.LoginOIDCIssuer, "login-oidc-issuer", "AGENTKEYS_LOGIN_OIDC_ISSUER", "", "accept master logins only as ID tokens from this OpenID provider")
+	b.String(&cfg.LoginOIDCClientID, "login-oidc-client-id", "AGENTKEYS_LOGIN_OIDC_CLIENT_ID", "", "client id (audience) the ID tokens must carry")
+	frontdoorFlags(b, &cfg.Frontdoor)
+	b.String(&logLevel, "log-level", "AGENTKEYS_LOG_LEVEL", "info", "debug, info, warn or error")
 	return cmd
 }
-
-// configError is a configuration the backend refuses to start with (exit 2).
-type configError struct{ error }
-
-func (e *configError) Unwrap() error { return e.error }
 
 // Main runs the command and returns the process exit code: 0, 1 for a
 // failure while running, 2 for a configuration it refuses.
 func Main() int {
-	if err := Command().ExecuteContext(context.Background()); err != nil {
+	err := Command().ExecuteContext(context.Background())
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "agentkeys-backend:", err)
-		var ce *configError
-		if errors.As(err, &ce) {
-			return 2
-		}
-		return 1
 	}
-	return 0
-}
-
-func env(name, def string) string {
-	if v, ok := os.LookupEnv(name); ok {
-		return v
-	}
-	return def
+	return envflag.ExitCode(err)
 }

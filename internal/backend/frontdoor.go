@@ -4,12 +4,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"strconv"
-
-	"github.com/spf13/pflag"
 
 	"github.com/agentkeys/agentkeys/internal/clientip"
+	"github.com/agentkeys/agentkeys/internal/envflag"
 	"github.com/agentkeys/agentkeys/internal/jsonhttp"
 	"github.com/agentkeys/agentkeys/internal/ratelimit"
 )
@@ -50,48 +47,26 @@ type Frontdoor struct {
 	checkHost bool
 }
 
-// frontdoorFlags registers the front-door flags on f.
-func frontdoorFlags(f *pflag.FlagSet, fd *Frontdoor, envErrs *[]error) {
-	envNum := func(name string, def float64) float64 {
-		v, ok := os.LookupEnv(name)
-		if !ok {
-			return def
-		}
-		n, err := strconv.ParseFloat(v, 64)
-		if err != nil {
-			*envErrs = append(*envErrs, fmt.Errorf("%s=%q is not a number", name, v))
-		}
-		return n
-	}
-	envInt := func(name string, def int) int {
-		v, ok := os.LookupEnv(name)
-		if !ok {
-			return def
-		}
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			*envErrs = append(*envErrs, fmt.Errorf("%s=%q is not a whole number", name, v))
-		}
-		return n
-	}
-	f.StringVar(&fd.TrustedProxies, "trusted-proxies", env("AGENTKEYS_TRUSTED_PROXIES", ""),
-		"CIDRs of reverse proxies whose X-Forwarded-For/Forwarded headers name the client, e.g. 127.0.0.1/32; empty trusts none [AGENTKEYS_TRUSTED_PROXIES]")
-	f.StringVar(&fd.PublicURL, "public-url", env("AGENTKEYS_PUBLIC_URL", ""),
-		"URL clients use through a proxy (https://agentkeys.example.com); a request naming another host than it, a loopback name or an IP address is refused (421) [AGENTKEYS_PUBLIC_URL]")
-	f.Float64Var(&fd.WalletRate, "wallet-rate", envNum("AGENTKEYS_WALLET_RATE", DefaultWalletRate),
-		fmt.Sprintf("authenticated requests per second per wallet (burst %d); 0 disables [AGENTKEYS_WALLET_RATE]", DefaultWalletBurst))
-	f.IntVar(&fd.Quotas.MaxDepth, "max-agent-depth", envInt("AGENTKEYS_MAX_AGENT_DEPTH", DefaultMaxAgentDepth),
-		"deepest agent chain under a master (a master's own agents are depth 1); negative: unlimited [AGENTKEYS_MAX_AGENT_DEPTH]")
-	f.IntVar(&fd.Quotas.MaxAgents, "max-agents-per-master", envInt("AGENTKEYS_MAX_AGENTS_PER_MASTER", DefaultMaxAgentsPerMaster),
-		"agents (at any depth) one master may have; negative: unlimited [AGENTKEYS_MAX_AGENTS_PER_MASTER]")
-	f.IntVar(&fd.Quotas.MaxCredentials, "max-credentials-per-master", envInt("AGENTKEYS_MAX_CREDENTIALS_PER_MASTER", DefaultMaxCredentialsPerMaster),
-		"credentials stored across one master's tree; negative: unlimited [AGENTKEYS_MAX_CREDENTIALS_PER_MASTER]")
-	f.IntVar(&fd.Quotas.MaxPendingRequests, "max-pending-requests-per-master", envInt("AGENTKEYS_MAX_PENDING_REQUESTS_PER_MASTER", DefaultMaxPendingRequestsPerMaster),
-		"pair/recover requests awaiting one master's decision; negative: unlimited [AGENTKEYS_MAX_PENDING_REQUESTS_PER_MASTER]")
-	f.Float64Var(&fd.ParentOpenRate, "open-rate-per-master", envNum("AGENTKEYS_OPEN_RATE_PER_MASTER", DefaultParentOpenRate),
-		fmt.Sprintf("auth requests per second that may be opened naming one master (parent_wallet; each writes an unverified row into its audit log), burst %d; 0 disables [AGENTKEYS_OPEN_RATE_PER_MASTER]", DefaultParentOpenBurst))
-	f.IntVar(&fd.MaxAwaitersPerIP, "max-awaiters-per-ip", envInt("AGENTKEYS_MAX_AWAITERS_PER_IP", DefaultMaxAwaitersPerIP),
-		"concurrent /auth-request/await and /rendezvous/poll long polls one client address may hold (429 beyond); negative: unlimited [AGENTKEYS_MAX_AWAITERS_PER_IP]")
+// frontdoorFlags registers the front-door flags.
+func frontdoorFlags(b *envflag.Binder, fd *Frontdoor) {
+	b.String(&fd.TrustedProxies, "trusted-proxies", "AGENTKEYS_TRUSTED_PROXIES", "",
+		"CIDRs of reverse proxies whose X-Forwarded-For/Forwarded headers name the client, e.g. 127.0.0.1/32; empty trusts none")
+	b.String(&fd.PublicURL, "public-url", "AGENTKEYS_PUBLIC_URL", "",
+		"URL clients use through a proxy (https://agentkeys.example.com); a request naming another host than it, a loopback name or an IP address is refused (421)")
+	b.Float(&fd.WalletRate, "wallet-rate", "AGENTKEYS_WALLET_RATE", DefaultWalletRate,
+		fmt.Sprintf("authenticated requests per second per wallet (burst %d); 0 disables", DefaultWalletBurst))
+	b.Int(&fd.Quotas.MaxDepth, "max-agent-depth", "AGENTKEYS_MAX_AGENT_DEPTH", DefaultMaxAgentDepth,
+		"deepest agent chain under a master (a master's own agents are depth 1); negative: unlimited")
+	b.Int(&fd.Quotas.MaxAgents, "max-agents-per-master", "AGENTKEYS_MAX_AGENTS_PER_MASTER", DefaultMaxAgentsPerMaster,
+		"agents (at any depth) one master may have; negative: unlimited")
+	b.Int(&fd.Quotas.MaxCredentials, "max-credentials-per-master", "AGENTKEYS_MAX_CREDENTIALS_PER_MASTER", DefaultMaxCredentialsPerMaster,
+		"credentials stored across one master's tree; negative: unlimited")
+	b.Int(&fd.Quotas.MaxPendingRequests, "max-pending-requests-per-master", "AGENTKEYS_MAX_PENDING_REQUESTS_PER_MASTER", DefaultMaxPendingRequestsPerMaster,
+		"pair/recover requests awaiting one master's decision; negative: unlimited")
+	b.Float(&fd.ParentOpenRate, "open-rate-per-master", "AGENTKEYS_OPEN_RATE_PER_MASTER", DefaultParentOpenRate,
+		fmt.Sprintf("auth requests per second that may be opened naming one master (parent_wallet; each writes an unverified row into its audit log), burst %d; 0 disables", DefaultParentOpenBurst))
+	b.Int(&fd.MaxAwaitersPerIP, "max-awaiters-per-ip", "AGENTKEYS_MAX_AWAITERS_PER_IP", DefaultMaxAwaitersPerIP,
+		"concurrent /auth-request/await and /rendezvous/poll long polls one client address may hold (429 beyond); negative: unlimited")
 }
 
 // frontdoor is the parsed form the server uses.

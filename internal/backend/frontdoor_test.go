@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/spf13/pflag"
+
+	"github.com/agentkeys/agentkeys/internal/envflag"
 )
 
 func TestListensOnLoopback(t *testing.T) {
@@ -32,14 +34,12 @@ func TestFrontdoorRejectsBadSettings(t *testing.T) {
 func TestOpenerLimitSettings(t *testing.T) {
 	parse := func(args ...string) frontdoor {
 		t.Helper()
-		var (
-			fd   Frontdoor
-			errs []error
-		)
+		var fd Frontdoor
 		f := pflag.NewFlagSet("t", pflag.ContinueOnError)
-		frontdoorFlags(f, &fd, &errs)
-		if err := f.Parse(args); err != nil || len(errs) > 0 {
-			t.Fatalf("parse %v: %v %v", args, err, errs)
+		b := envflag.New(f, nil)
+		frontdoorFlags(b, &fd)
+		if err := f.Parse(args); err != nil || b.Err() != nil {
+			t.Fatalf("parse %v: %v %v", args, err, b.Err())
 		}
 		out, err := newFrontdoor(fd)
 		if err != nil {

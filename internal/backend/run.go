@@ -4,15 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/agentkeys/agentkeys/internal/jsonhttp"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/agentkeys/agentkeys/internal/jsonhttp"
 	"github.com/agentkeys/agentkeys/internal/seal"
 	"github.com/agentkeys/agentkeys/internal/sqldb"
 	"github.com/agentkeys/agentkeys/internal/store"
@@ -86,6 +87,38 @@ func (c Config) loginMethod() (string, error) {
 	return "", fmt.Errorf("--login %q: want mock or oidc", c.Login)
 }
 
+// Validate checks the whole configuration before anything is created on
+// disk or bound, and reports every problem at once.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.SessionTTL < time.Minute {
+		bad("--session-ttl %v is too short (minimum 1m)", c.SessionTTL)
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		bad("give both --tls-cert and --tls-key, or neither")
+	}
+	if _, err := c.loginMethod(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.DataDir == "" && (c.DatabaseURL == "" || c.SealKeyFile == "") {
+		bad("--data-dir is required (or both --database-url and --seal-key-file)")
+	}
+	if c.DatabaseURL != "" {
+		if sqldb.IsPostgres(c.DatabaseURL) {
+			if u, err := url.Parse(c.DatabaseURL); err != nil || u.Host == "" {
+				bad("--database-url is not a URL like postgres://user@host:5432/db")
+			}
+		} else if _, err := sqldb.SQLitePath(c.DatabaseURL); err != nil {
+			bad("--database-url: %v", err)
+		}
+	}
+	if _, err := newFrontdoor(c.Frontdoor); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
 // Running is a started backend.
 type Running struct {
 	srv      *http.Server
@@ -120,16 +153,13 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Running, error) 
 	if cfg.Listen == "" {
 		cfg.Listen = DefaultListen
 	}
-	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
-		return nil, errors.New("give both --tls-cert and --tls-key, or neither")
+	if cfg.SessionTTL == 0 {
+		cfg.SessionTTL = DefaultSessionTTL
 	}
-	method, err := cfg.loginMethod()
-	if err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.DataDir == "" && (cfg.DatabaseURL == "" || cfg.SealKeyFile == "") {
-		return nil, errors.New("--data-dir is required (or both --database-url and --seal-key-file)")
-	}
+	method, _ := cfg.loginMethod()
 	if cfg.DataDir != "" {
 		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 			return nil, fmt.Errorf("create data directory: %w", err)
@@ -163,9 +193,6 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Running, error) 
 	fd.checkHost = listensOnLoopback(cfg.Listen) || fd.PublicURL != ""
 	if !fd.checkHost {
 		log.Warn("Host header not checked: the backend listens beyond loopback and --public-url is not set")
-	}
-	if _, err := newFrontdoor(fd); err != nil {
-		return nil, err
 	}
 	st, err := sqlstore.Open(ctx, dsn)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/agentkeys/agentkeys/internal/envflag"
 	"github.com/agentkeys/agentkeys/internal/logging"
 	"github.com/agentkeys/agentkeys/internal/oidc"
 )
@@ -36,6 +37,9 @@ type ExitError struct {
 
 func (e *ExitError) Error() string { return e.Err.Error() }
 func (e *ExitError) Unwrap() error { return e.Err }
+
+// ExitCode is Code.
+func (e *ExitError) ExitCode() int { return e.Code }
 
 // Command returns the agentkeys-broker root command: it serves by default.
 func Command() *cobra.Command {
@@ -98,15 +102,17 @@ Configuration comes from the environment (the original broker's names):
 			return serve(cmd, lookup, flags, logLevel)
 		},
 	}
-	f := root.Flags()
-	f.StringVar(&flags.bind, "bind", envOr(lookup, "BROKER_BIND", DefaultBind), "address to bind; loopback by default [BROKER_BIND]")
-	f.IntVar(&flags.port, "port", DefaultPort, "port to listen on [BROKER_PORT]")
-	f.BoolVar(&flags.skipCheck, "skip-startup-check", false, "skip the STS GetCallerIdentity check at startup (a host that cannot reach AWS yet; /readyz still reports STS) (env BROKER_SKIP_STARTUP_CHECK=1)")
-	f.StringVar(&flags.tlsCert, "tls-cert", envOr(lookup, "BROKER_TLS_CERT", ""), "serve HTTPS with this certificate [BROKER_TLS_CERT]")
-	f.StringVar(&flags.trustedProxies, "trusted-proxies", envOr(lookup, "BROKER_TRUSTED_PROXIES", ""), "CIDRs of reverse proxies whose X-Forwarded-For/Forwarded headers name the client (the shipped nginx: 127.0.0.1/32); empty trusts none [BROKER_TRUSTED_PROXIES]")
-	f.StringVar(&flags.tlsKey, "tls-key", envOr(lookup, "BROKER_TLS_KEY", ""), "private key for --tls-cert [BROKER_TLS_KEY]")
-	root.PersistentFlags().StringVar(&logLevel, "log-level", envOr(lookup, "BROKER_LOG_LEVEL", "info"), "debug, info, warn or error [BROKER_LOG_LEVEL]")
-	flags.portEnv, _ = lookup("BROKER_PORT")
+	b := envflag.New(root.Flags(), envflag.Lookup(lookup))
+	b.String(&flags.bind, "bind", "BROKER_BIND", DefaultBind, "address to bind; loopback by default")
+	b.Int(&flags.port, "port", "BROKER_PORT", DefaultPort, "port to listen on")
+	b.Bool(&flags.skipCheck, "skip-startup-check", "BROKER_SKIP_STARTUP_CHECK", false, "skip the STS GetCallerIdentity check at startup (a host that cannot reach AWS yet; /readyz still reports STS)")
+	b.String(&flags.tlsCert, "tls-cert", "BROKER_TLS_CERT", "", "serve HTTPS with this certificate")
+	b.String(&flags.trustedProxies, "trusted-proxies", "BROKER_TRUSTED_PROXIES", "", "CIDRs of reverse proxies whose X-Forwarded-For/Forwarded headers name the client (the shipped nginx: 127.0.0.1/32); empty trusts none")
+	b.String(&flags.tlsKey, "tls-key", "BROKER_TLS_KEY", "", "private key for --tls-cert")
+	pb := envflag.New(root.PersistentFlags(), envflag.Lookup(lookup))
+	pb.String(&logLevel, "log-level", "BROKER_LOG_LEVEL", "info", "debug, info, warn or error")
+	flags.envErr = func() error { return errors.Join(b.Err(), pb.Err()) }
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return envflag.AsUsage(err) })
 
 	serveCmd := &cobra.Command{
 		Use:   "serve",
@@ -128,33 +134,26 @@ type serveFlags struct {
 	bind, tlsCert, tlsKey string
 	trustedProxies        string
 	port                  int
-	portEnv               string
 	skipCheck             bool
+	envErr                func() error // bad BROKER_* flag variables
 }
 
 func serve(cmd *cobra.Command, lookup LookupFunc, flags serveFlags, logLevel string) error {
 	log, err := logging.New(cmd.ErrOrStderr(), logLevel)
 	if err != nil {
-		return err
+		return envflag.AsUsage(err)
 	}
 	cfg, err := FromEnv(lookup)
-	if err != nil {
-		return fmt.Errorf("invalid configuration:\n%w", err)
+	if err = errors.Join(flags.envErr(), err); err != nil {
+		return envflag.Usagef("invalid configuration:\n%w", err)
 	}
 	cfg.LogLevel = logLevel
 	cfg.Bind, cfg.Port = flags.bind, flags.port
-	if !cmd.Flags().Changed("port") && flags.portEnv != "" {
-		var p int
-		if _, err := fmt.Sscanf(flags.portEnv, "%d", &p); err != nil || fmt.Sprint(p) != flags.portEnv {
-			return fmt.Errorf("invalid configuration:\nBROKER_PORT=%q is not a port number", flags.portEnv)
-		}
-		cfg.Port = p
-	}
 	cfg.TLSCertFile, cfg.TLSKeyFile = flags.tlsCert, flags.tlsKey
-	cfg.SkipStartupCheck = cfg.SkipStartupCheck || flags.skipCheck
+	cfg.SkipStartupCheck = flags.skipCheck // the flag, else BROKER_SKIP_STARTUP_CHECK
 	cfg.TrustedProxies = flags.trustedProxies
 	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("invalid configuration:\n%w", err)
+		return envflag.Usagef("invalid configuration:\n%w", err)
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -285,14 +284,10 @@ func Main() int {
 		return 0
 	}
 	var ee *ExitError
-	if errors.As(err, &ee) {
-		if !ee.Quiet {
-			fmt.Fprintln(os.Stderr, "agentkeys-broker:", err)
-		}
-		return ee.Code
+	if !errors.As(err, &ee) || !ee.Quiet {
+		fmt.Fprintln(os.Stderr, "agentkeys-broker:", err)
 	}
-	fmt.Fprintln(os.Stderr, "agentkeys-broker:", err)
-	return 1
+	return envflag.ExitCode(err)
 }
 
 // auditDBFromEnvFile returns BROKER_AUDIT_DB (or its alias

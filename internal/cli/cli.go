@@ -25,6 +25,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/agentkeys/agentkeys/internal/envflag"
 	"github.com/agentkeys/agentkeys/internal/keychain"
 	"github.com/agentkeys/agentkeys/internal/textcheck"
 )
@@ -52,7 +53,7 @@ type App struct {
 	Err io.Writer
 
 	// Global flags.
-	BackendFlag string // --backend; empty when not given
+	BackendFlag string // --backend / AGENTKEYS_BACKEND_URL; empty when neither is given
 	BrokerURL   string // --broker-url / AGENTKEYS_BROKER_URL
 	JSON        bool   // --json
 	Profile     string // --profile / AGENTKEYS_PROFILE, default "default"
@@ -95,6 +96,13 @@ var extraCommands []func(*App) *cobra.Command
 // the exit code; cmd/agentkeys passes it to os.Exit.
 func Main() int {
 	return Run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+}
+
+// Command returns the CLI's command tree on the process's streams, for
+// documentation and tests (Main and Run build and run their own).
+func Command() *cobra.Command {
+	a := &App{In: os.Stdin, Out: os.Stdout, Err: os.Stderr, isTerminal: term.IsTerminal, readPassword: term.ReadPassword}
+	return a.newRoot()
 }
 
 // Run runs the CLI with args (without the program name).
@@ -198,26 +206,19 @@ Exit codes: 0 ok, 1 failure, 2 usage error; 'run' exits with its child's status.
 			return usagef("a command is required")
 		},
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
-			if !cmd.Flags().Changed("profile") {
-				if p := os.Getenv(EnvProfile); p != "" {
-					a.Profile = p
-				}
-			}
 			if err := keychain.ValidateProfile(a.Profile); err != nil {
 				return usagef("--profile: %v", err)
-			}
-			if !cmd.Flags().Changed("broker-url") {
-				a.BrokerURL = os.Getenv(EnvBrokerURL)
 			}
 			return nil
 		},
 	}
 	root.CompletionOptions.HiddenDefaultCmd = false
 	pf := root.PersistentFlags()
-	pf.StringVar(&a.BackendFlag, "backend", "", "backend URL (env "+EnvBackendURL+"; default: the profile's session, else "+DefaultBackendURL+")")
-	pf.StringVar(&a.BrokerURL, "broker-url", "", "broker URL (env "+EnvBrokerURL+"); the profile remembers the first one and refuses another (init --broker-url rebinds)")
-	pf.BoolVar(&a.JSON, "json", false, "print one JSON document on stdout")
-	pf.StringVar(&a.Profile, "profile", "default", "profile: one master session each (env "+EnvProfile+")")
+	b := envflag.New(pf, nil)
+	b.String(&a.BackendFlag, "backend", EnvBackendURL, "", "backend URL (default: the profile's session, else "+DefaultBackendURL+")")
+	b.String(&a.BrokerURL, "broker-url", EnvBrokerURL, "", "broker URL; the profile remembers the first one and refuses another (init --broker-url rebinds)")
+	b.Bool(&a.JSON, "json", "", false, "print one JSON document on stdout")
+	b.String(&a.Profile, "profile", EnvProfile, "default", "profile: one master session each")
 	pf.BoolVarP(&a.Verbose, "verbose", "v", false, "print requests (method and path) and notes to stderr")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err.Error()} })
 

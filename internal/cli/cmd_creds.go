@@ -6,13 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/daemon"
+	"github.com/agentkeys/agentkeys/internal/envflag"
 )
 
 // maxSecret bounds a credential read from stdin (the backend's limit).
@@ -169,7 +169,7 @@ it), so the sandbox never holds a session token itself.`,
 		},
 	}
 	cmd.Flags().BoolVarP(&noNewline, "no-newline", "n", false, "do not print a newline after the value")
-	cmd.Flags().StringVar(&socket, "socket", os.Getenv(daemon.EnvSocket), "read through the agentkeys-daemon listening on this Unix socket [AGENTKEYS_SOCKET]")
+	envflag.New(cmd.Flags(), nil).String(&socket, "socket", daemon.EnvSocket, "", "read through the agentkeys-daemon listening on this Unix socket")
 	return cmd
 }
 

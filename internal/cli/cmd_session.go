@@ -13,6 +13,7 @@ import (
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/backendclient"
+	"github.com/agentkeys/agentkeys/internal/envflag"
 	"github.com/agentkeys/agentkeys/internal/keychain"
 )
 
@@ -53,8 +54,9 @@ itself, only short-lived tokens the backend derives from it for the broker.`,
 		},
 	}
 	cmd.Flags().BoolVar(&force, "force", false, "replace a live session of another master in this profile")
-	cmd.Flags().StringVar(&issuer, "oidc-issuer", os.Getenv(EnvLoginIssuer), "log in through this OpenID provider with the device flow ["+EnvLoginIssuer+"]")
-	cmd.Flags().StringVar(&clientID, "oidc-client-id", os.Getenv(EnvLoginClientID), "client id registered with the provider ["+EnvLoginClientID+"]")
+	b := envflag.New(cmd.Flags(), nil)
+	b.String(&issuer, "oidc-issuer", EnvLoginIssuer, "", "log in through this OpenID provider with the device flow")
+	b.String(&clientID, "oidc-client-id", EnvLoginClientID, "", "client id registered with the provider")
 	return cmd
 }
 

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -18,12 +17,7 @@ import (
 
 // explicitBackend returns --backend or AGENTKEYS_BACKEND_URL ("" if
 // neither is set).
-func (a *App) explicitBackend() string {
-	if a.BackendFlag != "" {
-		return trimURL(a.BackendFlag)
-	}
-	return trimURL(os.Getenv(EnvBackendURL))
-}
+func (a *App) explicitBackend() string { return trimURL(a.BackendFlag) }
 
 // BackendURL is the backend a command without a session talks to: the
 // flag, the environment, else the default.

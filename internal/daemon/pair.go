@@ -14,13 +14,40 @@ import (
 	"github.com/agentkeys/agentkeys/internal/backendclient"
 )
 
+// PairReason says why pairing or recovery ended without a session.
+type PairReason string
+
+// Pair reasons and the daemon's exit status for each (PairError.ExitCode).
+const (
+	PairDenied     PairReason = "denied"     // the master denied the request: 3
+	PairLocked     PairReason = "locked"     // too many wrong OTPs: 4
+	PairExpired    PairReason = "expired"    // the code expired before approval: 5
+	PairTimeout    PairReason = "timeout"    // no approval within --pair-timeout: 5
+	PairUnverified PairReason = "unverified" // the approval signature did not verify: 1
+	PairFailed     PairReason = "failed"     // anything else: 1
+)
+
 // PairError is a pairing/recovery failure the daemon reports and exits on.
 type PairError struct {
-	Reason  string // "denied", "locked", "expired", "timeout", "unverified", "failed"
+	Reason  PairReason
 	Message string
 }
 
 func (e *PairError) Error() string { return e.Message }
+
+// ExitCode is the daemon's exit status for the failure: 3 denied, 4
+// locked, 5 expired or timed out, 1 otherwise.
+func (e *PairError) ExitCode() int {
+	switch e.Reason {
+	case PairDenied:
+		return 3
+	case PairLocked:
+		return 4
+	case PairExpired, PairTimeout:
+		return 5
+	}
+	return 1
+}
 
 // resolveParent turns --parent into the master wallet the request is bound
 // to.
@@ -108,11 +135,11 @@ func Pair(ctx context.Context, o PairOptions) (*backendclient.Session, error) {
 	}
 	details, err := authreq.Encode(req)
 	if err != nil {
-		return nil, &PairError{Reason: "failed", Message: fmt.Sprintf("encode the %s request: %v", what, err)}
+		return nil, &PairError{Reason: PairFailed, Message: fmt.Sprintf("encode the %s request: %v", what, err)}
 	}
 	parent, err := resolveParent(ctx, o.Backend, o.Parent)
 	if err != nil {
-		return nil, &PairError{Reason: "failed", Message: err.Error()}
+		return nil, &PairError{Reason: PairFailed, Message: err.Error()}
 	}
 	var opened backendclient.Opened
 	for attempt := 0; ; attempt++ {
@@ -125,14 +152,14 @@ func Pair(ctx context.Context, o PairOptions) (*backendclient.Session, error) {
 			break
 		}
 		if errors.Is(err, backendclient.ErrUnverifiedApproval) {
-			return nil, &PairError{Reason: "unverified", Message: fmt.Sprintf("refusing to open the %s request: %v", what, err)}
+			return nil, &PairError{Reason: PairUnverified, Message: fmt.Sprintf("refusing to open the %s request: %v", what, err)}
 		}
 		if !retryable(err) {
-			return nil, &PairError{Reason: "failed", Message: fmt.Sprintf("open the %s request: %v", what, err)}
+			return nil, &PairError{Reason: PairFailed, Message: fmt.Sprintf("open the %s request: %v", what, err)}
 		}
 		o.Log.Warn("opening the auth request failed; retrying", "err", err.Error(), "attempt", attempt+1)
 		if !sleepCtx(ctx, backoff(attempt, o.MinBackoff, o.MaxBackoff)) {
-			return nil, &PairError{Reason: "timeout", Message: fmt.Sprintf("could not reach the backend to open a %s request within %s", what, o.Timeout)}
+			return nil, &PairError{Reason: PairTimeout, Message: fmt.Sprintf("could not reach the backend to open a %s request within %s", what, o.Timeout)}
 		}
 	}
 	// Exactly one line matching `<Noun> code: (\S+)\s+OTP: (\d+)`.
@@ -147,23 +174,23 @@ func Pair(ctx context.Context, o PairOptions) (*backendclient.Session, error) {
 		d, err := o.Backend.AwaitAuthDecision(callCtx, opened)
 		callCancel()
 		if ctx.Err() != nil {
-			return nil, &PairError{Reason: "timeout", Message: fmt.Sprintf("%s timed out: no approval within %s; restart the daemon to get a new code", what, o.Timeout)}
+			return nil, &PairError{Reason: PairTimeout, Message: fmt.Sprintf("%s timed out: no approval within %s; restart the daemon to get a new code", what, o.Timeout)}
 		}
 		if err != nil {
 			switch {
 			case errors.Is(err, backendclient.ErrUnverifiedApproval):
-				return nil, &PairError{Reason: "unverified", Message: fmt.Sprintf("refusing the %s session: %v", what, err)}
+				return nil, &PairError{Reason: PairUnverified, Message: fmt.Sprintf("refusing the %s session: %v", what, err)}
 			case errors.Is(err, backendclient.ErrExpired):
-				return nil, &PairError{Reason: "expired", Message: fmt.Sprintf("the %s code %s expired before it was approved; restart the daemon to get a new code", what, opened.PairCode)}
+				return nil, &PairError{Reason: PairExpired, Message: fmt.Sprintf("the %s code %s expired before it was approved; restart the daemon to get a new code", what, opened.PairCode)}
 			case retryable(err):
 				o.Log.Warn("waiting for approval: backend unreachable; retrying", "err", err.Error(), "attempt", failures+1)
 				if !sleepCtx(ctx, backoff(failures, o.MinBackoff, o.MaxBackoff)) {
-					return nil, &PairError{Reason: "timeout", Message: fmt.Sprintf("%s timed out: no approval within %s; restart the daemon to get a new code", what, o.Timeout)}
+					return nil, &PairError{Reason: PairTimeout, Message: fmt.Sprintf("%s timed out: no approval within %s; restart the daemon to get a new code", what, o.Timeout)}
 				}
 				failures++
 				continue
 			default:
-				return nil, &PairError{Reason: "failed", Message: fmt.Sprintf("waiting for %s approval: %v", what, err)}
+				return nil, &PairError{Reason: PairFailed, Message: fmt.Sprintf("waiting for %s approval: %v", what, err)}
 			}
 		}
 		failures = 0
@@ -172,16 +199,16 @@ func Pair(ctx context.Context, o PairOptions) (*backendclient.Session, error) {
 			continue
 		case "approved":
 			if d.Session == nil {
-				return nil, &PairError{Reason: "failed", Message: "the backend approved the request but delivered no session"}
+				return nil, &PairError{Reason: PairFailed, Message: "the backend approved the request but delivered no session"}
 			}
 			o.Log.Info("approval signature verified", "approver", string(d.ApproverWallet), "key_id", d.KeyID)
 			return d.Session, nil
 		case "denied":
-			return nil, &PairError{Reason: "denied", Message: fmt.Sprintf("the master denied the %s request %s", what, opened.PairCode)}
+			return nil, &PairError{Reason: PairDenied, Message: fmt.Sprintf("the master denied the %s request %s", what, opened.PairCode)}
 		case "locked":
-			return nil, &PairError{Reason: "locked", Message: fmt.Sprintf("the %s request %s is locked after too many wrong OTPs; restart the daemon to get a new code", what, opened.PairCode)}
+			return nil, &PairError{Reason: PairLocked, Message: fmt.Sprintf("the %s request %s is locked after too many wrong OTPs; restart the daemon to get a new code", what, opened.PairCode)}
 		default:
-			return nil, &PairError{Reason: "failed", Message: fmt.Sprintf("the backend answered an unknown decision status %q", d.Status)}
+			return nil, &PairError{Reason: PairFailed, Message: fmt.Sprintf("the backend answered an unknown decision status %q", d.Status)}
 		}
 	}
 }
