@@ -14,6 +14,7 @@ import (
 
 	"github.com/agentkeys/agentkeys/internal/audit"
 	"github.com/agentkeys/agentkeys/internal/clientip"
+	"github.com/agentkeys/agentkeys/internal/envflag"
 	"github.com/agentkeys/agentkeys/internal/oidc"
 	"github.com/agentkeys/agentkeys/internal/sts"
 )
@@ -145,10 +146,10 @@ type LookupFunc func(name string) (string, bool)
 func FromEnv(lookup LookupFunc) (Config, error) {
 	c := Defaults()
 	var errs []error
-	get := func(names ...string) (string, string, bool) { // first non-empty
+	get := func(names ...string) (string, string, bool) { // first set
 		for _, n := range names {
-			if v, ok := lookup(n); ok && strings.TrimSpace(v) != "" {
-				return n, strings.TrimSpace(v), true
+			if v, ok := envflag.Get(envflag.Lookup(lookup), n); ok {
+				return n, v, true
 			}
 		}
 		return "", "", false
@@ -158,6 +159,7 @@ func FromEnv(lookup LookupFunc) (Config, error) {
 			*dst = v
 		}
 	}
+	// *_SECONDS variables take whole seconds only (their names say so).
 	seconds := func(dst *time.Duration, name string) {
 		if _, v, ok := get(name); ok {
 			n, err := strconv.ParseInt(v, 10, 64)

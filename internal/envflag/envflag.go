@@ -44,9 +44,11 @@ func New(fs *pflag.FlagSet, lookup Lookup) *Binder {
 }
 
 // Get returns the variable's value and whether it is set (not blank).
-func (b *Binder) Get(env string) (string, bool) { return get(b.lookup, env) }
+func (b *Binder) Get(env string) (string, bool) { return Get(b.lookup, env) }
 
-func get(lookup Lookup, env string) (string, bool) {
+// Get reads env through lookup: its trimmed value, and whether it is set
+// (not blank). This is the one meaning of "set" for every binary.
+func Get(lookup Lookup, env string) (string, bool) {
 	if env == "" {
 		return "", false
 	}
