@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -14,19 +13,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/agentkeys/agentkeys/internal/provision"
-	"github.com/agentkeys/agentkeys/internal/provision/email"
 )
 
 // Environment variables `agentkeys provision` reads for secrets (never
 // flags: argv is visible to every local user).
 const (
-	EnvSignupPassword = "AGENTKEYS_SIGNUP_PASSWORD"
-	EnvIMAPPassword   = "AGENTKEYS_IMAP_PASSWORD"
+	EnvSignupPassword = provision.EnvSignupPassword
+	EnvIMAPPassword   = provision.EnvIMAPPassword
 )
-
-// ScraperSubcommand is the hidden subcommand of this binary (and of
-// agentkeys-daemon) that runs one scraper; the provisioner starts it.
-const ScraperSubcommand = "provision-scraper"
 
 // StateDir is where `agentkeys` keeps per-profile state that is not
 // configuration: $XDG_STATE_HOME/agentkeys/<profile>, else
@@ -44,9 +38,10 @@ func StateDir(profile string) (string, error) {
 
 func (a *App) newProvisionCmd() *cobra.Command {
 	var (
-		agent, addr, mailBackend, imapAddr, imapUser, sesBucket, sesPrefix, sesRegion, s3Endpoint, chromium, cdpURL string
-		force, headful, imapInsecure                                                                                bool
-		timeout, selTimeout, mailTimeout                                                                            time.Duration
+		agent, chromium, cdpURL          string
+		force, headful                   bool
+		timeout, selTimeout, mailTimeout time.Duration
+		flags                            provision.MailSettings
 	)
 	cmd := &cobra.Command{
 		Use:   "provision <service>",
@@ -80,86 +75,46 @@ AGENTKEYS_<SERVICE>_API_URL. With --email-backend ses and
 			if _, ok := provision.LookupService(service, nil); !ok {
 				return usagef("cannot provision %q: supported services are %s", service, strings.Join(provision.Services(), ", "))
 			}
-			switch mailBackend {
-			case "", email.BackendMock, email.BackendIMAP, email.BackendSES:
-			default:
-				return usagef("--email-backend must be mock, imap or ses")
+			mail, err := provision.ReadMailSettings(flags, nil)
+			if err != nil {
+				return usagef("%v", err)
 			}
 			m, err := a.LoadMaster()
 			if err != nil {
 				return err
 			}
+			ps := provision.Session{Client: m.Client, BackendURL: m.Session.Backend, Token: m.Session.Token, Agent: m.Session.Wallet}
 			ref := agentRef{Wallet: m.Session.Wallet}
 			if agent != "" {
 				if ref, _, err = a.resolveAgent(m, agent); err != nil {
 					return err
 				}
-				// A key the agent may not use is not worth an account.
-				sc, err := m.Client.GetScope(cmdContext(cmd.Context()), m.Session.Token, ref.Wallet)
-				if err != nil {
+				// A key the agent may not use is not worth an account:
+				// the orchestrator refuses a service outside its scope.
+				if ps.Scope, err = m.Client.GetScope(cmdContext(cmd.Context()), m.Session.Token, ref.Wallet); err != nil {
 					return err
 				}
-				if !sc.Allows(service) {
-					return withHint(fmt.Errorf("agent %s may not use %s (scope: %s)", ref, service, describeScope(sc)),
-						"widen its scope first: agentkeys scope set %s --add %s", agent, service)
-				}
-			}
-			exe, err := os.Executable()
-			if err != nil {
-				return fmt.Errorf("cannot find this program to start the scraper: %w", err)
+				ps.Agent = ref.Wallet
 			}
 			state, err := StateDir(a.Profile)
 			if err != nil {
 				return err
 			}
-			mail := email.Config{Backend: mailBackend}
-			switch mailBackend {
-			case "", email.BackendMock:
-				mail.Backend = email.BackendMock
-				mail.BackendURL, mail.SessionToken = m.Session.Backend, m.Session.Token.Reveal()
-			case email.BackendIMAP:
-				mail.IMAPAddr, mail.IMAPUser, mail.IMAPPassword, mail.IMAPInsecure = imapAddr, imapUser, os.Getenv(EnvIMAPPassword), imapInsecure
-				if imapAddr == "" || imapUser == "" || mail.IMAPPassword == "" {
-					return usagef("--email-backend imap needs --imap-addr, --imap-user and %s", EnvIMAPPassword)
+			if a.BrokerURL != "" || m.Session.Broker != "" {
+				if ps.Broker, err = a.brokerFor(&m.Session, a.Profile, m.Client); err != nil {
+					return err
 				}
-			case email.BackendSES:
-				mail.SESBucket, mail.SESPrefix, mail.SESRegion = sesBucket, sesPrefix, sesRegion
-				mail.S3Endpoint, mail.S3PathStyle = s3Endpoint, s3Endpoint != ""
-				if sesBucket == "" {
-					return usagef("--email-backend ses needs --ses-bucket")
+				ps.Region = os.Getenv("AWS_REGION")
+				if ps.Region == "" {
+					ps.Region = os.Getenv("AWS_DEFAULT_REGION")
 				}
-			}
-			if mail.Backend != email.BackendMock && addr == "" {
-				return usagef("--email-backend %s needs --email (the address the service mails)", mail.Backend)
 			}
 			opts := provision.Options{
-				Backend: provision.ClientBackend{Client: m.Client, Token: m.Session.Token, Agent: ref.Wallet},
-				Agent:   string(ref.Wallet),
-				Scraper: provision.Command{Path: exe, Args: []string{ScraperSubcommand}},
-				Env:     provision.MinimalEnv(nil),
-				Mail:    mail, SignupEmail: addr, Password: os.Getenv(EnvSignupPassword),
+				Mail: mail.Mail, SignupEmail: mail.SignupEmail, Password: mail.Password,
 				Chromium: chromium, CDPURL: cdpURL, Headful: headful,
 				StateDir: filepath.Join(state, "provision"),
 				Timeout:  timeout, SelectorTimeout: selTimeout, EmailTimeout: mailTimeout,
 				HTTPClient: a.httpClient(),
-			}
-			if a.BrokerURL != "" || m.Session.Broker != "" {
-				b, err := a.brokerFor(&m.Session, a.Profile, m.Client)
-				if err != nil {
-					return err
-				}
-				region := os.Getenv("AWS_REGION")
-				if region == "" {
-					region = os.Getenv("AWS_DEFAULT_REGION")
-				}
-				tok := m.Session.Token
-				opts.AWSEnv = func(ctx context.Context) ([]string, error) {
-					c, err := b.MintAWS(ctx, tok)
-					if err != nil {
-						return nil, err
-					}
-					return c.Env(region), nil
-				}
 			}
 			if a.Verbose {
 				opts.ScraperLog = func(line string) { fmt.Fprintf(a.Err, "  %s\n", line) }
@@ -168,7 +123,11 @@ AGENTKEYS_<SERVICE>_API_URL. With --email-backend ses and
 			defer stop()
 			start := time.Now()
 			fmt.Fprintf(a.Err, "Provisioning %s for %s (Ctrl-C to stop)\n", service, ref)
-			res, err := provision.New(opts).Provision(ctx, provision.Request{Service: service, Force: force}, func(ev provision.Event) {
+			orch, err := provision.NewForSession(ps, opts)
+			if err != nil {
+				return err
+			}
+			res, err := orch.Provision(ctx, provision.Request{Service: service, Force: force}, func(ev provision.Event) {
 				el := time.Since(start).Truncate(100 * time.Millisecond)
 				if ev.Type == provision.TypeAssist {
 					fmt.Fprintf(a.Err, "\a[%6s] ACTION NEEDED: %s\n", el, ev)
@@ -176,6 +135,9 @@ AGENTKEYS_<SERVICE>_API_URL. With --email-backend ses and
 				}
 				fmt.Fprintf(a.Err, "[%6s] %s\n", el, ev)
 			})
+			if provision.CodeOf(err) == provision.CodeScopeDenied {
+				return withHint(err, "widen its scope first: agentkeys scope set %s --add %s", agent, service)
+			}
 			if err != nil {
 				return provisionError(err)
 			}
@@ -210,15 +172,15 @@ AGENTKEYS_<SERVICE>_API_URL. With --email-backend ses and
 	f.DurationVar(&timeout, "timeout", 0, "wall clock for the whole run (default: the service's budget, 7m)")
 	f.DurationVar(&selTimeout, "selector-timeout", 0, "how long to wait for each page element (default 15s)")
 	f.DurationVar(&mailTimeout, "email-timeout", 0, "how long to wait for the sign-up e-mail (default 2m)")
-	f.StringVar(&addr, "email", "", "sign-up address (default with the mock inbox: a fresh one per run)")
-	f.StringVar(&mailBackend, "email-backend", "", "where the sign-up mail arrives: mock, imap or ses (default mock)")
-	f.StringVar(&imapAddr, "imap-addr", "", "IMAP server host:port (implicit TLS)")
-	f.StringVar(&imapUser, "imap-user", "", "IMAP login (password from "+EnvIMAPPassword+")")
-	f.BoolVar(&imapInsecure, "imap-insecure", false, "plain-text IMAP (tests only)")
-	f.StringVar(&sesBucket, "ses-bucket", "", "S3 bucket an SES receipt rule writes mail to")
-	f.StringVar(&sesPrefix, "ses-prefix", "", "key prefix of the mail objects in --ses-bucket")
-	f.StringVar(&sesRegion, "ses-region", "", "region of --ses-bucket (default: AWS_REGION)")
-	f.StringVar(&s3Endpoint, "s3-endpoint", "", "S3-compatible endpoint for --ses-bucket (path-style; default AWS)")
+	f.StringVar(&flags.SignupEmail, "email", "", "sign-up address (default with the mock inbox: a fresh one per run) ["+provision.EnvSignupEmail+"]")
+	f.StringVar(&flags.Mail.Backend, "email-backend", "", "where the sign-up mail arrives: mock, imap or ses (default mock) ["+provision.EnvEmailBackend+"]")
+	f.StringVar(&flags.Mail.IMAPAddr, "imap-addr", "", "IMAP server host:port (implicit TLS) ["+provision.EnvIMAPAddr+"]")
+	f.StringVar(&flags.Mail.IMAPUser, "imap-user", "", "IMAP login (password from "+EnvIMAPPassword+") ["+provision.EnvIMAPUser+"]")
+	f.BoolVar(&flags.Mail.IMAPInsecure, "imap-insecure", false, "plain-text IMAP (tests only)")
+	f.StringVar(&flags.Mail.SESBucket, "ses-bucket", "", "S3 bucket an SES receipt rule writes mail to ["+provision.EnvSESBucket+"]")
+	f.StringVar(&flags.Mail.SESPrefix, "ses-prefix", "", "key prefix of the mail objects in --ses-bucket ["+provision.EnvSESPrefix+"]")
+	f.StringVar(&flags.Mail.SESRegion, "ses-region", "", "region of --ses-bucket (default: AWS_REGION) ["+provision.EnvSESRegion+"]")
+	f.StringVar(&flags.Mail.S3Endpoint, "s3-endpoint", "", "S3-compatible endpoint for --ses-bucket (path-style; default AWS)")
 	f.StringVar(&chromium, "chromium", "", "browser binary (default: chromium on PATH)")
 	f.StringVar(&cdpURL, "cdp-url", "", "attach to a running browser's DevTools endpoint instead of starting one")
 	return cmd

@@ -128,6 +128,14 @@ command run_with_credential starts:
 			if err := cfg.Validate(); err != nil {
 				return envflag.AsUsage(err)
 			}
+			if provisionOn {
+				p, err := ProvisionConfigFromEnv(nil)
+				if err != nil {
+					return envflag.AsUsage(fmt.Errorf("--provision: %w", err))
+				}
+				p.Headful, p.Chromium, p.Timeout = prov.Headful, prov.Chromium, prov.Timeout
+				cfg.Provision = &p
+			}
 			log, err := logging.New(os.Stderr, logLevel)
 			if err != nil {
 				return envflag.AsUsage(err)
@@ -138,11 +146,6 @@ command run_with_credential starts:
 			}
 			cfg.Log, cfg.Stderr = log, os.Stderr
 			cfg.Session.BackendURL, cfg.Session.SessionID, cfg.Session.Store = backend, sessionID, st
-			if provisionOn {
-				p := ProvisionConfigFromEnv(nil)
-				p.Headful, p.Chromium, p.Timeout = prov.Headful, prov.Chromium, prov.Timeout
-				cfg.Provision = &p
-			}
 			return Run(cmd.Context(), cfg)
 		},
 	}

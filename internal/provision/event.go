@@ -62,6 +62,7 @@ const (
 	CodeCaptchaUnsolved    ErrorCode = "captcha_unsolved"
 	CodeEmailNotFound      ErrorCode = "email_not_found"
 	CodeUnsupportedService ErrorCode = "unsupported_service"
+	CodeScopeDenied        ErrorCode = "scope_denied"
 	CodeBrokerFailed       ErrorCode = "broker_failed"
 	CodeBrowserFailed      ErrorCode = "browser_failed"
 )

@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/provision/email"
 )
 
@@ -42,7 +43,7 @@ type Options struct {
 	Agent   string // the agent's wallet (lock names, messages)
 
 	// Scraper is the command that runs a scraper: typically this very
-	// binary with the hidden "provision-scraper" subcommand.
+	// binary with the hidden ScraperSubcommand.
 	Scraper Command
 	// Env is the scraper's whole environment (see MinimalEnv); AWSEnv,
 	// when set, adds broker-minted AWS_* variables to runs that read mail
@@ -72,6 +73,10 @@ type Options struct {
 
 	HTTPClient *http.Client
 	Getenv     func(string) string // service URL overrides; default os.Getenv
+
+	// Scope and AgentSession: see Session (NewForSession sets them).
+	Scope        *agentkeys.Scope
+	AgentSession bool
 
 	// ScraperLog, when set, sees each line the scraper writes to stderr
 	// (human-readable, secret-free), e.g. for --verbose.
@@ -145,6 +150,9 @@ func (o *Orchestrator) Provision(ctx context.Context, req Request, progress func
 			Hint:    "supported: " + strings.Join(Services(), ", ")}
 	}
 	res.Service = svc.Name
+	if err := o.checkScope(svc.Name); err != nil {
+		return res, err
+	}
 	release, err := o.locks.acquire(o.lockDir(), o.o.Agent, svc.Name)
 	if err != nil {
 		return res, err

@@ -17,7 +17,7 @@ import (
 // maxConfig bounds the configuration read from stdin.
 const maxConfig = 1 << 20
 
-// NewCommand returns the hidden "provision-scraper" command the
+// NewCommand returns the hidden provision.ScraperSubcommand command the
 // orchestrator spawns: it reads one ScraperConfig JSON document from
 // stdin, writes events (JSON lines) to stdout and log lines to stderr,
 // and exits 0 once it wrote a terminal event (whatever the outcome), 1
@@ -28,7 +28,7 @@ func NewCommand() *cobra.Command {
 
 func newCommand(o Options) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:           "provision-scraper",
+		Use:           provision.ScraperSubcommand,
 		Short:         "Sign up for a service in a browser and report its API key (spawned by the provisioner)",
 		Hidden:        true,
 		Args:          cobra.NoArgs,
