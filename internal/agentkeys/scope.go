@@ -109,6 +109,28 @@ func (s *Scope) Intersect(o *Scope) *Scope {
 	return out
 }
 
+// ErrUnrestricted is returned when an unrestricted (nil) scope is edited:
+// it has no list of services to add to or remove from.
+var ErrUnrestricted = errors.New("the scope is unrestricted (a master): it cannot be edited")
+
+// Edit returns a normalized copy of the scope with the services of add
+// granted and those of remove withdrawn; ReadOnly is kept. A service both
+// added and removed is an error, as is editing a nil (unrestricted) scope.
+func (s *Scope) Edit(add, remove []string) (*Scope, error) {
+	if s == nil {
+		return nil, ErrUnrestricted
+	}
+	for _, svc := range add {
+		if slices.Contains(remove, svc) {
+			return nil, fmt.Errorf("service %s is both added and removed", svc)
+		}
+	}
+	next := &Scope{Services: slices.Clone(s.Services), ReadOnly: s.ReadOnly}
+	next.Services = append(next.Services, add...)
+	next.Services = slices.DeleteFunc(next.Services, func(svc string) bool { return slices.Contains(remove, svc) })
+	return next.Normalize()
+}
+
 // Filter returns the services of list that the scope allows.
 func (s *Scope) Filter(list []string) []string {
 	out := make([]string, 0, len(list))
