@@ -153,6 +153,45 @@ func (a *App) resolveAgent(m *Master, arg string) (agentRef, *agentBook, error) 
 	return agentRef{Wallet: w, Name: arg}, book, nil
 }
 
+// withAgent loads the profile's master session and resolves arg (an agent
+// name or 0x wallet; "" is the master itself) with it: how every command
+// acting on one agent starts.
+func (a *App) withAgent(arg string) (*Master, agentRef, error) {
+	m, err := a.LoadMaster()
+	if err != nil {
+		return nil, agentRef{}, err
+	}
+	if arg == "" {
+		return m, agentRef{Wallet: m.Session.Wallet}, nil
+	}
+	ref, _, err := a.resolveAgent(m, arg)
+	if err != nil {
+		return nil, agentRef{}, err
+	}
+	return m, ref, nil
+}
+
+// forgetAgent drops name from the profile's address book (best effort: a
+// failure is only a note).
+func (a *App) forgetAgent(m *Master, name string) {
+	book, err := a.loadBook(m)
+	if err == nil {
+		delete(book.Agents, name)
+		err = a.saveBook(book)
+	}
+	if err != nil {
+		a.notef("could not forget the name %q: %v", name, err)
+	}
+}
+
+// optionalArg is the first argument, or "" when there is none.
+func optionalArg(args []string) string {
+	if len(args) == 0 {
+		return ""
+	}
+	return args[0]
+}
+
 // completeAgents offers the profile's agent names for shell completion.
 func (a *App) completeAgents(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
 	if len(args) > 0 {

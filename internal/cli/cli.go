@@ -27,6 +27,7 @@ import (
 
 	"github.com/agentkeys/agentkeys/internal/envflag"
 	"github.com/agentkeys/agentkeys/internal/keychain"
+	"github.com/agentkeys/agentkeys/internal/provision/scraper"
 	"github.com/agentkeys/agentkeys/internal/textcheck"
 )
 
@@ -63,34 +64,10 @@ type App struct {
 	isTerminal   func(fd int) bool
 	readPassword func(fd int) ([]byte, error)
 
-	loginIssuer, loginClientID string // init --oidc-issuer / --oidc-client-id
-
 	store   *keychain.Store
 	hc      *http.Client
 	entered bool // a command's RunE started: later errors are failures, not usage errors
 }
-
-// extraCommands are added to the root command by other files of this
-// package, e.g. internal/cli/dev.go:
-//
-//	func init() { extraCommands = append(extraCommands, newDevCmd) }
-//
-//	func newDevCmd(a *App) *cobra.Command {
-//		return &cobra.Command{Use: "dev", Args: exactArgs(0, "none"),
-//			RunE: func(cmd *cobra.Command, _ []string) error {
-//				ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-//				defer stop()
-//				// start backend + broker; a.printf("export %s=%s\n", EnvBackendURL, url) …
-//				<-ctx.Done()
-//				return nil // or &ExitError{Code: n, Err: err}
-//			}}
-//	}
-//
-// The App gives such a command the global flags (a.BackendURL(),
-// a.BrokerURL, a.JSON, a.Profile, a.Verbose), its streams (a.Out, a.Err),
-// a.printJSON, a.notef (only with --verbose), a.LoadMaster() and a.Store().
-// Errors returned from RunE exit 1 (usagef: 2; *ExitError: its code).
-var extraCommands []func(*App) *cobra.Command
 
 // Main runs the CLI with the process's arguments and streams and returns
 // the exit code; cmd/agentkeys passes it to os.Exit.
@@ -240,10 +217,11 @@ Exit codes: 0 ok, 1 failure, 2 usage error; 'run' exits with its child's status.
 		a.newApproveCmd(),
 		a.newRecoverCmd(),
 		a.newProvisionCmd(),
+		a.newDevCmd(),
+		// The provisioner runs this binary's hidden scraper subcommand as
+		// its browser process.
+		scraper.NewCommand(),
 	)
-	for _, f := range extraCommands {
-		root.AddCommand(f(a))
-	}
 	a.markEntered(root)
 	return root
 }

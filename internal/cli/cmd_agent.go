@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -117,57 +118,8 @@ Without it, the agent's session is discarded and only the master acts for it.`,
 					return fmt.Errorf("--session-out: %s is a directory", outPath)
 				}
 			}
-			m, err := a.LoadMaster()
-			if err != nil {
-				return err
-			}
-			book, err := a.loadBook(m)
-			if err != nil {
-				return err
-			}
-			if w, ok := book.Agents[name]; ok {
-				return withHint(fmt.Errorf("profile %q already has an agent named %q (%s)", a.Profile, name, w),
-					"choose another name, or `agentkeys teardown %s` first", name)
-			}
-			scope := agentkeys.Scope{Services: svcs, ReadOnly: readOnly}
-			if scope.Services == nil {
-				scope.Services = []string{}
-			}
-			child, err := m.Client.CreateChild(cmdContext(cmd.Context()), m.Session.Token, scope, d)
-			if err != nil {
-				return err
-			}
-			res := agentCreateResult{Name: name, Wallet: child.Wallet, Scope: scope}
-			if child.ExpiresAt.Unix() > 0 {
-				res.ExpiresAt = child.ExpiresAt.UTC().Format(time.RFC3339)
-			}
-			book.Agents[name] = child.Wallet
-			var errs []error
-			if err := a.saveBook(book); err != nil {
-				errs = append(errs, fmt.Errorf("agent %s created, but its name could not be saved: %w", child.Wallet, err))
-			}
-			if outPath != "" {
-				// The agent's session file names the profile's broker, so a
-				// daemon started with it talks to that broker only.
-				ks := keychain.Session{Token: child.Token, Wallet: child.Wallet, Backend: m.Session.Backend, Broker: m.Session.Broker}
-				if child.ExpiresAt.Unix() > 0 {
-					ks.ExpiresAt = child.ExpiresAt.Unix()
-				}
-				if err := keychain.WriteSessionFile(outPath, ks); err != nil {
-					errs = append(errs, fmt.Errorf("agent %s created, but its session file could not be written: %w", child.Wallet, err))
-				} else {
-					res.SessionFile = outPath
-				}
-			}
-			if err := errors.Join(errs...); err != nil {
-				return err
-			}
-			if a.JSON {
-				return a.printJSON(res)
-			}
-			a.printf("%s\n", child.Wallet)
-			a.notef("created agent %q with scope %s", name, describeScope(&scope))
-			return nil
+			return a.runAgentCreate(cmdContext(cmd.Context()), agentCreateInput{
+				Name: name, Scope: agentkeys.Scope{Services: svcs, ReadOnly: readOnly}, TTL: d, SessionOut: outPath})
 		},
 	}
 	f := cmd.Flags()
@@ -209,4 +161,68 @@ func (a *App) newAgentListCmd() *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// agentCreateInput is `agentkeys agent create` once its flags are parsed.
+type agentCreateInput struct {
+	Name       string
+	Scope      agentkeys.Scope
+	TTL        time.Duration // 0: the backend's default
+	SessionOut string        // absolute path, or "" for none
+}
+
+// runAgentCreate creates the agent, names it in the profile and writes its
+// session file when asked.
+func (a *App) runAgentCreate(ctx context.Context, in agentCreateInput) error {
+	m, err := a.LoadMaster()
+	if err != nil {
+		return err
+	}
+	book, err := a.loadBook(m)
+	if err != nil {
+		return err
+	}
+	if w, ok := book.Agents[in.Name]; ok {
+		return withHint(fmt.Errorf("profile %q already has an agent named %q (%s)", a.Profile, in.Name, w),
+			"choose another name, or `agentkeys teardown %s` first", in.Name)
+	}
+	scope := in.Scope
+	if scope.Services == nil {
+		scope.Services = []string{}
+	}
+	child, err := m.Client.CreateChild(ctx, m.Session.Token, scope, in.TTL)
+	if err != nil {
+		return err
+	}
+	res := agentCreateResult{Name: in.Name, Wallet: child.Wallet, Scope: scope}
+	if child.ExpiresAt.Unix() > 0 {
+		res.ExpiresAt = child.ExpiresAt.UTC().Format(time.RFC3339)
+	}
+	book.Agents[in.Name] = child.Wallet
+	var errs []error
+	if err := a.saveBook(book); err != nil {
+		errs = append(errs, fmt.Errorf("agent %s created, but its name could not be saved: %w", child.Wallet, err))
+	}
+	if in.SessionOut != "" {
+		// The agent's session file names the profile's broker, so a
+		// daemon started with it talks to that broker only.
+		ks := keychain.Session{Token: child.Token, Wallet: child.Wallet, Backend: m.Session.Backend, Broker: m.Session.Broker}
+		if child.ExpiresAt.Unix() > 0 {
+			ks.ExpiresAt = child.ExpiresAt.Unix()
+		}
+		if err := keychain.WriteSessionFile(in.SessionOut, ks); err != nil {
+			errs = append(errs, fmt.Errorf("agent %s created, but its session file could not be written: %w", child.Wallet, err))
+		} else {
+			res.SessionFile = in.SessionOut
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if a.JSON {
+		return a.printJSON(res)
+	}
+	a.printf("%s\n", child.Wallet)
+	a.notef("created agent %q with scope %s", in.Name, describeScope(&scope))
+	return nil
 }

@@ -74,11 +74,7 @@ hidden prompt. It is never taken from the command line.`,
 			if err := validServiceArg(args[1]); err != nil {
 				return err
 			}
-			m, err := a.LoadMaster()
-			if err != nil {
-				return err
-			}
-			ref, _, err := a.resolveAgent(m, args[0])
+			m, ref, err := a.withAgent(args[0])
 			if err != nil {
 				return err
 			}
@@ -135,13 +131,9 @@ it), so the sandbox never holds a session token itself.`,
 			if socket != "" {
 				v, wallet, err = readViaSocket(cmdContext(cmd.Context()), socket, service)
 			} else {
-				var m *Master
-				if m, err = a.LoadMaster(); err != nil {
-					return err
-				}
-				ref, _, rerr := a.resolveAgent(m, args[0])
-				if rerr != nil {
-					return rerr
+				m, ref, werr := a.withAgent(args[0])
+				if werr != nil {
+					return werr
 				}
 				wallet = string(ref.Wallet)
 				v, err = m.Client.ReadCredential(cmdContext(cmd.Context()), m.Session.Token, ref.Wallet, service)
@@ -200,11 +192,7 @@ func (a *App) newListCmd() *cobra.Command {
 		Args:              exactArgs(1, "<agent>"),
 		ValidArgsFunction: a.completeAgents,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := a.LoadMaster()
-			if err != nil {
-				return err
-			}
-			ref, _, err := a.resolveAgent(m, args[0])
+			m, ref, err := a.withAgent(args[0])
 			if err != nil {
 				return err
 			}

@@ -37,11 +37,7 @@ func (a *App) newLinkCmd() *cobra.Command {
 			default:
 				return usagef("give --alias NAME or --email ADDRESS")
 			}
-			m, err := a.LoadMaster()
-			if err != nil {
-				return err
-			}
-			ref, _, err := a.resolveAgent(m, args[0])
+			m, ref, err := a.withAgent(args[0])
 			if err != nil {
 				return err
 			}
@@ -69,24 +65,13 @@ func (a *App) newInboxCmd() *cobra.Command {
 		Use:   "inbox",
 		Short: "Mock email inboxes of agents (development backends)",
 	}
-	resolve := func(args []string) (*Master, agentRef, error) {
-		m, err := a.LoadMaster()
-		if err != nil {
-			return nil, agentRef{}, err
-		}
-		if len(args) == 0 {
-			return m, agentRef{Wallet: m.Session.Wallet}, nil
-		}
-		ref, _, err := a.resolveAgent(m, args[0])
-		return m, ref, err
-	}
 	provision := &cobra.Command{
 		Use:               "provision [<agent>]",
 		Short:             "Create an inbox for an agent (default: yourself); print its address",
 		Args:              maxArgs(1, "[<agent>]"),
 		ValidArgsFunction: a.completeAgents,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, ref, err := resolve(args)
+			m, ref, err := a.withAgent(optionalArg(args))
 			if err != nil {
 				return err
 			}
@@ -107,7 +92,7 @@ func (a *App) newInboxCmd() *cobra.Command {
 		Args:              maxArgs(1, "[<agent>]"),
 		ValidArgsFunction: a.completeAgents,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, ref, err := resolve(args)
+			m, ref, err := a.withAgent(optionalArg(args))
 			if err != nil {
 				return err
 			}

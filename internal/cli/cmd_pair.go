@@ -68,102 +68,7 @@ it needs a terminal and a typed confirmation phrase.
 					return usagef("--name: %v", err)
 				}
 			}
-			m, err := a.LoadMaster()
-			if err != nil {
-				return err
-			}
-			ctx := cmdContext(cmd.Context())
-			p, err := m.Client.FetchAuthRequest(ctx, m.Session.Token, code)
-			if err != nil {
-				return pairingError(err)
-			}
-			masterRecovery := p.RequestType == authreq.TypeRecover && p.TargetKind == "master"
-			if !a.JSON || masterRecovery {
-				fmt.Fprintf(a.Err, "Request %s: %s\n", authreq.FormatPairCode(code), p.Description)
-				switch {
-				case p.RequestedScope != nil && p.RequestType == authreq.TypePair:
-					fmt.Fprintf(a.Err, "  scope: services=[%s] read_only=%v\n", strings.Join(p.RequestedScope.Services, ", "), p.RequestedScope.ReadOnly)
-				case p.RequestType == authreq.TypeScopeChange:
-					for _, l := range scopeChangeLines(p.CurrentScope, p.RequestedScope) {
-						fmt.Fprintf(a.Err, "  %s\n", l)
-					}
-				}
-				if masterRecovery {
-					fmt.Fprintf(a.Err, masterRecoveryWarning, p.TargetWallet)
-				}
-				fmt.Fprintf(a.Err, "  expires: %s\n", time.Unix(p.ExpiresAt, 0).Format(time.RFC3339))
-			}
-			if deny {
-				if err := m.Client.DenyAuthRequest(ctx, m.Session.Token, code); err != nil {
-					return pairingError(err)
-				}
-				if a.JSON {
-					return a.printJSON(approveResult{RequestID: p.ID, RequestType: p.RequestType, Status: "denied"})
-				}
-				a.printf("Denied.\n")
-				return nil
-			}
-			interactive := a.isTerminal(int(a.In.Fd()))
-			if masterRecovery && !interactive {
-				return withHint(fmt.Errorf("refusing to approve the recovery of master wallet %s without a typed confirmation (stdin is not a terminal); --yes never approves a master recovery", p.TargetWallet),
-					"if you started `agentkeys recover` yourself, run `agentkeys approve %s` on a terminal; otherwise deny it with --deny", authreq.FormatPairCode(code))
-			}
-			if otp == "" {
-				if !interactive {
-					return withHint(errors.New("no OTP given and stdin is not a terminal"), "pass --otp with the 6 digits the daemon printed")
-				}
-				fmt.Fprintf(a.Err, "OTP shown by the daemon: ")
-				line, _ := bufio.NewReader(a.In).ReadString('\n')
-				otp = strings.TrimSpace(line)
-				if !otpPattern.MatchString(otp) {
-					return errors.New("the OTP is 6 digits")
-				}
-			}
-			var ap backendclient.Approval
-			if masterRecovery {
-				// --yes does not count here: the phrase must be typed.
-				phrase := masterRecoveryPhrase(p.TargetWallet)
-				fmt.Fprintf(a.Err, "Type %q to hand this master wallet to the new machine: ", phrase)
-				line, _ := bufio.NewReader(a.In).ReadString('\n')
-				if strings.TrimSpace(line) != phrase {
-					return errors.New("master recovery not confirmed; nothing was approved")
-				}
-				ap, err = m.Client.ApproveMasterRecovery(ctx, m.Session.Token, code, otp, p.TargetWallet)
-			} else {
-				ap, err = a.approveAfterConfirm(ctx, m, code, otp, yes, interactive)
-			}
-			if err != nil {
-				return pairingError(err)
-			}
-			res := approveResult{RequestID: ap.RequestID, RequestType: p.RequestType, Status: ap.Status, Wallet: ap.Wallet, Signature: ap.Signature, KeyID: ap.KeyID}
-			if name != "" && p.RequestType == authreq.TypePair && ap.Wallet != "" {
-				book, err := a.loadBook(m)
-				if err == nil {
-					book.Agents[name] = ap.Wallet
-					err = a.saveBook(book)
-				}
-				if err != nil {
-					fmt.Fprintf(a.Err, "agentkeys: warning: approved, but could not record the name %q: %v\n", name, err)
-				} else {
-					res.Name = name
-				}
-			}
-			if a.JSON {
-				return a.printJSON(res)
-			}
-			switch p.RequestType {
-			case authreq.TypePair:
-				a.printf("Approved. Agent %s paired; the daemon now holds its session.\n", ap.Wallet)
-			case authreq.TypeRecover:
-				if masterRecovery {
-					a.printf("Approved. The new machine now holds a session of master wallet %s.\n", ap.Wallet)
-				} else {
-					a.printf("Approved. The daemon now holds a new session for %s.\n", ap.Wallet)
-				}
-			default:
-				a.printf("Approved.\n")
-			}
-			return nil
+			return a.runApprove(cmdContext(cmd.Context()), approveInput{Code: code, OTP: otp, Yes: yes, Deny: deny, Name: name})
 		},
 	}
 	f := cmd.Flags()
@@ -365,4 +270,112 @@ func awaitDecision(ctx context.Context, c *backendclient.Client, o backendclient
 		}
 		backoff = min(2*backoff, 10*time.Second)
 	}
+}
+
+// approveInput is `agentkeys approve` once its flags are parsed.
+type approveInput struct {
+	Code string // normalized pair code
+	OTP  string // "" = prompt on a terminal
+	Yes  bool   // no confirmation (never for a master recovery)
+	Deny bool
+	Name string // local name for a paired agent
+}
+
+// runApprove shows the request, then approves or denies it.
+func (a *App) runApprove(ctx context.Context, in approveInput) error {
+	m, err := a.LoadMaster()
+	if err != nil {
+		return err
+	}
+	p, err := m.Client.FetchAuthRequest(ctx, m.Session.Token, in.Code)
+	if err != nil {
+		return pairingError(err)
+	}
+	masterRecovery := p.RequestType == authreq.TypeRecover && p.TargetKind == "master"
+	if !a.JSON || masterRecovery {
+		fmt.Fprintf(a.Err, "Request %s: %s\n", authreq.FormatPairCode(in.Code), p.Description)
+		switch {
+		case p.RequestedScope != nil && p.RequestType == authreq.TypePair:
+			fmt.Fprintf(a.Err, "  scope: services=[%s] read_only=%v\n", strings.Join(p.RequestedScope.Services, ", "), p.RequestedScope.ReadOnly)
+		case p.RequestType == authreq.TypeScopeChange:
+			for _, l := range scopeChangeLines(p.CurrentScope, p.RequestedScope) {
+				fmt.Fprintf(a.Err, "  %s\n", l)
+			}
+		}
+		if masterRecovery {
+			fmt.Fprintf(a.Err, masterRecoveryWarning, p.TargetWallet)
+		}
+		fmt.Fprintf(a.Err, "  expires: %s\n", time.Unix(p.ExpiresAt, 0).Format(time.RFC3339))
+	}
+	if in.Deny {
+		if err := m.Client.DenyAuthRequest(ctx, m.Session.Token, in.Code); err != nil {
+			return pairingError(err)
+		}
+		if a.JSON {
+			return a.printJSON(approveResult{RequestID: p.ID, RequestType: p.RequestType, Status: "denied"})
+		}
+		a.printf("Denied.\n")
+		return nil
+	}
+	interactive := a.isTerminal(int(a.In.Fd()))
+	if masterRecovery && !interactive {
+		return withHint(fmt.Errorf("refusing to approve the recovery of master wallet %s without a typed confirmation (stdin is not a terminal); --yes never approves a master recovery", p.TargetWallet),
+			"if you started `agentkeys recover` yourself, run `agentkeys approve %s` on a terminal; otherwise deny it with --deny", authreq.FormatPairCode(in.Code))
+	}
+	if in.OTP == "" {
+		if !interactive {
+			return withHint(errors.New("no OTP given and stdin is not a terminal"), "pass --otp with the 6 digits the daemon printed")
+		}
+		fmt.Fprintf(a.Err, "OTP shown by the daemon: ")
+		line, _ := bufio.NewReader(a.In).ReadString('\n')
+		in.OTP = strings.TrimSpace(line)
+		if !otpPattern.MatchString(in.OTP) {
+			return errors.New("the OTP is 6 digits")
+		}
+	}
+	var ap backendclient.Approval
+	if masterRecovery {
+		// --yes does not count here: the phrase must be typed.
+		phrase := masterRecoveryPhrase(p.TargetWallet)
+		fmt.Fprintf(a.Err, "Type %q to hand this master wallet to the new machine: ", phrase)
+		line, _ := bufio.NewReader(a.In).ReadString('\n')
+		if strings.TrimSpace(line) != phrase {
+			return errors.New("master recovery not confirmed; nothing was approved")
+		}
+		ap, err = m.Client.ApproveMasterRecovery(ctx, m.Session.Token, in.Code, in.OTP, p.TargetWallet)
+	} else {
+		ap, err = a.approveAfterConfirm(ctx, m, in.Code, in.OTP, in.Yes, interactive)
+	}
+	if err != nil {
+		return pairingError(err)
+	}
+	res := approveResult{RequestID: ap.RequestID, RequestType: p.RequestType, Status: ap.Status, Wallet: ap.Wallet, Signature: ap.Signature, KeyID: ap.KeyID}
+	if in.Name != "" && p.RequestType == authreq.TypePair && ap.Wallet != "" {
+		book, err := a.loadBook(m)
+		if err == nil {
+			book.Agents[in.Name] = ap.Wallet
+			err = a.saveBook(book)
+		}
+		if err != nil {
+			fmt.Fprintf(a.Err, "agentkeys: warning: approved, but could not record the name %q: %v\n", in.Name, err)
+		} else {
+			res.Name = in.Name
+		}
+	}
+	if a.JSON {
+		return a.printJSON(res)
+	}
+	switch p.RequestType {
+	case authreq.TypePair:
+		a.printf("Approved. Agent %s paired; the daemon now holds its session.\n", ap.Wallet)
+	case authreq.TypeRecover:
+		if masterRecovery {
+			a.printf("Approved. The new machine now holds a session of master wallet %s.\n", ap.Wallet)
+		} else {
+			a.printf("Approved. The daemon now holds a new session for %s.\n", ap.Wallet)
+		}
+	default:
+		a.printf("Approved.\n")
+	}
+	return nil
 }

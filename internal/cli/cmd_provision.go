@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -38,10 +39,8 @@ func StateDir(profile string) (string, error) {
 
 func (a *App) newProvisionCmd() *cobra.Command {
 	var (
-		agent, chromium, cdpURL          string
-		force, headful                   bool
-		timeout, selTimeout, mailTimeout time.Duration
-		flags                            provision.MailSettings
+		in    provisionInput
+		flags provision.MailSettings
 	)
 	cmd := &cobra.Command{
 		Use:   "provision <service>",
@@ -71,107 +70,26 @@ AGENTKEYS_<SERVICE>_API_URL. With --email-backend ses and
 			return provision.Services(), cobra.ShellCompDirectiveNoFileComp
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			service := args[0]
-			if _, ok := provision.LookupService(service, nil); !ok {
-				return usagef("cannot provision %q: supported services are %s", service, strings.Join(provision.Services(), ", "))
+			in.Service = args[0]
+			if _, ok := provision.LookupService(in.Service, nil); !ok {
+				return usagef("cannot provision %q: supported services are %s", in.Service, strings.Join(provision.Services(), ", "))
 			}
-			mail, err := provision.ReadMailSettings(flags, nil)
-			if err != nil {
+			var err error
+			if in.Mail, err = provision.ReadMailSettings(flags, nil); err != nil {
 				return usagef("%v", err)
-			}
-			m, err := a.LoadMaster()
-			if err != nil {
-				return err
-			}
-			ps := provision.Session{Client: m.Client, BackendURL: m.Session.Backend, Token: m.Session.Token, Agent: m.Session.Wallet}
-			ref := agentRef{Wallet: m.Session.Wallet}
-			if agent != "" {
-				if ref, _, err = a.resolveAgent(m, agent); err != nil {
-					return err
-				}
-				// A key the agent may not use is not worth an account:
-				// the orchestrator refuses a service outside its scope.
-				if ps.Scope, err = m.Client.GetScope(cmdContext(cmd.Context()), m.Session.Token, ref.Wallet); err != nil {
-					return err
-				}
-				ps.Agent = ref.Wallet
-			}
-			state, err := StateDir(a.Profile)
-			if err != nil {
-				return err
-			}
-			if a.BrokerURL != "" || m.Session.Broker != "" {
-				if ps.Broker, err = a.brokerFor(&m.Session, a.Profile, m.Client); err != nil {
-					return err
-				}
-				ps.Region = os.Getenv("AWS_REGION")
-				if ps.Region == "" {
-					ps.Region = os.Getenv("AWS_DEFAULT_REGION")
-				}
-			}
-			opts := provision.Options{
-				Mail: mail.Mail, SignupEmail: mail.SignupEmail, Password: mail.Password,
-				Chromium: chromium, CDPURL: cdpURL, Headful: headful,
-				StateDir: filepath.Join(state, "provision"),
-				Timeout:  timeout, SelectorTimeout: selTimeout, EmailTimeout: mailTimeout,
-				HTTPClient: a.httpClient(),
-			}
-			if a.Verbose {
-				opts.ScraperLog = func(line string) { fmt.Fprintf(a.Err, "  %s\n", line) }
 			}
 			ctx, stop := signal.NotifyContext(cmdContext(cmd.Context()), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			start := time.Now()
-			fmt.Fprintf(a.Err, "Provisioning %s for %s (Ctrl-C to stop)\n", service, ref)
-			orch, err := provision.NewForSession(ps, opts)
-			if err != nil {
-				return err
-			}
-			res, err := orch.Provision(ctx, provision.Request{Service: service, Force: force}, func(ev provision.Event) {
-				el := time.Since(start).Truncate(100 * time.Millisecond)
-				if ev.Type == provision.TypeAssist {
-					fmt.Fprintf(a.Err, "\a[%6s] ACTION NEEDED: %s\n", el, ev)
-					return
-				}
-				fmt.Fprintf(a.Err, "[%6s] %s\n", el, ev)
-			})
-			if provision.CodeOf(err) == provision.CodeScopeDenied {
-				return withHint(err, "widen its scope first: agentkeys scope set %s --add %s", agent, service)
-			}
-			if err != nil {
-				return provisionError(err)
-			}
-			if a.JSON {
-				out := map[string]any{"agent": ref.Wallet, "service": res.Service, "api_key_masked": res.APIKeyMasked,
-					"key_verified": res.KeyVerified, "stored": res.Stored, "existing": res.Existing, "audited": res.Audited,
-					"verification": res.Verification}
-				if res.Email != "" {
-					out["email"] = res.Email
-				}
-				return a.printJSON(out)
-			}
-			switch {
-			case res.Existing && res.KeyVerified:
-				fmt.Fprintf(a.Err, "%s already provisioned for %s and the key works (%s); use --force to sign up again\n", service, ref, res.Verification)
-			case res.Existing:
-				fmt.Fprintf(a.Err, "%s already provisioned for %s; the key could not be checked (%s); kept it\n", service, ref, res.Verification)
-			default:
-				fmt.Fprintf(a.Err, "Stored a verified %s key for %s (%s)\n", service, ref, res.Verification)
-				if !res.Audited {
-					fmt.Fprintln(a.Err, "warning: the backend did not record the provision outcome in the audit log")
-				}
-			}
-			a.printf("%s\n", res.APIKeyMasked)
-			return nil
+			return a.runProvision(ctx, in)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&agent, "agent", "", "the agent (name or 0x wallet) to provision for (default: yourself)")
-	f.BoolVar(&force, "force", false, "sign up again even if a working key is stored")
-	f.BoolVar(&headful, "headful", false, "show the browser window, so a person can solve a captcha")
-	f.DurationVar(&timeout, "timeout", 0, "wall clock for the whole run (default: the service's budget, 7m)")
-	f.DurationVar(&selTimeout, "selector-timeout", 0, "how long to wait for each page element (default 15s)")
-	f.DurationVar(&mailTimeout, "email-timeout", 0, "how long to wait for the sign-up e-mail (default 2m)")
+	f.StringVar(&in.Agent, "agent", "", "the agent (name or 0x wallet) to provision for (default: yourself)")
+	f.BoolVar(&in.Force, "force", false, "sign up again even if a working key is stored")
+	f.BoolVar(&in.Headful, "headful", false, "show the browser window, so a person can solve a captcha")
+	f.DurationVar(&in.Timeout, "timeout", 0, "wall clock for the whole run (default: the service's budget, 7m)")
+	f.DurationVar(&in.SelectorTimeout, "selector-timeout", 0, "how long to wait for each page element (default 15s)")
+	f.DurationVar(&in.EmailTimeout, "email-timeout", 0, "how long to wait for the sign-up e-mail (default 2m)")
 	f.StringVar(&flags.SignupEmail, "email", "", "sign-up address (default with the mock inbox: a fresh one per run) ["+provision.EnvSignupEmail+"]")
 	f.StringVar(&flags.Mail.Backend, "email-backend", "", "where the sign-up mail arrives: mock, imap or ses (default mock) ["+provision.EnvEmailBackend+"]")
 	f.StringVar(&flags.Mail.IMAPAddr, "imap-addr", "", "IMAP server host:port (implicit TLS) ["+provision.EnvIMAPAddr+"]")
@@ -181,9 +99,108 @@ AGENTKEYS_<SERVICE>_API_URL. With --email-backend ses and
 	f.StringVar(&flags.Mail.SESPrefix, "ses-prefix", "", "key prefix of the mail objects in --ses-bucket ["+provision.EnvSESPrefix+"]")
 	f.StringVar(&flags.Mail.SESRegion, "ses-region", "", "region of --ses-bucket (default: AWS_REGION) ["+provision.EnvSESRegion+"]")
 	f.StringVar(&flags.Mail.S3Endpoint, "s3-endpoint", "", "S3-compatible endpoint for --ses-bucket (path-style; default AWS)")
-	f.StringVar(&chromium, "chromium", "", "browser binary (default: chromium on PATH)")
-	f.StringVar(&cdpURL, "cdp-url", "", "attach to a running browser's DevTools endpoint instead of starting one")
+	f.StringVar(&in.Chromium, "chromium", "", "browser binary (default: chromium on PATH)")
+	f.StringVar(&in.CDPURL, "cdp-url", "", "attach to a running browser's DevTools endpoint instead of starting one")
 	return cmd
+}
+
+// provisionInput is `agentkeys provision` once its flags are parsed.
+type provisionInput struct {
+	Service string
+	Agent   string // "" = the master itself
+	Force   bool
+	Mail    provision.MailSettings // from provision.ReadMailSettings
+
+	Chromium, CDPURL                       string
+	Headful                                bool
+	Timeout, SelectorTimeout, EmailTimeout time.Duration
+}
+
+// runProvision provisions in.Service for in.Agent and reports the outcome.
+func (a *App) runProvision(ctx context.Context, in provisionInput) error {
+	m, ref, err := a.withAgent(in.Agent)
+	if err != nil {
+		return err
+	}
+	ps := provision.Session{Client: m.Client, BackendURL: m.Session.Backend, Token: m.Session.Token, Agent: ref.Wallet}
+	if in.Agent != "" {
+		// A key the agent may not use is not worth an account: the
+		// orchestrator refuses a service outside its scope.
+		if ps.Scope, err = m.Client.GetScope(ctx, m.Session.Token, ref.Wallet); err != nil {
+			return err
+		}
+	}
+	state, err := StateDir(a.Profile)
+	if err != nil {
+		return err
+	}
+	if a.BrokerURL != "" || m.Session.Broker != "" {
+		if ps.Broker, err = a.brokerFor(&m.Session, a.Profile, m.Client); err != nil {
+			return err
+		}
+		ps.Region = os.Getenv("AWS_REGION")
+		if ps.Region == "" {
+			ps.Region = os.Getenv("AWS_DEFAULT_REGION")
+		}
+	}
+	opts := provision.Options{
+		Mail: in.Mail.Mail, SignupEmail: in.Mail.SignupEmail, Password: in.Mail.Password,
+		Chromium: in.Chromium, CDPURL: in.CDPURL, Headful: in.Headful,
+		StateDir: filepath.Join(state, "provision"),
+		Timeout:  in.Timeout, SelectorTimeout: in.SelectorTimeout, EmailTimeout: in.EmailTimeout,
+		HTTPClient: a.httpClient(),
+	}
+	if a.Verbose {
+		opts.ScraperLog = func(line string) { fmt.Fprintf(a.Err, "  %s\n", line) }
+	}
+	orch, err := provision.NewForSession(ps, opts)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	fmt.Fprintf(a.Err, "Provisioning %s for %s (Ctrl-C to stop)\n", in.Service, ref)
+	res, err := orch.Provision(ctx, provision.Request{Service: in.Service, Force: in.Force}, func(ev provision.Event) {
+		el := time.Since(start).Truncate(100 * time.Millisecond)
+		if ev.Type == provision.TypeAssist {
+			fmt.Fprintf(a.Err, "\a[%6s] ACTION NEEDED: %s\n", el, ev)
+			return
+		}
+		fmt.Fprintf(a.Err, "[%6s] %s\n", el, ev)
+	})
+	if provision.CodeOf(err) == provision.CodeScopeDenied {
+		return withHint(err, "widen its scope first: agentkeys scope set %s --add %s", in.Agent, in.Service)
+	}
+	if err != nil {
+		return provisionError(err)
+	}
+	return a.printProvisioned(ref, res)
+}
+
+// printProvisioned reports a finished run: the masked key on stdout (or
+// one JSON document), the outcome on stderr.
+func (a *App) printProvisioned(ref agentRef, res provision.Result) error {
+	if a.JSON {
+		out := map[string]any{"agent": ref.Wallet, "service": res.Service, "api_key_masked": res.APIKeyMasked,
+			"key_verified": res.KeyVerified, "stored": res.Stored, "existing": res.Existing, "audited": res.Audited,
+			"verification": res.Verification}
+		if res.Email != "" {
+			out["email"] = res.Email
+		}
+		return a.printJSON(out)
+	}
+	switch {
+	case res.Existing && res.KeyVerified:
+		fmt.Fprintf(a.Err, "%s already provisioned for %s and the key works (%s); use --force to sign up again\n", res.Service, ref, res.Verification)
+	case res.Existing:
+		fmt.Fprintf(a.Err, "%s already provisioned for %s; the key could not be checked (%s); kept it\n", res.Service, ref, res.Verification)
+	default:
+		fmt.Fprintf(a.Err, "Stored a verified %s key for %s (%s)\n", res.Service, ref, res.Verification)
+		if !res.Audited {
+			fmt.Fprintln(a.Err, "warning: the backend did not record the provision outcome in the audit log")
+		}
+	}
+	a.printf("%s\n", res.APIKeyMasked)
+	return nil
 }
 
 // provisionError turns a provisioning failure into a CLI error with its

@@ -23,7 +23,7 @@ that agent wallet and its sub-agents; its credentials stay (see teardown).`,
 		ValidArgsFunction: a.completeAgents,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmdContext(cmd.Context())
-			m, err := a.LoadMaster()
+			m, ref, err := a.withAgent(optionalArg(args))
 			if err != nil {
 				return err
 			}
@@ -54,10 +54,6 @@ that agent wallet and its sub-agents; its credentials stay (see teardown).`,
 					a.printf("Revoked current session for wallet=%s. Local session wiped. Run `agentkeys init` to log in again.\n", m.Session.Wallet)
 				}
 				return nil
-			}
-			ref, _, err := a.resolveAgent(m, args[0])
-			if err != nil {
-				return err
 			}
 			n, err := m.Client.RevokeWallet(ctx, m.Session.Token, ref.Wallet)
 			if err != nil {
@@ -107,11 +103,7 @@ transaction. Asks for confirmation on a terminal; elsewhere --yes is required.`,
 		Args:              exactArgs(1, "<agent>"),
 		ValidArgsFunction: a.completeAgents,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := a.LoadMaster()
-			if err != nil {
-				return err
-			}
-			ref, book, err := a.resolveAgent(m, args[0])
+			m, ref, err := a.withAgent(args[0])
 			if err != nil {
 				return err
 			}
@@ -132,10 +124,7 @@ transaction. Asks for confirmation on a terminal; elsewhere --yes is required.`,
 				return err
 			}
 			if ref.Name != "" {
-				delete(book.Agents, ref.Name)
-				if err := a.saveBook(book); err != nil {
-					a.notef("could not forget the name %q: %v", ref.Name, err)
-				}
+				a.forgetAgent(m, ref.Name)
 			}
 			if a.JSON {
 				return a.printJSON(map[string]any{

@@ -216,11 +216,7 @@ func (a *App) credentialEnv(ctx context.Context, m *Master, agent agentkeys.Wall
 
 func (a *App) runWithCredentials(ctx context.Context, agentArg string, overrides []envOverride, argv []string) error {
 	ctx = cmdContext(ctx)
-	m, err := a.LoadMaster()
-	if err != nil {
-		return err
-	}
-	ref, _, err := a.resolveAgent(m, agentArg)
+	m, ref, err := a.withAgent(agentArg)
 	if err != nil {
 		return err
 	}

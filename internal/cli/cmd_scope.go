@@ -1,7 +1,7 @@
 package cli
 
 import (
-	"slices"
+	"context"
 
 	"github.com/spf13/cobra"
 
@@ -46,11 +46,7 @@ func (a *App) newScopeCmd() *cobra.Command {
 		Args:              exactArgs(1, "<agent>"),
 		ValidArgsFunction: a.completeAgents,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := a.LoadMaster()
-			if err != nil {
-				return err
-			}
-			ref, _, err := a.resolveAgent(m, args[0])
+			m, ref, err := a.withAgent(args[0])
 			if err != nil {
 				return err
 			}
@@ -62,10 +58,9 @@ func (a *App) newScopeCmd() *cobra.Command {
 		},
 	}
 	var (
-		services      string
-		add, remove   []string
-		readOnly      bool
-		setReadOnlyOK bool
+		in          scopeSetInput
+		services    string
+		add, remove []string
 	)
 	set := &cobra.Command{
 		Use:   "set <agent> (--services a,b | --add S... | --remove S...) [--read-only[=false]]",
@@ -77,88 +72,88 @@ The change applies at once to every session of the agent.`,
 		ValidArgsFunction: a.completeAgents,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f := cmd.Flags()
-			replace := f.Changed("services")
+			in.Agent, in.Replace, in.ReadOnlySet = args[0], f.Changed("services"), f.Changed("read-only")
 			edit := len(add) > 0 || len(remove) > 0
-			setReadOnlyOK = f.Changed("read-only")
 			switch {
-			case replace && edit:
+			case in.Replace && edit:
 				return usagef("--services replaces the scope; do not combine it with --add/--remove")
-			case !replace && !edit && !setReadOnlyOK:
+			case !in.Replace && !edit && !in.ReadOnlySet:
 				return usagef("nothing to change: give --services, --add, --remove or --read-only")
 			}
-			var addList, removeList []string
-			for _, s := range add {
-				l, err := parseServices("--add", s)
-				if err != nil {
-					return err
-				}
-				addList = append(addList, l...)
-			}
-			for _, s := range remove {
-				l, err := parseServices("--remove", s)
-				if err != nil {
-					return err
-				}
-				removeList = append(removeList, l...)
-			}
-			for _, s := range addList {
-				if slices.Contains(removeList, s) {
-					return usagef("service %s is both added and removed", s)
-				}
-			}
-			var newSvcs []string
-			if replace {
-				l, err := parseServices("--services", services)
-				if err != nil {
-					return err
-				}
-				newSvcs = l
-			}
-			ctx := cmdContext(cmd.Context())
-			m, err := a.LoadMaster()
-			if err != nil {
+			var err error
+			if in.Add, err = parseServiceFlags("--add", add); err != nil {
 				return err
 			}
-			ref, _, err := a.resolveAgent(m, args[0])
-			if err != nil {
+			if in.Remove, err = parseServiceFlags("--remove", remove); err != nil {
 				return err
 			}
-			next := agentkeys.Scope{Services: newSvcs, ReadOnly: readOnly}
-			if !replace {
-				cur, err := m.Client.GetScope(ctx, m.Session.Token, ref.Wallet)
-				if err != nil {
+			if in.Replace {
+				if in.Services, err = parseServices("--services", services); err != nil {
 					return err
 				}
-				if cur == nil {
-					return usagef("agent %s is unrestricted (a master); its scope cannot be edited", ref.Wallet)
-				}
-				svcs := slices.Clone(cur.Services)
-				for _, s := range addList {
-					if !slices.Contains(svcs, s) {
-						svcs = append(svcs, s)
-					}
-				}
-				svcs = slices.DeleteFunc(svcs, func(s string) bool { return slices.Contains(removeList, s) })
-				next.Services = svcs
-				if !setReadOnlyOK {
-					next.ReadOnly = cur.ReadOnly
-				}
 			}
-			norm, err := next.Normalize()
-			if err != nil {
-				return usagef("%v", err)
-			}
-			if err := m.Client.SetScope(ctx, m.Session.Token, ref.Wallet, *norm); err != nil {
-				return err
-			}
-			return a.printScope(ref.Wallet, norm)
+			return a.runScopeSet(cmdContext(cmd.Context()), in)
 		},
 	}
 	f := set.Flags()
 	f.StringVar(&services, "services", "", "comma-separated services: the new scope")
 	f.StringArrayVar(&add, "add", nil, "services to add (repeatable, comma-separated)")
 	f.StringArrayVar(&remove, "remove", nil, "services to remove (repeatable, comma-separated)")
-	f.BoolVar(&readOnly, "read-only", false, "the agent may read but not store")
+	f.BoolVar(&in.ReadOnly, "read-only", false, "the agent may read but not store")
 	cmd.AddCommand(get, set)
 	return group(cmd)
+}
+
+// scopeSetInput is `agentkeys scope set` once its flags are parsed.
+type scopeSetInput struct {
+	Agent       string
+	Replace     bool     // --services given: Services is the new scope
+	Services    []string //
+	Add, Remove []string // otherwise: the edit of the current scope
+	ReadOnly    bool
+	ReadOnlySet bool // --read-only given (else an edit keeps read_only)
+}
+
+// runScopeSet replaces or edits an agent's scope and prints the result.
+func (a *App) runScopeSet(ctx context.Context, in scopeSetInput) error {
+	m, ref, err := a.withAgent(in.Agent)
+	if err != nil {
+		return err
+	}
+	var next *agentkeys.Scope
+	if in.Replace {
+		next, err = (&agentkeys.Scope{Services: in.Services, ReadOnly: in.ReadOnly}).Normalize()
+	} else {
+		cur, gerr := m.Client.GetScope(ctx, m.Session.Token, ref.Wallet)
+		if gerr != nil {
+			return gerr
+		}
+		if cur == nil {
+			return usagef("agent %s is unrestricted (a master); its scope cannot be edited", ref.Wallet)
+		}
+		if next, err = cur.Edit(in.Add, in.Remove); err == nil && in.ReadOnlySet {
+			next.ReadOnly = in.ReadOnly
+		}
+	}
+	if err != nil {
+		return usagef("%v", err)
+	}
+	if err := m.Client.SetScope(ctx, m.Session.Token, ref.Wallet, *next); err != nil {
+		return err
+	}
+	return a.printScope(ref.Wallet, next)
+}
+
+// parseServiceFlags parses each value of a repeatable comma-separated
+// service flag.
+func parseServiceFlags(flag string, values []string) ([]string, error) {
+	var out []string
+	for _, v := range values {
+		l, err := parseServices(flag, v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, l...)
+	}
+	return out, nil
 }

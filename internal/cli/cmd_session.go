@@ -49,8 +49,7 @@ itself, only short-lived tokens the backend derives from it for the broker.`,
 					return usagef("--oidc-issuer must be an absolute URL")
 				}
 			}
-			a.loginIssuer, a.loginClientID = issuer, clientID
-			return a.runInit(cmd, force)
+			return a.runInit(cmdContext(cmd.Context()), initInput{Force: force, Issuer: issuer, ClientID: clientID})
 		},
 	}
 	cmd.Flags().BoolVar(&force, "force", false, "replace a live session of another master in this profile")
@@ -60,9 +59,15 @@ itself, only short-lived tokens the backend derives from it for the broker.`,
 	return cmd
 }
 
-func (a *App) readIdentity(ctx context.Context) (string, error) {
-	if a.loginIssuer != "" {
-		return deviceLogin(ctx, a.httpClient(), a.loginIssuer, a.loginClientID, a.Err)
+// initInput is `agentkeys init` once its flags are parsed.
+type initInput struct {
+	Force            bool   // replace a live session of another master
+	Issuer, ClientID string // log in with the OAuth device flow of this provider
+}
+
+func (a *App) readIdentity(ctx context.Context, in initInput) (string, error) {
+	if in.Issuer != "" {
+		return deviceLogin(ctx, a.httpClient(), in.Issuer, in.ClientID, a.Err)
 	}
 	if v := strings.TrimSpace(os.Getenv(EnvAuthToken)); v != "" {
 		return v, nil
@@ -95,13 +100,13 @@ type initResult struct {
 	Reused       bool             `json:"reused"`
 }
 
-func (a *App) runInit(cmd *cobra.Command, force bool) error {
-	ctx := cmdContext(cmd.Context())
+// runInit logs the master in and stores the session in the profile.
+func (a *App) runInit(ctx context.Context, in initInput) error {
 	broker, err := a.explicitBroker()
 	if err != nil {
 		return err
 	}
-	identity, err := a.readIdentity(ctx)
+	identity, err := a.readIdentity(ctx, in)
 	if err != nil {
 		return err
 	}
@@ -175,7 +180,7 @@ func (a *App) runInit(cmd *cobra.Command, force bool) error {
 			a.printf("Initialized. Wallet: %s (existing session kept)\n", sess.Wallet)
 			return nil
 		}
-		if !force {
+		if !in.Force {
 			c.RevokeSession(ctx, sess.Token, sess.Token) // best effort
 			return withHint(fmt.Errorf("profile %q already holds a live session of master %s; this identity is master %s", a.Profile, old.Wallet, sess.Wallet),
 				"use --profile NAME for a second master, or --force to replace the session in this profile")

@@ -21,59 +21,88 @@ import (
 // stsAudience is the audience the broker's JWTs carry.
 const stsAudience = "sts.amazonaws.com"
 
+// tokenBroker returns the session (the profile's, or sessionFile's) and a
+// client of its broker, which is sent only broker tokens derived from the
+// session by its backend.
+func (a *App) tokenBroker(sessionFile string) (keychain.Session, *brokerclient.Client, error) {
+	if sessionFile != "" {
+		s, err := keychain.ReadSessionFile(sessionFile)
+		if err != nil {
+			return s, nil, err
+		}
+		c, err := a.newClient(s.Backend)
+		if err != nil {
+			return s, nil, err
+		}
+		b, err := a.brokerFor(&s, "", c)
+		return s, b, err
+	}
+	m, err := a.LoadMaster()
+	if err != nil {
+		return keychain.Session{}, nil, err
+	}
+	b, err := a.brokerFor(&m.Session, a.Profile, m.Client)
+	return m.Session, b, err
+}
+
+// runTokenOIDC mints a web-identity JWT (checked against the broker's JWKS
+// with verify) and prints it.
+func (a *App) runTokenOIDC(ctx context.Context, sessionFile string, verify bool) error {
+	s, b, err := a.tokenBroker(sessionFile)
+	if err != nil {
+		return err
+	}
+	t, err := b.MintOIDC(ctx, s.Token)
+	if err != nil {
+		return err
+	}
+	if verify {
+		sub, kid, err := verifyBrokerJWT(ctx, a.httpClient(), b.URL(), t.JWT)
+		if err != nil {
+			return fmt.Errorf("the broker's JWT does not verify: %w", err)
+		}
+		fmt.Fprintf(a.Err, "verified against %s/.well-known/jwks.json: sub=%s kid=%s aud=%s expires %s\n",
+			b.URL(), sub, kid, stsAudience, t.Expiration.UTC().Format(time.RFC3339))
+	}
+	if a.JSON {
+		return a.printJSON(map[string]any{"jwt": t.JWT, "wallet": t.Wallet, "expiration": t.Expiration.Unix(), "verified": verify})
+	}
+	a.printf("%s\n", t.JWT)
+	return nil
+}
+
+// runTokenAWS mints temporary AWS credentials and prints them as export
+// lines (or credential_process JSON).
+func (a *App) runTokenAWS(ctx context.Context, sessionFile, region string) error {
+	s, b, err := a.tokenBroker(sessionFile)
+	if err != nil {
+		return err
+	}
+	c, err := b.MintAWS(ctx, s.Token)
+	if err != nil {
+		return err
+	}
+	if a.JSON {
+		return a.printJSON(map[string]any{
+			"Version": 1, "AccessKeyId": c.AccessKeyID, "SecretAccessKey": c.SecretAccessKey,
+			"SessionToken": c.SessionToken, "Expiration": c.Expiration.UTC().Format(time.RFC3339),
+		})
+	}
+	for _, kv := range c.Env(region) {
+		a.printf("export %s\n", kv)
+	}
+	return nil
+}
+
 func (a *App) newTokenCmd() *cobra.Command {
 	var sessionFile string
-	// broker returns the session and a client of its broker, which is sent
-	// only broker tokens derived from the session by its backend.
-	broker := func() (keychain.Session, *brokerclient.Client, error) {
-		if sessionFile != "" {
-			s, err := keychain.ReadSessionFile(sessionFile)
-			if err != nil {
-				return s, nil, err
-			}
-			c, err := a.newClient(s.Backend)
-			if err != nil {
-				return s, nil, err
-			}
-			b, err := a.brokerFor(&s, "", c)
-			return s, b, err
-		}
-		m, err := a.LoadMaster()
-		if err != nil {
-			return keychain.Session{}, nil, err
-		}
-		b, err := a.brokerFor(&m.Session, a.Profile, m.Client)
-		return m.Session, b, err
-	}
-
 	var verify bool
 	oidcCmd := &cobra.Command{
 		Use:   "oidc",
 		Short: "Mint a web-identity JWT for the session's wallet through the broker (printed on stdout)",
 		Args:  exactArgs(0, "none"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, b, err := broker()
-			if err != nil {
-				return err
-			}
-			ctx := cmdContext(cmd.Context())
-			t, err := b.MintOIDC(ctx, s.Token)
-			if err != nil {
-				return err
-			}
-			if verify {
-				sub, kid, err := verifyBrokerJWT(ctx, a.httpClient(), b.URL(), t.JWT)
-				if err != nil {
-					return fmt.Errorf("the broker's JWT does not verify: %w", err)
-				}
-				fmt.Fprintf(a.Err, "verified against %s/.well-known/jwks.json: sub=%s kid=%s aud=%s expires %s\n",
-					b.URL(), sub, kid, stsAudience, t.Expiration.UTC().Format(time.RFC3339))
-			}
-			if a.JSON {
-				return a.printJSON(map[string]any{"jwt": t.JWT, "wallet": t.Wallet, "expiration": t.Expiration.Unix(), "verified": verify})
-			}
-			a.printf("%s\n", t.JWT)
-			return nil
+			return a.runTokenOIDC(cmdContext(cmd.Context()), sessionFile, verify)
 		},
 	}
 	oidcCmd.Flags().BoolVar(&verify, "verify", false, "verify the JWT against the broker's discovery document and JWKS before printing it")
@@ -84,24 +113,7 @@ func (a *App) newTokenCmd() *cobra.Command {
 		Short: "Mint temporary AWS credentials through the broker (export lines on stdout)",
 		Args:  exactArgs(0, "none"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, b, err := broker()
-			if err != nil {
-				return err
-			}
-			c, err := b.MintAWS(cmdContext(cmd.Context()), s.Token)
-			if err != nil {
-				return err
-			}
-			if a.JSON {
-				return a.printJSON(map[string]any{
-					"Version": 1, "AccessKeyId": c.AccessKeyID, "SecretAccessKey": c.SecretAccessKey,
-					"SessionToken": c.SessionToken, "Expiration": c.Expiration.UTC().Format(time.RFC3339),
-				})
-			}
-			for _, kv := range c.Env(region) {
-				a.printf("export %s\n", kv)
-			}
-			return nil
+			return a.runTokenAWS(cmdContext(cmd.Context()), sessionFile, region)
 		},
 	}
 	awsCmd.Flags().StringVar(&region, "region", "", "also export AWS_REGION and AWS_DEFAULT_REGION")

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -96,70 +97,7 @@ backend's cursors to the end.`,
 					return err
 				}
 			}
-			ctx := cmdContext(cmd.Context())
-			m, err := a.LoadMaster()
-			if err != nil {
-				return err
-			}
-			if len(args) == 1 {
-				ref, _, err := a.resolveAgent(m, args[0])
-				if err != nil {
-					return err
-				}
-				f.Agent = ref.Wallet
-			}
-			events := []usageEvent{}
-			next := ""
-			for {
-				want := maxAuditPage
-				if !all {
-					want = min(limit-len(events), maxAuditPage)
-				}
-				f.Limit = want
-				page, err := m.Client.QueryAudit(ctx, m.Session.Token, f)
-				if err != nil {
-					return err
-				}
-				for _, e := range page.Events {
-					events = append(events, usageEvent{
-						ID: e.ID, Time: time.Unix(e.Timestamp, 0).UTC().Format(time.RFC3339),
-						Owner: e.Owner, Agent: e.Agent, Service: e.Service, Action: e.Action, Result: e.Result, Detail: e.Detail, ClientIP: e.ClientIP,
-						Unverified: unverifiedRow(e.Action, e.Detail),
-					})
-				}
-				next = page.NextCursor
-				if next == "" || len(page.Events) == 0 || (!all && len(events) >= limit) {
-					break
-				}
-				f.Cursor = next
-			}
-			if a.JSON {
-				return a.printJSON(map[string]any{"events": events, "next_cursor": next})
-			}
-			if len(events) == 0 {
-				a.printf("No audit events found.\n")
-				return nil
-			}
-			tw := tabwriter.NewWriter(a.Out, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "TIME\tOWNER\tAGENT\tSERVICE\tACTION\tRESULT\tDETAIL")
-			for _, e := range events {
-				// Every server-supplied field is escaped: a detail holding
-				// a bidi override or a terminal escape cannot disguise
-				// itself or the rows around it.
-				detail := textcheck.Escape(e.Detail)
-				if e.Unverified && !strings.HasPrefix(e.Detail, agentkeys.DetailUnverified) {
-					detail = strings.TrimSpace(agentkeys.DetailUnverified + detail)
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Time, textcheck.Escape(string(e.Owner)), textcheck.Escape(string(e.Agent)),
-					textcheck.Escape(e.Service), textcheck.Escape(e.Action), textcheck.Escape(e.Result), detail)
-			}
-			if err := tw.Flush(); err != nil {
-				return err
-			}
-			if next != "" {
-				fmt.Fprintf(a.Err, "agentkeys: more events exist: use --all, a larger --limit, or --cursor %s\n", next)
-			}
-			return nil
+			return a.runUsage(cmdContext(cmd.Context()), usageInput{Agent: optionalArg(args), Filter: f, Limit: limit, All: all})
 		},
 	}
 	fl := cmd.Flags()
@@ -172,4 +110,83 @@ backend's cursors to the end.`,
 	fl.BoolVar(&all, "all", false, "follow cursors: show every matching event")
 	fl.StringVar(&cursor, "cursor", "", "continue from a next_cursor of an earlier page")
 	return cmd
+}
+
+// usageInput is `agentkeys usage` once its flags are parsed.
+type usageInput struct {
+	Agent  string // "" = every agent
+	Filter backendclient.AuditFilter
+	Limit  int
+	All    bool // follow cursors to the end
+}
+
+// runUsage queries the audit log and prints it.
+func (a *App) runUsage(ctx context.Context, in usageInput) error {
+	m, ref, err := a.withAgent(in.Agent)
+	if err != nil {
+		return err
+	}
+	f := in.Filter
+	if in.Agent != "" {
+		f.Agent = ref.Wallet
+	}
+	events, next, err := queryUsage(ctx, m, f, in.Limit, in.All)
+	if err != nil {
+		return err
+	}
+	if a.JSON {
+		return a.printJSON(map[string]any{"events": events, "next_cursor": next})
+	}
+	if len(events) == 0 {
+		a.printf("No audit events found.\n")
+		return nil
+	}
+	tw := tabwriter.NewWriter(a.Out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tOWNER\tAGENT\tSERVICE\tACTION\tRESULT\tDETAIL")
+	for _, e := range events {
+		// Every server-supplied field is escaped: a detail holding a bidi
+		// override or a terminal escape cannot disguise itself or the
+		// rows around it.
+		detail := textcheck.Escape(e.Detail)
+		if e.Unverified && !strings.HasPrefix(e.Detail, agentkeys.DetailUnverified) {
+			detail = strings.TrimSpace(agentkeys.DetailUnverified + detail)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Time, textcheck.Escape(string(e.Owner)), textcheck.Escape(string(e.Agent)),
+			textcheck.Escape(e.Service), textcheck.Escape(e.Action), textcheck.Escape(e.Result), detail)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if next != "" {
+		fmt.Fprintf(a.Err, "agentkeys: more events exist: use --all, a larger --limit, or --cursor %s\n", next)
+	}
+	return nil
+}
+
+// queryUsage reads up to limit events (every one with all), following the
+// backend's cursors; next is the cursor to continue from ("" at the end).
+func queryUsage(ctx context.Context, m *Master, f backendclient.AuditFilter, limit int, all bool) (events []usageEvent, next string, err error) {
+	events = []usageEvent{}
+	for {
+		f.Limit = maxAuditPage
+		if !all {
+			f.Limit = min(limit-len(events), maxAuditPage)
+		}
+		page, err := m.Client.QueryAudit(ctx, m.Session.Token, f)
+		if err != nil {
+			return nil, "", err
+		}
+		for _, e := range page.Events {
+			events = append(events, usageEvent{
+				ID: e.ID, Time: time.Unix(e.Timestamp, 0).UTC().Format(time.RFC3339),
+				Owner: e.Owner, Agent: e.Agent, Service: e.Service, Action: e.Action, Result: e.Result, Detail: e.Detail, ClientIP: e.ClientIP,
+				Unverified: unverifiedRow(e.Action, e.Detail),
+			})
+		}
+		next = page.NextCursor
+		if next == "" || len(page.Events) == 0 || (!all && len(events) >= limit) {
+			return events, next, nil
+		}
+		f.Cursor = next
+	}
 }

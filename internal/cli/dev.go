@@ -22,8 +22,6 @@ import (
 	"github.com/agentkeys/agentkeys/internal/provision/fixture"
 )
 
-func init() { extraCommands = append(extraCommands, (*App).newDevCmd) }
-
 // DevStack is a backend and a broker running in this process on loopback,
 // like `vault server -dev`.
 type DevStack struct {
