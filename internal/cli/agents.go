@@ -171,6 +171,19 @@ func (a *App) withAgent(arg string) (*Master, agentRef, error) {
 	return m, ref, nil
 }
 
+// withBook loads the profile's master session and its agent address book.
+func (a *App) withBook() (*Master, *agentBook, error) {
+	m, err := a.LoadMaster()
+	if err != nil {
+		return nil, nil, err
+	}
+	book, err := a.loadBook(m)
+	if err != nil {
+		return nil, nil, err
+	}
+	return m, book, nil
+}
+
 // forgetAgent drops name from the profile's address book (best effort: a
 // failure is only a note).
 func (a *App) forgetAgent(m *Master, name string) {
@@ -197,11 +210,7 @@ func (a *App) completeAgents(cmd *cobra.Command, args []string, toComplete strin
 	if len(args) > 0 {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	m, err := a.LoadMaster()
-	if err != nil {
-		return nil, cobra.ShellCompDirectiveNoFileComp
-	}
-	book, err := a.loadBook(m)
+	_, book, err := a.withBook()
 	if err != nil {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}

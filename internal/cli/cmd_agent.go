@@ -136,11 +136,7 @@ func (a *App) newAgentListCmd() *cobra.Command {
 		Short: "List the agent names this profile knows",
 		Args:  exactArgs(0, "none"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			m, err := a.LoadMaster()
-			if err != nil {
-				return err
-			}
-			book, err := a.loadBook(m)
+			_, book, err := a.withBook()
 			if err != nil {
 				return err
 			}
@@ -174,11 +170,7 @@ type agentCreateInput struct {
 // runAgentCreate creates the agent, names it in the profile and writes its
 // session file when asked.
 func (a *App) runAgentCreate(ctx context.Context, in agentCreateInput) error {
-	m, err := a.LoadMaster()
-	if err != nil {
-		return err
-	}
-	book, err := a.loadBook(m)
+	m, book, err := a.withBook()
 	if err != nil {
 		return err
 	}

@@ -93,56 +93,44 @@ func (b *Binder) String(dst *string, name, env, def, usage string) {
 	b.annotate(name, env)
 }
 
+// fromEnv returns the variable's value parsed, or def when it is unset or
+// (recorded for Err) does not parse.
+func fromEnv[T any](b *Binder, env string, def T, want string, parse func(string) (T, error)) T {
+	v, ok := b.Get(env)
+	if !ok {
+		return def
+	}
+	t, err := parse(v)
+	if err != nil {
+		b.bad(env, v, want)
+		return def
+	}
+	return t
+}
+
 // Int binds an integer flag.
 func (b *Binder) Int(dst *int, name, env string, def int, usage string) {
-	if v, ok := b.Get(env); ok {
-		if n, err := strconv.Atoi(v); err != nil {
-			b.bad(env, v, "a whole number")
-		} else {
-			def = n
-		}
-	}
-	b.fs.IntVar(dst, name, def, Usage(usage, env))
+	b.fs.IntVar(dst, name, fromEnv(b, env, def, "a whole number", strconv.Atoi), Usage(usage, env))
 	b.annotate(name, env)
 }
 
 // Float binds a floating-point flag.
 func (b *Binder) Float(dst *float64, name, env string, def float64, usage string) {
-	if v, ok := b.Get(env); ok {
-		if f, err := strconv.ParseFloat(v, 64); err != nil {
-			b.bad(env, v, "a number")
-		} else {
-			def = f
-		}
-	}
-	b.fs.Float64Var(dst, name, def, Usage(usage, env))
+	parse := func(v string) (float64, error) { return strconv.ParseFloat(v, 64) }
+	b.fs.Float64Var(dst, name, fromEnv(b, env, def, "a number", parse), Usage(usage, env))
 	b.annotate(name, env)
 }
 
 // Bool binds a boolean flag; the variable takes 1/0/true/false.
 func (b *Binder) Bool(dst *bool, name, env string, def bool, usage string) {
-	if v, ok := b.Get(env); ok {
-		if t, err := strconv.ParseBool(v); err != nil {
-			b.bad(env, v, "a boolean (1/0/true/false)")
-		} else {
-			def = t
-		}
-	}
-	b.fs.BoolVar(dst, name, def, Usage(usage, env))
+	b.fs.BoolVar(dst, name, fromEnv(b, env, def, "a boolean (1/0/true/false)", strconv.ParseBool), Usage(usage, env))
 	b.annotate(name, env)
 }
 
 // Duration binds a duration flag that takes whole seconds or a Go duration,
 // on the command line and in the variable. Negative values are refused.
 func (b *Binder) Duration(dst *time.Duration, name, env string, def time.Duration, usage string) {
-	*dst = def
-	if v, ok := b.Get(env); ok {
-		if d, err := ParseDuration(v); err != nil {
-			b.bad(env, v, "whole seconds (30) or a duration (30s, 5m)")
-		} else {
-			*dst = d
-		}
-	}
+	*dst = fromEnv(b, env, def, "whole seconds (30) or a duration (30s, 5m)", ParseDuration)
 	b.fs.Var((*durationValue)(dst), name, Usage(usage, env))
 	b.annotate(name, env)
 }
