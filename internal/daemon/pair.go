@@ -129,7 +129,7 @@ func Pair(ctx context.Context, o PairOptions) (*backendclient.Session, error) {
 	if o.Recover != "" {
 		id, err := agentkeys.ParseIdentity(o.Recover)
 		if err != nil {
-			return nil, &PairError{Reason: "failed", Message: fmt.Sprintf("--recover %q: %v", o.Recover, err)}
+			return nil, &PairError{Reason: PairFailed, Message: fmt.Sprintf("--recover %q: %v", o.Recover, err)}
 		}
 		req = authreq.Request{Type: authreq.TypeRecover, AgentIdentity: authreq.IdentityOf(id), NewDaemonPubkey: pub}
 	}
