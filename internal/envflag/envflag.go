@@ -153,7 +153,12 @@ type csvValue struct {
 	changed bool
 }
 
-func (c *csvValue) String() string { return "[" + strings.Join(*c.dst, ",") + "]" }
+func (c *csvValue) String() string {
+	if len(*c.dst) == 0 {
+		return "" // help shows no "(default [])"
+	}
+	return "[" + strings.Join(*c.dst, ",") + "]"
+}
 func (c *csvValue) Type() string   { return "strings" }
 func (c *csvValue) Set(v string) error {
 	items := SplitCSV(v)
