@@ -281,6 +281,23 @@ type approveInput struct {
 	Name string // local name for a paired agent
 }
 
+// describeRequest tells the master on stderr what a request asks for.
+func (a *App) describeRequest(code string, p backendclient.PendingRequest, masterRecovery bool) {
+	fmt.Fprintf(a.Err, "Request %s: %s\n", authreq.FormatPairCode(code), p.Description)
+	switch {
+	case p.RequestedScope != nil && p.RequestType == authreq.TypePair:
+		fmt.Fprintf(a.Err, "  scope: services=[%s] read_only=%v\n", strings.Join(p.RequestedScope.Services, ", "), p.RequestedScope.ReadOnly)
+	case p.RequestType == authreq.TypeScopeChange:
+		for _, l := range scopeChangeLines(p.CurrentScope, p.RequestedScope) {
+			fmt.Fprintf(a.Err, "  %s\n", l)
+		}
+	}
+	if masterRecovery {
+		fmt.Fprintf(a.Err, masterRecoveryWarning, p.TargetWallet)
+	}
+	fmt.Fprintf(a.Err, "  expires: %s\n", time.Unix(p.ExpiresAt, 0).Format(time.RFC3339))
+}
+
 // runApprove shows the request, then approves or denies it.
 func (a *App) runApprove(ctx context.Context, in approveInput) error {
 	m, err := a.LoadMaster()
@@ -293,19 +310,7 @@ func (a *App) runApprove(ctx context.Context, in approveInput) error {
 	}
 	masterRecovery := p.RequestType == authreq.TypeRecover && p.TargetKind == "master"
 	if !a.JSON || masterRecovery {
-		fmt.Fprintf(a.Err, "Request %s: %s\n", authreq.FormatPairCode(in.Code), p.Description)
-		switch {
-		case p.RequestedScope != nil && p.RequestType == authreq.TypePair:
-			fmt.Fprintf(a.Err, "  scope: services=[%s] read_only=%v\n", strings.Join(p.RequestedScope.Services, ", "), p.RequestedScope.ReadOnly)
-		case p.RequestType == authreq.TypeScopeChange:
-			for _, l := range scopeChangeLines(p.CurrentScope, p.RequestedScope) {
-				fmt.Fprintf(a.Err, "  %s\n", l)
-			}
-		}
-		if masterRecovery {
-			fmt.Fprintf(a.Err, masterRecoveryWarning, p.TargetWallet)
-		}
-		fmt.Fprintf(a.Err, "  expires: %s\n", time.Unix(p.ExpiresAt, 0).Format(time.RFC3339))
+		a.describeRequest(in.Code, p, masterRecovery)
 	}
 	if in.Deny {
 		if err := m.Client.DenyAuthRequest(ctx, m.Session.Token, in.Code); err != nil {

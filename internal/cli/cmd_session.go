@@ -100,6 +100,29 @@ type initResult struct {
 	Reused       bool             `json:"reused"`
 }
 
+// storedSessionLive reports whether the profile's stored session (old, or
+// the error loading it) is a live session of the backend base, saying on
+// stderr why one that is not will be replaced.
+func (a *App) storedSessionLive(ctx context.Context, c *backendclient.Client, base string, old keychain.Session, oldErr error) (bool, error) {
+	switch {
+	case oldErr == nil && old.Backend == base:
+		_, verr := c.Validate(ctx, old.Token)
+		switch {
+		case verr == nil:
+			return true, nil
+		case errors.Is(verr, backendclient.ErrUnauthorized):
+			a.notef("the stored session of profile %q is no longer valid; replacing it", a.Profile)
+		default:
+			return false, verr
+		}
+	case oldErr == nil:
+		fmt.Fprintf(a.Err, "agentkeys: replacing the session of profile %q issued by %s\n", a.Profile, old.Backend)
+	case !errors.Is(oldErr, keychain.ErrNoSession):
+		fmt.Fprintf(a.Err, "agentkeys: warning: the stored session is unreadable and will be replaced: %v\n", oldErr)
+	}
+	return false, nil
+}
+
 // runInit logs the master in and stores the session in the profile.
 func (a *App) runInit(ctx context.Context, in initInput) error {
 	broker, err := a.explicitBroker()
@@ -128,23 +151,9 @@ func (a *App) runInit(ctx context.Context, in initInput) error {
 	if err != nil {
 		return err
 	}
-	// A live session of this profile on this backend?
-	var oldLive bool
-	switch {
-	case oldErr == nil && old.Backend == base:
-		_, verr := c.Validate(ctx, old.Token)
-		switch {
-		case verr == nil:
-			oldLive = true
-		case errors.Is(verr, backendclient.ErrUnauthorized):
-			a.notef("the stored session of profile %q is no longer valid; replacing it", a.Profile)
-		default:
-			return verr
-		}
-	case oldErr == nil:
-		fmt.Fprintf(a.Err, "agentkeys: replacing the session of profile %q issued by %s\n", a.Profile, old.Backend)
-	case !errors.Is(oldErr, keychain.ErrNoSession):
-		fmt.Fprintf(a.Err, "agentkeys: warning: the stored session is unreadable and will be replaced: %v\n", oldErr)
+	oldLive, err := a.storedSessionLive(ctx, c, base, old, oldErr)
+	if err != nil {
+		return err
 	}
 
 	sess, err := c.CreateSession(ctx, identity)
