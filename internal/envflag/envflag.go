@@ -159,7 +159,7 @@ func (c *csvValue) String() string {
 	}
 	return "[" + strings.Join(*c.dst, ",") + "]"
 }
-func (c *csvValue) Type() string   { return "strings" }
+func (c *csvValue) Type() string { return "strings" }
 func (c *csvValue) Set(v string) error {
 	items := SplitCSV(v)
 	if !c.changed {
