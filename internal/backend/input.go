@@ -44,3 +44,10 @@ func checkTTL(sec int64) error {
 	}
 	return nil
 }
+
+func truncateStr(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "…"
+	}
+	return s
+}

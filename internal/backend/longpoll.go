@@ -110,3 +110,39 @@ func bumpPairing(ctx context.Context, q store.Queries, out *int64) error {
 	*out = n
 	return nil
 }
+
+// waiter registers interest in a request's decision on this replica.
+// Replicas that do not see the approval fall back to polling.
+func (s *Server) waiter(id string) chan struct{} {
+	ch := make(chan struct{})
+	s.waitMu.Lock()
+	s.waiters[id] = append(s.waiters[id], ch)
+	s.waitMu.Unlock()
+	return ch
+}
+
+func (s *Server) unwait(id string, ch chan struct{}) {
+	s.waitMu.Lock()
+	defer s.waitMu.Unlock()
+	list := s.waiters[id]
+	for i, c := range list {
+		if c == ch {
+			list = append(list[:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(s.waiters, id)
+	} else {
+		s.waiters[id] = list
+	}
+}
+
+func (s *Server) notify(id string) {
+	s.waitMu.Lock()
+	defer s.waitMu.Unlock()
+	for _, ch := range s.waiters[id] {
+		close(ch)
+	}
+	delete(s.waiters, id)
+}
