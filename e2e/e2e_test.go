@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -35,9 +34,11 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	gobin, err := exec.LookPath("go")
+	gobin, err := exec.LookPath("go") // go test puts its own GOROOT/bin first on PATH
 	if err != nil {
-		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		fmt.Fprintln(os.Stderr, "building the binaries under test needs the go command:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
 	}
 	for _, name := range []string{"agentkeys", "agentkeys-backend", "agentkeys-broker", "agentkeys-daemon"} {
 		out := filepath.Join(dir, name)

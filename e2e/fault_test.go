@@ -38,16 +38,15 @@ import (
 // (and writes it to $AGENTKEYS_FAULT_REPORT when set).
 
 type faultReport struct {
-	mu              sync.Mutex
-	lines           []string
-	received        int // credentials clients received
-	withoutRow      int // ... that have no ok row
-	refused         int // mints answered 500 audit_error
-	refusedButOK    int // ... whose request has an ok row
-	freezeRatio     float64
-	freezeWorstMS   float64
-	freezeMeasured  bool
-	scenariosPassed []string
+	mu             sync.Mutex
+	lines          []string
+	received       int // credentials clients received
+	withoutRow     int // ... that have no ok row
+	refused        int // mints answered 500 audit_error
+	refusedButOK   int // ... whose request has an ok row
+	freezeRatio    float64
+	freezeWorstMS  float64
+	freezeMeasured bool
 }
 
 func (r *faultReport) add(format string, a ...any) {

@@ -330,22 +330,6 @@ func (s *Server) authed(h authedHandler) http.Handler {
 	})
 }
 
-// authedForBroker is authed that also accepts a broker token.
-func (s *Server) authedForBroker(h authedHandler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.respond(w, r, func(r *http.Request) (any, error) {
-			c, err := s.authenticateForBroker(r)
-			if err != nil {
-				return nil, err
-			}
-			if err := s.limitWallet(c); err != nil {
-				return nil, err
-			}
-			return h(r, c)
-		})
-	})
-}
-
 func (s *Server) respond(w http.ResponseWriter, r *http.Request, h handler) {
 	r = r.WithContext(context.WithValue(r.Context(), writerKey{}, w))
 	var body any

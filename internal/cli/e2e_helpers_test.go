@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -31,9 +30,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binPath = filepath.Join(dir, "agentkeys")
-	gobin, err := exec.LookPath("go")
+	gobin, err := exec.LookPath("go") // go test puts its own GOROOT/bin first on PATH
 	if err != nil {
-		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		fmt.Fprintln(os.Stderr, "building the binary under test needs the go command:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
 	}
 	build := exec.Command(gobin, "build", "-o", binPath, "github.com/agentkeys/agentkeys/cmd/agentkeys")
 	if out, err := build.CombinedOutput(); err != nil {

@@ -3,7 +3,6 @@ package daemon
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -266,14 +265,6 @@ func rpcCode(err error) string {
 		return e.Code
 	}
 	return ""
-}
-
-func mustJSON(t testing.TB, v any) string {
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }
 
 func commandWithEnv(home string, name string, args ...string) *exec.Cmd {

@@ -113,7 +113,7 @@ func identityView(out []byte) view { return view{b: out} }
 // -w N, xxd -p, fold, PEM/MIME at 64 or 76 columns, with \n or \r\n) reads
 // as one line.
 func (v view) joined() view {
-	if bytes.IndexAny(v.b, "\r\n") < 0 {
+	if !bytes.ContainsAny(v.b, "\r\n") {
 		v.owned = false
 		return v
 	}

@@ -75,9 +75,6 @@ func jsonText(v any) string {
 
 // NewMCPServer returns the MCP server with the daemon's tools.
 func NewMCPServer(svc *Service, log *slog.Logger) *mcp.Server {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	srv := mcp.NewServer(&mcp.Implementation{Name: "agentkeys-daemon", Title: "AgentKeys", Version: Version}, &mcp.ServerOptions{
 		Instructions: "AgentKeys holds this agent's third-party credentials. Prefer agentkeys.run_with_credential, which runs a command " +
 			"with the credential in its environment and returns the output with the secret masked, over agentkeys.get_credential, " +
