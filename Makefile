@@ -5,12 +5,17 @@ GO    ?= go
 BIN   := bin
 PKGS  := ./...
 
+# staticcheck, pinned: 2026.2.2 (module v0.8.2) supports Go 1.26. `make lint`
+# installs it under bin/tools on first use (from the Go module proxy).
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK         := $(BIN)/tools/staticcheck-$(STATICCHECK_VERSION)/staticcheck
+
 # PostgreSQL for the store conformance suite. When nothing answers there the
 # PostgreSQL half is skipped (loudly) unless AGENTKEYS_REQUIRE_POSTGRES=1.
 AGENTKEYS_TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 export AGENTKEYS_TEST_POSTGRES_URL
 
-.PHONY: all build deps deps-demo test demo bench fault lint fmt vet clean
+.PHONY: all build deps deps-demo test demo bench fault lint fmt vet staticcheck clean
 
 all: build
 
@@ -26,7 +31,7 @@ deps:
 deps-demo:
 	@bash scripts/deps.sh demo
 
-lint: fmt vet
+lint: fmt vet staticcheck
 
 fmt:
 	@unformatted="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
@@ -35,6 +40,13 @@ fmt:
 
 vet:
 	$(GO) vet $(PKGS)
+
+# Checks and exceptions: staticcheck.conf.
+staticcheck: $(STATICCHECK)
+	$(STATICCHECK) $(PKGS)
+
+$(STATICCHECK):
+	GOBIN="$(abspath $(dir $@))" $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 test: deps lint build
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
