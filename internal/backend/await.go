@@ -28,50 +28,25 @@ func (s *Server) awaitAuthDecision(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, unauthorized("await needs the await_token returned by open as its bearer")
 	}
-	done, err := s.startLongPoll(r)
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	deadline := time.NewTimer(s.awaitWindow)
-	defer deadline.Stop()
-	for {
-		// Subscribe before reading, so a decision committed after the read
-		// still wakes this poll.
-		_, moved := s.pairings.since()
-		wake := s.waiter(id)
+	// The wake-up key is known up front: subscribe before reading, so a
+	// decision committed after the read still wakes this poll.
+	timeout := api.AwaitResponse{Status: "timeout", RequestID: id, Decision: api.Null[struct{}]()}
+	return s.longPoll(r, id, timeout, func() (pollLook, error) {
 		ar, err := s.store.AuthRequest(ctx, id) // a plain read: no transaction while waiting
 		left, err := s.awaitable(ar, err, tok)
 		if err != nil {
-			s.unwait(id, wake)
-			return nil, err
+			return pollLook{}, err
 		}
 		if left <= 0 {
 			// Decided: collect it (once) in a transaction.
 			out, done, err := s.awaitOnce(ctx, id, tok)
 			if err != nil || done {
-				s.unwait(id, wake)
-				return out, err
+				return pollLook{out: out, done: true}, err
 			}
 			left = time.Second // raced with nothing: look again shortly
 		}
-		expiry := time.NewTimer(left)
-		select {
-		case <-wake:
-		case <-moved:
-		case <-expiry.C:
-		case <-deadline.C:
-			expiry.Stop()
-			s.unwait(id, wake)
-			return api.AwaitResponse{Status: "timeout", RequestID: id, Decision: api.Null[struct{}]()}, nil
-		case <-ctx.Done():
-			expiry.Stop()
-			s.unwait(id, wake)
-			return nil, ctx.Err()
-		}
-		expiry.Stop()
-		s.unwait(id, wake)
-	}
+		return pollLook{left: left}, nil
+	})
 }
 
 // awaitable checks a plainly read request against the await token: an

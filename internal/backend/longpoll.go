@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/agentkeys/agentkeys/internal/clientip"
 	"github.com/agentkeys/agentkeys/internal/jsonhttp"
@@ -145,4 +146,69 @@ func (s *Server) notify(id string) {
 		close(ch)
 	}
 	delete(s.waiters, id)
+}
+
+// pollLook is one look of a long poll at its state: done ends the poll
+// with out; otherwise key names the in-process wake-up to wait on (when
+// not known before the look) and left is how long the state stays as it
+// is at most.
+type pollLook struct {
+	out  any
+	done bool
+	key  string
+	left time.Duration
+}
+
+// longPoll holds an opener's request (admitted by startLongPoll) until
+// look ends it, the await window passes (answered with timeout) or the
+// client leaves. Between looks it sleeps until the in-process wake-up
+// fires, the pairing epoch moves or the state's own time is up. A wake-up
+// key known up front (key != "") is subscribed before each look, so a
+// change committed after the read still wakes the poll; otherwise the key
+// comes from the look and is subscribed after it, a change in between
+// being caught by the pairing epoch (taken before the look).
+func (s *Server) longPoll(r *http.Request, key string, timeout any, look func() (pollLook, error)) (any, error) {
+	ctx := r.Context()
+	done, err := s.startLongPoll(r)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	deadline := time.NewTimer(s.awaitWindow)
+	defer deadline.Stop()
+	for {
+		_, moved := s.pairings.since()
+		k := key
+		var wake chan struct{}
+		if k != "" {
+			wake = s.waiter(k)
+		}
+		l, err := look()
+		if err != nil || l.done {
+			if wake != nil {
+				s.unwait(k, wake)
+			}
+			return l.out, err
+		}
+		if wake == nil {
+			k = l.key
+			wake = s.waiter(k)
+		}
+		expiry := time.NewTimer(l.left)
+		select {
+		case <-wake:
+		case <-moved:
+		case <-expiry.C:
+		case <-deadline.C:
+			expiry.Stop()
+			s.unwait(k, wake)
+			return timeout, nil
+		case <-ctx.Done():
+			expiry.Stop()
+			s.unwait(k, wake)
+			return nil, ctx.Err()
+		}
+		expiry.Stop()
+		s.unwait(k, wake)
+	}
 }

@@ -90,15 +90,7 @@ func (s *Server) pollRendezvous(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, notFound("registration not found")
 	}
-	done, err := s.startLongPoll(r)
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	deadline := time.NewTimer(s.awaitWindow)
-	defer deadline.Stop()
-	for {
-		_, moved := s.pairings.since()
+	return s.longPoll(r, "", api.RendezvousPollResponse{Status: "timeout"}, func() (pollLook, error) {
 		// A plain read while waiting; the key of the in-process wake-up
 		// is known only from the slot, so a delivery between this read
 		// and the subscription is caught by the pairing epoch (bumped in
@@ -106,34 +98,17 @@ func (s *Server) pollRendezvous(r *http.Request) (any, error) {
 		slot, err := s.store.RendezvousByToken(ctx, tok.Hash())
 		left, err := s.pollable(slot, err)
 		if err != nil {
-			return nil, err
+			return pollLook{}, err
 		}
 		if left <= 0 {
 			out, done, _, err := s.pollOnce(ctx, tok)
 			if err != nil || done {
-				return out, err
+				return pollLook{out: out, done: true}, err
 			}
 			left = time.Second
 		}
-		key := "rv:" + slot.PairCode
-		wake := s.waiter(key)
-		expiry := time.NewTimer(left)
-		select {
-		case <-wake:
-		case <-moved:
-		case <-expiry.C:
-		case <-deadline.C:
-			expiry.Stop()
-			s.unwait(key, wake)
-			return api.RendezvousPollResponse{Status: "timeout"}, nil
-		case <-ctx.Done():
-			expiry.Stop()
-			s.unwait(key, wake)
-			return nil, ctx.Err()
-		}
-		expiry.Stop()
-		s.unwait(key, wake)
-	}
+		return pollLook{key: "rv:" + slot.PairCode, left: left}, nil
+	})
 }
 
 // pollable checks a plainly read slot: an error for an unknown, consumed
