@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -64,49 +63,6 @@ func FuzzAppendJSONString(f *testing.F) {
 		}
 		if utf8.Valid(s) && back != string(s) {
 			t.Fatalf("%q round-trips to %q", s, back)
-		}
-	})
-}
-
-// FuzzMaskSecret: whatever a command prints, the masked output never
-// contains the secret.
-func FuzzMaskSecret(f *testing.F) {
-	f.Add([]byte("sk-secret-value-1234"), []byte("before sk-secret-value-1234 after"), false)
-	f.Add([]byte("abc"), []byte("abcabcab"), true)
-	f.Fuzz(func(t *testing.T, secret, out []byte, truncated bool) {
-		if len(secret) < 4 || len(secret) > 256 || len(out) > 4096 {
-			return
-		}
-		forms := secretForms(secret)
-		got := maskSecret(append([]byte(nil), out...), forms, truncated)
-		if strings.Contains(string(got), string(secret)) && !strings.Contains(Mask, string(secret)) {
-			// The mask itself could form the secret with its neighbours
-			// only if the secret contains '*'.
-			if !strings.Contains(string(secret), "*") {
-				t.Fatalf("secret %q survives in %q", secret, got)
-			}
-		}
-	})
-}
-
-// FuzzMaskEncodings: for random secrets, base64 alignments and wrap
-// widths, no encoding the masker claims to catch (raw, base64 standard and
-// URL-safe with and without padding, hex either case, percent-encoding in
-// the QueryEscape, PathEscape and %XX forms) survives masking.
-func FuzzMaskEncodings(f *testing.F) {
-	f.Add([]byte("sk-or-v1-0123456789abcdef"), []byte{}, []byte{}, uint8(76), false)
-	f.Add([]byte("a b+c/d=e%f\ng"), []byte("u"), []byte("xy"), uint8(7), true)
-	f.Add(bytes.Repeat([]byte{0xff}, 40), []byte("us"), []byte("z"), uint8(1), false)
-	f.Fuzz(func(t *testing.T, secret, pre, post []byte, width uint8, crlf bool) {
-		if len(secret) < 4 || len(secret) > 256 || len(pre) > 8 || len(post) > 8 {
-			return
-		}
-		eol := "\n"
-		if crlf {
-			eol = "\r\n"
-		}
-		for _, e := range maskEncodings {
-			checkMasked(t, e, secret, pre, post, int(width%100), eol)
 		}
 	})
 }

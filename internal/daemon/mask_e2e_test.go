@@ -3,6 +3,7 @@ package daemon
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"github.com/agentkeys/agentkeys/internal/mask/masktest"
 	"os/exec"
 	"strings"
 	"testing"
@@ -53,13 +54,13 @@ func TestRunWithCredentialMasksToolOutput(t *testing.T) {
 		}
 		out := rr.Stdout + rr.Stderr
 		s := []byte(secret)
-		for _, e := range maskEncodings {
-			if e.leaked(out, nil, s, nil) {
-				t.Fatalf("%s: %s form of the secret survives:\n%s", c, e.name, out)
+		for _, e := range masktest.Encodings {
+			if e.Leaked(out, nil, s, nil) {
+				t.Fatalf("%s: %s form of the secret survives:\n%s", c, e.Name, out)
 			}
 		}
 		for _, pre := range []string{"user:", "x"} {
-			if p := pureBase64(base64.StdEncoding, []byte(pre), s, nil); strings.Contains(dropEOL(out), p) {
+			if p := masktest.PureBase64(base64.StdEncoding, []byte(pre), s, nil); strings.Contains(masktest.DropEOL(out), p) {
 				t.Fatalf("%s: base64 after %q survives:\n%s", c, pre, out)
 			}
 		}
