@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -15,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/mask"
 )
 
 // envOverride is one --env NAME=SERVICE.
@@ -68,6 +70,7 @@ var strippedEnv = []string{EnvAuthToken}
 
 func (a *App) newRunCmd() *cobra.Command {
 	var envSpecs []string
+	var noMasking bool
 	cmd := &cobra.Command{
 		Use:   "run <agent> [--env NAME=SERVICE]... -- <command> [args...]",
 		Short: "Run a command with an agent's credentials in its environment",
@@ -79,7 +82,18 @@ runs. Values never appear on any command line.
 
 The exit status is the command's (128+N if it died of signal N, 127 if it
 was not found). SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to
-agentkeys are forwarded to the command.`,
+agentkeys are forwarded to the command.
+
+Masking is on by default: the command's stdout and stderr go through pipes
+and every form of an injected credential in them (verbatim, base64
+standard or URL-safe, hex, percent-encoded, also wrapped over lines) is
+replaced by ****, as it streams (a partial line is shown after 50 ms of
+silence). Masking is a guard against accidents, not against a command
+that wants to leak: a transformed secret (reversed, split, compressed,
+encrypted) gets through. Because the command's output is a pipe, not the
+terminal, programs that need a TTY (editors, pagers, interactive shells)
+should be run with --no-masking, which gives the command the CLI's own
+stdout and stderr.`,
 		Args:              cobra.ArbitraryArgs,
 		ValidArgsFunction: a.completeAgents,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -100,16 +114,18 @@ agentkeys are forwarded to the command.`,
 				}
 				overrides = append(overrides, o)
 			}
-			return a.runWithCredentials(cmd.Context(), args[0], overrides, args[1:])
+			return a.runWithCredentials(cmd.Context(), args[0], overrides, args[1:], !noMasking)
 		},
 	}
 	cmd.Flags().StringArrayVar(&envSpecs, "env", nil, "also set NAME to SERVICE's credential (repeatable)")
+	cmd.Flags().BoolVar(&noMasking, "no-masking", false, "do not mask credentials in the command's output (and give it the terminal)")
 	return cmd
 }
 
 // credentialEnv reads what `run` injects: one ListCredentials and one
 // GetScope (in parallel), then one read per service (in parallel).
-func (a *App) credentialEnv(ctx context.Context, m *Master, agent agentkeys.Wallet, overrides []envOverride) ([]string, error) {
+// It also returns the injected values, for masking (the caller clears them).
+func (a *App) credentialEnv(ctx context.Context, m *Master, agent agentkeys.Wallet, overrides []envOverride) ([]string, [][]byte, error) {
 	var (
 		wg                sync.WaitGroup
 		held              []string
@@ -127,7 +143,7 @@ func (a *App) credentialEnv(ctx context.Context, m *Master, agent agentkeys.Wall
 	}()
 	wg.Wait()
 	if err := errors.Join(listErr, scopeErr); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if scope != nil {
 		sort.Strings(scope.Services)
@@ -139,7 +155,7 @@ func (a *App) credentialEnv(ctx context.Context, m *Master, agent agentkeys.Wall
 	}
 	for _, o := range overrides {
 		if !scope.Allows(o.Service) {
-			return nil, fmt.Errorf("--env %s=%s: service %s is outside the agent's scope (%s)", o.Name, o.Service, o.Service, describeScope(scope))
+			return nil, nil, fmt.Errorf("--env %s=%s: service %s is outside the agent's scope (%s)", o.Name, o.Service, o.Service, describeScope(scope))
 		}
 		need[o.Service] = true
 	}
@@ -167,13 +183,11 @@ func (a *App) credentialEnv(ctx context.Context, m *Master, agent agentkeys.Wall
 		}()
 	}
 	wg.Wait()
-	defer func() {
+	if err := errors.Join(errs...); err != nil {
 		for _, v := range values {
 			clear(v)
 		}
-	}()
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	byService := map[string]string{}
 	for i, s := range services {
@@ -211,25 +225,41 @@ func (a *App) credentialEnv(ctx context.Context, m *Master, agent agentkeys.Wall
 		env = append(env, n+"="+set[n])
 	}
 	a.notef("injecting %s", displayList(names))
-	return env, nil
+	return env, values, nil
 }
 
-func (a *App) runWithCredentials(ctx context.Context, agentArg string, overrides []envOverride, argv []string) error {
+func (a *App) runWithCredentials(ctx context.Context, agentArg string, overrides []envOverride, argv []string, masking bool) error {
 	ctx = cmdContext(ctx)
 	m, ref, err := a.withAgent(agentArg)
 	if err != nil {
 		return err
 	}
-	env, err := a.credentialEnv(ctx, m, ref.Wallet, overrides)
+	env, secrets, err := a.credentialEnv(ctx, m, ref.Wallet, overrides)
 	if err != nil {
 		return err
 	}
-	return a.execChild(argv, env)
+	defer func() {
+		for _, v := range secrets {
+			clear(v)
+		}
+	}()
+	if !masking {
+		return a.execChild(argv, env, a.Out, a.Err)
+	}
+	stdout := mask.NewWriter(a.Out, secrets, mask.DefaultIdle)
+	stderr := mask.NewWriter(a.Err, secrets, mask.DefaultIdle)
+	err = a.execChild(argv, env, stdout, stderr)
+	stdout.Close()
+	stderr.Close()
+	return err
 }
 
 // execChild runs argv with env, forwarding signals, and turns its end into
 // the CLI's exit status.
-func (a *App) execChild(argv, env []string) error {
+// stdout and stderr are the CLI's own (the child inherits them) or masking
+// Writers (the child writes to pipes that exec copies into them; Wait
+// returns once the pipes are drained).
+func (a *App) execChild(argv, env []string, stdout, stderr io.Writer) error {
 	path, err := exec.LookPath(argv[0])
 	if err != nil {
 		code := 127
@@ -238,7 +268,7 @@ func (a *App) execChild(argv, env []string) error {
 		}
 		return &ExitError{Code: 126, Err: fmt.Errorf("%s: %v", argv[0], errors.Unwrap(err))}
 	}
-	c := &exec.Cmd{Path: path, Args: argv, Env: env, Stdout: a.Out, Stderr: a.Err}
+	c := &exec.Cmd{Path: path, Args: argv, Env: env, Stdout: stdout, Stderr: stderr}
 	if a.In != nil {
 		c.Stdin = a.In
 	}

@@ -341,7 +341,7 @@ func TestRunEnvironment(t *testing.T) {
 	w.mustIn(gh, "store", "bot", "github") // held, but outside the agent's scope
 
 	env := w.env("AGENTKEYS_AUTH_TOKEN=" + id)
-	r := w.exec(nil, env, "run", "bot", "--", "env", "-0")
+	r := w.exec(nil, env, "run", "bot", "--no-masking", "--", "env", "-0")
 	expectCode(t, r, 0, "run env")
 	got := parseEnv(r.stdout)
 	if got["OPENROUTER_API_KEY"] != or || got["BRAVE_SEARCH_API_KEY"] != bs {
@@ -358,7 +358,7 @@ func TestRunEnvironment(t *testing.T) {
 	}
 
 	// --env adds a name and overrides an automatic one.
-	r = w.must("run", "bot", "--env", "MY_KEY=openrouter", "--env", "OPENROUTER_API_KEY=brave-search", "--", "env", "-0")
+	r = w.must("run", "bot", "--no-masking", "--env", "MY_KEY=openrouter", "--env", "OPENROUTER_API_KEY=brave-search", "--", "env", "-0")
 	got = parseEnv(r.stdout)
 	if got["MY_KEY"] != or || got["OPENROUTER_API_KEY"] != bs || got["BRAVE_SEARCH_API_KEY"] != bs {
 		t.Fatal("--env did not add/override as documented")
@@ -496,7 +496,7 @@ func TestRunSecretNotInArgv(t *testing.T) {
 	// The child prints its own argv, its parent's (the CLI's) argv and its
 	// own environment, NUL-separated sections.
 	script := `cat /proc/$$/cmdline; printf '\n--SEP--\n'; cat /proc/$PPID/cmdline; printf '\n--SEP--\n'; cat /proc/$$/environ`
-	r := w.must("--verbose", "run", "bot", "--", "sh", "-c", script)
+	r := w.must("--verbose", "run", "bot", "--no-masking", "--", "sh", "-c", script)
 	parts := strings.Split(r.stdout, "\n--SEP--\n")
 	if len(parts) != 3 {
 		t.Fatalf("unexpected output: %q", r.stdout)
