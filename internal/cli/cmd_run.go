@@ -71,6 +71,7 @@ var strippedEnv = []string{EnvAuthToken}
 func (a *App) newRunCmd() *cobra.Command {
 	var envSpecs []string
 	var noMasking bool
+	var aws awsRunOptions
 	cmd := &cobra.Command{
 		Use:   "run <agent> [--env NAME=SERVICE]... -- <command> [args...]",
 		Short: "Run a command with an agent's credentials in its environment",
@@ -93,7 +94,18 @@ that wants to leak: a transformed secret (reversed, split, compressed,
 encrypted) gets through. Because the command's output is a pipe, not the
 terminal, programs that need a TTY (editors, pagers, interactive shells)
 should be run with --no-masking, which gives the command the CLI's own
-stdout and stderr.`,
+stdout and stderr.
+
+AWS: when the agent's scope includes "aws", run also asks the broker for
+temporary AWS credentials for the agent's wallet (tagged with it and with
+agentkeys_access read or write, lifetime capped to the agent's session) and
+sets AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION
+and AWS_DEFAULT_REGION, as AWS SDKs and the aws CLI expect. The broker is
+sent only a short-lived broker token derived from the agent's own session,
+read from --session-file (written by agent create --session-out): the
+master's session is never used for the agent's AWS identity. The region is
+--region, else AWS_REGION or AWS_DEFAULT_REGION. Without a session file, a
+broker or a region, run refuses; --no-aws skips the AWS credentials.`,
 		Args:              cobra.ArbitraryArgs,
 		ValidArgsFunction: a.completeAgents,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -114,10 +126,13 @@ stdout and stderr.`,
 				}
 				overrides = append(overrides, o)
 			}
-			return a.runWithCredentials(cmd.Context(), args[0], overrides, args[1:], !noMasking)
+			return a.runWithCredentials(cmd.Context(), args[0], overrides, args[1:], !noMasking, aws)
 		},
 	}
 	cmd.Flags().StringArrayVar(&envSpecs, "env", nil, "also set NAME to SERVICE's credential (repeatable)")
+	cmd.Flags().StringVar(&aws.SessionFile, "session-file", "", "the agent's session file (agent create --session-out), for its AWS credentials")
+	cmd.Flags().StringVar(&aws.Region, "region", "", "AWS region for AWS_REGION and AWS_DEFAULT_REGION (default: AWS_REGION, AWS_DEFAULT_REGION)")
+	cmd.Flags().BoolVar(&aws.Skip, "no-aws", false, "do not mint AWS credentials even if the agent's scope includes aws")
 	cmd.Flags().BoolVar(&noMasking, "no-masking", false, "do not mask credentials in the command's output (and give it the terminal)")
 	return cmd
 }
@@ -125,7 +140,7 @@ stdout and stderr.`,
 // credentialEnv reads what `run` injects: one ListCredentials and one
 // GetScope (in parallel), then one read per service (in parallel).
 // It also returns the injected values, for masking (the caller clears them).
-func (a *App) credentialEnv(ctx context.Context, m *Master, agent agentkeys.Wallet, overrides []envOverride) ([]string, [][]byte, error) {
+func (a *App) credentialEnv(ctx context.Context, m *Master, agent agentkeys.Wallet, overrides []envOverride, aws awsRunOptions) ([]string, [][]byte, error) {
 	var (
 		wg                sync.WaitGroup
 		held              []string
@@ -147,6 +162,14 @@ func (a *App) credentialEnv(ctx context.Context, m *Master, agent agentkeys.Wall
 	}
 	if scope != nil {
 		sort.Strings(scope.Services)
+	}
+	var awsEnv []string
+	var awsSecrets [][]byte
+	if scope != nil && scope.Allows(awsService) && !aws.Skip {
+		var err error
+		if awsEnv, awsSecrets, err = a.awsRunEnv(ctx, agent, aws); err != nil {
+			return nil, nil, err
+		}
 	}
 	auto := scope.Filter(held)
 	need := map[string]bool{}
@@ -207,6 +230,11 @@ func (a *App) credentialEnv(ctx context.Context, m *Master, agent agentkeys.Wall
 	for _, o := range overrides {
 		add(o.Name, byService[o.Service])
 	}
+	for _, kv := range awsEnv {
+		k, v, _ := strings.Cut(kv, "=")
+		add(k, v)
+	}
+	values = append(values, awsSecrets...)
 	drop := map[string]bool{}
 	for _, n := range strippedEnv {
 		drop[n] = true
@@ -228,13 +256,13 @@ func (a *App) credentialEnv(ctx context.Context, m *Master, agent agentkeys.Wall
 	return env, values, nil
 }
 
-func (a *App) runWithCredentials(ctx context.Context, agentArg string, overrides []envOverride, argv []string, masking bool) error {
+func (a *App) runWithCredentials(ctx context.Context, agentArg string, overrides []envOverride, argv []string, masking bool, aws awsRunOptions) error {
 	ctx = cmdContext(ctx)
 	m, ref, err := a.withAgent(agentArg)
 	if err != nil {
 		return err
 	}
-	env, secrets, err := a.credentialEnv(ctx, m, ref.Wallet, overrides)
+	env, secrets, err := a.credentialEnv(ctx, m, ref.Wallet, overrides, aws)
 	if err != nil {
 		return err
 	}

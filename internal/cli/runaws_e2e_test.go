@@ -1,0 +1,87 @@
+package cli
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/agentkeys/agentkeys/internal/sts/ststest"
+)
+
+// TestRunInjectsAgentAWSCredentials: for an agent whose scope includes
+// aws, run (the real binary, against a dev stack whose broker uses a fake
+// STS) gives the child the five AWS variables, minted for the agent's
+// wallet (its tag and agentkeys_access reached STS), masked in the output;
+// without a session file it refuses and runs nothing; --no-aws skips.
+func TestRunInjectsAgentAWSCredentials(t *testing.T) {
+	fake := ststest.New()
+	t.Cleanup(fake.Close)
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIADEVBROKER0000000")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "dev-broker-secret-"+randHex(8))
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	dev, err := StartDev(context.Background(), DevOptions{STSEndpoint: fake.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dev.Stop(context.Background()) })
+	w := &world{t: t, url: dev.Backend.URL(), home: t.TempDir()}
+	w.cfg = filepath.Join(w.home, ".config")
+	w.initMaster()
+	sf := filepath.Join(w.home, "bot.session")
+	agent := w.createAgent("bot", "--services", "aws,openrouter", "--read-only", "--session-out", sf)
+	other := filepath.Join(w.home, "other.session")
+	w.createAgent("other", "--services", "aws", "--session-out", other)
+
+	env := w.env("AGENTKEYS_BROKER_URL="+dev.Broker.URL(), "AWS_REGION=", "AWS_DEFAULT_REGION=")
+	script := `for v in AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN AWS_REGION AWS_DEFAULT_REGION; do eval "x=\$$v"; test -n "$x" || { echo "missing $v"; exit 3; }; done
+echo "region=$AWS_REGION/$AWS_DEFAULT_REGION id=$AWS_ACCESS_KEY_ID"; echo "secret=$AWS_SECRET_ACCESS_KEY token=$AWS_SESSION_TOKEN"`
+	r := w.exec(nil, env, "run", "bot", "--session-file", sf, "--region", "eu-west-3", "--", "sh", "-c", script)
+	expectCode(t, r, 0, "run with aws")
+	issued := fake.Issued()
+	calls := fake.Calls()
+	if len(issued) != 1 || len(calls) != 1 {
+		t.Fatalf("STS issued %d credentials in %d calls", len(issued), len(calls))
+	}
+	if c := calls[0]; c.Tags["agentkeys_user_wallet"] != agent || c.Tags["agentkeys_access"] != "read" {
+		t.Fatalf("STS saw tags %v, want the agent %s with read access", c.Tags, agent)
+	}
+	if !strings.Contains(r.stdout, "region=eu-west-3/eu-west-3 id="+issued[0].AccessKeyID) {
+		t.Fatalf("child env: %s", r)
+	}
+	if strings.Contains(r.stdout+r.stderr, issued[0].SecretAccessKey) || strings.Contains(r.stdout+r.stderr, issued[0].SessionToken) ||
+		!strings.Contains(r.stdout, "secret=**** token=****") {
+		t.Fatalf("AWS secrets not masked: %s", r)
+	}
+
+	// Refusals: nothing runs, nothing is minted.
+	marker := filepath.Join(w.home, "ran")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--region", "eu-west-3"}, "--session-file"},
+		{[]string{"--session-file", sf}, "region"},
+		{[]string{"--session-file", other, "--region", "eu-west-3"}, "not of the agent"},
+	} {
+		args := append(append([]string{"run", "bot"}, tc.args...), "--", "touch", marker)
+		r := w.exec(nil, env, args...)
+		expectCode(t, r, 1, args...)
+		if !strings.Contains(r.stderr, tc.want) {
+			t.Fatalf("%v: message %s", tc.args, r)
+		}
+	}
+	noBroker := w.env("AWS_REGION=eu-west-3")
+	if r := w.exec(nil, noBroker, "run", "bot", "--session-file", sf, "--", "touch", marker); r.code == 0 || !strings.Contains(r.stderr, "--no-aws") {
+		t.Fatalf("no broker: %s", r)
+	}
+	if len(fake.Issued()) != 1 {
+		t.Fatal("a refused run minted credentials")
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("a refused run ran its command")
+	}
+	r = w.exec(nil, noBroker, "run", "bot", "--no-aws", "--", "sh", "-c", `test -z "$AWS_SESSION_TOKEN"`)
+	expectCode(t, r, 0, "run --no-aws")
+}
