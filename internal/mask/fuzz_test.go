@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 )
 
 // FuzzMaskSecret: whatever a command prints, the masked output never
@@ -45,6 +46,35 @@ func FuzzMaskEncodings(f *testing.F) {
 		}
 		for _, e := range maskEncodings {
 			checkMasked(t, e, secret, pre, post, int(width%100), eol)
+		}
+	})
+}
+
+// FuzzWriter: whatever a child prints, in whatever pieces, the streaming
+// Writer's output never contains the secret, and its output equals the
+// input when nothing was masked.
+func FuzzWriter(f *testing.F) {
+	f.Add([]byte("sk-secret-value-1234"), []byte("before sk-secret-value-1234 after"), []byte{3, 9, 1})
+	f.Add([]byte("abcdefgh"), []byte("YWJjZGVm\nZ2g=\n"), []byte{5})
+	f.Fuzz(func(t *testing.T, secret, out, cuts []byte) {
+		if len(secret) < 4 || len(secret) > 128 || len(out) > 4096 || bytes.ContainsRune(secret, '*') {
+			return
+		}
+		var got bytes.Buffer
+		w := NewWriter(&got, [][]byte{secret}, time.Hour)
+		rest := out
+		for _, c := range cuts {
+			n := min(int(c), len(rest))
+			w.Write(rest[:n])
+			rest = rest[n:]
+		}
+		w.Write(rest)
+		w.Close()
+		if bytes.Contains(got.Bytes(), secret) {
+			t.Fatalf("secret %q survives in %q", secret, got.Bytes())
+		}
+		if !bytes.Contains(got.Bytes(), []byte(Mask)) && !bytes.Equal(got.Bytes(), out) {
+			t.Fatalf("unmasked output changed: %q -> %q", out, got.Bytes())
 		}
 	})
 }

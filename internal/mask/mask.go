@@ -131,13 +131,38 @@ func (v view) joined() view {
 		v.owned = false
 		return v
 	}
-	w := view{b: make([]byte, 0, len(v.b)), start: make([]int32, 0, len(v.b)), end: make([]int32, 0, len(v.b)), owned: true}
-	for i, c := range v.b {
-		if c == '\n' || c == '\r' {
-			continue
+	w := view{b: make([]byte, len(v.b)), start: make([]int32, len(v.b)), end: make([]int32, len(v.b)), owned: true}
+	n := 0
+	if v.start == nil {
+		// Fast path for the output itself: copy each line at once.
+		rest := v.b
+		off := 0
+		for len(rest) > 0 {
+			k := bytes.IndexAny(rest, "\r\n")
+			if k < 0 {
+				k = len(rest)
+			}
+			copy(w.b[n:], rest[:k])
+			for j := range k {
+				w.start[n+j] = int32(off + j)
+				w.end[n+j] = int32(off + j + 1)
+			}
+			n += k
+			if k < len(rest) {
+				k++
+			}
+			rest, off = rest[k:], off+k
 		}
-		w.b, w.start, w.end = append(w.b, c), append(w.start, v.s(i)), append(w.end, v.e(i))
+	} else {
+		for i, c := range v.b {
+			if c == '\n' || c == '\r' {
+				continue
+			}
+			w.b[n], w.start[n], w.end[n] = c, v.s(i), v.e(i)
+			n++
+		}
 	}
+	w.b, w.start, w.end = w.b[:n], w.start[:n], w.end[:n]
 	return w
 }
 
