@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -94,7 +95,8 @@ that wants to leak: a transformed secret (reversed, split, compressed,
 encrypted) gets through. Because the command's output is a pipe, not the
 terminal, programs that need a TTY (editors, pagers, interactive shells)
 should be run with --no-masking, which gives the command the CLI's own
-stdout and stderr.
+stdout and stderr. With masking, output that processes the command left
+running write more than 2 s after it exits is cut off.
 
 AWS: when the agent's scope includes "aws", run also asks the broker for
 temporary AWS credentials for the agent's wallet (tagged with it and with
@@ -282,6 +284,10 @@ func (a *App) runWithCredentials(ctx context.Context, agentArg string, overrides
 	return err
 }
 
+// maskedWaitDelay is how long run, masking, still copies output after the
+// command exits, from processes it left running with its stdout or stderr.
+const maskedWaitDelay = 2 * time.Second
+
 // execChild runs argv with env, forwarding signals, and turns its end into
 // the CLI's exit status.
 // stdout and stderr are the CLI's own (the child inherits them) or masking
@@ -299,6 +305,12 @@ func (a *App) execChild(argv, env []string, stdout, stderr io.Writer) error {
 	c := &exec.Cmd{Path: path, Args: argv, Env: env, Stdout: stdout, Stderr: stderr}
 	if a.In != nil {
 		c.Stdin = a.In
+	}
+	if _, inherited := stdout.(*os.File); !inherited {
+		// Output goes through pipes: a background process the command
+		// left holding them must not keep run waiting after the command
+		// exits (its later output is cut off).
+		c.WaitDelay = maskedWaitDelay
 	}
 	// Catch the signals before the child exists, so none is lost between
 	// Start and the forwarding loop.

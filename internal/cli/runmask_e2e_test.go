@@ -81,3 +81,19 @@ func TestRunMaskingFlushesPartialLine(t *testing.T) {
 		t.Fatalf("rest %q", line)
 	}
 }
+
+// TestRunMaskingDoesNotWaitForBackgroundProcesses: a command that leaves a
+// process holding its stdout does not keep a masking run waiting for it.
+func TestRunMaskingDoesNotWaitForBackgroundProcesses(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.initMaster()
+	w.createAgent("bot", "--services", "openrouter")
+	w.mustIn(newSecret(), "store", "bot", "openrouter")
+	start := time.Now()
+	r := w.ak("run", "bot", "--", "sh", "-c", "sleep 60 & echo started; exit 5")
+	expectCode(t, r, 5, "run with a background process")
+	if d := time.Since(start); d > 30*time.Second || !strings.Contains(r.stdout, "started") {
+		t.Fatalf("run took %v; output %s", d, r)
+	}
+}
