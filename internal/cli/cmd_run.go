@@ -107,7 +107,14 @@ sent only a short-lived broker token derived from the agent's own session,
 read from --session-file (written by agent create --session-out): the
 master's session is never used for the agent's AWS identity. The region is
 --region, else AWS_REGION or AWS_DEFAULT_REGION. Without a session file, a
-broker or a region, run refuses; --no-aws skips the AWS credentials.`,
+broker or a region, run refuses; --no-aws skips the AWS credentials.
+
+--aws-server serves the credentials instead from an endpoint on 127.0.0.1
+for the command's lifetime, the way ECS does (AWS_CONTAINER_CREDENTIALS_FULL_URI
+and AWS_CONTAINER_AUTHORIZATION_TOKEN, a random token every request must
+carry): SDKs fetch them there and get fresh ones, minted shortly before the
+old ones expire, as long as the agent's session lives. Only the first
+credentials and the token are masked in the output.`,
 		Args:              cobra.ArbitraryArgs,
 		ValidArgsFunction: a.completeAgents,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -134,6 +141,7 @@ broker or a region, run refuses; --no-aws skips the AWS credentials.`,
 	cmd.Flags().StringArrayVar(&envSpecs, "env", nil, "also set NAME to SERVICE's credential (repeatable)")
 	cmd.Flags().StringVar(&aws.SessionFile, "session-file", "", "the agent's session file (agent create --session-out), for its AWS credentials")
 	cmd.Flags().StringVar(&aws.Region, "region", "", "AWS region for AWS_REGION and AWS_DEFAULT_REGION (default: AWS_REGION, AWS_DEFAULT_REGION)")
+	cmd.Flags().BoolVar(&aws.Server, "aws-server", false, "serve the AWS credentials from a loopback endpoint that refreshes them (AWS_CONTAINER_CREDENTIALS_FULL_URI) instead of static variables")
 	cmd.Flags().BoolVar(&aws.Skip, "no-aws", false, "do not mint AWS credentials even if the agent's scope includes aws")
 	cmd.Flags().BoolVar(&noMasking, "no-masking", false, "do not mask credentials in the command's output (and give it the terminal)")
 	return cmd
@@ -142,7 +150,9 @@ broker or a region, run refuses; --no-aws skips the AWS credentials.`,
 // credentialEnv reads what `run` injects: one ListCredentials and one
 // GetScope (in parallel), then one read per service (in parallel).
 // It also returns the injected values, for masking (the caller clears them).
-func (a *App) credentialEnv(ctx context.Context, m *Master, agent agentkeys.Wallet, overrides []envOverride, aws awsRunOptions) ([]string, [][]byte, error) {
+// stop ends what the environment depends on (the AWS endpoint); it is
+// non-nil when err is nil.
+func (a *App) credentialEnv(ctx context.Context, m *Master, agent agentkeys.Wallet, overrides []envOverride, aws awsRunOptions) (_ []string, _ [][]byte, stop func(), err error) {
 	var (
 		wg                sync.WaitGroup
 		held              []string
@@ -160,18 +170,25 @@ func (a *App) credentialEnv(ctx context.Context, m *Master, agent agentkeys.Wall
 	}()
 	wg.Wait()
 	if err := errors.Join(listErr, scopeErr); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if scope != nil {
 		sort.Strings(scope.Services)
 	}
 	var awsEnv []string
 	var awsSecrets [][]byte
+	stop = func() {}
 	if scope != nil && scope.Allows(awsService) && !aws.Skip {
-		var err error
-		if awsEnv, awsSecrets, err = a.awsRunEnv(ctx, agent, aws); err != nil {
-			return nil, nil, err
+		if awsEnv, awsSecrets, stop, err = a.awsRunEnv(ctx, agent, aws); err != nil {
+			return nil, nil, nil, err
 		}
+		defer func() {
+			if err != nil {
+				stop()
+			}
+		}()
+	} else if aws.Server {
+		return nil, nil, nil, usagef("--aws-server: the agent's scope does not include %q", awsService)
 	}
 	auto := scope.Filter(held)
 	need := map[string]bool{}
@@ -180,7 +197,7 @@ func (a *App) credentialEnv(ctx context.Context, m *Master, agent agentkeys.Wall
 	}
 	for _, o := range overrides {
 		if !scope.Allows(o.Service) {
-			return nil, nil, fmt.Errorf("--env %s=%s: service %s is outside the agent's scope (%s)", o.Name, o.Service, o.Service, describeScope(scope))
+			return nil, nil, nil, fmt.Errorf("--env %s=%s: service %s is outside the agent's scope (%s)", o.Name, o.Service, o.Service, describeScope(scope))
 		}
 		need[o.Service] = true
 	}
@@ -212,7 +229,7 @@ func (a *App) credentialEnv(ctx context.Context, m *Master, agent agentkeys.Wall
 		for _, v := range values {
 			clear(v)
 		}
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	byService := map[string]string{}
 	for i, s := range services {
@@ -244,6 +261,11 @@ func (a *App) credentialEnv(ctx context.Context, m *Master, agent agentkeys.Wall
 	for n := range set {
 		drop[n] = true
 	}
+	if awsEnv != nil {
+		for _, n := range awsShadowing {
+			drop[n] = true
+		}
+	}
 	var env []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
@@ -255,7 +277,7 @@ func (a *App) credentialEnv(ctx context.Context, m *Master, agent agentkeys.Wall
 		env = append(env, n+"="+set[n])
 	}
 	a.notef("injecting %s", displayList(names))
-	return env, values, nil
+	return env, values, stop, nil
 }
 
 func (a *App) runWithCredentials(ctx context.Context, agentArg string, overrides []envOverride, argv []string, masking bool, aws awsRunOptions) error {
@@ -264,10 +286,11 @@ func (a *App) runWithCredentials(ctx context.Context, agentArg string, overrides
 	if err != nil {
 		return err
 	}
-	env, secrets, err := a.credentialEnv(ctx, m, ref.Wallet, overrides, aws)
+	env, secrets, stop, err := a.credentialEnv(ctx, m, ref.Wallet, overrides, aws)
 	if err != nil {
 		return err
 	}
+	defer stop()
 	defer func() {
 		for _, v := range secrets {
 			clear(v)

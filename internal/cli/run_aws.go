@@ -7,17 +7,30 @@ import (
 	"os"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/brokerclient"
 	"github.com/agentkeys/agentkeys/internal/keychain"
 )
 
 // awsService is the scope entry that makes `run` inject AWS credentials.
 const awsService = "aws"
 
+// awsShadowing are inherited variables that would make an SDK use other
+// credentials than the agent's (env credentials and profiles come before
+// the container endpoint in the SDKs' chains); run drops them when it
+// injects AWS credentials.
+var awsShadowing = []string{
+	"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE",
+	"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+	"AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+	"AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN",
+}
+
 // awsRunOptions are run's AWS flags.
 type awsRunOptions struct {
 	SessionFile string // the agent's own session (agent create --session-out)
 	Region      string
 	Skip        bool // --no-aws
+	Server      bool // --aws-server
 }
 
 // awsRunEnv mints AWS credentials for the agent's wallet through the
@@ -26,7 +39,10 @@ type awsRunOptions struct {
 // derived from the agent's own session, never from the master's, so the
 // credentials carry the agent's wallet and access, and the master's session
 // never reaches the broker path.
-func (a *App) awsRunEnv(ctx context.Context, agent agentkeys.Wallet, o awsRunOptions) ([]string, [][]byte, error) {
+//
+// With o.Server the command instead gets a loopback credential endpoint
+// (awsServer) that re-mints before expiry; stop ends it.
+func (a *App) awsRunEnv(ctx context.Context, agent agentkeys.Wallet, o awsRunOptions) (env []string, secrets [][]byte, stop func(), err error) {
 	region := o.Region
 	if region == "" {
 		region = os.Getenv("AWS_REGION")
@@ -35,32 +51,48 @@ func (a *App) awsRunEnv(ctx context.Context, agent agentkeys.Wallet, o awsRunOpt
 		region = os.Getenv("AWS_DEFAULT_REGION")
 	}
 	if o.SessionFile == "" {
-		return nil, nil, withHint(fmt.Errorf("the agent's scope includes %q, but run has no session of the agent to mint its AWS credentials with", awsService),
+		return nil, nil, nil, withHint(fmt.Errorf("the agent's scope includes %q, but run has no session of the agent to mint its AWS credentials with", awsService),
 			"pass --session-file with the agent's session (agent create --session-out FILE), or --no-aws to run without AWS credentials")
 	}
 	if region == "" {
-		return nil, nil, withHint(errors.New("the agent's scope includes \"aws\", but no AWS region is set"),
+		return nil, nil, nil, withHint(errors.New("the agent's scope includes \"aws\", but no AWS region is set"),
 			"pass --region, or set AWS_REGION; or --no-aws to run without AWS credentials")
 	}
 	s, err := keychain.ReadSessionFile(o.SessionFile)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--session-file: %w", err)
+		return nil, nil, nil, fmt.Errorf("--session-file: %w", err)
 	}
 	if s.Wallet != agent {
-		return nil, nil, fmt.Errorf("--session-file is the session of %s, not of the agent %s", s.Wallet, agent)
+		return nil, nil, nil, fmt.Errorf("--session-file is the session of %s, not of the agent %s", s.Wallet, agent)
 	}
 	c, err := a.newClient(s.Backend)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	b, err := a.brokerFor(&s, "", c)
 	if err != nil {
-		return nil, nil, withHint(err, "or pass --no-aws to run without AWS credentials")
+		return nil, nil, nil, withHint(err, "or pass --no-aws to run without AWS credentials")
 	}
 	creds, err := b.MintAWS(ctx, s.Token)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	a.notef("minted AWS credentials for %s through the broker (expire %s)", creds.Wallet, creds.Expiration.UTC().Format("15:04:05Z"))
-	return creds.Env(region), [][]byte{[]byte(creds.SecretAccessKey), []byte(creds.SessionToken)}, nil
+	secrets = [][]byte{[]byte(creds.SecretAccessKey), []byte(creds.SessionToken)}
+	if !o.Server {
+		return creds.Env(region), secrets, func() {}, nil
+	}
+	srv, err := startAWSServer(creds, func(ctx context.Context) (brokerclient.AWSCredentials, error) {
+		c, err := b.MintAWS(ctx, s.Token)
+		if err != nil {
+			fmt.Fprintf(a.Err, "agentkeys: AWS credential refresh failed: %v\n", err)
+		}
+		return c, err
+	})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("start the AWS credential endpoint: %w", err)
+	}
+	a.notef("serving AWS credentials at %s", srv.url)
+	env = append(srv.Env(), "AWS_REGION="+region, "AWS_DEFAULT_REGION="+region)
+	return env, append(secrets, []byte(srv.token)), srv.Close, nil
 }

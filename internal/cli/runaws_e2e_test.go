@@ -55,6 +55,20 @@ echo "region=$AWS_REGION/$AWS_DEFAULT_REGION id=$AWS_ACCESS_KEY_ID"; echo "secre
 		t.Fatalf("AWS secrets not masked: %s", r)
 	}
 
+	// --aws-server: the child fetches them from the loopback endpoint, as
+	// SDKs do; inherited static keys do not shadow it.
+	curl := `test -z "$AWS_ACCESS_KEY_ID$AWS_SESSION_TOKEN$AWS_PROFILE" && test "$AWS_REGION" = eu-west-3 &&
+curl -sf -H "Authorization: $AWS_CONTAINER_AUTHORIZATION_TOKEN" "$AWS_CONTAINER_CREDENTIALS_FULL_URI" && echo &&
+curl -s -o /dev/null -w 'no-token=%{http_code}' "$AWS_CONTAINER_CREDENTIALS_FULL_URI"`
+	stale := append(env[:len(env):len(env)], "AWS_ACCESS_KEY_ID=AKIASTALE", "AWS_SESSION_TOKEN=stale", "AWS_PROFILE=other")
+	r = w.exec(nil, stale, "run", "bot", "--no-masking", "--aws-server", "--session-file", sf, "--region", "eu-west-3", "--", "sh", "-c", curl)
+	expectCode(t, r, 0, "run --aws-server")
+	issued = fake.Issued()
+	if len(issued) != 2 || !strings.Contains(r.stdout, `"AccessKeyId":"`+issued[1].AccessKeyID+`"`) ||
+		!strings.Contains(r.stdout, `"Token":"`+issued[1].SessionToken+`"`) || !strings.Contains(r.stdout, "no-token=401") {
+		t.Fatalf("--aws-server: %d issued; %s", len(issued), r)
+	}
+
 	// Refusals: nothing runs, nothing is minted.
 	marker := filepath.Join(w.home, "ran")
 	for _, tc := range []struct {
@@ -76,7 +90,7 @@ echo "region=$AWS_REGION/$AWS_DEFAULT_REGION id=$AWS_ACCESS_KEY_ID"; echo "secre
 	if r := w.exec(nil, noBroker, "run", "bot", "--session-file", sf, "--", "touch", marker); r.code == 0 || !strings.Contains(r.stderr, "--no-aws") {
 		t.Fatalf("no broker: %s", r)
 	}
-	if len(fake.Issued()) != 1 {
+	if len(fake.Issued()) != 2 {
 		t.Fatal("a refused run minted credentials")
 	}
 	if _, err := os.Stat(marker); err == nil {
