@@ -11,8 +11,6 @@ import (
 
 var (
 	wrapAt        = masktest.WrapAt
-	dropEOL       = masktest.DropEOL
-	pureBase64    = masktest.PureBase64
 	maskEncodings = masktest.Encodings
 )
 
