@@ -51,10 +51,10 @@ if grep -rqs -- "$KEY" "$DATA"; then echo "FAIL: the key is stored in plain unde
 echo "    (no file under the dev data directory contains the key in plain)"
 
 step "The agent's command runs with OPENROUTER_API_KEY injected (the key is never in argv)"
-show "agentkeys run research-bot -- sh -c 'test -n \"\$OPENROUTER_API_KEY\"'"
-ak run research-bot -- sh -c 'test -n "$OPENROUTER_API_KEY" && echo "    OPENROUTER_API_KEY is set (${#OPENROUTER_API_KEY} characters)"'
-show "agentkeys run research-bot -- sh -c 'exit 7'   # the child's exit status is the CLI's"
-set +e; ak run research-bot -- sh -c 'exit 7'; rc=$?; set -e
+show "agentkeys run research-bot --no-aws -- sh -c 'test -n \"\$OPENROUTER_API_KEY\"'"
+ak run research-bot --no-aws -- sh -c 'test -n "$OPENROUTER_API_KEY" && echo "    OPENROUTER_API_KEY is set (${#OPENROUTER_API_KEY} characters)"'
+show "agentkeys run research-bot --no-aws -- sh -c 'exit 7'   # the child's exit status is the CLI's"
+set +e; ak run research-bot --no-aws -- sh -c 'exit 7'; rc=$?; set -e
 echo "    exit status: $rc"
 [[ $rc == 7 ]]
 
@@ -63,8 +63,8 @@ show "agentkeys scope get research-bot"
 ak scope get research-bot
 show "printf x | agentkeys store research-bot openai   # the master may store it…"
 printf x | ak store research-bot openai
-show "agentkeys run research-bot --env OPENAI_API_KEY=openai -- true   # …but the agent may not use it"
-if ak run research-bot --env OPENAI_API_KEY=openai -- true; then echo "FAIL: out-of-scope service injected"; exit 1; fi
+show "agentkeys run research-bot --no-aws --env OPENAI_API_KEY=openai -- true   # …but the agent may not use it"
+if ak run research-bot --no-aws --env OPENAI_API_KEY=openai -- true; then echo "FAIL: out-of-scope service injected"; exit 1; fi
 
 step "The provisioner signs the agent up itself (headless Chromium, a local imitation of OpenRouter's site)"
 if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || command -v google-chrome >/dev/null 2>&1; then
@@ -73,8 +73,8 @@ if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null
   echo "    fresh mock inbox, sign-up form, code from the e-mail, new key, verified with GET /api/v1/key, stored sealed"
   show "agentkeys provision openrouter --agent research-bot"
   ak provision openrouter --agent research-bot
-  show "agentkeys run research-bot -- sh -c '…'   # the agent now gets the provisioned key"
-  ak run research-bot -- sh -c 'case "$OPENROUTER_API_KEY" in sk-or-v1-*) echo "    OPENROUTER_API_KEY is the provisioned sk-or-v1-… key";; *) exit 1;; esac'
+  show "agentkeys run research-bot --no-aws -- sh -c '…'   # the agent now gets the provisioned key"
+  ak run research-bot --no-aws -- sh -c 'case "$OPENROUTER_API_KEY" in sk-or-v1-*) echo "    OPENROUTER_API_KEY is the provisioned sk-or-v1-… key";; *) exit 1;; esac'
 else
   echo "FAIL: no Chromium on PATH; run: bash scripts/deps.sh (installs Debian's chromium)"; exit 1
 fi
