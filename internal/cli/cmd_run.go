@@ -106,8 +106,9 @@ and AWS_DEFAULT_REGION, as AWS SDKs and the aws CLI expect. The broker is
 sent only a short-lived broker token derived from the agent's own session,
 read from --session-file (written by agent create --session-out): the
 master's session is never used for the agent's AWS identity. The region is
---region, else AWS_REGION or AWS_DEFAULT_REGION. Without a session file, a
-broker or a region, run refuses; --no-aws skips the AWS credentials.
+--region, else AWS_REGION or AWS_DEFAULT_REGION. Without --session-file run
+warns and runs the command without AWS credentials (as before); with one but
+no broker or no region it refuses. --no-aws skips the AWS credentials.
 
 --aws-server serves the credentials instead from an endpoint on 127.0.0.1
 for the command's lifetime, the way ECS does (AWS_CONTAINER_CREDENTIALS_FULL_URI

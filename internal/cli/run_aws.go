@@ -51,8 +51,15 @@ func (a *App) awsRunEnv(ctx context.Context, agent agentkeys.Wallet, o awsRunOpt
 		region = os.Getenv("AWS_DEFAULT_REGION")
 	}
 	if o.SessionFile == "" {
-		return nil, nil, nil, withHint(fmt.Errorf("the agent's scope includes %q, but run has no session of the agent to mint its AWS credentials with", awsService),
-			"pass --session-file with the agent's session (agent create --session-out FILE), or --no-aws to run without AWS credentials")
+		// `run <agent> -- cmd` keeps working as it always did: without the
+		// agent's own session there is nothing to mint AWS credentials
+		// with, so say how to get them and run without.
+		if !o.Server {
+			fmt.Fprintf(a.Err, "agentkeys: warning: the agent's scope includes %q but no AWS credentials are injected: pass --session-file with the agent's session (agent create --session-out FILE) to get them, or --no-aws to silence this\n", awsService)
+			return nil, nil, func() {}, nil
+		}
+		return nil, nil, nil, withHint(fmt.Errorf("--aws-server needs a session of the agent to mint its AWS credentials with"),
+			"pass --session-file with the agent's session (agent create --session-out FILE)")
 	}
 	if region == "" {
 		return nil, nil, nil, withHint(errors.New("the agent's scope includes \"aws\", but no AWS region is set"),

@@ -75,7 +75,7 @@ curl -s -o /dev/null -w 'no-token=%{http_code}' "$AWS_CONTAINER_CREDENTIALS_FULL
 		args []string
 		want string
 	}{
-		{[]string{"--region", "eu-west-3"}, "--session-file"},
+		{[]string{"--region", "eu-west-3", "--aws-server"}, "--session-file"},
 		{[]string{"--session-file", sf}, "region"},
 		{[]string{"--session-file", other, "--region", "eu-west-3"}, "not of the agent"},
 	} {
@@ -95,6 +95,13 @@ curl -s -o /dev/null -w 'no-token=%{http_code}' "$AWS_CONTAINER_CREDENTIALS_FULL
 	}
 	if _, err := os.Stat(marker); err == nil {
 		t.Fatal("a refused run ran its command")
+	}
+	// Without the agent's session, run warns and runs without AWS
+	// credentials, as `run <agent> -- cmd` always did.
+	r = w.exec(nil, env, "run", "bot", "--region", "eu-west-3", "--", "sh", "-c", `test -z "$AWS_SESSION_TOKEN"`)
+	expectCode(t, r, 0, "run without --session-file")
+	if !strings.Contains(r.stderr, "--session-file") || len(fake.Issued()) != 2 {
+		t.Fatalf("run without the agent's session: want a warning naming --session-file and no mint: %s", r)
 	}
 	r = w.exec(nil, noBroker, "run", "bot", "--no-aws", "--", "sh", "-c", `test -z "$AWS_SESSION_TOKEN"`)
 	expectCode(t, r, 0, "run --no-aws")
