@@ -120,10 +120,17 @@ func (e *Error) Is(target error) bool {
 // TransportError is a failure to reach the backend or to read its answer.
 type TransportError struct {
 	Op  string
+	URL string // the backend's base URL ("" if unknown)
 	Err error
 }
 
-func (e *TransportError) Error() string { return e.Op + ": backend unreachable: " + e.Err.Error() }
+func (e *TransportError) Error() string {
+	who := "backend"
+	if e.URL != "" {
+		who = "backend " + e.URL
+	}
+	return e.Op + ": " + who + " unreachable: " + e.Err.Error()
+}
 func (e *TransportError) Unwrap() error { return e.Err }
 
 // do sends a request and decodes a 200 answer into out.
@@ -157,12 +164,12 @@ func (c *Client) do(ctx context.Context, op, method, path string, query url.Valu
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return &TransportError{Op: op, Err: unwrapURLError(err)}
+		return &TransportError{Op: op, URL: c.origin(), Err: unwrapURLError(err)}
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if err != nil {
-		return &TransportError{Op: op, Err: unwrapURLError(err)}
+		return &TransportError{Op: op, URL: c.origin(), Err: unwrapURLError(err)}
 	}
 	if resp.StatusCode != http.StatusOK {
 		var env struct {
@@ -182,13 +189,16 @@ func (c *Client) do(ctx context.Context, op, method, path string, query url.Valu
 	return nil
 }
 
+// origin is the backend's scheme and host, for messages.
+func (c *Client) origin() string { return c.base.Scheme + "://" + c.base.Host }
+
 // unwrapURLError drops *url.Error's URL (it can carry query values) and
 // keeps the cause.
 func unwrapURLError(err error) error {
 	var ue *url.Error
 	if errors.As(err, &ue) {
-		if ue.Timeout() {
-			return errors.New("request timed out")
+		if ue.Timeout() || errors.Is(ue.Err, context.DeadlineExceeded) {
+			return errors.New("did not answer in time")
 		}
 		return ue.Err
 	}

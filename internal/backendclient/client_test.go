@@ -54,7 +54,7 @@ func TestTimeoutAndErrorsCarryNoSecrets(t *testing.T) {
 	}
 	err = c.StoreCredential(context.Background(), tok, agentkeys.NewWallet(), "svc", []byte("the-secret-value"))
 	var te *TransportError
-	if !errors.As(err, &te) || !strings.Contains(err.Error(), "timed out") {
+	if !errors.As(err, &te) || !strings.Contains(err.Error(), "did not answer in time") {
 		t.Fatalf("hanging server: %v, want a timeout TransportError", err)
 	}
 	for _, s := range []string{tok.Reveal(), "the-secret-value", "c2VjcmV0"} {
@@ -68,7 +68,7 @@ func TestUnreachable(t *testing.T) {
 	c, _ := New("http://127.0.0.1:1")
 	err := c.Health(context.Background())
 	var te *TransportError
-	if !errors.As(err, &te) || !strings.Contains(err.Error(), "backend unreachable") {
+	if !errors.As(err, &te) || !strings.Contains(err.Error(), "backend http://127.0.0.1:1 unreachable") {
 		t.Fatalf("closed port: %v", err)
 	}
 }

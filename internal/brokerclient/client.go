@@ -83,10 +83,17 @@ func (e *Error) Error() string {
 // TransportError is a failure to reach the broker or to read its answer.
 type TransportError struct {
 	Op  string
+	URL string // the broker's base URL ("" if unknown)
 	Err error
 }
 
-func (e *TransportError) Error() string { return e.Op + ": broker unreachable: " + e.Err.Error() }
+func (e *TransportError) Error() string {
+	who := "broker"
+	if e.URL != "" {
+		who = "broker " + e.URL
+	}
+	return e.Op + ": " + who + " unreachable: " + e.Err.Error()
+}
 func (e *TransportError) Unwrap() error { return e.Err }
 
 // Deriver obtains from the backend that issued session a short-lived token
@@ -261,7 +268,7 @@ func (b *Client) post(ctx context.Context, op, path string, session agentkeys.To
 func (b *Client) postBearer(ctx context.Context, op, path string, tok agentkeys.Token, out any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.base+path, bytes.NewReader(nil))
 	if err != nil {
-		return &TransportError{Op: op, Err: errors.New("build request")}
+		return &TransportError{Op: op, URL: b.base, Err: errors.New("build request")}
 	}
 	req.Header.Set("Authorization", "Bearer "+tok.Reveal())
 	req.Header.Set("Accept", "application/json")
@@ -270,16 +277,16 @@ func (b *Client) postBearer(ctx context.Context, op, path string, tok agentkeys.
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			if ue.Timeout() {
-				return &TransportError{Op: op, Err: errors.New("broker did not answer in time")}
+				return &TransportError{Op: op, URL: b.base, Err: errors.New("did not answer in time")}
 			}
 			err = ue.Err // drop the URL
 		}
-		return &TransportError{Op: op, Err: err}
+		return &TransportError{Op: op, URL: b.base, Err: err}
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return &TransportError{Op: op, Err: errors.New("reading the broker's answer failed")}
+		return &TransportError{Op: op, URL: b.base, Err: errors.New("reading the broker's answer failed")}
 	}
 	defer clear(raw)
 	if resp.StatusCode != http.StatusOK {
@@ -293,7 +300,7 @@ func (b *Client) postBearer(ctx context.Context, op, path string, tok agentkeys.
 		return &Error{Op: op, Status: resp.StatusCode, Kind: env.Error, Message: env.Message}
 	}
 	if err := json.Unmarshal(raw, out); err != nil {
-		return &TransportError{Op: op, Err: errors.New("malformed broker answer")}
+		return &TransportError{Op: op, URL: b.base, Err: errors.New("malformed broker answer")}
 	}
 	return nil
 }

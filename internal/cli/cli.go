@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -40,7 +41,13 @@ const (
 	EnvBrokerURL  = "AGENTKEYS_BROKER_URL"
 	EnvAuthToken  = "AGENTKEYS_AUTH_TOKEN"
 	EnvProfile    = "AGENTKEYS_PROFILE"
+
+	EnvRequestTimeout = "AGENTKEYS_REQUEST_TIMEOUT"
 )
+
+// DefaultRequestTimeout bounds each request to the backend or the broker
+// unless --request-timeout says otherwise.
+const DefaultRequestTimeout = 30 * time.Second
 
 // DefaultBackendURL is where the backend listens by default.
 const DefaultBackendURL = "http://127.0.0.1:8090"
@@ -59,6 +66,13 @@ type App struct {
 	JSON        bool   // --json
 	Profile     string // --profile / AGENTKEYS_PROFILE, default "default"
 	Verbose     bool   // --verbose
+
+	// RequestTimeout bounds each HTTP request (--request-timeout /
+	// AGENTKEYS_REQUEST_TIMEOUT); a server that accepts and never answers
+	// fails the command instead of hanging it.
+	RequestTimeout time.Duration
+
+	flagEnvErr error // bad values of the global flags' variables
 
 	// Seams for tests of the terminal paths.
 	isTerminal   func(fd int) bool
@@ -183,6 +197,12 @@ Exit codes: 0 ok, 1 failure, 2 usage error; 'run' exits with its child's status.
 			return usagef("a command is required")
 		},
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			if a.flagEnvErr != nil {
+				return usagef("%v", a.flagEnvErr)
+			}
+			if a.RequestTimeout <= 0 {
+				return usagef("--request-timeout / %s must be positive, e.g. 30s", EnvRequestTimeout)
+			}
 			if err := keychain.ValidateProfile(a.Profile); err != nil {
 				return usagef("--profile: %v", err)
 			}
@@ -196,7 +216,9 @@ Exit codes: 0 ok, 1 failure, 2 usage error; 'run' exits with its child's status.
 	b.String(&a.BrokerURL, "broker-url", EnvBrokerURL, "", "broker URL; the profile remembers the first one and refuses another (init --broker-url rebinds)")
 	b.Bool(&a.JSON, "json", "", false, "print one JSON document on stdout")
 	b.String(&a.Profile, "profile", EnvProfile, "default", "profile: one master session each")
+	b.Duration(&a.RequestTimeout, "request-timeout", EnvRequestTimeout, DefaultRequestTimeout, "how long to wait for each answer of the backend or the broker")
 	pf.BoolVarP(&a.Verbose, "verbose", "v", false, "print requests (method and path) and notes to stderr")
+	a.flagEnvErr = b.Err()
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err.Error()} })
 
 	root.AddCommand(

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/backendclient"
+	"github.com/agentkeys/agentkeys/internal/brokerclient"
 	"github.com/agentkeys/agentkeys/internal/keychain"
 )
 
@@ -81,12 +82,24 @@ func (a *App) httpClient() *http.Client {
 	if a.Verbose {
 		rt = &verboseTransport{next: rt, w: a.Err}
 	}
-	a.hc = &http.Client{Transport: rt}
+	a.hc = &http.Client{Transport: rt, Timeout: a.requestTimeout()}
 	return a.hc
 }
 
+func (a *App) requestTimeout() time.Duration {
+	if a.RequestTimeout > 0 {
+		return a.RequestTimeout
+	}
+	return DefaultRequestTimeout
+}
+
+// newClient returns a client of the backend at base. Its requests are
+// bounded by --request-timeout through their context, not by the HTTP
+// client, so that a long poll with its own deadline (pairing) still works.
 func (a *App) newClient(base string) (*backendclient.Client, error) {
-	c, err := backendclient.New(base, backendclient.WithHTTPClient(a.httpClient()), backendclient.WithTimeout(15*time.Second))
+	hc := *a.httpClient()
+	hc.Timeout = 0
+	c, err := backendclient.New(base, backendclient.WithHTTPClient(&hc), backendclient.WithTimeout(a.requestTimeout()))
 	if err != nil {
 		return nil, usagef("%v", err)
 	}
@@ -121,7 +134,15 @@ func (a *App) hintFor(err error) string {
 		return h.hint
 	}
 	var te *backendclient.TransportError
+	var bte *brokerclient.TransportError
+	timedOut := strings.Contains(err.Error(), "did not answer in time")
 	switch {
+	case errors.As(err, &bte) && timedOut:
+		return fmt.Sprintf("the broker accepted the connection but sent no answer within %s; check it (its log, `curl %s/healthz`), or raise --request-timeout / %s", a.requestTimeout(), bte.URL, EnvRequestTimeout)
+	case errors.As(err, &bte):
+		return fmt.Sprintf("is the broker running? set it with --broker-url or %s", EnvBrokerURL)
+	case errors.As(err, &te) && timedOut:
+		return fmt.Sprintf("the backend accepted the connection but sent no answer within %s; check it, or raise --request-timeout / %s", a.requestTimeout(), EnvRequestTimeout)
 	case errors.Is(err, backendclient.ErrUnauthorized):
 		return fmt.Sprintf("the session of profile %q is invalid, expired or revoked: run `agentkeys init`", a.Profile)
 	case errors.Is(err, backendclient.ErrDenied):

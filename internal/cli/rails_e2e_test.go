@@ -1,0 +1,96 @@
+package cli
+
+import (
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// hangingListener accepts connections and never answers them.
+func hangingListener(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return "http://" + ln.Addr().String()
+}
+
+// TestRequestTimeoutBroker: a broker that accepts and never answers fails
+// `token oidc` within the request timeout, naming the broker.
+func TestRequestTimeoutBroker(t *testing.T) {
+	w := newWorld(t)
+	w.initMaster()
+	broker := hangingListener(t)
+	for _, tc := range []struct {
+		name string
+		env  []string
+		args []string
+	}{
+		{"flag", nil, []string{"--request-timeout", "1s", "token", "oidc"}},
+		{"env", []string{"AGENTKEYS_REQUEST_TIMEOUT=1"}, []string{"token", "oidc"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			r := w.exec(nil, w.env(append(tc.env, "AGENTKEYS_BROKER_URL="+broker)...), tc.args...)
+			took := time.Since(start)
+			if r.code != 1 || !strings.Contains(r.stderr, broker) || !strings.Contains(r.stderr, "did not answer in time") || !strings.Contains(r.stderr, "--request-timeout") {
+				t.Fatalf("want exit 1 naming the broker and the timeout, got %s", r)
+			}
+			if took > 5*time.Second {
+				t.Fatalf("took %s with a 1s request timeout", took)
+			}
+		})
+	}
+}
+
+// TestRequestTimeoutBackend: the same for a backend that never answers.
+func TestRequestTimeoutBackend(t *testing.T) {
+	w := newWorld(t)
+	backend := hangingListener(t)
+	r := w.exec(nil, append(w.env(), "AGENTKEYS_BACKEND_URL="+backend, "AGENTKEYS_AUTH_TOKEN=x"), "--request-timeout", "1s", "init")
+	if r.code != 1 || !strings.Contains(r.stderr, backend) || !strings.Contains(r.stderr, "did not answer in time") {
+		t.Fatalf("want exit 1 naming the backend, got %s", r)
+	}
+}
+
+// TestRequestTimeoutBadValue: a bad value is a usage error in words.
+func TestRequestTimeoutBadValue(t *testing.T) {
+	w := newWorld(t)
+	for _, tc := range []struct {
+		env  []string
+		args []string
+	}{
+		{nil, []string{"--request-timeout", "soon", "whoami"}},
+		{[]string{"AGENTKEYS_REQUEST_TIMEOUT=soon"}, []string{"whoami"}},
+		{nil, []string{"--request-timeout", "0", "whoami"}},
+	} {
+		r := w.exec(nil, w.env(tc.env...), tc.args...)
+		if r.code != 2 || !strings.Contains(r.stderr, "request-timeout") && !strings.Contains(r.stderr, "AGENTKEYS_REQUEST_TIMEOUT") || strings.Contains(r.stderr, "strconv.") || strings.Contains(r.stderr, "time: ") {
+			t.Fatalf("%v %v: want exit 2 in words, got %s", tc.env, tc.args, r)
+		}
+	}
+}
