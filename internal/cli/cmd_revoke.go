@@ -13,28 +13,57 @@ import (
 )
 
 func (a *App) newRevokeCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "revoke [<agent>]",
-		Short: "Revoke an agent's sessions, or without <agent> this profile's own session",
-		Long: `Without <agent>: revoke this profile's master session (and every agent session
-minted from it) and wipe it locally. With <agent>: revoke every session of
-that agent wallet and its sub-agents; its credentials stay (see teardown).`,
+	var self bool
+	cmd := &cobra.Command{
+		Use:   "revoke [<agent> | --self]",
+		Short: "Revoke an agent's sessions, or with --self this profile's own session",
+		Long: `With <agent>: revoke every session of that agent wallet and its sub-agents;
+its credentials stay (see teardown). With --self: revoke this profile's
+master session (and every agent session minted from it) and wipe it locally.
+
+Without <agent> or --self, revoke asks for confirmation on a terminal and
+refuses elsewhere (exit 2), so one forgotten word cannot log everything out.
+Revoking what is already revoked succeeds and says so.`,
 		Args:              maxArgs(1, "[<agent>]"),
 		ValidArgsFunction: a.completeAgents,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmdContext(cmd.Context())
+			if self && len(args) > 0 {
+				return usagef("revoke takes <agent> or --self, not both")
+			}
+			if len(args) == 0 && !self {
+				if !a.stdinIsTerminal() {
+					return usagef("revoke without <agent> would revoke this profile's own master session and every agent session minted from it; pass --self to do that, or name the agent")
+				}
+				ok, err := a.confirm(fmt.Sprintf("Revoke the master session of profile %q and every agent session minted from it?", a.Profile))
+				if err != nil {
+					return err
+				}
+				if !ok {
+					return errors.New("revoke cancelled")
+				}
+			}
+			type result struct {
+				Revoked         agentkeys.Wallet `json:"revoked"`
+				SessionsRevoked int              `json:"sessions_revoked"`
+				LocalWiped      bool             `json:"local_session_wiped"`
+				Already         bool             `json:"already_revoked"`
+			}
 			m, ref, err := a.withAgent(optionalArg(args))
+			if len(args) == 0 && errors.Is(err, errNoSession) {
+				// Idempotent: nothing left to revoke.
+				if a.JSON {
+					return a.printJSON(map[string]any{"revoked": nil, "sessions_revoked": 0, "local_session_wiped": false, "already_revoked": true})
+				}
+				a.printf("Profile %q has no session: nothing to revoke.\n", a.Profile)
+				return nil
+			}
 			if err != nil {
 				return err
 			}
 			st, err := a.Store()
 			if err != nil {
 				return err
-			}
-			type result struct {
-				Revoked         agentkeys.Wallet `json:"revoked"`
-				SessionsRevoked int              `json:"sessions_revoked"`
-				LocalWiped      bool             `json:"local_session_wiped"`
 			}
 			if len(args) == 0 {
 				n, err := m.Client.RevokeSession(ctx, m.Session.Token, m.Session.Token)
@@ -46,7 +75,7 @@ that agent wallet and its sub-agents; its credentials stay (see teardown).`,
 					return fmt.Errorf("the session was revoked on the backend, but the local copy could not be fully removed: %w", err)
 				}
 				if a.JSON {
-					return a.printJSON(result{m.Session.Wallet, n, true})
+					return a.printJSON(result{m.Session.Wallet, n, true, already})
 				}
 				if already {
 					a.printf("The session of wallet=%s was already invalid. Local session wiped. Run `agentkeys init` to log in again.\n", m.Session.Wallet)
@@ -56,7 +85,10 @@ that agent wallet and its sub-agents; its credentials stay (see teardown).`,
 				return nil
 			}
 			n, err := m.Client.RevokeWallet(ctx, m.Session.Token, ref.Wallet)
-			if err != nil {
+			// The backend answers 404 when the wallet has no active session
+			// left: revoking it again is not a failure.
+			already := errors.Is(err, backendclient.ErrNotFound)
+			if err != nil && !already {
 				return err
 			}
 			own := ref.Wallet == m.Session.Wallet
@@ -66,16 +98,21 @@ that agent wallet and its sub-agents; its credentials stay (see teardown).`,
 				}
 			}
 			if a.JSON {
-				return a.printJSON(result{ref.Wallet, n, own})
+				return a.printJSON(result{ref.Wallet, n, own, already})
 			}
-			if own {
+			switch {
+			case own:
 				a.printf("Revoked agent=%s (was your own session — local state wiped, run `agentkeys init` to log in again).\n", ref.Wallet)
-			} else {
+			case already:
+				a.printf("Agent=%s has no active session: already revoked.\n", ref.Wallet)
+			default:
 				a.printf("Revoked agent=%s (%d session(s)).\n", ref.Wallet, n)
 			}
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&self, "self", false, "revoke this profile's own master session (required without <agent> when stdin is not a terminal)")
+	return cmd
 }
 
 // confirm asks a yes/no question on the terminal; only y or yes accepts.

@@ -94,3 +94,37 @@ func TestRequestTimeoutBadValue(t *testing.T) {
 		}
 	}
 }
+
+// TestRevokeNeedsSelf: bare revoke without a terminal refuses (exit 2,
+// naming --self) and leaves the session alone; --self revokes, and
+// revoking again is not an error.
+func TestRevokeNeedsSelf(t *testing.T) {
+	w := newWorld(t)
+	w.initMaster()
+	r := w.ak("revoke")
+	if r.code != 2 || !strings.Contains(r.stderr, "--self") {
+		t.Fatalf("bare revoke without a tty: want exit 2 naming --self, got %s", r)
+	}
+	w.must("whoami") // the session survived
+	expectCode(t, w.ak("revoke", "--self", "bot"), 2, "revoke --self bot")
+	w.must("revoke", "--self")
+	expectCode(t, w.ak("whoami"), 1, "whoami after revoke --self")
+	if r := w.must("revoke", "--self"); !strings.Contains(r.stdout, "nothing to revoke") {
+		t.Fatalf("second revoke --self: %s", r)
+	}
+}
+
+// TestRevokeAsksOnTerminal: bare revoke on a terminal asks; only yes
+// revokes.
+func TestRevokeAsksOnTerminal(t *testing.T) {
+	w := newWorld(t)
+	w.initMaster()
+	r := w.inProcess("n\n", true, "", "revoke")
+	if r.code != 1 || !strings.Contains(r.stderr, "[y/N]") || !strings.Contains(r.stderr, "cancelled") {
+		t.Fatalf("revoke answered n: %s", r)
+	}
+	w.must("whoami")
+	r = w.inProcess("y\n", true, "", "revoke")
+	expectCode(t, r, 0, "revoke confirmed")
+	expectCode(t, w.ak("whoami"), 1, "whoami after confirmed revoke")
+}
