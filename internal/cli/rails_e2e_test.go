@@ -128,3 +128,21 @@ func TestRevokeAsksOnTerminal(t *testing.T) {
 	expectCode(t, r, 0, "revoke confirmed")
 	expectCode(t, w.ak("whoami"), 1, "whoami after confirmed revoke")
 }
+
+// TestRunRefusesRevokedAgent: once an agent is revoked, run refuses to
+// inject its credentials; another agent still runs.
+func TestRunRefusesRevokedAgent(t *testing.T) {
+	w := newWorld(t)
+	w.initMaster()
+	w.createAgent("bot", "--services", "openrouter")
+	w.createAgent("other", "--services", "openrouter")
+	w.mustIn(newSecret(), "store", "bot", "openrouter")
+	w.mustIn(newSecret(), "store", "other", "openrouter")
+	w.must("run", "bot", "--", "true")
+	w.must("revoke", "bot")
+	r := w.ak("run", "bot", "--", "echo", "ran")
+	if r.code != 1 || !strings.Contains(r.stderr, "revoked") || strings.Contains(r.stdout, "ran") {
+		t.Fatalf("run of a revoked agent: want a clear refusal, got %s", r)
+	}
+	w.must("run", "other", "--", "true")
+}
