@@ -12,6 +12,7 @@
 package cli
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -79,6 +80,7 @@ type App struct {
 	readPassword func(fd int) ([]byte, error)
 
 	store   *keychain.Store
+	stdin   *bufio.Reader // see lines
 	hc      *http.Client
 	entered bool // a command's RunE started: later errors are failures, not usage errors
 }

@@ -78,6 +78,15 @@ hidden prompt. It is never taken from the command line.`,
 			if err != nil {
 				return err
 			}
+			if ref.Wallet != m.Session.Wallet {
+				if scope, err := m.Client.GetScope(cmdContext(cmd.Context()), m.Session.Token, ref.Wallet); err == nil {
+					held, _ := m.Client.ListCredentials(cmdContext(cmd.Context()), m.Session.Token, ref.Wallet)
+					if scope != nil {
+						held = append(held, scope.Services...)
+					}
+					a.warnUnknownServices(args[1:2], scope, held)
+				}
+			}
 			secret, err := a.readSecret(args[1])
 			if err != nil {
 				return err

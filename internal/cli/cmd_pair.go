@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -91,6 +90,24 @@ const masterRecoveryWarning = `
 func masterRecoveryPhrase(w agentkeys.Wallet) string {
 	s := strings.ToLower(string(w))
 	return "recover master " + s[len(s)-6:]
+}
+
+// promptOTP asks on the terminal for the 6-digit OTP, again while what is
+// typed is not 6 digits (three tries).
+func (a *App) promptOTP() (string, error) {
+	for range 3 {
+		fmt.Fprintf(a.Err, "OTP shown by the daemon: ")
+		line, err := a.lines().ReadString('\n')
+		otp := strings.TrimSpace(line)
+		if otpPattern.MatchString(otp) {
+			return otp, nil
+		}
+		if err != nil {
+			break
+		}
+		fmt.Fprintln(a.Err, "The OTP is the 6 digits printed next to the pair code; try again.")
+	}
+	return "", errors.New("the OTP is 6 digits")
 }
 
 // approveAfterConfirm asks "Approve this request?" unless --yes, then
@@ -331,11 +348,8 @@ func (a *App) runApprove(ctx context.Context, in approveInput) error {
 		if !interactive {
 			return withHint(errors.New("no OTP given and stdin is not a terminal"), "pass --otp with the 6 digits the daemon printed")
 		}
-		fmt.Fprintf(a.Err, "OTP shown by the daemon: ")
-		line, _ := bufio.NewReader(a.In).ReadString('\n')
-		in.OTP = strings.TrimSpace(line)
-		if !otpPattern.MatchString(in.OTP) {
-			return errors.New("the OTP is 6 digits")
+		if in.OTP, err = a.promptOTP(); err != nil {
+			return err
 		}
 	}
 	var ap backendclient.Approval
@@ -343,13 +357,26 @@ func (a *App) runApprove(ctx context.Context, in approveInput) error {
 		// --yes does not count here: the phrase must be typed.
 		phrase := masterRecoveryPhrase(p.TargetWallet)
 		fmt.Fprintf(a.Err, "Type %q to hand this master wallet to the new machine: ", phrase)
-		line, _ := bufio.NewReader(a.In).ReadString('\n')
-		if strings.TrimSpace(line) != phrase {
+		if strings.TrimSpace(a.readLine()) != phrase {
 			return errors.New("master recovery not confirmed; nothing was approved")
 		}
-		ap, err = m.Client.ApproveMasterRecovery(ctx, m.Session.Token, in.Code, in.OTP, p.TargetWallet)
-	} else {
-		ap, err = a.approveAfterConfirm(ctx, m, in.Code, in.OTP, in.Yes, interactive)
+	}
+	// On a terminal a wrong OTP is asked again (the backend locks the
+	// request after a few wrong ones); elsewhere it fails at once.
+	for confirmed := false; ; confirmed = true {
+		if masterRecovery {
+			ap, err = m.Client.ApproveMasterRecovery(ctx, m.Session.Token, in.Code, in.OTP, p.TargetWallet)
+		} else {
+			ap, err = a.approveAfterConfirm(ctx, m, in.Code, in.OTP, in.Yes || confirmed, interactive)
+		}
+		var apiErr *backendclient.Error
+		if err == nil || !interactive || !errors.As(err, &apiErr) || apiErr.Status != 403 || !strings.Contains(apiErr.Message, "wrong OTP") {
+			break
+		}
+		fmt.Fprintf(a.Err, "agentkeys: %s\n", apiErr.Message)
+		if in.OTP, err = a.promptOTP(); err != nil {
+			return err
+		}
 	}
 	if err != nil {
 		return pairingError(err)

@@ -115,10 +115,25 @@ Revoking what is already revoked succeeds and says so.`,
 	return cmd
 }
 
+// lines is the one buffered reader of stdin: every prompt reads through
+// it, so that a line typed ahead is not lost between prompts.
+func (a *App) lines() *bufio.Reader {
+	if a.stdin == nil {
+		a.stdin = bufio.NewReader(a.In)
+	}
+	return a.stdin
+}
+
+// readLine reads one line of stdin ("" at its end).
+func (a *App) readLine() string {
+	line, _ := a.lines().ReadString('\n')
+	return line
+}
+
 // confirm asks a yes/no question on the terminal; only y or yes accepts.
 func (a *App) confirm(question string) (bool, error) {
 	fmt.Fprintf(a.Err, "%s [y/N] ", question)
-	line, err := bufio.NewReader(a.In).ReadString('\n')
+	line, err := a.lines().ReadString('\n')
 	if err != nil && line == "" {
 		return false, nil
 	}

@@ -120,11 +120,12 @@ func (a *App) runScopeSet(ctx context.Context, in scopeSetInput) error {
 	if err != nil {
 		return err
 	}
-	var next *agentkeys.Scope
+	var next, cur *agentkeys.Scope
 	if in.Replace {
 		next, err = (&agentkeys.Scope{Services: in.Services, ReadOnly: in.ReadOnly}).Normalize()
 	} else {
-		cur, gerr := m.Client.GetScope(ctx, m.Session.Token, ref.Wallet)
+		var gerr error
+		cur, gerr = m.Client.GetScope(ctx, m.Session.Token, ref.Wallet)
 		if gerr != nil {
 			return gerr
 		}
@@ -140,6 +141,17 @@ func (a *App) runScopeSet(ctx context.Context, in scopeSetInput) error {
 	}
 	if err := m.Client.SetScope(ctx, m.Session.Token, ref.Wallet, *next); err != nil {
 		return err
+	}
+	added := in.Add
+	if in.Replace {
+		added = next.Services
+	}
+	if len(added) > 0 {
+		known, _ := m.Client.ListCredentials(ctx, m.Session.Token, ref.Wallet)
+		if cur != nil {
+			known = append(known, cur.Services...)
+		}
+		a.warnUnknownServices(added, nil, known)
 	}
 	return a.printScope(ref.Wallet, next)
 }

@@ -101,8 +101,9 @@ func TestUsageFollowsCursors(t *testing.T) {
 		NextCursor string `json:"next_cursor"`
 	}
 	oneJSON(t, r.stdout, &p)
-	// session_create, child_create, store, 4 reads.
-	if len(p.Events) != 7 || p.NextCursor != "" {
+	// session_create, child_create, store (with the scope read that checks
+	// the service), 4 reads.
+	if len(p.Events) != 8 || p.NextCursor != "" {
 		t.Fatalf("--all: %d events, cursor %q", len(p.Events), p.NextCursor)
 	}
 	for i := 1; i < len(p.Events); i++ {

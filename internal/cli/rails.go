@@ -7,6 +7,7 @@ import (
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/backendclient"
+	"github.com/agentkeys/agentkeys/internal/provision"
 )
 
 // sessionGrants are the audit actions that give a wallet a new session:
@@ -48,4 +49,80 @@ func (a *App) refuseRevoked(ctx context.Context, m *Master, ref agentRef) error 
 	}
 	return withHint(fmt.Errorf("agent %s was revoked at %s; refusing to run a command with its credentials", ref, since.UTC().Format(time.RFC3339)),
 		"its credentials are still stored: give the work to a new agent (`agentkeys agent create`), or delete them with `agentkeys teardown %s`", ref.Wallet)
+}
+
+// knownServices are the services AgentKeys itself knows: those the
+// provisioner signs up for, and aws (the broker's).
+func knownServices() []string { return append(provision.Services(), "aws") }
+
+// didYouMean returns the candidate closest to name (at most two edits, and
+// fewer than half its length), or "".
+func didYouMean(name string, candidates []string) string {
+	best, bestD := "", 3
+	for _, c := range candidates {
+		if c == name {
+			continue
+		}
+		if d := editDistance(name, c); d < bestD && 2*d < len(name) {
+			best, bestD = c, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// warnUnknownServices prints a warning for each service that is outside
+// scope (nil: unrestricted) or unknown — neither in the service table nor
+// in also (the agent's credentials, its scope) — with a suggestion when a
+// near name exists. It never fails the command.
+func (a *App) warnUnknownServices(services []string, scope *agentkeys.Scope, also []string) {
+	known := map[string]bool{}
+	var candidates []string
+	add := func(xs []string) {
+		for _, x := range xs {
+			if !known[x] {
+				known[x] = true
+				candidates = append(candidates, x)
+			}
+		}
+	}
+	add(also)
+	add(knownServices())
+	for _, s := range services {
+		inScope := scope.Allows(s)
+		if inScope && known[s] {
+			continue
+		}
+		var why string
+		switch {
+		case !inScope:
+			why = fmt.Sprintf("service %q is outside the agent's scope (%s)", s, describeScope(scope))
+		default:
+			why = fmt.Sprintf("service %q is not one AgentKeys knows (%s) nor one the agent already has", s, displayList(knownServices()))
+		}
+		if sug := didYouMean(s, candidates); sug != "" {
+			why += fmt.Sprintf("; did you mean %q?", sug)
+		}
+		fmt.Fprintf(a.Err, "agentkeys: warning: %s\n", why)
+	}
 }

@@ -146,3 +146,38 @@ func TestRunRefusesRevokedAgent(t *testing.T) {
 	}
 	w.must("run", "other", "--", "true")
 }
+
+// TestDidYouMean: storing or scoping a misspelt service warns with the
+// near name, and still does what was asked.
+func TestDidYouMean(t *testing.T) {
+	w := newWorld(t)
+	w.initMaster()
+	w.createAgent("bot", "--services", "openrouter")
+	r := w.mustIn(newSecret(), "store", "bot", "openruter")
+	if !strings.Contains(r.stderr, "warning") || !strings.Contains(r.stderr, "outside the agent's scope") || !strings.Contains(r.stderr, `did you mean "openrouter"?`) {
+		t.Fatalf("store bot openruter: %s", r)
+	}
+	if r := w.mustIn(newSecret(), "store", "bot", "openrouter"); strings.Contains(r.stderr, "warning") {
+		t.Fatalf("store in scope warned: %s", r)
+	}
+	r = w.must("scope", "set", "bot", "--add", "opneai")
+	if !strings.Contains(r.stderr, "not one AgentKeys knows") || !strings.Contains(r.stderr, `did you mean "openai"?`) {
+		t.Fatalf("scope set --add opneai: %s", r)
+	}
+	if r := w.must("scope", "set", "bot", "--add", "aws"); strings.Contains(r.stderr, "warning") {
+		t.Fatalf("scope set --add aws warned: %s", r)
+	}
+}
+
+// TestApproveRepromptsWrongOTP: on a terminal a wrong OTP (or one that is
+// not 6 digits) is asked again, and the right one then approves.
+func TestApproveRepromptsWrongOTP(t *testing.T) {
+	w := newWorld(t)
+	w.initMaster()
+	_, o := openPair(t, w, "openrouter")
+	r := w.inProcess("12\n"+otherOTP(o.OTP)+"\ny\n"+o.OTP+"\n", true, "", "approve", o.PairCode)
+	expectCode(t, r, 0, "approve after a wrong OTP")
+	if strings.Count(r.stderr, "OTP shown by the daemon") != 3 || !strings.Contains(r.stderr, "wrong OTP") || !strings.Contains(r.stdout, "paired") {
+		t.Fatalf("re-prompt: %s", r)
+	}
+}
