@@ -98,6 +98,25 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 
+	// Bind the socket before pairing: an unusable path fails now, not
+	// after the master approved a pair code.
+	var sockLn *net.UnixListener
+	if !cfg.NoSocket {
+		sockLn, err = BindSocket(sockPath)
+		if err != nil {
+			if cfg.Socket != "" || !cfg.Stdio {
+				return fmt.Errorf("socket %s is not usable (pass another --socket, or --no-socket): %w", sockPath, err)
+			}
+			log.Warn("Unix socket not served", "err", err.Error())
+		} else {
+			defer func() {
+				if sockLn != nil {
+					sockLn.Close()
+				}
+			}()
+		}
+	}
+
 	cfg.Session.Log, cfg.Session.Prompt = log, cfg.Stderr
 	cfg.Session.BrokerURL = cfg.BrokerURL
 	sess, bc, err := AcquireSession(ctx, cfg.Session)
@@ -132,22 +151,14 @@ func Run(ctx context.Context, cfg Config) error {
 
 	errc := make(chan error, 4)
 	var sock *SocketServer
-	if !cfg.NoSocket {
-		sock, err = ListenSocket(sockPath, svc, log)
-		if err != nil {
-			if cfg.Socket != "" || !cfg.Stdio {
-				return err
+	if sockLn != nil {
+		sock, sockLn = NewSocketServer(sockLn, sockPath, svc, log), nil
+		defer sock.Close()
+		go func() {
+			if err := sock.Serve(); err != nil {
+				errc <- fmt.Errorf("socket: %w", err)
 			}
-			log.Warn("Unix socket not served", "err", err.Error())
-			sock = nil
-		} else {
-			defer sock.Close()
-			go func() {
-				if err := sock.Serve(); err != nil {
-					errc <- fmt.Errorf("socket: %w", err)
-				}
-			}()
-		}
+		}()
 	}
 
 	mcpSrv := NewMCPServer(svc, log)

@@ -52,9 +52,25 @@ type SocketServer struct {
 // be ours and is tightened to 0700), removes a stale socket left by a dead
 // daemon, and listens with mode 0600.
 func ListenSocket(path string, svc *Service, log *slog.Logger) (*SocketServer, error) {
+	ln, err := BindSocket(path)
+	if err != nil {
+		return nil, err
+	}
+	return NewSocketServer(ln, path, svc, log), nil
+}
+
+// NewSocketServer serves svc on ln, a listener from BindSocket.
+func NewSocketServer(ln *net.UnixListener, path string, svc *Service, log *slog.Logger) *SocketServer {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	return &SocketServer{svc: svc, log: log, ln: ln, path: path, conn: map[net.Conn]struct{}{}, done: make(chan struct{})}
+}
+
+// BindSocket does ListenSocket's checks and binds path, without serving
+// yet: the daemon binds before it pairs, so that an unusable path fails
+// before a pair code is shown.
+func BindSocket(path string) (*net.UnixListener, error) {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create socket directory: %w", err)
@@ -92,7 +108,7 @@ func ListenSocket(path string, svc *Service, log *slog.Logger) (*SocketServer, e
 		ln.Close()
 		return nil, fmt.Errorf("chmod socket: %w", err)
 	}
-	return &SocketServer{svc: svc, log: log, ln: ln, path: path, conn: map[net.Conn]struct{}{}, done: make(chan struct{})}, nil
+	return ln, nil
 }
 
 // Path is the socket path.
