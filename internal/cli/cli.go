@@ -162,6 +162,9 @@ func (a *App) report(cmd *cobra.Command, err error) int {
 		return ee.Code
 	}
 	var ue *usageError
+	if a.JSON {
+		return a.reportJSON(err, errors.As(err, &ue) || !a.entered, ee)
+	}
 	if errors.As(err, &ue) || !a.entered {
 		fmt.Fprintf(a.Err, "agentkeys: %s\n", err)
 		path := "agentkeys"
@@ -179,6 +182,24 @@ func (a *App) report(cmd *cobra.Command, err error) int {
 		return ee.Code
 	}
 	return 1
+}
+
+// reportJSON prints err on stderr as one JSON object {"error", "message"}
+// (and "hint" when there is one) for --json: error is "usage" or "failure".
+func (a *App) reportJSON(err error, usage bool, ee *ExitError) int {
+	kind, code := "failure", 1
+	if usage {
+		kind, code = "usage", 2
+	} else if ee != nil {
+		code = ee.Code
+	}
+	out := map[string]any{"error": kind, "message": err.Error()}
+	if h := a.hintFor(err); h != "" && !usage {
+		out["hint"] = h
+	}
+	b, _ := json.Marshal(out)
+	a.Err.Write(append(textcheck.EscapeJSON(b), '\n'))
+	return code
 }
 
 func (a *App) newRoot() *cobra.Command {
@@ -221,7 +242,7 @@ Exit codes: 0 ok, 1 failure, 2 usage error; 'run' exits with its child's status.
 	b.Duration(&a.RequestTimeout, "request-timeout", EnvRequestTimeout, DefaultRequestTimeout, "how long to wait for each answer of the backend or the broker")
 	pf.BoolVarP(&a.Verbose, "verbose", "v", false, "print requests (method and path) and notes to stderr")
 	a.flagEnvErr = b.Err()
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err.Error()} })
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &usageError{flagErrorText(c, err)} })
 
 	root.AddCommand(
 		a.newInitCmd(),

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -179,5 +181,81 @@ func TestApproveRepromptsWrongOTP(t *testing.T) {
 	expectCode(t, r, 0, "approve after a wrong OTP")
 	if strings.Count(r.stderr, "OTP shown by the daemon") != 3 || !strings.Contains(r.stderr, "wrong OTP") || !strings.Contains(r.stdout, "paired") {
 		t.Fatalf("re-prompt: %s", r)
+	}
+}
+
+// TestJSONErrors: with --json an error is one JSON object on stderr, for
+// failures and usage errors alike.
+func TestJSONErrors(t *testing.T) {
+	w := newWorld(t)
+	for _, tc := range []struct {
+		args []string
+		code int
+		kind string
+	}{
+		{[]string{"--json", "whoami"}, 1, "failure"},
+		{[]string{"--json", "usage", "--limit", "x"}, 2, "usage"},
+		{[]string{"--json", "revoke"}, 2, "usage"},
+	} {
+		r := w.ak(tc.args...)
+		var e struct{ Error, Message, Hint string }
+		if r.code != tc.code {
+			t.Fatalf("%v: %s", tc.args, r)
+		}
+		oneJSON(t, r.stderr, &e)
+		if e.Error != tc.kind || e.Message == "" || strings.Contains(r.stderr, "agentkeys: ") {
+			t.Fatalf("%v: want {error:%s, message}, got %s", tc.args, tc.kind, r)
+		}
+	}
+}
+
+// TestBadValuesInWords: a bad flag value is explained without Go parser
+// internals.
+func TestBadValuesInWords(t *testing.T) {
+	w := newWorld(t)
+	for _, args := range [][]string{
+		{"usage", "--limit", "x"},
+		{"recover", "someone", "--timeout", "5"},
+		{"provision", "bot", "openrouter", "--timeout", "3x"},
+		{"dev", "--backend-port", "x"},
+		{"--request-timeout", "1 minute", "whoami"},
+	} {
+		r := w.ak(args...)
+		if r.code != 2 || strings.Contains(r.stderr, "strconv.") || strings.Contains(r.stderr, "time: ") || !strings.Contains(r.stderr, "want") {
+			t.Fatalf("%v: want exit 2 in words, got %s", args, r)
+		}
+	}
+}
+
+// TestBrokerErrorsExplained: a broker's 404 (no AWS minting) and 403
+// (scope lacks aws) come with the fix in words.
+func TestBrokerErrorsExplained(t *testing.T) {
+	w := newWorld(t)
+	w.initMaster()
+	var mu sync.Mutex
+	status, body := 0, ""
+	fake := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		rw.Header().Set("Content-Type", "application/json")
+		rw.WriteHeader(status)
+		rw.Write([]byte(body))
+	}))
+	defer fake.Close()
+	for _, tc := range []struct {
+		status int
+		body   string
+		want   string
+	}{
+		{404, `{"error":"not_found","message":"not found: AWS credential minting is not configured on this broker"}`, "agentkeys dev --sts-endpoint"},
+		{403, `{"error":"forbidden","message":"forbidden: this session's scope does not include \"aws\""}`, "agentkeys scope set <agent> --add aws"},
+	} {
+		mu.Lock()
+		status, body = tc.status, tc.body
+		mu.Unlock()
+		r := w.exec(nil, w.env("AGENTKEYS_BROKER_URL="+fake.URL), "token", "aws")
+		if r.code != 1 || !strings.Contains(r.stderr, "hint:") || !strings.Contains(r.stderr, tc.want) {
+			t.Fatalf("broker %d: want a hint with %q, got %s", tc.status, tc.want, r)
+		}
 	}
 }

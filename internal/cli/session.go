@@ -135,8 +135,17 @@ func (a *App) hintFor(err error) string {
 	}
 	var te *backendclient.TransportError
 	var bte *brokerclient.TransportError
+	var be *brokerclient.Error
 	timedOut := strings.Contains(err.Error(), "did not answer in time")
 	switch {
+	case errors.As(err, &be) && be.Status == http.StatusNotFound && strings.Contains(be.Op, "AWS"):
+		return "this broker does not mint AWS credentials (it has no data role): start it with BROKER_DATA_ROLE_ARN set, or for development `agentkeys dev --sts-endpoint URL --role-arn ARN`; `agentkeys token oidc` works without one"
+	case errors.As(err, &be) && be.Status == http.StatusNotFound:
+		return "the broker does not serve this endpoint: check --broker-url / " + EnvBrokerURL + " points at agentkeys-broker, not another server"
+	case errors.As(err, &be) && be.Status == http.StatusForbidden && strings.Contains(be.Message, "scope"):
+		return "the agent's scope lacks aws: `agentkeys scope set <agent> --add aws` (as the master), then retry"
+	case errors.As(err, &be) && be.Status == http.StatusUnauthorized:
+		return fmt.Sprintf("the broker refused the session: it may be revoked or expired, or the broker trusts another backend; run `agentkeys init` (profile %q)", a.Profile)
 	case errors.As(err, &bte) && timedOut:
 		return fmt.Sprintf("the broker accepted the connection but sent no answer within %s; check it (its log, `curl %s/healthz`), or raise --request-timeout / %s", a.requestTimeout(), bte.URL, EnvRequestTimeout)
 	case errors.As(err, &bte):
