@@ -109,6 +109,16 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Running, error) 
 	log.Info("OIDC signer ready", "kid", issuer.CurrentKID(), "issuer", cfg.Issuer, "path", cfg.KeyFile, "ttl_seconds", int(cfg.JWTTTL.Seconds()))
 
 	validator := NewHTTPValidator(cfg.BackendURL, cfg.BackendTimeout)
+	// Say at once when the backend does not answer: every mint needs it.
+	// Not fatal, since the backend may simply start later.
+	hctx, hcancel := context.WithTimeout(ctx, min(cfg.BackendTimeout, 3*time.Second))
+	if err := validator.Health(hctx); err != nil {
+		log.Warn("backend not reachable at startup: every mint fails (backend_unreachable) until it answers; check BROKER_BACKEND_URL and that agentkeys-backend is running",
+			"backend_url", cfg.BackendURL)
+	} else {
+		log.Info("backend reachable", "backend_url", cfg.BackendURL)
+	}
+	hcancel()
 	// Host checks (DNS rebinding) on a loopback bind, the default; behind
 	// a non-loopback bind the broker is reached by names only its operator
 	// knows.
