@@ -65,7 +65,7 @@ func (a *App) runTokenOIDC(ctx context.Context, sessionFile string, verify bool)
 			b.URL(), sub, kid, stsAudience, t.Expiration.UTC().Format(time.RFC3339))
 	}
 	if a.JSON {
-		return a.printJSON(map[string]any{"jwt": t.JWT, "wallet": t.Wallet, "expiration": t.Expiration.Unix(), "verified": verify})
+		return a.printJSON(map[string]any{"jwt": t.JWT, "wallet": t.Wallet, "expires_at": t.Expiration.UTC().Format(time.RFC3339), "verified": verify})
 	}
 	a.printf("%s\n", t.JWT)
 	return nil

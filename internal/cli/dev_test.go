@@ -59,14 +59,23 @@ func TestDevStackAndBrokerTokens(t *testing.T) {
 	// lists aws, and is refused when it does not.
 	sf := t.TempDir() + "/agent.json"
 	w.exec(nil, env, "agent", "create", "cloud", "--services", "aws", "--session-out", sf)
-	if r := w.exec(nil, env, "token", "oidc", "--session-file", sf, "--json"); r.code != 0 || !strings.Contains(r.stdout, `"jwt"`) {
-		t.Fatalf("agent token: %s", r)
+	r = w.exec(nil, env, "token", "oidc", "--session-file", sf, "--json")
+	var tj struct {
+		JWT       string `json:"jwt"`
+		ExpiresAt string `json:"expires_at"`
+	}
+	oneJSON(t, r.stdout, &tj)
+	if exp, err := time.Parse(time.RFC3339, tj.ExpiresAt); r.code != 0 || tj.JWT == "" || err != nil || exp.Location() != time.UTC || strings.Contains(r.stdout, `"expiration"`) {
+		t.Fatalf("agent token (want jwt and expires_at in RFC 3339 UTC): %s", r)
 	}
 	sf2 := t.TempDir() + "/narrow.json"
 	w.exec(nil, env, "agent", "create", "narrow", "--services", "openrouter", "--session-out", sf2)
 	expectCode(t, w.exec(nil, env, "token", "oidc", "--session-file", sf2), 1, "agent without aws scope")
 	// No STS in dev without --sts-endpoint: AWS minting is refused clearly.
-	expectCode(t, w.exec(nil, env, "token", "aws"), 1, "token aws without STS")
+	r = w.exec(nil, env, "token", "aws")
+	if r.code != 1 || !strings.Contains(r.stderr, "agentkeys dev --sts-endpoint") {
+		t.Fatalf("token aws without STS: %s", r)
+	}
 	// init bound the profile to the broker: no variable needed any more, and
 	// the agent's session file names it too.
 	if r := w.exec(nil, w.env(), "token", "oidc"); r.code != 0 {
