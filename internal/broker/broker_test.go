@@ -285,6 +285,10 @@ func TestSTSFailure(t *testing.T) {
 	if strings.Contains(string(r.body), "simulated") || strings.Contains(string(r.body), "000000000000") {
 		t.Fatalf("STS error text echoed to the client: %s", r.body)
 	}
+	// What STS answered (its error code) and what it means reach the client.
+	if !strings.Contains(string(r.body), "AccessDenied") || !strings.Contains(string(r.body), "data role") {
+		t.Fatalf("STS error code not passed on: %s", r.body)
+	}
 	row := h.lastRow()
 	if row.Outcome != audit.OutcomeSTSError || row.RequesterWallet != string(wallet) || !strings.Contains(row.Detail, "simulated AccessDenied") ||
 		!strings.HasPrefix(row.STSSessionName, "agentkeys-") || row.CredentialID != "" {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/api"
@@ -88,7 +89,7 @@ func (s *Server) mintAWS(w http.ResponseWriter, r *http.Request) {
 		s.m.stsSecs.Observe(time.Since(start).Seconds())
 		if err != nil {
 			return minted{sessionName: name, duration: life}, &failure{
-				err:     jsonhttp.Errorf(http.StatusBadGateway, KindSTSError, "sts error: AWS STS refused or failed the AssumeRole call (see the broker's audit log)"),
+				err:     jsonhttp.Errorf(http.StatusBadGateway, KindSTSError, "%s", stsFailureMessage(ctx, err, s.cfg.STSTimeout)),
 				outcome: audit.OutcomeSTSError, detail: err.Error(),
 			}
 		}
@@ -272,4 +273,34 @@ func (s *Server) rateLimited(w http.ResponseWriter, r *http.Request, endpoint, l
 	e := jsonhttp.Errorf(http.StatusTooManyRequests, KindRateLimited, "rate limited: too many mint requests; retry later")
 	e.RetryAfter = ratelimit.RetryAfterSeconds(wait)
 	jsonhttp.WriteError(w, e)
+}
+
+// stsCode is what an AWS error code looks like; anything else is not
+// passed on.
+var stsCode = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9.]{0,63}$`)
+
+// stsFailureMessage tells the client what STS said — its error code (a
+// fixed AWS token such as AccessDenied, never its free text, which names
+// accounts and roles) and what it usually means — or that it did not
+// answer. The full error is in the audit row.
+func stsFailureMessage(ctx context.Context, err error, timeout time.Duration) string {
+	if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
+		return fmt.Sprintf("sts error: AWS STS did not answer AssumeRole within %s (BROKER_STS_TIMEOUT); details in the broker's audit log", timeout)
+	}
+	code := sts.ErrorCode(err)
+	if !stsCode.MatchString(code) {
+		return "sts error: AWS STS refused or failed the AssumeRole call; details in the broker's audit log"
+	}
+	why := ""
+	switch code {
+	case "AccessDenied":
+		why = ": the broker's AWS principal may not assume the data role, or the role's trust policy or session tags refuse it"
+	case "ExpiredToken", "InvalidClientTokenId", "SignatureDoesNotMatch", "UnrecognizedClientException":
+		why = ": the broker's own AWS credentials are invalid or expired"
+	case "RegionDisabledException":
+		why = ": STS is not enabled in the broker's region (BROKER_AWS_REGION)"
+	case "Throttling", "ThrottlingException":
+		why = ": STS is rate limiting the broker; retry shortly"
+	}
+	return fmt.Sprintf("sts error: AWS STS answered %s to AssumeRole%s; details in the broker's audit log", code, why)
 }
