@@ -59,7 +59,7 @@ backend refuses to start.`,
 			return Run(ctx, cfg, log)
 		},
 	}
-	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return envflag.AsUsage(err) })
+	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return envflag.FlagError(c.Flags(), err) })
 	b = envflag.New(cmd.Flags(), lookup)
 	b.String(&cfg.Listen, "listen", "AGENTKEYS_BACKEND_LISTEN", DefaultListen, "address to listen on")
 	b.String(&cfg.DataDir, "data-dir", "AGENTKEYS_DATA_DIR", "", "directory for the SQLite database and seal key, created 0700")

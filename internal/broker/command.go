@@ -112,7 +112,7 @@ Configuration comes from the environment (the original broker's names):
 	pb := envflag.New(root.PersistentFlags(), envflag.Lookup(lookup))
 	pb.String(&logLevel, "log-level", "BROKER_LOG_LEVEL", "info", "debug, info, warn or error")
 	flags.envErr = func() error { return errors.Join(b.Err(), pb.Err()) }
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return envflag.AsUsage(err) })
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return envflag.FlagError(c.Flags(), err) })
 
 	serveCmd := &cobra.Command{
 		Use:   "serve",
@@ -123,8 +123,8 @@ Configuration comes from the environment (the original broker's names):
 		},
 	}
 	serveCmd.Flags().AddFlagSet(root.Flags())
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
-		return &ExitError{Code: ExitUsage, Err: err}
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return &ExitError{Code: ExitUsage, Err: envflag.FlagError(c.Flags(), err)}
 	})
 	root.AddCommand(serveCmd, keysCommand(lookup), auditCommand(lookup))
 	return root

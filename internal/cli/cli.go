@@ -242,7 +242,7 @@ Exit codes: 0 ok, 1 failure, 2 usage error; 'run' exits with its child's status.
 	b.Duration(&a.RequestTimeout, "request-timeout", EnvRequestTimeout, DefaultRequestTimeout, "how long to wait for each answer of the backend or the broker")
 	pf.BoolVarP(&a.Verbose, "verbose", "v", false, "print requests (method and path) and notes to stderr")
 	a.flagEnvErr = b.Err()
-	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &usageError{flagErrorText(c, err)} })
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &usageError{envflag.FlagError(c.Flags(), err).Error()} })
 
 	root.AddCommand(
 		a.newInitCmd(),

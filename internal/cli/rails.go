@@ -3,11 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
-	"regexp"
-	"strings"
 	"time"
-
-	"github.com/spf13/cobra"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/backendclient"
@@ -129,37 +125,4 @@ func (a *App) warnUnknownServices(services []string, scope *agentkeys.Scope, als
 		}
 		fmt.Fprintf(a.Err, "agentkeys: warning: %s\n", why)
 	}
-}
-
-var flagValueErr = regexp.MustCompile(`^invalid argument "(.*)" for "(?:-[^,]*, )?--([^"]+)" flag: (.*)$`)
-
-// flagErrorText rewrites pflag's message for a bad flag value so that it
-// says what is wanted, not which Go parser failed (strconv.ParseInt…,
-// time: missing unit…).
-func flagErrorText(c *cobra.Command, err error) string {
-	msg := err.Error()
-	m := flagValueErr.FindStringSubmatch(msg)
-	if m == nil {
-		return msg
-	}
-	value, name, why := m[1], m[2], m[3]
-	typ := ""
-	if f := c.Flags().Lookup(name); f != nil {
-		typ = f.Value.Type()
-	}
-	switch {
-	case strings.HasPrefix(typ, "int") || strings.HasPrefix(typ, "uint"):
-		why = "want a whole number"
-	case strings.HasPrefix(typ, "float"):
-		why = "want a number"
-	case typ == "bool":
-		why = "want true or false"
-	case typ == "duration":
-		if strings.Contains(why, "strconv.") || strings.Contains(why, "time: ") {
-			why = "want a duration such as 30s, 5m or 1h"
-		}
-	case strings.Contains(why, "strconv.") || strings.Contains(why, "time: "):
-		why = "not a valid " + typ
-	}
-	return fmt.Sprintf("--%s %q: %s", name, value, why)
 }

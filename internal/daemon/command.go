@@ -149,7 +149,7 @@ command run_with_credential starts:
 			return Run(cmd.Context(), cfg)
 		},
 	}
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return envflag.AsUsage(err) })
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return envflag.FlagError(c.Flags(), err) })
 	b = envflag.New(root.Flags(), lookup)
 	b.String(&backend, "backend", "AGENTKEYS_BACKEND_URL", "", "backend URL")
 	b.String(&cfg.Session.SessionFile, "session-file", "", "", "session file (JSON {\"session\",\"wallet\",\"backend\"}, mode 0600): used if it exists, written after pairing")
@@ -218,7 +218,7 @@ With --socket it asks the running daemon (which caches them); otherwise it uses 
 			return err
 		},
 	}
-	cp.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return envflag.AsUsage(err) })
+	cp.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return envflag.FlagError(c.Flags(), err) })
 	b := envflag.New(cp.Flags(), lookup)
 	b.String(&o.Socket, "socket", "", "", "ask the daemon listening on this socket")
 	b.String(&o.SessionFile, "session-file", "", "", "session file to use (0600)")

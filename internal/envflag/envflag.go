@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -252,4 +253,39 @@ func ExitCode(err error) int {
 		return ec.ExitCode()
 	}
 	return 1
+}
+
+var flagValueErr = regexp.MustCompile(`^invalid argument "(.*)" for "(?:-[^,]*, )?--([^"]+)" flag: (.*)$`)
+
+// FlagError is a flag-parsing error of fs as a *UsageError whose message
+// says what value is wanted rather than which Go parser failed
+// (strconv.ParseInt…, time: missing unit…). Binaries pass it to cobra's
+// SetFlagErrorFunc.
+func FlagError(fs *pflag.FlagSet, err error) error {
+	if err == nil {
+		return nil
+	}
+	m := flagValueErr.FindStringSubmatch(err.Error())
+	if m == nil {
+		return AsUsage(err)
+	}
+	value, name, why := m[1], m[2], m[3]
+	typ := ""
+	if f := fs.Lookup(name); f != nil {
+		typ = f.Value.Type()
+	}
+	internal := strings.Contains(why, "strconv.") || strings.Contains(why, "time: ")
+	switch {
+	case strings.HasPrefix(typ, "int") || strings.HasPrefix(typ, "uint"):
+		why = "want a whole number"
+	case strings.HasPrefix(typ, "float"):
+		why = "want a number"
+	case typ == "bool":
+		why = "want true or false"
+	case typ == "duration" && internal:
+		why = "want a duration such as 30s, 5m or 1h"
+	case internal:
+		why = "not a valid " + typ
+	}
+	return &UsageError{Err: fmt.Errorf("--%s %q: %s", name, value, why)}
 }
