@@ -776,9 +776,19 @@ func TestRequestValidation(t *testing.T) {
 			t.Errorf("%s %s %s → %d %v, want 400", tc.method, tc.path, tc.body, status, body)
 		}
 	}
+	// A body within the limit whose decoded value is one byte over the
+	// maximum secret size is a bad request; a body over the limit is 413.
 	tooBig := base64.StdEncoding.EncodeToString(make([]byte, MaxSecretSize+1))
-	if status, _, _ := e.raw("POST", "/credential/store", m.Token, `{"agent_id":"`+w+`","service":"x","ciphertext":"`+tooBig+`"}`); status != 400 && status != 413 {
-		t.Errorf("oversized credential → %d", status)
+	if status, body, _ := e.raw("POST", "/credential/store", m.Token, `{"agent_id":"`+w+`","service":"x","ciphertext":"`+tooBig+`"}`); status != 400 || body["error"] != KindBadRequest {
+		t.Errorf("credential one byte over the maximum → %d %v, want 400", status, body)
+	}
+	atMax := base64.StdEncoding.EncodeToString(make([]byte, MaxSecretSize))
+	if status, body, _ := e.raw("POST", "/credential/store", m.Token, `{"agent_id":"`+w+`","service":"x","ciphertext":"`+atMax+`"}`); status != 200 {
+		t.Errorf("credential of exactly the maximum size → %d %v, want 200", status, body)
+	}
+	hugeBody := strings.Repeat("A", 2*MaxSecretSize+4)
+	if status, _, _ := e.raw("POST", "/credential/store", m.Token, `{"agent_id":"`+w+`","service":"x","ciphertext":"`+hugeBody+`"}`); status != 413 {
+		t.Errorf("body over the limit → %d, want 413", status)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -65,8 +66,11 @@ func TestGracefulDrain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hold := make(chan struct{})
-	backend.set(func(b *fakeBackend) { b.hold = hold })
+	hold, entered := make(chan struct{}), make(chan struct{}, 1)
+	var releaseOnce sync.Once
+	release := func() { releaseOnce.Do(func() { close(hold) }) }
+	t.Cleanup(release) // before the fake backend's Close, which waits for the held request
+	backend.set(func(b *fakeBackend) { b.hold, b.entered = hold, entered })
 	type result struct {
 		status int
 		body   string
@@ -85,8 +89,12 @@ func TestGracefulDrain(t *testing.T) {
 		resp.Body.Close()
 		inflight <- result{status: resp.StatusCode, body: string(b)}
 	}()
-	for backend.validateCalls() == 0 { // the request is inside the broker
-		time.Sleep(time.Millisecond)
+	select { // the request is inside the broker
+	case <-entered:
+	case res := <-inflight:
+		t.Fatalf("the request finished before reaching the backend: %+v", res)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request never reached the backend")
 	}
 	shut := make(chan error, 1)
 	go func() { shut <- r.Shutdown(context.Background()) }()
@@ -108,7 +116,7 @@ func TestGracefulDrain(t *testing.T) {
 		t.Fatalf("Shutdown returned (%v) while a request was in flight", err)
 	default:
 	}
-	close(hold)
+	release()
 	res := <-inflight
 	if res.err != nil || res.status != http.StatusOK || !strings.Contains(res.body, `"jwt"`) {
 		t.Fatalf("in-flight request: %+v", res)

@@ -32,6 +32,7 @@ type fakeBackend struct {
 	calls    int
 	health   int           // status of /health (200 by default)
 	hold     chan struct{} // when set, /session/validate waits for it
+	entered  chan struct{} // when set, /session/validate signals it before waiting on hold
 	status   int           // when set, /session/validate answers this status
 	body     string        // ... with this body
 
@@ -83,8 +84,14 @@ func newFakeBackend(t testing.TB) *fakeBackend {
 func (b *fakeBackend) validate(w http.ResponseWriter, r *http.Request) {
 	b.mu.Lock()
 	b.calls++
-	hold, status, body := b.hold, b.status, b.body
+	hold, entered, status, body := b.hold, b.entered, b.status, b.body
 	b.mu.Unlock()
+	if entered != nil {
+		select {
+		case entered <- struct{}{}:
+		default:
+		}
+	}
 	if hold != nil {
 		<-hold
 	}
