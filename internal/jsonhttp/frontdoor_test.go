@@ -39,6 +39,8 @@ func TestMiddlewareHostPolicy(t *testing.T) {
 		{"GET", "127.0.0.1.attacker.example", "", 421, jsonhttp.KindMisdirected},
 		{"POST", "127.0.0.1:8090", "", 200, ""},
 		{"POST", "127.0.0.1:8090", "http://localhost:3000", 200, ""},
+		{"POST", "127.0.0.1:8090", "http://127.0.0.1:3000", 200, ""},
+		{"PUT", "[::1]:8090", "http://[::1]:3000", 200, ""},
 		{"POST", "agentkeys.example.com", "https://agentkeys.example.com", 200, ""},
 		{"POST", "127.0.0.1:8090", "https://evil.example", 403, jsonhttp.KindForbiddenOrigin},
 		{"POST", "127.0.0.1:8090", "null", 403, jsonhttp.KindForbiddenOrigin},
