@@ -36,7 +36,7 @@ func TestIdleBucketsDroppedOnlyAfterMaxIdle(t *testing.T) {
 	*now = t0.Add(2 * time.Second)
 	l.Allow("a")
 	*now = t0.Add(maxIdle + time.Second)
-	l.Allow("b") // sweep: "a" idle maxIdle-1s, kept; last sweep t0+maxIdle+1s
+	l.Allow("b")            // sweep: "a" idle maxIdle-1s, kept; last sweep t0+maxIdle+1s
 	*now = now.Add(maxIdle) // exactly maxIdle since that sweep: no sweep
 	if ok, _ := l.Allow("a"); ok {
 		t.Fatal("a sweep ran exactly maxIdle after the last one")
