@@ -58,6 +58,9 @@ func TestMiddlewareRequestIDs(t *testing.T) {
 		{"abc-123_x.y", "abc-123_x.y"},
 		{"has space", ""},
 		{strings.Repeat("a", 65), ""},
+		{strings.Repeat("b", 64), strings.Repeat("b", 64)},
+		{"azAZ09", "azAZ09"},
+		{"x`", ""}, {"x{", ""}, {"x@", ""}, {"x[", ""}, {"x/", ""}, {"x:", ""},
 		{"", ""},
 	} {
 		rec := httptest.NewRecorder()
