@@ -19,6 +19,9 @@ if [[ ! -x $gremlins ]]; then
   GOBIN="$tools/.install" "$GO" install "github.com/go-gremlins/gremlins/cmd/gremlins@$GREMLINS_VERSION"
   mv "$tools/.install/gremlins" "$gremlins"
 fi
+# On a loaded machine a slow test run would count as a timed-out mutant
+# (which gremlins does not count as lived): a generous coefficient keeps a
+# living mutant from hiding behind a timeout.
 workers=${MUTATE_WORKERS:-$(( $(nproc) > 1 ? $(nproc) / 2 : 1 ))}
 
 declare -a rows
@@ -29,7 +32,8 @@ for arg in "$@"; do
   log=$(mktemp)
   echo "== gremlins on $pkg (minimum efficacy $min %)"
   set +e
-  "$gremlins" unleash --workers "$workers" --output-statuses lt "$pkg" 2>&1 | tee "$log"
+  "$gremlins" unleash --workers "$workers" --timeout-coefficient "${MUTATE_TIMEOUT_COEFFICIENT:-10}" \
+    --output-statuses lt "$pkg" 2>&1 | tee "$log"
   set -e
   eff=$(sed -n 's/^Test efficacy: \([0-9.]*\)%.*/\1/p' "$log" | tail -n 1)
   counts=$(grep -E '^Killed: ' "$log" | tail -n 1)

@@ -84,13 +84,19 @@ func TestMisdirectedMessageNamesTheHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := jsonhttp.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), jsonhttp.MiddlewareOptions{Hosts: hosts})
-	rec := httptest.NewRecorder()
-	r := httptest.NewRequest("GET", "/x", nil)
-	r.Host = "Attacker.example:8090"
-	h.ServeHTTP(rec, r)
-	var env struct{ Error, Message string }
-	json.Unmarshal(rec.Body.Bytes(), &env)
-	if rec.Code != http.StatusMisdirectedRequest || !strings.Contains(env.Message, `"Attacker.example:8090"`) {
-		t.Fatalf("421 message %q (status %d)", env.Message, rec.Code)
+	for host, shown := range map[string]string{
+		"Attacker.example:8090": "Attacker.example:8090",
+		"odd host~name":         "odd host~name", // space and ~ are printable
+		"a\x01b\x7fc\u00e9":     "a?b?c?",        // control bytes and non-ASCII are not
+	} {
+		rec := httptest.NewRecorder()
+		r := httptest.NewRequest("GET", "/x", nil)
+		r.Host = host
+		h.ServeHTTP(rec, r)
+		var env struct{ Error, Message string }
+		json.Unmarshal(rec.Body.Bytes(), &env)
+		if rec.Code != http.StatusMisdirectedRequest || !strings.Contains(env.Message, `"`+shown+`"`) {
+			t.Errorf("host %q: 421 message %q (status %d), want it to show %q", host, env.Message, rec.Code, shown)
+		}
 	}
 }

@@ -36,9 +36,7 @@ const maxIdle = 10 * time.Minute
 
 // New returns a limiter; perSecond <= 0 disables limiting.
 func New(perSecond float64, burst int) *Limiter {
-	if burst < 1 {
-		burst = 1
-	}
+	burst = max(burst, 1)
 	l := rate.Limit(perSecond)
 	if perSecond <= 0 {
 		l = rate.Inf
