@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/mask/masktest"
 	"github.com/agentkeys/agentkeys/internal/provision"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -65,9 +66,9 @@ func TestRunWithCredentialMasksStderr(t *testing.T) {
 		if !strings.Contains(rr.Stderr, Mask) {
 			t.Fatalf("%s: nothing masked on stderr (%d bytes)", c, len(rr.Stderr))
 		}
-		for _, e := range maskEncodings {
-			if e.leaked(rr.Stderr, nil, []byte(secret), nil) {
-				t.Fatalf("%s: the %s form of the secret survives on stderr", c, e.name)
+		for _, e := range masktest.Encodings {
+			if e.Leaked(rr.Stderr, nil, []byte(secret), nil) {
+				t.Fatalf("%s: the %s form of the secret survives on stderr", c, e.Name)
 			}
 		}
 	}
