@@ -5,8 +5,9 @@
 # PACKAGE:MIN_EFFICACY (efficacy = killed / (killed + lived), in percent);
 # the run fails when a package is below its minimum.
 # Usage: scripts/mutate.sh ./internal/seal:95 ./internal/backend:85 ...
-# Known equivalent mutants (no behaviour can tell them apart) are listed
-# in docs/mutation.md with the reason; they are not excluded from the count.
+# Equivalent mutants (no behaviour can tell them apart) are listed with the
+# reason in scripts/mutate-equivalent.txt; they are printed and left out of
+# the efficacy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
@@ -35,9 +36,25 @@ for arg in "$@"; do
   "$gremlins" unleash --workers "$workers" --timeout-coefficient "${MUTATE_TIMEOUT_COEFFICIENT:-10}" \
     --output-statuses lt "$pkg" 2>&1 | tee "$log"
   set -e
-  eff=$(sed -n 's/^Test efficacy: \([0-9.]*\)%.*/\1/p' "$log" | tail -n 1)
   counts=$(grep -E '^Killed: ' "$log" | tail -n 1)
+  killed=$(sed -n 's/^Killed: \([0-9]*\), Lived: \([0-9]*\).*/\1/p' "$log" | tail -n 1)
+  lived=$(sed -n 's/^Killed: \([0-9]*\), Lived: \([0-9]*\).*/\2/p' "$log" | tail -n 1)
+  # Living mutants listed as equivalent (with the reason) in
+  # scripts/mutate-equivalent.txt are shown and left out of the efficacy.
+  equiv=0
+  while read -r _ status mutator _ at; do
+    [[ $status == LIVED ]] || continue
+    if grep -qE "^$pkg $at $mutator " scripts/mutate-equivalent.txt; then
+      echo "  equivalent (listed): $mutator at $at — $(grep -E "^$pkg $at $mutator " scripts/mutate-equivalent.txt | head -n 1 | cut -d' ' -f4- | sed 's/^ *//')"
+      equiv=$((equiv + 1))
+    fi
+  done < <(sed -n 's/^ *\(LIVED\) \([A-Z_]*\) at \(.*\)$/x \1 \2 at \3/p' "$log")
   rm -f "$log"
+  eff=""
+  if [[ -n $killed && -n $lived ]]; then
+    eff=$(awk -v k="$killed" -v l="$lived" -v e="$equiv" 'BEGIN{d=k+l-e; if (d<=0) print "100.00"; else printf "%.2f", 100*k/d}')
+    counts="$counts, equivalent (listed): $equiv"
+  fi
   if [[ -z $eff ]]; then
     rows+=("$(printf '%-28s %8s %8s  %s' "$pkg" "-" "$min" "gremlins did not report (error above)")")
     fail=1
@@ -52,7 +69,7 @@ for arg in "$@"; do
 done
 
 echo
-echo "mutation testing summary (efficacy = killed / (killed + lived)):"
+echo "mutation testing summary (efficacy = killed / (killed + lived - listed equivalent)):"
 printf '%-28s %8s %8s  %s\n' package efficacy minimum verdict
 for r in "${rows[@]}"; do echo "$r"; done
 exit $fail
