@@ -60,7 +60,7 @@ test: deps lint build
 demo: deps-demo build
 	@bash scripts/demo.sh
 
-# The SPEC §5 numbers in one run: plain text, then one JSON line (the raw
+# The performance targets in one run: plain text, then one JSON line (the raw
 # benchmark output goes to stderr).
 bench: build
 	set -o pipefail; $(GO) test -run '^$$' -bench 'BenchmarkMintOIDCJWT|BenchmarkRunTrue|BenchmarkSocketRead|BenchmarkFrozenReplica|BenchmarkCredentialReadWithAwaiters' -count=1 \

@@ -1,6 +1,6 @@
 package e2e
 
-// Federation end to end (SPEC §4, issue 8): the broker's OIDC tokens are
+// Federation end to end: the broker's OIDC tokens are
 // exchanged for S3 credentials by software nobody here wrote — the SeaweedFS
 // S3 gateway with its STS (AssumeRoleWithWebIdentity) — and the per-wallet
 // policy really pins each wallet to its own prefix.

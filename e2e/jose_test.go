@@ -1,6 +1,6 @@
 package e2e
 
-// Independent verification (SPEC §4): the npm `jose` library, knowing only
+// Independent verification: the npm `jose` library, knowing only
 // the issuer URL, fetches the broker's discovery document and JWKS and
 // verifies its tokens. e2e/jose/node_modules comes from scripts/ci/npm-e2e.sh
 // (npm ci); without it the test skips, unless AGENTKEYS_REQUIRE_E2E=1.

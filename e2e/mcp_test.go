@@ -28,7 +28,7 @@ import (
 	"github.com/agentkeys/agentkeys/internal/keychain"
 )
 
-// The real MCP peers (SPEC §4, issue 6): the official TypeScript SDK client
+// The real MCP peers: the official TypeScript SDK client
 // (e2e/mcp/client.mjs on @modelcontextprotocol/sdk) and the MCP Inspector
 // CLI (@modelcontextprotocol/inspector --cli), both from e2e/mcp/node_modules
 // (scripts/ci/npm-mcp.sh installs them with `npm ci`), against the built

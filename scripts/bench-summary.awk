@@ -1,8 +1,8 @@
-# Reads `go test -bench` output and prints the SPEC §5 numbers as text and
+# Reads `go test -bench` output and prints the performance targets as text and
 # one JSON line. Targets: broker HTTP mint >= 50% of the raw limit and p99
 # <= 20 ms at 64 clients; `agentkeys run -- true` <= 25 ms median; daemon
 # socket read <= 2 ms median. Also: backend credential-read p90 idle and
-# with 500 openers long-polling (reported, not a target of the SPEC).
+# with 500 openers long-polling (reported, not a target).
 { print > "/dev/stderr" }
 function metric(name,   i) { for (i = 3; i < NF; i++) if ($(i+1) == name) return $i; return "" }
 /^BenchmarkMintOIDCJWT\/raw\/clients=/  { split($1, a, "="); c = a[2]; sub(/-[0-9]+$/, "", c); raw[c] = metric("mints/s"); rawp99[c] = metric("p99-ms") }
@@ -13,7 +13,7 @@ function metric(name,   i) { for (i = 3; i < NF; i++) if ($(i+1) == name) return
 /^BenchmarkCredentialReadWithAwaiters\/awaiters=/ { split($1, a, "="); c = a[2]; sub(/-[0-9]+$/, "", c); readp90[c] = metric("p90-ms") }
 END {
   print ""
-  print "AgentKeys benchmarks (SPEC §5), one run on this machine"
+  print "AgentKeys benchmarks, one run on this machine"
   print "-------------------------------------------------------"
   n = split("1 16 64", cs, " ")
   json = "{\"bench\":\"agentkeys\",\"broker\":{"
