@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install the npm `jose` peer used by e2e/jose_test.go (SPEC §4): `npm ci`
+# Install the npm `jose` peer used by e2e/jose_test.go: `npm ci`
 # in e2e/jose from its committed package-lock.json (jose pinned exactly).
 # Idempotent; installs Debian's nodejs/npm first when node is missing.
 set -euo pipefail
