@@ -162,28 +162,51 @@ func TestMintNeverOutlivesTheSession(t *testing.T) {
 	}
 }
 
-// A backend answer without the session's end leaves nothing to cap a
-// credential to: the mint is refused as a backend fault, not issued for the
-// full configured lifetime.
-func TestMintRefusesSessionWithoutExpiry(t *testing.T) {
+// The original backend's /session/validate answers {"wallet","scope"} with
+// the scope as a JSON *string* (or null) and no session expiry. The broker
+// works against it: the string scope is read like an object (read_only
+// included, and a scope without aws refuses AWS mints), and with no expiry
+// to cap to, credentials get their configured lifetime.
+func TestMintAgainstOriginalShapedBackend(t *testing.T) {
 	h := newHarness(t)
 	w := agentkeys.NewWallet()
-	h.backend.set(func(b *fakeBackend) {
-		b.status = http.StatusOK
-		b.body = `{"wallet":"` + string(w) + `","kind":"master","scope":null}`
-	})
 	tok := agentkeys.NewToken().Reveal()
-	for _, ep := range []string{PathMintJWT, PathMintAWS} {
-		r := h.do("POST", ep, tok, "")
-		if r.status != http.StatusBadGateway || r.errorKind(t) != KindBackendUnreachable {
-			t.Fatalf("%s: %d %s", ep, r.status, r.body)
-		}
-		if row := h.lastRow(); row.Outcome != audit.OutcomeBackendError || !strings.Contains(row.Detail, "expiry") || row.RequesterWallet != string(w) {
-			t.Fatalf("%s: audit row = %+v", ep, row)
-		}
+	answer := func(scope string) {
+		h.backend.set(func(b *fakeBackend) {
+			b.status = http.StatusOK
+			b.body = `{"wallet":"` + string(w) + `","scope":` + scope + `}`
+		})
 	}
-	if n := len(h.sts.Calls()); n != 0 {
-		t.Fatalf("%d STS calls", n)
+
+	answer(`"{\"services\":[\"aws\",\"openrouter\"],\"read_only\":true}"`)
+	r := h.do("POST", PathMintJWT, tok, "")
+	if r.status != http.StatusOK {
+		t.Fatalf("JWT with a string scope: %d %s", r.status, r.body)
+	}
+	c := decodeJWT(t, r.json(t)["jwt"].(string))
+	if c.Access != "read" || c.Wallet != string(w) {
+		t.Fatalf("claims from a string scope: %+v", c)
+	}
+	if got, want := c.Exp-c.Iat, int64(h.cfg.JWTTTL/time.Second); got != want {
+		t.Fatalf("lifetime without a stated session expiry: %d s, want the configured %d s", got, want)
+	}
+	if r := h.do("POST", PathMintAWS, tok, ""); r.status != http.StatusOK {
+		t.Fatalf("AWS with a string scope holding aws: %d %s", r.status, r.body)
+	}
+
+	answer(`"{\"services\":[\"openrouter\"],\"read_only\":false}"`)
+	if r := h.do("POST", PathMintAWS, tok, ""); r.status != http.StatusForbidden {
+		t.Fatalf("AWS with a string scope without aws: %d %s", r.status, r.body)
+	}
+
+	answer(`null`)
+	if r := h.do("POST", PathMintJWT, tok, ""); r.status != http.StatusOK || decodeJWT(t, r.json(t)["jwt"].(string)).Access != "write" {
+		t.Fatalf("master (null scope): %d %s", r.status, r.body)
+	}
+
+	answer(`"not json"`)
+	if r := h.do("POST", PathMintJWT, tok, ""); r.status != http.StatusBadGateway {
+		t.Fatalf("malformed string scope: %d %s", r.status, r.body)
 	}
 }
 

@@ -118,14 +118,16 @@ func accessLevel(id Identity) string {
 // left (the shortest credential the endpoint may issue: 60 s for a JWT,
 // STS's 900 s for AWS credentials) the mint is refused: a credential must
 // not outlive the session it was minted for, and the client has to log in
-// again (or re-pair) either way. A session whose end the backend did not
-// state is refused as a backend fault.
+// again (or re-pair) either way. A backend that does not state the
+// session's end (the original backend's /session/validate answers only
+// wallet and scope) gets the configured lifetime: there is nothing to cap
+// to, and the broker must keep working against it; a warning says so once.
 func (s *Server) credentialLifetime(id Identity, configured, floor time.Duration, what string) (time.Duration, *failure) {
 	if id.ExpiresAt.IsZero() {
-		return 0, &failure{
-			err:     jsonhttp.Errorf(http.StatusBadGateway, KindBackendUnreachable, "backend unreachable: the session backend could not validate the bearer"),
-			outcome: audit.OutcomeBackendError, detail: "validate response has no session expiry",
-		}
+		s.noExpiryOnce.Do(func() {
+			s.log.Warn("the session backend does not state session expiry (an older backend?); minted credentials get their configured lifetime instead of being capped to the session")
+		})
+		return configured, nil
 	}
 	left := id.ExpiresAt.Sub(s.now()).Truncate(time.Second)
 	if left >= configured {

@@ -106,6 +106,8 @@ type Server struct {
 	m           *metrics
 	handler     http.Handler
 
+	noExpiryOnce sync.Once // warns once about a backend without session expiry
+
 	stsMu    sync.Mutex
 	stsOKAt  time.Time // last successful readiness probe of STS
 	stsCache time.Duration

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -94,6 +95,33 @@ const maxValidateBody = 64 << 10
 type validateResponse struct {
 	api.ValidateResponse
 	Epoch *int64 `json:"epoch"`
+	// Scope shadows the embedded field: the original backend sends the
+	// scope as a JSON string holding the scope object, ours as the object.
+	Scope json.RawMessage `json:"scope"`
+}
+
+// parseScope reads a scope given as an object, as a string holding one
+// (the original backend's shape), or as null / "" (unrestricted).
+func parseScope(raw json.RawMessage) (*agentkeys.Scope, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) > 0 && raw[0] == '"' {
+		var inner string
+		if err := json.Unmarshal(raw, &inner); err != nil {
+			return nil, err
+		}
+		raw = bytes.TrimSpace([]byte(inner))
+	}
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	if raw[0] != '{' {
+		return nil, errors.New("scope is not an object")
+	}
+	var sc agentkeys.Scope
+	if err := json.Unmarshal(raw, &sc); err != nil {
+		return nil, err
+	}
+	return &sc, nil
 }
 
 // Validate implements SessionValidator.
@@ -142,7 +170,11 @@ func parseValidateResponse(status int, body []byte) (Identity, error) {
 	if vr.Kind != "" && vr.Kind != "master" && vr.Kind != "agent" {
 		return Identity{}, &BackendError{Detail: "validate response has unknown kind"}
 	}
-	scope, err := vr.Scope.Normalize()
+	raw, err := parseScope(vr.Scope)
+	if err != nil {
+		return Identity{}, &BackendError{Detail: "validate response has a malformed scope"}
+	}
+	scope, err := raw.Normalize()
 	if err != nil {
 		return Identity{}, &BackendError{Detail: "validate response has a malformed scope"}
 	}

@@ -33,6 +33,9 @@ const (
 	CodeUnavailable    = "PROVISIONER_UNAVAILABLE"
 	CodeInternal       = "INTERNAL"
 	CodeMethodNotFound = "METHOD_NOT_FOUND"
+	// CodeServiceNotSupported: the provisioner has no flow for the service
+	// (the original daemon's code for this case).
+	CodeServiceNotSupported = "SERVICE_NOT_SUPPORTED"
 )
 
 // Error is an error with a stable code. Its message never contains a

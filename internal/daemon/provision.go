@@ -73,7 +73,7 @@ func NewProvisioner(cfg ProvisionConfig, bc *backendclient.Client, broker *Broke
 
 func (p *daemonProvisioner) Provision(ctx context.Context, service string, force bool, progress func(msg string, done, total float64)) (ProvisionResult, error) {
 	if _, ok := provision.LookupService(service, nil); !ok {
-		return ProvisionResult{}, errorf(CodeInvalidParams, "service %q cannot be provisioned (supported: %s)", service, strings.Join(provision.Services(), ", "))
+		return ProvisionResult{}, errorf(CodeServiceNotSupported, "service %q not supported by the provisioner (supported: %s)", service, strings.Join(provision.Services(), ", "))
 	}
 	var n atomic.Int64
 	res, err := p.orch.Provision(ctx, provision.Request{Service: service, Force: force}, func(ev provision.Event) {

@@ -115,8 +115,8 @@ func testMCPProvision(t *testing.T, secretFree bool) {
 		t.Fatalf("out-of-scope provision: %v %s", err, textOf(res))
 	}
 	res, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: ToolProvision, Arguments: map[string]any{"service": "myspace"}})
-	if err != nil || !res.IsError || !strings.HasPrefix(textOf(res), CodeInvalidParams) {
-		t.Fatalf("unknown service: %v %s", err, textOf(res))
+	if err != nil || !res.IsError || !strings.HasPrefix(textOf(res), "SERVICE_NOT_SUPPORTED") || !strings.Contains(textOf(res), "not supported") {
+		t.Fatalf("unknown service: want the original's SERVICE_NOT_SUPPORTED: %v %s", err, textOf(res))
 	}
 }
 
