@@ -19,7 +19,7 @@ func TestProvisionerRefusesBeforeSigningUp(t *testing.T) {
 	}{
 		{&agentkeys.Scope{Services: []string{"openrouter"}, ReadOnly: true}, "openrouter", CodeDenied},
 		{&agentkeys.Scope{Services: []string{"openai"}}, "openrouter", CodeDenied},
-		{nil, "geocities", CodeInvalidParams},
+		{nil, "geocities", CodeServiceNotSupported},
 	} {
 		p, err := NewProvisioner(ProvisionConfig{Scraper: never, StateDir: t.TempDir()}, nil, nil,
 			Session{Token: agentkeys.NewToken(), Wallet: agentkeys.NewWallet(), Scope: c.scope}, "")
