@@ -53,15 +53,10 @@ const DefaultRequestTimeout = 30 * time.Second
 // DefaultBackendURL is where the backend listens by default.
 const DefaultBackendURL = "http://127.0.0.1:8090"
 
-// App is one invocation of the CLI: its streams, global flags and lazily
-// opened session store. Commands added from other files of this package
-// (such as `agentkeys dev`) receive it.
-type App struct {
-	In  *os.File
-	Out io.Writer
-	Err io.Writer
-
-	// Global flags.
+// Config is the CLI's global configuration: the flags every command takes,
+// each bound to its environment variable. Validate checks it before any
+// command runs.
+type Config struct {
 	BackendFlag string // --backend / AGENTKEYS_BACKEND_URL; empty when neither is given
 	BrokerURL   string // --broker-url / AGENTKEYS_BROKER_URL
 	JSON        bool   // --json
@@ -72,6 +67,41 @@ type App struct {
 	// AGENTKEYS_REQUEST_TIMEOUT); a server that accepts and never answers
 	// fails the command instead of hanging it.
 	RequestTimeout time.Duration
+}
+
+// Validate checks the global configuration and reports every problem at
+// once: the profile name, the request timeout, and the backend and broker
+// URLs when given (http or https, a host, no user info, query or fragment).
+func (c *Config) Validate() error {
+	var errs []error
+	if err := keychain.ValidateProfile(c.Profile); err != nil {
+		errs = append(errs, fmt.Errorf("--profile: %w", err))
+	}
+	if c.RequestTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--request-timeout / %s must be positive, e.g. 30s", EnvRequestTimeout))
+	}
+	if c.BackendFlag != "" {
+		if _, err := keychain.NormalizeURL(c.BackendFlag, "backend"); err != nil {
+			errs = append(errs, fmt.Errorf("--backend / %s: %w", EnvBackendURL, err))
+		}
+	}
+	if c.BrokerURL != "" {
+		if _, err := keychain.NormalizeURL(c.BrokerURL, "broker"); err != nil {
+			errs = append(errs, fmt.Errorf("--broker-url / %s: %w", EnvBrokerURL, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// App is one invocation of the CLI: its streams, global configuration and
+// lazily opened session store. Commands added from other files of this
+// package (such as `agentkeys dev`) receive it.
+type App struct {
+	In  *os.File
+	Out io.Writer
+	Err io.Writer
+
+	Config // global flags
 
 	flagEnvErr error // bad values of the global flags' variables
 
@@ -129,12 +159,9 @@ func (e *ExitError) Error() string {
 }
 func (e *ExitError) Unwrap() error { return e.Err }
 
-// usageError is a mistake in the command line (exit 2).
-type usageError struct{ msg string }
-
-func (e *usageError) Error() string { return e.msg }
-
-func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
+// usagef returns a mistake in the command line (exit 2), as the other
+// binaries do.
+func usagef(format string, args ...any) error { return envflag.Usagef(format, args...) }
 
 // hinted carries a one-line hint printed after the error.
 type hinted struct {
@@ -161,7 +188,7 @@ func (a *App) report(cmd *cobra.Command, err error) int {
 	if errors.As(err, &ee) && ee.Err == nil {
 		return ee.Code
 	}
-	var ue *usageError
+	var ue *envflag.UsageError
 	if a.JSON {
 		return a.reportJSON(err, errors.As(err, &ue) || !a.entered, ee)
 	}
@@ -220,16 +247,7 @@ Exit codes: 0 ok, 1 failure, 2 usage error; 'run' exits with its child's status.
 			return usagef("a command is required")
 		},
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
-			if a.flagEnvErr != nil {
-				return usagef("%v", a.flagEnvErr)
-			}
-			if a.RequestTimeout <= 0 {
-				return usagef("--request-timeout / %s must be positive, e.g. 30s", EnvRequestTimeout)
-			}
-			if err := keychain.ValidateProfile(a.Profile); err != nil {
-				return usagef("--profile: %v", err)
-			}
-			return nil
+			return envflag.AsUsage(errors.Join(a.flagEnvErr, a.Config.Validate()))
 		},
 	}
 	root.CompletionOptions.HiddenDefaultCmd = false
@@ -242,7 +260,7 @@ Exit codes: 0 ok, 1 failure, 2 usage error; 'run' exits with its child's status.
 	b.Duration(&a.RequestTimeout, "request-timeout", EnvRequestTimeout, DefaultRequestTimeout, "how long to wait for each answer of the backend or the broker")
 	pf.BoolVarP(&a.Verbose, "verbose", "v", false, "print requests (method and path) and notes to stderr")
 	a.flagEnvErr = b.Err()
-	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &usageError{envflag.FlagError(c.Flags(), err).Error()} })
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return envflag.FlagError(c.Flags(), err) })
 
 	root.AddCommand(
 		a.newInitCmd(),

@@ -17,7 +17,7 @@ func (w *world) directApp() (*App, *bytes.Buffer) {
 		t.Setenv(k, v)
 	}
 	var out bytes.Buffer
-	return &App{Out: &out, Err: &bytes.Buffer{}, Profile: "default", BackendFlag: w.url}, &out
+	return &App{Out: &out, Err: &bytes.Buffer{}, Config: Config{Profile: "default", BackendFlag: w.url}}, &out
 }
 
 // The commands' work is callable without cobra: input struct in, effect
