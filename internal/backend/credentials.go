@@ -184,49 +184,37 @@ func (s *Server) teardown(r *http.Request, c *caller) (any, error) {
 	}
 	var revoked, removed int
 	var tree []agentkeys.Wallet
-	var epoch int64
-	err = s.store.Tx(ctx, func(q store.Queries) error {
+	err = s.revocationTx(ctx, c, agentkeys.ActionTeardown, addr, func(q store.Queries) (agentkeys.Wallet, error) {
 		tw, owned, err := s.target(ctx, q, c, addr)
 		if err != nil {
-			return err
+			return "", err
 		}
 		if !owned {
-			return denied("session does not own agent %s", addr)
+			return "", denied("session does not own agent %s", addr)
 		}
 		if !c.scope.CanWrite() {
-			return jsonhttp.Errorf(http.StatusForbidden, KindDenied, "session scope is read-only")
+			return "", jsonhttp.Errorf(http.StatusForbidden, KindDenied, "session scope is read-only")
 		}
 		if tw.TornDown {
-			return notFound("agent %s was already torn down", addr)
+			return "", notFound("agent %s was already torn down", addr)
 		}
 		if tw.Kind == store.KindMaster {
 			// Tombstoning a master would lock its identity out for good.
-			return badRequest("a master wallet cannot be torn down; tear down its agents, or revoke its sessions")
+			return "", badRequest("a master wallet cannot be torn down; tear down its agents, or revoke its sessions")
 		}
 		if tree, err = q.Subtree(ctx, addr); err != nil {
-			return err
+			return "", err
 		}
-		now := s.now()
-		if revoked, err = q.RevokeWalletSessions(ctx, tree, now); err != nil {
-			return err
+		if revoked, err = q.RevokeWalletSessions(ctx, tree, s.now()); err != nil {
+			return "", err
 		}
 		if removed, err = q.DeleteWalletData(ctx, tree); err != nil {
-			return err
+			return "", err
 		}
-		if err := q.TombstoneWallets(ctx, tree); err != nil {
-			return err
-		}
-		if err := bumpEpoch(ctx, q, &epoch); err != nil {
-			return err
-		}
-		return s.audit(ctx, q, c.addr(), addr, agentkeys.AuditWildcard, agentkeys.ActionTeardown, agentkeys.ResultOK)
+		return addr, q.TombstoneWallets(ctx, tree)
 	})
 	if err != nil {
-		if isDenied(err) {
-			s.auditDenial(ctx, c.addr(), addr, agentkeys.AuditWildcard, agentkeys.ActionTeardown, agentkeys.ResultDenied)
-		}
 		return nil, err
 	}
-	s.epochs.observe(epoch)
 	return api.TeardownResponse{OK: true, WalletsRemoved: len(tree), SessionsRevoked: revoked, CredentialsRemoved: removed}, nil
 }

@@ -121,14 +121,31 @@ func (h *epochHub) poll() {
 	}
 }
 
-// bumpEpoch bumps the revocation epoch inside the caller's transaction and
-// remembers the new value in *out, for s.epochs.observe after the commit.
-func bumpEpoch(ctx context.Context, q store.Queries, out *int64) error {
-	n, err := q.BumpRevocationEpoch(ctx)
+// revocationTx runs change, a change to what sessions may do (revoke,
+// teardown, scope update), in one transaction with the revocation-epoch
+// bump and the ResultOK audit row of action on the wallet change returns;
+// after the commit the new epoch is observed, so that waiting watchers and
+// relying services see it at once. A denial (403) rolls everything back
+// and is audited on its own, with deniedTarget as the target.
+func (s *Server) revocationTx(ctx context.Context, c *caller, action string, deniedTarget agentkeys.Wallet, change func(q store.Queries) (agentkeys.Wallet, error)) error {
+	var epoch int64
+	err := s.store.Tx(ctx, func(q store.Queries) error {
+		target, err := change(q)
+		if err != nil {
+			return err
+		}
+		if epoch, err = q.BumpRevocationEpoch(ctx); err != nil {
+			return err
+		}
+		return s.audit(ctx, q, c.addr(), target, agentkeys.AuditWildcard, action, agentkeys.ResultOK)
+	})
 	if err != nil {
+		if isDenied(err) {
+			s.auditDenial(ctx, c.addr(), deniedTarget, agentkeys.AuditWildcard, action, agentkeys.ResultDenied)
+		}
 		return err
 	}
-	*out = n
+	s.epochs.observe(epoch)
 	return nil
 }
 

@@ -179,35 +179,25 @@ func (s *Server) revoke(r *http.Request, c *caller) (any, error) {
 			return nil, notFound("target session not found")
 		}
 		var n int
-		var epoch int64
-		err = s.store.Tx(ctx, func(q store.Queries) error {
+		err = s.revocationTx(ctx, c, agentkeys.ActionRevoke, c.addr(), func(q store.Queries) (agentkeys.Wallet, error) {
 			sess, err := q.Session(ctx, tok.Hash())
 			if errors.Is(err, store.ErrNotFound) {
-				return notFound("target session not found")
+				return "", notFound("target session not found")
 			}
 			if err != nil {
-				return err
+				return "", err
 			}
 			if _, owned, err := s.target(ctx, q, c, sess.Wallet); err != nil {
-				return err
+				return "", err
 			} else if !owned {
-				return denied("session does not own the target session")
+				return "", denied("session does not own the target session")
 			}
-			if n, err = q.RevokeSessionTree(ctx, sess.TokenHash, now); err != nil {
-				return err
-			}
-			if err := bumpEpoch(ctx, q, &epoch); err != nil {
-				return err
-			}
-			return s.audit(ctx, q, c.addr(), sess.Wallet, agentkeys.AuditWildcard, agentkeys.ActionRevoke, agentkeys.ResultOK)
+			n, err = q.RevokeSessionTree(ctx, sess.TokenHash, now)
+			return sess.Wallet, err
 		})
 		if err != nil {
-			if isDenied(err) {
-				s.auditDenial(ctx, c.addr(), c.addr(), agentkeys.AuditWildcard, agentkeys.ActionRevoke, agentkeys.ResultDenied)
-			}
 			return nil, err
 		}
-		s.epochs.observe(epoch)
 		return api.RevokeResponse{OK: true, SessionsRevoked: n}, nil
 	}
 
@@ -216,35 +206,27 @@ func (s *Server) revoke(r *http.Request, c *caller) (any, error) {
 		return nil, err
 	}
 	var n int
-	var epoch int64
-	err = s.store.Tx(ctx, func(q store.Queries) error {
+	err = s.revocationTx(ctx, c, agentkeys.ActionRevoke, addr, func(q store.Queries) (agentkeys.Wallet, error) {
 		if _, owned, err := s.target(ctx, q, c, addr); err != nil {
-			return err
+			return "", err
 		} else if !owned {
-			return denied("session does not own the target wallet")
+			return "", denied("session does not own the target wallet")
 		}
 		tree, err := q.Subtree(ctx, addr)
 		if err != nil {
-			return err
+			return "", err
 		}
 		if n, err = q.RevokeWalletSessions(ctx, tree, now); err != nil {
-			return err
+			return "", err
 		}
 		if n == 0 {
-			return notFound("no active sessions found for target wallet")
+			return "", notFound("no active sessions found for target wallet")
 		}
-		if err := bumpEpoch(ctx, q, &epoch); err != nil {
-			return err
-		}
-		return s.audit(ctx, q, c.addr(), addr, agentkeys.AuditWildcard, agentkeys.ActionRevoke, agentkeys.ResultOK)
+		return addr, nil
 	})
 	if err != nil {
-		if isDenied(err) {
-			s.auditDenial(ctx, c.addr(), addr, agentkeys.AuditWildcard, agentkeys.ActionRevoke, agentkeys.ResultDenied)
-		}
 		return nil, err
 	}
-	s.epochs.observe(epoch)
 	return api.RevokeResponse{OK: true, SessionsRevoked: n}, nil
 }
 
@@ -307,38 +289,27 @@ func (s *Server) putScope(r *http.Request, c *caller) (any, error) {
 	if err != nil {
 		return nil, badRequest("scope: %v", err)
 	}
-	var epoch int64
-	err = s.store.Tx(ctx, func(q store.Queries) error {
+	err = s.revocationTx(ctx, c, agentkeys.ActionScopeUpdate, addr, func(q store.Queries) (agentkeys.Wallet, error) {
 		tw, owned, err := s.target(ctx, q, c, addr)
 		if err != nil {
-			return err
+			return "", err
 		}
 		if !owned {
-			return denied("session does not own the target wallet")
+			return "", denied("session does not own the target wallet")
 		}
 		if tw.TornDown {
-			return notFound("target wallet was torn down")
+			return "", notFound("target wallet was torn down")
 		}
 		if !c.scope.CanWrite() {
-			return jsonhttp.Errorf(http.StatusForbidden, KindDenied, "a read-only session cannot change scopes")
+			return "", jsonhttp.Errorf(http.StatusForbidden, KindDenied, "a read-only session cannot change scopes")
 		}
 		if !scope.Within(c.scope) {
-			return jsonhttp.Errorf(http.StatusForbidden, KindDenied, "requested scope is wider than the caller's scope")
+			return "", jsonhttp.Errorf(http.StatusForbidden, KindDenied, "requested scope is wider than the caller's scope")
 		}
-		if err := q.SetScope(ctx, addr, scope); err != nil {
-			return err
-		}
-		if err := bumpEpoch(ctx, q, &epoch); err != nil {
-			return err
-		}
-		return s.audit(ctx, q, c.addr(), addr, agentkeys.AuditWildcard, agentkeys.ActionScopeUpdate, agentkeys.ResultOK)
+		return addr, q.SetScope(ctx, addr, scope)
 	})
 	if err != nil {
-		if isDenied(err) {
-			s.auditDenial(ctx, c.addr(), addr, agentkeys.AuditWildcard, agentkeys.ActionScopeUpdate, agentkeys.ResultDenied)
-		}
 		return nil, err
 	}
-	s.epochs.observe(epoch)
 	return api.SetScopeResponse{OK: true, Wallet: addr, Scope: scope}, nil
 }
