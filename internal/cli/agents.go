@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -169,6 +170,30 @@ func (a *App) withAgent(arg string) (*Master, agentRef, error) {
 		return nil, agentRef{}, err
 	}
 	return m, ref, nil
+}
+
+// agentCommand is a command acting on one agent, named by its only argument
+// (with optional, the argument may be left out: the master itself). run
+// receives the command's context, the profile's master session and the
+// resolved agent.
+func (a *App) agentCommand(use, short string, optional bool, run func(ctx context.Context, m *Master, ref agentRef) error) *cobra.Command {
+	args := exactArgs(1, "<agent>")
+	if optional {
+		args = maxArgs(1, "[<agent>]")
+	}
+	return &cobra.Command{
+		Use:               use,
+		Short:             short,
+		Args:              args,
+		ValidArgsFunction: a.completeAgents,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			m, ref, err := a.withAgent(optionalArg(args))
+			if err != nil {
+				return err
+			}
+			return run(cmdContext(cmd.Context()), m, ref)
+		},
+	}
 }
 
 // withBook loads the profile's master session and its agent address book.

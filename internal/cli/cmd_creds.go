@@ -195,17 +195,9 @@ func readViaSocket(ctx context.Context, path, service string) ([]byte, string, e
 }
 
 func (a *App) newListCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:               "list <agent>",
-		Short:             "List the services an agent holds credentials for",
-		Args:              exactArgs(1, "<agent>"),
-		ValidArgsFunction: a.completeAgents,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			m, ref, err := a.withAgent(args[0])
-			if err != nil {
-				return err
-			}
-			svcs, err := m.Client.ListCredentials(cmdContext(cmd.Context()), m.Session.Token, ref.Wallet)
+	return a.agentCommand("list <agent>", "List the services an agent holds credentials for", false,
+		func(ctx context.Context, m *Master, ref agentRef) error {
+			svcs, err := m.Client.ListCredentials(ctx, m.Session.Token, ref.Wallet)
 			if err != nil {
 				return err
 			}
@@ -219,6 +211,5 @@ func (a *App) newListCmd() *cobra.Command {
 				a.printf("%s\n", s)
 			}
 			return nil
-		},
-	}
+		})
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 
 	"github.com/spf13/cobra"
@@ -65,17 +66,9 @@ func (a *App) newInboxCmd() *cobra.Command {
 		Use:   "inbox",
 		Short: "Mock email inboxes of agents (development backends)",
 	}
-	provision := &cobra.Command{
-		Use:               "provision [<agent>]",
-		Short:             "Create an inbox for an agent (default: yourself); print its address",
-		Args:              maxArgs(1, "[<agent>]"),
-		ValidArgsFunction: a.completeAgents,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			m, ref, err := a.withAgent(optionalArg(args))
-			if err != nil {
-				return err
-			}
-			addr, err := m.Client.ProvisionInbox(cmdContext(cmd.Context()), m.Session.Token, ref.Wallet)
+	provision := a.agentCommand("provision [<agent>]", "Create an inbox for an agent (default: yourself); print its address", true,
+		func(ctx context.Context, m *Master, ref agentRef) error {
+			addr, err := m.Client.ProvisionInbox(ctx, m.Session.Token, ref.Wallet)
 			if err != nil {
 				return err
 			}
@@ -84,19 +77,10 @@ func (a *App) newInboxCmd() *cobra.Command {
 			}
 			a.printf("%s\n", addr)
 			return nil
-		},
-	}
-	list := &cobra.Command{
-		Use:               "list [<agent>]",
-		Short:             "List an agent's inbox addresses (default: yours)",
-		Args:              maxArgs(1, "[<agent>]"),
-		ValidArgsFunction: a.completeAgents,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			m, ref, err := a.withAgent(optionalArg(args))
-			if err != nil {
-				return err
-			}
-			addrs, err := m.Client.ListInboxes(cmdContext(cmd.Context()), m.Session.Token, ref.Wallet)
+		})
+	list := a.agentCommand("list [<agent>]", "List an agent's inbox addresses (default: yours)", true,
+		func(ctx context.Context, m *Master, ref agentRef) error {
+			addrs, err := m.Client.ListInboxes(ctx, m.Session.Token, ref.Wallet)
 			if err != nil {
 				return err
 			}
@@ -107,8 +91,7 @@ func (a *App) newInboxCmd() *cobra.Command {
 				a.printf("%s\n", s)
 			}
 			return nil
-		},
-	}
+		})
 	cmd.AddCommand(provision, list)
 	return group(cmd)
 }

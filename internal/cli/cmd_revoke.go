@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -146,19 +147,8 @@ func (a *App) confirm(question string) (bool, error) {
 
 func (a *App) newTeardownCmd() *cobra.Command {
 	var yes bool
-	cmd := &cobra.Command{
-		Use:   "teardown <agent>",
-		Short: "Delete an agent: its credentials, sessions, links and inboxes, and its sub-agents'",
-		Long: `Delete an agent for good: the backend revokes its sessions and deletes its
-credentials, identity links and inboxes, and those of its sub-agents, in one
-transaction. Asks for confirmation on a terminal; elsewhere --yes is required.`,
-		Args:              exactArgs(1, "<agent>"),
-		ValidArgsFunction: a.completeAgents,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			m, ref, err := a.withAgent(args[0])
-			if err != nil {
-				return err
-			}
+	cmd := a.agentCommand("teardown <agent>", "Delete an agent: its credentials, sessions, links and inboxes, and its sub-agents'", false,
+		func(ctx context.Context, m *Master, ref agentRef) error {
 			if !yes {
 				if !a.stdinIsTerminal() {
 					return withHint(fmt.Errorf("refusing to tear down %s without confirmation (stdin is not a terminal)", ref), "pass --yes to confirm")
@@ -171,7 +161,7 @@ transaction. Asks for confirmation on a terminal; elsewhere --yes is required.`,
 					return errors.New("teardown cancelled")
 				}
 			}
-			res, err := m.Client.Teardown(cmdContext(cmd.Context()), m.Session.Token, ref.Wallet)
+			res, err := m.Client.Teardown(ctx, m.Session.Token, ref.Wallet)
 			if err != nil {
 				return err
 			}
@@ -187,8 +177,10 @@ transaction. Asks for confirmation on a terminal; elsewhere --yes is required.`,
 			a.printf("Torn down agent=%s (wallets: %d, sessions revoked: %d, credentials removed: %d)\n",
 				ref.Wallet, res.WalletsRemoved, res.SessionsRevoked, res.CredentialsRemoved)
 			return nil
-		},
-	}
+		})
+	cmd.Long = `Delete an agent for good: the backend revokes its sessions and deletes its
+credentials, identity links and inboxes, and those of its sub-agents, in one
+transaction. Asks for confirmation on a terminal; elsewhere --yes is required.`
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
 	return cmd
 }

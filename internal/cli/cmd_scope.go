@@ -40,23 +40,14 @@ func (a *App) newScopeCmd() *cobra.Command {
 		Use:   "scope",
 		Short: "Show or change an agent's scope",
 	}
-	get := &cobra.Command{
-		Use:               "get <agent>",
-		Short:             "Show an agent's effective scope",
-		Args:              exactArgs(1, "<agent>"),
-		ValidArgsFunction: a.completeAgents,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			m, ref, err := a.withAgent(args[0])
-			if err != nil {
-				return err
-			}
-			sc, err := m.Client.GetScope(cmdContext(cmd.Context()), m.Session.Token, ref.Wallet)
+	get := a.agentCommand("get <agent>", "Show an agent's effective scope", false,
+		func(ctx context.Context, m *Master, ref agentRef) error {
+			sc, err := m.Client.GetScope(ctx, m.Session.Token, ref.Wallet)
 			if err != nil {
 				return err
 			}
 			return a.printScope(ref.Wallet, sc)
-		},
-	}
+		})
 	var (
 		in          scopeSetInput
 		services    string
