@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -163,17 +164,30 @@ func ReadSessionFile(path string) (Session, error) {
 		return Session{}, fmt.Errorf("open session file: %w", pathErr(err))
 	}
 	defer f.Close()
+	return readSession(f, path, func(fi fs.FileInfo) error {
+		if fi.Mode().Perm()&0o077 != 0 {
+			return fmt.Errorf("session file %s has mode %04o; it holds a bearer token, so other users must not read it: chmod 600 %s", path, fi.Mode().Perm(), path)
+		}
+		return nil
+	})
+}
+
+// readSession reads the session in the open file f (named path in
+// messages, which never quote the content). It refuses anything but a
+// regular file of this user, and checkMode decides about its permission
+// bits (refuse or repair) before anything is read.
+func readSession(f *os.File, path string, checkMode func(fs.FileInfo) error) (Session, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return Session{}, fmt.Errorf("stat session file: %w", pathErr(err))
 	}
 	if !fi.Mode().IsRegular() {
-		return Session{}, fmt.Errorf("session file %s is not a regular file", path)
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return Session{}, fmt.Errorf("session file %s has mode %04o; it holds a bearer token, so other users must not read it: chmod 600 %s", path, fi.Mode().Perm(), path)
+		return Session{}, fmt.Errorf("session file %s is not a regular file; refusing to use it", path)
 	}
 	if err := checkOwner(fi, path); err != nil {
+		return Session{}, err
+	}
+	if err := checkMode(fi); err != nil {
 		return Session{}, err
 	}
 	data, err := io.ReadAll(io.LimitReader(f, MaxSessionFileSize+1))
@@ -181,7 +195,11 @@ func ReadSessionFile(path string) (Session, error) {
 		return Session{}, fmt.Errorf("read session file: %w", pathErr(err))
 	}
 	defer clear(data)
-	return ParseSession(data)
+	sess, err := ParseSession(data)
+	if err != nil {
+		return Session{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return sess, nil
 }
 
 // WriteSessionFile writes s to path with mode 0600, atomically (temporary

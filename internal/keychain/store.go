@@ -284,32 +284,16 @@ func (s *Store) loadFile(profile string) (Session, error) {
 		return Session{}, fmt.Errorf("open session file: %w", pathErr(err))
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return Session{}, fmt.Errorf("stat session file: %w", pathErr(err))
-	}
-	if !fi.Mode().IsRegular() {
-		return Session{}, fmt.Errorf("%s is not a regular file; refusing to use it", path)
-	}
-	if err := checkOwner(fi, path); err != nil {
-		return Session{}, err
-	}
-	if fi.Mode().Perm() != 0o600 {
+	return readSession(f, path, func(fi fs.FileInfo) error {
+		if fi.Mode().Perm() == 0o600 {
+			return nil
+		}
 		if err := f.Chmod(0o600); err != nil {
-			return Session{}, fmt.Errorf("%s has mode %04o and cannot be repaired: %w", path, fi.Mode().Perm(), pathErr(err))
+			return fmt.Errorf("%s has mode %04o and cannot be repaired: %w", path, fi.Mode().Perm(), pathErr(err))
 		}
 		s.notef("repaired mode of %s to 0600 (was %04o)", path, fi.Mode().Perm())
-	}
-	data, err := io.ReadAll(io.LimitReader(f, MaxSessionFileSize+1))
-	if err != nil {
-		return Session{}, fmt.Errorf("read session file: %w", pathErr(err))
-	}
-	defer clear(data)
-	sess, err := ParseSession(data)
-	if err != nil {
-		return Session{}, fmt.Errorf("%s: %w", path, err)
-	}
-	return sess, nil
+		return nil
+	})
 }
 
 // Save stores the profile's session and says where ("OS keychain" or the
