@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/api"
+	"github.com/agentkeys/agentkeys/internal/jsonhttp"
 )
 
 // DefaultTimeout bounds each request when the caller's context has no
@@ -60,15 +60,7 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 	return c, nil
 }
 
-var defaultTransport = &http.Transport{
-	Proxy:               nil, // a bearer must not wander through an ambient proxy
-	DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-	MaxIdleConns:        64,
-	MaxIdleConnsPerHost: 64,
-	IdleConnTimeout:     90 * time.Second,
-	TLSHandshakeTimeout: 5 * time.Second,
-	ForceAttemptHTTP2:   true,
-}
+var defaultTransport = jsonhttp.NewTransport(5*time.Second, 64)
 
 // BaseURL returns the backend's base URL.
 func (c *Client) BaseURL() string { return c.base.String() }
@@ -164,12 +156,12 @@ func (c *Client) do(ctx context.Context, op, method, path string, query url.Valu
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return &TransportError{Op: op, URL: c.origin(), Err: unwrapURLError(err)}
+		return &TransportError{Op: op, URL: c.origin(), Err: jsonhttp.TransportCause(err)}
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if err != nil {
-		return &TransportError{Op: op, URL: c.origin(), Err: unwrapURLError(err)}
+		return &TransportError{Op: op, URL: c.origin(), Err: jsonhttp.TransportCause(err)}
 	}
 	if resp.StatusCode != http.StatusOK {
 		var env struct {
@@ -191,19 +183,6 @@ func (c *Client) do(ctx context.Context, op, method, path string, query url.Valu
 
 // origin is the backend's scheme and host, for messages.
 func (c *Client) origin() string { return c.base.Scheme + "://" + c.base.Host }
-
-// unwrapURLError drops *url.Error's URL (it can carry query values) and
-// keeps the cause.
-func unwrapURLError(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		if ue.Timeout() || errors.Is(ue.Err, context.DeadlineExceeded) {
-			return errors.New("did not answer in time")
-		}
-		return ue.Err
-	}
-	return err
-}
 
 // Session is a session the backend issued.
 type Session struct {

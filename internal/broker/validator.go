@@ -15,6 +15,7 @@ import (
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/api"
+	"github.com/agentkeys/agentkeys/internal/jsonhttp"
 )
 
 // Identity is what the session backend says about a bearer.
@@ -72,16 +73,8 @@ func NewHTTPValidator(baseURL string, timeout time.Duration) *HTTPValidator {
 		url:      strings.TrimRight(baseURL, "/") + "/session/validate",
 		epochURL: strings.TrimRight(baseURL, "/") + "/session/epoch",
 		client: &http.Client{
-			Timeout: timeout,
-			Transport: &http.Transport{
-				Proxy:               nil, // a bearer must not wander through an ambient proxy
-				DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-				MaxIdleConns:        256,
-				MaxIdleConnsPerHost: 256,
-				IdleConnTimeout:     90 * time.Second,
-				TLSHandshakeTimeout: 5 * time.Second,
-				ForceAttemptHTTP2:   true,
-			},
+			Timeout:       timeout,
+			Transport:     jsonhttp.NewTransport(2*time.Second, 256),
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/api"
 	"github.com/agentkeys/agentkeys/internal/backendclient"
+	"github.com/agentkeys/agentkeys/internal/jsonhttp"
 )
 
 // AWSCredentials are temporary AWS credentials minted by the broker. They
@@ -160,7 +161,7 @@ func New(baseURL string, hc *http.Client, d Deriver) (*Client, error) {
 		return nil, errors.New("brokerclient: a Deriver is required (the broker is sent only derived tokens)")
 	}
 	if hc == nil {
-		hc = &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 8, IdleConnTimeout: 90 * time.Second}, Timeout: DefaultTimeout}
+		hc = &http.Client{Transport: jsonhttp.NewTransport(5*time.Second, 8), Timeout: DefaultTimeout}
 	}
 	return &Client{base: base, http: hc, derive: d, now: time.Now, sem: make(chan struct{}, 1)}, nil
 }
@@ -274,14 +275,7 @@ func (b *Client) postBearer(ctx context.Context, op, path string, tok agentkeys.
 	req.Header.Set("Accept", "application/json")
 	resp, err := b.http.Do(req)
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			if ue.Timeout() {
-				return &TransportError{Op: op, URL: b.base, Err: errors.New("did not answer in time")}
-			}
-			err = ue.Err // drop the URL
-		}
-		return &TransportError{Op: op, URL: b.base, Err: err}
+		return &TransportError{Op: op, URL: b.base, Err: jsonhttp.TransportCause(err)}
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))

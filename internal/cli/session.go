@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/agentkeys/agentkeys/internal/backendclient"
 	"github.com/agentkeys/agentkeys/internal/brokerclient"
+	"github.com/agentkeys/agentkeys/internal/jsonhttp"
 	"github.com/agentkeys/agentkeys/internal/keychain"
 )
 
@@ -71,14 +71,7 @@ func (a *App) httpClient() *http.Client {
 	if a.hc != nil {
 		return a.hc
 	}
-	var rt http.RoundTripper = &http.Transport{
-		Proxy:               nil, // a bearer must not wander through an ambient proxy
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConnsPerHost: 16,
-		IdleConnTimeout:     30 * time.Second,
-		TLSHandshakeTimeout: 5 * time.Second,
-		ForceAttemptHTTP2:   true,
-	}
+	var rt http.RoundTripper = jsonhttp.NewTransport(5*time.Second, 16)
 	if a.Verbose {
 		rt = &verboseTransport{next: rt, w: a.Err}
 	}

@@ -1,0 +1,46 @@
+package jsonhttp
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// NewTransport returns the transport the AgentKeys clients use for requests
+// that carry a bearer: no proxy from the environment (a bearer must not
+// wander through an ambient proxy), dial bounded by dialTimeout, TLS
+// handshake by 5s, keep-alives, HTTP/2 when the server offers it, and at
+// most maxIdle idle connections per host.
+func NewTransport(dialTimeout time.Duration, maxIdle int) *http.Transport {
+	return &http.Transport{
+		Proxy:               nil,
+		DialContext:         (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        maxIdle,
+		MaxIdleConnsPerHost: maxIdle,
+		IdleConnTimeout:     90 * time.Second,
+		TLSHandshakeTimeout: 5 * time.Second,
+		ForceAttemptHTTP2:   true,
+	}
+}
+
+// ErrNoAnswerInTime is the cause TransportCause gives a request that timed
+// out.
+var ErrNoAnswerInTime = errors.New("did not answer in time")
+
+// TransportCause is what a client reports of an error of http.Client.Do or
+// of reading a body: *url.Error's URL is dropped (its query can carry
+// identifiers), and a timeout, of the client or of the context, becomes
+// ErrNoAnswerInTime.
+func TransportCause(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		if ue.Timeout() || errors.Is(ue.Err, context.DeadlineExceeded) {
+			return ErrNoAnswerInTime
+		}
+		return ue.Err
+	}
+	return err
+}

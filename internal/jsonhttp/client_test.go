@@ -1,0 +1,55 @@
+package jsonhttp
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A request that gets no answer in time is reported as such, whether the
+// client's or the context's deadline ended it, and the cause of a failed
+// request never carries its URL (whose query can hold identifiers).
+func TestTransportCause(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+
+	u := srv.URL + "/x?wallet=0xsecretquery"
+	hc := &http.Client{Transport: NewTransport(time.Second, 2), Timeout: 50 * time.Millisecond}
+	req, _ := http.NewRequest(http.MethodGet, u, nil)
+	if _, err := hc.Do(req); !errors.Is(TransportCause(err), ErrNoAnswerInTime) {
+		t.Fatalf("client timeout: cause %v", TransportCause(err))
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	req, _ = http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if _, err := (&http.Client{Transport: NewTransport(time.Second, 2)}).Do(req); !errors.Is(TransportCause(err), ErrNoAnswerInTime) {
+		t.Fatalf("context deadline: cause %v", TransportCause(err))
+	}
+
+	req, _ = http.NewRequest(http.MethodGet, "http://127.0.0.1:1/x?wallet=0xsecretquery", nil)
+	_, err := hc.Do(req)
+	if err == nil || strings.Contains(TransportCause(err).Error(), "secretquery") {
+		t.Fatalf("refused connection: cause %v", TransportCause(err))
+	}
+}
+
+// The transport never takes a proxy from the environment.
+func TestNewTransportIgnoresProxyEnvironment(t *testing.T) {
+	t.Setenv("HTTP_PROXY", "http://127.0.0.1:9")
+	t.Setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+	if NewTransport(time.Second, 1).Proxy != nil {
+		t.Fatal("transport has a proxy function")
+	}
+}
