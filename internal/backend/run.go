@@ -256,20 +256,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down: draining in-flight requests")
-	case err := <-r.serveErr:
-		if err != nil {
-			r.Shutdown(context.Background())
-			return fmt.Errorf("serve: %w", err)
-		}
-	}
-	if err := r.Shutdown(context.Background()); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	log.Info("stopped")
-	return nil
+	return jsonhttp.Drain(ctx, log, r.serveErr, r.timeout, r.Shutdown)
 }
 
 // sweep deletes expired sessions every interval until ctx ends.

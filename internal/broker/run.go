@@ -189,21 +189,5 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down: draining in-flight requests", "grace", cfg.ShutdownGrace.String())
-	case err := <-r.serveErr:
-		log.Error("server stopped", "err", err)
-		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
-		defer cancel()
-		r.Shutdown(sctx)
-		return err
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
-	defer cancel()
-	if err := r.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	log.Info("broker stopped")
-	return nil
+	return jsonhttp.Drain(ctx, log, r.serveErr, cfg.ShutdownGrace, r.Shutdown)
 }

@@ -1,7 +1,9 @@
 package jsonhttp
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -46,4 +48,30 @@ func Serve(srv *http.Server, ln net.Listener, certFile, keyFile string) <-chan e
 		done <- err
 	}()
 	return done
+}
+
+// Drain waits until ctx ends (SIGTERM in a binary) or serving stops by
+// itself (serveErr, from Serve), then calls shutdown with a context bounded
+// by grace to drain in-flight requests. It returns the serving error
+// ("serve: …") if serving failed, else the shutdown error ("shutdown: …").
+func Drain(ctx context.Context, log *slog.Logger, serveErr <-chan error, grace time.Duration, shutdown func(context.Context) error) error {
+	var serr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down: draining in-flight requests", "grace", grace.String())
+	case serr = <-serveErr:
+		if serr != nil {
+			log.Error("server stopped", "err", serr)
+			serr = fmt.Errorf("serve: %w", serr)
+		}
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := shutdown(sctx); err != nil && serr == nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if serr == nil {
+		log.Info("stopped")
+	}
+	return serr
 }
