@@ -88,25 +88,21 @@ var (
 	ErrBadRequest   = errors.New("bad request")
 )
 
+// sentinelStatus is the HTTP status each sentinel error stands for.
+var sentinelStatus = map[error]int{
+	ErrUnauthorized: http.StatusUnauthorized,
+	ErrDenied:       http.StatusForbidden,
+	ErrNotFound:     http.StatusNotFound,
+	ErrConflict:     http.StatusConflict,
+	ErrExpired:      http.StatusGone,
+	ErrRateLimited:  http.StatusTooManyRequests,
+	ErrBadRequest:   http.StatusBadRequest,
+}
+
 // Is maps HTTP statuses to the sentinel errors.
 func (e *Error) Is(target error) bool {
-	switch target {
-	case ErrUnauthorized:
-		return e.Status == http.StatusUnauthorized
-	case ErrDenied:
-		return e.Status == http.StatusForbidden
-	case ErrNotFound:
-		return e.Status == http.StatusNotFound
-	case ErrConflict:
-		return e.Status == http.StatusConflict
-	case ErrExpired:
-		return e.Status == http.StatusGone
-	case ErrRateLimited:
-		return e.Status == http.StatusTooManyRequests
-	case ErrBadRequest:
-		return e.Status == http.StatusBadRequest
-	}
-	return false
+	status, ok := sentinelStatus[target]
+	return ok && e.Status == status
 }
 
 // TransportError is a failure to reach the backend or to read its answer.
