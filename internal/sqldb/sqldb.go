@@ -207,13 +207,18 @@ func openSQLite(dsn string, o Options) (*sql.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: open sqlite: %w", o.Name, err)
 	}
-	n := o.SQLiteMaxConns
+	return pooled(db, o.SQLiteMaxConns, 8), nil
+}
+
+// pooled sizes db's pool to n connections (def when n is not positive),
+// all of them kept idle between uses.
+func pooled(db *sql.DB, n, def int) *sql.DB {
 	if n <= 0 {
-		n = 8
+		n = def
 	}
 	db.SetMaxOpenConns(n)
 	db.SetMaxIdleConns(n)
-	return db, nil
+	return db
 }
 
 func openPostgres(dsn string, o Options) (*sql.DB, error) {
@@ -225,13 +230,7 @@ func openPostgres(dsn string, o Options) (*sql.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: open postgres: %w", o.Name, err) // pgx redacts the password
 	}
-	n := o.PostgresMaxConns
-	if n <= 0 {
-		n = 16
-	}
-	db.SetMaxOpenConns(n)
-	db.SetMaxIdleConns(n)
-	return db, nil
+	return pooled(db, o.PostgresMaxConns, 16), nil
 }
 
 // migrate checks the connection and brings the schema up to date. On

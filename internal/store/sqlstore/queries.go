@@ -293,31 +293,35 @@ func (q *queries) RevokeWalletSessions(ctx context.Context, addrs []agentkeys.Wa
 // BumpRevocationEpoch increments the single-row revocation epoch and
 // returns the new value.
 func (q *queries) BumpRevocationEpoch(ctx context.Context) (int64, error) {
-	var n int64
-	err := q.q.QueryRowContext(ctx, `UPDATE revocation_epoch SET epoch = epoch + 1 WHERE id = 1 RETURNING epoch`).Scan(&n)
-	return n, classify("bump revocation epoch", err)
+	return q.epoch(ctx, "revocation", true)
 }
 
 // RevocationEpoch returns the current revocation epoch.
 func (q *queries) RevocationEpoch(ctx context.Context) (int64, error) {
-	var n int64
-	err := q.q.QueryRowContext(ctx, `SELECT epoch FROM revocation_epoch WHERE id = 1`).Scan(&n)
-	return n, classify("revocation epoch", err)
+	return q.epoch(ctx, "revocation", false)
 }
 
 // BumpPairingEpoch increments the single-row pairing epoch and returns the
 // new value.
 func (q *queries) BumpPairingEpoch(ctx context.Context) (int64, error) {
-	var n int64
-	err := q.q.QueryRowContext(ctx, `UPDATE pairing_epoch SET epoch = epoch + 1 WHERE id = 1 RETURNING epoch`).Scan(&n)
-	return n, classify("bump pairing epoch", err)
+	return q.epoch(ctx, "pairing", true)
 }
 
 // PairingEpoch returns the current pairing epoch.
 func (q *queries) PairingEpoch(ctx context.Context) (int64, error) {
+	return q.epoch(ctx, "pairing", false)
+}
+
+// epoch reads the single-row counter in table <name>_epoch, incremented
+// first when bump is set. name is one of the constants above, never input.
+func (q *queries) epoch(ctx context.Context, name string, bump bool) (int64, error) {
+	query, op := `SELECT epoch FROM `+name+`_epoch WHERE id = 1`, name+" epoch"
+	if bump {
+		query, op = `UPDATE `+name+`_epoch SET epoch = epoch + 1 WHERE id = 1 RETURNING epoch`, "bump "+op
+	}
 	var n int64
-	err := q.q.QueryRowContext(ctx, `SELECT epoch FROM pairing_epoch WHERE id = 1`).Scan(&n)
-	return n, classify("pairing epoch", err)
+	err := q.q.QueryRowContext(ctx, query).Scan(&n)
+	return n, classify(op, err)
 }
 
 // DeleteExpiredSessions removes sessions whose expiry is before t and
