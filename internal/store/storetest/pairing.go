@@ -208,38 +208,47 @@ func testUpdateAuthRequest(t *testing.T, s store.Store) {
 	equalRecord(t, "after reset", got, back)
 }
 
+// checkSweep checks a sweep of expiring rows at cut: the rows expiring at
+// or before cut are deleted and gone finds none of them, later ones stay
+// (kept finds them), and a second sweep deletes nothing.
+func checkSweep[T any](t *testing.T, cut time.Time, insert func(expires time.Time) T, sweep func(cut time.Time) (int, error), gone, kept func(T)) {
+	t.Helper()
+	expired := []T{insert(cut.Add(-time.Hour)), insert(cut.Add(-time.Millisecond)), insert(cut)}
+	live := []T{insert(cut.Add(time.Millisecond)), insert(cut.Add(time.Hour))}
+	n, err := sweep(cut)
+	mustNil(t, err)
+	if n != len(expired) {
+		t.Errorf("deleted %d, want %d", n, len(expired))
+	}
+	for _, r := range expired {
+		gone(r)
+	}
+	for _, r := range live {
+		kept(r)
+	}
+	n, err = sweep(cut)
+	mustNil(t, err)
+	if n != 0 {
+		t.Errorf("second sweep deleted %d", n)
+	}
+}
+
 func testDeleteExpiredAuthRequests(t *testing.T, s store.Store) {
 	ctx := context.Background()
-	cut := now()
-	at := func(d time.Duration) store.AuthRequest {
+	insert := func(expires time.Time) store.AuthRequest {
 		r := minimalAuthRequest()
-		r.ExpiresAt = cut.Add(d)
+		r.ExpiresAt = expires
 		mustNil(t, s.InsertAuthRequest(ctx, r))
 		return r
 	}
-	gone := []store.AuthRequest{at(-time.Hour), at(-time.Millisecond), at(0)}
-	kept := []store.AuthRequest{at(time.Millisecond), at(time.Hour)}
-
-	n, err := s.DeleteExpiredAuthRequests(ctx, cut)
-	mustNil(t, err)
-	if n != len(gone) {
-		t.Errorf("deleted %d, want %d", n, len(gone))
-	}
-	for _, r := range gone {
+	sweep := func(cut time.Time) (int, error) { return s.DeleteExpiredAuthRequests(ctx, cut) }
+	checkSweep(t, now(), insert, sweep, func(r store.AuthRequest) {
 		_, err := s.AuthRequest(ctx, r.ID)
 		wantErr(t, err, store.ErrNotFound)
 		// The pair code is free again.
 		_, err = s.AuthRequestByPairCode(ctx, r.PairCode)
 		wantErr(t, err, store.ErrNotFound)
-	}
-	for _, r := range kept {
-		getAuthRequest(t, s, r.ID)
-	}
-	n, err = s.DeleteExpiredAuthRequests(ctx, cut)
-	mustNil(t, err)
-	if n != 0 {
-		t.Errorf("second sweep deleted %d", n)
-	}
+	}, func(r store.AuthRequest) { getAuthRequest(t, s, r.ID) })
 }
 
 func putLink(t *testing.T, q store.Queries, w agentkeys.Wallet, typ, value string, created time.Time) store.IdentityLink {
@@ -413,29 +422,18 @@ func testUpdateRendezvous(t *testing.T, s store.Store) {
 
 func testDeleteExpiredRendezvous(t *testing.T, s store.Store) {
 	ctx := context.Background()
-	cut := now()
-	at := func(d time.Duration) store.Rendezvous {
-		r := newRendezvous(cut.Add(d))
+	insert := func(expires time.Time) store.Rendezvous {
+		r := newRendezvous(expires)
 		mustNil(t, s.InsertRendezvous(ctx, r))
 		return r
 	}
-	gone := []store.Rendezvous{at(-time.Hour), at(-time.Millisecond), at(0)}
-	kept := []store.Rendezvous{at(time.Millisecond), at(time.Hour)}
-
-	n, err := s.DeleteExpiredRendezvous(ctx, cut)
-	mustNil(t, err)
-	if n != len(gone) {
-		t.Errorf("deleted %d, want %d", n, len(gone))
-	}
-	for _, r := range gone {
+	sweep := func(cut time.Time) (int, error) { return s.DeleteExpiredRendezvous(ctx, cut) }
+	checkSweep(t, now(), insert, sweep, func(r store.Rendezvous) {
 		_, err := s.Rendezvous(ctx, r.PairCode)
 		wantErr(t, err, store.ErrNotFound)
 		_, err = s.RendezvousByToken(ctx, r.TokenHash)
 		wantErr(t, err, store.ErrNotFound)
-	}
-	for _, r := range kept {
-		getRendezvous(t, s, r.PairCode)
-	}
+	}, func(r store.Rendezvous) { getRendezvous(t, s, r.PairCode) })
 }
 
 func insertInbox(t *testing.T, q store.Queries, w agentkeys.Wallet, address string, created time.Time) store.Inbox {
