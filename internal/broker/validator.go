@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -127,12 +126,12 @@ func (v *HTTPValidator) Validate(ctx context.Context, token string) (Identity, e
 	req.Header.Set("Accept", "application/json")
 	resp, err := v.client.Do(req)
 	if err != nil {
-		return Identity{}, &BackendError{Detail: "request failed: " + transportCause(err)}
+		return Identity{}, &BackendError{Detail: "request failed: " + jsonhttp.TransportCause(err).Error()}
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxValidateBody))
 	if err != nil {
-		return Identity{}, &BackendError{Detail: "read response: " + transportCause(err)}
+		return Identity{}, &BackendError{Detail: "read response: " + jsonhttp.TransportCause(err).Error()}
 	}
 	return parseValidateResponse(resp.StatusCode, body)
 }
@@ -181,28 +180,6 @@ func parseValidateResponse(status int, body []byte) (Identity, error) {
 	return id, nil
 }
 
-// transportCause names what went wrong without the URL, which
-// (*url.Error).Error would include.
-func transportCause(err error) string {
-	var ue interface{ Unwrap() error }
-	if errors.As(err, &ue) {
-		if inner := ue.Unwrap(); inner != nil {
-			err = inner
-		}
-	}
-	switch {
-	case errors.Is(err, context.DeadlineExceeded):
-		return "timed out"
-	case errors.Is(err, context.Canceled):
-		return "cancelled"
-	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return "timed out"
-	}
-	return err.Error()
-}
-
 // Health checks the backend's GET /health.
 func (v *HTTPValidator) Health(ctx context.Context) error {
 	u := strings.TrimSuffix(v.url, "/session/validate") + "/health"
@@ -212,7 +189,7 @@ func (v *HTTPValidator) Health(ctx context.Context) error {
 	}
 	resp, err := v.client.Do(req)
 	if err != nil {
-		return errors.New("backend unreachable: " + transportCause(err))
+		return errors.New("backend unreachable: " + jsonhttp.TransportCause(err).Error())
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
 	resp.Body.Close()
@@ -240,12 +217,12 @@ func (v *HTTPValidator) Epoch(ctx context.Context) (int64, error) {
 	req.Header.Set("Accept", "application/json")
 	resp, err := v.client.Do(req)
 	if err != nil {
-		return 0, &BackendError{Detail: "epoch request failed: " + transportCause(err)}
+		return 0, &BackendError{Detail: "epoch request failed: " + jsonhttp.TransportCause(err).Error()}
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if err != nil {
-		return 0, &BackendError{Detail: "read epoch response: " + transportCause(err)}
+		return 0, &BackendError{Detail: "read epoch response: " + jsonhttp.TransportCause(err).Error()}
 	}
 	return parseEpochResponse(resp.StatusCode, body)
 }
@@ -330,7 +307,7 @@ func (c *epochCache) Validate(ctx context.Context, token string) (Identity, erro
 	if err != nil {
 		var be *BackendError
 		if !errors.As(err, &be) {
-			err = &BackendError{Detail: "epoch: " + transportCause(err)}
+			err = &BackendError{Detail: "epoch: " + jsonhttp.TransportCause(err).Error()}
 		}
 		return Identity{}, err
 	}

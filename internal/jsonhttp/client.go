@@ -32,15 +32,19 @@ var ErrNoAnswerInTime = errors.New("did not answer in time")
 
 // TransportCause is what a client reports of an error of http.Client.Do or
 // of reading a body: *url.Error's URL is dropped (its query can carry
-// identifiers), and a timeout, of the client or of the context, becomes
-// ErrNoAnswerInTime.
+// identifiers), and a timeout, of the client, the connection or the
+// context, becomes ErrNoAnswerInTime.
 func TransportCause(err error) error {
 	var ue *url.Error
 	if errors.As(err, &ue) {
-		if ue.Timeout() || errors.Is(ue.Err, context.DeadlineExceeded) {
+		if ue.Timeout() {
 			return ErrNoAnswerInTime
 		}
-		return ue.Err
+		err = ue.Err
+	}
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+		return ErrNoAnswerInTime
 	}
 	return err
 }
