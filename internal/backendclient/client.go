@@ -160,14 +160,8 @@ func (c *Client) do(ctx context.Context, op, method, path string, query url.Valu
 		return &TransportError{Op: op, URL: c.origin(), Err: jsonhttp.TransportCause(err)}
 	}
 	if resp.StatusCode != http.StatusOK {
-		var env struct {
-			Error   string `json:"error"`
-			Message string `json:"message"`
-		}
-		if json.Unmarshal(raw, &env) != nil || env.Error == "" {
-			env.Error, env.Message = "HTTP_"+strconv.Itoa(resp.StatusCode), http.StatusText(resp.StatusCode)
-		}
-		return &Error{Status: resp.StatusCode, Kind: env.Error, Message: env.Message, Op: op}
+		kind, msg := jsonhttp.ParseError(resp.StatusCode, raw)
+		return &Error{Status: resp.StatusCode, Kind: kind, Message: msg, Op: op}
 	}
 	if out != nil {
 		if err := json.Unmarshal(raw, out); err != nil {

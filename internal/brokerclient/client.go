@@ -284,14 +284,8 @@ func (b *Client) postBearer(ctx context.Context, op, path string, tok agentkeys.
 	}
 	defer clear(raw)
 	if resp.StatusCode != http.StatusOK {
-		var env struct {
-			Error   string `json:"error"`
-			Message string `json:"message"`
-		}
-		if json.Unmarshal(raw, &env) != nil || env.Error == "" {
-			env.Error, env.Message = http.StatusText(resp.StatusCode), ""
-		}
-		return &Error{Op: op, Status: resp.StatusCode, Kind: env.Error, Message: env.Message}
+		kind, msg := jsonhttp.ParseError(resp.StatusCode, raw)
+		return &Error{Op: op, Status: resp.StatusCode, Kind: kind, Message: msg}
 	}
 	if err := json.Unmarshal(raw, out); err != nil {
 		return &TransportError{Op: op, URL: b.base, Err: errors.New("malformed broker answer")}

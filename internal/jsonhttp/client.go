@@ -2,10 +2,12 @@ package jsonhttp
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 )
 
@@ -47,4 +49,16 @@ func TransportCause(err error) error {
 		return ErrNoAnswerInTime
 	}
 	return err
+}
+
+// ParseError reads the error envelope of an answer with status: its kind
+// and message. An answer that is not an envelope (a proxy's HTML page, a
+// server that is not an AgentKeys one) gives kind "HTTP_<status>" and the
+// status text as message.
+func ParseError(status int, body []byte) (kind, message string) {
+	var env Error
+	if json.Unmarshal(body, &env) != nil || env.Kind == "" {
+		return "HTTP_" + strconv.Itoa(status), http.StatusText(status)
+	}
+	return env.Kind, env.Message
 }

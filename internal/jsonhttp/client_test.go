@@ -53,3 +53,21 @@ func TestNewTransportIgnoresProxyEnvironment(t *testing.T) {
 		t.Fatal("transport has a proxy function")
 	}
 }
+
+func TestParseError(t *testing.T) {
+	for _, tc := range []struct {
+		status     int
+		body       string
+		kind, want string
+	}{
+		{403, `{"error":"SCOPE_DENIED","message":"no aws"}`, "SCOPE_DENIED", "no aws"},
+		{502, `<html>Bad gateway</html>`, "HTTP_502", "Bad Gateway"},
+		{404, `{"message":"no kind"}`, "HTTP_404", "Not Found"},
+		{500, ``, "HTTP_500", "Internal Server Error"},
+	} {
+		kind, msg := ParseError(tc.status, []byte(tc.body))
+		if kind != tc.kind || msg != tc.want {
+			t.Errorf("ParseError(%d, %q) = %q, %q; want %q, %q", tc.status, tc.body, kind, msg, tc.kind, tc.want)
+		}
+	}
+}
