@@ -164,14 +164,7 @@ func (q *queries) SetScope(ctx context.Context, addr agentkeys.Wallet, scope *ag
 		return err
 	}
 	res, err := q.q.ExecContext(ctx, `UPDATE wallets SET scope_json = $1 WHERE address = $2`, enc, string(addr))
-	n, err := affected(res, err)
-	if err != nil {
-		return classify("set scope", err)
-	}
-	if n == 0 {
-		return fmt.Errorf("sqlstore: set scope: %w", store.ErrNotFound)
-	}
-	return nil
+	return updatedOne("set scope", res, err)
 }
 
 // TombstoneWallets marks the wallets torn down. Unknown addresses are
