@@ -137,23 +137,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Running, error) 
 		cfg: cfg, ln: ln, sink: sink, issuer: issuer, log: log, stop: stop,
 		srv: jsonhttp.NewServer(server, log),
 	}
-	r.wg.Go(func() {
-		t := time.NewTicker(cfg.KeyReload)
-		defer t.Stop()
-		for {
-			select {
-			case <-bg.Done():
-				return
-			case <-t.C:
-				changed, err := issuer.Reload()
-				if err != nil {
-					log.Error("OIDC key set reload failed; keeping the keys in use", "path", cfg.KeyFile, "err", err)
-				} else if changed {
-					server.KeyReloaded()
-				}
-			}
-		}
-	})
+	r.wg.Go(func() { issuer.Watch(bg, cfg.KeyReload, server.KeyReloaded) })
 	r.serveErr = jsonhttp.Serve(r.srv, ln, cfg.TLSCertFile, cfg.TLSKeyFile)
 	log.Info("broker listening", "addr", r.Addr(), "url", r.URL(), "backend", cfg.BackendURL, "audit_db", auditLabel(cfg.AuditDB), "audit_chain", cfg.AuditChain)
 	return r, nil

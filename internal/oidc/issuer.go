@@ -366,8 +366,10 @@ func (i *Issuer) Reload() (bool, error) {
 	return true, nil
 }
 
-// Watch reloads the key file every interval until ctx ends.
-func (i *Issuer) Watch(ctx context.Context, interval time.Duration) {
+// Watch reloads the key file every interval until ctx ends, calling
+// changed (when not nil) after each reload that installed a changed key
+// set. A failed reload is logged and the keys in use are kept.
+func (i *Issuer) Watch(ctx context.Context, interval time.Duration, changed func()) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -375,8 +377,11 @@ func (i *Issuer) Watch(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if _, err := i.Reload(); err != nil {
+			ok, err := i.Reload()
+			if err != nil {
 				i.log.Error("OIDC key set reload failed; keeping the keys in use", "path", i.path, "err", err)
+			} else if ok && changed != nil {
+				changed()
 			}
 		}
 	}

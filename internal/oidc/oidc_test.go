@@ -466,18 +466,25 @@ func TestWatchPicksUpRotation(t *testing.T) {
 	s, keyFile := newServer(t, c, time.Hour)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go s.iss.Watch(ctx, 10*time.Millisecond)
+	changed := make(chan struct{}, 1)
+	go s.iss.Watch(ctx, 10*time.Millisecond, func() {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	})
 	set, err := oidc.Rotate(keyFile, c.Now(), oidc.DefaultPolicy, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want, _ := set.Current()
-	deadline := time.Now().Add(5 * time.Second)
-	for s.iss.CurrentKID() != want.KID {
-		if time.Now().After(deadline) {
-			t.Fatal("running issuer did not pick up the rotation")
-		}
-		time.Sleep(5 * time.Millisecond)
+	select {
+	case <-changed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("running issuer did not pick up the rotation")
+	}
+	if got := s.iss.CurrentKID(); got != want.KID {
+		t.Fatalf("after the reload the issuer signs with %q, want the rotated %q", got, want.KID)
 	}
 }
 
