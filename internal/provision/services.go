@@ -1,8 +1,9 @@
 package provision
 
 import (
+	"maps"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 )
@@ -38,14 +39,7 @@ var builtin = map[string]Service{
 }
 
 // Services returns the names of the services the provisioner supports.
-func Services() []string {
-	out := make([]string, 0, len(builtin))
-	for n := range builtin {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
-}
+func Services() []string { return slices.Sorted(maps.Keys(builtin)) }
 
 // LookupService returns the service called name with its URLs overridden
 // from the environment: AGENTKEYS_<NAME>_SIGNUP_URL and

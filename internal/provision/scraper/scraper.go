@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -62,14 +63,7 @@ var registry = map[string]*service{
 }
 
 // Services lists the services a scraper exists for, sorted.
-func Services() []string {
-	names := make([]string, 0, len(registry))
-	for n := range registry {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return names
-}
+func Services() []string { return slices.Sorted(maps.Keys(registry)) }
 
 // openFetcher is email.Open; the command test swaps it.
 var openFetcher = email.Open
