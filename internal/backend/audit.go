@@ -104,11 +104,8 @@ func (s *Server) auditProvision(r *http.Request, c *caller) (any, error) {
 		return nil, err
 	}
 	svc := req.Service
-	if _, owned, err := s.target(ctx, s.store, c, addr); err != nil {
+	if _, err := s.ownedTarget(ctx, c, addr, svc, agentkeys.ActionProvision); err != nil {
 		return nil, err
-	} else if !owned {
-		s.auditDenial(ctx, c.addr(), addr, svc, agentkeys.ActionProvision, agentkeys.ResultDenied)
-		return nil, denied("session does not own agent %s", addr)
 	}
 	if !c.scope.Allows(svc) {
 		s.auditDenial(ctx, c.addr(), addr, svc, agentkeys.ActionProvision, agentkeys.ResultDeniedScope)

@@ -154,6 +154,20 @@ func effectiveScope(lineage []store.Wallet) *agentkeys.Scope {
 	return sc
 }
 
+// ownedTarget resolves addr for c outside a transaction and refuses (403,
+// audited as a denial of action on service) a wallet c does not own.
+func (s *Server) ownedTarget(ctx context.Context, c *caller, addr agentkeys.Wallet, service, action string) (store.Wallet, error) {
+	tw, owned, err := s.target(ctx, s.store, c, addr)
+	if err != nil {
+		return store.Wallet{}, err
+	}
+	if !owned {
+		s.auditDenial(ctx, c.addr(), addr, service, action, agentkeys.ResultDenied)
+		return store.Wallet{}, denied("session does not own agent %s", addr)
+	}
+	return tw, nil
+}
+
 // target loads the wallet a caller wants to act on and checks ownership: a
 // caller owns its own wallet and every descendant. Unknown and foreign
 // wallets get the same answer, so the check is no existence oracle.

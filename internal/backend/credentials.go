@@ -49,14 +49,11 @@ func (s *Server) storeCredential(r *http.Request, c *caller) (any, error) {
 	if len(value) > MaxSecretSize {
 		return nil, badRequest("credential exceeds %d bytes", MaxSecretSize)
 	}
-	tw, owned, err := s.target(ctx, s.store, c, addr)
+	tw, err := s.ownedTarget(ctx, c, addr, svc, agentkeys.ActionStore)
 	if err != nil {
 		return nil, err
 	}
 	switch {
-	case !owned:
-		s.auditDenial(ctx, c.addr(), addr, svc, agentkeys.ActionStore, agentkeys.ResultDenied)
-		return nil, denied("session does not own agent %s", addr)
 	case !c.scope.Allows(svc):
 		s.auditDenial(ctx, c.addr(), addr, svc, agentkeys.ActionStore, agentkeys.ResultDeniedScope)
 		return nil, denied("session scope does not include service %s", svc)
@@ -108,13 +105,9 @@ func (s *Server) readCredential(r *http.Request, c *caller) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	tw, owned, err := s.target(ctx, s.store, c, addr)
+	tw, err := s.ownedTarget(ctx, c, addr, svc, agentkeys.ActionRead)
 	if err != nil {
 		return nil, err
-	}
-	if !owned {
-		s.auditDenial(ctx, c.addr(), addr, svc, agentkeys.ActionRead, agentkeys.ResultDenied)
-		return nil, denied("session does not own agent %s", addr)
 	}
 	if !c.scope.Allows(svc) {
 		s.auditDenial(ctx, c.addr(), addr, svc, agentkeys.ActionRead, agentkeys.ResultDeniedScope)
@@ -151,13 +144,8 @@ func (s *Server) listCredentials(r *http.Request, c *caller) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, owned, err := s.target(ctx, s.store, c, addr)
-	if err != nil {
+	if _, err := s.ownedTarget(ctx, c, addr, agentkeys.AuditWildcard, agentkeys.ActionList); err != nil {
 		return nil, err
-	}
-	if !owned {
-		s.auditDenial(ctx, c.addr(), addr, agentkeys.AuditWildcard, agentkeys.ActionList, agentkeys.ResultDenied)
-		return nil, denied("session does not own agent %s", addr)
 	}
 	all, err := s.store.Services(ctx, addr)
 	if err != nil {

@@ -256,13 +256,9 @@ func (s *Server) auditCachedRead(r *http.Request, c *caller) (any, error) {
 			return nil, err
 		}
 	}
-	tw, owned, err := s.target(ctx, s.store, c, addr)
+	tw, err := s.ownedTarget(ctx, c, addr, agentkeys.AuditWildcard, agentkeys.ActionRead)
 	if err != nil {
 		return nil, err
-	}
-	if !owned {
-		s.auditDenial(ctx, c.addr(), addr, agentkeys.AuditWildcard, agentkeys.ActionRead, agentkeys.ResultDenied)
-		return nil, denied("session does not own agent %s", addr)
 	}
 	if tw.TornDown {
 		return nil, notFound("agent %s was torn down", addr)
