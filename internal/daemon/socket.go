@@ -262,6 +262,21 @@ func (s *SocketServer) dispatch(out, line []byte) []byte {
 
 func (s *SocketServer) call(ctx context.Context, out []byte, req rpcRequest) ([]byte, string) {
 	fail := func(e *rpcError) ([]byte, string) { return appendErrorResponse(out, req.ID, e), e.Data }
+	// raw answers with a result the service already encoded, then wipes it.
+	raw := func(b []byte, err error) ([]byte, string) {
+		if err != nil {
+			return fail(rpcErrorFor(err))
+		}
+		out = append(appendResponseHead(out, req.ID), b...)
+		clear(b)
+		return append(out, "}\n"...), "ok"
+	}
+	switch req.Method {
+	case "list", "status", "aws_credentials", "oidc_token": // no parameters
+		if e := decodeParams(req.Params, &struct{}{}); e != nil {
+			return fail(e)
+		}
+	}
 	switch req.Method {
 	case "read":
 		var p struct {
@@ -285,46 +300,18 @@ func (s *SocketServer) call(ctx context.Context, out []byte, req rpcRequest) ([]
 		clear(val)
 		return append(out, "}}\n"...), "ok"
 	case "list":
-		var p struct{}
-		if e := decodeParams(req.Params, &p); e != nil {
-			return fail(e)
-		}
 		list, err := s.svc.List(ctx)
 		if err != nil {
 			return fail(rpcErrorFor(err))
 		}
 		return appendResult(out, req.ID, map[string]any{"services": list}), "ok"
 	case "status":
-		var p struct{}
-		if e := decodeParams(req.Params, &p); e != nil {
-			return fail(e)
-		}
-		st := s.svc.Status()
-		return appendResult(out, req.ID, st), "ok"
+		return appendResult(out, req.ID, s.svc.Status()), "ok"
 	case "aws_credentials":
-		var p struct{}
-		if e := decodeParams(req.Params, &p); e != nil {
-			return fail(e)
-		}
-		b, err := s.svc.AWSCredentialsJSON(ctx)
-		if err != nil {
-			return fail(rpcErrorFor(err))
-		}
-		out = append(appendResponseHead(out, req.ID), b...)
-		clear(b)
-		return append(out, "}\n"...), "ok"
+		return raw(s.svc.AWSCredentialsJSON(ctx))
 	case "oidc_token":
-		var p struct{}
-		if e := decodeParams(req.Params, &p); e != nil {
-			return fail(e)
-		}
 		b, _, err := s.svc.OIDCTokenJSON(ctx)
-		if err != nil {
-			return fail(rpcErrorFor(err))
-		}
-		out = append(appendResponseHead(out, req.ID), b...)
-		clear(b)
-		return append(out, "}\n"...), "ok"
+		return raw(b, err)
 	case "ping":
 		return appendResult(out, req.ID, map[string]any{}), "ok"
 	}
