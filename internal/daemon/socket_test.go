@@ -70,10 +70,15 @@ func TestSocketProtocol(t *testing.T) {
 		`{"jsonrpc":"2.0","id":5,"method":"read","params":{"service":"openai"}}`,
 		`{"jsonrpc":"2.0","id":6,"method":"ping"}`,
 		`{"jsonrpc":"2.0","id":7,"method":"aws_credentials"}`,
+		`{"jsonrpc":"2.0","id":8,"method":"list","params":{"x":1}}`, // methods without parameters refuse unknown ones
+		`{"jsonrpc":"2.0","id":9,"method":"status","params":{"x":1}}`,
+		`{"jsonrpc":"2.0","id":10,"method":"oidc_token","params":{"x":1}}`,
+		`{"jsonrpc":"2.0","id":11,"method":"list","params":{}}`,
 	)
 	want := []struct {
 		id, code string
-	}{{"1", ""}, {"null", "INVALID_PARAMS"}, {`"x"`, "METHOD_NOT_FOUND"}, {"2", "INVALID_PARAMS"}, {"3", "INVALID_PARAMS"}, {"4", "INVALID_PARAMS"}, {"5", "DENIED"}, {"6", ""}, {"7", CodeNoBroker}}
+	}{{"1", ""}, {"null", "INVALID_PARAMS"}, {`"x"`, "METHOD_NOT_FOUND"}, {"2", "INVALID_PARAMS"}, {"3", "INVALID_PARAMS"}, {"4", "INVALID_PARAMS"}, {"5", "DENIED"}, {"6", ""}, {"7", CodeNoBroker},
+		{"8", "INVALID_PARAMS"}, {"9", "INVALID_PARAMS"}, {"10", "INVALID_PARAMS"}, {"11", ""}}
 	if len(out) != len(want) {
 		t.Fatalf("%d answers, want %d:\n%s", len(out), len(want), strings.Join(out, "\n"))
 	}
