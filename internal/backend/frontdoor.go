@@ -3,7 +3,6 @@ package backend
 import (
 	"fmt"
 	"net"
-	"net/http"
 
 	"github.com/agentkeys/agentkeys/internal/clientip"
 	"github.com/agentkeys/agentkeys/internal/envflag"
@@ -116,12 +115,7 @@ func (s *Server) limitWallet(c *caller) error {
 	if s.fd.walletLimit == nil {
 		return nil
 	}
-	if ok, wait := s.fd.walletLimit.Allow(string(c.addr())); !ok {
-		e := jsonhttp.Errorf(http.StatusTooManyRequests, KindRateLimited, "too many requests for this wallet; retry later")
-		e.RetryAfter = ratelimit.RetryAfterSeconds(wait)
-		return e
-	}
-	return nil
+	return limit(s.fd.walletLimit, string(c.addr()), "too many requests for this wallet; retry later")
 }
 
 // listensOnLoopback reports whether a --listen address binds loopback only

@@ -8,7 +8,6 @@ import (
 
 	"github.com/agentkeys/agentkeys/internal/clientip"
 	"github.com/agentkeys/agentkeys/internal/jsonhttp"
-	"github.com/agentkeys/agentkeys/internal/ratelimit"
 	"github.com/agentkeys/agentkeys/internal/store"
 )
 
@@ -93,12 +92,7 @@ func (s *Server) limitParent(parent string) error {
 	if s.parentOpenLimit == nil {
 		return nil
 	}
-	if ok, wait := s.parentOpenLimit.Allow(parent); !ok {
-		e := jsonhttp.Errorf(http.StatusTooManyRequests, KindRateLimited, "too many requests opened for this master; retry later")
-		e.RetryAfter = ratelimit.RetryAfterSeconds(wait)
-		return e
-	}
-	return nil
+	return limit(s.parentOpenLimit, parent, "too many requests opened for this master; retry later")
 }
 
 // bumpPairing bumps the pairing epoch inside the caller's transaction and

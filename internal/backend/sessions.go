@@ -20,10 +20,8 @@ const smallBody = 16 << 10
 // wallet is keyed on a hash of the identity, so the same identity always
 // reaches the same wallet and the token itself is never stored.
 func (s *Server) createSession(r *http.Request) (any, error) {
-	if ok, wait := s.login.Allow(ratelimit.ClientIP(r)); !ok {
-		e := jsonhttp.Errorf(http.StatusTooManyRequests, KindRateLimited, "too many login attempts; retry later")
-		e.RetryAfter = ratelimit.RetryAfterSeconds(wait)
-		return nil, e
+	if err := limit(s.login, ratelimit.ClientIP(r), "too many login attempts; retry later"); err != nil {
+		return nil, err
 	}
 	var req api.CreateSessionRequest
 	if err := decode(r, &req, smallBody); err != nil {
@@ -72,10 +70,8 @@ func (s *Server) createSession(r *http.Request) (any, error) {
 // session does not already hold, clients derive one every few minutes, and
 // what it is used for — a mint — is audited by the broker with the wallet.
 func (s *Server) createBrokerToken(r *http.Request, c *caller) (any, error) {
-	if ok, wait := s.brokerLimit.Allow(string(c.session.TokenHash)); !ok {
-		e := jsonhttp.Errorf(http.StatusTooManyRequests, KindRateLimited, "too many broker tokens requested; retry later")
-		e.RetryAfter = ratelimit.RetryAfterSeconds(wait)
-		return nil, e
+	if err := limit(s.brokerLimit, string(c.session.TokenHash), "too many broker tokens requested; retry later"); err != nil {
+		return nil, err
 	}
 	var req api.BrokerTokenRequest
 	if err := decode(r, &req, smallBody); err != nil {
