@@ -145,8 +145,8 @@ type Queries interface {
 	Credential(ctx context.Context, addr agentkeys.Wallet, service string) (Credential, error)
 	// Services lists the wallet's credential services in ascending order.
 	Services(ctx context.Context, addr agentkeys.Wallet) ([]string, error)
-	// DeleteWalletData removes credentials, identity links, inboxes and inbox
-	// messages of the wallets and returns how many credentials it removed.
+	// DeleteWalletData removes credentials, identity links, agent names,
+	// inboxes and inbox messages of the wallets and returns how many credentials it removed.
 	DeleteWalletData(ctx context.Context, addrs []agentkeys.Wallet) (int, error)
 
 	// AppendAudit stores e and returns its id.
@@ -156,6 +156,7 @@ type Queries interface {
 
 	PairingQueries
 	QuotaQueries
+	NameQueries
 }
 
 // Store is a database engine.

@@ -429,6 +429,7 @@ func (q *queries) DeleteWalletData(ctx context.Context, addrs []agentkeys.Wallet
 			`DELETE FROM inbox_messages WHERE address IN (SELECT address FROM inboxes WHERE wallet IN (` + in + `))`,
 			`DELETE FROM inboxes WHERE wallet IN (` + in + `)`,
 			`DELETE FROM identity_links WHERE wallet IN (` + in + `)`,
+			`DELETE FROM agent_names WHERE wallet IN (` + in + `)`,
 		} {
 			if _, err := q.q.ExecContext(ctx, stmt, list); err != nil {
 				return err
