@@ -78,10 +78,17 @@ type ApproveRequest struct {
 	// ConfirmMasterRecovery must repeat the master wallet a Recover would
 	// hand a session of; without it such an approval is refused.
 	ConfirmMasterRecovery string `json:"confirm_master_recovery,omitempty"`
+	// Name, for a pairing, names the new agent in the approver's tree in
+	// the approval's transaction (409 if the tree has an agent of that name).
+	Name string `json:"name,omitempty"`
 }
 
-// Validate requires the OTP (which request is the backend's to find).
+// Validate requires the OTP (which request is the backend's to find) and
+// checks the name's spelling.
 func (r ApproveRequest) Validate() error {
+	if err := checkAgentName(r.Name); err != nil {
+		return err
+	}
 	return required("otp required: type the 6-digit code the daemon shows", r.OTP)
 }
 

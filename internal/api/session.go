@@ -65,11 +65,17 @@ type BrokerTokenResponse struct {
 type CreateChildRequest struct {
 	Scope      *agentkeys.Scope `json:"scope"`
 	TTLSeconds int64            `json:"ttl_seconds,omitempty"`
+	// Name, when set, names the new agent in the caller's tree in the same
+	// transaction (409 if the tree already has an agent of that name).
+	Name string `json:"name,omitempty"`
 }
 
-// Validate requires a scope that normalises (ttl_seconds is the
-// backend's to bound).
+// Validate requires a scope that normalises and, when given, a valid
+// name (ttl_seconds is the backend's to bound).
 func (r CreateChildRequest) Validate() error {
+	if err := checkAgentName(r.Name); err != nil {
+		return err
+	}
 	return checkScope(r.Scope, `scope required (an agent is always scoped; use {"services":[...],"read_only":false})`)
 }
 

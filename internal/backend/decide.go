@@ -80,9 +80,12 @@ func (s *Server) approveAuthRequest(r *http.Request, c *caller) (any, error) {
 			return err
 		}
 		now := s.now()
+		if req.Name != "" && ar.Type != authreq.TypePair {
+			return badRequest("name applies to a pairing only, not to a %s request", ar.Type)
+		}
 		switch ar.Type {
 		case authreq.TypePair:
-			err = s.approvePair(ctx, q, c, &ar, d)
+			err = s.approvePair(ctx, q, c, &ar, d, req.Name)
 		case authreq.TypeRecover:
 			err = s.approveRecover(ctx, q, c, &ar, req.ConfirmMasterRecovery)
 		case authreq.TypeScopeChange:
@@ -189,7 +192,7 @@ func (s *Server) mintSession(ctx context.Context, q store.Queries, c *caller, ar
 
 func sessionAAD(id string) []byte { return seal.AAD("agentkeys-authreq-session-v1", id) }
 
-func (s *Server) approvePair(ctx context.Context, q store.Queries, c *caller, ar *store.AuthRequest, d authreq.Request) error {
+func (s *Server) approvePair(ctx context.Context, q store.Queries, c *caller, ar *store.AuthRequest, d authreq.Request, name string) error {
 	scope, err := (&agentkeys.Scope{Services: d.RequestedScope.Services, ReadOnly: d.RequestedScope.ReadOnly}).Normalize()
 	if err != nil {
 		return badRequest("requested scope: %v", err)
@@ -203,6 +206,15 @@ func (s *Server) approvePair(ctx context.Context, q store.Queries, c *caller, ar
 	}
 	if err := q.InsertWallet(ctx, child); err != nil {
 		return err
+	}
+	if name != "" {
+		_, root, err := rootOf(ctx, q, child.Address)
+		if err != nil {
+			return err
+		}
+		if err := s.setName(ctx, q, root, child.Address, name); err != nil {
+			return err
+		}
 	}
 	if err := s.mintSession(ctx, q, c, ar, child.Address); err != nil {
 		return err

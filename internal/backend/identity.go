@@ -76,6 +76,11 @@ func (s *Server) linkIdentity(r *http.Request, c *caller) (any, error) {
 		if _, err := s.recheck(ctx, q, c, target); err != nil {
 			return err
 		}
+		if id.Kind == agentkeys.KindAlias {
+			if err := s.checkAliasFree(ctx, q, target, value); err != nil {
+				return err
+			}
+		}
 		if err := q.PutIdentityLink(ctx, store.IdentityLink{Wallet: target, Type: req.IdentityType, Value: value, CreatedAt: s.now()}); err != nil {
 			if errors.Is(err, store.ErrConflict) {
 				return conflict("%s %q already names another wallet", req.IdentityType, value)

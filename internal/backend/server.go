@@ -240,6 +240,9 @@ func (s *Server) routes() {
 	m.Handle("POST /rendezvous/deliver", s.authed(s.deliverRendezvous))
 	m.Handle("POST /identity/link", s.authed(s.linkIdentity))
 	m.Handle("GET /identity/resolve", s.public(s.resolveIdentityRoute))
+	m.Handle("GET /agent/list", s.authed(s.listAgents))
+	m.Handle("GET /agent/resolve", s.authed(s.resolveAgentRoute))
+	m.Handle("POST /agent/name", s.authed(s.nameAgent))
 
 	if s.mockInbox {
 		m.Handle("POST /mock/inbox/provision", s.authed(s.provisionInbox))

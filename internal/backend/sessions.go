@@ -148,6 +148,15 @@ func (s *Server) createChild(r *http.Request, c *caller) (any, error) {
 		if err := q.InsertWallet(r.Context(), child); err != nil {
 			return err
 		}
+		if req.Name != "" {
+			_, root, err := rootOf(r.Context(), q, child.Address)
+			if err != nil {
+				return err
+			}
+			if err := s.setName(r.Context(), q, root, child.Address, req.Name); err != nil {
+				return err
+			}
+		}
 		sess := store.Session{TokenHash: tok.Hash(), Wallet: child.Address, ParentHash: c.session.TokenHash, CreatedAt: now, ExpiresAt: expires}
 		if err := q.InsertSession(r.Context(), sess); err != nil {
 			return err

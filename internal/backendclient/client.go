@@ -244,15 +244,7 @@ func (c *Client) BrokerToken(ctx context.Context, tok agentkeys.Token, ttl time.
 // CreateChild creates an agent wallet under the caller with scope. ttl 0
 // means the server's default (never beyond the caller's own expiry).
 func (c *Client) CreateChild(ctx context.Context, tok agentkeys.Token, scope agentkeys.Scope, ttl time.Duration) (Session, error) {
-	var out api.SessionResponse
-	in := api.CreateChildRequest{Scope: &scope}
-	if ttl > 0 {
-		in.TTLSeconds = int64(ttl / time.Second)
-	}
-	if err := c.do(ctx, "create agent", http.MethodPost, "/session/child", nil, tok, in, &out); err != nil {
-		return Session{}, err
-	}
-	return sessionFrom("create agent", out)
+	return c.CreateNamedChild(ctx, tok, "", scope, ttl)
 }
 
 // RevokeSession revokes target and every session minted from it.

@@ -1,18 +1,22 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/backendclient"
 	"github.com/agentkeys/agentkeys/internal/keychain"
 )
 
@@ -56,9 +60,9 @@ func parseDuration(s string) (time.Duration, error) {
 func (a *App) newAgentCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "agent",
-		Short: "Create and list agents (child wallets with a scope)",
+		Short: "Create, list and rename agents (child wallets with a scope)",
 	}
-	cmd.AddCommand(a.newAgentCreateCmd(), a.newAgentListCmd())
+	cmd.AddCommand(a.newAgentCreateCmd(), a.newAgentListCmd(), a.newAgentRenameCmd())
 	return group(cmd)
 }
 
@@ -81,17 +85,19 @@ func (a *App) newAgentCreateCmd() *cobra.Command {
 		Use:   "create <name> --services a,b [--read-only] [--ttl D] [--session-out FILE]",
 		Short: "Create an agent wallet with a scope; print its wallet",
 		Long: `Create an agent: a child wallet of the master, limited to the listed services
-(and to reading them with --read-only). The name is local to this profile;
-<agent> arguments of other commands accept it or the 0x wallet.
+(and to reading them with --read-only). The backend keeps the name, unique
+among your agents, so every machine logged in as you (or recovered) sees
+it; <agent> arguments of other commands accept it, an alias or e-mail made
+with ` + "`agentkeys link`" + `, or the 0x wallet.
 
 --session-out FILE writes the agent's own session (mode 0600) in the session
 file format {"session","wallet","backend"}, for agentkeys-daemon --session-file.
 Without it, the agent's session is discarded and only the master acts for it.`,
 		Args: exactArgs(1, "<name>"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name := args[0]
-			if err := validateAgentName(name); err != nil {
-				return usagef("%v", err)
+			name, err := parseAgentName("<name>", args[0])
+			if err != nil {
+				return err
 			}
 			if !cmd.Flags().Changed("services") {
 				return usagef("--services is required (an agent is always scoped; --services '' grants nothing yet)")
@@ -130,33 +136,119 @@ Without it, the agent's session is discarded and only the master acts for it.`,
 	return cmd
 }
 
+// agentListEntry is one agent in `agent list --json`.
+type agentListEntry struct {
+	Name       string           `json:"name"`
+	Wallet     agentkeys.Wallet `json:"wallet"`
+	Parent     agentkeys.Wallet `json:"parent"`
+	Scope      *agentkeys.Scope `json:"scope"`
+	ExpiresAt  string           `json:"expires_at,omitempty"`
+	LastUsedAt string           `json:"last_used_at,omitempty"`
+}
+
 func (a *App) newAgentListCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "list",
-		Short: "List the agent names this profile knows",
-		Args:  exactArgs(0, "none"),
+		Short: "List your agents as the backend knows them: name, wallet, scope, expiry, last use",
+		Long: `List the agents below your session, as the backend knows them (so the same
+list on every machine logged in as you): name, wallet, scope, when its
+session expires ("revoked" when it has no live session) and when it was
+last used (read from the audit log: its own requests, and reads, stores or
+provisioning done for it). Torn-down agents are not listed.`,
+		Args: exactArgs(0, "none"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, book, err := a.withBook()
+			ctx := cmdContext(cmd.Context())
+			m, err := a.LoadMaster()
 			if err != nil {
 				return err
 			}
-			type entry struct {
-				Name   string           `json:"name"`
-				Wallet agentkeys.Wallet `json:"wallet"`
+			if _, err := a.migrateBook(ctx, m); err != nil {
+				a.notef("%v", err)
 			}
-			list := []entry{}
-			for _, n := range book.sortedNames() {
-				list = append(list, entry{n, book.Agents[n]})
+			agents, err := m.Client.ListAgents(ctx, m.Session.Token)
+			if err != nil {
+				return err
+			}
+			sortAgents(agents)
+			list := make([]agentListEntry, 0, len(agents))
+			for _, ag := range agents {
+				list = append(list, agentListEntry{Name: ag.Name, Wallet: ag.Wallet, Parent: ag.Parent, Scope: ag.Scope,
+					ExpiresAt: unixRFC3339(ag.ExpiresAt), LastUsedAt: unixRFC3339(ag.LastUsedAt)})
 			}
 			if a.JSON {
 				return a.printJSON(map[string]any{"agents": list})
 			}
+			if len(list) == 0 {
+				a.printf("No agents yet: create one with `agentkeys agent create NAME --services a,b`.\n")
+				return nil
+			}
+			tw := tabwriter.NewWriter(a.Out, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tWALLET\tSCOPE\tEXPIRES\tLAST USED")
 			for _, e := range list {
-				a.printf("%-24s %s\n", e.Name, e.Wallet)
+				name, expires, last := cmp.Or(e.Name, "-"), cmp.Or(e.ExpiresAt, "revoked"), cmp.Or(e.LastUsedAt, "never")
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, e.Wallet, describeScope(e.Scope), expires, last)
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+// unixRFC3339 formats unix seconds as RFC 3339 UTC; 0 is "".
+func unixRFC3339(sec int64) string {
+	if sec == 0 {
+		return ""
+	}
+	return time.Unix(sec, 0).UTC().Format(time.RFC3339)
+}
+
+func (a *App) newAgentRenameCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "rename <agent> <new-name>",
+		Short: "Give an agent a new name (names are unique among your agents)",
+		Long: `Give an agent a new name on the backend. <agent> is its current name, an
+alias or e-mail made with ` + "`agentkeys link`" + `, or its 0x wallet (an agent
+without a name gets one this way). The old name stops working at once, on
+every machine; a name another of your agents has is refused.`,
+		Args:              exactArgs(2, "<agent> <new-name>"),
+		ValidArgsFunction: a.completeAgents,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, err := parseAgentName("<new-name>", args[1])
+			if err != nil {
+				return err
+			}
+			ctx := cmdContext(cmd.Context())
+			m, ref, err := a.withAgent(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			if ref.Wallet == m.Session.Wallet {
+				return usagef("%s is your own wallet: only agents have names", ref.Wallet)
+			}
+			prev, err := m.Client.NameAgent(ctx, m.Session.Token, ref.Wallet, name)
+			if err != nil {
+				return nameError(err, name)
+			}
+			if a.JSON {
+				return a.printJSON(map[string]any{"wallet": ref.Wallet, "name": name, "previous": prev})
+			}
+			if prev == "" {
+				a.printf("Named agent=%s %q\n", ref.Wallet, name)
+			} else {
+				a.printf("Renamed agent=%s from %q to %q\n", ref.Wallet, prev, name)
 			}
 			return nil
 		},
 	}
+}
+
+// nameError explains the backend's 409 for a name that is taken.
+func nameError(err error, name string) error {
+	var apiErr *backendclient.Error
+	if errors.As(err, &apiErr) && apiErr.Status == http.StatusConflict {
+		return withHint(fmt.Errorf("the name %q is taken: %s", name, apiErr.Message),
+			"pick another name; `agentkeys agent list` shows the names in use")
+	}
+	return err
 }
 
 // agentCreateInput is `agentkeys agent create` once its flags are parsed.
@@ -170,31 +262,26 @@ type agentCreateInput struct {
 // runAgentCreate creates the agent, names it in the profile and writes its
 // session file when asked.
 func (a *App) runAgentCreate(ctx context.Context, in agentCreateInput) error {
-	m, book, err := a.withBook()
+	m, err := a.LoadMaster()
 	if err != nil {
 		return err
 	}
-	if w, ok := book.Agents[in.Name]; ok {
-		return withHint(fmt.Errorf("profile %q already has an agent named %q (%s)", a.Profile, in.Name, w),
-			"choose another name, or `agentkeys teardown %s` first", in.Name)
+	if _, err := a.migrateBook(ctx, m); err != nil {
+		a.notef("%v", err)
 	}
 	scope := in.Scope
 	if scope.Services == nil {
 		scope.Services = []string{}
 	}
-	child, err := m.Client.CreateChild(ctx, m.Session.Token, scope, in.TTL)
+	child, err := m.Client.CreateNamedChild(ctx, m.Session.Token, in.Name, scope, in.TTL)
 	if err != nil {
-		return err
+		return nameError(err, in.Name)
 	}
 	res := agentCreateResult{Name: in.Name, Wallet: child.Wallet, Scope: scope}
 	if child.ExpiresAt.Unix() > 0 {
 		res.ExpiresAt = child.ExpiresAt.UTC().Format(time.RFC3339)
 	}
-	book.Agents[in.Name] = child.Wallet
 	var errs []error
-	if err := a.saveBook(book); err != nil {
-		errs = append(errs, fmt.Errorf("agent %s created, but its name could not be saved: %w", child.Wallet, err))
-	}
 	if in.SessionOut != "" {
 		// The agent's session file names the profile's broker, so a
 		// daemon started with it talks to that broker only.

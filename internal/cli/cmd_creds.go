@@ -74,7 +74,7 @@ hidden prompt. It is never taken from the command line.`,
 			if err := validServiceArg(args[1]); err != nil {
 				return err
 			}
-			m, ref, err := a.withAgent(args[0])
+			m, ref, err := a.withAgent(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
@@ -102,7 +102,7 @@ hidden prompt. It is never taken from the command line.`,
 				}
 				return a.printJSON(out)
 			}
-			a.printf("Stored credential for agent=%s service=%s\n", ref.Wallet, args[1])
+			a.printf("Stored credential for agent=%s service=%s%s\n", ref.Wallet, args[1], ref.nameSuffix())
 			return nil
 		},
 	}
@@ -140,7 +140,7 @@ it), so the sandbox never holds a session token itself.`,
 			if socket != "" {
 				v, wallet, err = readViaSocket(cmdContext(cmd.Context()), socket, service)
 			} else {
-				m, ref, werr := a.withAgent(args[0])
+				m, ref, werr := a.withAgent(cmd.Context(), args[0])
 				if werr != nil {
 					return werr
 				}

@@ -7,11 +7,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// validAlias: 1–64 of [a-z0-9._-], starting with a letter or digit.
-func validAlias(s string) bool {
-	return validateAgentName(s) == nil
-}
-
 func (a *App) newLinkCmd() *cobra.Command {
 	var alias, email string
 	cmd := &cobra.Command{
@@ -25,7 +20,7 @@ func (a *App) newLinkCmd() *cobra.Command {
 			case alias != "" && email != "":
 				return usagef("give --alias or --email, not both")
 			case alias != "":
-				if !validAlias(alias) {
+				if agentkeys.ValidAlias(alias) != nil {
 					return usagef("--alias %q: use lower-case letters, digits, '.', '_' and '-', starting with a letter or digit", alias)
 				}
 				typ, val = "alias", alias
@@ -38,7 +33,7 @@ func (a *App) newLinkCmd() *cobra.Command {
 			default:
 				return usagef("give --alias NAME or --email ADDRESS")
 			}
-			m, ref, err := a.withAgent(args[0])
+			m, ref, err := a.withAgent(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
@@ -52,7 +47,7 @@ func (a *App) newLinkCmd() *cobra.Command {
 			if typ == "email" {
 				note = " (unverified: an e-mail link is first-come-first-served and is never trusted as a daemon's --parent)"
 			}
-			a.printf("Linked agent=%s %s=%s%s\n", ref.Wallet, typ, val, note)
+			a.printf("Linked agent=%s %s=%s%s%s\n", ref.Wallet, typ, val, ref.nameSuffix(), note)
 			return nil
 		},
 	}

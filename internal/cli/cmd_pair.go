@@ -63,8 +63,9 @@ it needs a terminal and a typed confirmation phrase.
 				return usagef("--otp must be the 6 digits the daemon shows")
 			}
 			if name != "" {
-				if err := validateAgentName(name); err != nil {
-					return usagef("--name: %v", err)
+				var err error
+				if name, err = parseAgentName("--name", name); err != nil {
+					return err
 				}
 			}
 			return a.runApprove(cmdContext(cmd.Context()), approveInput{Code: code, OTP: otp, Yes: yes, Deny: deny, Name: name})
@@ -112,7 +113,7 @@ func (a *App) promptOTP() (string, error) {
 
 // approveAfterConfirm asks "Approve this request?" unless --yes, then
 // approves.
-func (a *App) approveAfterConfirm(ctx context.Context, m *Master, code, otp string, yes, interactive bool) (backendclient.Approval, error) {
+func (a *App) approveAfterConfirm(ctx context.Context, m *Master, code, otp, name string, yes, interactive bool) (backendclient.Approval, error) {
 	if !yes {
 		if !interactive {
 			return backendclient.Approval{}, withHint(errors.New("refusing to approve without confirmation (stdin is not a terminal)"), "pass --yes to confirm")
@@ -124,6 +125,9 @@ func (a *App) approveAfterConfirm(ctx context.Context, m *Master, code, otp stri
 		if !ok {
 			return backendclient.Approval{}, errors.New("approval cancelled")
 		}
+	}
+	if name != "" {
+		return m.Client.ApproveNamedPairing(ctx, m.Session.Token, code, otp, name)
 	}
 	return m.Client.ApproveAuthRequest(ctx, m.Session.Token, code, otp)
 }
@@ -361,13 +365,20 @@ func (a *App) runApprove(ctx context.Context, in approveInput) error {
 			return errors.New("master recovery not confirmed; nothing was approved")
 		}
 	}
+	// --name names the new agent of a pairing, in the approval itself.
+	pairName := ""
+	if p.RequestType == authreq.TypePair {
+		pairName = in.Name
+	} else if in.Name != "" {
+		fmt.Fprintf(a.Err, "agentkeys: --name ignored: a %s request creates no agent\n", p.RequestType)
+	}
 	// On a terminal a wrong OTP is asked again (the backend locks the
 	// request after a few wrong ones); elsewhere it fails at once.
 	for confirmed := false; ; confirmed = true {
 		if masterRecovery {
 			ap, err = m.Client.ApproveMasterRecovery(ctx, m.Session.Token, in.Code, in.OTP, p.TargetWallet)
 		} else {
-			ap, err = a.approveAfterConfirm(ctx, m, in.Code, in.OTP, in.Yes || confirmed, interactive)
+			ap, err = a.approveAfterConfirm(ctx, m, in.Code, in.OTP, pairName, in.Yes || confirmed, interactive)
 		}
 		var apiErr *backendclient.Error
 		if err == nil || !interactive || !errors.As(err, &apiErr) || apiErr.Status != 403 || !strings.Contains(apiErr.Message, "wrong OTP") {
@@ -379,27 +390,23 @@ func (a *App) runApprove(ctx context.Context, in approveInput) error {
 		}
 	}
 	if err != nil {
+		if pairName != "" {
+			if nerr := nameError(err, pairName); nerr != err {
+				return nerr
+			}
+		}
 		return pairingError(err)
 	}
 	res := approveResult{RequestID: ap.RequestID, RequestType: p.RequestType, Status: ap.Status, Wallet: ap.Wallet, Signature: ap.Signature, KeyID: ap.KeyID}
-	if in.Name != "" && p.RequestType == authreq.TypePair && ap.Wallet != "" {
-		book, err := a.loadBook(m)
-		if err == nil {
-			book.Agents[in.Name] = ap.Wallet
-			err = a.saveBook(book)
-		}
-		if err != nil {
-			fmt.Fprintf(a.Err, "agentkeys: warning: approved, but could not record the name %q: %v\n", in.Name, err)
-		} else {
-			res.Name = in.Name
-		}
+	if pairName != "" && ap.Wallet != "" {
+		res.Name = pairName
 	}
 	if a.JSON {
 		return a.printJSON(res)
 	}
 	switch p.RequestType {
 	case authreq.TypePair:
-		a.printf("Approved. Agent %s paired; the daemon now holds its session.\n", ap.Wallet)
+		a.printf("Approved. Agent %s paired; the daemon now holds its session.\n", agentRef{Wallet: ap.Wallet, Name: res.Name})
 	case authreq.TypeRecover:
 		if masterRecovery {
 			a.printf("Approved. The new machine now holds a session of master wallet %s.\n", ap.Wallet)

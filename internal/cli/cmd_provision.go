@@ -118,7 +118,7 @@ type provisionInput struct {
 
 // runProvision provisions in.Service for in.Agent and reports the outcome.
 func (a *App) runProvision(ctx context.Context, in provisionInput) error {
-	m, ref, err := a.withAgent(in.Agent)
+	m, ref, err := a.withAgent(ctx, in.Agent)
 	if err != nil {
 		return err
 	}

@@ -50,7 +50,7 @@ Revoking what is already revoked succeeds and says so.`,
 				LocalWiped      bool             `json:"local_session_wiped"`
 				Already         bool             `json:"already_revoked"`
 			}
-			m, ref, err := a.withAgent(optionalArg(args))
+			m, ref, err := a.withAgent(cmd.Context(), optionalArg(args))
 			if len(args) == 0 && errors.Is(err, errNoSession) {
 				// Idempotent: nothing left to revoke.
 				if a.JSON {
@@ -103,11 +103,11 @@ Revoking what is already revoked succeeds and says so.`,
 			}
 			switch {
 			case own:
-				a.printf("Revoked agent=%s (was your own session — local state wiped, run `agentkeys init` to log in again).\n", ref.Wallet)
+				a.printf("Revoked %s (was your own session — local state wiped, run `agentkeys init` to log in again).\n", ref.tag())
 			case already:
-				a.printf("Agent=%s has no active session: already revoked.\n", ref.Wallet)
+				a.printf("%s has no active session: already revoked.\n", ref.tag())
 			default:
-				a.printf("Revoked agent=%s (%d session(s)).\n", ref.Wallet, n)
+				a.printf("Revoked %s (%d session(s)).\n", ref.tag(), n)
 			}
 			return nil
 		},
@@ -165,17 +165,14 @@ func (a *App) newTeardownCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if ref.Name != "" {
-				a.forgetAgent(m, ref.Name)
-			}
 			if a.JSON {
 				return a.printJSON(map[string]any{
 					"agent": ref.Wallet, "wallets_removed": res.WalletsRemoved,
 					"sessions_revoked": res.SessionsRevoked, "credentials_removed": res.CredentialsRemoved,
 				})
 			}
-			a.printf("Torn down agent=%s (wallets: %d, sessions revoked: %d, credentials removed: %d)\n",
-				ref.Wallet, res.WalletsRemoved, res.SessionsRevoked, res.CredentialsRemoved)
+			a.printf("Torn down %s (wallets: %d, sessions revoked: %d, credentials removed: %d)\n",
+				ref.tag(), res.WalletsRemoved, res.SessionsRevoked, res.CredentialsRemoved)
 			return nil
 		})
 	cmd.Long = `Delete an agent for good: the backend revokes its sessions and deletes its

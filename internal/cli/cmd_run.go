@@ -283,7 +283,7 @@ func (a *App) credentialEnv(ctx context.Context, m *Master, agent agentkeys.Wall
 
 func (a *App) runWithCredentials(ctx context.Context, agentArg string, overrides []envOverride, argv []string, masking bool, aws awsRunOptions) error {
 	ctx = cmdContext(ctx)
-	m, ref, err := a.withAgent(agentArg)
+	m, ref, err := a.withAgent(ctx, agentArg)
 	if err == nil {
 		err = a.refuseRevoked(ctx, m, ref)
 	}

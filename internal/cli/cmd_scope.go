@@ -10,12 +10,13 @@ import (
 
 type scopeView struct {
 	Agent    agentkeys.Wallet `json:"agent"`
+	Name     string           `json:"name,omitempty"`
 	Services []string         `json:"services"` // null = unrestricted
 	ReadOnly bool             `json:"read_only"`
 }
 
-func (a *App) printScope(w agentkeys.Wallet, sc *agentkeys.Scope) error {
-	v := scopeView{Agent: w}
+func (a *App) printScope(ref agentRef, sc *agentkeys.Scope) error {
+	v := scopeView{Agent: ref.Wallet, Name: ref.Name}
 	if sc != nil {
 		v.Services, v.ReadOnly = sc.Services, sc.ReadOnly
 		if v.Services == nil {
@@ -25,7 +26,7 @@ func (a *App) printScope(w agentkeys.Wallet, sc *agentkeys.Scope) error {
 	if a.JSON {
 		return a.printJSON(v)
 	}
-	a.printf("Scope for agent %s:\n", w)
+	a.printf("Scope for agent %s:\n", ref)
 	if sc == nil {
 		a.printf("  services:  unrestricted\n")
 	} else {
@@ -46,7 +47,7 @@ func (a *App) newScopeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.printScope(ref.Wallet, sc)
+			return a.printScope(ref, sc)
 		})
 	var (
 		in          scopeSetInput
@@ -107,7 +108,7 @@ type scopeSetInput struct {
 
 // runScopeSet replaces or edits an agent's scope and prints the result.
 func (a *App) runScopeSet(ctx context.Context, in scopeSetInput) error {
-	m, ref, err := a.withAgent(in.Agent)
+	m, ref, err := a.withAgent(ctx, in.Agent)
 	if err != nil {
 		return err
 	}
@@ -144,7 +145,7 @@ func (a *App) runScopeSet(ctx context.Context, in scopeSetInput) error {
 		}
 		a.warnUnknownServices(added, nil, known)
 	}
-	return a.printScope(ref.Wallet, next)
+	return a.printScope(ref, next)
 }
 
 // parseServiceFlags parses each value of a repeatable comma-separated

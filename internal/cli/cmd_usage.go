@@ -35,6 +35,10 @@ type usageEvent struct {
 	Time    string           `json:"time"`
 	Owner   agentkeys.Wallet `json:"owner"`
 	Agent   agentkeys.Wallet `json:"agent"`
+	// OwnerName and AgentName are the backend's names of those wallets,
+	// when they are agents of this master with a name.
+	OwnerName string `json:"owner_name,omitempty"`
+	AgentName string `json:"agent_name,omitempty"`
 	Service string           `json:"service"`
 	Action  string           `json:"action"`
 	Result  string           `json:"result"`
@@ -122,7 +126,7 @@ type usageInput struct {
 
 // runUsage queries the audit log and prints it.
 func (a *App) runUsage(ctx context.Context, in usageInput) error {
-	m, ref, err := a.withAgent(in.Agent)
+	m, ref, err := a.withAgent(ctx, in.Agent)
 	if err != nil {
 		return err
 	}
@@ -134,6 +138,7 @@ func (a *App) runUsage(ctx context.Context, in usageInput) error {
 	if err != nil {
 		return err
 	}
+	nameEvents(events, agentNames(ctx, m))
 	if a.JSON {
 		return a.printJSON(map[string]any{"events": events, "next_cursor": next})
 	}
@@ -151,7 +156,7 @@ func (a *App) runUsage(ctx context.Context, in usageInput) error {
 		if e.Unverified && !strings.HasPrefix(e.Detail, agentkeys.DetailUnverified) {
 			detail = strings.TrimSpace(agentkeys.DetailUnverified + detail)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Time, textcheck.Escape(string(e.Owner)), textcheck.Escape(string(e.Agent)),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Time, walletLabel(e.Owner, e.OwnerName), walletLabel(e.Agent, e.AgentName),
 			textcheck.Escape(e.Service), textcheck.Escape(e.Action), textcheck.Escape(e.Result), detail)
 	}
 	if err := tw.Flush(); err != nil {
@@ -161,6 +166,22 @@ func (a *App) runUsage(ctx context.Context, in usageInput) error {
 		fmt.Fprintf(a.Err, "agentkeys: more events exist: use --all, a larger --limit, or --cursor %s\n", next)
 	}
 	return nil
+}
+
+// nameEvents fills in the names of the events' wallets.
+func nameEvents(events []usageEvent, names map[agentkeys.Wallet]string) {
+	for i := range events {
+		events[i].OwnerName, events[i].AgentName = names[events[i].Owner], names[events[i].Agent]
+	}
+}
+
+// walletLabel is how the usage table shows a wallet: its name when it has
+// one, else the wallet, escaped either way.
+func walletLabel(w agentkeys.Wallet, name string) string {
+	if name != "" {
+		return textcheck.Escape(name)
+	}
+	return textcheck.Escape(string(w))
 }
 
 // queryUsage reads up to limit events (every one with all), following the

@@ -763,12 +763,18 @@ func TestUsage(t *testing.T) {
 	if !strings.HasPrefix(lines[0], "TIME") || !strings.Contains(lines[0], "OWNER") || !strings.Contains(lines[0], "RESULT") {
 		t.Fatalf("usage header: %q", lines[0])
 	}
-	// Aligned: every row starts its AGENT column at the header's offset.
+	// Aligned: every row starts its AGENT column at the header's offset,
+	// and agents show by name, the master (no name) by wallet.
 	col := strings.Index(lines[0], "AGENT")
+	agentCol := map[string]int{}
 	for _, l := range lines[1:] {
-		if len(l) < col+2 || l[col:col+2] != "0x" {
+		if len(l) < col+2 || l[col-1] != ' ' || l[col] == ' ' {
 			t.Fatalf("misaligned row %q (AGENT at %d)", l, col)
 		}
+		agentCol[strings.Fields(l[col:])[0]]++
+	}
+	if agentCol["bot"] == 0 || agentCol["other"] == 0 || agentCol[master] == 0 || agentCol[a] != 0 {
+		t.Fatalf("AGENT column values %v: want the names bot and other, and the master's wallet", agentCol)
 	}
 	if !strings.Contains(r.stdout, master) || !strings.Contains(r.stdout, "NOT_FOUND") {
 		t.Fatalf("usage text:\n%s", r.stdout)

@@ -41,7 +41,7 @@ func TestLink(t *testing.T) {
 	w.initMaster()
 	agent := w.createAgent("bot", "--services", "openrouter")
 	r := w.must("link", "bot", "--alias", "my-bot")
-	if strings.TrimSpace(r.stdout) != "Linked agent="+agent+" alias=my-bot" {
+	if strings.TrimSpace(r.stdout) != "Linked agent="+agent+" alias=my-bot name=bot" {
 		t.Fatalf("link: %s", r)
 	}
 	var js map[string]string

@@ -72,19 +72,6 @@ func TestParseDurationAndSince(t *testing.T) {
 	}
 }
 
-func TestValidateAgentName(t *testing.T) {
-	for _, ok := range []string{"bot", "my-bot.2", "a", "x_y", strings.Repeat("a", 64)} {
-		if err := validateAgentName(ok); err != nil {
-			t.Errorf("%q: %v", ok, err)
-		}
-	}
-	for _, bad := range []string{"", "0xabc", "Bot", "-x", ".x", "a b", "a/b", strings.Repeat("a", 65), "é"} {
-		if validateAgentName(bad) == nil {
-			t.Errorf("%q accepted", bad)
-		}
-	}
-}
-
 // FuzzParseEnvSpec: --env values come from scripts and users. Whatever it
 // accepts yields a portable variable name and a valid service, and it
 // never panics.

@@ -45,17 +45,17 @@ func TestRunFunctionsWithoutCobra(t *testing.T) {
 
 	// withAgent: a name, a wallet, "" (the master itself), an unknown name.
 	a, _ = w.directApp()
-	m, ref, err := a.withAgent("bot")
+	m, ref, err := a.withAgent(ctx, "bot")
 	if err != nil || ref.Name != "bot" || ref.Wallet == m.Session.Wallet {
 		t.Fatalf("withAgent(bot) = %+v, %v", ref, err)
 	}
-	if _, byWallet, err := a.withAgent(string(ref.Wallet)); err != nil || byWallet.Wallet != ref.Wallet || byWallet.Name != "bot" {
+	if _, byWallet, err := a.withAgent(ctx, string(ref.Wallet)); err != nil || byWallet.Wallet != ref.Wallet || byWallet.Name != "bot" {
 		t.Fatalf("withAgent(wallet) = %+v, %v", byWallet, err)
 	}
-	if _, self, err := a.withAgent(""); err != nil || self.Wallet != m.Session.Wallet {
+	if _, self, err := a.withAgent(ctx, ""); err != nil || self.Wallet != m.Session.Wallet {
 		t.Fatalf("withAgent(\"\") = %+v, %v", self, err)
 	}
-	if _, _, err := a.withAgent("nobody"); err == nil || !strings.Contains(err.Error(), "unknown agent") {
+	if _, _, err := a.withAgent(ctx, "nobody"); err == nil || !strings.Contains(err.Error(), "unknown agent") {
 		t.Fatalf("withAgent(nobody) err = %v", err)
 	}
 
