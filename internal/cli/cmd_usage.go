@@ -31,18 +31,18 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 }
 
 type usageEvent struct {
-	ID      int64            `json:"id"`
-	Time    string           `json:"time"`
-	Owner   agentkeys.Wallet `json:"owner"`
-	Agent   agentkeys.Wallet `json:"agent"`
+	ID    int64            `json:"id"`
+	Time  string           `json:"time"`
+	Owner agentkeys.Wallet `json:"owner"`
+	Agent agentkeys.Wallet `json:"agent"`
 	// OwnerName and AgentName are the backend's names of those wallets,
 	// when they are agents of this master with a name.
 	OwnerName string `json:"owner_name,omitempty"`
 	AgentName string `json:"agent_name,omitempty"`
-	Service string           `json:"service"`
-	Action  string           `json:"action"`
-	Result  string           `json:"result"`
-	Detail  string           `json:"detail,omitempty"`
+	Service   string `json:"service"`
+	Action    string `json:"action"`
+	Result    string `json:"result"`
+	Detail    string `json:"detail,omitempty"`
 	// ClientIP is where the request came from (rows recorded since the
 	// backend stores it).
 	ClientIP string `json:"client_ip,omitempty"`
