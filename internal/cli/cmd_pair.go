@@ -75,7 +75,7 @@ it needs a terminal and a typed confirmation phrase.
 	f.StringVar(&otp, "otp", "", "the 6-digit OTP the daemon shows (prompted on a terminal)")
 	f.BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
 	f.BoolVar(&deny, "deny", false, "refuse the request instead")
-	f.StringVar(&name, "name", "", "record a paired agent under this local name")
+	f.StringVar(&name, "name", "", "name the paired agent (kept by the backend, unique among your agents)")
 	return cmd
 }
 
@@ -299,7 +299,7 @@ type approveInput struct {
 	OTP  string // "" = prompt on a terminal
 	Yes  bool   // no confirmation (never for a master recovery)
 	Deny bool
-	Name string // local name for a paired agent
+	Name string // the paired agent's name, kept by the backend
 }
 
 // describeRequest tells the master on stderr what a request asks for.
