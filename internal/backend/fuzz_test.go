@@ -31,7 +31,7 @@ func FuzzRequestDecoding(f *testing.F) {
 		{"PUT", "/session/scope"}, {"POST", "/credential/store"}, {"DELETE", "/credential/teardown"},
 		{"POST", "/auth-request/open"}, {"POST", "/auth-request/approve"}, {"POST", "/auth-request/deny"},
 		{"POST", "/identity/link"}, {"POST", "/rendezvous/register"}, {"POST", "/rendezvous/deliver"},
-		{"POST", "/session/recover"}, {"POST", "/session/broker-token"},
+		{"POST", "/session/recover"}, {"POST", "/session/broker-token"}, {"POST", "/agent/name"},
 	}
 	for _, seed := range []string{
 		`{"auth_token":"x"}`, `{"scope":{"services":["a"],"read_only":true}}`, `{"target_wallet":"0x0000000000000000000000000000000000000000"}`,
@@ -40,6 +40,7 @@ func FuzzRequestDecoding(f *testing.F) {
 		`{"child_pubkey":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","request_type":"Pair","request_details":"omR0eXBlZFBhaXJvcmVxdWVzdGVkX3Njb3BlomhzZXJ2aWNlc4BpcmVhZF9vbmx59A==","box_pubkey":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}`,
 		`{"identity_type":"alias","identity_value":"bot"}`, `{"daemon_pubkey":"AQ==","pair_code":"x"}`,
 		`[]`, `null`, `{"a":`, `{"scope":{"services":[1,2]}}`, "\x00", `{"ttl_seconds":1e400}`,
+		`{"wallet":"` + string(targets[0].m.Wallet) + `","name":"bot"}`, `{"scope":{"services":[]},"name":"Bot"}`,
 		`{"audience":"broker","ttl_seconds":60}`, `{"audience":"backend"}`, `{"ttl_seconds":-1}`,
 	} {
 		for i := range routes {

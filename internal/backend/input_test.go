@@ -68,6 +68,15 @@ var inputCases = []inputCase{
 	{"store service", func(v string, m, a backendclient.Session) (string, string, string, agentkeys.Token) {
 		return "POST", "/credential/store", `{"agent_id":"` + string(a.Wallet) + `","service":` + jsonStr(v) + `,"ciphertext":"eA=="}`, m.Token
 	}},
+	{"agent name", func(v string, m, a backendclient.Session) (string, string, string, agentkeys.Token) {
+		return "POST", "/agent/name", `{"wallet":"` + string(a.Wallet) + `","name":` + jsonStr(v) + `}`, m.Token
+	}},
+	{"child name", func(v string, m, _ backendclient.Session) (string, string, string, agentkeys.Token) {
+		return "POST", "/session/child", `{"scope":{"services":["x"]},"name":` + jsonStr(v) + `}`, m.Token
+	}},
+	{"agent resolve", func(v string, m, _ backendclient.Session) (string, string, string, agentkeys.Token) {
+		return "GET", "/agent/resolve?agent=" + url.QueryEscape(v), "", m.Token
+	}},
 	{"child ttl", func(v string, m, _ backendclient.Session) (string, string, string, agentkeys.Token) {
 		return "POST", "/session/child", `{"scope":{"services":["x"]},"ttl_seconds":` + v + `}`, m.Token
 	}},
