@@ -167,16 +167,7 @@ func TestAgentNamesMovedFromProfile(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
 	_, master := w.initMaster()
-	sess := w.storedSession("default")
-	c, err := backendclient.New(w.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	legacy, err := c.CreateChild(ctx, sess.Token, agentkeys.Scope{Services: []string{"openrouter"}}, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, legacy := unnamedAgent(t, w)
 	book, _ := json.Marshal(agentBook{Master: agentkeys.Wallet(master), Backend: w.url, Agents: map[string]agentkeys.Wallet{"legacy": legacy.Wallet}})
 	path := filepath.Join(w.cfg, "agentkeys", "default", agentsFileName)
 	if err := keychain.WritePrivateFile(path, book); err != nil {
@@ -229,16 +220,7 @@ func TestLinkedAliasIsAnAgentCompat(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
 	w.initMaster()
-	sess := w.storedSession("default")
-	c, err := backendclient.New(w.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	child, err := c.CreateChild(ctx, sess.Token, agentkeys.Scope{Services: []string{"openrouter"}}, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, child := unnamedAgent(t, w)
 	wallet := string(child.Wallet)
 	r := w.must("link", wallet, "--alias", "my-bot")
 	if strings.TrimSpace(r.stdout) != "Linked agent="+wallet+" alias=my-bot" {
@@ -249,7 +231,7 @@ func TestLinkedAliasIsAnAgentCompat(t *testing.T) {
 	if strings.TrimSpace(r.stdout) != "Stored credential for agent="+wallet+" service=openrouter" {
 		t.Fatalf("store my-bot openrouter: %s", r)
 	}
-	got, err := c.ReadCredential(ctx, child.Token, child.Wallet, "openrouter")
+	got, err := c.ReadCredential(context.Background(), child.Token, child.Wallet, "openrouter")
 	if err != nil || string(got) != secret {
 		t.Fatalf("the agent reads %q, %v", got, err)
 	}
@@ -258,4 +240,20 @@ func TestLinkedAliasIsAnAgentCompat(t *testing.T) {
 	if !strings.Contains(r.stderr, `unknown agent "no-such-bot"`) {
 		t.Fatalf("unknown alias: %s", r)
 	}
+}
+
+// unnamedAgent creates an agent of w's master straight through the API,
+// without a name, as the original CLI's agents were.
+func unnamedAgent(t *testing.T, w *world) (*backendclient.Client, backendclient.Session) {
+	t.Helper()
+	c, err := backendclient.New(w.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess := w.storedSession("default")
+	child, err := c.CreateChild(context.Background(), sess.Token, agentkeys.Scope{Services: []string{"openrouter"}}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, child
 }
