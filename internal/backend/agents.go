@@ -52,20 +52,20 @@ func (s *Server) resolveAgent(ctx context.Context, q store.Queries, c *caller, a
 	if err != nil {
 		return api.AgentResolveResponse{}, err
 	}
-	names, err := q.WalletNames(ctx, root)
-	if err != nil {
-		return api.AgentResolveResponse{}, err
-	}
 	var (
 		w   agentkeys.Wallet
 		via string
 	)
-	switch {
-	case id.Kind == agentkeys.KindWallet:
+	if id.Kind == agentkeys.KindWallet {
 		w, via = agentkeys.Wallet(id.Value), api.ViaWallet
-	case (id.Kind == agentkeys.KindAlias || id.Kind == agentkeys.KindENS) && byName(names, id.Value) != "":
-		w, via = byName(names, id.Value), api.ViaName
-	default:
+	} else if id.Kind == agentkeys.KindAlias || id.Kind == agentkeys.KindENS {
+		w, err = q.WalletByName(ctx, root, id.Value)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return api.AgentResolveResponse{}, err
+		}
+		via = api.ViaName
+	}
+	if w == "" {
 		l, err := q.ResolveIdentity(ctx, string(id.Kind), id.Value)
 		if errors.Is(err, store.ErrNotFound) {
 			return api.AgentResolveResponse{}, notFound(msgUnknownAgent, truncateStr(id.Value))
@@ -82,17 +82,11 @@ func (s *Server) resolveAgent(ctx context.Context, q store.Queries, c *caller, a
 	if !owned || tw.TornDown {
 		return api.AgentResolveResponse{}, notFound(msgUnknownAgent, truncateStr(id.Value))
 	}
-	return api.AgentResolveResponse{Wallet: w, Name: names[w], Via: via}, nil
-}
-
-// byName returns the wallet called name in names, or "".
-func byName(names map[agentkeys.Wallet]string, name string) agentkeys.Wallet {
-	for w, n := range names {
-		if n == name {
-			return w
-		}
+	name, err := q.WalletName(ctx, w)
+	if err != nil {
+		return api.AgentResolveResponse{}, err
 	}
-	return ""
+	return api.AgentResolveResponse{Wallet: w, Name: name, Via: via}, nil
 }
 
 // listAgents answers GET /agent/list: the live agents below the caller

@@ -15,6 +15,8 @@ type NameQueries interface {
 	SetWalletName(ctx context.Context, root, addr agentkeys.Wallet, name string, at time.Time) error
 	// WalletByName returns the wallet root gave name to, or ErrNotFound.
 	WalletByName(ctx context.Context, root agentkeys.Wallet, name string) (agentkeys.Wallet, error)
+	// WalletName returns addr's name, "" if it has none.
+	WalletName(ctx context.Context, addr agentkeys.Wallet) (string, error)
 	// WalletNames returns every name in root's tree, by wallet.
 	WalletNames(ctx context.Context, root agentkeys.Wallet) (map[agentkeys.Wallet]string, error)
 	// LastUse returns the time of the newest audit row written by addr

@@ -54,6 +54,16 @@ func (q *queries) WalletByName(ctx context.Context, root agentkeys.Wallet, name 
 	return agentkeys.Wallet(w), nil
 }
 
+// WalletName returns addr's name, or "".
+func (q *queries) WalletName(ctx context.Context, addr agentkeys.Wallet) (string, error) {
+	var n string
+	err := q.q.QueryRowContext(ctx, `SELECT name FROM agent_names WHERE wallet = $1`, string(addr)).Scan(&n)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return n, classify("wallet name", err)
+}
+
 // WalletNames returns root's names by wallet.
 func (q *queries) WalletNames(ctx context.Context, root agentkeys.Wallet) (map[agentkeys.Wallet]string, error) {
 	rows, err := q.q.QueryContext(ctx, `SELECT wallet, name FROM agent_names WHERE root = $1`, string(root))

@@ -46,6 +46,12 @@ func testWalletNames(t *testing.T, s store.Store) {
 	if len(names) != 2 || names[a.Address] != "bot" || names[b.Address] != "helper" {
 		t.Fatalf("WalletNames(m) = %v", names)
 	}
+	if n, err := s.WalletName(ctx, b.Address); err != nil || n != "helper" {
+		t.Fatalf("WalletName(b) = %q, %v", n, err)
+	}
+	if n, err := s.WalletName(ctx, m.Address); err != nil || n != "" {
+		t.Fatalf("WalletName(master) = %q, %v; want no name", n, err)
+	}
 	// "" removes a name.
 	mustNil(t, s.SetWalletName(ctx, m.Address, b.Address, "", at))
 	names, err = s.WalletNames(ctx, m.Address)
