@@ -56,6 +56,11 @@ func TestWireGolden(t *testing.T) {
 	m := e.master("alice")
 	a := e.agent(m, []string{"openrouter"}, false)
 	b := e.agent(m, []string{"openrouter"}, true)
+	// A master with exactly one agent, named, for the /agent/list row.
+	solo := e.master("solo")
+	if _, err := e.client.NameAgent(ctx, solo.Token, e.agent(solo, []string{"openrouter"}, false).Wallet, "solo-bot"); err != nil {
+		t.Fatal(err)
+	}
 	bt, _ := e.brokerToken(a.Token)
 	if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, "openrouter", secret()); err != nil {
 		t.Fatal(err)
@@ -106,7 +111,7 @@ func TestWireGolden(t *testing.T) {
 		{"agent rename again", "POST", "/agent/name", m.Token, `{"wallet":"` + string(b.Wallet) + `","name":"bot-b"}`,
 			`{name:"s",ok:b,previous:"s",wallet:"s"}`},
 		{"agent resolve", "GET", "/agent/resolve?agent=bot", m.Token, "", `{name:"s",via:"s",wallet:"s"}`},
-		{"agent list", "GET", "/agent/list", m.Token, "",
+		{"agent list", "GET", "/agent/list", solo.Token, "",
 			`{agents:[{created_at:0,expires_at:0,last_used_at:0,name:"s",parent:"s",scope:{read_only:b,services:["s"]},wallet:"s"}]}`},
 		{"agent list empty", "GET", "/agent/list", a.Token, "", `{agents:[]}`},
 		{"revoke session", "POST", "/session/revoke", m.Token, `{"target_session":"` + b.Token.Reveal() + `"}`,

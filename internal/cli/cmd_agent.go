@@ -18,6 +18,7 @@ import (
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/backendclient"
 	"github.com/agentkeys/agentkeys/internal/keychain"
+	"github.com/agentkeys/agentkeys/internal/textcheck"
 )
 
 // parseServices splits a comma-separated list, trims, drops empties,
@@ -152,9 +153,9 @@ func (a *App) newAgentListCmd() *cobra.Command {
 		Short: "List your agents as the backend knows them: name, wallet, scope, expiry, last use",
 		Long: `List the agents below your session, as the backend knows them (so the same
 list on every machine logged in as you): name, wallet, scope, when its
-session expires ("revoked" when it has no live session) and when it was
-last used (read from the audit log: its own requests, and reads, stores or
-provisioning done for it). Torn-down agents are not listed.`,
+session expires ("none" when it has no live session: revoked or expired)
+and when it was last used (read from the audit log: its own requests, and
+reads, stores or provisioning done for it). Torn-down agents are not listed.`,
 		Args: exactArgs(0, "none"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmdContext(cmd.Context())
@@ -185,8 +186,9 @@ provisioning done for it). Torn-down agents are not listed.`,
 			tw := tabwriter.NewWriter(a.Out, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tWALLET\tSCOPE\tEXPIRES\tLAST USED")
 			for _, e := range list {
-				name, expires, last := cmp.Or(e.Name, "-"), cmp.Or(e.ExpiresAt, "revoked"), cmp.Or(e.LastUsedAt, "never")
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, e.Wallet, describeScope(e.Scope), expires, last)
+				name, expires, last := cmp.Or(e.Name, "-"), cmp.Or(e.ExpiresAt, "none"), cmp.Or(e.LastUsedAt, "never")
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", textcheck.Escape(name), textcheck.Escape(string(e.Wallet)),
+					textcheck.Escape(describeScope(e.Scope)), expires, last)
 			}
 			return tw.Flush()
 		},

@@ -145,12 +145,12 @@ func TestAgentRegistry(t *testing.T) {
 		t.Fatalf("usage my-bot --action store:\n%s", r.stdout)
 	}
 
-	// Revoke keeps the name (the agent still exists); list says revoked.
+	// Revoke keeps the name (the agent still exists); list shows no session.
 	r = w.must("revoke", "bot")
 	if !strings.Contains(r.stdout, "Revoked agent="+bot+" (bot)") {
 		t.Fatalf("revoke: %s", r)
 	}
-	if l := w.must("agent", "list").stdout; !strings.Contains(strings.Join(strings.Fields(l), " "), "bot "+bot+" services: github, openrouter revoked ") {
+	if l := w.must("agent", "list").stdout; !strings.Contains(strings.Join(strings.Fields(l), " "), "bot "+bot+" services: github, openrouter none ") {
 		t.Fatalf("a revoked agent is not shown as revoked:\n%s", l)
 	}
 	// Teardown frees the name.
