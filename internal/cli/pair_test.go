@@ -107,6 +107,7 @@ func TestRecoverOnANewMachine(t *testing.T) {
 	w := newWorld(t)
 	_, wallet := w.initMaster()
 	w.must("link", wallet, "--email", "alice@example.com")
+	helper := w.createAgent("helper", "--services", "openrouter")
 	laptop := newWorldSharing(t, w)
 
 	cmd := exec.Command(binPath, "recover", "Alice@Example.com", "--timeout", "30s")
@@ -161,6 +162,13 @@ func TestRecoverOnANewMachine(t *testing.T) {
 	}
 	if r := laptop.must("whoami"); !strings.Contains(r.stdout, wallet) {
 		t.Fatalf("the new machine is not %s: %s", wallet, r)
+	}
+	// The agents' names come with the account, not with the old machine.
+	if r := laptop.must("agent", "list"); !strings.Contains(strings.Join(strings.Fields(r.stdout), " "), "helper "+helper+" services: openrouter") {
+		t.Fatalf("agent list after recover:\n%s", r.stdout)
+	}
+	if r := laptop.must("scope", "get", "helper"); !strings.Contains(r.stdout, "Scope for agent helper ("+helper+"):") {
+		t.Fatalf("scope get helper after recover: %s", r)
 	}
 	expectCode(t, laptop.ak("recover", "no spaces allowed"), 2, "bad identity")
 }
