@@ -150,14 +150,11 @@ func (s *Server) nameAgent(r *http.Request, c *caller) (any, error) {
 	if !c.scope.CanWrite() {
 		return nil, denied("a read-only session cannot name agents")
 	}
-	tw, owned, err := s.target(ctx, s.store, c, target)
+	tw, err := s.ownedTarget(ctx, c, target, agentkeys.AuditWildcard, actionAgentName)
 	if err != nil {
 		return nil, err
 	}
-	if !owned || tw.TornDown || target == c.addr() {
-		if target != c.addr() {
-			s.auditDenial(ctx, c.addr(), target, agentkeys.AuditWildcard, actionAgentName, agentkeys.ResultDenied)
-		}
+	if tw.TornDown || target == c.addr() {
 		return nil, notFound("no agent %s below this session to name", target)
 	}
 	var prev string

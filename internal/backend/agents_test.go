@@ -81,6 +81,9 @@ func TestAgentRegistryBoundaries(t *testing.T) {
 			t.Fatalf("%s last used at %d, want %d", ag.Name, ag.LastUsedAt, want)
 		}
 	}
+	// An agent cannot name its sibling.
+	_, err = e.client.NameAgent(ctx, a.Token, b.Wallet, "theirs")
+	wantStatus(t, err, http.StatusForbidden)
 	// An agent lists only its own subtree.
 	if sub, err := e.client.ListAgents(ctx, a.Token); err != nil || len(sub) != 0 {
 		t.Fatalf("agent's list: %+v, %v", sub, err)
