@@ -8,6 +8,7 @@ import (
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/brokerclient"
+	"github.com/agentkeys/agentkeys/internal/ecscreds"
 	"github.com/agentkeys/agentkeys/internal/keychain"
 )
 
@@ -41,7 +42,7 @@ type awsRunOptions struct {
 // never reaches the broker path.
 //
 // With o.Server the command instead gets a loopback credential endpoint
-// (awsServer) that re-mints before expiry; stop ends it.
+// (internal/ecscreds) that re-mints before expiry; stop ends it.
 func (a *App) awsRunEnv(ctx context.Context, agent agentkeys.Wallet, o awsRunOptions) (env []string, secrets [][]byte, stop func(), err error) {
 	region := o.Region
 	if region == "" {
@@ -89,17 +90,18 @@ func (a *App) awsRunEnv(ctx context.Context, agent agentkeys.Wallet, o awsRunOpt
 	if !o.Server {
 		return creds.Env(region), secrets, func() {}, nil
 	}
-	srv, err := startAWSServer(creds, func(ctx context.Context) (brokerclient.AWSCredentials, error) {
+	cache := ecscreds.NewCache(creds, func(ctx context.Context) (brokerclient.AWSCredentials, error) {
 		c, err := b.MintAWS(ctx, s.Token)
 		if err != nil {
 			fmt.Fprintf(a.Err, "agentkeys: AWS credential refresh failed: %v\n", err)
 		}
 		return c, err
 	})
+	srv, err := ecscreds.Start("", cache.Get)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("start the AWS credential endpoint: %w", err)
 	}
-	a.notef("serving AWS credentials at %s", srv.url)
+	a.notef("serving AWS credentials at %s", srv.URL())
 	env = append(srv.Env(), "AWS_REGION="+region, "AWS_DEFAULT_REGION="+region)
-	return env, append(secrets, []byte(srv.token)), srv.Close, nil
+	return env, append(secrets, []byte(srv.Token())), func() { srv.Close() }, nil
 }
