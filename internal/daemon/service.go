@@ -70,7 +70,8 @@ type Service struct {
 	watchOpen   bool      // a watch long-poll is open on the backend
 	confirmedAt time.Time // the backend last confirmed the session
 
-	tokenFile string // the web identity token file KeepTokenFile writes
+	tokenFile   string   // the web identity token file KeepTokenFile writes
+	awsEndpoint []string // the ECS endpoint's variables (--aws-server)
 }
 
 type cachedValue struct {
