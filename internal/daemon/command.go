@@ -33,7 +33,8 @@ func Main() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := Command().ExecuteContext(ctx)
-	if err != nil {
+	var ce *ChildExit
+	if err != nil && !errors.As(err, &ce) {
 		fmt.Fprintln(os.Stderr, "agentkeys-daemon:", err)
 	}
 	return envflag.ExitCode(err)
@@ -192,7 +193,7 @@ command run_with_credential starts:
 	b.Bool(&prov.Headful, "provision-headful", "", false, "show the provisioner's browser window (a person can solve captchas)")
 	b.String(&prov.Chromium, "chromium", "", "", "browser binary for the provisioner (default: chromium on PATH)")
 	b.Duration(&prov.Timeout, "provision-timeout", "", 0, "wall clock for one provisioning run (default: the service's budget)")
-	root.AddCommand(awsCommand(lookup), statusCommand(), scraper.NewCommand())
+	root.AddCommand(awsCommand(lookup), statusCommand(), runCommand(lookup), scraper.NewCommand())
 	return root
 }
 

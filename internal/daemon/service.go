@@ -47,7 +47,10 @@ type ServiceOptions struct {
 	// (aws_credentials, oidc_token) still work.
 	DisableGet bool
 	// Child confines run_with_credential commands (another uid, Landlock).
-	Child       ChildOptions
+	Child ChildOptions
+	// Gateway, when set, is the credential gateway a socket run with
+	// gateway on points commands at (nil: such runs are refused).
+	Gateway     GatewayFunc
 	Region      string // AWS region passed along with broker credentials
 	Hardening   hardening.Report
 	Provisioner Provisioner

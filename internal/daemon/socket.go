@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -218,6 +219,13 @@ func (s *SocketServer) handle(c *net.UnixConn) {
 		if len(bytesTrim(line)) == 0 {
 			continue
 		}
+		if bytes.Contains(line, []byte(`"`+methodRun+`"`)) {
+			if req, perr := parseRequest(line); perr == nil && req.Method == methodRun && req.ID != nil {
+				// A run takes over the connection until the command ends.
+				s.serveRun(c, r, req)
+				return
+			}
+		}
 		out = s.dispatch(out[:0], line)
 		if len(out) > 0 {
 			c.SetWriteDeadline(time.Now().Add(30 * time.Second))
@@ -315,7 +323,7 @@ func (s *SocketServer) call(ctx context.Context, out []byte, req rpcRequest) ([]
 	case "ping":
 		return appendResult(out, req.ID, map[string]any{}), "ok"
 	}
-	return fail(&rpcError{Code: rpcMethodNotFound, Message: "method not found (want read, list, status, aws_credentials, oidc_token or ping)", Data: CodeMethodNotFound})
+	return fail(&rpcError{Code: rpcMethodNotFound, Message: "method not found (want read, list, status, aws_credentials, oidc_token, run or ping)", Data: CodeMethodNotFound})
 }
 
 func appendResult(out []byte, id json.RawMessage, v any) []byte {
