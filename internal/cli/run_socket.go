@@ -49,7 +49,7 @@ func (a *App) runViaSocket(cmd *cobra.Command, socket string, args []string) err
 		}
 	}
 	o := daemon.SocketRunOptions{Socket: socket, Stdout: a.Out, Stderr: a.Err,
-		Params: daemon.SocketRunParams{Command: args, Env: os.Environ(), Only: listFlag(cmd.Flags(), "only"), Gateway: boolFlag(cmd.Flags(), "gateway")},
+		Params:  daemon.SocketRunParams{Command: args, Env: os.Environ(), Only: listFlag(cmd.Flags(), "only"), Gateway: boolFlag(cmd.Flags(), "gateway")},
 		Started: func(names []string) { a.notef("the daemon injects %s", displayList(names)) },
 	}
 	o.Params.Dir, _ = os.Getwd()
