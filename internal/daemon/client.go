@@ -154,3 +154,20 @@ func (c *SocketClient) OIDCToken(ctx context.Context) (OIDCResult, error) {
 	err := c.Call(ctx, "oidc_token", nil, &out)
 	return out, err
 }
+
+// RequestScope asks the agent's master for more scope.
+func (c *SocketClient) RequestScope(ctx context.Context, services []string) (ScopeRequest, error) {
+	var out ScopeRequest
+	err := c.Call(ctx, "request_scope", map[string]any{"services": services}, &out)
+	return out, err
+}
+
+// ScopeRequestStatus returns a scope request's state, waiting up to wait
+// (at most 50 s) for the decision.
+func (c *SocketClient) ScopeRequestStatus(ctx context.Context, id string, wait time.Duration) (string, error) {
+	var out struct {
+		Status string `json:"status"`
+	}
+	err := c.Call(ctx, "scope_request_status", map[string]any{"request_id": id, "wait_seconds": int(wait / time.Second)}, &out)
+	return out.Status, err
+}

@@ -193,7 +193,7 @@ command run_with_credential starts:
 	b.Bool(&prov.Headful, "provision-headful", "", false, "show the provisioner's browser window (a person can solve captchas)")
 	b.String(&prov.Chromium, "chromium", "", "", "browser binary for the provisioner (default: chromium on PATH)")
 	b.Duration(&prov.Timeout, "provision-timeout", "", 0, "wall clock for one provisioning run (default: the service's budget)")
-	root.AddCommand(awsCommand(lookup), statusCommand(), runCommand(lookup), scraper.NewCommand())
+	root.AddCommand(awsCommand(lookup), statusCommand(), runCommand(lookup), requestScopeCommand(lookup), scraper.NewCommand())
 	return root
 }
 

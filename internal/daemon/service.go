@@ -75,6 +75,7 @@ type Service struct {
 
 	tokenFile   string   // the web identity token file KeepTokenFile writes
 	awsEndpoint []string // the ECS endpoint's variables (--aws-server)
+	scopeReqs   map[string]*scopeReq
 }
 
 type cachedValue struct {

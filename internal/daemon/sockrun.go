@@ -109,7 +109,12 @@ func (s *Service) credentialEnv(ctx context.Context, only []string, gateway bool
 	if err != nil {
 		return nil, err
 	}
+	// The scope as of now (an approved scope request widens it while the
+	// daemon runs); the session's at start if the backend cannot say.
 	scope := s.o.Session.Scope
+	if id, err := s.o.Backend.Validate(ctx, s.o.Session.Token); err == nil {
+		scope = id.Scope
+	}
 	wantAWS := s.o.Broker != nil && scope != nil && scope.Allows(awsScopeService)
 	services := held
 	if len(only) > 0 {
