@@ -58,4 +58,3 @@ document {"requests":[…]} with the backend's fields.`,
 		},
 	}
 }
-
