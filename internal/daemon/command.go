@@ -98,7 +98,7 @@ Each request carries a fresh X25519 key: the backend seals the approved session 
 stores it only if the backend's Ed25519 approval signature (keys at /.well-known/agentkeys-pairing-keys)
 covers the request, this daemon's keys and that very session; otherwise it refuses and exits 1.
 
-Serving: a Unix-socket JSON-RPC API (read, list, status, aws_credentials, oidc_token) at --socket
+Serving: a Unix-socket JSON-RPC API (read, list, status, aws_credentials, oidc_token, run, request_scope) at --socket
 (default $XDG_RUNTIME_DIR/agentkeys/agentkeys.sock), MCP on stdio (--stdio) and MCP Streamable HTTP on a
 loopback address (--http 127.0.0.1:PORT, bearer from AGENTKEYS_MCP_TOKEN or a generated 0600 token file).
 --aws-server 127.0.0.1:PORT serves the broker's AWS credentials the way ECS does for containers: set
