@@ -15,16 +15,9 @@ import (
 // awsService is the scope entry that makes `run` inject AWS credentials.
 const awsService = "aws"
 
-// awsShadowing are inherited variables that would make an SDK use other
-// credentials than the agent's (env credentials and profiles come before
-// the container endpoint in the SDKs' chains); run drops them when it
-// injects AWS credentials.
-var awsShadowing = []string{
-	"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE",
-	"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-	"AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-	"AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN",
-}
+// awsShadowing are inherited variables run drops when it injects AWS
+// credentials (ecscreds.Shadowing).
+var awsShadowing = ecscreds.Shadowing
 
 // awsRunOptions are run's AWS flags.
 type awsRunOptions struct {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/agentkeys/agentkeys/internal/ecscreds"
 )
 
 // MCP tool names.
@@ -219,11 +221,7 @@ func CheckLoopback(addr string) error {
 	if err != nil {
 		return fmt.Errorf("--http %q: want host:port such as 127.0.0.1:8765", addr)
 	}
-	if host == "localhost" {
-		return nil
-	}
-	ip := net.ParseIP(host)
-	if ip == nil || !ip.IsLoopback() {
+	if !ecscreds.IsLoopback(host) {
 		return fmt.Errorf("--http %q: the MCP HTTP server binds to loopback only (127.0.0.1 or [::1])", addr)
 	}
 	return nil

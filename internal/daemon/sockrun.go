@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/agentkeys/agentkeys/internal/ecscreds"
 	"github.com/agentkeys/agentkeys/internal/mask"
 )
 
@@ -156,7 +157,7 @@ func (s *Service) credentialEnv(ctx context.Context, only []string, gateway bool
 		e.set = append(e.set, EnvNameFor(svc)+"="+string(v))
 	}
 	if wantAWS {
-		e.drop = awsShadowing
+		e.drop = ecscreds.Shadowing
 		if ep := s.AWSEndpointEnv(); ep != nil {
 			e.set = append(e.set, ep...)
 			_, tok, _ := strings.Cut(ep[1], "=")
@@ -190,15 +191,6 @@ func (s *Service) credentialEnv(ctx context.Context, only []string, gateway bool
 
 // awsScopeService is the scope entry that makes a run get AWS credentials.
 const awsScopeService = "aws"
-
-// awsShadowing are inherited variables that would make an SDK use other
-// credentials than the ones a run injects.
-var awsShadowing = []string{
-	"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE",
-	"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-	"AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-	"AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN",
-}
 
 // runConn writes the daemon's side of a socket run: notifications and the
 // final response, one line each, serialised.

@@ -112,19 +112,7 @@ func RunOverSocket(ctx context.Context, o SocketRunOptions) (SocketRunResult, er
 			}
 			return SocketRunResult{}, ErrRunEnded
 		}
-		var msg struct {
-			Method string          `json:"method"`
-			Params json.RawMessage `json:"params"`
-			ID     json.RawMessage `json:"id"`
-			Result json.RawMessage `json:"result"`
-			Error  *struct {
-				Code    int    `json:"code"`
-				Message string `json:"message"`
-				Data    struct {
-					Code string `json:"code"`
-				} `json:"data"`
-			} `json:"error"`
-		}
+		var msg rpcMessage
 		if err := json.Unmarshal(line, &msg); err != nil {
 			return SocketRunResult{}, errors.New("malformed message from the agentkeys daemon")
 		}
@@ -153,7 +141,7 @@ func RunOverSocket(ctx context.Context, o SocketRunOptions) (SocketRunResult, er
 				o.Started(p.EnvNames)
 			}
 		case msg.Error != nil:
-			return SocketRunResult{}, &RPCError{RPCCode: msg.Error.Code, Code: msg.Error.Data.Code, Message: msg.Error.Message}
+			return SocketRunResult{}, msg.Error.err()
 		case msg.Result != nil:
 			var r SocketRunResult
 			if err := json.Unmarshal(msg.Result, &r); err != nil {

@@ -35,6 +35,25 @@ const (
 	EnvTokenFile = "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"
 )
 
+// Shadowing are inherited variables that would make an AWS SDK use other
+// credentials than the ones a command is given (static keys and profiles
+// come before the container endpoint in the SDKs' chains): drop them from
+// the environment of a command that gets the agent's credentials.
+var Shadowing = []string{
+	"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE",
+	"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", EnvFullURI, EnvToken, EnvTokenFile,
+	"AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN",
+}
+
+// IsLoopback reports whether host is a loopback IP or "localhost".
+func IsLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 // Fetch returns the credentials to serve now.
 type Fetch func(context.Context) (brokerclient.AWSCredentials, error)
 
@@ -54,10 +73,7 @@ func CheckLoopback(addr string) error {
 	if err != nil {
 		return fmt.Errorf("%q: want host:port such as 127.0.0.1:9911", addr)
 	}
-	if host == "localhost" {
-		return nil
-	}
-	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+	if !IsLoopback(host) {
 		return fmt.Errorf("%q: the AWS credential endpoint binds to loopback only (127.0.0.1 or [::1])", addr)
 	}
 	return nil
