@@ -347,40 +347,69 @@ func (s *SocketServer) runInput(ctx context.Context, gone context.CancelFunc, r 
 			gone()
 			return
 		}
-		req, perr := parseRequest(line)
+		in2, ok := parseRunInput(line)
 		clear(line)
-		if perr != nil {
-			continue
-		}
-		switch req.Method {
-		case notifyStdin:
-			var p struct {
-				Data []byte `json:"data"`
-			}
-			if in != nil && decodeParams(req.Params, &p) == nil {
+		switch {
+		case !ok:
+		case in2.stdin != nil:
+			if in != nil {
 				select {
-				case in <- p.Data:
+				case in <- in2.stdin:
 				case <-ctx.Done():
 					return
 				}
 			}
-		case notifyStdinClose:
+		case in2.closeStdin:
 			if in != nil {
 				ch := in
 				closeIn.Do(func() { close(ch) })
 				in = nil
 			}
-		case notifySignal:
-			var p struct {
-				Signal string `json:"signal"`
-			}
-			if decodeParams(req.Params, &p) == nil {
-				if sig, ok := runSignals[strings.TrimPrefix(strings.ToUpper(p.Signal), "SIG")]; ok && cmd.Process != nil {
-					cmd.Process.Signal(sig)
-				}
+		case in2.signal != 0:
+			if cmd.Process != nil {
+				cmd.Process.Signal(in2.signal)
 			}
 		}
 	}
+}
+
+// runInputLine is what one client line during a run asks for: stdin data,
+// the end of stdin, or a signal.
+type runInputLine struct {
+	stdin      []byte
+	closeStdin bool
+	signal     syscall.Signal
+}
+
+// parseRunInput reads one client line during a run; ok is false for a
+// line that asks for nothing the daemon does (it is ignored).
+func parseRunInput(line []byte) (runInputLine, bool) {
+	req, perr := parseRequest(line)
+	if perr != nil || req.ID != nil {
+		return runInputLine{}, false
+	}
+	switch req.Method {
+	case notifyStdin:
+		var p struct {
+			Data []byte `json:"data"`
+		}
+		if decodeParams(req.Params, &p) != nil || p.Data == nil {
+			return runInputLine{}, false
+		}
+		return runInputLine{stdin: p.Data}, true
+	case notifyStdinClose:
+		return runInputLine{closeStdin: true}, true
+	case notifySignal:
+		var p struct {
+			Signal string `json:"signal"`
+		}
+		if decodeParams(req.Params, &p) != nil {
+			return runInputLine{}, false
+		}
+		sig, ok := runSignals[strings.TrimPrefix(strings.ToUpper(p.Signal), "SIG")]
+		return runInputLine{signal: sig}, ok
+	}
+	return runInputLine{}, false
 }
 
 // ErrRunEnded is returned by the client when the daemon closed the
