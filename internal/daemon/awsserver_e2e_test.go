@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"testing"
 	"time"
 
@@ -109,19 +108,21 @@ print(json.dumps({"first": f1.access_key, "first_exp": e1.isoformat(), "second":
 `
 
 // TestDaemonAWSServerBoto3RefreshAcrossExpiry: Debian's python3-boto3,
-// configured only with the ECS variables, obtains the agent's credentials
-// from the daemon and, inside one long-running process, refreshes them
-// across their expiry.
+// run by the daemon itself (agentkeys-daemon run, which points it at the
+// endpoint), obtains the agent's credentials from the daemon's endpoint
+// and, inside that one long-running process, refreshes them across their
+// expiry.
 func TestDaemonAWSServerBoto3RefreshAcrossExpiry(t *testing.T) {
 	if _, err := exec.LookPath("python3"); err != nil {
 		t.Fatal("python3 with boto3 is needed (scripts/deps.sh installs python3-boto3)")
 	}
-	url, tokFile, fake, home := startAWSDaemon(t)
-	cmd := exec.Command("python3", "-c", botoScript)
-	cmd.Env = append(daemonEnv(home), "AWS_CONTAINER_CREDENTIALS_FULL_URI="+url, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE="+tokFile,
-		"AWS_REGION=eu-west-3", "AWS_CONFIG_FILE="+filepath.Join(home, "none"), "AWS_SHARED_CREDENTIALS_FILE="+filepath.Join(home, "none"),
-		"AWS_EC2_METADATA_DISABLED=true")
-	cmd.Env = slicesDeleteAWS(cmd.Env)
+	_, _, fake, home := startAWSDaemon(t)
+	sock := filepath.Join(home, "run", "agentkeys", "agentkeys.sock")
+	cmd := commandWithEnv(home, daemonBin, "run", "--socket", sock, "--", "python3", "-c", botoScript)
+	// Stale static keys in the caller's environment must not shadow the
+	// endpoint the daemon gives the command.
+	cmd.Env = append(cmd.Env, "AWS_ACCESS_KEY_ID=AKIASTALE", "AWS_SECRET_ACCESS_KEY=stale", "AWS_PROFILE=stale",
+		"AWS_CONFIG_FILE="+filepath.Join(home, "none"), "AWS_SHARED_CREDENTIALS_FILE="+filepath.Join(home, "none"), "AWS_EC2_METADATA_DISABLED=true")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("python3: %v\n%s", err, out)
@@ -141,21 +142,4 @@ func TestDaemonAWSServerBoto3RefreshAcrossExpiry(t *testing.T) {
 	if r.Method != "container-role" || !known[r.First] || !known[r.Second] || r.First == r.Second || !r.SecondValid {
 		t.Fatalf("boto3: %s (STS issued %v)", out, known)
 	}
-}
-
-// slicesDeleteAWS drops inherited AWS credential variables that would
-// come before the container endpoint in the chain (the endpoint's own are
-// appended after).
-func slicesDeleteAWS(env []string) []string {
-	var out []string
-	for _, kv := range env {
-		k, _, _ := strings.Cut(kv, "=")
-		switch k {
-		case "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_CONTAINER_AUTHORIZATION_TOKEN",
-			"AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN":
-			continue
-		}
-		out = append(out, kv)
-	}
-	return out
 }
