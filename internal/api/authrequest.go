@@ -70,6 +70,12 @@ type FetchAuthRequestResponse struct {
 	OTPAttemptsLeft int              `json:"otp_attempts_left"`
 }
 
+// PendingAuthRequestsResponse answers GET /auth-request/pending: the
+// pending requests bound to the caller's wallet, oldest first.
+type PendingAuthRequestsResponse struct {
+	Requests []FetchAuthRequestResponse `json:"requests"`
+}
+
 // ApproveRequest is the body of POST /auth-request/approve.
 type ApproveRequest struct {
 	PairCode  string `json:"pair_code,omitempty"`

@@ -90,6 +90,34 @@ func (s *Server) openAuthRequest(r *http.Request) (any, error) {
 		if parent, err = parseWalletField("parent_wallet", req.ParentWallet); err != nil {
 			return nil, err
 		}
+	}
+	// An agent asking for more scope opens its ScopeChange with its own
+	// session: the request is then bound to the agent's parent (the master
+	// who can approve it, and who sees it in GET /auth-request/pending),
+	// and the audit row names the agent as the verified opener.
+	var opener *caller
+	if r.Header.Get("Authorization") != "" {
+		if req.RequestType != authreq.TypeScopeChange {
+			return nil, badRequest("only a ScopeChange request is opened with a session (Pair and Recover are opened by a daemon without one)")
+		}
+		if opener, err = s.authenticate(r); err != nil {
+			return nil, err
+		}
+		if err := s.limitWallet(opener); err != nil {
+			return nil, err
+		}
+		if string(opener.addr()) != details2.AgentID {
+			return nil, denied("a session can ask to change only its own scope")
+		}
+		if opener.wallet.Parent == "" {
+			return nil, badRequest("a master's scope is not changed by request")
+		}
+		if parent != "" && parent != opener.wallet.Parent {
+			return nil, badRequest("parent_wallet is not this agent's parent")
+		}
+		parent = opener.wallet.Parent
+	}
+	if parent != "" {
 		// Anyone may name any master here, and each open writes into
 		// that master's log: bound it per master, whatever the address.
 		if err := s.limitParent(string(parent)); err != nil {
@@ -138,12 +166,16 @@ func (s *Server) openAuthRequest(r *http.Request) (any, error) {
 			// A request bound to a master shows up in that master's audit
 			// (the opener has no wallet yet), so unsolicited requests are
 			// visible; the row says that nobody vouched for it.
-			_, err := q.AppendAudit(r.Context(), agentkeys.AuditEvent{
+			ev := agentkeys.AuditEvent{
 				Time: now, Agent: parent, Service: agentkeys.AuditWildcard, Action: actionAuthOpen,
 				Result:   agentkeys.ResultOK,
 				Detail:   agentkeys.DetailUnverified + req.RequestType + " request opened by an unauthenticated caller",
 				ClientIP: clientip.FromContext(r.Context()),
-			})
+			}
+			if opener != nil {
+				ev.Owner, ev.Agent, ev.Detail = parent, opener.addr(), req.RequestType+" request opened by the agent's own session"
+			}
+			_, err := q.AppendAudit(r.Context(), ev)
 			return err
 		})
 		if !errors.Is(err, store.ErrConflict) || attempt == 5 {
@@ -221,9 +253,15 @@ func (s *Server) fetchAuthRequest(r *http.Request, c *caller) (any, error) {
 	if err := s.checkPending(ar, c); err != nil {
 		return nil, err
 	}
+	return s.describeAuthRequest(r.Context(), c, ar)
+}
+
+// describeAuthRequest is what a master sees of a pending request (never
+// its OTP).
+func (s *Server) describeAuthRequest(ctx context.Context, c *caller, ar store.AuthRequest) (api.FetchAuthRequestResponse, error) {
 	d, err := authreq.Decode(ar.Type, ar.Details)
 	if err != nil {
-		return nil, err // validated at open; a failure here is internal
+		return api.FetchAuthRequestResponse{}, err // validated at open; a failure here is internal
 	}
 	out := api.FetchAuthRequestResponse{
 		ID: ar.ID, PairCode: authreq.FormatPairCode(ar.PairCode), RequestType: ar.Type,
@@ -238,8 +276,8 @@ func (s *Server) fetchAuthRequest(r *http.Request, c *caller) (any, error) {
 	case authreq.TypeRecover:
 		// Say what is really being recovered: a request naming a master
 		// must not read as an agent's.
-		if target, err := s.resolveIdentity(r.Context(), s.store, ar.IdentityType, ar.IdentityValue); err == nil {
-			if tw, owned, err := s.target(r.Context(), s.store, c, target); err == nil && owned {
+		if target, err := s.resolveIdentity(ctx, s.store, ar.IdentityType, ar.IdentityValue); err == nil {
+			if tw, owned, err := s.target(ctx, s.store, c, target); err == nil && owned {
 				out.TargetWallet, out.TargetKind = target, string(tw.Kind)
 				out.Description = describeRecover(tw, ar.IdentityType, ar.IdentityValue)
 			}
@@ -248,10 +286,36 @@ func (s *Server) fetchAuthRequest(r *http.Request, c *caller) (any, error) {
 		out.AgentID = d.AgentID
 		out.RequestedScope, _ = (&agentkeys.Scope{Services: d.NewScope.Services, ReadOnly: d.NewScope.ReadOnly}).Normalize()
 		if agent, err := agentkeys.ParseWallet(d.AgentID); err == nil {
-			if tw, owned, err := s.target(r.Context(), s.store, c, agent); err == nil && owned {
+			if tw, owned, err := s.target(ctx, s.store, c, agent); err == nil && owned {
 				out.CurrentScope = tw.Scope
 			}
 		}
+	}
+	return out, nil
+}
+
+// maxPendingListed bounds GET /auth-request/pending (the per-master
+// pending quota keeps real lists far shorter).
+const maxPendingListed = 100
+
+// listPendingAuthRequests shows a master the pending requests bound to its
+// wallet (pair and recover requests naming it, scope changes its agents
+// asked for), oldest first, without their OTPs.
+func (s *Server) listPendingAuthRequests(r *http.Request, c *caller) (any, error) {
+	if err := s.limitCaller(c, s.approveLimit); err != nil {
+		return nil, err
+	}
+	list, err := s.store.PendingAuthRequests(r.Context(), c.addr(), s.now(), maxPendingListed)
+	if err != nil {
+		return nil, err
+	}
+	out := api.PendingAuthRequestsResponse{Requests: []api.FetchAuthRequestResponse{}}
+	for _, ar := range list {
+		d, err := s.describeAuthRequest(r.Context(), c, ar)
+		if err != nil {
+			return nil, err
+		}
+		out.Requests = append(out.Requests, d)
 	}
 	return out, nil
 }

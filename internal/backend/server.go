@@ -231,6 +231,7 @@ func (s *Server) routes() {
 	m.Handle("POST /session/recover", s.public(s.recoverSession))
 	m.Handle("POST /auth-request/open", s.public(s.openAuthRequest))
 	m.Handle("GET /auth-request/fetch", s.authed(s.fetchAuthRequest))
+	m.Handle("GET /auth-request/pending", s.authed(s.listPendingAuthRequests))
 	m.Handle("POST /auth-request/approve", s.authed(s.approveAuthRequest))
 	m.Handle("POST /auth-request/deny", s.authed(s.denyAuthRequest))
 	m.Handle("GET /auth-request/await", s.public(s.awaitAuthDecision))

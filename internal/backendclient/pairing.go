@@ -32,6 +32,9 @@ type OpenRequest struct {
 	// PinnedKeyIDs, when set, are the only approval-signing keys (by RFC
 	// 7638 thumbprint) trusted, whatever else the backend publishes.
 	PinnedKeyIDs []string
+	// Session, set only for a ScopeChange, is the agent's own session: the
+	// backend then binds the request to the agent's parent.
+	Session agentkeys.Token
 }
 
 // Opened is the answer to OpenAuthRequest. OTP and PairCode are shown to
@@ -99,7 +102,7 @@ func (c *Client) OpenAuthRequest(ctx context.Context, r OpenRequest) (Opened, er
 		in.IdentityType, in.IdentityValue = r.IdentityType, r.IdentityValue
 	}
 	var out api.OpenAuthRequestResponse
-	if err := c.do(ctx, "open auth request", http.MethodPost, "/auth-request/open", nil, "", in, &out); err != nil {
+	if err := c.do(ctx, "open auth request", http.MethodPost, "/auth-request/open", nil, r.Session, in, &out); err != nil {
 		return Opened{}, err
 	}
 	tok, err := agentkeys.ParseToken(out.AwaitToken)
@@ -118,6 +121,14 @@ func (c *Client) FetchAuthRequest(ctx context.Context, tok agentkeys.Token, pair
 	var out PendingRequest
 	err := c.do(ctx, "fetch auth request", http.MethodGet, "/auth-request/fetch", url.Values{"pair_code": {pairCode}}, tok, nil, &out)
 	return out, err
+}
+
+// PendingAuthRequests lists the pending requests bound to the caller's
+// wallet (what `agentkeys pending` shows), oldest first.
+func (c *Client) PendingAuthRequests(ctx context.Context, tok agentkeys.Token) ([]PendingRequest, error) {
+	var out api.PendingAuthRequestsResponse
+	err := c.do(ctx, "list pending auth requests", http.MethodGet, "/auth-request/pending", nil, tok, nil, &out)
+	return out.Requests, err
 }
 
 // Approval is the result of ApproveAuthRequest. Signature is the

@@ -278,6 +278,7 @@ Exit codes: 0 ok, 1 failure, 2 usage error; 'run' exits with its child's status.
 		a.newInboxCmd(),
 		a.newTokenCmd(),
 		a.newApproveCmd(),
+		a.newPendingCmd(),
 		a.newRecoverCmd(),
 		a.newProvisionCmd(),
 		a.newDevCmd(),

@@ -73,8 +73,9 @@ func (a *App) newRunCmd() *cobra.Command {
 	var envSpecs []string
 	var noMasking bool
 	var aws awsRunOptions
+	var socket string
 	cmd := &cobra.Command{
-		Use:   "run <agent> [--env NAME=SERVICE]... -- <command> [args...]",
+		Use:   "run (<agent> [--env NAME=SERVICE]... | --socket PATH) -- <command> [args...]",
 		Short: "Run a command with an agent's credentials in its environment",
 		Long: `Run <command> with the agent's credentials as environment variables: each
 service the agent holds, within the agent's scope, becomes <SERVICE>_API_KEY
@@ -115,10 +116,20 @@ for the command's lifetime, the way ECS does (AWS_CONTAINER_CREDENTIALS_FULL_URI
 and AWS_CONTAINER_AUTHORIZATION_TOKEN, a random token every request must
 carry): SDKs fetch them there and get fresh ones, minted shortly before the
 old ones expire, as long as the agent's session lives. Only the first
-credentials and the token are masked in the output.`,
+credentials and the token are masked in the output.
+
+Inside a sandbox, run --socket PATH -- <command> (no <agent>) has the
+agentkeys-daemon listening on PATH run the command with the credentials it
+holds (the same as agentkeys-daemon run): the daemon starts it and streams
+its output back masked; stdin and the signals above are forwarded; no
+credential value crosses the socket, so it works when the daemon is
+secret-free.`,
 		Args:              cobra.ArbitraryArgs,
 		ValidArgsFunction: a.completeAgents,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if socket != "" {
+				return a.runViaSocket(cmd, socket, args)
+			}
 			dash := cmd.ArgsLenAtDash()
 			switch {
 			case dash < 0:
@@ -145,6 +156,7 @@ credentials and the token are masked in the output.`,
 	cmd.Flags().BoolVar(&aws.Server, "aws-server", false, "serve the AWS credentials from a loopback endpoint that refreshes them (AWS_CONTAINER_CREDENTIALS_FULL_URI) instead of static variables")
 	cmd.Flags().BoolVar(&aws.Skip, "no-aws", false, "do not mint AWS credentials even if the agent's scope includes aws")
 	cmd.Flags().BoolVar(&noMasking, "no-masking", false, "do not mask credentials in the command's output (and give it the terminal)")
+	addRunSocketFlag(cmd, &socket)
 	return cmd
 }
 

@@ -8,22 +8,16 @@ import (
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/brokerclient"
+	"github.com/agentkeys/agentkeys/internal/ecscreds"
 	"github.com/agentkeys/agentkeys/internal/keychain"
 )
 
 // awsService is the scope entry that makes `run` inject AWS credentials.
 const awsService = "aws"
 
-// awsShadowing are inherited variables that would make an SDK use other
-// credentials than the agent's (env credentials and profiles come before
-// the container endpoint in the SDKs' chains); run drops them when it
-// injects AWS credentials.
-var awsShadowing = []string{
-	"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE",
-	"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-	"AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-	"AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN",
-}
+// awsShadowing are inherited variables run drops when it injects AWS
+// credentials (ecscreds.Shadowing).
+var awsShadowing = ecscreds.Shadowing
 
 // awsRunOptions are run's AWS flags.
 type awsRunOptions struct {
@@ -41,7 +35,7 @@ type awsRunOptions struct {
 // never reaches the broker path.
 //
 // With o.Server the command instead gets a loopback credential endpoint
-// (awsServer) that re-mints before expiry; stop ends it.
+// (internal/ecscreds) that re-mints before expiry; stop ends it.
 func (a *App) awsRunEnv(ctx context.Context, agent agentkeys.Wallet, o awsRunOptions) (env []string, secrets [][]byte, stop func(), err error) {
 	region := o.Region
 	if region == "" {
@@ -89,17 +83,18 @@ func (a *App) awsRunEnv(ctx context.Context, agent agentkeys.Wallet, o awsRunOpt
 	if !o.Server {
 		return creds.Env(region), secrets, func() {}, nil
 	}
-	srv, err := startAWSServer(creds, func(ctx context.Context) (brokerclient.AWSCredentials, error) {
+	cache := ecscreds.NewCache(creds, func(ctx context.Context) (brokerclient.AWSCredentials, error) {
 		c, err := b.MintAWS(ctx, s.Token)
 		if err != nil {
 			fmt.Fprintf(a.Err, "agentkeys: AWS credential refresh failed: %v\n", err)
 		}
 		return c, err
 	})
+	srv, err := ecscreds.Start("", cache.Get)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("start the AWS credential endpoint: %w", err)
 	}
-	a.notef("serving AWS credentials at %s", srv.url)
+	a.notef("serving AWS credentials at %s", srv.URL())
 	env = append(srv.Env(), "AWS_REGION="+region, "AWS_DEFAULT_REGION="+region)
-	return env, append(secrets, []byte(srv.token)), srv.Close, nil
+	return env, append(secrets, []byte(srv.Token())), func() { srv.Close() }, nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/backendclient"
 	"github.com/agentkeys/agentkeys/internal/brokerclient"
+	"github.com/agentkeys/agentkeys/internal/ecscreds"
 	"github.com/agentkeys/agentkeys/internal/hardening"
 )
 
@@ -95,15 +96,10 @@ func brokerError(err error) error {
 	return errorf(CodeBrokerError, "broker call failed")
 }
 
-// refreshAt is when a credential valid from now until exp should be
-// replaced: a fifth of its lifetime before expiry, at least 10 s and at
-// most 5 minutes before.
-func refreshAt(now, exp time.Time) time.Time {
-	margin := exp.Sub(now) / 5
-	margin = max(margin, 10*time.Second)
-	margin = min(margin, 5*time.Minute)
-	return exp.Add(-margin)
-}
+// refreshAt is when a broker credential should be replaced
+// (ecscreds.RefreshAt: a fifth of its lifetime before expiry, within 10 s
+// and 5 minutes).
+func refreshAt(now, exp time.Time) time.Time { return ecscreds.RefreshAt(now, exp) }
 
 // mintCache caches one broker credential until shortly before expiry, as
 // JSON in secret memory, and coalesces concurrent mints.

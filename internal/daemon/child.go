@@ -129,8 +129,8 @@ func setupChildren(cfg Config, sockPath string) (ChildOptions, error) {
 
 // hiddenPaths are what a confined child must not read: the session file,
 // the session store's directory (every stored session, master ones too),
-// the socket's directory (socket and MCP token), the MCP token file and
-// the provisioner's state.
+// the socket's directory (socket, MCP and AWS endpoint tokens), the MCP
+// and AWS endpoint token files and the provisioner's state.
 func hiddenPaths(cfg Config, sockPath string) []string {
 	var out []string
 	add := func(p string) {
@@ -149,6 +149,7 @@ func hiddenPaths(cfg Config, sockPath string) []string {
 		add(filepath.Dir(sockPath))
 	}
 	add(cfg.HTTPTokenFile)
+	add(cfg.AWSTokenFile)
 	if cfg.Provision != nil {
 		if cfg.Provision.StateDir != "" {
 			add(cfg.Provision.StateDir)

@@ -37,6 +37,28 @@ func (e *RPCError) Error() string {
 	return e.Message
 }
 
+// rpcMessage is any line the daemon sends: a response (id with result or
+// error) or a notification (method and params).
+type rpcMessage struct {
+	Method string          `json:"method"`
+	Params json.RawMessage `json:"params"`
+	ID     json.RawMessage `json:"id"`
+	Result json.RawMessage `json:"result"`
+	Error  *rpcWireError   `json:"error"`
+}
+
+type rpcWireError struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+	Data    struct {
+		Code string `json:"code"`
+	} `json:"data"`
+}
+
+func (e *rpcWireError) err() *RPCError {
+	return &RPCError{RPCCode: e.Code, Code: e.Data.Code, Message: e.Message}
+}
+
 // DialSocket connects to the daemon at path ("" = DefaultSocketPath()).
 func DialSocket(ctx context.Context, path string) (*SocketClient, error) {
 	if path == "" {
@@ -86,17 +108,7 @@ func (c *SocketClient) Call(ctx context.Context, method string, params, out any)
 		return fmt.Errorf("read from the agentkeys daemon: %w", err)
 	}
 	defer clear(line)
-	var resp struct {
-		ID     json.RawMessage `json:"id"`
-		Result json.RawMessage `json:"result"`
-		Error  *struct {
-			Code    int    `json:"code"`
-			Message string `json:"message"`
-			Data    struct {
-				Code string `json:"code"`
-			} `json:"data"`
-		} `json:"error"`
-	}
+	var resp rpcMessage
 	if err := json.Unmarshal(line, &resp); err != nil {
 		return errors.New("malformed answer from the agentkeys daemon")
 	}
@@ -104,7 +116,7 @@ func (c *SocketClient) Call(ctx context.Context, method string, params, out any)
 		return errors.New("answer from the agentkeys daemon does not match the request")
 	}
 	if resp.Error != nil {
-		return &RPCError{RPCCode: resp.Error.Code, Code: resp.Error.Data.Code, Message: resp.Error.Message}
+		return resp.Error.err()
 	}
 	if out != nil {
 		if err := json.Unmarshal(resp.Result, out); err != nil {
@@ -153,4 +165,21 @@ func (c *SocketClient) OIDCToken(ctx context.Context) (OIDCResult, error) {
 	var out OIDCResult
 	err := c.Call(ctx, "oidc_token", nil, &out)
 	return out, err
+}
+
+// RequestScope asks the agent's master for more scope.
+func (c *SocketClient) RequestScope(ctx context.Context, services []string) (ScopeRequest, error) {
+	var out ScopeRequest
+	err := c.Call(ctx, "request_scope", map[string]any{"services": services}, &out)
+	return out, err
+}
+
+// ScopeRequestStatus returns a scope request's state, waiting up to wait
+// (at most 50 s) for the decision.
+func (c *SocketClient) ScopeRequestStatus(ctx context.Context, id string, wait time.Duration) (string, error) {
+	var out struct {
+		Status string `json:"status"`
+	}
+	err := c.Call(ctx, "scope_request_status", map[string]any{"request_id": id, "wait_seconds": int(wait / time.Second)}, &out)
+	return out.Status, err
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/agentkeys/agentkeys/internal/confine"
+	"github.com/agentkeys/agentkeys/internal/ecscreds"
 	"github.com/agentkeys/agentkeys/internal/envflag"
 	"github.com/agentkeys/agentkeys/internal/keychain"
 	"github.com/agentkeys/agentkeys/internal/logging"
@@ -32,7 +33,8 @@ func Main() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := Command().ExecuteContext(ctx)
-	if err != nil {
+	var ce *ChildExit
+	if err != nil && !errors.As(err, &ce) {
 		fmt.Fprintln(os.Stderr, "agentkeys-daemon:", err)
 	}
 	return envflag.ExitCode(err)
@@ -64,6 +66,11 @@ func (c *Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
+	if c.AWSServer != "" {
+		if err := ecscreds.CheckLoopback(c.AWSServer); err != nil {
+			errs = append(errs, fmt.Errorf("--aws-server %w", err))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -91,9 +98,12 @@ Each request carries a fresh X25519 key: the backend seals the approved session 
 stores it only if the backend's Ed25519 approval signature (keys at /.well-known/agentkeys-pairing-keys)
 covers the request, this daemon's keys and that very session; otherwise it refuses and exits 1.
 
-Serving: a Unix-socket JSON-RPC API (read, list, status, aws_credentials, oidc_token) at --socket
+Serving: a Unix-socket JSON-RPC API (read, list, status, aws_credentials, oidc_token, run, request_scope) at --socket
 (default $XDG_RUNTIME_DIR/agentkeys/agentkeys.sock), MCP on stdio (--stdio) and MCP Streamable HTTP on a
 loopback address (--http 127.0.0.1:PORT, bearer from AGENTKEYS_MCP_TOKEN or a generated 0600 token file).
+--aws-server 127.0.0.1:PORT serves the broker's AWS credentials the way ECS does for containers: set
+AWS_CONTAINER_CREDENTIALS_FULL_URI to the URL it prints and AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE to its
+0600 token file, and AWS SDKs fetch fresh credentials there before the old ones expire.
 
 Secret-free mode (--no-get-credential): the agent can use stored credentials only through
 agentkeys.run_with_credential, which puts the value in a command's environment and returns the output
@@ -172,6 +182,8 @@ command run_with_credential starts:
 	b.Bool(&cfg.NoGetCredential, "no-get-credential", "", false, "secret-free mode: no stored credential value leaves the daemon (get_credential and the socket's read are refused; run_with_credential, aws_credentials and oidc_token still work)")
 	b.String(&cfg.ChildUser, "child-user", "", "", "run run_with_credential commands as USER|UID[:GID] (no supplementary groups); needs root or CAP_SETUID+CAP_SETGID, else the daemon refuses to start")
 	b.String(&cfg.ChildLandlock, "child-landlock", "", LandlockAuto, "confine run_with_credential commands with Landlock so they cannot read the daemon's session and state files nor ptrace or signal it: auto (on with --no-get-credential when the kernel has Landlock), on (refuse to start without it) or off")
+	b.String(&cfg.AWSServer, "aws-server", "", "", "serve the broker's AWS credentials as an ECS container-credential endpoint at this loopback ADDR (e.g. 127.0.0.1:9911), refreshed before expiry; SDKs read it through AWS_CONTAINER_CREDENTIALS_FULL_URI")
+	b.String(&cfg.AWSTokenFile, "aws-token-file", "", "", "where to write the --aws-server authorization token (0600; default aws-token next to the socket)")
 	b.String(&cfg.WebIdentityTokenFile, "web-identity-token-file", "", "", "keep a broker-minted OIDC JWT fresh in this 0600 file (for AWS_WEB_IDENTITY_TOKEN_FILE)")
 	b.Duration(&cfg.CacheTTL, "cache-ttl", "", 0, "cache credential values in locked memory this long (0: read through); every read from the cache is still audited first, and the cache is dropped the moment the session is revoked")
 	b.Duration(&cfg.IdleEvict, "idle-evict", "", 5*time.Minute, "forget cached secrets unused this long")
@@ -181,7 +193,7 @@ command run_with_credential starts:
 	b.Bool(&prov.Headful, "provision-headful", "", false, "show the provisioner's browser window (a person can solve captchas)")
 	b.String(&prov.Chromium, "chromium", "", "", "browser binary for the provisioner (default: chromium on PATH)")
 	b.Duration(&prov.Timeout, "provision-timeout", "", 0, "wall clock for one provisioning run (default: the service's budget)")
-	root.AddCommand(awsCommand(lookup), statusCommand(), scraper.NewCommand())
+	root.AddCommand(awsCommand(lookup), statusCommand(), runCommand(lookup), requestScopeCommand(lookup), scraper.NewCommand())
 	return root
 }
 

@@ -37,6 +37,12 @@ type Config struct {
 	HTTPAddr      string // loopback host:port
 	HTTPTokenFile string // where the generated bearer is written (0600)
 
+	// AWSServer serves the broker's AWS credentials as an ECS container
+	// endpoint at this loopback host:port; its token goes to AWSTokenFile
+	// (default next to the socket).
+	AWSServer    string
+	AWSTokenFile string
+
 	NoGetCredential      bool
 	ChildUser            string // --child-user USER|UID[:GID]
 	ChildLandlock        string // --child-landlock auto|on|off ("" = auto)
@@ -188,6 +194,19 @@ func Run(ctx context.Context, cfg Config) error {
 			where = "in " + tokenFile
 		}
 		fmt.Fprintf(cfg.Stderr, "MCP HTTP: http://%s/mcp (Authorization: Bearer token %s)\n", ln.Addr(), where)
+	}
+
+	if cfg.AWSServer != "" {
+		tf := cfg.AWSTokenFile
+		if tf == "" {
+			tf = filepath.Join(filepath.Dir(sockPath), "aws-token")
+		}
+		ecs, err := svc.startAWSServer(cfg.AWSServer, tf)
+		if err != nil {
+			return err
+		}
+		defer ecs.Close()
+		fmt.Fprintf(cfg.Stderr, "AWS credentials endpoint: %s (AWS_CONTAINER_CREDENTIALS_FULL_URI; authorization token in %s, for AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE)\n", ecs.URL(), tf)
 	}
 
 	if cfg.WebIdentityTokenFile != "" {

@@ -28,6 +28,7 @@ const (
 	CodeBackendError   = "BACKEND_ERROR"
 	CodeBrokerError    = "BROKER_ERROR"
 	CodeNoBroker       = "BROKER_NOT_CONFIGURED"
+	CodeNoGateway      = "GATEWAY_NOT_CONFIGURED"
 	CodeDisabled       = "DISABLED"
 	CodeExecFailed     = "EXEC_FAILED"
 	CodeUnavailable    = "PROVISIONER_UNAVAILABLE"

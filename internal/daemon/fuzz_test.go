@@ -66,3 +66,49 @@ func FuzzAppendJSONString(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseRunInput: during a socket run the client's lines (stdin data,
+// end of stdin, signals) come from any process of the daemon's uid; they
+// must never panic, a signal must be one of the forwardable ones, and
+// stdin data is never more than the line carried.
+func FuzzParseRunInput(f *testing.F) {
+	for _, s := range []string{
+		`{"jsonrpc":"2.0","method":"run.stdin","params":{"data":"aGVsbG8K"}}`,
+		`{"jsonrpc":"2.0","method":"run.stdin_close"}`,
+		`{"jsonrpc":"2.0","method":"run.signal","params":{"signal":"SIGINT"}}`,
+		`{"jsonrpc":"2.0","method":"run.signal","params":{"signal":"STOP"}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"run.stdin","params":{"data":"eA=="}}`,
+		`{"jsonrpc":"2.0","method":"run.stdin","params":{"data":"%%%"}}`, "\xff", `[]`,
+	} {
+		f.Add([]byte(s))
+	}
+	allowed := map[string]bool{}
+	for name := range runSignals {
+		allowed[name] = true
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		in, ok := parseRunInput(line)
+		if !ok {
+			return
+		}
+		n := 0
+		if in.stdin != nil {
+			n++
+			if len(in.stdin) > len(line) {
+				t.Fatal("more stdin than the line carried")
+			}
+		}
+		if in.closeStdin {
+			n++
+		}
+		if in.signal != 0 {
+			n++
+			if signalName(in.signal) == "" {
+				t.Fatalf("signal %v is not forwardable", in.signal)
+			}
+		}
+		if n != 1 {
+			t.Fatalf("line asks for %d things: %+v", n, in)
+		}
+	})
+}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/agentkeys/agentkeys/internal/ecscreds"
 )
 
 // MCP tool names.
@@ -21,6 +23,7 @@ const (
 	ToolListCredentials   = "agentkeys.list_credentials"
 	ToolRunWithCredential = "agentkeys.run_with_credential"
 	ToolProvision         = "agentkeys.provision"
+	ToolRequestScope      = "agentkeys.request_scope"
 )
 
 // Version is reported to MCP clients.
@@ -51,6 +54,10 @@ type runArgs struct {
 	Command        []string `json:"command" jsonschema:"the program and its arguments (argv; no shell unless you name one)"`
 	EnvName        string   `json:"env_name,omitempty" jsonschema:"environment variable that receives the credential (default <SERVICE>_API_KEY)"`
 	TimeoutSeconds int      `json:"timeout_seconds,omitempty" jsonschema:"kill the command after this many seconds (default 60, at most 600)"`
+}
+
+type requestScopeArgs struct {
+	Services []string `json:"services" jsonschema:"the services to add to this agent's scope, e.g. [\"anthropic\"]"`
 }
 
 type provisionArgs struct {
@@ -134,6 +141,24 @@ func NewMCPServer(svc *Service, log *slog.Logger) *mcp.Server {
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: res.String()}}, StructuredContent: res}, nil, nil
 	})
 	mcp.AddTool(srv, &mcp.Tool{
+		Name:  ToolRequestScope,
+		Title: "Ask for more scope",
+		Description: "Asks this agent's master to add services to the agent's scope. Returns a pair code and an OTP: tell the human to run " +
+			"`agentkeys pending` on the master's machine and approve with `agentkeys approve <pair_code> --otp <otp>`. " +
+			"Until then nothing changes; the request expires after a few minutes.",
+		OutputSchema: json.RawMessage(`{"type":"object","properties":{"request_id":{"type":"string"},"pair_code":{"type":"string"},"otp":{"type":"string"},` +
+			`"expires_at":{"type":"string"},"services":{"type":"array","items":{"type":"string"}},"added":{"type":"array","items":{"type":"string"}},` +
+			`"read_only":{"type":"boolean"},"approve":{"type":"string"}},"required":["request_id","pair_code","otp","services"]}`),
+	}, func(ctx context.Context, _ *mcp.CallToolRequest, in requestScopeArgs) (*mcp.CallToolResult, any, error) {
+		r, err := svc.RequestScope(ctx, in.Services)
+		if err != nil {
+			return toolError(err), nil, nil
+		}
+		text := fmt.Sprintf("Asked the master to add %s (scope asked for: %s). Pair code: %s  OTP: %s. The master approves on their machine with: %s (it is listed by `agentkeys pending`). Expires %s.",
+			strings.Join(r.Added, ", "), strings.Join(r.Services, ", "), r.PairCode, r.OTP, r.Approve, r.ExpiresAt)
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: text}}, StructuredContent: r}, nil, nil
+	})
+	mcp.AddTool(srv, &mcp.Tool{
 		Name:        ToolProvision,
 		Title:       "Provision a credential",
 		Description: "Signs up for a service in a headless browser, verifies the new API key and stores it for this agent. Reports progress.",
@@ -196,11 +221,7 @@ func CheckLoopback(addr string) error {
 	if err != nil {
 		return fmt.Errorf("--http %q: want host:port such as 127.0.0.1:8765", addr)
 	}
-	if host == "localhost" {
-		return nil
-	}
-	ip := net.ParseIP(host)
-	if ip == nil || !ip.IsLoopback() {
+	if !ecscreds.IsLoopback(host) {
 		return fmt.Errorf("--http %q: the MCP HTTP server binds to loopback only (127.0.0.1 or [::1])", addr)
 	}
 	return nil

@@ -89,7 +89,7 @@ func TestMCPStdio(t *testing.T) {
 		names = append(names, tl.Name)
 	}
 	slices.Sort(names)
-	want := []string{ToolGetCredential, ToolListCredentials, ToolProvision, ToolRunWithCredential}
+	want := []string{ToolGetCredential, ToolListCredentials, ToolProvision, ToolRequestScope, ToolRunWithCredential}
 	if !slices.Equal(names, want) {
 		t.Fatalf("tools %v, want %v", names, want)
 	}
@@ -262,7 +262,7 @@ func TestMCPStreamableHTTP(t *testing.T) {
 	}
 	defer cs.Close()
 	tools, err := cs.ListTools(ctx, nil)
-	if err != nil || len(tools.Tools) != 4 {
+	if err != nil || len(tools.Tools) != 5 {
 		t.Fatalf("tools: %v %v", tools, err)
 	}
 	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: ToolGetCredential, Arguments: map[string]any{"service": "openrouter"}})

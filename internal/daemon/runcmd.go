@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/agentkeys/agentkeys/internal/mask"
 )
 
 // Limits of run_with_credential.
@@ -63,15 +65,29 @@ func validEnvName(n string) bool {
 // childEnv is the daemon's environment without the daemon's own secrets
 // (AGENTKEYS_*) and without any variable the credential goes into.
 func childEnv(name string, secret []byte) []string {
-	var env []string
-	for _, kv := range os.Environ() {
+	return buildEnv(os.Environ(), nil, []string{name + "=" + string(secret)})
+}
+
+// buildEnv is base without AGENTKEYS_* variables, without the names in
+// drop and without the names set, followed by set (NAME=VALUE entries).
+func buildEnv(base, drop, set []string) []string {
+	skip := map[string]bool{}
+	for _, n := range drop {
+		skip[n] = true
+	}
+	for _, kv := range set {
 		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "AGENTKEYS_") || k == name {
+		skip[k] = true
+	}
+	var env []string
+	for _, kv := range base {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "AGENTKEYS_") || skip[k] {
 			continue
 		}
 		env = append(env, kv)
 	}
-	return append(env, name+"="+string(secret))
+	return append(env, set...)
 }
 
 // capWriter keeps the first max bytes and counts the rest.
@@ -127,20 +143,47 @@ func (s *Service) RunWithCredential(ctx context.Context, rr RunRequest) (RunResu
 
 	ctx, cancel := context.WithTimeout(ctx, rr.Timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, rr.Command[0], rr.Command[1:]...)
-	cmd.Env = childEnv(rr.EnvName, secret)
-	cmd.Dir = rr.Dir
-	cmd.Stdin = nil
+	cmd, err := s.childCommand(ctx, rr.Command, rr.Dir, childEnv(rr.EnvName, secret), forms)
+	if err != nil {
+		return RunResult{}, err
+	}
 	stdout := &capWriter{max: MaxRunOutput}
 	stderr := &capWriter{max: MaxRunOutput}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
+	runErr := cmd.Run()
+
+	res := RunResult{EnvName: rr.EnvName, TimedOut: errors.Is(ctx.Err(), context.DeadlineExceeded)}
+	res.ExitCode, res.Signal, err = exitStatus(cmd, runErr, forms)
+	if err != nil {
+		return RunResult{}, err
+	}
+	res.Truncated = stdout.truncated || stderr.truncated
+	so := maskSecret(stdout.buf.Bytes(), forms, stdout.truncated)
+	se := maskSecret(stderr.buf.Bytes(), forms, stderr.truncated)
+	res.Stdout, res.Stderr = string(so), string(se)
+	clear(so)
+	clear(se)
+	stdout.buf.Reset()
+	stderr.buf.Reset()
+	s.log.Info("ran a command with a credential", "service", rr.Service, "program", rr.Command[0], "exit_code", res.ExitCode, "timed_out", res.TimedOut)
+	return res, nil
+}
+
+// childCommand returns the command for argv with env, in dir, confined as
+// the daemon's options say (another uid, Landlock), in its own process
+// group that the context's end kills whole. forms mask the secrets out of
+// an error naming the program.
+func (s *Service) childCommand(ctx context.Context, argv []string, dir string, env []string, forms []mask.Form) (*exec.Cmd, error) {
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = env
+	cmd.Dir = dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if cmd.Err == nil && s.o.Child.Helper != "" {
 		// The helper would start and then fail to exec: report a missing
 		// program as the unconfined path does.
-		if err := checkProgram(cmd.Path, rr.Dir); err != nil {
-			msg := maskSecret([]byte(rr.Command[0]), forms, false)
-			return RunResult{}, errorf(CodeExecFailed, "could not start the command: %s: %s", msg, err)
+		if err := checkProgram(cmd.Path, dir); err != nil {
+			msg := maskSecret([]byte(argv[0]), forms, false)
+			return nil, errorf(CodeExecFailed, "could not start the command: %s: %s", msg, err)
 		}
 	}
 	if cmd.Err == nil {
@@ -154,40 +197,34 @@ func (s *Service) RunWithCredential(ctx context.Context, rr RunRequest) (RunResu
 		return nil
 	}
 	cmd.WaitDelay = 2 * time.Second
-	runErr := cmd.Run()
+	return cmd, nil
+}
 
-	res := RunResult{EnvName: rr.EnvName, TimedOut: errors.Is(ctx.Err(), context.DeadlineExceeded)}
+// exitStatus turns the end of cmd into an exit code (128+N for signal N)
+// and the signal's name; err when the command never started.
+func exitStatus(cmd *exec.Cmd, runErr error, forms []mask.Form) (code int, signal string, err error) {
 	var ee *exec.ExitError
 	switch {
 	case runErr == nil:
 	case errors.As(runErr, &ee):
-		res.ExitCode = ee.ExitCode()
+		code = ee.ExitCode()
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			res.Signal = ws.Signal().String()
-			res.ExitCode = 128 + int(ws.Signal())
+			signal = ws.Signal().String()
+			code = 128 + int(ws.Signal())
 		}
 	case errors.Is(runErr, exec.ErrWaitDelay), errors.Is(runErr, io.ErrClosedPipe):
 		if cmd.ProcessState != nil {
-			res.ExitCode = cmd.ProcessState.ExitCode()
+			code = cmd.ProcessState.ExitCode()
 		}
 	default:
 		if cmd.ProcessState == nil {
 			// Never started: the message names the program, not the secret.
 			msg := maskSecret([]byte(runErr.Error()), forms, false)
-			return RunResult{}, errorf(CodeExecFailed, "could not start the command: %s", msg)
+			return 0, "", errorf(CodeExecFailed, "could not start the command: %s", msg)
 		}
-		res.ExitCode = cmd.ProcessState.ExitCode()
+		code = cmd.ProcessState.ExitCode()
 	}
-	res.Truncated = stdout.truncated || stderr.truncated
-	so := maskSecret(stdout.buf.Bytes(), forms, stdout.truncated)
-	se := maskSecret(stderr.buf.Bytes(), forms, stderr.truncated)
-	res.Stdout, res.Stderr = string(so), string(se)
-	clear(so)
-	clear(se)
-	stdout.buf.Reset()
-	stderr.buf.Reset()
-	s.log.Info("ran a command with a credential", "service", rr.Service, "program", rr.Command[0], "exit_code", res.ExitCode, "timed_out", res.TimedOut)
-	return res, nil
+	return code, signal, nil
 }
 
 // String summarises a result for a text content block.

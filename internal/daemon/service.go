@@ -47,7 +47,10 @@ type ServiceOptions struct {
 	// (aws_credentials, oidc_token) still work.
 	DisableGet bool
 	// Child confines run_with_credential commands (another uid, Landlock).
-	Child       ChildOptions
+	Child ChildOptions
+	// Gateway, when set, is the credential gateway a socket run with
+	// gateway on points commands at (nil: such runs are refused).
+	Gateway     GatewayFunc
 	Region      string // AWS region passed along with broker credentials
 	Hardening   hardening.Report
 	Provisioner Provisioner
@@ -70,7 +73,9 @@ type Service struct {
 	watchOpen   bool      // a watch long-poll is open on the backend
 	confirmedAt time.Time // the backend last confirmed the session
 
-	tokenFile string // the web identity token file KeepTokenFile writes
+	tokenFile   string   // the web identity token file KeepTokenFile writes
+	awsEndpoint []string // the ECS endpoint's variables (--aws-server)
+	scopeReqs   map[string]*scopeReq
 }
 
 type cachedValue struct {

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -218,6 +219,13 @@ func (s *SocketServer) handle(c *net.UnixConn) {
 		if len(bytesTrim(line)) == 0 {
 			continue
 		}
+		if bytes.Contains(line, []byte(`"`+methodRun+`"`)) {
+			if req, perr := parseRequest(line); perr == nil && req.Method == methodRun && req.ID != nil {
+				// A run takes over the connection until the command ends.
+				s.serveRun(c, r, req)
+				return
+			}
+		}
 		out = s.dispatch(out[:0], line)
 		if len(out) > 0 {
 			c.SetWriteDeadline(time.Now().Add(30 * time.Second))
@@ -312,10 +320,38 @@ func (s *SocketServer) call(ctx context.Context, out []byte, req rpcRequest) ([]
 	case "oidc_token":
 		b, _, err := s.svc.OIDCTokenJSON(ctx)
 		return raw(b, err)
+	case "request_scope":
+		var p struct {
+			Services []string `json:"services"`
+		}
+		if e := decodeParams(req.Params, &p); e != nil {
+			return fail(e)
+		}
+		r, err := s.svc.RequestScope(ctx, p.Services)
+		if err != nil {
+			return fail(rpcErrorFor(err))
+		}
+		return appendResult(out, req.ID, r), "ok"
+	case "scope_request_status":
+		var p struct {
+			RequestID   string `json:"request_id"`
+			WaitSeconds int    `json:"wait_seconds"`
+		}
+		if e := decodeParams(req.Params, &p); e != nil {
+			return fail(e)
+		}
+		if p.WaitSeconds < 0 || p.WaitSeconds > 50 {
+			return fail(&rpcError{Code: rpcInvalidParams, Message: "wait_seconds must be 0 to 50", Data: CodeInvalidParams})
+		}
+		st, err := s.svc.ScopeRequestStatus(ctx, p.RequestID, time.Duration(p.WaitSeconds)*time.Second)
+		if err != nil {
+			return fail(rpcErrorFor(err))
+		}
+		return appendResult(out, req.ID, map[string]string{"request_id": p.RequestID, "status": st}), "ok"
 	case "ping":
 		return appendResult(out, req.ID, map[string]any{}), "ok"
 	}
-	return fail(&rpcError{Code: rpcMethodNotFound, Message: "method not found (want read, list, status, aws_credentials, oidc_token or ping)", Data: CodeMethodNotFound})
+	return fail(&rpcError{Code: rpcMethodNotFound, Message: "method not found (want read, list, status, aws_credentials, oidc_token, run, request_scope, scope_request_status or ping)", Data: CodeMethodNotFound})
 }
 
 func appendResult(out []byte, id json.RawMessage, v any) []byte {

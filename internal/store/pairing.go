@@ -102,6 +102,9 @@ type PairingQueries interface {
 	// FailedAttempts, ApproverWallet, ResultWallet, SealedSession,
 	// Signature, DecidedAt) of the request with r.ID.
 	UpdateAuthRequest(ctx context.Context, r AuthRequest) error
+	// PendingAuthRequests lists the pending requests bound to parent that
+	// are still unexpired at now, oldest first, at most limit of them.
+	PendingAuthRequests(ctx context.Context, parent agentkeys.Wallet, now time.Time, limit int) ([]AuthRequest, error)
 	// DeleteExpiredAuthRequests removes requests whose ExpiresAt is at or
 	// before t.
 	DeleteExpiredAuthRequests(ctx context.Context, t time.Time) (int, error)

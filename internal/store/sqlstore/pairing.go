@@ -67,6 +67,27 @@ func (q *queries) UpdateAuthRequest(ctx context.Context, r store.AuthRequest) er
 	return updatedOne("update auth request", res, err)
 }
 
+// PendingAuthRequests lists the pending, unexpired requests bound to
+// parent, oldest first.
+func (q *queries) PendingAuthRequests(ctx context.Context, parent agentkeys.Wallet, now time.Time, limit int) ([]store.AuthRequest, error) {
+	rows, err := q.q.QueryContext(ctx, `SELECT `+authRequestCols+` FROM auth_requests
+		WHERE parent_wallet = $1 AND status = $2 AND expires_at > $3 ORDER BY created_at, id LIMIT $4`,
+		string(parent), string(store.AuthPending), toMS(now), limit)
+	if err != nil {
+		return nil, classify("pending auth requests", err)
+	}
+	defer rows.Close()
+	var out []store.AuthRequest
+	for rows.Next() {
+		r, err := scanAuthRequest(rows)
+		if err != nil {
+			return nil, classify("pending auth requests", err)
+		}
+		out = append(out, r)
+	}
+	return out, classify("pending auth requests", rows.Err())
+}
+
 // DeleteExpiredAuthRequests removes requests whose expiry is at or before t
 // and returns how many it removed.
 func (q *queries) DeleteExpiredAuthRequests(ctx context.Context, t time.Time) (int, error) {

@@ -21,6 +21,7 @@ var pairingTests = []struct {
 	{"AuthRequestConflicts", testAuthRequestConflicts},
 	{"UpdateAuthRequest", testUpdateAuthRequest},
 	{"DeleteExpiredAuthRequests", testDeleteExpiredAuthRequests},
+	{"PendingAuthRequests", testPendingAuthRequests},
 	{"IdentityLinks", testIdentityLinks},
 	{"IdentityLinkConflicts", testIdentityLinkConflicts},
 	{"RendezvousInsertGet", testRendezvousInsertGet},
@@ -249,6 +250,43 @@ func testDeleteExpiredAuthRequests(t *testing.T, s store.Store) {
 		_, err = s.AuthRequestByPairCode(ctx, r.PairCode)
 		wantErr(t, err, store.ErrNotFound)
 	}, func(r store.AuthRequest) { getAuthRequest(t, s, r.ID) })
+}
+
+// testPendingAuthRequests: only pending, unexpired requests bound to the
+// wallet are listed, oldest first, up to the limit.
+func testPendingAuthRequests(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	m, other := master(t, s), master(t, s)
+	cut := now()
+	add := func(parent agentkeys.Wallet, age time.Duration, status store.AuthRequestStatus, expires time.Duration) store.AuthRequest {
+		r := minimalAuthRequest()
+		r.ParentWallet, r.Status, r.CreatedAt, r.ExpiresAt = parent, status, cut.Add(-age), cut.Add(expires)
+		mustNil(t, s.InsertAuthRequest(ctx, r))
+		return r
+	}
+	older := add(m.Address, 2*time.Minute, store.AuthPending, time.Minute)
+	newer := add(m.Address, time.Minute, store.AuthPending, time.Minute)
+	add(m.Address, time.Minute, store.AuthApproved, time.Minute)
+	add(m.Address, time.Minute, store.AuthDenied, time.Minute)
+	add(m.Address, time.Minute, store.AuthPending, 0)
+	add(other.Address, time.Minute, store.AuthPending, time.Minute)
+	add("", time.Minute, store.AuthPending, time.Minute)
+	got, err := s.PendingAuthRequests(ctx, m.Address, cut, 10)
+	mustNil(t, err)
+	if len(got) != 2 || got[0].ID != older.ID || got[1].ID != newer.ID {
+		t.Fatalf("pending for the master: %d requests %v", len(got), got)
+	}
+	equalRecord(t, "pending", got[0], older)
+	got, err = s.PendingAuthRequests(ctx, m.Address, cut, 1)
+	mustNil(t, err)
+	if len(got) != 1 || got[0].ID != older.ID {
+		t.Fatalf("limit 1: %v", got)
+	}
+	got, err = s.PendingAuthRequests(ctx, m.Address, cut.Add(2*time.Minute), 10)
+	mustNil(t, err)
+	if len(got) != 0 {
+		t.Fatalf("after expiry: %v", got)
+	}
 }
 
 func putLink(t *testing.T, q store.Queries, w agentkeys.Wallet, typ, value string, created time.Time) store.IdentityLink {

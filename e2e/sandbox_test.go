@@ -1,0 +1,122 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSandboxRunAndScopeRequest drives the sandbox side with the real
+// binaries: a secret-free daemon paired for openrouter runs commands for
+// `agentkeys run --socket` (output masked, exit status kept, no value on
+// the socket); the agent asks for anthropic with `agentkeys-daemon
+// request-scope`; the master sees the request in `agentkeys pending`,
+// approves it with the OTP, and the next run gets the new credential.
+func TestSandboxRunAndScopeRequest(t *testing.T) {
+	s := startStack(t)
+	master := newCLI(t, s.backendURL)
+	if _, errs, code := master.run("", []string{"AGENTKEYS_AUTH_TOKEN=e2e-sandbox-master"}, "init"); code != 0 {
+		t.Fatalf("init: %s", errs)
+	}
+	dir := t.TempDir()
+	sessionFile, socket := filepath.Join(dir, "agent.json"), filepath.Join(dir, "ak.sock")
+	d := startDaemon(t, s.backendURL, "--services", "openrouter", "--session-file", sessionFile, "--socket", socket, "--no-get-credential")
+	m := d.expect(t, pairLine)
+	master.must("", "approve", m[1], "--otp", m[2], "--yes", "--name", "sandbox-bot")
+	d.expect(t, readyLine)
+	stamp := time.Now().Format("150405.000000")
+	orKey, anKey := "sk-or-e2e-sandbox-"+stamp, "sk-ant-e2e-sandbox-"+stamp
+	master.must(orKey, "store", "sandbox-bot", "openrouter")
+
+	sandbox := newCLI(t, s.backendURL) // the agent's side: no master session
+	script := `echo "or=$OPENROUTER_API_KEY an=[$ANTHROPIC_API_KEY]"; printf %s "$OPENROUTER_API_KEY" | base64; exit 3`
+	out, errs, code := sandbox.run("", nil, "run", "--socket", socket, "--", "sh", "-c", script)
+	if code != 3 || !strings.Contains(out, "or=**** an=[]") || strings.Contains(out+errs, orKey) {
+		t.Fatalf("run --socket: exit %d\n%s%s", code, out, errs)
+	}
+	if _, errs, code := sandbox.run("", nil, "read", "--socket", socket, "openrouter"); code == 0 || !strings.Contains(errs, "DISABLED") {
+		t.Fatalf("secret-free daemon served a value: %d %s", code, errs)
+	}
+	if _, errs, code := sandbox.run("", nil, "run", "--socket", socket, "sandbox-bot", "--", "true"); code != 2 {
+		t.Fatalf("run --socket with an agent: exit %d %s", code, errs)
+	}
+
+	// The agent asks for anthropic.
+	rs := exec.Command(bin["agentkeys-daemon"], "request-scope", "--socket", socket, "--services", "anthropic", "--wait", "2m")
+	rs.Env = []string{"HOME=" + dir}
+	stderr, err := rs.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	lines := make(chan string, 64)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+		done <- rs.Wait()
+	}()
+	var code2, otp string
+	var seen []string
+	for code2 == "" {
+		l, ok := <-lines
+		if !ok {
+			t.Fatalf("request-scope ended without a pair code: %v", seen)
+		}
+		seen = append(seen, l)
+		if p := pairLine.FindStringSubmatch(l); p != nil {
+			code2, otp = p[1], p[2]
+		}
+	}
+	go func() {
+		for range lines {
+		}
+	}()
+
+	// The master sees it, as a scope change of sandbox-bot adding anthropic.
+	out = master.must("", "pending")
+	if !strings.Contains(out, code2) || !strings.Contains(out, "+ service anthropic") || strings.Contains(out, otp) {
+		t.Fatalf("pending:\n%s", out)
+	}
+	var pend struct {
+		Requests []struct {
+			PairCode       string `json:"pair_code"`
+			RequestType    string `json:"request_type"`
+			RequestedScope struct {
+				Services []string `json:"services"`
+			} `json:"requested_scope"`
+		} `json:"requests"`
+	}
+	if err := json.Unmarshal([]byte(master.must("", "--json", "pending")), &pend); err != nil || len(pend.Requests) != 1 ||
+		pend.Requests[0].RequestType != "ScopeChange" || strings.Join(pend.Requests[0].RequestedScope.Services, ",") != "anthropic,openrouter" {
+		t.Fatalf("pending --json: %+v %v", pend, err)
+	}
+	master.must("", "approve", code2, "--otp", otp, "--yes")
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("request-scope after approval: %v (%v)", err, seen)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("request-scope did not see the approval")
+	}
+	if out := master.must("", "pending"); !strings.Contains(out, "No pending requests") {
+		t.Fatalf("pending after approval:\n%s", out)
+	}
+
+	// Now the master can store it and the agent's runs get it.
+	master.must(anKey, "store", "sandbox-bot", "anthropic")
+	out, errs, code = sandbox.run("", nil, "run", "--socket", socket, "--", "sh", "-c", script)
+	if code != 3 || !strings.Contains(out, "or=**** an=[****]") || strings.Contains(out+errs, anKey) {
+		t.Fatalf("run after the scope change: exit %d\n%s%s", code, out, errs)
+	}
+}
