@@ -598,11 +598,6 @@ func TestTeardownRemovesSubtree(t *testing.T) {
 	wantStatus(t, e.client.StoreCredential(ctx, m.Token, a.Wallet, "x", []byte("v")), 404)
 	_, err = e.client.Teardown(ctx, m.Token, a.Wallet)
 	wantStatus(t, err, 404)
-	_, err = e.client.Teardown(ctx, m.Token, m.Wallet)
-	wantStatus(t, err, 400)
-	if _, err := e.client.Validate(ctx, m.Token); err != nil {
-		t.Fatalf("refused master teardown still hurt the master: %v", err)
-	}
 	// An agent may tear itself down.
 	self := e.agent(m, []string{"x"}, false)
 	if _, err := e.client.Teardown(ctx, self.Token, self.Wallet); err != nil {
@@ -610,6 +605,55 @@ func TestTeardownRemovesSubtree(t *testing.T) {
 	}
 	page, err := e.client.QueryAudit(ctx, m.Token, backendclient.AuditFilter{Action: agentkeys.ActionTeardown})
 	if err != nil || len(page.Events) != 2 || page.Events[1].Agent != a.Wallet {
+		t.Fatalf("teardown audit = %+v, %v", page.Events, err)
+	}
+}
+
+// TestTeardownOwnMasterWallet: as with the original backend, a master may
+// tear down its own wallet. Every session of its tree is revoked, every
+// credential deleted and its agents are gone for good; the identity can
+// log in again and finds the same, empty wallet.
+func TestTeardownOwnMasterWallet(t *testing.T) {
+	e := newEnv(t)
+	m := e.master("carol")
+	m2 := e.master("carol") // a second session of the same master
+	a := e.agent(m, []string{"x"}, false)
+	other := e.master("dave")
+	for _, w := range []agentkeys.Wallet{m.Wallet, a.Wallet} {
+		if err := e.client.StoreCredential(ctx, m.Token, w, "x", secret()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Nobody else may: not another master, not the master's own agent.
+	_, err := e.client.Teardown(ctx, other.Token, m.Wallet)
+	wantStatus(t, err, 403)
+	_, err = e.client.Teardown(ctx, a.Token, m.Wallet)
+	wantStatus(t, err, 403)
+
+	res, err := e.client.Teardown(ctx, m.Token, m.Wallet)
+	if err != nil || res.WalletsRemoved != 2 || res.CredentialsRemoved != 2 || res.SessionsRevoked != 3 {
+		t.Fatalf("master teardown = %+v, %v", res, err)
+	}
+	for _, tok := range []agentkeys.Token{m.Token, m2.Token, a.Token} {
+		_, err = e.client.Validate(ctx, tok)
+		wantStatus(t, err, 401)
+	}
+	again := e.master("carol")
+	if again.Wallet != m.Wallet {
+		t.Fatalf("re-login reached wallet %s, want the torn-down master's %s", again.Wallet, m.Wallet)
+	}
+	_, err = e.client.ReadCredential(ctx, again.Token, m.Wallet, "x")
+	wantStatus(t, err, 404)
+	_, err = e.client.ReadCredential(ctx, again.Token, a.Wallet, "x")
+	wantStatus(t, err, 404)
+	wantStatus(t, e.client.StoreCredential(ctx, again.Token, a.Wallet, "x", []byte("v")), 404) // the agent is gone for good
+	if err := e.client.StoreCredential(ctx, again.Token, m.Wallet, "x", []byte("v")); err != nil {
+		t.Fatalf("the master cannot use its wallet after logging in again: %v", err)
+	}
+	// The teardown and the two refused attempts stay in the master's log.
+	page, err := e.client.QueryAudit(ctx, again.Token, backendclient.AuditFilter{Action: agentkeys.ActionTeardown})
+	if err != nil || len(page.Events) != 3 || page.Events[0].Owner != m.Wallet || page.Events[0].Result != agentkeys.ResultOK ||
+		page.Events[1].Result != agentkeys.ResultDenied || page.Events[2].Result != agentkeys.ResultDenied {
 		t.Fatalf("teardown audit = %+v, %v", page.Events, err)
 	}
 }

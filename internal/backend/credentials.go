@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
+	"slices"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/api"
@@ -159,7 +160,10 @@ func (s *Server) listCredentials(r *http.Request, c *caller) (any, error) {
 
 // teardown removes an agent and everything under it in one transaction:
 // its descendants are tombstoned, their sessions revoked, their credentials,
-// identity links and inboxes deleted.
+// identity links and inboxes deleted. A master may tear down its own
+// wallet: the same happens to the whole tree, except that the master
+// wallet itself stays (empty, every session revoked) so that its identity
+// can log in again.
 func (s *Server) teardown(r *http.Request, c *caller) (any, error) {
 	ctx := r.Context()
 	var req api.TeardownRequest
@@ -186,10 +190,6 @@ func (s *Server) teardown(r *http.Request, c *caller) (any, error) {
 		if tw.TornDown {
 			return "", notFound("agent %s was already torn down", addr)
 		}
-		if tw.Kind == store.KindMaster {
-			// Tombstoning a master would lock its identity out for good.
-			return "", badRequest("a master wallet cannot be torn down; tear down its agents, or revoke its sessions")
-		}
 		if tree, err = q.Subtree(ctx, addr); err != nil {
 			return "", err
 		}
@@ -199,7 +199,14 @@ func (s *Server) teardown(r *http.Request, c *caller) (any, error) {
 		if removed, err = q.DeleteWalletData(ctx, tree); err != nil {
 			return "", err
 		}
-		return addr, q.TombstoneWallets(ctx, tree)
+		// A master's own wallet is emptied but not tombstoned: its identity
+		// may log in again and starts afresh on the same wallet, as with the
+		// original backend. Everything below it is gone for good.
+		gone := tree
+		if tw.Kind == store.KindMaster {
+			gone = slices.DeleteFunc(slices.Clone(tree), func(w agentkeys.Wallet) bool { return w == addr })
+		}
+		return addr, q.TombstoneWallets(ctx, gone)
 	})
 	if err != nil {
 		return nil, err

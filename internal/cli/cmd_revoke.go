@@ -146,14 +146,19 @@ func (a *App) confirm(question string) (bool, error) {
 }
 
 func (a *App) newTeardownCmd() *cobra.Command {
-	var yes bool
-	cmd := a.agentCommand("teardown <agent>", "Delete an agent: its credentials, sessions, links and inboxes, and its sub-agents'", false,
+	var yes, self bool
+	cmd := a.agentCommand("teardown <agent> | --self", "Delete an agent (its credentials, sessions, links and inboxes, and its sub-agents'), or with --self everything of this master", true,
 		func(ctx context.Context, m *Master, ref agentRef) error {
+			own := ref.Wallet == m.Session.Wallet
+			question := fmt.Sprintf("Tear down agent %s? Its credentials and sessions, and its sub-agents', are deleted.", ref)
+			if own {
+				question = fmt.Sprintf("Tear down your own master wallet %s? EVERY agent and EVERY credential of profile %q is deleted and every session revoked.", ref.Wallet, a.Profile)
+			}
 			if !yes {
 				if !a.stdinIsTerminal() {
-					return withHint(fmt.Errorf("refusing to tear down %s without confirmation (stdin is not a terminal)", ref), "pass --yes to confirm")
+					return usagef("refusing to tear down %s without confirmation (stdin is not a terminal): pass --yes to confirm", ref)
 				}
-				ok, err := a.confirm(fmt.Sprintf("Tear down agent %s? Its credentials and sessions, and its sub-agents', are deleted.", ref))
+				ok, err := a.confirm(question)
 				if err != nil {
 					return err
 				}
@@ -165,19 +170,51 @@ func (a *App) newTeardownCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if own {
+				st, err := a.Store()
+				if err != nil {
+					return err
+				}
+				if err := st.Delete(a.Profile); err != nil {
+					return fmt.Errorf("the master wallet was torn down, but the local session could not be fully removed: %w", err)
+				}
+			}
 			if a.JSON {
 				return a.printJSON(map[string]any{
 					"agent": ref.Wallet, "wallets_removed": res.WalletsRemoved,
 					"sessions_revoked": res.SessionsRevoked, "credentials_removed": res.CredentialsRemoved,
+					"local_session_wiped": own,
 				})
 			}
 			a.printf("Torn down %s (wallets: %d, sessions revoked: %d, credentials removed: %d)\n",
 				ref.tag(), res.WalletsRemoved, res.SessionsRevoked, res.CredentialsRemoved)
+			if own {
+				a.printf("That was your own master wallet: local session wiped. Run `agentkeys init` to log in again.\n")
+			}
 			return nil
 		})
 	cmd.Long = `Delete an agent for good: the backend revokes its sessions and deletes its
 credentials, identity links and inboxes, and those of its sub-agents, in one
-transaction. Asks for confirmation on a terminal; elsewhere --yes is required.`
+transaction.
+
+With --self (or this master's own wallet as <agent>): the same for the
+master's whole tree — every agent is deleted, every credential removed,
+every session revoked, and the local session wiped. The master's identity
+can log in again with ` + "`agentkeys init`" + ` and finds an empty wallet.
+
+Asks for confirmation on a terminal; elsewhere --yes is required (without
+it teardown refuses with exit status 2).`
+	oneAgent := cmd.Args
+	cmd.Args = func(c *cobra.Command, args []string) error {
+		if err := oneAgent(c, args); err != nil {
+			return err
+		}
+		if self == (len(args) == 1) {
+			return usagef("teardown takes <agent> or --self (this master's own wallet), exactly one of them")
+		}
+		return nil
+	}
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
+	cmd.Flags().BoolVar(&self, "self", false, "tear down this master's own wallet: every agent, credential and session")
 	return cmd
 }

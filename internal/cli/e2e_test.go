@@ -668,7 +668,7 @@ func TestTeardown(t *testing.T) {
 
 	// Not a terminal and no --yes: refused, nothing deleted.
 	r := w.ak("teardown", "bot")
-	expectCode(t, r, 1, "teardown without --yes")
+	expectCode(t, r, 2, "teardown without --yes")
 	if !strings.Contains(r.stderr, "--yes") {
 		t.Fatalf("no --yes hint: %s", r)
 	}
@@ -692,6 +692,47 @@ func TestTeardown(t *testing.T) {
 	expectCode(t, w.ak("teardown"), 2, "teardown no arg")
 	// The name can be reused.
 	w.createAgent("bot", "--services", "openrouter")
+}
+
+// TestTeardownOwnMaster: a master may tear down its own wallet (the
+// original allowed it). Without a terminal it needs --yes (exit 2 naming
+// it, nothing deleted); with it every agent and credential goes, the local
+// session is wiped, and the same identity logs in again to an empty wallet.
+func TestTeardownOwnMaster(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	id, wallet := w.initMaster()
+	w.createAgent("bot", "--services", "openrouter")
+	w.mustIn(newSecret(), "store", "bot", "openrouter")
+	w.mustIn(newSecret(), "store", wallet, "openai")
+
+	for _, args := range [][]string{{"teardown", "--self"}, {"teardown", wallet}} {
+		r := w.ak(args...)
+		if r.code != 2 || !strings.Contains(r.stderr, "--yes") {
+			t.Fatalf("agentkeys %s without a tty: want exit 2 naming --yes, got %s", strings.Join(args, " "), r)
+		}
+	}
+	expectCode(t, w.ak("teardown", "--self", "bot", "--yes"), 2, "teardown --self bot")
+	w.must("read", "bot", "openrouter")
+
+	var tj struct {
+		Agent      string `json:"agent"`
+		Removed    int    `json:"credentials_removed"`
+		Wallets    int    `json:"wallets_removed"`
+		LocalWiped bool   `json:"local_session_wiped"`
+	}
+	oneJSON(t, w.must("teardown", "--self", "--yes", "--json").stdout, &tj)
+	if tj.Agent != wallet || tj.Removed != 2 || tj.Wallets != 2 || !tj.LocalWiped {
+		t.Fatalf("teardown --self --json: %+v", tj)
+	}
+	expectCode(t, w.ak("whoami"), 1, "whoami after tearing down the master")
+
+	r := w.exec(nil, w.env("AGENTKEYS_AUTH_TOKEN="+id), "init")
+	if r.code != 0 || !strings.Contains(r.stdout, wallet) {
+		t.Fatalf("init again after teardown: want the same wallet %s, got %s", wallet, r)
+	}
+	expectCode(t, w.ak("read", wallet, "openai"), 1, "read of a credential the teardown removed")
+	w.mustIn(newSecret(), "store", wallet, "openai") // the wallet works again
 }
 
 func TestScope(t *testing.T) {

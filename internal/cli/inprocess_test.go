@@ -81,6 +81,20 @@ func TestTerminalPrompts(t *testing.T) {
 	r = w.inProcess("y\n", true, "", "teardown", "bot")
 	expectCode(t, r, 0, "teardown confirmed")
 	expectCode(t, w.ak("read", "bot", "openrouter"), 1, "read after teardown")
+
+	// Tearing down the master itself asks too, saying what is at stake.
+	r = w.inProcess("n\n", true, "", "teardown", "--self")
+	expectCode(t, r, 1, "teardown --self answered n")
+	if !strings.Contains(r.stderr, "your own master wallet") || !strings.Contains(r.stderr, "[y/N]") {
+		t.Fatalf("teardown --self prompt: %s", r)
+	}
+	w.must("whoami")
+	r = w.inProcess("y\n", true, "", "teardown", "--self")
+	expectCode(t, r, 0, "teardown --self confirmed")
+	if !strings.Contains(r.stdout, "agentkeys init") {
+		t.Fatalf("teardown --self output: %s", r)
+	}
+	expectCode(t, w.ak("whoami"), 1, "whoami after teardown --self")
 }
 
 func TestUsageFollowsCursors(t *testing.T) {
