@@ -151,3 +151,11 @@ func checkScope(sc *agentkeys.Scope, missing string) error {
 	}
 	return nil
 }
+
+// SessionTreeResponse answers GET /session/tree: the bearer's wallet and
+// every wallet below it (torn-down ones included, for their history), the
+// bearer's own first. A session or a broker token may ask.
+type SessionTreeResponse struct {
+	Wallet  agentkeys.Wallet   `json:"wallet"`
+	Wallets []agentkeys.Wallet `json:"wallets"`
+}

@@ -213,6 +213,7 @@ func (s *Server) routes() {
 	m.Handle("GET /session/validate", s.public(s.validateSession))
 	m.Handle("GET /session/epoch", s.public(s.sessionEpoch))
 	m.Handle("GET /session/watch", s.public(s.watchSession))
+	m.Handle("GET /session/tree", s.public(s.sessionTree))
 	m.Handle("POST /session/broker-token", s.authed(s.createBrokerToken))
 	m.Handle("POST /session/child", s.authed(s.createChild))
 	m.Handle("POST /session/revoke", s.authed(s.revoke))

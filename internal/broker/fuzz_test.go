@@ -116,3 +116,59 @@ func FuzzEpochResponse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseTreeResponse: the backend's /session/tree answer (untrusted)
+// yields wallets that all parse, or an error of a known type; never a
+// panic, never an empty list.
+func FuzzParseTreeResponse(f *testing.F) {
+	w := "0x" + strings.Repeat("ab", 20)
+	for _, s := range []string{`{"wallet":"` + w + `","wallets":["` + w + `"]}`, `{"wallets":[]}`, `{"wallets":["x"]}`, `null`, `[`, `{"message":"session revoked"}`} {
+		f.Add(200, s)
+		f.Add(401, s)
+	}
+	f.Add(503, "")
+	f.Fuzz(func(t *testing.T, status int, body string) {
+		ws, err := parseTreeResponse(status, []byte(body))
+		if err != nil {
+			var ue *UnauthorizedError
+			var be *BackendError
+			if !errors.As(err, &ue) && !errors.As(err, &be) {
+				t.Fatalf("error of unknown type: %T %v", err, err)
+			}
+			return
+		}
+		if len(ws) == 0 {
+			t.Fatal("no wallets and no error")
+		}
+		for _, w := range ws {
+			if !strings.HasPrefix(string(w), "0x") || len(w) != 42 {
+				t.Fatalf("wallet %q accepted", w)
+			}
+		}
+	})
+}
+
+// FuzzAuditViewQuery: any query string either parses into a bounded query
+// or is a 400 bad_request.
+func FuzzAuditViewQuery(f *testing.F) {
+	for _, s := range []string{"", "kind=jwt&outcome=ok", "limit=1000", "limit=0", "cursor=1:2:default", "since=2026-01-02T15:04:05Z&until=1", "wallet=0x" + strings.Repeat("0", 40), "x=1", "%zz"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		r, err := http.NewRequest("GET", "http://broker/v1/audit", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.URL.RawQuery = raw
+		q, e := parseAuditViewQuery(r)
+		if e != nil {
+			if e.Status != http.StatusBadRequest || e.Kind != KindBadRequest {
+				t.Fatalf("error %+v", e)
+			}
+			return
+		}
+		if q.Limit < 1 || q.Limit > maxAuditViewLimit || len(q.Wallets) > 1 {
+			t.Fatalf("query out of bounds: %+v", q)
+		}
+	})
+}

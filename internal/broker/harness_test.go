@@ -36,6 +36,9 @@ type fakeBackend struct {
 	status   int           // when set, /session/validate answers this status
 	body     string        // ... with this body
 
+	children map[agentkeys.Wallet][]agentkeys.Wallet // for /session/tree
+	treeDown bool                                    // /session/tree answers 503
+
 	epoch       int64 // revocation epoch, bumped by revoke
 	epochCalls  int
 	noEpoch     bool // answer 404 to /session/epoch, like an older backend
@@ -51,7 +54,7 @@ type session struct {
 }
 
 func newFakeBackend(t testing.TB) *fakeBackend {
-	b := &fakeBackend{sessions: map[string]*session{}, health: http.StatusOK}
+	b := &fakeBackend{sessions: map[string]*session{}, health: http.StatusOK, children: map[agentkeys.Wallet][]agentkeys.Wallet{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		b.mu.Lock()
@@ -61,6 +64,7 @@ func newFakeBackend(t testing.TB) *fakeBackend {
 		io.WriteString(w, "ok")
 	})
 	mux.HandleFunc("GET /session/validate", b.validate)
+	mux.HandleFunc("GET /session/tree", b.tree)
 	mux.HandleFunc("GET /session/epoch", func(w http.ResponseWriter, r *http.Request) {
 		b.mu.Lock()
 		b.epochCalls++
@@ -133,6 +137,38 @@ func (b *fakeBackend) validate(w http.ResponseWriter, r *http.Request) {
 		}
 		json.NewEncoder(w).Encode(body)
 	}
+}
+
+// tree answers GET /session/tree: the bearer's wallet and its children
+// (registered with newChild), like the AgentKeys backend.
+func (b *fakeBackend) tree(w http.ResponseWriter, r *http.Request) {
+	tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	b.mu.Lock()
+	s, down := b.sessions[tok], b.treeDown
+	var kids []agentkeys.Wallet
+	if s != nil {
+		kids = b.children[s.wallet]
+	}
+	b.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	switch {
+	case down:
+		w.WriteHeader(http.StatusServiceUnavailable)
+	case s == nil || s.revoked:
+		w.WriteHeader(http.StatusUnauthorized)
+		json.NewEncoder(w).Encode(map[string]string{"error": "UNAUTHORIZED", "message": "session not found"})
+	default:
+		json.NewEncoder(w).Encode(map[string]any{"wallet": s.wallet, "wallets": append([]agentkeys.Wallet{s.wallet}, kids...)})
+	}
+}
+
+// newChild registers an agent session below parent's wallet.
+func (b *fakeBackend) newChild(parent agentkeys.Wallet, scope *agentkeys.Scope) (string, agentkeys.Wallet) {
+	tok, w := b.newSession("agent", scope)
+	b.mu.Lock()
+	b.children[parent] = append(b.children[parent], w)
+	b.mu.Unlock()
+	return tok, w
 }
 
 // newSession registers a session and returns its bearer.
@@ -283,7 +319,7 @@ func newHarness(t *testing.T, opts ...option) *harness {
 		awsMinter = nil
 	}
 	h.server = NewServer(cfg, Deps{
-		Validator: validator, BackendHealth: validator.Health, Issuer: h.issuer, AWS: awsMinter,
+		Validator: validator, BackendHealth: validator.Health, Tree: validator, Issuer: h.issuer, AWS: awsMinter,
 		Audit: h.sink, Now: h.clock.Now,
 		Logger: slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})

@@ -272,7 +272,7 @@ func (s *Server) mint(w http.ResponseWriter, r *http.Request, endpoint, role str
 
 func (s *Server) rateLimited(w http.ResponseWriter, r *http.Request, endpoint, limit string, wait time.Duration) {
 	s.m.rateLimited.WithLabelValues(endpoint, limit).Inc()
-	e := jsonhttp.Errorf(http.StatusTooManyRequests, KindRateLimited, "rate limited: too many mint requests; retry later")
+	e := jsonhttp.Errorf(http.StatusTooManyRequests, KindRateLimited, "rate limited: too many requests; retry later")
 	e.RetryAfter = ratelimit.RetryAfterSeconds(wait)
 	jsonhttp.WriteError(w, e)
 }

@@ -124,7 +124,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Running, error) 
 	// knows.
 	cfg.hostCheck = isLoopback(cfg.Bind)
 	server := NewServer(cfg, Deps{
-		Validator: validator, BackendHealth: validator.Health,
+		Validator: validator, BackendHealth: validator.Health, Tree: validator,
 		Issuer: issuer, AWS: aws, Audit: sink, Logger: log,
 	})
 

@@ -9,8 +9,9 @@
 // lifetime, and a session too close to its end is refused (401, audited as
 // session_expiring). Both credentials carry agentkeys_access = read | write
 // (read for a read-only agent) for IAM policies to deny writes. The broker
-// also serves the issuer's discovery document and JWKS, /healthz, /readyz and
-// /metrics.
+// also serves the issuer's discovery document and JWKS, /healthz, /readyz,
+// /metrics, and GET /v1/audit: the ledger's rows of the bearer's own wallet
+// tree (asked of the backend), read-only, for `agentkeys usage`.
 package broker
 
 import (
@@ -20,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/agentkeys/agentkeys/internal/api"
 	"github.com/agentkeys/agentkeys/internal/audit"
 	"github.com/agentkeys/agentkeys/internal/clientip"
 	"github.com/agentkeys/agentkeys/internal/jsonhttp"
@@ -87,9 +89,12 @@ type Deps struct {
 	BackendHealth HealthChecker // nil: not checked
 	Issuer        JWTMinter
 	AWS           AWSMinter // nil: /v1/mint-aws-creds disabled
-	Audit         audit.Sink
-	Logger        *slog.Logger
-	Now           func() time.Time
+	// Tree answers which wallets a bearer may see in GET /v1/audit (nil:
+	// the audit view is disabled; so it is when Audit cannot be queried).
+	Tree   TreeSource
+	Audit  audit.Sink
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Server is the broker's HTTP handler.
@@ -144,6 +149,7 @@ func NewServer(cfg Config, deps Deps) *Server {
 	mux.Handle("GET "+oidc.JWKSPath, deps.Issuer.JWKSHandler())
 	mux.HandleFunc("POST "+PathMintJWT, s.mintJWT)
 	mux.HandleFunc("POST "+PathMintAWS, s.mintAWS)
+	mux.HandleFunc("GET "+api.PathBrokerAudit, s.auditView)
 	s.handler = s.middleware(jsonhttp.Fallback(mux, KindNotFound, KindMethodNotAllowed))
 	return s
 }

@@ -410,3 +410,55 @@ func (g *epochGroup) run() {
 		close(f.done)
 	}
 }
+
+// Tree asks the backend's GET /session/tree which wallets the bearer may
+// see: its own and every one below it. Errors are *UnauthorizedError or
+// *BackendError, as for Validate.
+func (v *HTTPValidator) Tree(ctx context.Context, token string) ([]agentkeys.Wallet, error) {
+	u := strings.TrimSuffix(v.url, "/session/validate") + "/session/tree"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, &BackendError{Detail: "build request: " + err.Error()}
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Accept", "application/json")
+	resp, err := v.client.Do(req)
+	if err != nil {
+		return nil, &BackendError{Detail: "request failed: " + jsonhttp.TransportCause(err).Error()}
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxTreeBody))
+	if err != nil {
+		return nil, &BackendError{Detail: "read response: " + jsonhttp.TransportCause(err).Error()}
+	}
+	return parseTreeResponse(resp.StatusCode, body)
+}
+
+// maxTreeBody bounds the backend's tree answer (5,000 wallets fit).
+const maxTreeBody = 512 << 10
+
+// parseTreeResponse interprets the backend's answer (untrusted input).
+func parseTreeResponse(status int, body []byte) ([]agentkeys.Wallet, error) {
+	if status != http.StatusOK {
+		if _, err := parseValidateResponse(status, body); err != nil {
+			return nil, err
+		}
+		return nil, &BackendError{Detail: fmt.Sprintf("backend returned %d %s", status, http.StatusText(status))}
+	}
+	var tr api.SessionTreeResponse
+	if err := json.Unmarshal(body, &tr); err != nil {
+		return nil, &BackendError{Detail: "tree response is not JSON"}
+	}
+	out := make([]agentkeys.Wallet, 0, len(tr.Wallets))
+	for _, w := range tr.Wallets {
+		pw, err := agentkeys.ParseWallet(string(w))
+		if err != nil {
+			return nil, &BackendError{Detail: "tree response has an invalid wallet"}
+		}
+		out = append(out, pw)
+	}
+	if len(out) == 0 {
+		return nil, &BackendError{Detail: "tree response names no wallet"}
+	}
+	return out, nil
+}

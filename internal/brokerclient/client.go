@@ -251,23 +251,32 @@ func (f *flexTime) UnmarshalJSON(b []byte) error {
 // cached token the broker refuses (401) is replaced once: it may have been
 // swept, or the backend restarted.
 func (b *Client) post(ctx context.Context, op, path string, session agentkeys.Token, out any) error {
+	return b.call(ctx, op, http.MethodPost, path, session, out)
+}
+
+// call is post with any method (path may carry a query).
+func (b *Client) call(ctx context.Context, op, method, path string, session agentkeys.Token, out any) error {
 	tok, cached, err := b.bearer(ctx, op, session, false)
 	if err != nil {
 		return err
 	}
-	err = b.postBearer(ctx, op, path, tok, out)
+	err = b.callBearer(ctx, op, method, path, tok, out)
 	var be *Error
 	if cached && errors.As(err, &be) && be.Status == http.StatusUnauthorized {
 		if tok, _, err = b.bearer(ctx, op, session, true); err != nil {
 			return err
 		}
-		err = b.postBearer(ctx, op, path, tok, out)
+		err = b.callBearer(ctx, op, method, path, tok, out)
 	}
 	return err
 }
 
-func (b *Client) postBearer(ctx context.Context, op, path string, tok agentkeys.Token, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.base+path, bytes.NewReader(nil))
+func (b *Client) callBearer(ctx context.Context, op, method, path string, tok agentkeys.Token, out any) error {
+	var body io.Reader
+	if method == http.MethodPost {
+		body = bytes.NewReader(nil)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, b.base+path, body)
 	if err != nil {
 		return &TransportError{Op: op, URL: b.base, Err: errors.New("build request")}
 	}
@@ -326,4 +335,50 @@ func (b *Client) MintOIDC(ctx context.Context, tok agentkeys.Token) (OIDCToken, 
 		return OIDCToken{}, &TransportError{Op: "mint OIDC token", Err: errors.New("broker answer lacks jwt or expiration")}
 	}
 	return t, nil
+}
+
+// AuditFilter selects rows of the broker's audit view (GET /v1/audit).
+type AuditFilter struct {
+	Since, Until time.Time // zero: unbounded
+	Outcome      string    // "" = any
+	Kind         string    // "" = both, api.MintKindJWT or api.MintKindAWS
+	Wallet       string    // "" = every wallet the caller may see
+	Limit        int       // 0 = the broker's default
+	Cursor       string    // next_cursor of an earlier page
+}
+
+// Audit reads the broker's ledger rows for the wallet of session and the
+// wallets below it, newest first (sending only a token derived from it).
+func (b *Client) Audit(ctx context.Context, session agentkeys.Token, f AuditFilter) (api.BrokerAuditPage, error) {
+	q := url.Values{}
+	if !f.Since.IsZero() {
+		q.Set("since", strconv.FormatInt(f.Since.Unix(), 10))
+	}
+	if !f.Until.IsZero() {
+		q.Set("until", strconv.FormatInt(f.Until.Unix(), 10))
+	}
+	if f.Outcome != "" {
+		q.Set("outcome", f.Outcome)
+	}
+	if f.Kind != "" {
+		q.Set("kind", f.Kind)
+	}
+	if f.Wallet != "" {
+		q.Set("wallet", f.Wallet)
+	}
+	if f.Limit > 0 {
+		q.Set("limit", strconv.Itoa(f.Limit))
+	}
+	if f.Cursor != "" {
+		q.Set("cursor", f.Cursor)
+	}
+	path := api.PathBrokerAudit
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var page api.BrokerAuditPage
+	if err := b.call(ctx, "read the broker's audit log", http.MethodGet, path, session, &page); err != nil {
+		return api.BrokerAuditPage{}, err
+	}
+	return page, nil
 }

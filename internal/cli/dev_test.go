@@ -3,6 +3,7 @@ package cli
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -16,37 +17,7 @@ import (
 // and stops it with SIGINT.
 func TestDevStackAndBrokerTokens(t *testing.T) {
 	t.Parallel()
-	home := t.TempDir()
-	w := &world{t: t, home: home, cfg: home + "/.config"}
-	dev := exec.Command(binPath, "dev", "--backend-port", "0", "--broker-port", "0", "--json")
-	dev.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "TMPDIR=" + t.TempDir()}
-	stdout, _ := dev.StdoutPipe()
-	var stderr strings.Builder
-	dev.Stderr = &stderr
-	if err := dev.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer dev.Process.Kill()
-	var info struct {
-		BackendURL string `json:"backend_url"`
-		BrokerURL  string `json:"broker_url"`
-		Issuer     string `json:"issuer"`
-		DataDir    string `json:"data_dir"`
-	}
-	got := make(chan error, 1)
-	go func() { got <- json.NewDecoder(bufio.NewReader(stdout)).Decode(&info) }()
-	select {
-	case err := <-got:
-		if err != nil {
-			t.Fatalf("dev --json: %v\n%s", err, stderr.String())
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatalf("dev printed nothing\n%s", stderr.String())
-	}
-	if info.Issuer != info.BrokerURL || info.DataDir == "" {
-		t.Fatalf("dev info: %+v", info)
-	}
-	w.url = info.BackendURL
+	w, dev, info := startDev(t)
 	env := w.env("AGENTKEYS_BROKER_URL=" + info.BrokerURL)
 	if r := w.exec(nil, append(env, "AGENTKEYS_AUTH_TOKEN=dev-user"), "init"); r.code != 0 {
 		t.Fatalf("init against dev: %s", r)
@@ -90,18 +61,78 @@ func TestDevStackAndBrokerTokens(t *testing.T) {
 		t.Fatalf("token without broker: %s", r)
 	}
 
-	dev.Process.Signal(syscall.SIGINT)
+	interrupt(t, dev.Cmd, "dev", dev.stderr)
+	if _, err := os.Stat(info.DataDir); !os.IsNotExist(err) {
+		t.Fatalf("temporary data dir %s left behind (%v)", info.DataDir, err)
+	}
+}
+
+// devInfo is what `agentkeys dev --json` prints.
+type devInfo struct {
+	BackendURL string `json:"backend_url"`
+	BrokerURL  string `json:"broker_url"`
+	Issuer     string `json:"issuer"`
+	DataDir    string `json:"data_dir"`
+}
+
+// devProcess is a running `agentkeys dev`.
+type devProcess struct {
+	*exec.Cmd
+	stderr *strings.Builder
+}
+
+// startDev runs `agentkeys dev` (backend and broker on loopback) as a
+// process and returns a world using its backend; the process is killed at
+// the end of the test unless the test stops it.
+func startDev(t *testing.T) (*world, devProcess, devInfo) {
+	t.Helper()
+	home := t.TempDir()
+	w := &world{t: t, home: home, cfg: home + "/.config"}
+	dev := exec.Command(binPath, "dev", "--backend-port", "0", "--broker-port", "0", "--json")
+	dev.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "TMPDIR=" + t.TempDir()}
+	stdout, _ := dev.StdoutPipe()
+	stderr := &strings.Builder{}
+	dev.Stderr = stderr
+	if err := dev.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dev.Process.Kill() })
+	var info devInfo
+	got := make(chan error, 1)
+	go func() { got <- json.NewDecoder(bufio.NewReader(stdout)).Decode(&info) }()
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatalf("dev --json: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("dev printed nothing\n%s", stderr.String())
+	}
+	w.url = info.BackendURL
+	return w, devProcess{Cmd: dev, stderr: stderr}, info
+}
+
+// interrupt sends SIGINT to a process the test started and fails unless it
+// exits 0 within 15 seconds (stderr is shown on failure).
+func interrupt(t *testing.T, cmd *exec.Cmd, what string, stderr fmt.Stringer) {
+	t.Helper()
+	cmd.Process.Signal(syscall.SIGINT)
 	done := make(chan error, 1)
-	go func() { done <- dev.Wait() }()
+	go func() { done <- cmd.Wait() }()
 	select {
 	case err := <-done:
 		if err != nil {
-			t.Fatalf("dev exit after SIGINT: %v\n%s", err, stderr.String())
+			t.Fatalf("%s exit after SIGINT: %v\n%s", what, err, stderr)
 		}
 	case <-time.After(15 * time.Second):
-		t.Fatal("dev did not stop on SIGINT")
+		t.Fatalf("%s did not stop on SIGINT", what)
 	}
-	if _, err := os.Stat(info.DataDir); !os.IsNotExist(err) {
-		t.Fatalf("temporary data dir %s left behind (%v)", info.DataDir, err)
+}
+
+// initBound logs identity in with the profile bound to the dev broker.
+func initBound(t *testing.T, w *world, info devInfo, identity string) {
+	t.Helper()
+	if r := w.exec(nil, w.env("AGENTKEYS_BROKER_URL="+info.BrokerURL, "AGENTKEYS_AUTH_TOKEN="+identity), "init"); r.code != 0 {
+		t.Fatalf("init: %s", r)
 	}
 }

@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/envflag"
 )
 
 func TestEnvNameFor(t *testing.T) {
@@ -112,6 +114,28 @@ func FuzzParseSince(f *testing.F) {
 		got, err := parseSince(s, now)
 		if err == nil && got.After(now) && !strings.Contains(s, "T") {
 			t.Fatalf("duration %q lies in the future: %v", s, got)
+		}
+	})
+}
+
+// FuzzParseUsageCursor: --cursor either parses into a cursor that prints
+// back the same way, or is a usage error.
+func FuzzParseUsageCursor(f *testing.F) {
+	for _, s := range []string{"", "12", "b:12|k:1800000000:3:default", "b:-|k:", "b:|k:-", "b:x|k:", "|", "b:1|k:1:1:"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := parseUsageCursor(s)
+		if err != nil {
+			var ue *envflag.UsageError
+			if !errors.As(err, &ue) {
+				t.Fatalf("%q: not a usage error: %v", s, err)
+			}
+			return
+		}
+		back, err := parseUsageCursor(c.String())
+		if err != nil || back != c && !(c.backendDone && c.brokerDone) {
+			t.Fatalf("%q → %+v → %q → %+v, %v", s, c, c.String(), back, err)
 		}
 	})
 }

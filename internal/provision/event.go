@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 )
 
@@ -73,6 +74,17 @@ var errorCodes = map[ErrorCode]bool{
 	CodeInternal: true, CodeSelectorMissing: true, CodeMissingConfig: true, CodeKeyFormat: true,
 	CodeOTPNotFound: true, CodeCaptchaUnsolved: true, CodeEmailNotFound: true, CodeUnsupportedService: true,
 	CodeBrokerFailed: true, CodeBrowserFailed: true,
+}
+
+// ErrorCodes returns every error code a run may end with, sorted (the
+// results `agentkeys usage --action provision` can show).
+func ErrorCodes() []ErrorCode {
+	out := []ErrorCode{CodeScopeDenied}
+	for c := range errorCodes {
+		out = append(out, c)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Event is one line of the scraper protocol.
