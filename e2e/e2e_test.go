@@ -11,10 +11,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/agentkeys/agentkeys/internal/testkit"
 )
 
 // bin holds the paths of the binaries built for this run.
@@ -68,32 +69,15 @@ func freePort(t *testing.T) int {
 // proc is a started binary whose stderr is kept for the test to inspect.
 type proc struct {
 	cmd    *exec.Cmd
-	stderr *lockedBuffer
+	stderr *testkit.SyncBuffer
 	done   chan error
-}
-
-type lockedBuffer struct {
-	ch  chan struct{}
-	buf strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.ch <- struct{}{}
-	defer func() { <-b.ch }()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.ch <- struct{}{}
-	defer func() { <-b.ch }()
-	return b.buf.String()
 }
 
 func start(t *testing.T, env []string, name string, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(bin[name], args...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, env...)
-	p := &proc{cmd: cmd, stderr: &lockedBuffer{ch: make(chan struct{}, 1)}, done: make(chan error, 1)}
+	p := &proc{cmd: cmd, stderr: &testkit.SyncBuffer{}, done: make(chan error, 1)}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

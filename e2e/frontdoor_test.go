@@ -21,6 +21,7 @@ import (
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/backendclient"
 	"github.com/agentkeys/agentkeys/internal/sqldb/sqldbtest"
+	"github.com/agentkeys/agentkeys/internal/testkit"
 	_ "modernc.org/sqlite"
 )
 
@@ -86,8 +87,7 @@ http {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(nginx, "-p", dir, "-c", cf, "-e", "stderr")
-	var stderr lockedBuffer
-	stderr.ch = make(chan struct{}, 1)
+	var stderr testkit.SyncBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -12,11 +12,12 @@ import (
 	"github.com/agentkeys/agentkeys/internal/backendclient"
 	"github.com/agentkeys/agentkeys/internal/seal"
 	"github.com/agentkeys/agentkeys/internal/store/sqlstore"
+	"github.com/agentkeys/agentkeys/internal/testkit"
 )
 
 func TestStartCreatesPrivateFilesAndDrainsOnShutdown(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	log := newTestLogger(logs)
 	r, err := Start(context.Background(), Config{Listen: "127.0.0.1:0", DataDir: dir, Login: LoginMock}, log)
 	if err != nil {
@@ -79,7 +80,7 @@ func TestStartCreatesPrivateFilesAndDrainsOnShutdown(t *testing.T) {
 }
 
 func TestNonLoopbackBindWarns(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	r, err := Start(context.Background(), Config{Listen: "0.0.0.0:0", DataDir: t.TempDir(), Login: LoginMock}, newTestLogger(logs))
 	if err != nil {
 		t.Fatal(err)
@@ -111,7 +112,7 @@ func TestCommandRefusesBadEnvironment(t *testing.T) {
 	t.Setenv("AGENTKEYS_SESSION_TTL", "forever")
 	cmd := Command()
 	cmd.SetArgs([]string{"--data-dir", t.TempDir()})
-	cmd.SetErr(&syncBuffer{})
+	cmd.SetErr(&testkit.SyncBuffer{})
 	err := cmd.Execute()
 	if err == nil || !strings.Contains(err.Error(), "AGENTKEYS_SESSION_TTL") {
 		t.Fatalf("bad AGENTKEYS_SESSION_TTL: err = %v, want a refusal naming it", err)

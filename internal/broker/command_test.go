@@ -20,6 +20,7 @@ import (
 	"github.com/agentkeys/agentkeys/internal/api"
 	"github.com/agentkeys/agentkeys/internal/audit"
 	"github.com/agentkeys/agentkeys/internal/sts/ststest"
+	"github.com/agentkeys/agentkeys/internal/testkit"
 )
 
 func runCmd(t *testing.T, m map[string]string, args ...string) (string, string, error) {
@@ -193,7 +194,7 @@ func TestStartupSTSCheck(t *testing.T) {
 	cfg.DataRoleARN = testRoleARN
 	cfg.STSEndpoint = fake.URL
 	cfg.AccessKeyID, cfg.SecretAccessKey = "AKIASTARTUPCHECK0001", "startup-secret-"+agentkeys.NewToken().Reveal()[:8]
-	var logs syncBuffer
+	var logs testkit.SyncBuffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
 	_, err := Start(context.Background(), cfg, log)
 	if err == nil || !strings.Contains(err.Error(), "--skip-startup-check") {
@@ -226,7 +227,7 @@ func TestNonLoopbackBindWarns(t *testing.T) {
 	cfg := startConfig(t, backend.URL)
 	cfg.Bind = "0.0.0.0"
 	cfg.Issuer = "https://broker.example.com"
-	var logs syncBuffer
+	var logs testkit.SyncBuffer
 	r, err := Start(context.Background(), cfg, slog.New(slog.NewJSONHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -235,7 +236,7 @@ func TestNonLoopbackBindWarns(t *testing.T) {
 	if !strings.Contains(logs.String(), `"level":"WARN","msg":"SECURITY: broker bound to a non-loopback address without TLS`) {
 		t.Fatalf("no loud warning:\n%s", logs.String())
 	}
-	logs = syncBuffer{}
+	logs = testkit.SyncBuffer{}
 	cfg.Bind = "127.0.0.1"
 	r, err = Start(context.Background(), cfg, slog.New(slog.NewJSONHandler(&logs, nil)))
 	if err != nil {

@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -19,6 +18,7 @@ import (
 	"github.com/agentkeys/agentkeys/internal/oidc"
 	"github.com/agentkeys/agentkeys/internal/sts"
 	"github.com/agentkeys/agentkeys/internal/sts/ststest"
+	"github.com/agentkeys/agentkeys/internal/testkit"
 )
 
 const testRoleARN = "arn:aws:iam::000000000000:role/agentkeys-data-role"
@@ -216,37 +216,6 @@ func (b *fakeBackend) validateCalls() int {
 	return b.calls
 }
 
-// syncBuffer collects log output from concurrent handlers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
-}
-
-// clock is a settable time source for the validation cache.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // harness is a broker on loopback with a fake backend, a fake STS, a real
 // SQLite ledger and a real key set in a temp dir.
 type harness struct {
@@ -258,8 +227,8 @@ type harness struct {
 	issuer  *oidc.Issuer
 	server  *Server
 	srv     *httptest.Server
-	logs    *syncBuffer
-	clock   *clock
+	logs    *testkit.SyncBuffer // log output from concurrent handlers
+	clock   *testkit.Clock      // the validation cache's time source
 	cfg     Config
 	keyFile string
 }
@@ -271,8 +240,8 @@ func withSink(s audit.Sink) option { return func(h *harness, _ *Config) { h.sink
 func newHarness(t *testing.T, opts ...option) *harness {
 	t.Helper()
 	dir := t.TempDir()
-	h := &harness{t: t, backend: newFakeBackend(t), sts: ststest.New(), logs: &syncBuffer{},
-		clock: &clock{t: time.Now()}}
+	h := &harness{t: t, backend: newFakeBackend(t), sts: ststest.New(), logs: &testkit.SyncBuffer{},
+		clock: testkit.NewClock(time.Now())}
 	t.Cleanup(h.sts.Close)
 	ledger, err := audit.Open(context.Background(), filepath.Join(dir, "audit.sqlite"))
 	if err != nil {

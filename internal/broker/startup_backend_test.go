@@ -5,13 +5,15 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+
+	"github.com/agentkeys/agentkeys/internal/testkit"
 )
 
 // TestStartSaysBackendUnreachable: a broker started with no backend
 // answering says so in its log, naming the URL, and still starts.
 func TestStartSaysBackendUnreachable(t *testing.T) {
 	cfg := startConfig(t, "http://127.0.0.1:1")
-	var logs syncBuffer
+	var logs testkit.SyncBuffer
 	r, err := Start(context.Background(), cfg, slog.New(slog.NewJSONHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -21,7 +23,7 @@ func TestStartSaysBackendUnreachable(t *testing.T) {
 		t.Fatalf("no warning about the unreachable backend:\n%s", logs.String())
 	}
 	backend := newFakeBackend(t)
-	logs = syncBuffer{}
+	logs = testkit.SyncBuffer{}
 	r, err = Start(context.Background(), startConfig(t, backend.URL), slog.New(slog.NewJSONHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)

@@ -19,24 +19,12 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/agentkeys/agentkeys/internal/oidc"
+	"github.com/agentkeys/agentkeys/internal/testkit"
 )
 
 const wallet = "0x1111111111111111111111111111111111111111"
 
-// clock is a settable time source.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-func newClock() *clock { return &clock{t: time.Now().Truncate(time.Second)} }
+func newClock() *testkit.Clock { return testkit.NewClock(time.Now().Truncate(time.Second)) }
 
 // server serves an issuer's discovery and JWKS on loopback, so that the
 // issuer URL is the server's own.
@@ -45,7 +33,7 @@ type server struct {
 	iss *oidc.Issuer
 }
 
-func newServer(t *testing.T, c *clock, ttl time.Duration) (*server, string) {
+func newServer(t *testing.T, c *testkit.Clock, ttl time.Duration) (*server, string) {
 	t.Helper()
 	s := &server{}
 	mux := http.NewServeMux()
@@ -62,7 +50,7 @@ func newServer(t *testing.T, c *clock, ttl time.Duration) (*server, string) {
 	return s, keyFile
 }
 
-func verifier(t *testing.T, s *server, c *clock) *gooidc.IDTokenVerifier {
+func verifier(t *testing.T, s *server, c *testkit.Clock) *gooidc.IDTokenVerifier {
 	t.Helper()
 	p, err := gooidc.NewProvider(context.Background(), s.URL)
 	if err != nil {
@@ -73,7 +61,7 @@ func verifier(t *testing.T, s *server, c *clock) *gooidc.IDTokenVerifier {
 
 // snapshotVerifier verifies with the JWKS as fetched now, like a relying
 // party that caches it.
-func snapshotVerifier(t *testing.T, s *server, c *clock) *gooidc.IDTokenVerifier {
+func snapshotVerifier(t *testing.T, s *server, c *testkit.Clock) *gooidc.IDTokenVerifier {
 	t.Helper()
 	resp, err := http.Get(s.URL + oidc.JWKSPath)
 	if err != nil {
