@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -21,38 +20,18 @@ import (
 // bin holds the paths of the binaries built for this run.
 var bin = map[string]string{}
 
+var binaries = []string{"agentkeys", "agentkeys-backend", "agentkeys-broker", "agentkeys-daemon"}
+
 func TestMain(m *testing.M) {
 	// A test re-run inside namespaces (setup_real_test.go) reuses the
 	// parent's build.
 	if dir := os.Getenv("AGENTKEYS_E2E_BIN_DIR"); dir != "" {
-		for _, name := range []string{"agentkeys", "agentkeys-backend", "agentkeys-broker", "agentkeys-daemon"} {
+		for _, name := range binaries {
 			bin[name] = filepath.Join(dir, name)
 		}
 		os.Exit(m.Run())
 	}
-	dir, err := os.MkdirTemp("", "agentkeys-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	gobin, err := exec.LookPath("go") // go test puts its own GOROOT/bin first on PATH
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "building the binaries under test needs the go command:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	for _, name := range []string{"agentkeys", "agentkeys-backend", "agentkeys-broker", "agentkeys-daemon"} {
-		out := filepath.Join(dir, name)
-		if b, err := exec.Command(gobin, "build", "-o", out, "github.com/agentkeys/agentkeys/cmd/"+name).CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", name, err, b)
-			os.RemoveAll(dir)
-			os.Exit(1)
-		}
-		bin[name] = out
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	testkit.RunWithBinaries(m, func(paths map[string]string) { bin = paths }, binaries...)
 }
 
 // freePort returns a loopback port that was free a moment ago.

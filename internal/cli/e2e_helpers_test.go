@@ -18,33 +18,14 @@ import (
 
 	"github.com/agentkeys/agentkeys/internal/backend"
 	"github.com/agentkeys/agentkeys/internal/keychain"
+	"github.com/agentkeys/agentkeys/internal/testkit"
 )
 
 // binPath is the agentkeys binary built once for the whole test run.
 var binPath string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "agentkeys-cli-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binPath = filepath.Join(dir, "agentkeys")
-	gobin, err := exec.LookPath("go") // go test puts its own GOROOT/bin first on PATH
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "building the binary under test needs the go command:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	build := exec.Command(gobin, "build", "-o", binPath, "github.com/agentkeys/agentkeys/cmd/agentkeys")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build agentkeys: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	testkit.RunWithBinaries(m, func(p map[string]string) { binPath = p["agentkeys"] }, "agentkeys")
 }
 
 // world is one backend on loopback and one master's home directory.

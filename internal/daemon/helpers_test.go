@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net/http/httptest"
 	"os"
@@ -23,27 +22,13 @@ import (
 	"github.com/agentkeys/agentkeys/internal/keychain"
 	"github.com/agentkeys/agentkeys/internal/seal"
 	"github.com/agentkeys/agentkeys/internal/store/sqlstore"
+	"github.com/agentkeys/agentkeys/internal/testkit"
 )
 
 var daemonBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "agentkeys-daemon-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	daemonBin = filepath.Join(dir, "agentkeys-daemon")
-	build := exec.Command("go", "build", "-o", daemonBin, "github.com/agentkeys/agentkeys/cmd/agentkeys-daemon")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build agentkeys-daemon:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	testkit.RunWithBinaries(m, func(p map[string]string) { daemonBin = p["agentkeys-daemon"] }, "agentkeys-daemon")
 }
 
 var (
