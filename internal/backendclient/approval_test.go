@@ -5,8 +5,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
-	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -14,30 +12,13 @@ import (
 	"github.com/agentkeys/agentkeys/internal/authreq"
 	"github.com/agentkeys/agentkeys/internal/authreq/relaytest"
 	"github.com/agentkeys/agentkeys/internal/backend"
+	"github.com/agentkeys/agentkeys/internal/backend/backendtest"
 	"github.com/agentkeys/agentkeys/internal/backendclient"
-	"github.com/agentkeys/agentkeys/internal/seal"
-	"github.com/agentkeys/agentkeys/internal/store/sqlstore"
 )
 
 func startBackend(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	st, err := sqlstore.Open(context.Background(), filepath.Join(dir, "backend.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	sealer, err := seal.LoadOrCreateKeyFile(filepath.Join(dir, "seal.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := backend.New(backend.Options{Store: st, Sealer: sealer, LoginRate: -1, AwaitWindow: 2 * time.Second, Login: backend.MockLogin{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(hs.Close)
-	return hs.URL
+	return backendtest.Serve(t, backend.Options{AwaitWindow: 2 * time.Second})
 }
 
 func TestAwaitVerifiesTheApproval(t *testing.T) {

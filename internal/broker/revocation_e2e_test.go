@@ -19,6 +19,7 @@ import (
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/audit"
 	"github.com/agentkeys/agentkeys/internal/backend"
+	"github.com/agentkeys/agentkeys/internal/backend/backendtest"
 	"github.com/agentkeys/agentkeys/internal/backendclient"
 	"github.com/agentkeys/agentkeys/internal/oidc"
 	"github.com/agentkeys/agentkeys/internal/seal"
@@ -48,13 +49,7 @@ func realBackends(t *testing.T, engine string, n int) []string {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { st.Close() })
-		srv, err := backend.New(backend.Options{Store: st, Sealer: sealer, LoginRate: -1, Login: backend.MockLogin{}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		hs := httptest.NewServer(srv.Handler())
-		t.Cleanup(hs.Close)
-		urls = append(urls, hs.URL)
+		urls = append(urls, backendtest.Serve(t, backend.Options{Store: st, Sealer: sealer}))
 	}
 	return urls
 }

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -18,6 +17,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/agentkeys/agentkeys/internal/backend"
+	"github.com/agentkeys/agentkeys/internal/backend/backendtest"
 )
 
 // deviceIdP is an OpenID provider offering the device grant. The user
@@ -79,12 +79,7 @@ func newDeviceIdP(t *testing.T, clientID, subject string, deny bool) *deviceIdP 
 func TestInitWithDeviceFlow(t *testing.T) {
 	t.Parallel()
 	idp := newDeviceIdP(t, "agentkeys-cli", "alice-sub", false)
-	r, err := backend.Start(context.Background(), backend.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(),
-		LoginOIDCIssuer: idp.srv.URL, LoginOIDCClientID: "agentkeys-cli"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Shutdown(context.Background()) })
+	r := backendtest.Start(t, backend.Config{LoginOIDCIssuer: idp.srv.URL, LoginOIDCClientID: "agentkeys-cli"})
 	home := t.TempDir()
 	w := &world{t: t, url: r.URL(), home: home, cfg: filepath.Join(home, ".config")}
 

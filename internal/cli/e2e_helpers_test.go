@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -16,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentkeys/agentkeys/internal/backend"
+	"github.com/agentkeys/agentkeys/internal/backend/backendtest"
 	"github.com/agentkeys/agentkeys/internal/keychain"
 	"github.com/agentkeys/agentkeys/internal/testkit"
 )
@@ -38,12 +37,7 @@ type world struct {
 
 func newWorld(t testing.TB) *world {
 	t.Helper()
-	ctx := context.Background()
-	r, err := backend.Start(ctx, backend.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), LoginRate: -1, MockInbox: true, Login: backend.LoginMock}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Shutdown(context.Background()) })
+	r := backendtest.StartMock(t)
 	home := t.TempDir()
 	return &world{t: t, url: r.URL(), home: home, cfg: filepath.Join(home, ".config")}
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,10 +17,9 @@ import (
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/backend"
+	"github.com/agentkeys/agentkeys/internal/backend/backendtest"
 	"github.com/agentkeys/agentkeys/internal/backendclient"
 	"github.com/agentkeys/agentkeys/internal/keychain"
-	"github.com/agentkeys/agentkeys/internal/seal"
-	"github.com/agentkeys/agentkeys/internal/store/sqlstore"
 	"github.com/agentkeys/agentkeys/internal/testkit"
 )
 
@@ -46,36 +44,13 @@ type testBackend struct {
 
 func startBackend(t testing.TB) *testBackend {
 	t.Helper()
-	ctx := context.Background()
-	run, err := backend.Start(ctx, backend.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), MockInbox: true, LoginRate: -1, Login: backend.LoginMock}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { run.Shutdown(context.Background()) })
-	return newTestBackend(t, run.URL())
+	return newTestBackend(t, backendtest.StartMock(t).URL())
 }
 
 // startBackendWith serves a backend built from Options (short TTLs).
 func startBackendWith(t testing.TB, o backend.Options) *testBackend {
 	t.Helper()
-	dir := t.TempDir()
-	st, err := sqlstore.Open(context.Background(), filepath.Join(dir, "backend.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	sealer, err := seal.LoadOrCreateKeyFile(filepath.Join(dir, "seal.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	o.Store, o.Sealer, o.LoginRate, o.Login = st, sealer, -1, backend.MockLogin{}
-	srv, err := backend.New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(hs.Close)
-	return newTestBackend(t, hs.URL)
+	return newTestBackend(t, backendtest.Serve(t, o))
 }
 
 func newTestBackend(t testing.TB, url string) *testBackend {

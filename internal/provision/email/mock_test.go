@@ -15,9 +15,8 @@ import (
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/backend"
+	"github.com/agentkeys/agentkeys/internal/backend/backendtest"
 	"github.com/agentkeys/agentkeys/internal/backendclient"
-	"github.com/agentkeys/agentkeys/internal/seal"
-	"github.com/agentkeys/agentkeys/internal/store/sqlstore"
 )
 
 const testToken = "sess-SECRET-TOKEN-0123456789"
@@ -271,23 +270,8 @@ func TestMockTransientErrorRetried(t *testing.T) {
 
 // End to end against the real backend's /mock/inbox routes.
 func TestMockAgainstRealBackend(t *testing.T) {
-	dir := t.TempDir()
-	st, err := sqlstore.Open(context.Background(), filepath.Join(dir, "b.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	sealer, err := seal.LoadOrCreateKeyFile(filepath.Join(dir, "seal.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	bs, err := backend.New(backend.Options{Store: st, Sealer: sealer, LoginRate: -1, Login: backend.MockLogin{}, MockInbox: true, EmailDomain: "agentkeys-email.io"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(bs.Handler())
-	t.Cleanup(hs.Close)
-	bc, err := backendclient.New(hs.URL)
+	backendURL := backendtest.Serve(t, backend.Options{MockInbox: true, EmailDomain: "agentkeys-email.io"})
+	bc, err := backendclient.New(backendURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,7 +286,7 @@ func TestMockAgainstRealBackend(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	f, err := Open(Config{Backend: "mock", BackendURL: hs.URL, SessionToken: master.Token.Reveal(), PollInterval: 10 * time.Millisecond}, nil)
+	f, err := Open(Config{Backend: "mock", BackendURL: backendURL, SessionToken: master.Token.Reveal(), PollInterval: 10 * time.Millisecond}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,7 +305,7 @@ func TestMockAgainstRealBackend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f2, _ := Open(Config{Backend: "mock", BackendURL: hs.URL, SessionToken: other.Token.Reveal()}, nil)
+	f2, _ := Open(Config{Backend: "mock", BackendURL: backendURL, SessionToken: other.Token.Reveal()}, nil)
 	_, err = f2.Fetch(ctx, Query{To: addr, Since: start})
 	if !errors.Is(err, ErrBackendDown) || strings.Contains(err.Error(), other.Token.Reveal()) {
 		t.Fatalf("got %v", err)
