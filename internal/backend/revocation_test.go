@@ -2,18 +2,14 @@ package backend
 
 import (
 	"context"
-	"crypto/rand"
-	"database/sql"
 	"errors"
 	"net/http/httptest"
-	"net/url"
-	"os"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/backendclient"
+	"github.com/agentkeys/agentkeys/internal/sqldb/sqldbtest"
 	"github.com/agentkeys/agentkeys/internal/store/sqlstore"
 )
 
@@ -103,7 +99,7 @@ func testWatchReplicas(t *testing.T, engine string) {
 	opts := []envOption{window}
 	var dsn string
 	if engine == "postgres" {
-		dsn = postgresDSN(t)
+		dsn = sqldbtest.PostgresDSN(t)
 		pg, err := sqlstore.Open(ctx, dsn)
 		if err != nil {
 			t.Fatal(err)
@@ -251,36 +247,4 @@ func TestAuditCachedRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantStatus(t, e.client.AuditCachedRead(ctx, a.Token, a.Wallet, []string{"y"}), 401)
-}
-
-// postgresDSN makes a throwaway database on AGENTKEYS_TEST_POSTGRES_URL
-// (skipping without it unless AGENTKEYS_REQUIRE_POSTGRES=1).
-func postgresDSN(t *testing.T) string {
-	t.Helper()
-	admin := os.Getenv("AGENTKEYS_TEST_POSTGRES_URL")
-	if admin == "" {
-		if os.Getenv("AGENTKEYS_REQUIRE_POSTGRES") == "1" {
-			t.Fatal("AGENTKEYS_REQUIRE_POSTGRES=1 but AGENTKEYS_TEST_POSTGRES_URL is not set")
-		}
-		t.Skip("AGENTKEYS_TEST_POSTGRES_URL not set")
-	}
-	name := "agentkeys_backend_test_" + strings.ToLower(rand.Text()[:12])
-	exec := func(stmt string) {
-		db, err := sql.Open("pgx", admin)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer db.Close()
-		if _, err := db.ExecContext(ctx, stmt); err != nil {
-			t.Fatalf("%s: %v", stmt, err)
-		}
-	}
-	exec("CREATE DATABASE " + name)
-	t.Cleanup(func() { exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)") })
-	u, err := url.Parse(admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Path = "/" + name
-	return u.String()
 }

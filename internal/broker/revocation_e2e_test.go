@@ -2,14 +2,9 @@ package broker
 
 import (
 	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -23,6 +18,7 @@ import (
 	"github.com/agentkeys/agentkeys/internal/backendclient"
 	"github.com/agentkeys/agentkeys/internal/oidc"
 	"github.com/agentkeys/agentkeys/internal/seal"
+	"github.com/agentkeys/agentkeys/internal/sqldb/sqldbtest"
 	"github.com/agentkeys/agentkeys/internal/store/sqlstore"
 )
 
@@ -36,7 +32,7 @@ func realBackends(t *testing.T, engine string, n int) []string {
 	case "sqlite":
 		dsn = filepath.Join(dir, "backend.db")
 	case "postgres":
-		dsn = postgresDSN(t)
+		dsn = sqldbtest.PostgresDSN(t)
 	}
 	sealer, err := seal.LoadOrCreateKeyFile(filepath.Join(dir, "seal.key"))
 	if err != nil {
@@ -52,40 +48,6 @@ func realBackends(t *testing.T, engine string, n int) []string {
 		urls = append(urls, backendtest.Serve(t, backend.Options{Store: st, Sealer: sealer}))
 	}
 	return urls
-}
-
-// postgresDSN makes a throwaway database on AGENTKEYS_TEST_POSTGRES_URL
-// (skipping without it unless AGENTKEYS_REQUIRE_POSTGRES=1).
-func postgresDSN(t *testing.T) string {
-	t.Helper()
-	admin := os.Getenv("AGENTKEYS_TEST_POSTGRES_URL")
-	if admin == "" {
-		if os.Getenv("AGENTKEYS_REQUIRE_POSTGRES") == "1" {
-			t.Fatal("AGENTKEYS_REQUIRE_POSTGRES=1 but AGENTKEYS_TEST_POSTGRES_URL is not set")
-		}
-		t.Skip("AGENTKEYS_TEST_POSTGRES_URL not set")
-	}
-	var b [8]byte
-	rand.Read(b[:])
-	name := "agentkeys_broker_test_" + hex.EncodeToString(b[:])
-	exec := func(stmt string) {
-		db, err := sql.Open("pgx", admin)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer db.Close()
-		if _, err := db.ExecContext(context.Background(), stmt); err != nil {
-			t.Fatalf("%s: %v", stmt, err)
-		}
-	}
-	exec("CREATE DATABASE " + name)
-	t.Cleanup(func() { exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)") })
-	u, err := url.Parse(admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Path = "/" + name
-	return u.String()
 }
 
 // brokerReplica starts a broker (real HTTP server, default validation
