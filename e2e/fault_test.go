@@ -25,6 +25,7 @@ import (
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/audit"
+	"github.com/agentkeys/agentkeys/internal/audit/audittest"
 	"github.com/agentkeys/agentkeys/internal/backendclient"
 	"github.com/agentkeys/agentkeys/internal/sqldb/sqldbtest"
 	"github.com/agentkeys/agentkeys/internal/sts/ststest"
@@ -526,10 +527,19 @@ func (f *faultEnv) forgedChain(t *testing.T) {
 		t.Fatalf("verify before forging: %d %s", code, out)
 	}
 	work := filepath.Join(t.TempDir(), "forged.sqlite")
-	for _, forgery := range []string{"edit and recompute", "truncate and fix the head"} {
+	// Edit row 5 and recompute every later hash, or cut the rows after 20
+	// and fix the head.
+	for _, tc := range []struct {
+		forgery string
+		how     audittest.Forgery
+	}{
+		{"edit and recompute", audittest.Forgery{From: 5, Edit: func(r *audit.Record) { r.RequesterWallet = "0xsomeoneelse" }}},
+		{"truncate and fix the head", audittest.Forgery{KeepUpTo: 20, From: 1 << 62}},
+	} {
+		forgery := tc.forgery
 		data, _ := os.ReadFile(db)
 		os.WriteFile(work, data, 0o600)
-		forgeLedger(t, work, "forge", forgery)
+		audittest.ForgeSQLite(t, work, "forge", tc.how)
 		if code, out := verifyLedger(t, "--db", work); code != 0 {
 			t.Fatalf("%s: the plain check should not see it: %d %s", forgery, code, out)
 		}
@@ -544,63 +554,4 @@ func (f *faultEnv) forgedChain(t *testing.T) {
 		}
 	}
 	f.rep.add("forged chain: edit-and-recompute and truncate-and-fix detected by --expect-head and by signed checkpoints (exit 3)")
-}
-
-// forgeLedger rewrites the chain of a SQLite ledger the way someone with
-// write access would, so that the plain chain check passes: edit row 5 and
-// recompute every later hash, or cut the rows after 20 and fix the head.
-func forgeLedger(t *testing.T, path, chain, how string) {
-	t.Helper()
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	for _, q := range []string{"DROP TRIGGER mint_log_no_update", "DROP TRIGGER mint_log_no_delete"} {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	from := int64(5)
-	if how == "truncate and fix the head" {
-		if _, err := db.Exec("DELETE FROM mint_log WHERE chain = ? AND id > 20", chain); err != nil {
-			t.Fatal(err)
-		}
-		from = 1 << 62
-	}
-	rows, err := db.Query(`SELECT id, minted_at, requester_token_hash, requester_wallet, requested_role, session_duration_seconds,
-		sts_session_name, outcome, COALESCE(outcome_detail, ''), client_ip, request_id, credential_id, credential_expires_at, row_hash
-		FROM mint_log WHERE chain = ? ORDER BY id`, chain)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var recs []audit.Record
-	for rows.Next() {
-		r := audit.Record{Chain: chain}
-		var ts int64
-		if err := rows.Scan(&r.ID, &ts, &r.RequesterTokenHash, &r.RequesterWallet, &r.RequestedRole, &r.DurationSeconds,
-			&r.STSSessionName, &r.Outcome, &r.Detail, &r.ClientIP, &r.RequestID, &r.CredentialID, &r.CredentialExpiresAt, &r.RowHash); err != nil {
-			t.Fatal(err)
-		}
-		r.Time = time.Unix(ts, 0).UTC()
-		recs = append(recs, r)
-	}
-	rows.Close()
-	prev := audit.GenesisHash
-	for _, r := range recs {
-		if r.ID == from {
-			r.RequesterWallet = "0xsomeoneelse"
-		}
-		if r.ID >= from {
-			r.RowHash = audit.ComputeHash(r, prev)
-			if _, err := db.Exec("UPDATE mint_log SET requester_wallet = ?, prev_hash = ?, row_hash = ? WHERE chain = ? AND id = ?",
-				r.RequesterWallet, prev, r.RowHash, chain, r.ID); err != nil {
-				t.Fatal(err)
-			}
-		}
-		prev = r.RowHash
-	}
-	if _, err := db.Exec("UPDATE mint_log_chains SET last_id = ?, last_hash = ? WHERE chain = ?", recs[len(recs)-1].ID, prev, chain); err != nil {
-		t.Fatal(err)
-	}
 }

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +20,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/agentkeys/agentkeys/internal/audit"
+	"github.com/agentkeys/agentkeys/internal/audit/audittest"
 	"github.com/agentkeys/agentkeys/internal/sqldb"
 )
 
@@ -79,62 +79,6 @@ func rawDB(t *testing.T, e engine, dsn string) *sql.DB {
 	return db
 }
 
-// rebindQ numbers ? placeholders for PostgreSQL.
-func rebindQ(pg bool, q string) string {
-	if !pg {
-		return q
-	}
-	for i := 1; strings.Contains(q, "?"); i++ {
-		q = strings.Replace(q, "?", "$"+strconv.Itoa(i), 1)
-	}
-	return q
-}
-
-// rewriteFrom is the forgery of someone who can write the database: cut
-// the chain after row keepUpTo (0: keep all), edit row `from` and recompute
-// every later hash and the head row, so the plain chain check passes.
-func rewriteFrom(t *testing.T, e engine, db *sql.DB, chain string, from, keepUpTo int64) {
-	t.Helper()
-	q := func(s string) string { return rebindQ(e.pg, s) }
-	exec(t, db, e.unprotect)
-	if keepUpTo > 0 {
-		if _, err := db.Exec(q("DELETE FROM mint_log WHERE chain = ? AND id > ?"), chain, keepUpTo); err != nil {
-			t.Fatal(err)
-		}
-	}
-	rows, err := db.Query(q("SELECT id, minted_at, requester_token_hash, requester_wallet, requested_role, session_duration_seconds, sts_session_name, outcome, COALESCE(outcome_detail, ''), client_ip, request_id, credential_id, credential_expires_at, row_hash FROM mint_log WHERE chain = ? ORDER BY id"), chain)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var recs []audit.Record
-	for rows.Next() {
-		r := audit.Record{Chain: chain}
-		var ts int64
-		if err := rows.Scan(&r.ID, &ts, &r.RequesterTokenHash, &r.RequesterWallet, &r.RequestedRole, &r.DurationSeconds, &r.STSSessionName, &r.Outcome, &r.Detail, &r.ClientIP, &r.RequestID, &r.CredentialID, &r.CredentialExpiresAt, &r.RowHash); err != nil {
-			t.Fatal(err)
-		}
-		r.Time = time.Unix(ts, 0).UTC()
-		recs = append(recs, r)
-	}
-	rows.Close()
-	prev := audit.GenesisHash
-	for _, r := range recs {
-		if r.ID == from {
-			r.RequesterWallet = "0xforged"
-		}
-		if r.ID >= from {
-			r.RowHash = audit.ComputeHash(r, prev)
-			if _, err := db.Exec(q("UPDATE mint_log SET requester_wallet = ?, prev_hash = ?, row_hash = ? WHERE chain = ? AND id = ?"), r.RequesterWallet, prev, r.RowHash, chain, r.ID); err != nil {
-				t.Fatal(err)
-			}
-		}
-		prev = r.RowHash
-	}
-	if _, err := db.Exec(q("UPDATE mint_log_chains SET last_id = ?, last_hash = ? WHERE chain = ?"), recs[len(recs)-1].ID, prev, chain); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestForgeriesNeedCheckpointsOrExpectedHeads(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, e engine) {
 		for _, tc := range []struct {
@@ -174,7 +118,7 @@ func TestForgeriesNeedCheckpointsOrExpectedHeads(t *testing.T) {
 					exported = append(exported, parsed[0])
 				}
 
-				rewriteFrom(t, e, rawDB(t, e, dsn), "replica-a", tc.from, tc.keepUpTo)
+				audittest.Forge(t, rawDB(t, e, dsn), e.pg, "replica-a", audittest.Forgery{From: tc.from, KeepUpTo: tc.keepUpTo, Edit: func(r *audit.Record) { r.RequesterWallet = "0xforged" }})
 
 				// The unkeyed chain alone cannot tell.
 				if _, err := s.Verify(context.Background()); err != nil {
@@ -346,7 +290,7 @@ func legacyLedger(t *testing.T, dsn string, n int) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	q := func(s string) string { return rebindQ(db.Engine == sqldb.Postgres, s) }
+	q := func(s string) string { return audittest.Rebind(db.Engine == sqldb.Postgres, s) }
 	prev := audit.GenesisHash
 	for i := 1; i <= n; i++ {
 		r := sample(i)

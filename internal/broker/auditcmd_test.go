@@ -10,9 +10,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/agentkeys/agentkeys/internal/audit"
+	"github.com/agentkeys/agentkeys/internal/audit/audittest"
 )
 
 func exitCode(err error) int {
@@ -95,7 +95,16 @@ func TestAuditVerifyUsageErrors(t *testing.T) {
 // see, and checks that verify with the exported checkpoints (keys from the
 // broker's JWKS URL) or with the recorded head exits 3, once.
 func TestAuditVerifyCatchesForgeriesWithCheckpointsAndHeads(t *testing.T) {
-	for _, forgery := range []string{"edit and recompute", "truncate and fix the head"} {
+	// Edit row 2 and recompute every later hash, or cut rows 5 and 6 and
+	// fix the head row.
+	for _, tc := range []struct {
+		forgery string
+		how     audittest.Forgery
+	}{
+		{"edit and recompute", audittest.Forgery{From: 2, Edit: func(r *audit.Record) { r.Outcome = audit.OutcomeAuthFailed }}}, // hide a mint that happened
+		{"truncate and fix the head", audittest.Forgery{KeepUpTo: 4, From: 1 << 62}},
+	} {
+		forgery := tc.forgery
 		t.Run(forgery, func(t *testing.T) {
 			backend := newFakeBackend(t)
 			tok, _ := backend.newSession("master", nil)
@@ -153,7 +162,7 @@ func TestAuditVerifyCatchesForgeriesWithCheckpointsAndHeads(t *testing.T) {
 				t.Fatalf("audit checkpoints:\n%s\nfile:\n%s", dump, exported)
 			}
 
-			forge(t, cfg.AuditDB, "replica-1", forgery)
+			audittest.ForgeSQLite(t, cfg.AuditDB, "replica-1", tc.how)
 			if out, _, err := runCmd(t, nil, "audit", "verify", "--db", cfg.AuditDB); err != nil {
 				t.Fatalf("the plain chain check should miss this forgery: %v %s", err, out)
 			}
@@ -175,63 +184,3 @@ func TestAuditVerifyCatchesForgeriesWithCheckpointsAndHeads(t *testing.T) {
 		})
 	}
 }
-
-// forge rewrites the chain of a SQLite ledger so that only checkpoints or
-// an expected head can tell: edit row 2 and recompute every later hash, or
-// cut rows 5 and 6 and fix the head row.
-func forge(t *testing.T, path, chain, how string) {
-	t.Helper()
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	for _, q := range []string{"DROP TRIGGER mint_log_no_update", "DROP TRIGGER mint_log_no_delete"} {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	from := int64(2)
-	if how == "truncate and fix the head" {
-		if _, err := db.Exec("DELETE FROM mint_log WHERE chain = ? AND id > 4", chain); err != nil {
-			t.Fatal(err)
-		}
-		from = 1 << 62
-	}
-	rows, err := db.Query(`SELECT id, minted_at, requester_token_hash, requester_wallet, requested_role, session_duration_seconds,
-		sts_session_name, outcome, COALESCE(outcome_detail, ''), client_ip, request_id, credential_id, credential_expires_at, row_hash
-		FROM mint_log WHERE chain = ? ORDER BY id`, chain)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var recs []audit.Record
-	for rows.Next() {
-		r := audit.Record{Chain: chain}
-		var ts int64
-		if err := rows.Scan(&r.ID, &ts, &r.RequesterTokenHash, &r.RequesterWallet, &r.RequestedRole, &r.DurationSeconds,
-			&r.STSSessionName, &r.Outcome, &r.Detail, &r.ClientIP, &r.RequestID, &r.CredentialID, &r.CredentialExpiresAt, &r.RowHash); err != nil {
-			t.Fatal(err)
-		}
-		r.Time = timeUnix(ts)
-		recs = append(recs, r)
-	}
-	rows.Close()
-	prev := audit.GenesisHash
-	for _, r := range recs {
-		if r.ID == from {
-			r.Outcome = audit.OutcomeAuthFailed // hide a mint that happened
-		}
-		if r.ID >= from {
-			r.RowHash = audit.ComputeHash(r, prev)
-			if _, err := db.Exec("UPDATE mint_log SET outcome = ?, prev_hash = ?, row_hash = ? WHERE chain = ? AND id = ?", r.Outcome, prev, r.RowHash, chain, r.ID); err != nil {
-				t.Fatal(err)
-			}
-		}
-		prev = r.RowHash
-	}
-	if _, err := db.Exec("UPDATE mint_log_chains SET last_id = ?, last_hash = ? WHERE chain = ?", recs[len(recs)-1].ID, prev, chain); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func timeUnix(ts int64) time.Time { return time.Unix(ts, 0).UTC() }
