@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"sync"
 	"testing"
+
+	"github.com/agentkeys/agentkeys/internal/testkit"
 )
 
 // Proxy is a TCP proxy to a PostgreSQL server that can be frozen: while
@@ -14,7 +16,6 @@ import (
 // was stopped with SIGSTOP or cut off by a network partition. Freezing the
 // shared test server itself would stall every other test.
 type Proxy struct {
-	ln     net.Listener
 	target string
 
 	mu     sync.Mutex
@@ -30,37 +31,12 @@ func NewProxy(t testing.TB, dsn string) (*Proxy, string) {
 	if err != nil {
 		t.Fatalf("proxy: parse DSN: %v", err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &Proxy{ln: ln, target: u.Host, thawed: make(chan struct{})}
+	p := &Proxy{target: u.Host, thawed: make(chan struct{})}
 	close(p.thawed)
-	var conns sync.WaitGroup
-	var mu sync.Mutex
-	var open []net.Conn
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			open = append(open, c)
-			mu.Unlock()
-			conns.Go(func() { p.serve(c, func(s net.Conn) { mu.Lock(); open = append(open, s); mu.Unlock() }) })
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		p.Thaw()
-		mu.Lock()
-		for _, c := range open {
-			c.Close()
-		}
-		mu.Unlock()
-		conns.Wait()
-	})
+	ln := testkit.Listen(t, p.serve)
+	// Cleanups run last-registered first: thaw before the listener's
+	// cleanup closes the connections and waits for serve.
+	t.Cleanup(p.Thaw)
 	u.Host = ln.Addr().String()
 	return p, u.String()
 }
