@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -80,8 +79,7 @@ func TestInitWithDeviceFlow(t *testing.T) {
 	t.Parallel()
 	idp := newDeviceIdP(t, "agentkeys-cli", "alice-sub", false)
 	r := backendtest.Start(t, backend.Config{LoginOIDCIssuer: idp.srv.URL, LoginOIDCClientID: "agentkeys-cli"})
-	home := t.TempDir()
-	w := &world{t: t, url: r.URL(), home: home, cfg: filepath.Join(home, ".config")}
+	w := worldOn(t, r.URL())
 
 	// The mock identity no longer works against this backend.
 	expectCode(t, w.exec(nil, w.env("AGENTKEYS_AUTH_TOKEN=alice"), "init"), 1, "mock identity against an OIDC backend")

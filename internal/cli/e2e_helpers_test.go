@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/agentkeys/agentkeys/internal/backend/backendtest"
 	"github.com/agentkeys/agentkeys/internal/keychain"
+	"github.com/agentkeys/agentkeys/internal/sts/ststest"
 	"github.com/agentkeys/agentkeys/internal/testkit"
 )
 
@@ -37,9 +39,32 @@ type world struct {
 
 func newWorld(t testing.TB) *world {
 	t.Helper()
-	r := backendtest.StartMock(t)
+	return worldOn(t, backendtest.StartMock(t).URL())
+}
+
+// worldOn is a fresh master's home on the backend at url.
+func worldOn(t testing.TB, url string) *world {
 	home := t.TempDir()
-	return &world{t: t, url: r.URL(), home: home, cfg: filepath.Join(home, ".config")}
+	return &world{t: t, url: url, home: home, cfg: filepath.Join(home, ".config")}
+}
+
+// newDevWorld is a world on `agentkeys dev` (StartDev) whose broker mints
+// from a fake STS. It sets the process environment, so its tests cannot
+// run in parallel.
+func newDevWorld(t *testing.T) (*world, *DevStack, *ststest.Fake) {
+	t.Helper()
+	fake := ststest.New()
+	t.Cleanup(fake.Close)
+	// The dev broker's own (long-lived) AWS identity, for the fake STS.
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIADEVBROKER0000000")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "dev-broker-secret-"+randHex(8))
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	dev, err := StartDev(context.Background(), DevOptions{STSEndpoint: fake.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dev.Stop(context.Background()) })
+	return worldOn(t, dev.Backend.URL()), dev, fake
 }
 
 // env is the binary's whole environment: nothing leaks in from the test

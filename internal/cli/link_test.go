@@ -14,8 +14,7 @@ import (
 
 // newWorldSharing is a second master's home on w's backend.
 func newWorldSharing(t *testing.T, w *world) *world {
-	home := t.TempDir()
-	return &world{t: t, url: w.url, home: home, cfg: filepath.Join(home, ".config")}
+	return worldOn(t, w.url)
 }
 
 // fakeBackend counts the requests it receives and answers none of them

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/provision/fixture"
-	"github.com/agentkeys/agentkeys/internal/sts/ststest"
 )
 
 // mailBucket is a minimal S3 (path-style ListObjectsV2 and GetObject)
@@ -98,19 +97,7 @@ func (b *mailBucket) put(key string, body []byte) {
 // only credentials it has.
 func TestProvisionWithBrokerAWSAndSES(t *testing.T) {
 	needChromium(t)
-	fake := ststest.New()
-	t.Cleanup(fake.Close)
-	// The dev broker's own (long-lived) AWS identity, for the fake STS.
-	t.Setenv("AWS_ACCESS_KEY_ID", "AKIADEVBROKER0000000")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "dev-broker-secret-"+randHex(8))
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	dev, err := StartDev(context.Background(), DevOptions{STSEndpoint: fake.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dev.Stop(context.Background()) })
-	w := &world{t: t, url: dev.Backend.URL(), home: t.TempDir()}
-	w.cfg = filepath.Join(w.home, ".config")
+	w, dev, fake := newDevWorld(t)
 	_, master := w.initMaster()
 	w.createAgent("bot", "--services", "openrouter")
 

@@ -1,13 +1,10 @@
 package cli
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/agentkeys/agentkeys/internal/sts/ststest"
 )
 
 // TestRunInjectsAgentAWSCredentials: for an agent whose scope includes
@@ -16,18 +13,7 @@ import (
 // wallet (its tag and agentkeys_access reached STS), masked in the output;
 // without a session file it refuses and runs nothing; --no-aws skips.
 func TestRunInjectsAgentAWSCredentials(t *testing.T) {
-	fake := ststest.New()
-	t.Cleanup(fake.Close)
-	t.Setenv("AWS_ACCESS_KEY_ID", "AKIADEVBROKER0000000")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "dev-broker-secret-"+randHex(8))
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	dev, err := StartDev(context.Background(), DevOptions{STSEndpoint: fake.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dev.Stop(context.Background()) })
-	w := &world{t: t, url: dev.Backend.URL(), home: t.TempDir()}
-	w.cfg = filepath.Join(w.home, ".config")
+	w, dev, fake := newDevWorld(t)
 	w.initMaster()
 	sf := filepath.Join(w.home, "bot.session")
 	agent := w.createAgent("bot", "--services", "aws,openrouter", "--read-only", "--session-out", sf)
