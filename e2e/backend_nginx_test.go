@@ -16,7 +16,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -32,8 +31,7 @@ import (
 	"testing"
 	"time"
 
-	jose "github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/agentkeys/agentkeys/internal/oidc/oidctest"
 )
 
 // testCA issues TLS certificates that clients trust through SSL_CERT_FILE.
@@ -111,11 +109,6 @@ func startDeviceIdP(t *testing.T, ca *testCA, clientID, subject string) string {
 // name (resolved by the test's /etc/hosts), when name is not empty.
 func startNamedDeviceIdP(t *testing.T, ca *testCA, clientID, subject, name string) string {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: "idp1"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	mux := http.NewServeMux()
 	srv := httptest.NewUnstartedServer(mux)
 	c, k := ca.issue(t, "127.0.0.1")
@@ -139,39 +132,7 @@ func startNamedDeviceIdP(t *testing.T, ca *testCA, clientID, subject, name strin
 	if name != "" {
 		u = "https://" + name + ":" + strconv.Itoa(srv.Listener.Addr().(*net.TCPAddr).Port)
 	}
-	var polls atomic.Int32
-	js := func(w http.ResponseWriter, status int, v any) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		json.NewEncoder(w).Encode(v)
-	}
-	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
-		js(w, 200, map[string]any{"issuer": u, "jwks_uri": u + "/jwks", "authorization_endpoint": u + "/auth",
-			"device_authorization_endpoint": u + "/device", "token_endpoint": u + "/token", "id_token_signing_alg_values_supported": []string{"ES256"}})
-	})
-	mux.HandleFunc("GET /jwks", func(w http.ResponseWriter, _ *http.Request) {
-		js(w, 200, jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "idp1", Algorithm: "ES256", Use: "sig"}}})
-	})
-	mux.HandleFunc("POST /device", func(w http.ResponseWriter, r *http.Request) {
-		if r.FormValue("client_id") != clientID {
-			js(w, 400, map[string]string{"error": "invalid_client"})
-			return
-		}
-		js(w, 200, map[string]any{"device_code": "dev-1", "user_code": "TEST-CODE", "verification_uri": u + "/activate", "expires_in": 60, "interval": 0})
-	})
-	mux.HandleFunc("POST /token", func(w http.ResponseWriter, r *http.Request) {
-		if r.FormValue("device_code") != "dev-1" || r.FormValue("grant_type") != "urn:ietf:params:oauth:grant-type:device_code" {
-			js(w, 400, map[string]string{"error": "invalid_grant"})
-			return
-		}
-		if polls.Add(1)%2 == 1 {
-			js(w, 400, map[string]string{"error": "authorization_pending"})
-			return
-		}
-		tok, _ := jwt.Signed(signer).Claims(jwt.Claims{Issuer: u, Subject: subject, Audience: jwt.Audience{clientID},
-			IssuedAt: jwt.NewNumericDate(time.Now()), Expiry: jwt.NewNumericDate(time.Now().Add(time.Hour))}).Serialize()
-		js(w, 200, map[string]any{"access_token": "at", "token_type": "Bearer", "id_token": tok})
-	})
+	mux.Handle("/", oidctest.NewDeviceProvider(t, clientID, subject).Handler(u))
 	return u
 }
 
@@ -286,7 +247,7 @@ func TestBackendThroughNginx(t *testing.T) {
 	master.exe = akExe
 	master.env = append(master.env, tlsEnv)
 	if out, errs, code := master.run("", nil, "init", "--backend", public, "--oidc-issuer", idp, "--oidc-client-id", "agentkeys-cli"); code != 0 ||
-		!strings.Contains(errs, "TEST-CODE") || !strings.Contains(out, "Wallet: 0x") {
+		!strings.Contains(errs, oidctest.UserCode) || !strings.Contains(out, "Wallet: 0x") {
 		t.Fatalf("init through nginx: exit %d\n%s%s", code, out, errs)
 	}
 	master.must("", "agent", "create", "ci-bot", "--services", "openrouter")
