@@ -42,6 +42,18 @@ func newWorld(t testing.TB) *world {
 	return worldOn(t, backendtest.StartMock(t).URL())
 }
 
+// newWorldWithBot is newWorld with a master that has an agent "bot"
+// scoped to openrouter and secret stored for it; it returns the agent's
+// wallet too.
+func newWorldWithBot(t testing.TB, secret string) (*world, string) {
+	t.Helper()
+	w := newWorld(t)
+	w.initMaster()
+	agent := w.createAgent("bot", "--services", "openrouter")
+	w.mustIn(secret, "store", "bot", "openrouter")
+	return w, agent
+}
+
 // worldOn is a fresh master's home on the backend at url.
 func worldOn(t testing.TB, url string) *world {
 	home := t.TempDir()

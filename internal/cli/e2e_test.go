@@ -415,10 +415,7 @@ func TestRunEnvironment(t *testing.T) {
 
 func TestRunExitStatus(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
-	w.initMaster()
-	w.createAgent("bot", "--services", "openrouter")
-	w.mustIn(newSecret(), "store", "bot", "openrouter")
+	w, _ := newWorldWithBot(t, newSecret())
 	for _, tc := range []struct {
 		script string
 		code   int
@@ -448,10 +445,7 @@ func TestRunExitStatus(t *testing.T) {
 
 func TestRunForwardsSignals(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
-	w.initMaster()
-	w.createAgent("bot", "--services", "openrouter")
-	w.mustIn(newSecret(), "store", "bot", "openrouter")
+	w, _ := newWorldWithBot(t, newSecret())
 	for _, tc := range []struct {
 		sig  syscall.Signal
 		code int
@@ -488,11 +482,8 @@ wait $p`
 
 func TestRunSecretNotInArgv(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
-	w.initMaster()
-	w.createAgent("bot", "--services", "openrouter")
 	secret := newSecret()
-	w.mustIn(secret, "store", "bot", "openrouter")
+	w, _ := newWorldWithBot(t, secret)
 	// The child prints its own argv, its parent's (the CLI's) argv and its
 	// own environment, NUL-separated sections.
 	script := `cat /proc/$$/cmdline; printf '\n--SEP--\n'; cat /proc/$PPID/cmdline; printf '\n--SEP--\n'; cat /proc/$$/environ`
@@ -661,10 +652,7 @@ func TestRevoke(t *testing.T) {
 
 func TestTeardown(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
-	w.initMaster()
-	a := w.createAgent("bot", "--services", "openrouter")
-	w.mustIn(newSecret(), "store", "bot", "openrouter")
+	w, a := newWorldWithBot(t, newSecret())
 
 	// Not a terminal and no --yes: refused, nothing deleted.
 	r := w.ak("teardown", "bot")

@@ -14,11 +14,8 @@ import (
 // --no-masking shows them; the exit status still propagates.
 func TestRunMasksOutput(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
-	w.initMaster()
-	w.createAgent("bot", "--services", "openrouter")
 	secret := newSecret() + newSecret() // long enough for base64 to wrap at 76
-	w.mustIn(secret, "store", "bot", "openrouter")
+	w, _ := newWorldWithBot(t, secret)
 	b64 := base64.StdEncoding.EncodeToString([]byte(secret + "\n"))
 	script := `echo $OPENROUTER_API_KEY; echo $OPENROUTER_API_KEY | base64 >&2; exit 7`
 
@@ -45,10 +42,7 @@ func dropLines(s string) string { return strings.NewReplacer("\n", "", "\r", "")
 // by silence, reaches the reader while the child is still running.
 func TestRunMaskingFlushesPartialLine(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
-	w.initMaster()
-	w.createAgent("bot", "--services", "openrouter")
-	w.mustIn(newSecret(), "store", "bot", "openrouter")
+	w, _ := newWorldWithBot(t, newSecret())
 	cmd := exec.Command(binPath, "run", "bot", "--", "sh", "-c", `printf 'Continue? '; read x; echo "got $x"`)
 	cmd.Env = w.env()
 	stdin, _ := cmd.StdinPipe()
@@ -86,10 +80,7 @@ func TestRunMaskingFlushesPartialLine(t *testing.T) {
 // process holding its stdout does not keep a masking run waiting for it.
 func TestRunMaskingDoesNotWaitForBackgroundProcesses(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
-	w.initMaster()
-	w.createAgent("bot", "--services", "openrouter")
-	w.mustIn(newSecret(), "store", "bot", "openrouter")
+	w, _ := newWorldWithBot(t, newSecret())
 	start := time.Now()
 	r := w.ak("run", "bot", "--", "sh", "-c", "sleep 60 & echo started; exit 5")
 	expectCode(t, r, 5, "run with a background process")
