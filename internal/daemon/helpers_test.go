@@ -29,6 +29,23 @@ func TestMain(m *testing.M) {
 	testkit.RunWithBinaries(m, func(p map[string]string) { daemonBin = p["agentkeys-daemon"] }, "agentkeys-daemon")
 }
 
+// daemonBinForOthers copies the daemon binary into a directory every
+// user can enter, for a test that runs it as another uid (the build's
+// temporary directory is private). The copy is removed when t ends.
+func daemonBinForOthers(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "akd-bin-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	bin := filepath.Join(dir, "agentkeys-daemon")
+	data, _ := os.ReadFile(daemonBin)
+	os.WriteFile(bin, data, 0o755)
+	return bin
+}
+
 var (
 	pairLine    = regexp.MustCompile(`Pair code: (\S+)\s+OTP: (\d+)`)
 	recoverLine = regexp.MustCompile(`Recovery code: (\S+)\s+OTP: (\d+)`)

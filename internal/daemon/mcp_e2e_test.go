@@ -11,11 +11,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/agentkeys/agentkeys/internal/testkit"
 )
 
 const mcpSecret = "sk-or-v1-mcp-secret-7f3a9c2e41d0b8"
@@ -31,13 +32,13 @@ func textOf(r *mcp.CallToolResult) string {
 }
 
 // connectStdio runs the built daemon with --stdio under the go-sdk client.
-func connectStdio(t *testing.T, home string, progress chan<- *mcp.ProgressNotificationParams, args ...string) (*mcp.ClientSession, *strings.Builder) {
+func connectStdio(t *testing.T, home string, progress chan<- *mcp.ProgressNotificationParams, args ...string) (*mcp.ClientSession, *testkit.SyncBuffer) {
 	t.Helper()
 	cmd := exec.Command(daemonBin, append([]string{"--stdio"}, args...)...)
 	cmd.Env = daemonEnv(home)
 	os.MkdirAll(filepath.Join(home, "run"), 0o700)
-	stderr := &strings.Builder{}
-	cmd.Stderr = &lockedWriter{w: stderr}
+	stderr := &testkit.SyncBuffer{}
+	cmd.Stderr = stderr
 	opts := &mcp.ClientOptions{}
 	if progress != nil {
 		opts.ProgressNotificationHandler = func(_ context.Context, r *mcp.ProgressNotificationClientRequest) { progress <- r.Params }
@@ -51,17 +52,6 @@ func connectStdio(t *testing.T, home string, progress chan<- *mcp.ProgressNotifi
 	}
 	t.Cleanup(func() { cs.Close() })
 	return cs, stderr
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	w  *strings.Builder
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 func TestMCPStdio(t *testing.T) {
@@ -313,8 +303,8 @@ func TestStdioOnlyProtocolOnStdout(t *testing.T) {
 	}, "\n") + "\n"
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
-	var stderr strings.Builder
-	cmd.Stderr = &lockedWriter{w: &stderr}
+	var stderr testkit.SyncBuffer
+	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

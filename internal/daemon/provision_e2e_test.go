@@ -13,6 +13,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/agentkeys/agentkeys/internal/provision/fixture"
+	"github.com/agentkeys/agentkeys/internal/testkit"
 )
 
 // TestMCPProvision drives agentkeys.provision through the real daemon
@@ -55,7 +56,7 @@ func testMCPProvision(t *testing.T, secretFree bool) {
 		"AGENTKEYS_OPENROUTER_SIGNUP_URL="+site.SignupURL("openrouter"),
 		"AGENTKEYS_OPENROUTER_API_URL="+site.URL)
 	os.MkdirAll(filepath.Join(home, "run"), 0o700)
-	stderr := &lockedWriter{w: &strings.Builder{}}
+	stderr := &testkit.SyncBuffer{}
 	cmd.Stderr = stderr
 	progress := make(chan string, 64)
 	client := mcp.NewClient(&mcp.Implementation{Name: "agentkeys-test", Version: "1"}, &mcp.ClientOptions{
@@ -118,10 +119,4 @@ func testMCPProvision(t *testing.T, secretFree bool) {
 	if err != nil || !res.IsError || !strings.HasPrefix(textOf(res), "SERVICE_NOT_SUPPORTED") || !strings.Contains(textOf(res), "not supported") {
 		t.Fatalf("unknown service: want the original's SERVICE_NOT_SUPPORTED: %v %s", err, textOf(res))
 	}
-}
-
-func (l *lockedWriter) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.String()
 }

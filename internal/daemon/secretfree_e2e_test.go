@@ -178,15 +178,7 @@ func TestChildUserRefusedWithoutPrivilege(t *testing.T) {
 	cmd.Env = daemonEnv(home)
 	if os.Getuid() == 0 {
 		// Run the daemon itself as nobody (a copy it can execute).
-		dir, err := os.MkdirTemp("", "akd-bin-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer os.RemoveAll(dir)
-		os.Chmod(dir, 0o755)
-		bin := filepath.Join(dir, "agentkeys-daemon")
-		data, _ := os.ReadFile(daemonBin)
-		os.WriteFile(bin, data, 0o755)
+		bin := daemonBinForOthers(t)
 		cmd.Path, cmd.Args[0] = bin, bin
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	}

@@ -167,15 +167,7 @@ func TestSocketPeerUID(t *testing.T) {
 	_, _, path, _ := inProcess(t, "openrouter")
 	os.Chmod(filepath.Dir(path), 0o755)
 	os.Chmod(path, 0o777)
-	binDir, err := os.MkdirTemp("", "akd-bin-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(binDir)
-	os.Chmod(binDir, 0o755)
-	bin := filepath.Join(binDir, "agentkeys-daemon")
-	data, _ := os.ReadFile(daemonBin)
-	os.WriteFile(bin, data, 0o755)
+	bin := daemonBinForOthers(t)
 	for p := filepath.Dir(path); p != os.TempDir() && p != "/"; p = filepath.Dir(p) {
 		os.Chmod(p, 0o755) // open every directory: only the peer check is left
 	}
