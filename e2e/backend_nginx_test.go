@@ -259,18 +259,7 @@ func TestBackendThroughNginx(t *testing.T) {
 
 	// A sandbox daemon pairs through the public name; the master approves;
 	// the sandbox reads through the daemon's socket.
-	sock := filepath.Join(t.TempDir(), "ak.sock")
-	d := startDaemonExe(t, daemonExe, []string{tlsEnv}, public, "--services", "openrouter",
-		"--session-file", filepath.Join(t.TempDir(), "agent.json"), "--socket", sock)
-	m := d.expect(t, pairLine)
-	master.must("", "approve", m[1], "--otp", m[2], "--yes", "--name", "sandbox-bot")
-	d.expect(t, verifiedLine)
-	d.expect(t, readyLine)
-	master.must(secret, "store", "sandbox-bot", "openrouter")
-	sandbox := newCLI(t, "http://127.0.0.1:1")
-	if out := sandbox.must("", "read", "--socket", sock, "openrouter"); strings.TrimSpace(out) != secret {
-		t.Fatalf("daemon read = %q", out)
-	}
+	pairSandbox(t, master, daemonExe, []string{tlsEnv}, public, secret)
 	if strings.Contains(backend.stderr.String(), secret) {
 		t.Fatal("the backend logged the credential")
 	}

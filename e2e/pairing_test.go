@@ -72,6 +72,26 @@ func startDaemon(t *testing.T, backendURL string, args ...string) *daemonProc {
 	return startDaemonExe(t, bin["agentkeys-daemon"], nil, backendURL, args...)
 }
 
+// pairSandbox starts a daemon (exe with extraEnv) on backendURL for
+// openrouter, has master approve it as sandbox-bot, stores secret for that
+// agent and checks that a CLI with no backend of its own reads it through
+// the daemon's socket.
+func pairSandbox(t *testing.T, master *cli, exe string, extraEnv []string, backendURL, secret string) {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "ak.sock")
+	d := startDaemonExe(t, exe, extraEnv, backendURL, "--services", "openrouter",
+		"--session-file", filepath.Join(t.TempDir(), "agent.json"), "--socket", sock)
+	m := d.expect(t, pairLine)
+	master.must("", "approve", m[1], "--otp", m[2], "--yes", "--name", "sandbox-bot")
+	d.expect(t, verifiedLine)
+	d.expect(t, readyLine)
+	master.must(secret, "store", "sandbox-bot", "openrouter")
+	sandbox := newCLI(t, "http://127.0.0.1:1")
+	if out := sandbox.must("", "read", "--socket", sock, "openrouter"); strings.TrimSpace(out) != secret {
+		t.Fatalf("daemon read = %q", out)
+	}
+}
+
 // startDaemonExe runs exe (agentkeys-daemon or a wrapper of it) with extra
 // environment.
 func startDaemonExe(t *testing.T, exe string, extraEnv []string, backendURL string, args ...string) *daemonProc {

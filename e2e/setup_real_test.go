@@ -265,18 +265,7 @@ func realHost(t *testing.T) {
 	master.must(secret, "store", "ci-bot", "openrouter")
 
 	// A daemon on "another machine" pairs through the public name.
-	sock := filepath.Join(t.TempDir(), "ak.sock")
-	d := startDaemonExe(t, laptop(bin["agentkeys-daemon"]), nil, "https://"+backendHost, "--services", "openrouter",
-		"--session-file", filepath.Join(t.TempDir(), "agent.json"), "--socket", sock)
-	m := d.expect(t, pairLine)
-	master.must("", "approve", m[1], "--otp", m[2], "--yes", "--name", "sandbox-bot")
-	d.expect(t, verifiedLine)
-	d.expect(t, readyLine)
-	master.must(secret, "store", "sandbox-bot", "openrouter")
-	sandbox := newCLI(t, "http://127.0.0.1:1")
-	if o := sandbox.must("", "read", "--socket", sock, "openrouter"); strings.TrimSpace(o) != secret {
-		t.Fatalf("daemon read = %q", o)
-	}
+	pairSandbox(t, master, laptop(bin["agentkeys-daemon"]), nil, "https://"+backendHost, secret)
 	// The backend saw the laptop's address (nginx's X-Forwarded-For,
 	// believed from loopback only).
 	if !strings.Contains(tryRead("/var/log/agentkeys-backend.log"), "10.99.0.2") {
