@@ -13,7 +13,6 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
-	"github.com/agentkeys/agentkeys/internal/backendclient"
 )
 
 func mint(t *testing.T, url string, tok agentkeys.Token) (int, map[string]any) {
@@ -40,14 +39,7 @@ func mint(t *testing.T, url string, tok agentkeys.Token) (int, map[string]any) {
 func TestBrokerMintsVerifiableJWTs(t *testing.T) {
 	s := startStack(t)
 	ctx := context.Background()
-	c, err := backendclient.New(s.backendURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	master, err := c.CreateSession(ctx, "e2e-master")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, master := loginMaster(t, s.backendURL, "e2e-master")
 	agent, err := c.CreateChild(ctx, master.Token, agentkeys.Scope{Services: []string{"aws"}}, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -129,14 +121,7 @@ func TestBrokerMintsVerifiableJWTs(t *testing.T) {
 func TestBrokerAcceptsBrokerTokens(t *testing.T) {
 	s := startStack(t)
 	ctx := context.Background()
-	c, err := backendclient.New(s.backendURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	master, err := c.CreateSession(ctx, "e2e-broker-token-master")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, master := loginMaster(t, s.backendURL, "e2e-broker-token-master")
 	agent, err := c.CreateChild(ctx, master.Token, agentkeys.Scope{Services: []string{"aws"}}, 0)
 	if err != nil {
 		t.Fatal(err)

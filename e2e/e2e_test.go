@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentkeys/agentkeys/internal/backendclient"
 	"github.com/agentkeys/agentkeys/internal/testkit"
 )
 
@@ -108,6 +110,21 @@ func waitHTTP(t *testing.T, p *proc, url string) {
 		}
 	}
 	t.Fatalf("%s did not answer in time\n%s", url, p.stderr)
+}
+
+// loginMaster logs identity in at the backend (mock login) and returns a
+// client and the master session.
+func loginMaster(t *testing.T, backendURL, identity string) (*backendclient.Client, backendclient.Session) {
+	t.Helper()
+	c, err := backendclient.New(backendURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	master, err := c.CreateSession(context.Background(), identity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, master
 }
 
 // stack is a backend and a broker started from their binaries.

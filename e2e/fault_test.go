@@ -26,7 +26,6 @@ import (
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/audit"
 	"github.com/agentkeys/agentkeys/internal/audit/audittest"
-	"github.com/agentkeys/agentkeys/internal/backendclient"
 	"github.com/agentkeys/agentkeys/internal/sqldb/sqldbtest"
 	"github.com/agentkeys/agentkeys/internal/sts/ststest"
 )
@@ -116,14 +115,7 @@ func newFaultEnv(t *testing.T, rep *faultReport) *faultEnv {
 	// backend: lift its per-wallet limit, or the load itself is refused.
 	backend := start(t, nil, "agentkeys-backend", "--login", "mock", "--wallet-rate", "0", "--listen", "127.0.0.1:"+strconv.Itoa(port), "--data-dir", filepath.Join(dir, "backend"))
 	waitHTTP(t, backend, f.backendURL+"/health")
-	c, err := backendclient.New(f.backendURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	master, err := c.CreateSession(context.Background(), "fault-master")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, master := loginMaster(t, f.backendURL, "fault-master")
 	f.token = master.Token
 	return f
 }

@@ -101,14 +101,7 @@ func startFedStack(t *testing.T) *fedStack {
 // "aws" so that it may mint.
 func (s *fedStack) agents(t *testing.T, ctx context.Context, names ...string) []backendclient.Session {
 	t.Helper()
-	c, err := backendclient.New(s.backendURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	master, err := c.CreateSession(ctx, "federation-master")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, master := loginMaster(t, s.backendURL, "federation-master")
 	var out []backendclient.Session
 	for range names {
 		a, err := c.CreateChild(ctx, master.Token, agentkeys.Scope{Services: []string{"aws"}}, 0)
@@ -123,14 +116,7 @@ func (s *fedStack) agents(t *testing.T, ctx context.Context, names ...string) []
 // agent creates one more agent with scope under a master session.
 func (s *fedStack) agent(t *testing.T, ctx context.Context, scope agentkeys.Scope) backendclient.Session {
 	t.Helper()
-	c, err := backendclient.New(s.backendURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	master, err := c.CreateSession(ctx, "federation-master")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, master := loginMaster(t, s.backendURL, "federation-master")
 	a, err := c.CreateChild(ctx, master.Token, scope, 0)
 	if err != nil {
 		t.Fatal(err)

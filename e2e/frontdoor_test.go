@@ -176,14 +176,7 @@ func TestTrustedProxiesBehindNginx(t *testing.T) {
 	base := startNginx(t, host, kport)
 
 	ctx := context.Background()
-	bc, err := backendclient.New(backendURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	master, err := bc.CreateSession(ctx, "frontdoor-master")
-	if err != nil {
-		t.Fatal(err)
-	}
+	bc, master := loginMaster(t, backendURL, "frontdoor-master")
 	agent, err := bc.CreateChild(ctx, master.Token, agentkeys.Scope{Services: []string{"aws"}}, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -443,14 +436,7 @@ func TestHostileInputIsA4xx(t *testing.T) {
 		}
 		be := start(t, nil, "agentkeys-backend", args...)
 		waitHTTP(t, be, base+"/health")
-		bc, err := backendclient.New(base)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, err := bc.CreateSession(context.Background(), "hostile-input")
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, m := loginMaster(t, base, "hostile-input")
 		bearer := "Bearer " + m.Token.Reveal()
 		awaitBearer := "Bearer " + agentkeys.NewToken().Reveal()
 		for _, c := range []struct {
@@ -520,15 +506,7 @@ func TestMasterReadsNoLies(t *testing.T) {
 		}
 	}
 
-	ctx := context.Background()
-	bc, err := backendclient.New(s.backendURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	api, err := bc.CreateSession(ctx, "e2e-lies-api")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, api := loginMaster(t, s.backendURL, "e2e-lies-api")
 	bearer := "Bearer " + api.Token.Reveal()
 	for _, body := range []string{
 		`{"agent_id":"` + string(api.Wallet) + `","service":"svc","result":"ok","detail":"ok\u202e"}`,

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
-	"github.com/agentkeys/agentkeys/internal/backendclient"
 	"github.com/agentkeys/agentkeys/internal/sts/ststest"
 )
 
@@ -44,14 +43,7 @@ func TestBrokerCredentialsEndWithTheSession(t *testing.T) {
 	waitHTTP(t, broker, brokerURL+"/readyz")
 
 	ctx := context.Background()
-	c, err := backendclient.New(backendURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	master, err := c.CreateSession(ctx, "lifetime-master")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, master := loginMaster(t, backendURL, "lifetime-master")
 	aws := agentkeys.Scope{Services: []string{"aws"}}
 	readOnly := agentkeys.Scope{Services: []string{"aws"}, ReadOnly: true}
 

@@ -24,7 +24,6 @@ import (
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
-	"github.com/agentkeys/agentkeys/internal/backendclient"
 	"github.com/agentkeys/agentkeys/internal/keychain"
 )
 
@@ -93,14 +92,7 @@ func mcpSetup(t *testing.T) *mcpFixture {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := backendclient.New(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	master, err := c.CreateSession(ctx, "e2e-mcp-master-"+mcpRandHex(6))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, master := loginMaster(t, url, "e2e-mcp-master-"+mcpRandHex(6))
 	agent, err := c.CreateChild(ctx, master.Token, agentkeys.Scope{Services: []string{mcpService}}, 0)
 	if err != nil {
 		t.Fatal(err)
