@@ -13,6 +13,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/oidc/oidctest"
 )
 
 func mint(t *testing.T, url string, tok agentkeys.Token) (int, map[string]any) {
@@ -56,17 +57,11 @@ func TestBrokerMintsVerifiableJWTs(t *testing.T) {
 	if err != nil {
 		t.Fatalf("go-oidc refused the broker's JWT: %v", err)
 	}
-	var claims struct {
-		Wallet string `json:"agentkeys_user_wallet"`
-		JTI    string `json:"jti"`
-		Tags   struct {
-			PrincipalTags map[string][]string `json:"principal_tags"`
-		} `json:"https://aws.amazon.com/tags"`
-	}
+	var claims oidctest.Claims
 	if err := idt.Claims(&claims); err != nil {
 		t.Fatal(err)
 	}
-	if idt.Subject != "agentkeys:agent:"+string(agent.Wallet) || claims.Wallet != string(agent.Wallet) || claims.JTI == "" ||
+	if idt.Subject != "agentkeys:agent:"+string(agent.Wallet) || claims.Wallet != string(agent.Wallet) || claims.Jti == "" ||
 		len(claims.Tags.PrincipalTags["agentkeys_user_wallet"]) != 1 {
 		t.Fatalf("claims: sub=%s %+v", idt.Subject, claims)
 	}

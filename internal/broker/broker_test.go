@@ -18,6 +18,7 @@ import (
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/api"
 	"github.com/agentkeys/agentkeys/internal/audit"
+	"github.com/agentkeys/agentkeys/internal/oidc/oidctest"
 	"github.com/agentkeys/agentkeys/internal/sts/ststest"
 )
 
@@ -82,13 +83,7 @@ func TestMintOIDCJWT(t *testing.T) {
 	if err != nil {
 		t.Fatalf("go-oidc rejected the broker's token: %v", err)
 	}
-	var cl struct {
-		Wallet string `json:"agentkeys_user_wallet"`
-		Jti    string `json:"jti"`
-		Tags   struct {
-			PrincipalTags map[string][]string `json:"principal_tags"`
-		} `json:"https://aws.amazon.com/tags"`
-	}
+	var cl oidctest.Claims
 	idt.Claims(&cl)
 	if idt.Subject != "agentkeys:agent:"+string(wallet) || cl.Wallet != string(wallet) || cl.Tags.PrincipalTags["agentkeys_user_wallet"][0] != string(wallet) {
 		t.Fatalf("claims: sub=%s %+v", idt.Subject, cl)

@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"slices"
@@ -12,38 +11,8 @@ import (
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/api"
 	"github.com/agentkeys/agentkeys/internal/audit"
+	"github.com/agentkeys/agentkeys/internal/oidc/oidctest"
 )
-
-// jwtClaims decodes the payload of a compact JWS (the signature is checked
-// by the go-oidc tests; here only the claims matter).
-type jwtClaims struct {
-	Iat    int64  `json:"iat"`
-	Exp    int64  `json:"exp"`
-	Jti    string `json:"jti"`
-	Wallet string `json:"agentkeys_user_wallet"`
-	Access string `json:"agentkeys_access"`
-	Tags   struct {
-		PrincipalTags     map[string][]string `json:"principal_tags"`
-		TransitiveTagKeys []string            `json:"transitive_tag_keys"`
-	} `json:"https://aws.amazon.com/tags"`
-}
-
-func decodeJWT(t *testing.T, raw string) jwtClaims {
-	t.Helper()
-	parts := strings.Split(raw, ".")
-	if len(parts) != 3 {
-		t.Fatalf("not a compact JWS: %q", raw)
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var c jwtClaims
-	if err := json.Unmarshal(payload, &c); err != nil {
-		t.Fatalf("JWT payload: %v", err)
-	}
-	return c
-}
 
 // A credential never outlives the session it was minted for: the JWT's exp
 // and the STS DurationSeconds are capped to what is left of the session, and
@@ -97,7 +66,7 @@ func TestMintNeverOutlivesTheSession(t *testing.T) {
 				}
 				var got api.MintJWTResponse
 				json.Unmarshal(r.body, &got)
-				c := decodeJWT(t, got.JWT)
+				c := oidctest.DecodeClaims(t, got.JWT)
 				want := min(c.Iat+ttl, end.Unix())
 				if c.Exp != want || got.Expiration != c.Exp || c.Exp > end.Unix() {
 					t.Fatalf("exp = %d, response expiration %d; want %d (iat %d, session end %d)", c.Exp, got.Expiration, want, c.Iat, end.Unix())
@@ -183,7 +152,7 @@ func TestMintAgainstOriginalShapedBackend(t *testing.T) {
 	if r.status != http.StatusOK {
 		t.Fatalf("JWT with a string scope: %d %s", r.status, r.body)
 	}
-	c := decodeJWT(t, r.json(t)["jwt"].(string))
+	c := oidctest.DecodeClaims(t, r.json(t)["jwt"].(string))
 	if c.Access != "read" || c.Wallet != string(w) {
 		t.Fatalf("claims from a string scope: %+v", c)
 	}
@@ -200,7 +169,7 @@ func TestMintAgainstOriginalShapedBackend(t *testing.T) {
 	}
 
 	answer(`null`)
-	if r := h.do("POST", PathMintJWT, tok, ""); r.status != http.StatusOK || decodeJWT(t, r.json(t)["jwt"].(string)).Access != "write" {
+	if r := h.do("POST", PathMintJWT, tok, ""); r.status != http.StatusOK || oidctest.DecodeClaims(t, r.json(t)["jwt"].(string)).Access != "write" {
 		t.Fatalf("master (null scope): %d %s", r.status, r.body)
 	}
 
@@ -234,7 +203,7 @@ func TestMintCarriesAccessLevel(t *testing.T) {
 			}
 			var got api.MintJWTResponse
 			json.Unmarshal(r.body, &got)
-			c := decodeJWT(t, got.JWT)
+			c := oidctest.DecodeClaims(t, got.JWT)
 			if c.Wallet != string(wallet) || c.Access != tc.want {
 				t.Errorf("agentkeys_access claim = %q, want %q", c.Access, tc.want)
 			}

@@ -19,6 +19,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/agentkeys/agentkeys/internal/oidc"
+	"github.com/agentkeys/agentkeys/internal/oidc/oidctest"
 	"github.com/agentkeys/agentkeys/internal/testkit"
 )
 
@@ -80,22 +81,6 @@ func snapshotVerifier(t *testing.T, s *server, c *testkit.Clock) *gooidc.IDToken
 		&gooidc.Config{ClientID: oidc.Audience, Now: c.Now, SupportedSigningAlgs: []string{"ES256"}})
 }
 
-type tokenClaims struct {
-	Iss    string `json:"iss"`
-	Sub    string `json:"sub"`
-	Aud    string `json:"aud"`
-	Iat    int64  `json:"iat"`
-	Nbf    int64  `json:"nbf"`
-	Exp    int64  `json:"exp"`
-	Jti    string `json:"jti"`
-	Wallet string `json:"agentkeys_user_wallet"`
-	Access string `json:"agentkeys_access"`
-	Tags   struct {
-		PrincipalTags     map[string][]string `json:"principal_tags"`
-		TransitiveTagKeys []string            `json:"transitive_tag_keys"`
-	} `json:"https://aws.amazon.com/tags"`
-}
-
 func TestMintedTokenVerifiesWithGoOIDC(t *testing.T) {
 	c := newClock()
 	s, _ := newServer(t, c, 5*time.Minute)
@@ -108,7 +93,7 @@ func TestMintedTokenVerifiesWithGoOIDC(t *testing.T) {
 	if err != nil {
 		t.Fatalf("go-oidc rejected the token: %v", err)
 	}
-	var cl tokenClaims
+	var cl oidctest.Claims
 	if err := idt.Claims(&cl); err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +166,7 @@ func TestMintAccessLevelAndNotAfter(t *testing.T) {
 			if err != nil {
 				t.Fatalf("go-oidc rejected the token: %v", err)
 			}
-			var cl tokenClaims
+			var cl oidctest.Claims
 			if err := idt.Claims(&cl); err != nil {
 				t.Fatal(err)
 			}
