@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -28,6 +27,7 @@ import (
 	"github.com/agentkeys/agentkeys/internal/audit/audittest"
 	"github.com/agentkeys/agentkeys/internal/sqldb/sqldbtest"
 	"github.com/agentkeys/agentkeys/internal/sts/ststest"
+	"github.com/agentkeys/agentkeys/internal/testkit"
 )
 
 // The fault suite drives real broker processes through the failures the
@@ -305,14 +305,11 @@ func verifyLedger(t *testing.T, args ...string) (int, string) {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return ee.ExitCode(), out.String()
-	}
-	if err != nil {
+	code, ok := testkit.ExitCode(err)
+	if !ok {
 		t.Fatal(err)
 	}
-	return 0, out.String()
+	return code, out.String()
 }
 
 func (f *faultEnv) kill9(t *testing.T) {

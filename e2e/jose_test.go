@@ -12,13 +12,14 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/agentkeys/agentkeys/internal/testkit"
 )
 
 type joseResult struct {
@@ -41,11 +42,8 @@ func joseVerify(t *testing.T, node, issuer, token string) (joseResult, int) {
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
+	code, ok := testkit.ExitCode(err)
+	if !ok {
 		t.Fatalf("node verify.mjs: %v\n%s", err, errb.String())
 	}
 	var r joseResult

@@ -9,7 +9,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/keychain"
+	"github.com/agentkeys/agentkeys/internal/testkit"
 )
 
 // The real MCP peers: the official TypeScript SDK client
@@ -169,12 +169,8 @@ func mcpNode(t *testing.T, env []string, args ...string) (stdout, stderr string,
 	if ctx.Err() != nil {
 		t.Fatalf("%s did not finish within %s\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), mcpNodeTimeout, out.String(), errb.String())
 	}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	default:
+	code, ok := testkit.ExitCode(err)
+	if !ok {
 		t.Fatalf("%s: %v", strings.Join(args, " "), err)
 	}
 	return out.String(), errb.String(), code

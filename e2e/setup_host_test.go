@@ -29,6 +29,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/agentkeys/agentkeys/internal/testkit"
 )
 
 const (
@@ -51,11 +53,8 @@ func runSetup(t *testing.T, env []string, args ...string) (string, int) {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
+	code, ok := testkit.ExitCode(err)
+	if !ok {
 		t.Fatal(err)
 	}
 	for _, secret := range []string{setupSecret, setupAKID} {

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -111,17 +110,14 @@ func (w *world) exec(stdin io.Reader, env []string, args ...string) result {
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
 	r := result{stdout: out.String(), stderr: errb.String()}
-	var ee *exec.ExitError
+	code, ok := testkit.ExitCode(err)
 	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		r.code = ee.ExitCode()
-		if r.code < 0 {
-			w.t.Fatalf("agentkeys %v died of a signal: %v", args, err)
-		}
-	default:
+	case !ok:
 		w.t.Fatalf("agentkeys %v: %v", args, err)
+	case code < 0:
+		w.t.Fatalf("agentkeys %v died of a signal: %v", args, err)
 	}
+	r.code = code
 	return r
 }
 

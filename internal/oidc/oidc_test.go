@@ -60,6 +60,25 @@ func verifier(t *testing.T, s *server, c *testkit.Clock) *gooidc.IDTokenVerifier
 	return p.Verifier(&gooidc.Config{ClientID: oidc.Audience, Now: c.Now})
 }
 
+// mintVerified mints a token for sub, has v (go-oidc) verify it and
+// returns the token and its claims.
+func mintVerified(t *testing.T, s *server, v *gooidc.IDTokenVerifier, sub oidc.Subject) (oidc.Token, oidctest.Claims) {
+	t.Helper()
+	tok, err := s.iss.Mint(sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idt, err := v.Verify(context.Background(), tok.JWT)
+	if err != nil {
+		t.Fatalf("go-oidc rejected the token: %v", err)
+	}
+	var cl oidctest.Claims
+	if err := idt.Claims(&cl); err != nil {
+		t.Fatal(err)
+	}
+	return tok, cl
+}
+
 // snapshotVerifier verifies with the JWKS as fetched now, like a relying
 // party that caches it.
 func snapshotVerifier(t *testing.T, s *server, c *testkit.Clock) *gooidc.IDTokenVerifier {
@@ -85,18 +104,7 @@ func TestMintedTokenVerifiesWithGoOIDC(t *testing.T) {
 	c := newClock()
 	s, _ := newServer(t, c, 5*time.Minute)
 	v := verifier(t, s, c)
-	tok, err := s.iss.Mint(oidc.Subject{Wallet: wallet, Access: oidc.AccessWrite})
-	if err != nil {
-		t.Fatal(err)
-	}
-	idt, err := v.Verify(context.Background(), tok.JWT)
-	if err != nil {
-		t.Fatalf("go-oidc rejected the token: %v", err)
-	}
-	var cl oidctest.Claims
-	if err := idt.Claims(&cl); err != nil {
-		t.Fatal(err)
-	}
+	tok, cl := mintVerified(t, s, v, oidc.Subject{Wallet: wallet, Access: oidc.AccessWrite})
 	now := c.Now().Unix()
 	if cl.Iss != s.URL || cl.Sub != "agentkeys:agent:"+wallet || cl.Aud != "sts.amazonaws.com" || cl.Wallet != wallet {
 		t.Errorf("claims = %+v", cl)
@@ -158,18 +166,7 @@ func TestMintAccessLevelAndNotAfter(t *testing.T) {
 		{"no cap", oidc.Subject{Wallet: wallet, Access: oidc.AccessRead}, now.Add(5 * time.Minute).Unix(), true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tok, err := s.iss.Mint(tc.sub)
-			if err != nil {
-				t.Fatal(err)
-			}
-			idt, err := v.Verify(context.Background(), tok.JWT)
-			if err != nil {
-				t.Fatalf("go-oidc rejected the token: %v", err)
-			}
-			var cl oidctest.Claims
-			if err := idt.Claims(&cl); err != nil {
-				t.Fatal(err)
-			}
+			tok, cl := mintVerified(t, s, v, tc.sub)
 			if cl.Exp != tc.wantExp || tok.Expires.Unix() != cl.Exp {
 				t.Errorf("exp = %d (Token.Expires %d), want %d", cl.Exp, tok.Expires.Unix(), tc.wantExp)
 			}
