@@ -1,15 +1,12 @@
 package cli
 
 import (
-	"bufio"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/authreq"
@@ -110,30 +107,7 @@ func TestRecoverOnANewMachine(t *testing.T) {
 	helper := w.createAgent("helper", "--services", "openrouter")
 	laptop := newWorldSharing(t, w)
 
-	cmd := exec.Command(binPath, "recover", "Alice@Example.com", "--timeout", "30s")
-	cmd.Env = laptop.env()
-	stderr, _ := cmd.StderrPipe()
-	var out strings.Builder
-	cmd.Stdout = &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	codes := make(chan []string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if m := recoveryLine.FindStringSubmatch(sc.Text()); m != nil {
-				codes <- m
-			}
-		}
-	}()
-	var m []string
-	select {
-	case m = <-codes:
-	case <-time.After(15 * time.Second):
-		cmd.Process.Kill()
-		t.Fatal("no recovery code line")
-	}
+	m, wait := startRecover(t, laptop, "Alice@Example.com")
 	// A stranger cannot approve it.
 	stranger := newWorldSharing(t, w)
 	stranger.initMaster()
@@ -154,11 +128,12 @@ func TestRecoverOnANewMachine(t *testing.T) {
 	if !strings.Contains(r.stdout, "master wallet "+wallet) {
 		t.Fatalf("approved: %s", r)
 	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("recover exited with %v: %s", err, out.String())
+	code, out, errs := wait()
+	if code != 0 {
+		t.Fatalf("recover exited %d: %s%s", code, out, errs)
 	}
-	if !strings.Contains(out.String(), wallet) {
-		t.Fatalf("recover printed %q", out.String())
+	if !strings.Contains(out, wallet) {
+		t.Fatalf("recover printed %q", out)
 	}
 	if r := laptop.must("whoami"); !strings.Contains(r.stdout, wallet) {
 		t.Fatalf("the new machine is not %s: %s", wallet, r)
