@@ -16,9 +16,7 @@ import (
 // TestAWSSDKCredentialProcess: the stock AWS SDK for Go runs the built
 // binary as its credential_process and accepts what it prints.
 func TestAWSSDKCredentialProcess(t *testing.T) {
-	b := startBackend(t)
-	dir := t.TempDir()
-	ks, sf := b.agent(t, dir, "aws")
+	b, dir, ks, sf := startBackendAgent(t, "aws")
 	tok := ks.Token
 	fb := newFakeBrokerFor(t, b, time.Hour)
 	cfgFile := filepath.Join(dir, "config")
@@ -51,9 +49,7 @@ func TestAWSSDKCredentialProcess(t *testing.T) {
 // TestSocketBrokerMethods: aws_credentials and oidc_token through the
 // running daemon, and credential-process via its socket.
 func TestSocketBrokerMethods(t *testing.T) {
-	b := startBackend(t)
-	home := t.TempDir()
-	ks, sf := b.agent(t, home, "openrouter")
+	b, home, ks, sf := startBackendAgent(t, "openrouter")
 	fb := newFakeBrokerFor(t, b, time.Hour)
 	sock := filepath.Join(home, "run", "agentkeys", "agentkeys.sock")
 	tokFile := filepath.Join(home, "web-identity-token")
@@ -94,9 +90,7 @@ func TestSocketBrokerMethods(t *testing.T) {
 // TestDaemonBrokerBinding: a daemon whose session file names a broker uses
 // it without --broker-url, and refuses to start with another one.
 func TestDaemonBrokerBinding(t *testing.T) {
-	b := startBackend(t)
-	home := t.TempDir()
-	ks, sf := b.agent(t, home, "openrouter")
+	b, home, ks, sf := startBackendAgent(t, "openrouter")
 	fb := newFakeBrokerFor(t, b, time.Hour)
 	ks.Broker = fb.URL
 	if err := keychain.WriteSessionFile(sf, ks); err != nil {

@@ -83,6 +83,16 @@ func newTestBackend(t testing.TB, url string) *testBackend {
 	return &testBackend{url: url, client: c, master: m}
 }
 
+// startBackendAgent starts a backend and, in a fresh home directory,
+// writes the session file of a new agent scoped to services.
+func startBackendAgent(t testing.TB, services ...string) (b *testBackend, home string, ks keychain.Session, sessFile string) {
+	t.Helper()
+	b = startBackend(t)
+	home = t.TempDir()
+	ks, sessFile = b.agent(t, home, services...)
+	return b, home, ks, sessFile
+}
+
 // agent creates an agent under the master directly and writes its
 // session file.
 func (b *testBackend) agent(t testing.TB, dir string, services ...string) (keychain.Session, string) {

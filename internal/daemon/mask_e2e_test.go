@@ -14,9 +14,7 @@ import (
 // CRLF, after a prefix; xxd -p and od hex; fold; percent-encoding, also
 // folded) comes back from the real daemon masked.
 func TestRunWithCredentialMasksToolOutput(t *testing.T) {
-	b := startBackend(t)
-	home := t.TempDir()
-	ks, sf := b.agent(t, home, "openrouter")
+	b, home, ks, sf := startBackendAgent(t, "openrouter")
 	raw := make([]byte, 123)
 	rand.Read(raw)
 	secret := base64.StdEncoding.EncodeToString(raw) // 164 characters with '+' and '/'

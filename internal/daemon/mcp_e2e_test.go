@@ -56,9 +56,7 @@ func connectStdio(t *testing.T, home string, progress chan<- *mcp.ProgressNotifi
 
 func TestMCPStdio(t *testing.T) {
 	ctx := context.Background()
-	b := startBackend(t)
-	home := t.TempDir()
-	ks, sessFile := b.agent(t, home, "openrouter")
+	b, home, ks, sessFile := startBackendAgent(t, "openrouter")
 	b.store(t, ks.Wallet, "openrouter", mcpSecret)
 	b.store(t, ks.Wallet, "openai", "sk-openai-out-of-scope")
 	progress := make(chan *mcp.ProgressNotificationParams, 8)
@@ -177,9 +175,7 @@ func TestMCPStdio(t *testing.T) {
 
 func TestMCPGetCredentialDisabled(t *testing.T) {
 	ctx := context.Background()
-	b := startBackend(t)
-	home := t.TempDir()
-	ks, sessFile := b.agent(t, home, "openrouter")
+	b, home, ks, sessFile := startBackendAgent(t, "openrouter")
 	b.store(t, ks.Wallet, "openrouter", mcpSecret)
 	cs, _ := connectStdio(t, home, nil, "--session-file", sessFile, "--no-socket", "--no-get-credential")
 	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: ToolGetCredential, Arguments: map[string]any{"service": "openrouter"}})
@@ -210,9 +206,7 @@ func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 
 func TestMCPStreamableHTTP(t *testing.T) {
 	ctx := context.Background()
-	b := startBackend(t)
-	home := t.TempDir()
-	ks, sessFile := b.agent(t, home, "openrouter")
+	b, home, ks, sessFile := startBackendAgent(t, "openrouter")
 	b.store(t, ks.Wallet, "openrouter", mcpSecret)
 
 	// Generated token in a 0600 file.
@@ -290,9 +284,7 @@ func TestMCPStreamableHTTP(t *testing.T) {
 // JSON-RPC message, the client's protocol version is negotiated, and the
 // daemon exits 0 when stdin closes.
 func TestStdioOnlyProtocolOnStdout(t *testing.T) {
-	b := startBackend(t)
-	home := t.TempDir()
-	_, sessFile := b.agent(t, home, "openrouter")
+	_, home, _, sessFile := startBackendAgent(t, "openrouter")
 	cmd := commandWithEnv(home, daemonBin, "--stdio", "--session-file", sessFile, "--no-socket")
 	in := strings.Join([]string{
 		`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-03-26","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`,

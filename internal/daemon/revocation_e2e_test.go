@@ -63,9 +63,7 @@ var killLine = regexp.MustCompile(`"msg":"the daemon.s session was refused.*`)
 // audited.
 func TestRevokeStopsEveryDaemonSurfaceWithinASecond(t *testing.T) {
 	ctx := context.Background()
-	b := startBackend(t)
-	home := t.TempDir()
-	ks, sessFile := b.agent(t, home, "openrouter", broker.DefaultScopeService)
+	b, home, ks, sessFile := startBackendAgent(t, "openrouter", broker.DefaultScopeService)
 	b.store(t, ks.Wallet, "openrouter", mcpSecret)
 	brk, fakeSTS := startRealBroker(t, b.url)
 
@@ -199,9 +197,7 @@ func TestRevokeStopsEveryDaemonSurfaceWithinASecond(t *testing.T) {
 // confirms the session again.
 func TestCachesBypassedWhileTheWatchIsBroken(t *testing.T) {
 	ctx := context.Background()
-	b := startBackend(t)
-	home := t.TempDir()
-	ks, _ := b.agent(t, home, "openrouter")
+	b, _, ks, _ := startBackendAgent(t, "openrouter")
 	b.store(t, ks.Wallet, "openrouter", mcpSecret)
 	target, _ := url.Parse(b.url)
 	var down atomic.Bool

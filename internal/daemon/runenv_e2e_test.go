@@ -19,9 +19,7 @@ import (
 // values.
 func startHTTPDaemonWithSettings(t *testing.T, secret string) (cs *mcp.ClientSession, daemonSecrets []string, marker string) {
 	t.Helper()
-	b := startBackend(t)
-	home := t.TempDir()
-	ks, sf := b.agent(t, home, "openrouter")
+	b, home, ks, sf := startBackendAgent(t, "openrouter")
 	b.store(t, ks.Wallet, "openrouter", secret)
 	token := "mcp-" + agentkeys.NewToken().Reveal()
 	imapPassword := "imap-" + agentkeys.NewToken().Reveal()[:20]

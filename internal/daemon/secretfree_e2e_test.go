@@ -36,9 +36,7 @@ func runTool(t *testing.T, cs *mcp.ClientSession, service string, argv ...string
 // refuses stored values (DISABLED, pointing at run_with_credential) while
 // the broker's short-lived credentials are still served.
 func TestSecretFreeSocket(t *testing.T) {
-	b := startBackend(t)
-	home := t.TempDir()
-	ks, sf := b.agent(t, home, "openrouter")
+	b, home, ks, sf := startBackendAgent(t, "openrouter")
 	secret := "sk-or-v1-" + agentkeys.NewToken().Reveal()[:24]
 	b.store(t, ks.Wallet, "openrouter", secret)
 	fb := newFakeBrokerFor(t, b, time.Hour)
@@ -129,9 +127,7 @@ func TestRunWithCredentialChildUser(t *testing.T) {
 	if os.Getuid() != 0 {
 		t.Skip("needs root: the daemon must be able to start children as uid 65534")
 	}
-	b := startBackend(t)
-	home := t.TempDir()
-	ks, sf := b.agent(t, home, "openrouter")
+	b, home, ks, sf := startBackendAgent(t, "openrouter")
 	b.store(t, ks.Wallet, "openrouter", mcpSecret)
 	visible := visibleFile(t)
 	probe := probeScript(sf, visible)
@@ -197,9 +193,7 @@ func TestRunWithCredentialLandlock(t *testing.T) {
 	if abi < 1 {
 		t.Skip("the kernel offers no Landlock (landlock_create_ruleset version call failed)")
 	}
-	b := startBackend(t)
-	home := t.TempDir()
-	ks, sf := b.agent(t, home, "openrouter")
+	b, home, ks, sf := startBackendAgent(t, "openrouter")
 	b.store(t, ks.Wallet, "openrouter", mcpSecret)
 	visible := visibleFile(t)
 	storeFile := filepath.Join(home, "config", "agentkeys", "other", "session.json")

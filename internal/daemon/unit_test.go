@@ -332,9 +332,7 @@ func TestKeepTokenFile(t *testing.T) {
 }
 
 func TestCredentialProcessDirect(t *testing.T) {
-	b := startBackend(t)
-	dir := t.TempDir()
-	ks, sf := b.agent(t, dir, "aws")
+	b, _, ks, sf := startBackendAgent(t, "aws")
 	fb := newFakeBrokerFor(t, b, time.Hour)
 	out, err := CredentialProcess(context.Background(), CredentialProcessOptions{SessionFile: sf, BrokerURL: fb.URL})
 	if err != nil {
