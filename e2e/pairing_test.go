@@ -1,16 +1,15 @@
 package e2e
 
 import (
-	"bufio"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/agentkeys/agentkeys/internal/testkit"
 )
 
 // cli runs the agentkeys binary for one master's home.
@@ -62,9 +61,7 @@ func (c *cli) must(stdin string, args ...string) string {
 // daemonProc is a running agentkeys-daemon whose stderr is scanned for
 // the pairing line.
 type daemonProc struct {
-	cmd   *exec.Cmd
-	lines chan string
-	done  chan error
+	*testkit.Proc
 }
 
 func startDaemon(t *testing.T, backendURL string, args ...string) *daemonProc {
@@ -99,64 +96,13 @@ func startDaemonExe(t *testing.T, exe string, extraEnv []string, backendURL stri
 	home := t.TempDir()
 	cmd := exec.Command(exe, append([]string{"--backend", backendURL}, args...)...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "XDG_CONFIG_HOME=" + filepath.Join(home, ".config"), "AGENTKEYS_SESSION_STORE=file", "XDG_RUNTIME_DIR=" + t.TempDir()}, extraEnv...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout = io.Discard
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	d := &daemonProc{cmd: cmd, lines: make(chan string, 256), done: make(chan error, 1)}
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			select {
-			case d.lines <- sc.Text():
-			default:
-			}
-		}
-		d.done <- cmd.Wait()
-	}()
-	t.Cleanup(func() { d.stop() })
-	return d
-}
-
-func (d *daemonProc) stop() {
-	// d.done is the only word on whether the process ended: reading
-	// cmd.ProcessState here would race with cmd.Wait in the reader.
-	select {
-	case err := <-d.done:
-		d.done <- err // keep it for anyone else waiting
-		return
-	default:
-	}
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-d.done:
-		d.done <- err
-	case <-time.After(10 * time.Second):
-		d.cmd.Process.Kill()
-	}
+	return &daemonProc{testkit.StartProc(t, cmd)}
 }
 
 // expect waits for a stderr line matching re and returns its submatches.
 func (d *daemonProc) expect(t *testing.T, re *regexp.Regexp) []string {
 	t.Helper()
-	timeout := time.After(20 * time.Second)
-	for {
-		select {
-		case l := <-d.lines:
-			if m := re.FindStringSubmatch(l); m != nil {
-				return m
-			}
-		case err := <-d.done:
-			d.done <- err
-			t.Fatalf("daemon exited before %s: %v", re, err)
-		case <-timeout:
-			t.Fatalf("no stderr line matching %s", re)
-		}
-	}
+	return d.WaitFor(t, re, 20*time.Second)
 }
 
 var (
@@ -202,7 +148,7 @@ func TestPairApproveRecover(t *testing.T) {
 
 	// The daemon loses its session; the master links an alias and
 	// approves a recovery.
-	d.stop()
+	d.Stop()
 	os.Remove(sessionFile)
 	master.must("", "link", "sandbox-bot", "--alias", "sandbox-bot")
 	socket2 := filepath.Join(dir, "ak2.sock")

@@ -1,17 +1,13 @@
 package daemon
 
 import (
-	"bufio"
 	"context"
 	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -118,13 +114,8 @@ func (b *testBackend) store(t testing.TB, agent agentkeys.Wallet, service, value
 
 // daemonProc is a running agentkeys-daemon binary.
 type daemonProc struct {
-	t     testing.TB
-	cmd   *exec.Cmd
-	lines chan string
-	mu    sync.Mutex
-	all   strings.Builder
-	done  chan struct{}
-	err   error
+	*testkit.Proc
+	t testing.TB
 }
 
 // daemonEnv isolates the daemon's config, runtime dir and keychain.
@@ -147,59 +138,15 @@ func startDaemon(t testing.TB, home string, extraEnv []string, args ...string) *
 	os.MkdirAll(filepath.Join(home, "run"), 0o700)
 	cmd := exec.Command(daemonBin, args...)
 	cmd.Env = append(daemonEnv(home), extraEnv...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout = io.Discard
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	d := &daemonProc{t: t, cmd: cmd, lines: make(chan string, 1024), done: make(chan struct{})}
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			d.mu.Lock()
-			d.all.WriteString(line + "\n")
-			d.mu.Unlock()
-			select {
-			case d.lines <- line:
-			default:
-			}
-		}
-		d.err = cmd.Wait()
-		close(d.lines)
-		close(d.done)
-	}()
-	t.Cleanup(func() { d.stop() })
-	return d
+	return &daemonProc{Proc: testkit.StartProc(t, cmd), t: t}
 }
 
-func (d *daemonProc) stderr() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.all.String()
-}
+func (d *daemonProc) stderr() string { return d.Stderr() }
 
-// waitFor returns the submatches of the first stderr line matching re.
+// waitFor returns the submatches of the next stderr line matching re.
 func (d *daemonProc) waitFor(re *regexp.Regexp, timeout time.Duration) []string {
 	d.t.Helper()
-	deadline := time.After(timeout)
-	for {
-		select {
-		case line, ok := <-d.lines:
-			if !ok {
-				d.t.Fatalf("daemon exited (%v) before a line matching %s; stderr:\n%s", d.err, re, d.stderr())
-			}
-			if m := re.FindStringSubmatch(line); m != nil {
-				return m
-			}
-		case <-deadline:
-			d.t.Fatalf("no stderr line matching %s within %s; stderr:\n%s", re, timeout, d.stderr())
-		}
-	}
+	return d.WaitFor(d.t, re, timeout)
 }
 
 var readyLine = regexp.MustCompile(`"msg":"daemon ready"`)
@@ -207,33 +154,9 @@ var readyLine = regexp.MustCompile(`"msg":"daemon ready"`)
 func (d *daemonProc) waitReady() { d.t.Helper(); d.waitFor(readyLine, 30*time.Second) }
 
 // wait waits for exit and returns the exit code.
-func (d *daemonProc) wait(timeout time.Duration) int {
-	d.t.Helper()
-	select {
-	case <-d.done:
-	case <-time.After(timeout):
-		d.t.Fatalf("daemon did not exit within %s; stderr:\n%s", timeout, d.stderr())
-	}
-	if d.cmd.ProcessState == nil {
-		return -1
-	}
-	return d.cmd.ProcessState.ExitCode()
-}
+func (d *daemonProc) wait(timeout time.Duration) int { d.t.Helper(); return d.Wait(d.t, timeout) }
 
-func (d *daemonProc) stop() {
-	select {
-	case <-d.done:
-		return
-	default:
-	}
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.done:
-	case <-time.After(10 * time.Second):
-		d.cmd.Process.Kill()
-		<-d.done
-	}
-}
+func (d *daemonProc) stop() { d.Stop() }
 
 func dial(t testing.TB, path string) *SocketClient {
 	t.Helper()
