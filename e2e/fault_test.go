@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/base64"
@@ -302,14 +301,12 @@ func (f *faultEnv) check(t *testing.T, name, db string, outs []outcome) {
 func verifyLedger(t *testing.T, args ...string) (int, string) {
 	t.Helper()
 	cmd := exec.Command(bin["agentkeys-broker"], append([]string{"audit", "verify"}, args...)...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
+	out, err := cmd.CombinedOutput()
 	code, ok := testkit.ExitCode(err)
 	if !ok {
 		t.Fatal(err)
 	}
-	return code, out.String()
+	return code, string(out)
 }
 
 func (f *faultEnv) kill9(t *testing.T) {

@@ -6,7 +6,6 @@ package e2e
 // really starts from the environment file it writes.
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -50,19 +49,17 @@ func runSetup(t *testing.T, env []string, args ...string) (string, int) {
 	cmd := exec.CommandContext(ctx, "bash", append([]string{filepath.Join("..", "scripts", "setup-broker-host.sh")}, args...)...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "LC_ALL=C"}, env...)
 	cmd.Stdin = nil // not a TTY: non-interactive unless told
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
+	out, err := cmd.CombinedOutput()
 	code, ok := testkit.ExitCode(err)
 	if !ok {
 		t.Fatal(err)
 	}
 	for _, secret := range []string{setupSecret, setupAKID} {
-		if strings.Contains(out.String(), secret) {
-			t.Fatalf("setup-broker-host.sh printed a secret:\n%s", out.String())
+		if strings.Contains(string(out), secret) {
+			t.Fatalf("setup-broker-host.sh printed a secret:\n%s", out)
 		}
 	}
-	return out.String(), code
+	return string(out), code
 }
 
 // snapshot records every path under root with its mode, and a hash of

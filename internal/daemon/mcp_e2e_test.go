@@ -221,22 +221,7 @@ func TestMCPStreamableHTTP(t *testing.T) {
 	tokBytes, _ := os.ReadFile(tokFile)
 	token := strings.TrimSpace(string(tokBytes))
 
-	for _, auth := range []string{"", "Bearer wrong", "Basic " + token, "Bearer " + token + "x"} {
-		req, _ := http.NewRequest(http.MethodPost, endpoint, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}`))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Accept", "application/json, text/event-stream")
-		if auth != "" {
-			req.Header.Set("Authorization", auth)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusUnauthorized {
-			t.Fatalf("auth %q: status %d, want 401", auth, resp.StatusCode)
-		}
-	}
+	testkit.WantMCPBearerRequired(t, endpoint, token)
 
 	client := mcp.NewClient(&mcp.Implementation{Name: "agentkeys-test", Version: "1"}, nil)
 	hc := &http.Client{Transport: bearerTransport{token: token, base: http.DefaultTransport}}
