@@ -43,6 +43,7 @@ import (
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/backendclient"
+	"github.com/agentkeys/agentkeys/internal/oidc/oidctest"
 )
 
 const (
@@ -836,15 +837,7 @@ func ageRetired(t *testing.T, path string, d time.Duration) {
 
 func jwksHas(t *testing.T, issuer, kid string) bool {
 	t.Helper()
-	resp, err := http.Get(issuer + "/.well-known/jwks.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var set jose.JSONWebKeySet
-	if err := json.NewDecoder(resp.Body).Decode(&set); err != nil {
-		t.Fatal(err)
-	}
+	set := oidctest.FetchJWKS(t, issuer+"/.well-known/jwks.json")
 	return len(set.Key(kid)) > 0
 }
 

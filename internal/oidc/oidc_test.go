@@ -83,15 +83,7 @@ func mintVerified(t *testing.T, s *server, v *gooidc.IDTokenVerifier, sub oidc.S
 // party that caches it.
 func snapshotVerifier(t *testing.T, s *server, c *testkit.Clock) *gooidc.IDTokenVerifier {
 	t.Helper()
-	resp, err := http.Get(s.URL + oidc.JWKSPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var set jose.JSONWebKeySet
-	if err := json.NewDecoder(resp.Body).Decode(&set); err != nil {
-		t.Fatal(err)
-	}
+	set := oidctest.FetchJWKS(t, s.URL+oidc.JWKSPath)
 	var pubs []crypto.PublicKey
 	for _, k := range set.Keys {
 		pubs = append(pubs, k.Key)

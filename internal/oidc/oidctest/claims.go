@@ -3,8 +3,11 @@ package oidctest
 import (
 	"encoding/base64"
 	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
+
+	jose "github.com/go-jose/go-jose/v4"
 )
 
 // Claims is the payload of an ID token the broker mints, as a relying
@@ -43,4 +46,19 @@ func DecodeClaims(t testing.TB, raw string) Claims {
 		t.Fatalf("JWT payload: %v", err)
 	}
 	return c
+}
+
+// FetchJWKS gets the key set at url, as a relying party does.
+func FetchJWKS(t testing.TB, url string) jose.JSONWebKeySet {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var set jose.JSONWebKeySet
+	if err := json.NewDecoder(resp.Body).Decode(&set); err != nil {
+		t.Fatal(err)
+	}
+	return set
 }
