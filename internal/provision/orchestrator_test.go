@@ -26,6 +26,18 @@ type verifyAPI struct {
 	hits int
 }
 
+// refuseAndRecord makes the API refuse every key; the string it returns
+// holds the last bearer sent (the echo-config scraper sends its
+// configuration as the key), to be read once the run is over.
+func (v *verifyAPI) refuseAndRecord() *string {
+	var seen string
+	v.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen = strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		w.WriteHeader(http.StatusUnauthorized)
+	})
+	return &seen
+}
+
 func newVerifyAPI(t *testing.T, good ...string) *verifyAPI {
 	v := &verifyAPI{good: map[string]bool{}}
 	for _, k := range good {
@@ -248,18 +260,14 @@ func TestProvisionPassesMinimalEnvAndConfigOnStdin(t *testing.T) {
 	}
 	h.opts.Mail.Backend, h.opts.SignupEmail = "ses", "signup@mail.example.test"
 	h.orch = New(h.opts)
-	var seen string
-	h.api.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		seen = strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-		w.WriteHeader(http.StatusUnauthorized)
-	})
+	seen := h.api.refuseAndRecord()
 	_, _, err := h.run(Request{Service: "openrouter"})
 	if CodeOf(err) != CodeVerificationFailed {
 		t.Fatalf("err = %v", err)
 	}
 	var got map[string]any
-	if err := json.Unmarshal([]byte(seen), &got); err != nil {
-		t.Fatalf("scraper said %q", seen)
+	if err := json.Unmarshal([]byte(*seen), &got); err != nil {
+		t.Fatalf("scraper said %q", *seen)
 	}
 	if got["aws"] != "ASIAFAKE" || got["password_set"] != true || got["mail"] != "ses" || got["diag"] != true ||
 		got["email"] != "signup@mail.example.test" || got["signup"] != "https://openrouter.ai/sign-up" {
@@ -284,14 +292,10 @@ func TestProvisionMintsAWSOnlyForSES(t *testing.T) {
 	called := false
 	h.opts.AWSEnv = func(context.Context) ([]string, error) { called = true; return nil, errors.New("no STS") }
 	h.orch = New(h.opts)
-	var seen string
-	h.api.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		seen = strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-		w.WriteHeader(http.StatusUnauthorized)
-	})
+	seen := h.api.refuseAndRecord()
 	_, _, err := h.run(Request{Service: "openrouter"})
-	if called || CodeOf(err) != CodeVerificationFailed || !strings.Contains(seen, `"aws":""`) {
-		t.Fatalf("broker called = %v, err = %v, scraper saw %s", called, err, seen)
+	if called || CodeOf(err) != CodeVerificationFailed || !strings.Contains(*seen, `"aws":""`) {
+		t.Fatalf("broker called = %v, err = %v, scraper saw %s", called, err, *seen)
 	}
 }
 
