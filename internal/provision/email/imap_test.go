@@ -172,14 +172,7 @@ func TestIMAPCodeArrivesLater(t *testing.T) {
 					}
 				}
 			}()
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			q := openRouterQuery
-			q.Since = now
-			m, err := f.Fetch(ctx, q)
-			if err != nil {
-				t.Fatal(err)
-			}
+			m := fetchSince(t, f, openRouterQuery, now)
 			if a := Analyze(m, ExpectOTP); a.Code != "444444" {
 				t.Fatalf("got %+v (%+v)", a, m)
 			}

@@ -149,13 +149,12 @@ func (fs *fakeS3) serve(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(o.body)
 }
 
-// fetchSESSince fetches the sign-up mail for sesQuery received since
-// since, allowing 10 s, and fails t on any error.
-func fetchSESSince(t *testing.T, f Fetcher, since time.Time) Message {
+// fetchSince fetches the mail matching q received since since, allowing
+// 10 s, and fails t on any error.
+func fetchSince(t *testing.T, f Fetcher, q Query, since time.Time) Message {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	q := sesQuery
 	q.Since = since
 	m, err := f.Fetch(ctx, q)
 	if err != nil {
@@ -204,7 +203,7 @@ func TestSESExtractsLinkArrivingLater(t *testing.T) {
 		<-fs.lists
 		fs.put("inbound/mmm-signup", openRouterMail(t, time.Now()), time.Now())
 	}()
-	m := fetchSESSince(t, f, now)
+	m := fetchSince(t, f, sesQuery, now)
 	a := Analyze(m, ExpectLink)
 	if a.Kind != KindLink || !strings.HasPrefix(a.URL, "https://clerk.openrouter.ai/v1/verify?") || !strings.Contains(a.URL, "&__clerk_ticket=eyJ") {
 		t.Fatalf("%+v", a)
@@ -290,7 +289,7 @@ func TestSESPaginationFindsNewest(t *testing.T) {
 	}), now.Add(time.Second))
 	fs.put("inbound/zzzzz-newest", openRouterMail(t, now.Add(2*time.Second)), now.Add(2*time.Second))
 	f := sesFetcherFor(srv, "inbound/")
-	m := fetchSESSince(t, f, now)
+	m := fetchSince(t, f, sesQuery, now)
 	if a := Analyze(m, ExpectLink); !strings.Contains(a.URL, "__clerk_ticket=eyJ") {
 		t.Fatalf("not the newest: %+v", a)
 	}
@@ -344,7 +343,7 @@ func TestSESOpenDefaultChain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := fetchSESSince(t, f, now)
+	m := fetchSince(t, f, sesQuery, now)
 	if a := Analyze(m, ExpectLink); !strings.Contains(a.URL, "__clerk_ticket=eyJ") {
 		t.Fatalf("%+v", a)
 	}
