@@ -112,6 +112,17 @@ func waitHTTP(t *testing.T, p *proc, url string) {
 	t.Fatalf("%s did not answer in time\n%s", url, p.stderr)
 }
 
+// startBackendOn runs agentkeys-backend with the mock login on the
+// loopback port, its data under dir/backend, env and extra flags, and
+// waits until /health answers.
+func startBackendOn(t *testing.T, port int, dir string, env []string, extra ...string) *proc {
+	t.Helper()
+	args := append([]string{"--login", "mock", "--listen", "127.0.0.1:" + strconv.Itoa(port), "--data-dir", filepath.Join(dir, "backend")}, extra...)
+	p := start(t, env, "agentkeys-backend", args...)
+	waitHTTP(t, p, "http://127.0.0.1:"+strconv.Itoa(port)+"/health")
+	return p
+}
+
 // loginMaster logs identity in at the backend (mock login) and returns a
 // client and the master session.
 func loginMaster(t *testing.T, backendURL, identity string) (*backendclient.Client, backendclient.Session) {
@@ -139,8 +150,7 @@ func startStack(t *testing.T) *stack {
 	dir := t.TempDir()
 	bport, kport := freePort(t), freePort(t)
 	s := &stack{backendURL: "http://127.0.0.1:" + strconv.Itoa(bport), brokerURL: "http://127.0.0.1:" + strconv.Itoa(kport), dir: dir}
-	s.backend = start(t, nil, "agentkeys-backend", "--login", "mock", "--listen", "127.0.0.1:"+strconv.Itoa(bport), "--data-dir", filepath.Join(dir, "backend"))
-	waitHTTP(t, s.backend, s.backendURL+"/health")
+	s.backend = startBackendOn(t, bport, dir, nil)
 	s.broker = start(t, []string{
 		"BROKER_BACKEND_URL=" + s.backendURL,
 		"BROKER_OIDC_KEYPAIR_PATH=" + filepath.Join(dir, "broker", "oidc-keypair.json"),

@@ -112,8 +112,7 @@ func newFaultEnv(t *testing.T, rep *faultReport) *faultEnv {
 	t.Cleanup(f.sts.Close)
 	// The brokers run without a validation cache, so every mint asks the
 	// backend: lift its per-wallet limit, or the load itself is refused.
-	backend := start(t, nil, "agentkeys-backend", "--login", "mock", "--wallet-rate", "0", "--listen", "127.0.0.1:"+strconv.Itoa(port), "--data-dir", filepath.Join(dir, "backend"))
-	waitHTTP(t, backend, f.backendURL+"/health")
+	startBackendOn(t, port, dir, nil, "--wallet-rate", "0")
 	_, master := loginMaster(t, f.backendURL, "fault-master")
 	f.token = master.Token
 	return f

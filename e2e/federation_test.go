@@ -85,8 +85,7 @@ func startFedStack(t *testing.T) *fedStack {
 		keyFile:    filepath.Join(dir, "broker", "oidc-keypair.json"),
 		auditDB:    filepath.Join(dir, "broker", "audit.sqlite"),
 	}
-	backend := start(t, nil, "agentkeys-backend", "--login", "mock", "--listen", "127.0.0.1:"+strconv.Itoa(bport), "--data-dir", filepath.Join(dir, "backend"))
-	waitHTTP(t, backend, s.backendURL+"/health")
+	startBackendOn(t, bport, dir, nil)
 	s.broker = start(t, []string{
 		"BROKER_BACKEND_URL=" + s.backendURL,
 		"BROKER_OIDC_KEYPAIR_PATH=" + s.keyFile,

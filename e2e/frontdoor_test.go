@@ -161,8 +161,7 @@ func TestTrustedProxiesBehindNginx(t *testing.T) {
 	dir := t.TempDir()
 	bport, kport := freePort(t), freePort(t)
 	backendURL := "http://127.0.0.1:" + strconv.Itoa(bport)
-	be := start(t, nil, "agentkeys-backend", "--login", "mock", "--listen", "127.0.0.1:"+strconv.Itoa(bport), "--data-dir", filepath.Join(dir, "backend"))
-	waitHTTP(t, be, backendURL+"/health")
+	startBackendOn(t, bport, dir, nil)
 	auditDB := filepath.Join(dir, "broker", "audit.sqlite")
 	br := start(t, []string{
 		"BROKER_BACKEND_URL=" + backendURL,
@@ -261,9 +260,7 @@ func TestBackendTrustedProxiesAndWalletLimit(t *testing.T) {
 	dir := t.TempDir()
 	port := freePort(t)
 	url := "http://127.0.0.1:" + strconv.Itoa(port)
-	be := start(t, nil, "agentkeys-backend", "--login", "mock", "--listen", "127.0.0.1:"+strconv.Itoa(port), "--data-dir", filepath.Join(dir, "backend"),
-		"--trusted-proxies", "127.0.0.1/32", "--login-rate", "0.01", "--wallet-rate", "0.01")
-	waitHTTP(t, be, url+"/health")
+	be := startBackendOn(t, port, dir, nil, "--trusted-proxies", "127.0.0.1/32", "--login-rate", "0.01", "--wallet-rate", "0.01")
 	login := func(xff, identity string) (int, map[string]any) {
 		req, _ := http.NewRequest("POST", url+"/session/create", strings.NewReader(`{"auth_token":"`+identity+`"}`))
 		req.Header.Set("Content-Type", "application/json")
@@ -361,9 +358,7 @@ func TestDNSRebindingRefused(t *testing.T) {
 	dir := t.TempDir()
 	bport, kport := freePort(t), freePort(t)
 	backendURL := "http://127.0.0.1:" + strconv.Itoa(bport)
-	be := start(t, nil, "agentkeys-backend", "--login", "mock", "--listen", "127.0.0.1:"+strconv.Itoa(bport), "--data-dir", filepath.Join(dir, "backend"),
-		"--mock-inbox", "--public-url", "https://agentkeys.example.test")
-	waitHTTP(t, be, backendURL+"/health")
+	startBackendOn(t, bport, dir, nil, "--mock-inbox", "--public-url", "https://agentkeys.example.test")
 	const rebind = "rebind.attacker.example:" + "8090"
 	for _, c := range []struct{ method, path, body string }{
 		{"POST", "/session/create", `{"auth_token":"rebound"}`},
@@ -595,9 +590,7 @@ func TestQuotasOnTheBinary(t *testing.T) {
 		dir := t.TempDir()
 		port := freePort(t)
 		url := "http://127.0.0.1:" + strconv.Itoa(port)
-		be := start(t, []string{"AGENTKEYS_MAX_AGENTS_PER_MASTER=2"}, "agentkeys-backend", "--login", "mock", "--listen", "127.0.0.1:"+strconv.Itoa(port),
-			"--data-dir", filepath.Join(dir, "backend"), "--max-credentials-per-master", "1")
-		waitHTTP(t, be, url+"/health")
+		startBackendOn(t, port, dir, []string{"AGENTKEYS_MAX_AGENTS_PER_MASTER=2"}, "--max-credentials-per-master", "1")
 		bc, _ := backendclient.New(url)
 		m, err := bc.CreateSession(ctx, "caps-master")
 		if err != nil {

@@ -27,8 +27,7 @@ func TestBrokerCredentialsEndWithTheSession(t *testing.T) {
 	bport, kport := freePort(t), freePort(t)
 	backendURL := "http://127.0.0.1:" + strconv.Itoa(bport)
 	brokerURL := "http://127.0.0.1:" + strconv.Itoa(kport)
-	backend := start(t, nil, "agentkeys-backend", "--login", "mock", "--listen", "127.0.0.1:"+strconv.Itoa(bport), "--data-dir", filepath.Join(dir, "backend"))
-	waitHTTP(t, backend, backendURL+"/health")
+	startBackendOn(t, bport, dir, nil)
 	broker := start(t, []string{
 		"BROKER_BACKEND_URL=" + backendURL,
 		"BROKER_OIDC_KEYPAIR_PATH=" + filepath.Join(dir, "broker", "oidc-keypair.json"),

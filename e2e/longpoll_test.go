@@ -79,9 +79,7 @@ func TestOpenerLimitsOnTheBinary(t *testing.T) {
 	dir := t.TempDir()
 	port := freePort(t)
 	url := "http://127.0.0.1:" + strconv.Itoa(port)
-	be := start(t, nil, "agentkeys-backend", "--login", "mock", "--listen", "127.0.0.1:"+strconv.Itoa(port),
-		"--data-dir", filepath.Join(dir, "backend"), "--trusted-proxies", "127.0.0.1/32")
-	waitHTTP(t, be, url+"/health")
+	startBackendOn(t, port, dir, nil, "--trusted-proxies", "127.0.0.1/32")
 	ctx := context.Background()
 	bc, _ := backendclient.New(url)
 

@@ -87,8 +87,7 @@ func mcpSetup(t *testing.T) *mcpFixture {
 	dir := t.TempDir()
 	port := freePort(t)
 	url := "http://127.0.0.1:" + strconv.Itoa(port)
-	be := start(t, nil, "agentkeys-backend", "--login", "mock", "--listen", "127.0.0.1:"+strconv.Itoa(port), "--data-dir", filepath.Join(dir, "backend"))
-	waitHTTP(t, be, url+"/health")
+	startBackendOn(t, port, dir, nil)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
