@@ -57,6 +57,8 @@ type Store struct {
 	// queryTimeout and txTimeout bound every statement and transaction.
 	queryTimeout, txTimeout time.Duration
 	path                    string // SQLite file, for the write probe
+	// audit groups appends made outside a transaction (group commit).
+	audit auditGroup
 }
 
 var _ store.Store = (*Store)(nil)
