@@ -51,3 +51,14 @@ type AuditEvent struct {
 	// ClientIP is the address of the client whose request caused the row.
 	ClientIP string `json:"client_ip,omitempty"`
 }
+
+// SessionGrants are the audit actions that give a wallet a new session:
+// after one of them, an earlier revoke no longer describes the wallet.
+var SessionGrants = map[string]bool{
+	ActionSessionCreate:      true,
+	ActionChildCreate:        true,
+	"pair_approve":           true,
+	"recover_approve":        true,
+	"auth_request_delivered": true,
+	"rendezvous_deliver":     true,
+}

@@ -1,5 +1,7 @@
 package api
 
+import "fmt"
+
 // StoreCredentialRequest is the body of POST /credential/store. The field
 // keeps the original's name, "ciphertext", but carries the value
 // base64-encoded; the backend seals it.
@@ -37,4 +39,49 @@ type TeardownResponse struct {
 	WalletsRemoved     int  `json:"wallets_removed"`
 	SessionsRevoked    int  `json:"sessions_revoked"`
 	CredentialsRemoved int  `json:"credentials_removed"`
+}
+
+// MaxBatchServices bounds the services one POST /credential/read-batch
+// may name.
+const MaxBatchServices = 64
+
+// ReadCredentialsRequest is the body of POST /credential/read-batch: every
+// credential the agent holds within its scope, plus the named services
+// (which must be in scope and held).
+type ReadCredentialsRequest struct {
+	AgentID  string   `json:"agent_id"`
+	Services []string `json:"services,omitempty"`
+}
+
+// Validate checks the agent and every named service.
+func (r ReadCredentialsRequest) Validate() error {
+	if _, err := ParseWalletField("agent_id", r.AgentID); err != nil {
+		return err
+	}
+	if len(r.Services) > MaxBatchServices {
+		return fmt.Errorf("at most %d services", MaxBatchServices)
+	}
+	for _, s := range r.Services {
+		if err := CheckService(s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Credential is one service's value in a ReadCredentialsResponse,
+// base64-encoded.
+type Credential struct {
+	Service    string `json:"service"`
+	Ciphertext string `json:"ciphertext"`
+}
+
+// ReadCredentialsResponse answers POST /credential/read-batch: the agent's
+// effective scope (services null when unrestricted) and its credentials,
+// sorted by service. RevokedAt (unix seconds) is set when the agent's
+// newest session record is a revoke; credentials are then withheld.
+type ReadCredentialsResponse struct {
+	Scope       ScopeResponse `json:"scope"`
+	Credentials []Credential  `json:"credentials"`
+	RevokedAt   int64         `json:"revoked_at,omitempty"`
 }

@@ -222,6 +222,7 @@ func (s *Server) routes() {
 
 	m.Handle("POST /credential/store", s.authed(s.storeCredential))
 	m.Handle("GET /credential/read", s.authed(s.readCredential))
+	m.Handle("POST /credential/read-batch", s.authed(s.readCredentials))
 	m.Handle("GET /credential/list", s.authed(s.listCredentials))
 	m.Handle("DELETE /credential/teardown", s.authed(s.teardown))
 

@@ -302,6 +302,44 @@ func (c *Client) ReadCredential(ctx context.Context, tok agentkeys.Token, agent 
 	return v, nil
 }
 
+// Credentials is what ReadCredentials returns: the agent's effective
+// scope (nil when unrestricted), its values by service, and RevokedAt,
+// set (and Values empty) when the agent's sessions were revoked and none
+// granted since.
+type Credentials struct {
+	Scope     *agentkeys.Scope
+	Values    map[string][]byte
+	RevokedAt time.Time
+}
+
+// ReadCredentials returns, in one audited round trip, every credential
+// agent holds within its scope plus the services named.
+func (c *Client) ReadCredentials(ctx context.Context, tok agentkeys.Token, agent agentkeys.Wallet, services []string) (*Credentials, error) {
+	var out api.ReadCredentialsResponse
+	in := api.ReadCredentialsRequest{AgentID: string(agent), Services: services}
+	if err := c.do(ctx, "read credentials", http.MethodPost, "/credential/read-batch", nil, tok, in, &out); err != nil {
+		return nil, err
+	}
+	res := &Credentials{Values: make(map[string][]byte, len(out.Credentials))}
+	if out.Scope.Services != nil {
+		res.Scope = &agentkeys.Scope{Services: out.Scope.Services, ReadOnly: out.Scope.ReadOnly}
+	}
+	if out.RevokedAt != 0 {
+		res.RevokedAt = time.Unix(out.RevokedAt, 0)
+	}
+	for _, cr := range out.Credentials {
+		v, err := base64.StdEncoding.DecodeString(cr.Ciphertext)
+		if err != nil {
+			for _, v := range res.Values {
+				clear(v)
+			}
+			return nil, &TransportError{Op: "read credentials", Err: errors.New("malformed response from backend")}
+		}
+		res.Values[cr.Service] = v
+	}
+	return res, nil
+}
+
 // ListCredentials lists the services agent holds that the caller may see.
 func (c *Client) ListCredentials(ctx context.Context, tok agentkeys.Token, agent agentkeys.Wallet) ([]string, error) {
 	var out api.ListCredentialsResponse

@@ -10,7 +10,6 @@ import (
 	"os/signal"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -160,31 +159,21 @@ secret-free.`,
 	return cmd
 }
 
-// credentialEnv reads what `run` injects: one ListCredentials and one
-// GetScope (in parallel), then one read per service (in parallel).
-// It also returns the injected values, for masking (the caller clears them).
-// stop ends what the environment depends on (the AWS endpoint); it is
-// non-nil when err is nil.
-func (a *App) credentialEnv(ctx context.Context, m *Master, agent agentkeys.Wallet, overrides []envOverride, aws awsRunOptions) (_ []string, _ [][]byte, stop func(), err error) {
-	var (
-		wg                sync.WaitGroup
-		held              []string
-		scope             *agentkeys.Scope
-		listErr, scopeErr error
-	)
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		held, listErr = m.Client.ListCredentials(ctx, m.Session.Token, agent)
-	}()
-	go func() {
-		defer wg.Done()
-		scope, scopeErr = m.Client.GetScope(ctx, m.Session.Token, agent)
-	}()
-	wg.Wait()
-	if err := errors.Join(listErr, scopeErr); err != nil {
+// credentialEnv reads what `run` injects in one audited round trip (the
+// agent's scope and every credential it holds within it), refusing an
+// agent whose sessions were revoked. It also returns the injected values,
+// for masking (the caller clears them). stop ends what the environment
+// depends on (the AWS endpoint); it is non-nil when err is nil.
+func (a *App) credentialEnv(ctx context.Context, m *Master, ref agentRef, overrides []envOverride, aws awsRunOptions) (_ []string, _ [][]byte, stop func(), err error) {
+	agent := ref.Wallet
+	got, err := m.Client.ReadCredentials(ctx, m.Session.Token, agent, nil)
+	if err != nil {
 		return nil, nil, nil, err
 	}
+	if !got.RevokedAt.IsZero() && agent != m.Session.Wallet {
+		return nil, nil, nil, revokedError(ref, got.RevokedAt)
+	}
+	scope := got.Scope
 	if scope != nil {
 		sort.Strings(scope.Services)
 	}
@@ -203,50 +192,33 @@ func (a *App) credentialEnv(ctx context.Context, m *Master, agent agentkeys.Wall
 	} else if aws.Server {
 		return nil, nil, nil, usagef("--aws-server: the agent's scope does not include %q", awsService)
 	}
-	auto := scope.Filter(held)
-	need := map[string]bool{}
-	for _, s := range auto {
-		need[s] = true
+	held := make([]string, 0, len(got.Values))
+	for svc := range got.Values {
+		held = append(held, svc)
 	}
-	for _, o := range overrides {
-		if !scope.Allows(o.Service) {
-			return nil, nil, nil, fmt.Errorf("--env %s=%s: service %s is outside the agent's scope (%s)", o.Name, o.Service, o.Service, describeScope(scope))
-		}
-		need[o.Service] = true
+	sort.Strings(held)
+	values := make([][]byte, 0, len(held))
+	for _, svc := range held {
+		values = append(values, got.Values[svc])
 	}
-	services := make([]string, 0, len(need))
-	for s := range need {
-		services = append(services, s)
-	}
-	sort.Strings(services)
-
-	values := make([][]byte, len(services))
-	errs := make([]error, len(services))
-	sem := make(chan struct{}, 8)
-	for i, svc := range services {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			v, err := m.Client.ReadCredential(ctx, m.Session.Token, agent, svc)
-			if err != nil {
-				errs[i] = fmt.Errorf("read credential for service %q: %w", svc, err)
-				return
-			}
-			values[i] = v
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	fail := func(err error) ([]string, [][]byte, func(), error) {
 		for _, v := range values {
 			clear(v)
 		}
 		return nil, nil, nil, err
 	}
-	byService := map[string]string{}
-	for i, s := range services {
-		byService[s] = string(values[i])
+	auto := scope.Filter(held)
+	for _, o := range overrides {
+		if !scope.Allows(o.Service) {
+			return fail(fmt.Errorf("--env %s=%s: service %s is outside the agent's scope (%s)", o.Name, o.Service, o.Service, describeScope(scope)))
+		}
+		if _, ok := got.Values[o.Service]; !ok {
+			return fail(fmt.Errorf("read credential for service %q: credential not found for agent=%s service=%s", o.Service, agent, o.Service))
+		}
+	}
+	byService := make(map[string]string, len(held))
+	for svc, v := range got.Values {
+		byService[svc] = string(v)
 	}
 	set := map[string]string{}
 	var names []string
@@ -296,13 +268,10 @@ func (a *App) credentialEnv(ctx context.Context, m *Master, agent agentkeys.Wall
 func (a *App) runWithCredentials(ctx context.Context, agentArg string, overrides []envOverride, argv []string, masking bool, aws awsRunOptions) error {
 	ctx = cmdContext(ctx)
 	m, ref, err := a.withAgent(ctx, agentArg)
-	if err == nil {
-		err = a.refuseRevoked(ctx, m, ref)
-	}
 	if err != nil {
 		return err
 	}
-	env, secrets, stop, err := a.credentialEnv(ctx, m, ref.Wallet, overrides, aws)
+	env, secrets, stop, err := a.credentialEnv(ctx, m, ref, overrides, aws)
 	if err != nil {
 		return err
 	}

@@ -599,6 +599,18 @@ func testServices(t *testing.T, s store.Store) {
 	if len(got) != 0 {
 		t.Errorf("services of an unknown wallet = %q, want none", got)
 	}
+	creds, err := s.Credentials(ctx, m.Address)
+	mustNil(t, err)
+	var names []string
+	for _, c := range creds {
+		if c.Wallet != m.Address || string(c.Sealed) != "s" || c.CreatedAt.IsZero() {
+			t.Errorf("credential %+v: want the stored row of %s", c, m.Address)
+		}
+		names = append(names, c.Service)
+	}
+	if want := []string{"0z", "a", "a-x", "a_x", "ab", "b"}; !slices.Equal(names, want) {
+		t.Errorf("credentials = %q, want %q (byte order)", names, want)
+	}
 }
 
 func testDeleteWalletData(t *testing.T, s store.Store) {
