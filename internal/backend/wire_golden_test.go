@@ -96,6 +96,8 @@ func TestWireGolden(t *testing.T) {
 			`{ok:b}`},
 		{"read", "GET", "/credential/read?service=openrouter&agent_id=" + w, a.Token, "", `{ciphertext:"s"}`},
 		{"list", "GET", "/credential/list?agent_id=" + w, m.Token, "", `{services:["s"]}`},
+		{"read batch", "POST", "/credential/read-batch", m.Token, `{"agent_id":"` + w + `"}`,
+			`{credentials:[{ciphertext:"s",service:"s"}],scope:{read_only:b,services:["s"],wallet:"s"}}`},
 		{"audit provision", "POST", "/audit/provision", m.Token, `{"agent_id":"` + w + `","service":"openrouter","result":"ok","detail":"x"}`,
 			`{ok:b}`},
 		{"audit cached read", "POST", "/audit/cached-read", a.Token, `{"services":["openrouter"]}`, `{ok:b}`},

@@ -8,63 +8,18 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"slices"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/audit"
+	"github.com/agentkeys/agentkeys/internal/loadbench"
 	"github.com/agentkeys/agentkeys/internal/oidc"
 )
 
-// benchResult is one measured configuration.
-type benchResult struct {
-	perSec   float64
-	p50, p99 time.Duration
-}
-
-// runClients runs b.N operations spread over n concurrent clients and
-// reports throughput and latency percentiles.
-func runClients(b *testing.B, n int, op func(client int) error) benchResult {
-	var next atomic.Int64
-	lat := make([][]time.Duration, n)
-	var wg sync.WaitGroup
-	var failed atomic.Value
-	b.ResetTimer()
-	start := time.Now()
-	for c := range n {
-		wg.Go(func() {
-			for next.Add(1) <= int64(b.N) {
-				t0 := time.Now()
-				if err := op(c); err != nil {
-					failed.Store(err)
-					return
-				}
-				lat[c] = append(lat[c], time.Since(t0))
-			}
-		})
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-	if err, _ := failed.Load().(error); err != nil {
-		b.Fatal(err)
-	}
-	all := slices.Concat(lat...)
-	slices.Sort(all)
-	pct := func(p float64) time.Duration {
-		if len(all) == 0 {
-			return 0
-		}
-		return all[min(len(all)-1, int(float64(len(all))*p))]
-	}
-	r := benchResult{perSec: float64(b.N) / elapsed.Seconds(), p50: pct(0.50), p99: pct(0.99)}
-	b.ReportMetric(r.perSec, "mints/s")
-	b.ReportMetric(float64(r.p50.Microseconds())/1000, "p50-ms")
-	b.ReportMetric(float64(r.p99.Microseconds())/1000, "p99-ms")
-	return r
+// runClients runs b.N mints spread over n concurrent clients.
+func runClients(b *testing.B, n int, op func(client int) error) loadbench.Result {
+	return loadbench.Run(b, n, "mints/s", op)
 }
 
 // BenchmarkMintOIDCJWT compares the HTTP mint path (backend validation on
@@ -74,7 +29,7 @@ func runClients(b *testing.B, n int, op func(client int) error) benchResult {
 // ends with a JSON line for machines.
 func BenchmarkMintOIDCJWT(b *testing.B) {
 	for _, clients := range []int{1, 16, 64} {
-		var raw, viaHTTP benchResult
+		var raw, viaHTTP loadbench.Result
 		b.Run(fmt.Sprintf("raw/clients=%d", clients), func(b *testing.B) {
 			dir := b.TempDir()
 			iss, err := oidc.NewIssuer(oidc.Config{Issuer: "https://oidc.bench.invalid", TTL: 5 * time.Minute, KeyFile: filepath.Join(dir, "keys.json")})
@@ -144,16 +99,16 @@ func BenchmarkMintOIDCJWT(b *testing.B) {
 				return nil
 			})
 		})
-		if raw.perSec > 0 && viaHTTP.perSec > 0 {
+		if raw.PerSec > 0 && viaHTTP.PerSec > 0 {
 			line, _ := json.Marshal(map[string]any{
 				"bench": "broker_mint_oidc_jwt", "clients": clients,
-				"raw_mints_per_s": int(raw.perSec), "http_mints_per_s": int(viaHTTP.perSec),
-				"ratio":       float64(int(viaHTTP.perSec/raw.perSec*1000)) / 1000,
-				"http_p50_ms": float64(viaHTTP.p50.Microseconds()) / 1000, "http_p99_ms": float64(viaHTTP.p99.Microseconds()) / 1000,
-				"raw_p99_ms": float64(raw.p99.Microseconds()) / 1000,
+				"raw_mints_per_s": int(raw.PerSec), "http_mints_per_s": int(viaHTTP.PerSec),
+				"ratio":       float64(int(viaHTTP.PerSec/raw.PerSec*1000)) / 1000,
+				"http_p50_ms": float64(viaHTTP.P50.Microseconds()) / 1000, "http_p99_ms": float64(viaHTTP.P99.Microseconds()) / 1000,
+				"raw_p99_ms": float64(raw.P99.Microseconds()) / 1000,
 			})
 			b.Logf("clients=%d: HTTP %.0f mints/s (p50 %v, p99 %v) = %.0f%% of raw %.0f mints/s\n%s",
-				clients, viaHTTP.perSec, viaHTTP.p50, viaHTTP.p99, 100*viaHTTP.perSec/raw.perSec, raw.perSec, line)
+				clients, viaHTTP.PerSec, viaHTTP.P50, viaHTTP.P99, 100*viaHTTP.PerSec/raw.PerSec, raw.PerSec, line)
 		}
 	}
 }

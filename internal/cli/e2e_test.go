@@ -504,7 +504,7 @@ func TestRunSecretNotInArgv(t *testing.T) {
 	if strings.Contains(r.stderr, secret) {
 		t.Fatalf("--verbose leaks the secret: %s", r.stderr)
 	}
-	if !strings.Contains(r.stderr, "OPENROUTER_API_KEY") || !strings.Contains(r.stderr, "GET /credential/read") {
+	if !strings.Contains(r.stderr, "OPENROUTER_API_KEY") || !strings.Contains(r.stderr, "POST /credential/read-batch") {
 		t.Fatalf("--verbose should name the variables and requests: %s", r.stderr)
 	}
 }

@@ -1,0 +1,108 @@
+package backend
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/backendclient"
+	"github.com/agentkeys/agentkeys/internal/store"
+)
+
+// The batch read returns every credential the agent holds within its
+// scope, and nothing outside it, and audits each value as a read.
+func TestReadBatch(t *testing.T) {
+	e := newEnv(t)
+	m := e.master("alice")
+	a := e.agent(m, []string{"x", "y"}, false)
+	vals := map[string][]byte{"x": secret(), "y": secret(), "z": secret()}
+	for svc, v := range vals {
+		if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, svc, v); err != nil && svc != "z" {
+			t.Fatal(err)
+		}
+	}
+	// z is outside the agent's scope: the master stores it on itself.
+	if err := e.client.StoreCredential(ctx, m.Token, m.Wallet, "z", vals["z"]); err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range []agentkeys.Token{m.Token, a.Token} {
+		got, err := e.client.ReadCredentials(ctx, tok, a.Wallet, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got.Values) != 2 || !bytes.Equal(got.Values["x"], vals["x"]) || !bytes.Equal(got.Values["y"], vals["y"]) {
+			t.Fatalf("batch read returned %d values, want x and y", len(got.Values))
+		}
+		if got.Scope == nil || strings.Join(got.Scope.Services, ",") != "x,y" || !got.RevokedAt.IsZero() {
+			t.Fatalf("batch read scope %+v revoked %v", got.Scope, got.RevokedAt)
+		}
+	}
+	page, err := e.client.QueryAudit(ctx, m.Token, backendclient.AuditFilter{Agent: a.Wallet, Action: agentkeys.ActionRead})
+	if err != nil || len(page.Events) != 4 {
+		t.Fatalf("read audit rows = %d, %v; want 4 (two reads of x and y)", len(page.Events), err)
+	}
+	// A named service outside the scope is refused, and audited.
+	_, err = e.client.ReadCredentials(ctx, m.Token, a.Wallet, []string{"z"})
+	wantStatus(t, err, 403)
+	page, err = e.client.QueryAudit(ctx, m.Token, backendclient.AuditFilter{Agent: a.Wallet, Result: agentkeys.ResultDeniedScope})
+	if err != nil || len(page.Events) != 1 {
+		t.Fatalf("denial audit rows = %d, %v; want 1", len(page.Events), err)
+	}
+	// Another master's agent is not the caller's to read.
+	_, err = e.client.ReadCredentials(ctx, e.master("bob").Token, a.Wallet, nil)
+	wantStatus(t, err, 403)
+}
+
+// After a revoke, the batch says so and returns no value; a new session
+// for the agent lifts that.
+func TestReadBatchRevoked(t *testing.T) {
+	e := newEnv(t)
+	m := e.master("alice")
+	a := e.agent(m, []string{"x"}, false)
+	if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, "x", secret()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.RevokeWallet(ctx, m.Token, a.Wallet); err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.client.ReadCredentials(ctx, m.Token, a.Wallet, nil)
+	if err != nil || got.RevokedAt.IsZero() || len(got.Values) != 0 {
+		t.Fatalf("batch read of a revoked agent = %+v, %v; want revoked_at and no values", got, err)
+	}
+}
+
+// failingTxAudit makes audit appends inside transactions fail.
+type failingTxAudit struct{ store.Store }
+
+type failingTxAuditQueries struct{ store.Queries }
+
+func (failingTxAuditQueries) AppendAudit(context.Context, agentkeys.AuditEvent) (int64, error) {
+	return 0, errors.New("audit disk full")
+}
+
+func (f failingTxAudit) Tx(ctx context.Context, fn func(store.Queries) error) error {
+	return f.Store.Tx(ctx, func(q store.Queries) error { return fn(failingTxAuditQueries{q}) })
+}
+
+func TestReadBatchFailsClosedWhenAuditFails(t *testing.T) {
+	var st store.Store
+	e := newEnv(t, func(o *Options) { st = o.Store })
+	m := e.master("alice")
+	v := secret()
+	if err := e.client.StoreCredential(ctx, m.Token, m.Wallet, "x", v); err != nil {
+		t.Fatal(err)
+	}
+	e.srv.store = failingTxAudit{st}
+	status, body, _ := e.raw("POST", "/credential/read-batch", m.Token, `{"agent_id":"`+string(m.Wallet)+`"}`)
+	if status != 500 || strings.Contains(body["message"].(string), "disk") {
+		t.Fatalf("batch read with failing audit → %d %v, want a generic 500", status, body)
+	}
+	if raw, _ := json.Marshal(body); bytes.Contains(raw, []byte(base64.StdEncoding.EncodeToString(v))) {
+		t.Fatal("credential left the server although its read was not audited")
+	}
+}
