@@ -54,7 +54,7 @@ func BenchmarkFlatCost(b *testing.B) {
 				b.Fatal(err)
 			}
 			ops := map[string]func() error{
-				"read": func() error { _, err := e.client.ReadCredential(ctx, a.Token, a.Wallet, "s0"); return err },
+				"read":     func() error { _, err := e.client.ReadCredential(ctx, a.Token, a.Wallet, "s0"); return err },
 				"validate": func() error { _, err := e.client.Validate(ctx, a.Token); return err },
 				"usage": func() error {
 					_, err := e.client.QueryAudit(ctx, m.Token, backendclient.AuditFilter{})
