@@ -485,7 +485,7 @@ func (q *queries) AppendAudit(ctx context.Context, e agentkeys.AuditEvent) (int6
 // newest (highest id) first.
 func (q *queries) QueryAudit(ctx context.Context, aq store.AuditQuery) ([]agentkeys.AuditEvent, error) {
 	args := []any{string(aq.Viewer)}
-	where := []string{`(owner_wallet IN (SELECT address FROM subtree) OR agent_wallet IN (SELECT address FROM subtree))`}
+	var where []string
 	add := func(cond string, v any) {
 		args = append(args, v)
 		where = append(where, fmt.Sprintf(cond, len(args)))
@@ -520,9 +520,29 @@ func (q *queries) QueryAudit(ctx context.Context, aq store.AuditQuery) ([]agentk
 	}
 	limit = min(limit, store.MaxAuditLimit)
 	args = append(args, limit)
-	query := subtreeCTE + ` SELECT id, ts, owner_wallet, agent_wallet, service, action, result, detail, client_ip
-		FROM audit_log WHERE ` + strings.Join(where, " AND ") +
-		fmt.Sprintf(" ORDER BY id DESC LIMIT $%d", len(args))
+	lim := fmt.Sprintf("$%d", len(args))
+	var query string
+	if q.d == dialectPostgres {
+		// Per wallet of the subtree, the newest matching rows by owner and
+		// by agent (index scans on (owner_wallet, id) and (agent_wallet,
+		// id)); the page is the newest of those. Its cost follows the
+		// subtree's size and the page's, not the log's.
+		filters := ""
+		for _, w := range where {
+			filters += " AND " + w
+		}
+		newest := func(col string) string {
+			return `SELECT x.id FROM subtree s, LATERAL (SELECT id FROM audit_log WHERE ` + col + ` = s.address` + filters +
+				` ORDER BY id DESC LIMIT ` + lim + `) x`
+		}
+		query = subtreeCTE + ` SELECT id, ts, owner_wallet, agent_wallet, service, action, result, detail, client_ip
+			FROM audit_log WHERE id IN (` + newest("owner_wallet") + ` UNION ALL ` + newest("agent_wallet") + `)
+			ORDER BY id DESC LIMIT ` + lim
+	} else {
+		where = append([]string{`(owner_wallet IN (SELECT address FROM subtree) OR agent_wallet IN (SELECT address FROM subtree))`}, where...)
+		query = subtreeCTE + ` SELECT id, ts, owner_wallet, agent_wallet, service, action, result, detail, client_ip
+			FROM audit_log WHERE ` + strings.Join(where, " AND ") + ` ORDER BY id DESC LIMIT ` + lim
+	}
 
 	rows, err := q.q.QueryContext(ctx, query, args...)
 	if err != nil {
