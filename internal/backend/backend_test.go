@@ -680,21 +680,52 @@ func (failingAudit) AppendAudit(context.Context, agentkeys.AuditEvent) (int64, e
 	return 0, errors.New("audit disk full")
 }
 
+// failingTxAudit makes audit appends inside transactions fail.
+type failingTxAudit struct{ store.Store }
+
+type failingTxAuditQueries struct{ store.Queries }
+
+func (failingTxAuditQueries) AppendAudit(context.Context, agentkeys.AuditEvent) (int64, error) {
+	return 0, errors.New("audit disk full")
+}
+
+func (f failingTxAudit) Tx(ctx context.Context, fn func(store.Queries) error) error {
+	return f.Store.Tx(ctx, func(q store.Queries) error { return fn(failingTxAuditQueries{q}) })
+}
+
+// A read whose audit row cannot be written returns no value: the single
+// read (its row goes through the group commit) and the batch read (its
+// rows go in one transaction).
 func TestReadFailsClosedWhenAuditFails(t *testing.T) {
-	var st store.Store
-	e := newEnv(t, func(o *Options) { st = o.Store })
-	m := e.master("alice")
-	v := secret()
-	if err := e.client.StoreCredential(ctx, m.Token, m.Wallet, "x", v); err != nil {
-		t.Fatal(err)
-	}
-	e.srv.store = failingAudit{st}
-	status, body, _ := e.raw("GET", "/credential/read?agent_id="+string(m.Wallet)+"&service=x", m.Token, "")
-	if status != 500 || strings.Contains(body["message"].(string), "disk") {
-		t.Fatalf("read with failing audit → %d %v, want a generic 500", status, body)
-	}
-	if raw, _ := json.Marshal(body); bytes.Contains(raw, []byte(base64.StdEncoding.EncodeToString(v))) {
-		t.Fatal("credential left the server although its read was not audited")
+	for _, tc := range []struct {
+		name, method string
+		fail         func(store.Store) store.Store
+		path, body   func(agentkeys.Wallet) string
+	}{
+		{"read", "GET", func(s store.Store) store.Store { return failingAudit{s} },
+			func(w agentkeys.Wallet) string { return "/credential/read?agent_id=" + string(w) + "&service=x" },
+			func(agentkeys.Wallet) string { return "" }},
+		{"read-batch", "POST", func(s store.Store) store.Store { return failingTxAudit{s} },
+			func(agentkeys.Wallet) string { return "/credential/read-batch" },
+			func(w agentkeys.Wallet) string { return `{"agent_id":"` + string(w) + `"}` }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var st store.Store
+			e := newEnv(t, func(o *Options) { st = o.Store })
+			m := e.master("alice")
+			v := secret()
+			if err := e.client.StoreCredential(ctx, m.Token, m.Wallet, "x", v); err != nil {
+				t.Fatal(err)
+			}
+			e.srv.store = tc.fail(st)
+			status, body, _ := e.raw(tc.method, tc.path(m.Wallet), m.Token, tc.body(m.Wallet))
+			if status != 500 || strings.Contains(body["message"].(string), "disk") {
+				t.Fatalf("read with failing audit → %d %v, want a generic 500", status, body)
+			}
+			if raw, _ := json.Marshal(body); bytes.Contains(raw, []byte(base64.StdEncoding.EncodeToString(v))) {
+				t.Fatal("credential left the server although its read was not audited")
+			}
+		})
 	}
 }
 

@@ -65,20 +65,24 @@ func BenchmarkCredentialReadWithAwaiters(b *testing.B) {
 	}
 }
 
+// benchEngines are the databases a benchmark runs on: a SQLite file, and a
+// PostgreSQL database of its own (dropped at the end) when
+// AGENTKEYS_TEST_POSTGRES_URL answers.
+var benchEngines = []struct {
+	name string
+	dsn  func(testing.TB) string
+}{
+	{"sqlite", func(t testing.TB) string { return filepath.Join(t.TempDir(), "backend.db") }},
+	{"postgres", sqldbtest.PostgresDSN},
+}
+
 // BenchmarkCredentialRead measures GET /credential/read over loopback at
 // 16 and 64 concurrent clients, each an agent with its own session, on
 // SQLite and on PostgreSQL (when AGENTKEYS_TEST_POSTGRES_URL answers):
 // reads/s, p50-ms and p99-ms. Every read appends its durable audit row
 // before the value leaves. make bench compares it with the broker's mint.
 func BenchmarkCredentialRead(b *testing.B) {
-	engines := []struct {
-		name string
-		dsn  func(testing.TB) string
-	}{
-		{"sqlite", func(t testing.TB) string { return filepath.Join(t.TempDir(), "backend.db") }},
-		{"postgres", sqldbtest.PostgresDSN},
-	}
-	for _, eng := range engines {
+	for _, eng := range benchEngines {
 		for _, clients := range []int{16, 64} {
 			b.Run(fmt.Sprintf("engine=%s/clients=%d", eng.name, clients), func(b *testing.B) {
 				e := newEnvDSN(b, eng.dsn(b))

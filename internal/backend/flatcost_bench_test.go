@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"testing"
@@ -14,7 +13,6 @@ import (
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/backendclient"
 	"github.com/agentkeys/agentkeys/internal/sqldb"
-	"github.com/agentkeys/agentkeys/internal/sqldb/sqldbtest"
 )
 
 // EnvBenchScale turns BenchmarkFlatCost on: 1 fills the store with
@@ -37,14 +35,7 @@ func BenchmarkFlatCost(b *testing.B) {
 	if scale <= 0 {
 		b.Skipf("set %s=1 (make bench-scale) to fill a store with 1M credentials and 10M audit rows", EnvBenchScale)
 	}
-	engines := []struct {
-		name string
-		dsn  func(testing.TB) string
-	}{
-		{"sqlite", func(t testing.TB) string { return filepath.Join(t.TempDir(), "backend.db") }},
-		{"postgres", sqldbtest.PostgresDSN},
-	}
-	for _, eng := range engines {
+	for _, eng := range benchEngines {
 		b.Run("engine="+eng.name, func(b *testing.B) {
 			dsn := eng.dsn(b)
 			e := newEnvDSN(b, dsn)
