@@ -522,21 +522,26 @@ func (q *queries) QueryAudit(ctx context.Context, aq store.AuditQuery) ([]agentk
 	args = append(args, limit)
 	lim := fmt.Sprintf("$%d", len(args))
 	var query string
-	if q.d == dialectPostgres {
-		// Per wallet of the subtree, the newest matching rows by owner and
-		// by agent (index scans on (owner_wallet, id) and (agent_wallet,
+	unfiltered := aq.Owner == "" && aq.Agent == "" && aq.Service == "" && aq.Action == "" && aq.Result == "" &&
+		aq.Since.IsZero() && aq.Until.IsZero()
+	if q.d == dialectPostgres && unfiltered {
+		// Per wallet of the subtree, the newest rows by owner and by agent
+		// (backward index scans on (owner_wallet, id) and (agent_wallet,
 		// id)); the page is the newest of those. Its cost follows the
-		// subtree's size and the page's, not the log's.
+		// subtree's size and the page's, not the log's. (With filters the
+		// planner prefers bitmap scans here, which are slower: those keep
+		// the plain form.)
 		filters := ""
 		for _, w := range where {
 			filters += " AND " + w
 		}
+		const cols = "id, ts, owner_wallet, agent_wallet, service, action, result, detail, client_ip"
 		newest := func(col string) string {
-			return `SELECT x.id FROM subtree s, LATERAL (SELECT id FROM audit_log WHERE ` + col + ` = s.address` + filters +
+			return `SELECT x.* FROM subtree s, LATERAL (SELECT ` + cols + ` FROM audit_log WHERE ` + col + ` = s.address` + filters +
 				` ORDER BY id DESC LIMIT ` + lim + `) x`
 		}
-		query = subtreeCTE + ` SELECT id, ts, owner_wallet, agent_wallet, service, action, result, detail, client_ip
-			FROM audit_log WHERE id IN (` + newest("owner_wallet") + ` UNION ALL ` + newest("agent_wallet") + `)
+		// UNION (not ALL) drops a row found both by owner and by agent.
+		query = subtreeCTE + ` SELECT ` + cols + ` FROM (` + newest("owner_wallet") + ` UNION ` + newest("agent_wallet") + `) u
 			ORDER BY id DESC LIMIT ` + lim
 	} else {
 		where = append([]string{`(owner_wallet IN (SELECT address FROM subtree) OR agent_wallet IN (SELECT address FROM subtree))`}, where...)
