@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/api"
 	"github.com/agentkeys/agentkeys/internal/backendclient"
 	"github.com/agentkeys/agentkeys/internal/seal"
 	"github.com/agentkeys/agentkeys/internal/store"
@@ -820,6 +821,9 @@ func TestRequestValidation(t *testing.T) {
 		{"GET", "/credential/read?service=x", ""},
 		{"GET", "/credential/read?agent_id=" + w, ""},
 		{"GET", "/credential/list", ""},
+		{"POST", "/credential/read-batch", `{}`},
+		{"POST", "/credential/read-batch", `{"agent_id":"` + w + `","services":["../etc"]}`},
+		{"POST", "/credential/read-batch", `{"agent_id":"` + w + `","services":[` + strings.Repeat(`"x",`, api.MaxBatchServices) + `"x"]}`},
 		{"DELETE", "/credential/teardown", `{}`},
 	} {
 		if status, body, _ := e.raw(tc.method, tc.path, m.Token, tc.body); status != 400 || body["error"] != KindBadRequest {

@@ -32,10 +32,12 @@ func FuzzRequestDecoding(f *testing.F) {
 		{"POST", "/auth-request/open"}, {"POST", "/auth-request/approve"}, {"POST", "/auth-request/deny"},
 		{"POST", "/identity/link"}, {"POST", "/rendezvous/register"}, {"POST", "/rendezvous/deliver"},
 		{"POST", "/session/recover"}, {"POST", "/session/broker-token"}, {"POST", "/agent/name"},
+		{"POST", "/credential/read-batch"},
 	}
 	for _, seed := range []string{
 		`{"auth_token":"x"}`, `{"scope":{"services":["a"],"read_only":true}}`, `{"target_wallet":"0x0000000000000000000000000000000000000000"}`,
 		`{"agent_id":"` + string(targets[0].m.Wallet) + `","service":"x","ciphertext":"eA=="}`, `{"scope":{"services":null}}`,
+		`{"agent_id":"` + string(targets[0].m.Wallet) + `","services":["x","y"]}`,
 		`{"child_pubkey":"AQID","request_type":"Pair","request_details":"oA=="}`, `{"pair_code":"ABCD-EFGH","otp":"123456"}`,
 		`{"child_pubkey":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","request_type":"Pair","request_details":"omR0eXBlZFBhaXJvcmVxdWVzdGVkX3Njb3BlomhzZXJ2aWNlc4BpcmVhZF9vbmx59A==","box_pubkey":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}`,
 		`{"identity_type":"alias","identity_value":"bot"}`, `{"daemon_pubkey":"AQ==","pair_code":"x"}`,
