@@ -1,5 +1,7 @@
 package api
 
+import "time"
+
 // StoreCredentialRequest is the body of POST /credential/store. The field
 // keeps the original's name, "ciphertext", but carries the value
 // base64-encoded; the backend seals it.
@@ -37,4 +39,20 @@ type TeardownResponse struct {
 	WalletsRemoved     int  `json:"wallets_removed"`
 	SessionsRevoked    int  `json:"sessions_revoked"`
 	CredentialsRemoved int  `json:"credentials_removed"`
+}
+
+// CredentialVersion is one credential's version: it changes whenever the
+// credential is stored again, and says nothing about the value.
+type CredentialVersion struct {
+	Service   string    `json:"service"`
+	Version   string    `json:"version"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// CredentialVersionsResponse answers GET /credential/versions: the
+// versions of the agent's credentials within the caller's scope, in
+// service order. The route returns no value and writes no audit row, so
+// it can be polled (run --watch).
+type CredentialVersionsResponse struct {
+	Versions []CredentialVersion `json:"versions"`
 }

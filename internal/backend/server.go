@@ -223,6 +223,7 @@ func (s *Server) routes() {
 	m.Handle("POST /credential/store", s.authed(s.storeCredential))
 	m.Handle("GET /credential/read", s.authed(s.readCredential))
 	m.Handle("GET /credential/list", s.authed(s.listCredentials))
+	m.Handle("GET /credential/versions", s.authed(s.credentialVersions))
 	m.Handle("DELETE /credential/teardown", s.authed(s.teardown))
 
 	m.Handle("GET /audit/query", s.authed(s.queryAudit))

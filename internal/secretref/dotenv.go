@@ -262,7 +262,7 @@ func QuoteDotenv(v string) (string, error) {
 	return `"` + r.Replace(v) + `"`, nil
 }
 
-// QuoteShell quotes v for a POSIX shell: single quotes, with each ' as '\''.
+// QuoteShell quotes v for a POSIX shell: single quotes, with each ' as '\”.
 func QuoteShell(v string) string {
 	return "'" + strings.ReplaceAll(v, "'", `'\''`) + "'"
 }

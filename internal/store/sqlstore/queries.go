@@ -415,6 +415,28 @@ func (q *queries) Services(ctx context.Context, addr agentkeys.Wallet) ([]string
 	return out, classify("list services", rows.Err())
 }
 
+// Credentials returns the wallet's credentials in ascending byte order of
+// service.
+func (q *queries) Credentials(ctx context.Context, addr agentkeys.Wallet) ([]store.Credential, error) {
+	rows, err := q.q.QueryContext(ctx, `SELECT service, sealed, created_at, updated_at FROM credentials
+		WHERE wallet = $1 ORDER BY service`, string(addr))
+	if err != nil {
+		return nil, classify("list credentials", err)
+	}
+	defer rows.Close()
+	out := []store.Credential{}
+	for rows.Next() {
+		c := store.Credential{Wallet: addr}
+		var created, updated int64
+		if err := rows.Scan(&c.Service, &c.Sealed, &created, &updated); err != nil {
+			return nil, classify("list credentials", err)
+		}
+		c.CreatedAt, c.UpdatedAt = fromMS(created), fromMS(updated)
+		out = append(out, c)
+	}
+	return out, classify("list credentials", rows.Err())
+}
+
 // DeleteWalletData removes the credentials, identity links, inboxes and
 // inbox messages of the wallets, all or nothing, and returns how many
 // credentials it removed.
