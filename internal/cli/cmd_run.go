@@ -8,9 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -74,8 +74,9 @@ func (a *App) newRunCmd() *cobra.Command {
 	var noMasking bool
 	var aws awsRunOptions
 	var socket string
+	var refs refRunOptions
 	cmd := &cobra.Command{
-		Use:   "run (<agent> [--env NAME=SERVICE]... | --socket PATH) -- <command> [args...]",
+		Use:   "run (<agent> [--env NAME=SERVICE]... | --env-file FILE... | --socket PATH) -- <command> [args...]",
 		Short: "Run a command with an agent's credentials in its environment",
 		Long: `Run <command> with the agent's credentials as environment variables: each
 service the agent holds, within the agent's scope, becomes <SERVICE>_API_KEY
@@ -134,10 +135,17 @@ secret-free.`,
 			switch {
 			case dash < 0:
 				return usagef("missing -- before the command: agentkeys run <agent> -- <command> [args...]")
-			case dash != 1:
-				return usagef("run takes exactly one <agent> before -- (got %d)", dash)
-			case len(args) == 1:
+			case dash == 0 && len(refs.EnvFiles) == 0:
+				return usagef("run needs an <agent> before -- (or --env-file with agentkeys:// references)")
+			case dash > 1:
+				return usagef("run takes at most one <agent> before -- (got %d)", dash)
+			case len(args) == dash:
 				return usagef("no command after --")
+			case dash == 0 && (len(envSpecs) > 0 || refs.Only != nil):
+				return usagef("--env and --only need an <agent> before --")
+			}
+			if err := refs.check(); err != nil {
+				return err
 			}
 			var overrides []envOverride
 			for _, raw := range envSpecs {
@@ -147,7 +155,7 @@ secret-free.`,
 				}
 				overrides = append(overrides, o)
 			}
-			return a.runWithCredentials(cmd.Context(), args[0], overrides, args[1:], !noMasking, aws)
+			return a.runWithCredentials(cmd.Context(), optionalArg(args[:dash]), overrides, args[dash:], !noMasking, aws, refs)
 		},
 	}
 	cmd.Flags().StringArrayVar(&envSpecs, "env", nil, "also set NAME to SERVICE's credential (repeatable)")
@@ -155,99 +163,49 @@ secret-free.`,
 	cmd.Flags().StringVar(&aws.Region, "region", "", "AWS region for AWS_REGION and AWS_DEFAULT_REGION (default: AWS_REGION, AWS_DEFAULT_REGION)")
 	cmd.Flags().BoolVar(&aws.Server, "aws-server", false, "serve the AWS credentials from a loopback endpoint that refreshes them (AWS_CONTAINER_CREDENTIALS_FULL_URI) instead of static variables")
 	cmd.Flags().BoolVar(&aws.Skip, "no-aws", false, "do not mint AWS credentials even if the agent's scope includes aws")
+	refs.addFlags(cmd)
 	cmd.Flags().BoolVar(&noMasking, "no-masking", false, "do not mask credentials in the command's output (and give it the terminal)")
 	addRunSocketFlag(cmd, &socket)
 	return cmd
 }
 
-// credentialEnv reads what `run` injects: one ListCredentials and one
-// GetScope (in parallel), then one read per service (in parallel).
-// It also returns the injected values, for masking (the caller clears them).
-// stop ends what the environment depends on (the AWS endpoint); it is
-// non-nil when err is nil.
-func (a *App) credentialEnv(ctx context.Context, m *Master, agent agentkeys.Wallet, overrides []envOverride, aws awsRunOptions) (_ []string, _ [][]byte, stop func(), err error) {
-	var (
-		wg                sync.WaitGroup
-		held              []string
-		scope             *agentkeys.Scope
-		listErr, scopeErr error
-	)
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		held, listErr = m.Client.ListCredentials(ctx, m.Session.Token, agent)
-	}()
-	go func() {
-		defer wg.Done()
-		scope, scopeErr = m.Client.GetScope(ctx, m.Session.Token, agent)
-	}()
-	wg.Wait()
-	if err := errors.Join(listErr, scopeErr); err != nil {
-		return nil, nil, nil, err
-	}
-	if scope != nil {
-		sort.Strings(scope.Services)
-	}
-	var awsEnv []string
-	var awsSecrets [][]byte
-	stop = func() {}
-	if scope != nil && scope.Allows(awsService) && !aws.Skip {
-		if awsEnv, awsSecrets, stop, err = a.awsRunEnv(ctx, agent, aws); err != nil {
-			return nil, nil, nil, err
-		}
-		defer func() {
-			if err != nil {
-				stop()
-			}
-		}()
-	} else if aws.Server {
-		return nil, nil, nil, usagef("--aws-server: the agent's scope does not include %q", awsService)
-	}
-	auto := scope.Filter(held)
-	need := map[string]bool{}
-	for _, s := range auto {
-		need[s] = true
-	}
-	for _, o := range overrides {
-		if !scope.Allows(o.Service) {
-			return nil, nil, nil, fmt.Errorf("--env %s=%s: service %s is outside the agent's scope (%s)", o.Name, o.Service, o.Service, describeScope(scope))
-		}
-		need[o.Service] = true
-	}
-	services := make([]string, 0, len(need))
-	for s := range need {
-		services = append(services, s)
-	}
-	sort.Strings(services)
+// runEnv is what run gives a command: its environment, the values to
+// mask (the caller clears them), what ends the environment's helpers (the
+// AWS endpoint), and what --watch polls.
+type runEnv struct {
+	env     []string
+	secrets [][]byte
+	stop    func()
+	watch   watchSet
+}
 
-	values := make([][]byte, len(services))
-	errs := make([]error, len(services))
-	sem := make(chan struct{}, 8)
-	for i, svc := range services {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			v, err := m.Client.ReadCredential(ctx, m.Session.Token, agent, svc)
-			if err != nil {
-				errs[i] = fmt.Errorf("read credential for service %q: %w", svc, err)
-				return
-			}
-			values[i] = v
-		}()
+// release stops the helpers and clears the values.
+func (e *runEnv) release() {
+	e.stop()
+	for _, v := range e.secrets {
+		clear(v)
 	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		for _, v := range values {
-			clear(v)
+}
+
+// credentialEnv reads what `run` injects: for the agent (if any), one
+// ListCredentials and one GetScope (in parallel), then one read per
+// service (in parallel); the env files' references; the AWS credentials.
+// Later sources win: the agent's <SERVICE>_API_KEY names, then the env
+// files, then --env, then AWS.
+func (a *App) credentialEnv(ctx context.Context, m *Master, agent agentkeys.Wallet, overrides []envOverride, aws awsRunOptions, refs refRunOptions, files []fileVar) (_ *runEnv, err error) {
+	re := &runEnv{stop: func() {}, watch: watchSet{}}
+	defer func() {
+		if err != nil {
+			re.release()
 		}
-		return nil, nil, nil, err
+	}()
+	fileVars, fileSecrets, fileWatch, err := a.fileEnv(ctx, m, files)
+	if err != nil {
+		return nil, err
 	}
-	byService := map[string]string{}
-	for i, s := range services {
-		byService[s] = string(values[i])
-	}
+	re.secrets = append(re.secrets, fileSecrets...)
+	re.watch.merge(fileWatch)
+
 	set := map[string]string{}
 	var names []string
 	add := func(name, val string) {
@@ -256,17 +214,70 @@ func (a *App) credentialEnv(ctx context.Context, m *Master, agent agentkeys.Wall
 		}
 		set[name] = val
 	}
-	for _, s := range auto {
-		add(EnvNameFor(s), byService[s])
-	}
-	for _, o := range overrides {
-		add(o.Name, byService[o.Service])
+	var awsEnv []string
+	if agent != "" {
+		held, scope, err := agentServices(ctx, m, agent)
+		if err != nil {
+			return nil, err
+		}
+		auto, err := onlyServices(refs.Only, scope, held)
+		if err != nil {
+			return nil, err
+		}
+		wantAWS := refs.Only == nil || slices.Contains(refs.Only, awsService)
+		if scope != nil && scope.Allows(awsService) && !aws.Skip && wantAWS {
+			var awsSecrets [][]byte
+			if awsEnv, awsSecrets, re.stop, err = a.awsRunEnv(ctx, agent, aws); err != nil {
+				re.stop = func() {}
+				return nil, err
+			}
+			re.secrets = append(re.secrets, awsSecrets...)
+		} else if aws.Server {
+			return nil, usagef("--aws-server: the agent's scope does not include %q", awsService)
+		}
+		need := map[string]bool{}
+		for _, s := range auto {
+			need[s] = true
+		}
+		for _, o := range overrides {
+			if !scope.Allows(o.Service) {
+				return nil, fmt.Errorf("--env %s=%s: service %s is outside the agent's scope (%s)", o.Name, o.Service, o.Service, describeScope(scope))
+			}
+			need[o.Service] = true
+		}
+		services := make([]string, 0, len(need))
+		for s := range need {
+			services = append(services, s)
+		}
+		sort.Strings(services)
+		values, err := readServices(ctx, m, agent, services, serviceLabel)
+		if err != nil {
+			return nil, err
+		}
+		re.secrets = append(re.secrets, values...)
+		byService := map[string]string{}
+		for i, s := range services {
+			byService[s] = string(values[i])
+		}
+		re.watch.watchAgent(agent, scope, refs.Only, services)
+		for _, s := range auto {
+			add(EnvNameFor(s), byService[s])
+		}
+		for _, v := range fileVars {
+			add(v.name, v.value)
+		}
+		for _, o := range overrides {
+			add(o.Name, byService[o.Service])
+		}
+	} else {
+		for _, v := range fileVars {
+			add(v.name, v.value)
+		}
 	}
 	for _, kv := range awsEnv {
 		k, v, _ := strings.Cut(kv, "=")
 		add(k, v)
 	}
-	values = append(values, awsSecrets...)
 	drop := map[string]bool{}
 	for _, n := range strippedEnv {
 		drop[n] = true
@@ -279,45 +290,53 @@ func (a *App) credentialEnv(ctx context.Context, m *Master, agent agentkeys.Wall
 			drop[n] = true
 		}
 	}
-	var env []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		if !drop[k] {
-			env = append(env, kv)
+			re.env = append(re.env, kv)
 		}
 	}
 	for _, n := range names {
-		env = append(env, n+"="+set[n])
+		re.env = append(re.env, n+"="+set[n])
 	}
 	a.notef("injecting %s", displayList(names))
-	return env, values, stop, nil
+	return re, nil
 }
 
-func (a *App) runWithCredentials(ctx context.Context, agentArg string, overrides []envOverride, argv []string, masking bool, aws awsRunOptions) error {
+func (a *App) runWithCredentials(ctx context.Context, agentArg string, overrides []envOverride, argv []string, masking bool, aws awsRunOptions, refs refRunOptions) error {
 	ctx = cmdContext(ctx)
+	files, err := loadEnvFiles(refs.EnvFiles)
+	if err != nil {
+		return err
+	}
 	m, ref, err := a.withAgent(ctx, agentArg)
-	if err == nil {
+	if err == nil && agentArg != "" {
 		err = a.refuseRevoked(ctx, m, ref)
 	}
 	if err != nil {
 		return err
 	}
-	env, secrets, stop, err := a.credentialEnv(ctx, m, ref.Wallet, overrides, aws)
+	agent := ref.Wallet
+	if agentArg == "" {
+		agent = "" // env files only
+	}
+	build := func(ctx context.Context) (*runEnv, error) {
+		return a.credentialEnv(ctx, m, agent, overrides, aws, refs, files)
+	}
+	re, err := build(ctx)
 	if err != nil {
 		return err
 	}
-	defer stop()
-	defer func() {
-		for _, v := range secrets {
-			clear(v)
-		}
-	}()
-	if !masking {
-		return a.execChild(argv, env, a.Out, a.Err)
+	if refs.Watch {
+		return a.runWatching(ctx, m, build, re, argv, masking, refs)
 	}
-	stdout := mask.NewWriter(a.Out, secrets, mask.DefaultIdle)
-	stderr := mask.NewWriter(a.Err, secrets, mask.DefaultIdle)
-	err = a.execChild(argv, env, stdout, stderr)
+	defer re.release()
+	if !masking {
+		return a.execChild(argv, re.env, a.Out, a.Err)
+	}
+	stdout := mask.NewWriter(a.Out, re.secrets, mask.DefaultIdle)
+	stderr := mask.NewWriter(a.Err, re.secrets, mask.DefaultIdle)
+	err = a.execChild(argv, re.env, stdout, stderr)
 	stdout.Close()
 	stderr.Close()
 	return err
@@ -333,31 +352,14 @@ const maskedWaitDelay = 2 * time.Second
 // Writers (the child writes to pipes that exec copies into them; Wait
 // returns once the pipes are drained).
 func (a *App) execChild(argv, env []string, stdout, stderr io.Writer) error {
-	path, err := exec.LookPath(argv[0])
-	if err != nil {
-		code := 127
-		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
-			return &ExitError{Code: code, Err: fmt.Errorf("%s: command not found", argv[0])}
-		}
-		return &ExitError{Code: 126, Err: fmt.Errorf("%s: %v", argv[0], errors.Unwrap(err))}
-	}
-	c := &exec.Cmd{Path: path, Args: argv, Env: env, Stdout: stdout, Stderr: stderr}
-	if a.In != nil {
-		c.Stdin = a.In
-	}
-	if _, inherited := stdout.(*os.File); !inherited {
-		// Output goes through pipes: a background process the command
-		// left holding them must not keep run waiting after the command
-		// exits (its later output is cut off).
-		c.WaitDelay = maskedWaitDelay
-	}
 	// Catch the signals before the child exists, so none is lost between
 	// Start and the forwarding loop.
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, forwardedSignals...)
 	defer signal.Stop(sigs)
-	if err := c.Start(); err != nil {
-		return &ExitError{Code: 126, Err: fmt.Errorf("start %s: %v", argv[0], errors.Unwrap(err))}
+	c, err := a.startChild(argv, env, stdout, stderr)
+	if err != nil {
+		return err
 	}
 	done := make(chan struct{})
 	fwd := make(chan struct{})
@@ -375,9 +377,41 @@ func (a *App) execChild(argv, env []string, stdout, stderr io.Writer) error {
 	werr := c.Wait()
 	close(done)
 	<-fwd
+	return childExit(argv[0], c, werr)
+}
+
+// startChild starts argv with env (126/127 exit errors when it cannot).
+func (a *App) startChild(argv, env []string, stdout, stderr io.Writer) (*exec.Cmd, error) {
+	path, err := exec.LookPath(argv[0])
+	if err != nil {
+		code := 127
+		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
+			return nil, &ExitError{Code: code, Err: fmt.Errorf("%s: command not found", argv[0])}
+		}
+		return nil, &ExitError{Code: 126, Err: fmt.Errorf("%s: %v", argv[0], errors.Unwrap(err))}
+	}
+	c := &exec.Cmd{Path: path, Args: argv, Env: env, Stdout: stdout, Stderr: stderr}
+	if a.In != nil {
+		c.Stdin = a.In
+	}
+	if _, inherited := stdout.(*os.File); !inherited {
+		// Output goes through pipes: a background process the command
+		// left holding them must not keep run waiting after the command
+		// exits (its later output is cut off).
+		c.WaitDelay = maskedWaitDelay
+	}
+	if err := c.Start(); err != nil {
+		return nil, &ExitError{Code: 126, Err: fmt.Errorf("start %s: %v", argv[0], errors.Unwrap(err))}
+	}
+	return c, nil
+}
+
+// childExit turns a waited-for child's end into the CLI's exit status
+// (128+N for death by signal N).
+func childExit(name string, c *exec.Cmd, werr error) error {
 	st := c.ProcessState
 	if st == nil {
-		return fmt.Errorf("wait for %s: %v", argv[0], werr)
+		return fmt.Errorf("wait for %s: %v", name, werr)
 	}
 	code := st.ExitCode()
 	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
