@@ -141,8 +141,8 @@ secret-free.`,
 				return usagef("run takes at most one <agent> before -- (got %d)", dash)
 			case len(args) == dash:
 				return usagef("no command after --")
-			case dash == 0 && (len(envSpecs) > 0 || refs.Only != nil):
-				return usagef("--env and --only need an <agent> before --")
+			case dash == 0 && (len(envSpecs) > 0 || refs.Only != nil || aws.Server || aws.SessionFile != ""):
+				return usagef("--env, --only, --aws-server and --session-file need an <agent> before --")
 			}
 			if err := refs.check(); err != nil {
 				return err

@@ -93,6 +93,7 @@ func TestRunEnvFileReferences(t *testing.T) {
 	// Without an agent and without env files there is nothing to run with.
 	expectCode(t, w.ak("run", "--", "true"), 2, "run -- true")
 	expectCode(t, w.ak("run", "--env-file", envFile, "--env", "X=openai", "--", "true"), 2, "--env without agent")
+	expectCode(t, w.ak("run", "--env-file", envFile, "--aws-server", "--", "true"), 2, "--aws-server without agent")
 }
 
 // TestRunOnly: --only injects just the named services; a named service
