@@ -172,13 +172,9 @@ func (s *Server) credentialVersions(r *http.Request, c *caller) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	tw, owned, err := s.target(ctx, s.store, c, addr)
+	tw, err := s.ownedTarget(ctx, c, addr, agentkeys.AuditWildcard, agentkeys.ActionList)
 	if err != nil {
 		return nil, err
-	}
-	if !owned {
-		s.auditDenial(ctx, c.addr(), addr, agentkeys.AuditWildcard, agentkeys.ActionList, agentkeys.ResultDenied)
-		return nil, denied("session does not own agent %s", addr)
 	}
 	out := api.CredentialVersionsResponse{Versions: []api.CredentialVersion{}}
 	if tw.TornDown {

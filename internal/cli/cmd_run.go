@@ -18,6 +18,7 @@ import (
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/mask"
+	"github.com/agentkeys/agentkeys/internal/secretref"
 )
 
 // envOverride is one --env NAME=SERVICE.
@@ -38,26 +39,13 @@ func parseEnvSpec(raw string) (envOverride, error) {
 	case svc == "":
 		return envOverride{}, fmt.Errorf("Invalid --env format %q: SERVICE must not be empty", raw)
 	}
-	if !validEnvName(name) {
+	if !secretref.ValidEnvName(name) {
 		return envOverride{}, fmt.Errorf("Invalid --env format %q: KEY must be letters, digits and '_', not starting with a digit", raw)
 	}
 	if err := agentkeys.ValidateService(svc); err != nil {
 		return envOverride{}, fmt.Errorf("Invalid --env format %q: %v", raw, err)
 	}
 	return envOverride{Name: name, Service: svc}, nil
-}
-
-func validEnvName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || c == '_' || (i > 0 && '0' <= c && c <= '9')) {
-			return false
-		}
-	}
-	return true
 }
 
 // EnvNameFor is the variable `run` sets for a service:

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +21,27 @@ func (w *world) readRows(t *testing.T, agent, service string) int {
 	}
 	oneJSON(t, w.must("usage", agent, "--action", "read", "--result", "ok", "--service", service, "--json").stdout, &page)
 	return len(page.Events)
+}
+
+// start starts the binary with pipes on its stdout and stderr; it is
+// killed when the test ends.
+func (w *world) start(t *testing.T, args ...string) (*exec.Cmd, io.Reader, io.Reader) {
+	t.Helper()
+	cmd := exec.Command(binPath, args...)
+	cmd.Env = w.env()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd, stdout, stderr
 }
 
 func writeFile(t *testing.T, path, data string, mode os.FileMode) {
@@ -246,21 +268,8 @@ func TestRunWatch(t *testing.T) {
 
 	// Restart: each generation prints the version prefix of its key (the
 	// whole key is masked).
-	cmd := exec.Command(binPath, "--verbose", "run", "bot", "--watch", "--watch-interval", "100ms", "--",
+	cmd, stdout, stderr := w.start(t, "--verbose", "run", "bot", "--watch", "--watch-interval", "100ms", "--",
 		"sh", "-c", `echo "gen ${OPENROUTER_API_KEY%%-*}"; exec sleep 60`)
-	cmd.Env = w.env()
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	waitLine(t, stdout, "gen v1")
 	for range 3 {
 		waitLine(t, stderr, "agentkeys: watch: checked")
@@ -280,17 +289,8 @@ func TestRunWatch(t *testing.T) {
 	}
 
 	// Signal mode: the same process gets HUP.
-	cmd = exec.Command(binPath, "run", "bot", "--watch", "--watch-interval", "100ms", "--watch-signal", "HUP", "--",
+	cmd, stdout, _ = w.start(t, "run", "bot", "--watch", "--watch-interval", "100ms", "--watch-signal", "HUP", "--",
 		"sh", "-c", `trap 'echo hup' HUP; echo ready; while :; do sleep 0.05; done`)
-	cmd.Env = w.env()
-	stdout, err = cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	waitLine(t, stdout, "ready")
 	w.mustIn("v3-"+newSecret(), "store", "bot", "openrouter")
 	waitLine(t, stdout, "hup")
