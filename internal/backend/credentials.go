@@ -176,10 +176,12 @@ func (s *Server) credentialVersions(r *http.Request, c *caller) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := api.CredentialVersionsResponse{Versions: []api.CredentialVersion{}}
 	if tw.TornDown {
-		return out, nil
+		// As for a read: a watcher learns the agent is gone, not that it
+		// has nothing.
+		return nil, notFound("agent %s was torn down", addr)
 	}
+	out := api.CredentialVersionsResponse{Versions: []api.CredentialVersion{}}
 	creds, err := s.store.Credentials(ctx, addr)
 	if err != nil {
 		return nil, err

@@ -11,7 +11,8 @@ import (
 
 // TestCredentialVersions: the version route changes when a credential is
 // stored again (even with the same value), lists only the caller's scope,
-// carries no value, writes no audit row, and refuses a stranger.
+// carries no value, writes no audit row, refuses a stranger and answers
+// 404 once the agent is torn down.
 func TestCredentialVersions(t *testing.T) {
 	e := newEnv(t)
 	m := e.master("alice")
@@ -64,4 +65,11 @@ func TestCredentialVersions(t *testing.T) {
 	stranger := e.master("mallory")
 	_, err = e.client.CredentialVersions(ctx, stranger.Token, a.Wallet)
 	wantStatus(t, err, 403)
+
+	// A torn-down agent is gone, not empty.
+	if _, err := e.client.Teardown(ctx, m.Token, a.Wallet); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.client.CredentialVersions(ctx, m.Token, a.Wallet)
+	wantStatus(t, err, 404)
 }

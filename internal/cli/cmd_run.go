@@ -112,7 +112,32 @@ agentkeys-daemon listening on PATH run the command with the credentials it
 holds (the same as agentkeys-daemon run): the daemon starts it and streams
 its output back masked; stdin and the signals above are forwarded; no
 credential value crosses the socket, so it works when the daemon is
-secret-free.`,
+secret-free.
+
+--only svc,svc limits the agent's services to those named (each must be
+in the agent's scope and stored; AWS credentials only if "aws" is named).
+
+--env-file FILE sets the variables of a dotenv file (NAME=value lines,
+'#' comments, optional "export ", single or double quotes, no expansion).
+A value agentkeys://<agent>/<service> (unquoted or double-quoted; the
+agent is a name, an alias or a 0x wallet) is replaced by that agent's
+credential, read through your session and audited like any read. With
+env files the <agent> argument is optional. An unknown agent, a service
+outside that agent's scope or a missing credential stops run before the
+command starts, naming the reference. Reference values are masked. The
+agent's own variables come first, then the files' (later wins), then
+--env, then AWS.
+
+--watch checks every --watch-interval whether a credential the command
+was given changed (stored again, added within the agent's scope, or
+removed) by polling a route that returns no value and writes no audit
+row. On a change it reads the credentials again (audited) and restarts
+the command (SIGTERM, then SIGKILL after 10 s); with --watch-signal SIG it
+sends SIG instead (the running command keeps its environment: for
+programs that reload from elsewhere, e.g. a file rewritten by inject).
+If the agent is torn down or a referenced credential can no longer be
+read, run stops the command and fails. When the command exits on its
+own, run exits with its status.`,
 		Args:              cobra.ArbitraryArgs,
 		ValidArgsFunction: a.completeAgents,
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -297,5 +297,16 @@ func TestRunWatch(t *testing.T) {
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
 
+	// The agent torn down: run stops the command (SIGTERM) and fails.
+	cmd, stdout, stderr = w.start(t, "run", "bot", "--watch", "--watch-interval", "100ms", "--",
+		"sh", "-c", `trap 'echo stopped; exit 0' TERM; echo ready; while :; do sleep 0.05; done`)
+	waitLine(t, stdout, "ready")
+	w.must("teardown", "bot", "--yes")
+	waitLine(t, stdout, "stopped")
+	errOut, _ := io.ReadAll(stderr)
+	if err := cmd.Wait(); err == nil || cmd.ProcessState.ExitCode() != 1 || !strings.Contains(string(errOut), "torn down") {
+		t.Fatalf("run --watch after teardown: %v\n%s", err, errOut)
+	}
+
 	expectCode(t, w.ak("run", "bot", "--watch-signal", "HUP", "--", "true"), 2, "--watch-signal without --watch")
 }
