@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -12,22 +13,9 @@ import (
 func (a *App) newExportCmd() *cobra.Command {
 	var format string
 	var only []string
-	cmd := &cobra.Command{
-		Use:   "export <agent> [--format dotenv|json|shell] [--only svc,svc]",
-		Short: "Print an agent's credentials as dotenv, JSON or shell exports",
-		Long: `Print the credentials run would inject for <agent> (each stored service within
-its scope, or those of --only) as <SERVICE>_API_KEY variables:
-
-  dotenv  NAME='value' lines, readable by run --env-file and dotenv tools
-  json    one JSON object {"NAME": "value", …} (also --json)
-  shell   export NAME='value' lines, quoted for any POSIX shell: eval "$(agentkeys export bot --format shell)"
-
-Every read is audited. AWS credentials are minted by run (see run --help),
-not exported. A warning goes to stderr when stdout is a terminal: prefer a
-pipe or run, which never shows the values.`,
-		Args:              exactArgs(1, "<agent>"),
-		ValidArgsFunction: a.completeAgents,
-		RunE: func(cmd *cobra.Command, args []string) error {
+	cmd := a.agentCommand("export <agent> [--format dotenv|json|shell] [--only svc,svc]",
+		"Print an agent's credentials as dotenv, JSON or shell exports", false,
+		func(ctx context.Context, m *Master, ref agentRef) error {
 			if a.JSON {
 				format = "json"
 			}
@@ -37,21 +25,25 @@ pipe or run, which never shows the values.`,
 			if err := (&refRunOptions{Only: only}).check(); err != nil {
 				return err
 			}
-			return a.export(cmd, args[0], format, only)
-		},
-	}
+			return a.export(ctx, m, ref, format, only)
+		})
+	cmd.Long = `Print the credentials run would inject for <agent> (each stored service within
+its scope, or those of --only) as <SERVICE>_API_KEY variables:
+
+  dotenv  NAME='value' lines, readable by run --env-file and dotenv tools
+  json    one JSON object {"NAME": "value", …} (also --json)
+  shell   export NAME='value' lines, quoted for any POSIX shell: eval "$(agentkeys export bot --format shell)"
+
+Every read is audited. AWS credentials are minted by run (see run --help),
+not exported. A warning goes to stderr when stdout is a terminal: prefer a
+pipe or run, which never shows the values.`
 	cmd.Flags().StringVar(&format, "format", "dotenv", "dotenv, json or shell")
 	cmd.Flags().StringSliceVar(&only, "only", nil, "export only these services (comma-separated)")
 	return cmd
 }
 
-func (a *App) export(cmd *cobra.Command, agentArg, format string, only []string) error {
-	ctx := cmdContext(cmd.Context())
-	m, ref, err := a.withAgent(ctx, agentArg)
-	if err == nil {
-		err = a.refuseRevoked(ctx, m, ref)
-	}
-	if err != nil {
+func (a *App) export(ctx context.Context, m *Master, ref agentRef, format string, only []string) error {
+	if err := a.refuseRevoked(ctx, m, ref); err != nil {
 		return err
 	}
 	held, scope, err := agentServices(ctx, m, ref.Wallet)
