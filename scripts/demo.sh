@@ -21,10 +21,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step "Start the dev stack: backend + broker on loopback, SQLite and an ephemeral OIDC key in a temp dir"
-show "agentkeys dev --backend-port 0 --broker-port 0 --fixture-site --json"
+step "Start the dev stack: backend + broker on loopback, SQLite and an ephemeral OIDC key in a temp dir, and an imitation of AWS STS"
+show "agentkeys dev --backend-port 0 --broker-port 0 --fixture-site --fake-sts --json"
 mkfifo "$WORK/dev.out"
-"$BIN/agentkeys" dev --backend-port 0 --broker-port 0 --fixture-site --json >"$WORK/dev.out" 2>"$WORK/dev.err" &
+"$BIN/agentkeys" dev --backend-port 0 --broker-port 0 --fixture-site --fake-sts --json >"$WORK/dev.out" 2>"$WORK/dev.err" &
 DEV_PID=$!
 DEV_JSON=""
 while IFS= read -r line; do DEV_JSON+="$line"; [[ $line == "}" ]] && break; done <"$WORK/dev.out"
@@ -38,9 +38,9 @@ show "AGENTKEYS_AUTH_TOKEN=demo@example.com agentkeys init"
 AGENTKEYS_AUTH_TOKEN=demo@example.com ak init
 ak whoami
 
-step "The master creates an agent that may use OpenRouter and AWS"
-show "agentkeys agent create research-bot --services openrouter,aws"
-ak agent create research-bot --services openrouter,aws
+step "The master creates an agent that may use OpenRouter and AWS (and keeps the agent's own session for its AWS identity)"
+show "agentkeys agent create research-bot --services openrouter,aws --session-out \$WORK/research-bot.session"
+ak agent create research-bot --services openrouter,aws --session-out "$WORK/research-bot.session"
 
 step "The master stores the agent's OpenRouter key (read from stdin; sealed with AES-256-GCM at rest)"
 KEY="sk-or-demo-$RANDOM$RANDOM$RANDOM"
@@ -57,6 +57,40 @@ show "agentkeys run research-bot --no-aws -- sh -c 'exit 7'   # the child's exit
 set +e; ak run research-bot --no-aws -- sh -c 'exit 7'; rc=$?; set -e
 echo "    exit status: $rc"
 [[ $rc == 7 ]]
+
+step "AWS the way SDKs expect: STS credentials for the agent's wallet (from the fake STS), masked in the output"
+show "agentkeys run research-bot --session-file \$WORK/research-bot.session --region eu-west-1 -- sh -c 'echo …'"
+ak run research-bot --session-file "$WORK/research-bot.session" --region eu-west-1 -- sh -c '
+  echo "    AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID AWS_REGION=$AWS_REGION AWS_DEFAULT_REGION=$AWS_DEFAULT_REGION"
+  echo "    AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY"
+  echo "    AWS_SESSION_TOKEN=$AWS_SESSION_TOKEN"
+  echo "    OPENROUTER_API_KEY=$OPENROUTER_API_KEY   (even base64: $(printf %s "$OPENROUTER_API_KEY" | base64 -w0))"'
+echo "    (masking is on by default; --no-masking turns it off)"
+
+step "An env file with references: the agent argument becomes optional, values resolve before the command starts"
+cat >"$WORK/app.env" <<'ENV'
+# app.env: safe to commit, it holds no secret
+APP_MODE=demo
+LLM_API_KEY=agentkeys://research-bot/openrouter
+ENV
+sed 's/^/    | /' "$WORK/app.env"
+show "agentkeys run --env-file app.env -- sh -c 'echo \$APP_MODE \$LLM_API_KEY'"
+ak run --env-file "$WORK/app.env" -- sh -c 'echo "    APP_MODE=$APP_MODE LLM_API_KEY=$LLM_API_KEY (${#LLM_API_KEY} characters)"'
+printf 'X=agentkeys://research-bot/openai\n' >"$WORK/bad.env"
+show "agentkeys run --env-file bad.env -- true   # openai is outside the agent's scope: refused before the command starts"
+if ak run --env-file "$WORK/bad.env" -- true; then echo "FAIL: out-of-scope reference resolved"; exit 1; fi
+
+step "inject: a config file from a template, written 0600 atomically"
+cat >"$WORK/config.tmpl" <<'TMPL'
+llm:
+  api_key: {{ agentkeys://research-bot/openrouter }}
+  image: {{ .Values.image }}   # other {{ }} is left alone
+TMPL
+sed 's/^/    | /' "$WORK/config.tmpl"
+show "agentkeys inject -i config.tmpl -o config.yaml"
+ak inject -i "$WORK/config.tmpl" -o "$WORK/config.yaml"
+echo "    $(stat -c '%A' "$WORK/config.yaml") config.yaml; holds the key: $(grep -qF -- "$KEY" "$WORK/config.yaml" && echo yes || echo no)"
+grep -q '{{ .Values.image }}' "$WORK/config.yaml"
 
 step "A service outside the agent's scope is refused"
 show "agentkeys scope get research-bot"

@@ -1,6 +1,9 @@
 package api
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // StoreCredentialRequest is the body of POST /credential/store. The field
 // keeps the original's name, "ciphertext", but carries the value
@@ -84,4 +87,20 @@ type ReadCredentialsResponse struct {
 	Scope       ScopeResponse `json:"scope"`
 	Credentials []Credential  `json:"credentials"`
 	RevokedAt   int64         `json:"revoked_at,omitempty"`
+}
+
+// CredentialVersion is one credential's version: it changes whenever the
+// credential is stored again, and says nothing about the value.
+type CredentialVersion struct {
+	Service   string    `json:"service"`
+	Version   string    `json:"version"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// CredentialVersionsResponse answers GET /credential/versions: the
+// versions of the agent's credentials within the caller's scope, in
+// service order. The route returns no value and writes no audit row, so
+// it can be polled (run --watch).
+type CredentialVersionsResponse struct {
+	Versions []CredentialVersion `json:"versions"`
 }

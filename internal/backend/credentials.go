@@ -1,7 +1,9 @@
 package backend
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"slices"
@@ -156,6 +158,42 @@ func (s *Server) listCredentials(r *http.Request, c *caller) (any, error) {
 		return nil, err
 	}
 	return api.ListCredentialsResponse{Services: c.scope.Filter(all)}, nil
+}
+
+// credentialVersions answers the versions of the agent's credentials
+// within the caller's scope: a digest of each sealed blob (a fresh nonce
+// seals every store, so it changes with every store and reveals nothing
+// about the value) and its update time. It writes no audit row when it
+// answers (nothing secret leaves, and watchers poll it); a refusal is
+// audited like any other.
+func (s *Server) credentialVersions(r *http.Request, c *caller) (any, error) {
+	ctx := r.Context()
+	addr, err := parseWalletField("agent_id", r.URL.Query().Get("agent_id"))
+	if err != nil {
+		return nil, err
+	}
+	tw, err := s.ownedTarget(ctx, c, addr, agentkeys.AuditWildcard, agentkeys.ActionList)
+	if err != nil {
+		return nil, err
+	}
+	if tw.TornDown {
+		// As for a read: a watcher learns the agent is gone, not that it
+		// has nothing.
+		return nil, notFound("agent %s was torn down", addr)
+	}
+	out := api.CredentialVersionsResponse{Versions: []api.CredentialVersion{}}
+	creds, err := s.store.Credentials(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	for _, cr := range creds {
+		if !c.scope.Allows(cr.Service) {
+			continue
+		}
+		sum := sha256.Sum256(cr.Sealed)
+		out.Versions = append(out.Versions, api.CredentialVersion{Service: cr.Service, Version: hex.EncodeToString(sum[:16]), UpdatedAt: cr.UpdatedAt.UTC()})
+	}
+	return out, nil
 }
 
 // teardown removes an agent and everything under it in one transaction:

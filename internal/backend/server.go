@@ -224,6 +224,7 @@ func (s *Server) routes() {
 	m.Handle("GET /credential/read", s.authed(s.readCredential))
 	m.Handle("POST /credential/read-batch", s.authed(s.readCredentials))
 	m.Handle("GET /credential/list", s.authed(s.listCredentials))
+	m.Handle("GET /credential/versions", s.authed(s.credentialVersions))
 	m.Handle("DELETE /credential/teardown", s.authed(s.teardown))
 
 	m.Handle("GET /audit/query", s.authed(s.queryAudit))

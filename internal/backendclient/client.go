@@ -347,6 +347,17 @@ func (c *Client) ListCredentials(ctx context.Context, tok agentkeys.Token, agent
 	return out.Services, err
 }
 
+// CredentialVersion is one credential's version (no value).
+type CredentialVersion = api.CredentialVersion
+
+// CredentialVersions returns the versions of agent's credentials that the
+// caller may see. The backend audits nothing for it: it is for polling.
+func (c *Client) CredentialVersions(ctx context.Context, tok agentkeys.Token, agent agentkeys.Wallet) ([]CredentialVersion, error) {
+	var out api.CredentialVersionsResponse
+	err := c.do(ctx, "credential versions", http.MethodGet, "/credential/versions", url.Values{"agent_id": {string(agent)}}, tok, nil, &out)
+	return out.Versions, err
+}
+
 // TeardownResult says what a teardown removed.
 type TeardownResult = api.TeardownResponse
 

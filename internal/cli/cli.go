@@ -270,6 +270,8 @@ Exit codes: 0 ok, 1 failure, 2 usage error; 'run' exits with its child's status.
 		a.newReadCmd(),
 		a.newListCmd(),
 		a.newRunCmd(),
+		a.newInjectCmd(),
+		a.newExportCmd(),
 		a.newRevokeCmd(),
 		a.newTeardownCmd(),
 		a.newScopeCmd(),

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/mask"
+	"github.com/agentkeys/agentkeys/internal/secretref"
 )
 
 // envOverride is one --env NAME=SERVICE.
@@ -37,26 +39,13 @@ func parseEnvSpec(raw string) (envOverride, error) {
 	case svc == "":
 		return envOverride{}, fmt.Errorf("Invalid --env format %q: SERVICE must not be empty", raw)
 	}
-	if !validEnvName(name) {
+	if !secretref.ValidEnvName(name) {
 		return envOverride{}, fmt.Errorf("Invalid --env format %q: KEY must be letters, digits and '_', not starting with a digit", raw)
 	}
 	if err := agentkeys.ValidateService(svc); err != nil {
 		return envOverride{}, fmt.Errorf("Invalid --env format %q: %v", raw, err)
 	}
 	return envOverride{Name: name, Service: svc}, nil
-}
-
-func validEnvName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || c == '_' || (i > 0 && '0' <= c && c <= '9')) {
-			return false
-		}
-	}
-	return true
 }
 
 // EnvNameFor is the variable `run` sets for a service:
@@ -73,8 +62,9 @@ func (a *App) newRunCmd() *cobra.Command {
 	var noMasking bool
 	var aws awsRunOptions
 	var socket string
+	var refs refRunOptions
 	cmd := &cobra.Command{
-		Use:   "run (<agent> [--env NAME=SERVICE]... | --socket PATH) -- <command> [args...]",
+		Use:   "run (<agent> [--env NAME=SERVICE]... | --env-file FILE... | --socket PATH) -- <command> [args...]",
 		Short: "Run a command with an agent's credentials in its environment",
 		Long: `Run <command> with the agent's credentials as environment variables: each
 service the agent holds, within the agent's scope, becomes <SERVICE>_API_KEY
@@ -122,7 +112,32 @@ agentkeys-daemon listening on PATH run the command with the credentials it
 holds (the same as agentkeys-daemon run): the daemon starts it and streams
 its output back masked; stdin and the signals above are forwarded; no
 credential value crosses the socket, so it works when the daemon is
-secret-free.`,
+secret-free.
+
+--only svc,svc limits the agent's services to those named (each must be
+in the agent's scope and stored; AWS credentials only if "aws" is named).
+
+--env-file FILE sets the variables of a dotenv file (NAME=value lines,
+'#' comments, optional "export ", single or double quotes, no expansion).
+A value agentkeys://<agent>/<service> (unquoted or double-quoted; the
+agent is a name, an alias or a 0x wallet) is replaced by that agent's
+credential, read through your session and audited like any read. With
+env files the <agent> argument is optional. An unknown agent, a service
+outside that agent's scope or a missing credential stops run before the
+command starts, naming the reference. Reference values are masked. The
+agent's own variables come first, then the files' (later wins), then
+--env, then AWS.
+
+--watch checks every --watch-interval whether a credential the command
+was given changed (stored again, added within the agent's scope, or
+removed) by polling a route that returns no value and writes no audit
+row. On a change it reads the credentials again (audited) and restarts
+the command (SIGTERM, then SIGKILL after 10 s); with --watch-signal SIG it
+sends SIG instead (the running command keeps its environment: for
+programs that reload from elsewhere, e.g. a file rewritten by inject).
+If the agent is torn down or a referenced credential can no longer be
+read, run stops the command and fails. When the command exits on its
+own, run exits with its status.`,
 		Args:              cobra.ArbitraryArgs,
 		ValidArgsFunction: a.completeAgents,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -133,10 +148,17 @@ secret-free.`,
 			switch {
 			case dash < 0:
 				return usagef("missing -- before the command: agentkeys run <agent> -- <command> [args...]")
-			case dash != 1:
-				return usagef("run takes exactly one <agent> before -- (got %d)", dash)
-			case len(args) == 1:
+			case dash == 0 && len(refs.EnvFiles) == 0:
+				return usagef("run needs an <agent> before -- (or --env-file with agentkeys:// references)")
+			case dash > 1:
+				return usagef("run takes at most one <agent> before -- (got %d)", dash)
+			case len(args) == dash:
 				return usagef("no command after --")
+			case dash == 0 && (len(envSpecs) > 0 || refs.Only != nil || aws.Server || aws.SessionFile != ""):
+				return usagef("--env, --only, --aws-server and --session-file need an <agent> before --")
+			}
+			if err := refs.check(); err != nil {
+				return err
 			}
 			var overrides []envOverride
 			for _, raw := range envSpecs {
@@ -146,7 +168,7 @@ secret-free.`,
 				}
 				overrides = append(overrides, o)
 			}
-			return a.runWithCredentials(cmd.Context(), args[0], overrides, args[1:], !noMasking, aws)
+			return a.runWithCredentials(cmd.Context(), optionalArg(args[:dash]), overrides, args[dash:], !noMasking, aws, refs)
 		},
 	}
 	cmd.Flags().StringArrayVar(&envSpecs, "env", nil, "also set NAME to SERVICE's credential (repeatable)")
@@ -154,72 +176,50 @@ secret-free.`,
 	cmd.Flags().StringVar(&aws.Region, "region", "", "AWS region for AWS_REGION and AWS_DEFAULT_REGION (default: AWS_REGION, AWS_DEFAULT_REGION)")
 	cmd.Flags().BoolVar(&aws.Server, "aws-server", false, "serve the AWS credentials from a loopback endpoint that refreshes them (AWS_CONTAINER_CREDENTIALS_FULL_URI) instead of static variables")
 	cmd.Flags().BoolVar(&aws.Skip, "no-aws", false, "do not mint AWS credentials even if the agent's scope includes aws")
+	refs.addFlags(cmd)
 	cmd.Flags().BoolVar(&noMasking, "no-masking", false, "do not mask credentials in the command's output (and give it the terminal)")
 	addRunSocketFlag(cmd, &socket)
 	return cmd
 }
 
-// credentialEnv reads what `run` injects in one audited round trip (the
-// agent's scope and every credential it holds within it), refusing an
-// agent whose sessions were revoked. It also returns the injected values,
-// for masking (the caller clears them). stop ends what the environment
-// depends on (the AWS endpoint); it is non-nil when err is nil.
-func (a *App) credentialEnv(ctx context.Context, m *Master, ref agentRef, overrides []envOverride, aws awsRunOptions) (_ []string, _ [][]byte, stop func(), err error) {
-	agent := ref.Wallet
-	got, err := m.Client.ReadCredentials(ctx, m.Session.Token, agent, nil)
+// runEnv is what run gives a command: its environment, the values to
+// mask (the caller clears them), what ends the environment's helpers (the
+// AWS endpoint), and what --watch polls.
+type runEnv struct {
+	env     []string
+	secrets [][]byte
+	stop    func()
+	watch   watchSet
+}
+
+// release stops the helpers and clears the values.
+func (e *runEnv) release() {
+	e.stop()
+	for _, v := range e.secrets {
+		clear(v)
+	}
+}
+
+// credentialEnv reads what `run` injects: for the agent (if any), its scope
+// and every credential it holds within it in one audited round trip
+// (refusing an agent whose sessions were revoked); the env files'
+// references; the AWS credentials.
+// Later sources win: the agent's <SERVICE>_API_KEY names, then the env
+// files, then --env, then AWS.
+func (a *App) credentialEnv(ctx context.Context, m *Master, ref agentRef, agent agentkeys.Wallet, overrides []envOverride, aws awsRunOptions, refs refRunOptions, files []fileVar) (_ *runEnv, err error) {
+	re := &runEnv{stop: func() {}, watch: watchSet{}}
+	defer func() {
+		if err != nil {
+			re.release()
+		}
+	}()
+	fileVars, fileSecrets, fileWatch, err := a.fileEnv(ctx, m, files)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
-	if !got.RevokedAt.IsZero() && agent != m.Session.Wallet {
-		return nil, nil, nil, revokedError(ref, got.RevokedAt)
-	}
-	scope := got.Scope
-	if scope != nil {
-		sort.Strings(scope.Services)
-	}
-	var awsEnv []string
-	var awsSecrets [][]byte
-	stop = func() {}
-	if scope != nil && scope.Allows(awsService) && !aws.Skip {
-		if awsEnv, awsSecrets, stop, err = a.awsRunEnv(ctx, agent, aws); err != nil {
-			return nil, nil, nil, err
-		}
-		defer func() {
-			if err != nil {
-				stop()
-			}
-		}()
-	} else if aws.Server {
-		return nil, nil, nil, usagef("--aws-server: the agent's scope does not include %q", awsService)
-	}
-	held := make([]string, 0, len(got.Values))
-	for svc := range got.Values {
-		held = append(held, svc)
-	}
-	sort.Strings(held)
-	values := make([][]byte, 0, len(held))
-	for _, svc := range held {
-		values = append(values, got.Values[svc])
-	}
-	fail := func(err error) ([]string, [][]byte, func(), error) {
-		for _, v := range values {
-			clear(v)
-		}
-		return nil, nil, nil, err
-	}
-	auto := scope.Filter(held)
-	for _, o := range overrides {
-		if !scope.Allows(o.Service) {
-			return fail(fmt.Errorf("--env %s=%s: service %s is outside the agent's scope (%s)", o.Name, o.Service, o.Service, describeScope(scope)))
-		}
-		if _, ok := got.Values[o.Service]; !ok {
-			return fail(fmt.Errorf("read credential for service %q: credential not found for agent=%s service=%s", o.Service, agent, o.Service))
-		}
-	}
-	byService := make(map[string]string, len(held))
-	for svc, v := range got.Values {
-		byService[svc] = string(v)
-	}
+	re.secrets = append(re.secrets, fileSecrets...)
+	re.watch.merge(fileWatch)
+
 	set := map[string]string{}
 	var names []string
 	add := func(name, val string) {
@@ -228,17 +228,83 @@ func (a *App) credentialEnv(ctx context.Context, m *Master, ref agentRef, overri
 		}
 		set[name] = val
 	}
-	for _, s := range auto {
-		add(EnvNameFor(s), byService[s])
-	}
-	for _, o := range overrides {
-		add(o.Name, byService[o.Service])
+	var awsEnv []string
+	if agent != "" {
+		got, err := m.Client.ReadCredentials(ctx, m.Session.Token, agent, nil)
+		if err != nil {
+			return nil, err
+		}
+		for _, v := range got.Values {
+			re.secrets = append(re.secrets, v)
+		}
+		if !got.RevokedAt.IsZero() && agent != m.Session.Wallet {
+			return nil, revokedError(ref, got.RevokedAt)
+		}
+		scope := got.Scope
+		if scope != nil {
+			sort.Strings(scope.Services)
+		}
+		held := make([]string, 0, len(got.Values))
+		for svc := range got.Values {
+			held = append(held, svc)
+		}
+		sort.Strings(held)
+		auto, err := onlyServices(refs.Only, scope, held)
+		if err != nil {
+			return nil, err
+		}
+		wantAWS := refs.Only == nil || slices.Contains(refs.Only, awsService)
+		if scope != nil && scope.Allows(awsService) && !aws.Skip && wantAWS {
+			var awsSecrets [][]byte
+			if awsEnv, awsSecrets, re.stop, err = a.awsRunEnv(ctx, agent, aws); err != nil {
+				re.stop = func() {}
+				return nil, err
+			}
+			re.secrets = append(re.secrets, awsSecrets...)
+		} else if aws.Server {
+			return nil, usagef("--aws-server: the agent's scope does not include %q", awsService)
+		}
+		need := map[string]bool{}
+		for _, s := range auto {
+			need[s] = true
+		}
+		for _, o := range overrides {
+			if !scope.Allows(o.Service) {
+				return nil, fmt.Errorf("--env %s=%s: service %s is outside the agent's scope (%s)", o.Name, o.Service, o.Service, describeScope(scope))
+			}
+			if _, ok := got.Values[o.Service]; !ok {
+				return nil, fmt.Errorf("read credential for service %q: credential not found for agent=%s service=%s", o.Service, agent, o.Service)
+			}
+			need[o.Service] = true
+		}
+		services := make([]string, 0, len(need))
+		for s := range need {
+			services = append(services, s)
+		}
+		sort.Strings(services)
+		byService := map[string]string{}
+		for _, s := range services {
+			byService[s] = string(got.Values[s])
+		}
+		re.watch.watchAgent(agent, scope, refs.Only, services)
+		for _, s := range auto {
+			add(EnvNameFor(s), byService[s])
+		}
+		for _, v := range fileVars {
+			add(v.name, v.value)
+		}
+		for _, o := range overrides {
+			add(o.Name, byService[o.Service])
+		}
+	} else {
+		for _, v := range fileVars {
+			add(v.name, v.value)
+		}
 	}
 	for _, kv := range awsEnv {
 		k, v, _ := strings.Cut(kv, "=")
 		add(k, v)
 	}
-	values = append(values, awsSecrets...)
 	drop := map[string]bool{}
 	for _, n := range strippedEnv {
 		drop[n] = true
@@ -251,42 +317,50 @@ func (a *App) credentialEnv(ctx context.Context, m *Master, ref agentRef, overri
 			drop[n] = true
 		}
 	}
-	var env []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		if !drop[k] {
-			env = append(env, kv)
+			re.env = append(re.env, kv)
 		}
 	}
 	for _, n := range names {
-		env = append(env, n+"="+set[n])
+		re.env = append(re.env, n+"="+set[n])
 	}
 	a.notef("injecting %s", displayList(names))
-	return env, values, stop, nil
+	return re, nil
 }
 
-func (a *App) runWithCredentials(ctx context.Context, agentArg string, overrides []envOverride, argv []string, masking bool, aws awsRunOptions) error {
+func (a *App) runWithCredentials(ctx context.Context, agentArg string, overrides []envOverride, argv []string, masking bool, aws awsRunOptions, refs refRunOptions) error {
 	ctx = cmdContext(ctx)
+	files, err := loadEnvFiles(refs.EnvFiles)
+	if err != nil {
+		return err
+	}
 	m, ref, err := a.withAgent(ctx, agentArg)
 	if err != nil {
 		return err
 	}
-	env, secrets, stop, err := a.credentialEnv(ctx, m, ref, overrides, aws)
+	agent := ref.Wallet
+	if agentArg == "" {
+		agent = "" // env files only
+	}
+	build := func(ctx context.Context) (*runEnv, error) {
+		return a.credentialEnv(ctx, m, ref, agent, overrides, aws, refs, files)
+	}
+	re, err := build(ctx)
 	if err != nil {
 		return err
 	}
-	defer stop()
-	defer func() {
-		for _, v := range secrets {
-			clear(v)
-		}
-	}()
-	if !masking {
-		return a.execChild(argv, env, a.Out, a.Err)
+	if refs.Watch {
+		return a.runWatching(ctx, m, build, re, argv, masking, refs)
 	}
-	stdout := mask.NewWriter(a.Out, secrets, mask.DefaultIdle)
-	stderr := mask.NewWriter(a.Err, secrets, mask.DefaultIdle)
-	err = a.execChild(argv, env, stdout, stderr)
+	defer re.release()
+	if !masking {
+		return a.execChild(argv, re.env, a.Out, a.Err)
+	}
+	stdout := mask.NewWriter(a.Out, re.secrets, mask.DefaultIdle)
+	stderr := mask.NewWriter(a.Err, re.secrets, mask.DefaultIdle)
+	err = a.execChild(argv, re.env, stdout, stderr)
 	stdout.Close()
 	stderr.Close()
 	return err
@@ -302,31 +376,14 @@ const maskedWaitDelay = 2 * time.Second
 // Writers (the child writes to pipes that exec copies into them; Wait
 // returns once the pipes are drained).
 func (a *App) execChild(argv, env []string, stdout, stderr io.Writer) error {
-	path, err := exec.LookPath(argv[0])
-	if err != nil {
-		code := 127
-		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
-			return &ExitError{Code: code, Err: fmt.Errorf("%s: command not found", argv[0])}
-		}
-		return &ExitError{Code: 126, Err: fmt.Errorf("%s: %v", argv[0], errors.Unwrap(err))}
-	}
-	c := &exec.Cmd{Path: path, Args: argv, Env: env, Stdout: stdout, Stderr: stderr}
-	if a.In != nil {
-		c.Stdin = a.In
-	}
-	if _, inherited := stdout.(*os.File); !inherited {
-		// Output goes through pipes: a background process the command
-		// left holding them must not keep run waiting after the command
-		// exits (its later output is cut off).
-		c.WaitDelay = maskedWaitDelay
-	}
 	// Catch the signals before the child exists, so none is lost between
 	// Start and the forwarding loop.
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, forwardedSignals...)
 	defer signal.Stop(sigs)
-	if err := c.Start(); err != nil {
-		return &ExitError{Code: 126, Err: fmt.Errorf("start %s: %v", argv[0], errors.Unwrap(err))}
+	c, err := a.startChild(argv, env, stdout, stderr)
+	if err != nil {
+		return err
 	}
 	done := make(chan struct{})
 	fwd := make(chan struct{})
@@ -344,9 +401,41 @@ func (a *App) execChild(argv, env []string, stdout, stderr io.Writer) error {
 	werr := c.Wait()
 	close(done)
 	<-fwd
+	return childExit(argv[0], c, werr)
+}
+
+// startChild starts argv with env (126/127 exit errors when it cannot).
+func (a *App) startChild(argv, env []string, stdout, stderr io.Writer) (*exec.Cmd, error) {
+	path, err := exec.LookPath(argv[0])
+	if err != nil {
+		code := 127
+		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
+			return nil, &ExitError{Code: code, Err: fmt.Errorf("%s: command not found", argv[0])}
+		}
+		return nil, &ExitError{Code: 126, Err: fmt.Errorf("%s: %v", argv[0], errors.Unwrap(err))}
+	}
+	c := &exec.Cmd{Path: path, Args: argv, Env: env, Stdout: stdout, Stderr: stderr}
+	if a.In != nil {
+		c.Stdin = a.In
+	}
+	if _, inherited := stdout.(*os.File); !inherited {
+		// Output goes through pipes: a background process the command
+		// left holding them must not keep run waiting after the command
+		// exits (its later output is cut off).
+		c.WaitDelay = maskedWaitDelay
+	}
+	if err := c.Start(); err != nil {
+		return nil, &ExitError{Code: 126, Err: fmt.Errorf("start %s: %v", argv[0], errors.Unwrap(err))}
+	}
+	return c, nil
+}
+
+// childExit turns a waited-for child's end into the CLI's exit status
+// (128+N for death by signal N).
+func childExit(name string, c *exec.Cmd, werr error) error {
 	st := c.ProcessState
 	if st == nil {
-		return fmt.Errorf("wait for %s: %v", argv[0], werr)
+		return fmt.Errorf("wait for %s: %v", name, werr)
 	}
 	code := st.ExitCode()
 	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {

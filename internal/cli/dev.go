@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 	"github.com/agentkeys/agentkeys/internal/backendclient"
 	"github.com/agentkeys/agentkeys/internal/broker"
 	"github.com/agentkeys/agentkeys/internal/provision/fixture"
+	"github.com/agentkeys/agentkeys/internal/sts/fakests"
 )
 
 // DevStack is a backend and a broker running in this process on loopback,
@@ -29,6 +31,8 @@ type DevStack struct {
 	Broker  *broker.Running
 	// Fixture is the local imitation of the sign-up sites (FixtureSite).
 	Fixture *fixture.Site
+	// STS is the fake STS (FakeSTS), or nil.
+	STS     *fakests.Fake
 	DataDir string
 	LogFile string
 	temp    bool
@@ -44,6 +48,10 @@ type DevOptions struct {
 	// endpoint with RoleARN (default arn:aws:iam::000000000000:role/agentkeys-data-role).
 	STSEndpoint string
 	RoleARN     string
+	// FakeSTS serves an in-process imitation of AWS STS on loopback
+	// (internal/sts/fakests) and points the broker at it, so AWS
+	// credentials can be minted offline. Exclusive with STSEndpoint.
+	FakeSTS bool
 	// FixtureSite also serves a local imitation of the OpenRouter and
 	// OpenAI sign-up sites (internal/provision/fixture) whose mail goes to
 	// the dev backend's mock inbox, so `agentkeys provision` can be tried
@@ -99,6 +107,17 @@ func StartDev(ctx context.Context, o DevOptions) (*DevStack, error) {
 	cfg.AuditDB = filepath.Join(d.DataDir, "broker", "audit.sqlite")
 	cfg.SkipStartupCheck = true
 	cfg.LogLevel = "info"
+	if o.FakeSTS {
+		if o.STSEndpoint != "" {
+			d.Stop(context.Background())
+			return nil, errors.New("--fake-sts and --sts-endpoint exclude each other")
+		}
+		d.STS = fakests.New()
+		o.STSEndpoint = d.STS.URL
+		// The fake checks that calls are SigV4-signed, not by whom: any
+		// static key does, and none of the caller's AWS settings are used.
+		cfg.AccessKeyID, cfg.SecretAccessKey = "AKIAAGENTKEYSDEVFAKE", "agentkeys-dev-fake-sts-"+rand.Text()
+	}
 	if o.STSEndpoint != "" {
 		cfg.STSEndpoint = o.STSEndpoint
 		cfg.DataRoleARN = o.RoleARN
@@ -133,6 +152,9 @@ func (d *DevStack) Stop(ctx context.Context) error {
 	var errs []error
 	if d.Fixture != nil {
 		d.Fixture.Close()
+	}
+	if d.STS != nil {
+		defer d.STS.Close() // after the broker has drained
 	}
 	if d.Broker != nil {
 		errs = append(errs, d.Broker.Shutdown(ctx))
@@ -175,7 +197,9 @@ func (a *App) newDevCmd() *cobra.Command {
 		Long: `Start agentkeys-backend and agentkeys-broker in this process on loopback, with
 embedded SQLite and an ephemeral OIDC key in a temporary directory (or
 --data-dir, which is kept), the mock inbox on, and no AWS STS unless
---sts-endpoint is given. Master login is mock: any AGENTKEYS_AUTH_TOKEN names
+--sts-endpoint is given (or --fake-sts, an imitation of STS on loopback
+that hands out well-formed but useless credentials, to try run's AWS
+support offline). Master login is mock: any AGENTKEYS_AUTH_TOKEN names
 an identity. Prints the export lines to use it; Ctrl-C stops it cleanly.
 
 Never expose it beyond this machine.`,
@@ -189,7 +213,10 @@ Never expose it beyond this machine.`,
 			}
 			info := map[string]any{
 				"backend_url": d.Backend.URL(), "broker_url": d.Broker.URL(), "issuer": d.Broker.Issuer(),
-				"data_dir": d.DataDir, "log_file": d.LogFile, "aws": o.STSEndpoint != "",
+				"data_dir": d.DataDir, "log_file": d.LogFile, "aws": o.STSEndpoint != "" || o.FakeSTS,
+			}
+			if d.STS != nil {
+				info["fake_sts"] = d.STS.URL
 			}
 			var fixtureEnv [][2]string
 			if d.Fixture != nil {
@@ -219,6 +246,9 @@ Never expose it beyond this machine.`,
 				if d.temp {
 					kept = " (removed on exit)"
 				}
+				if d.STS != nil {
+					fmt.Fprintf(a.Err, "agentkeys dev: fake STS at %s: AWS credentials minted here work nowhere else\n", d.STS.URL)
+				}
 				fmt.Fprintf(a.Err, "agentkeys dev: data in %s, logs in %s%s\n", d.DataDir, d.LogFile, kept)
 				fmt.Fprintf(a.Err, "agentkeys dev: log in with AGENTKEYS_AUTH_TOKEN=<any identity> agentkeys init; Ctrl-C to stop\n")
 			}
@@ -235,6 +265,7 @@ Never expose it beyond this machine.`,
 	f.IntVar(&o.BrokerPort, "broker-port", 8091, "broker port on 127.0.0.1 (0: any free port)")
 	f.StringVar(&o.STSEndpoint, "sts-endpoint", "", "enable /v1/mint-aws-creds against this STS-compatible endpoint")
 	f.StringVar(&o.RoleARN, "role-arn", "", "data role to assume with --sts-endpoint")
+	f.BoolVar(&o.FakeSTS, "fake-sts", false, "serve an imitation of AWS STS on loopback and mint AWS credentials from it (offline; the credentials work nowhere)")
 	f.BoolVar(&o.FixtureSite, "fixture-site", false, "also serve a local imitation of the OpenRouter/OpenAI sign-up sites (mail to the mock inbox) and print the AGENTKEYS_<SERVICE>_*_URL exports, to try `agentkeys provision` offline")
 	return cmd
 }

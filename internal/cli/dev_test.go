@@ -73,6 +73,7 @@ type devInfo struct {
 	BrokerURL  string `json:"broker_url"`
 	Issuer     string `json:"issuer"`
 	DataDir    string `json:"data_dir"`
+	FakeSTS    string `json:"fake_sts"`
 }
 
 // devProcess is a running `agentkeys dev`.
@@ -84,11 +85,11 @@ type devProcess struct {
 // startDev runs `agentkeys dev` (backend and broker on loopback) as a
 // process and returns a world using its backend; the process is killed at
 // the end of the test unless the test stops it.
-func startDev(t *testing.T) (*world, devProcess, devInfo) {
+func startDev(t *testing.T, args ...string) (*world, devProcess, devInfo) {
 	t.Helper()
 	home := t.TempDir()
 	w := &world{t: t, home: home, cfg: home + "/.config"}
-	dev := exec.Command(binPath, "dev", "--backend-port", "0", "--broker-port", "0", "--json")
+	dev := exec.Command(binPath, append([]string{"dev", "--backend-port", "0", "--broker-port", "0", "--json"}, args...)...)
 	dev.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "TMPDIR=" + t.TempDir()}
 	stdout, _ := dev.StdoutPipe()
 	stderr := &strings.Builder{}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/envflag"
+	"github.com/agentkeys/agentkeys/internal/secretref"
 )
 
 func TestEnvNameFor(t *testing.T) {
@@ -89,7 +90,7 @@ func FuzzParseEnvSpec(f *testing.F) {
 			}
 			return
 		}
-		if !validEnvName(o.Name) || strings.ContainsAny(o.Name, "=\x00") {
+		if !secretref.ValidEnvName(o.Name) || strings.ContainsAny(o.Name, "=\x00") {
 			t.Fatalf("accepted name %q", o.Name)
 		}
 		if agentkeys.ValidateService(o.Service) != nil {
@@ -98,7 +99,7 @@ func FuzzParseEnvSpec(f *testing.F) {
 		if o.Name+"="+o.Service != raw {
 			t.Fatalf("lost input: %q -> %+v", raw, o)
 		}
-		if n := EnvNameFor(o.Service); !validEnvName(n) && !(n[0] >= '0' && n[0] <= '9') {
+		if n := EnvNameFor(o.Service); !secretref.ValidEnvName(n) && !(n[0] >= '0' && n[0] <= '9') {
 			t.Fatalf("service %q maps to odd variable %q", o.Service, n)
 		}
 	})

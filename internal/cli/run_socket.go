@@ -28,7 +28,7 @@ func addRunSocketFlag(cmd *cobra.Command, socket *string) {
 
 // masterOnlyRunFlags are run's flags that mean nothing when the daemon
 // runs the command (it holds the agent's session and always masks).
-var masterOnlyRunFlags = []string{"env", "session-file", "region", "aws-server", "no-aws", "no-masking", "env-file", "watch", "watch-signal"}
+var masterOnlyRunFlags = []string{"env", "session-file", "region", "aws-server", "no-aws", "no-masking", "env-file", "watch", "watch-signal", "watch-interval"}
 
 // runViaSocket is `run --socket S -- CMD`. --only and --gateway, when run
 // has them, narrow the credentials or point the command at the daemon's

@@ -132,7 +132,7 @@ func (a *App) hintFor(err error) string {
 	timedOut := strings.Contains(err.Error(), "did not answer in time")
 	switch {
 	case errors.As(err, &be) && be.Status == http.StatusNotFound && strings.Contains(be.Op, "AWS"):
-		return "this broker does not mint AWS credentials (it has no data role): start it with BROKER_DATA_ROLE_ARN set, or for development `agentkeys dev --sts-endpoint URL --role-arn ARN`; `agentkeys token oidc` works without one"
+		return "this broker does not mint AWS credentials (it has no data role): start it with BROKER_DATA_ROLE_ARN set, or for development `agentkeys dev --fake-sts` (offline) or `agentkeys dev --sts-endpoint URL --role-arn ARN`; `agentkeys token oidc` works without one"
 	case errors.As(err, &be) && be.Status == http.StatusNotFound:
 		return "the broker does not serve this endpoint: check --broker-url / " + EnvBrokerURL + " points at agentkeys-broker, not another server"
 	case errors.As(err, &be) && be.Status == http.StatusForbidden && strings.Contains(be.Message, "scope"):

@@ -145,7 +145,8 @@ type Queries interface {
 	Credential(ctx context.Context, addr agentkeys.Wallet, service string) (Credential, error)
 	// Services lists the wallet's credential services in ascending order.
 	Services(ctx context.Context, addr agentkeys.Wallet) ([]string, error)
-	// Credentials returns all the wallet's credentials, by ascending service.
+	// Credentials returns the wallet's credentials in ascending service
+	// order (none for an unknown wallet).
 	Credentials(ctx context.Context, addr agentkeys.Wallet) ([]Credential, error)
 	// DeleteWalletData removes credentials, identity links, agent names,
 	// inboxes and inbox messages of the wallets and returns how many credentials it removed.

@@ -415,7 +415,8 @@ func (q *queries) Services(ctx context.Context, addr agentkeys.Wallet) ([]string
 	return out, classify("list services", rows.Err())
 }
 
-// Credentials returns the wallet's credentials in ascending service order.
+// Credentials returns the wallet's credentials in ascending byte order of
+// service.
 func (q *queries) Credentials(ctx context.Context, addr agentkeys.Wallet) ([]store.Credential, error) {
 	rows, err := q.q.QueryContext(ctx, `SELECT service, sealed, created_at, updated_at FROM credentials
 		WHERE wallet = $1 ORDER BY service`, string(addr))

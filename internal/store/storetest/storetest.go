@@ -44,6 +44,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"PairingEpoch", testPairingEpoch},
 		{"CredentialPutGet", testCredentialPutGet},
 		{"Services", testServices},
+		{"Credentials", testCredentials},
 		{"DeleteWalletData", testDeleteWalletData},
 		{"AuditAppendQuery", testAuditAppendQuery},
 		{"AuditFilters", testAuditFilters},
@@ -610,6 +611,40 @@ func testServices(t *testing.T, s store.Store) {
 	}
 	if want := []string{"0z", "a", "a-x", "a_x", "ab", "b"}; !slices.Equal(names, want) {
 		t.Errorf("credentials = %q, want %q (byte order)", names, want)
+	}
+}
+
+func testCredentials(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	m := master(t, s)
+	other := master(t, s)
+	t0 := now().Add(-time.Hour)
+	for _, svc := range []string{"b", "a-x", "a"} {
+		mustNil(t, s.PutCredential(ctx, store.Credential{Wallet: m.Address, Service: svc, Sealed: []byte("v-" + svc), CreatedAt: t0, UpdatedAt: t0}))
+	}
+	mustNil(t, s.PutCredential(ctx, store.Credential{Wallet: other.Address, Service: "zz", Sealed: []byte("s"), CreatedAt: t0, UpdatedAt: t0}))
+	t1 := now()
+	mustNil(t, s.PutCredential(ctx, store.Credential{Wallet: m.Address, Service: "b", Sealed: []byte("v-b2"), CreatedAt: t1, UpdatedAt: t1}))
+
+	got, err := s.Credentials(ctx, m.Address)
+	mustNil(t, err)
+	want := []struct {
+		svc, sealed string
+		updated     time.Time
+	}{{"a", "v-a", t0}, {"a-x", "v-a-x", t0}, {"b", "v-b2", t1}}
+	if len(got) != len(want) {
+		t.Fatalf("credentials = %+v, want %d", got, len(want))
+	}
+	for i, w := range want {
+		g := got[i]
+		if g.Wallet != m.Address || g.Service != w.svc || string(g.Sealed) != w.sealed || !g.CreatedAt.Equal(t0) || !g.UpdatedAt.Equal(w.updated) {
+			t.Errorf("credential %d = %+v, want %s %q updated %v", i, g, w.svc, w.sealed, w.updated)
+		}
+	}
+	got, err = s.Credentials(ctx, agentkeys.NewWallet())
+	mustNil(t, err)
+	if len(got) != 0 {
+		t.Errorf("credentials of an unknown wallet = %+v, want none", got)
 	}
 }
 
