@@ -19,9 +19,14 @@ export AGENTKEYS_TEST_POSTGRES_URL
 
 all: build
 
+# --version of every binary: the git description of the checkout (VERSION=
+# overrides it), else the version Go stamps into the build information.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+LDFLAGS := $(if $(VERSION),-X github.com/agentkeys/agentkeys/internal/cmdtree.version=$(VERSION))
+
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -trimpath -o $(BIN)/ ./cmd/...
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
 # System packages from Debian: Chromium and curl for the demo; also nginx,
 # sqlite3 and iproute2 for the end-to-end tests.

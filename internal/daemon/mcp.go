@@ -14,6 +14,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/agentkeys/agentkeys/internal/cmdtree"
 	"github.com/agentkeys/agentkeys/internal/ecscreds"
 )
 
@@ -25,9 +26,6 @@ const (
 	ToolProvision         = "agentkeys.provision"
 	ToolRequestScope      = "agentkeys.request_scope"
 )
-
-// Version is reported to MCP clients.
-var Version = "0.1.0"
 
 // Provisioner signs up for a service and stores its key (issue 7). The
 // daemon calls it from the agentkeys.provision tool; progress reports go
@@ -82,7 +80,7 @@ func jsonText(v any) string {
 
 // NewMCPServer returns the MCP server with the daemon's tools.
 func NewMCPServer(svc *Service, log *slog.Logger) *mcp.Server {
-	srv := mcp.NewServer(&mcp.Implementation{Name: "agentkeys-daemon", Title: "AgentKeys", Version: Version}, &mcp.ServerOptions{
+	srv := mcp.NewServer(&mcp.Implementation{Name: "agentkeys-daemon", Title: "AgentKeys", Version: cmdtree.Version()}, &mcp.ServerOptions{
 		Instructions: "AgentKeys holds this agent's third-party credentials. Prefer agentkeys.run_with_credential, which runs a command " +
 			"with the credential in its environment and returns the output with the secret masked, over agentkeys.get_credential, " +
 			"which puts the secret into your context.",
