@@ -184,23 +184,23 @@ type tsResult struct {
 	ClientProtocolVersion string `json:"clientProtocolVersion"`
 	ProtocolVersion       string `json:"protocolVersion"`
 	ServerInfo            struct{ Name string }
-	ToolsCapability       bool            `json:"toolsCapability"`
-	Ping                  bool            `json:"ping"`
-	Tools                 []string        `json:"tools"`
+	ToolsCapability       bool     `json:"toolsCapability"`
+	Ping                  bool     `json:"ping"`
+	Tools                 []string `json:"tools"`
 	ToolSchemas           map[string]struct {
 		Input json.RawMessage `json:"input"`
 	} `json:"toolSchemas"`
-	Get                   tsCall          `json:"get"`
-	GetDenied             tsCall          `json:"getDenied"`
-	GetMissingService     tsCall          `json:"getMissingService"`
-	List                  tsCall          `json:"list"`
-	Run                   tsCall          `json:"run"`
-	RunEnvName            tsCall          `json:"runEnvName"`
-	RunDenied             tsCall          `json:"runDenied"`
-	Provision             tsCall          `json:"provision"`
-	UnknownTool           tsCall          `json:"unknownTool"`
-	Fatal                 string          `json:"fatal"`
-	Raw                   json.RawMessage `json:"-"`
+	Get               tsCall          `json:"get"`
+	GetDenied         tsCall          `json:"getDenied"`
+	GetMissingService tsCall          `json:"getMissingService"`
+	List              tsCall          `json:"list"`
+	Run               tsCall          `json:"run"`
+	RunEnvName        tsCall          `json:"runEnvName"`
+	RunDenied         tsCall          `json:"runDenied"`
+	Provision         tsCall          `json:"provision"`
+	UnknownTool       tsCall          `json:"unknownTool"`
+	Fatal             string          `json:"fatal"`
+	Raw               json.RawMessage `json:"-"`
 }
 
 type tsCall struct {
