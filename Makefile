@@ -15,7 +15,7 @@ STATICCHECK         := $(BIN)/tools/staticcheck-$(STATICCHECK_VERSION)/staticche
 AGENTKEYS_TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 export AGENTKEYS_TEST_POSTGRES_URL
 
-.PHONY: all build deps deps-demo test demo bench bench-scale fault lint fmt vet staticcheck clean mutate mutate-all
+.PHONY: docs all build deps deps-demo test demo bench bench-scale fault lint fmt vet staticcheck clean mutate mutate-all
 
 all: build
 
@@ -23,6 +23,11 @@ all: build
 # overrides it), else the version Go stamps into the build information.
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
 LDFLAGS := $(if $(VERSION),-X github.com/agentkeys/agentkeys/internal/cmdtree.version=$(VERSION))
+
+# docs/cli.md from the four binaries' command trees (a test fails when it
+# is stale).
+docs:
+	$(GO) run ./scripts/gencli
 
 build:
 	@mkdir -p $(BIN)

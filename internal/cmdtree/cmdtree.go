@@ -77,6 +77,30 @@ type ExitCode struct {
 // generated from it).
 const ExitCodesAnnotation = "agentkeys_exit_codes"
 
+// EnvVar documents an environment variable a binary reads that is not
+// bound to a flag (flags name theirs in their help, see package envflag).
+type EnvVar struct {
+	Name    string
+	Meaning string
+}
+
+// EnvAnnotation is the root command annotation holding the variables
+// given to Environment, one "name<TAB>meaning" per line.
+const EnvAnnotation = "agentkeys_env"
+
+// Environment records vars on root for docs/cli.md.
+func Environment(root *cobra.Command, vars ...EnvVar) *cobra.Command {
+	var b strings.Builder
+	for _, v := range vars {
+		fmt.Fprintf(&b, "%s\t%s\n", v.Name, v.Meaning)
+	}
+	if root.Annotations == nil {
+		root.Annotations = map[string]string{}
+	}
+	root.Annotations[EnvAnnotation] += b.String()
+	return root
+}
+
 // SuggestionDistance is the Levenshtein distance within which a mistyped
 // subcommand gets a suggestion.
 const SuggestionDistance = 2
@@ -129,9 +153,16 @@ func walk(c *cobra.Command) {
 	}
 }
 
+// GroupAnnotation marks a command Group made: it only holds subcommands.
+const GroupAnnotation = "agentkeys_group"
+
 // Group makes c a command that only holds subcommands: without one, or
 // with an unknown one (suggesting the nearest), it is a usage error.
 func Group(c *cobra.Command) *cobra.Command {
+	if c.Annotations == nil {
+		c.Annotations = map[string]string{}
+	}
+	c.Annotations[GroupAnnotation] = "true"
 	c.SuggestionsMinimumDistance = SuggestionDistance
 	c.Args = func(cmd *cobra.Command, args []string) error {
 		if len(args) > 0 {

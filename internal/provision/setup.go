@@ -162,3 +162,21 @@ func (o *Orchestrator) checkScope(service string) error {
 	}
 	return nil
 }
+
+// EnvironmentHelp lists the variables the provisioner reads, name and
+// meaning, for the help and docs/cli.md of both binaries that run it.
+func EnvironmentHelp() [][2]string {
+	return [][2]string{
+		{EnvEmailBackend, "where the sign-up mail arrives: mock (the backend's mock inbox, default), imap or ses"},
+		{EnvSignupEmail, "address to sign up with"},
+		{EnvSignupPassword, "password for sites that ask for one (random per run when unset; never a flag)"},
+		{EnvIMAPAddr, "IMAP server host:port (imap backend)"},
+		{EnvIMAPUser, "IMAP user (imap backend)"},
+		{EnvIMAPPassword, "IMAP password (imap backend; never a flag)"},
+		{EnvSESBucket, "S3 bucket SES writes the mail to (ses backend)"},
+		{EnvSESPrefix, "key prefix in that bucket (ses backend)"},
+		{EnvSESRegion, "region of that bucket (ses backend)"},
+		{"AGENTKEYS_<SERVICE>_SIGNUP_URL", "sign-up site of a service (default: the real one; tests point it at a local fixture)"},
+		{"AGENTKEYS_<SERVICE>_API_URL", "API base URL a new key is verified against"},
+	}
+}
