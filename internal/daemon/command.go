@@ -186,7 +186,7 @@ command run_with_credential starts:
 	b.String(&cfg.ChildLandlock, "child-landlock", "", LandlockAuto, "confine run_with_credential commands with Landlock so they cannot read the daemon's session and state files nor ptrace or signal it: auto (on with --no-get-credential when the kernel has Landlock), on (refuse to start without it) or off")
 	b.String(&cfg.AWSServer, "aws-server", "", "", "serve the broker's AWS credentials as an ECS container-credential endpoint at this loopback ADDR (e.g. 127.0.0.1:9911), refreshed before expiry; SDKs read it through AWS_CONTAINER_CREDENTIALS_FULL_URI")
 	b.String(&cfg.AWSTokenFile, "aws-token-file", "", "", "where to write the --aws-server authorization token (0600; default aws-token next to the socket)")
-	b.String(&cfg.WebIdentityTokenFile, "web-identity-token-file", "", "", "keep a broker-minted OIDC JWT fresh in this 0600 file (for AWS_WEB_IDENTITY_TOKEN_FILE)")
+	b.String(&cfg.WebIdentityTokenFile, "web-identity-token-file", "", "", "keep a broker-minted OIDC JWT fresh in this 0600 file (for AWS_WEB_IDENTITY_TOKEN_FILE; give each agent its own AWS_ROLE_SESSION_NAME, the AWS CLI caches credentials by role and session name)")
 	b.Duration(&cfg.CacheTTL, "cache-ttl", "", 0, "cache credential values in locked memory this long (0: read through); every read from the cache is still audited first, and the cache is dropped the moment the session is revoked")
 	b.Duration(&cfg.IdleEvict, "idle-evict", "", 5*time.Minute, "forget cached secrets unused this long")
 	b.Bool(&cfg.RequireHardening, "require-hardening", "", false, "refuse to start if a hardening step fails")
