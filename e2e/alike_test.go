@@ -114,6 +114,8 @@ func TestNoFilesBeforeStartupChecks(t *testing.T) {
 		{"backend, unreachable login provider", "agentkeys-backend", nil, []string{"--login-oidc-issuer", "http://127.0.0.1:" + strconv.Itoa(free), "--login-oidc-client-id", "x", "--data-dir", "data"}, 1},
 		{"broker, unreachable ledger", "agentkeys-broker", []string{"BROKER_AUDIT_DB=" + deadPG}, []string{"--port", strconv.Itoa(freePort(t))}, 1},
 		{"broker, port in use", "agentkeys-broker", nil, []string{"--port", busyPort}, 1},
+		{"dev, port in use", "agentkeys", nil, []string{"dev", "--data-dir", "data", "--backend-port", busyPort}, 1},
+		{"dev, bad STS endpoint", "agentkeys", nil, []string{"dev", "--data-dir", "data", "--backend-port", "0", "--broker-port", "0", "--sts-endpoint", "sts.example"}, 2},
 		{"broker, missing TLS files", "agentkeys-broker", nil, []string{"--port", strconv.Itoa(freePort(t)), "--tls-cert", "c.pem", "--tls-key", "k.pem"}, 2},
 	} {
 		t.Run(tc.what, func(t *testing.T) {
