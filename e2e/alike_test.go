@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"errors"
 	"net"
 	"os"
 	"os/exec"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/agentkeys/agentkeys/internal/testkit"
 )
 
 // runBin runs one of the built binaries to completion in a fresh HOME and
@@ -36,17 +37,13 @@ func runBin(t *testing.T, home string, env []string, name string, args ...string
 		cmd.Process.Kill()
 		t.Fatalf("%s %q did not exit within 60 s\n%s", name, args, errb.String())
 	}
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
+	code, ok := testkit.ExitCode(err)
+	if !ok {
 		t.Fatal(err)
 	}
 	return out.String(), errb.String(), code
 }
 
-var binaries = []string{"agentkeys", "agentkeys-backend", "agentkeys-broker", "agentkeys-daemon"}
 
 // The four binaries answer --version in one format with one version, and
 // a mistyped subcommand or flag is a usage error (exit 2) everywhere.

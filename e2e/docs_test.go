@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/agentkeys/agentkeys/internal/testkit"
 )
 
 // docFiles are the documents a user follows: README and docs/.
@@ -197,22 +199,7 @@ func startDevForDocs(t *testing.T, home string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr lockedBuffer
-	stderr.ch = make(chan struct{}, 1)
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			cmd.Process.Kill()
-		}
-	})
+	p := testkit.StartProc(t, cmd)
 	lines := make(chan []string, 1)
 	go func() {
 		var env []string
@@ -232,13 +219,13 @@ func startDevForDocs(t *testing.T, home string) []string {
 	select {
 	case env := <-lines:
 		if len(env) < 2 {
-			t.Fatalf("agentkeys dev printed no export lines\n%s", stderr.String())
+			t.Fatalf("agentkeys dev printed no export lines\n%s", p.Stderr())
 		}
 		return env
-	case err := <-done:
-		t.Fatalf("agentkeys dev exited: %v\n%s", err, stderr.String())
+	case <-p.Done():
+		t.Fatalf("agentkeys dev exited: %v\n%s", p.Err(), p.Stderr())
 	case <-time.After(60 * time.Second):
-		t.Fatalf("agentkeys dev printed no export lines within 60 s\n%s", stderr.String())
+		t.Fatalf("agentkeys dev printed no export lines within 60 s\n%s", p.Stderr())
 	}
 	return nil
 }

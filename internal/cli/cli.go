@@ -286,14 +286,10 @@ audit every use.
 		scraper.NewCommand(),
 	)
 	a.markEntered(root)
-	env := []cmdtree.EnvVar{
-		{Name: EnvAuthToken, Meaning: "init: the identity assertion (an ID token, or any string with a backend in --login mock); never an argument"},
-		{Name: keychain.EnvSessionStore, Meaning: "where sessions are kept: keychain (the OS keychain), file (0600 files) or unset (keychain when available, else file)"},
-	}
-	for _, v := range provision.EnvironmentHelp() {
-		env = append(env, cmdtree.EnvVar{Name: v[0], Meaning: "provision: " + v[1]})
-	}
-	cmdtree.Environment(root, env...)
+	cmdtree.Environment(root,
+		cmdtree.EnvVar{Name: EnvAuthToken, Meaning: "init: the identity assertion (an ID token, or any string with a backend in --login mock); never an argument"},
+		cmdtree.EnvVar{Name: keychain.EnvSessionStore, Meaning: "where sessions are kept: keychain (the OS keychain), file (0600 files) or unset (keychain when available, else file)"})
+	cmdtree.Environment(root, provision.EnvironmentHelp("provision: ")...)
 	return cmdtree.Finish(root,
 		cmdtree.ExitCode{Code: "0", Meaning: "success"},
 		cmdtree.ExitCode{Code: "1", Meaning: "failure: the backend or broker refused or did not answer, a file could not be written, …"},

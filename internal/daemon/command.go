@@ -196,16 +196,12 @@ command run_with_credential starts:
 	b.String(&prov.Chromium, "chromium", "", "", "browser binary for the provisioner (default: chromium on PATH)")
 	b.Duration(&prov.Timeout, "provision-timeout", "", 0, "wall clock for one provisioning run (default: the service's budget)")
 	root.AddCommand(awsCommand(lookup), statusCommand(), runCommand(lookup), requestScopeCommand(lookup), scraper.NewCommand())
-	env := []cmdtree.EnvVar{
-		{Name: EnvMCPToken, Meaning: "bearer for MCP over HTTP (--http); default: a generated token written 0600 to --http-token-file"},
-		{Name: EnvSocket, Meaning: "Unix socket path (default $XDG_RUNTIME_DIR/agentkeys/agentkeys.sock, else $TMPDIR/agentkeys-<uid>/agentkeys.sock)"},
-		{Name: keychain.EnvSessionStore, Meaning: "where stored sessions are kept: keychain, file or unset (keychain when available, else file)"},
-		{Name: "AWS_DEFAULT_REGION", Meaning: "fallback for --region"},
-	}
-	for _, v := range provision.EnvironmentHelp() {
-		env = append(env, cmdtree.EnvVar{Name: v[0], Meaning: "--provision: " + v[1]})
-	}
-	cmdtree.Environment(root, env...)
+	cmdtree.Environment(root,
+		cmdtree.EnvVar{Name: EnvMCPToken, Meaning: "bearer for MCP over HTTP (--http); default: a generated token written 0600 to --http-token-file"},
+		cmdtree.EnvVar{Name: EnvSocket, Meaning: "Unix socket path (default $XDG_RUNTIME_DIR/agentkeys/agentkeys.sock, else $TMPDIR/agentkeys-<uid>/agentkeys.sock)"},
+		cmdtree.EnvVar{Name: keychain.EnvSessionStore, Meaning: "where stored sessions are kept: keychain, file or unset (keychain when available, else file)"},
+		cmdtree.EnvVar{Name: "AWS_DEFAULT_REGION", Meaning: "fallback for --region"})
+	cmdtree.Environment(root, provision.EnvironmentHelp("--provision: ")...)
 	return cmdtree.Finish(root,
 		cmdtree.ExitCode{Code: "0", Meaning: "stopped cleanly (SIGTERM, SIGINT, or stdin closed with --stdio)"},
 		cmdtree.ExitCode{Code: "1", Meaning: "failure (backend unreachable, session revoked, approval signature not verified, …)"},

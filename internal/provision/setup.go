@@ -10,6 +10,7 @@ import (
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/backendclient"
 	"github.com/agentkeys/agentkeys/internal/brokerclient"
+	"github.com/agentkeys/agentkeys/internal/cmdtree"
 	"github.com/agentkeys/agentkeys/internal/provision/email"
 )
 
@@ -163,10 +164,11 @@ func (o *Orchestrator) checkScope(service string) error {
 	return nil
 }
 
-// EnvironmentHelp lists the variables the provisioner reads, name and
-// meaning, for the help and docs/cli.md of both binaries that run it.
-func EnvironmentHelp() [][2]string {
-	return [][2]string{
+// EnvironmentHelp lists the variables the provisioner reads, each meaning
+// after prefix, for the help and docs/cli.md of both binaries that run it.
+func EnvironmentHelp(prefix string) []cmdtree.EnvVar {
+	var out []cmdtree.EnvVar
+	for _, v := range [][2]string{
 		{EnvEmailBackend, "where the sign-up mail arrives: mock (the backend's mock inbox, default), imap or ses"},
 		{EnvSignupEmail, "address to sign up with"},
 		{EnvSignupPassword, "password for sites that ask for one (random per run when unset; never a flag)"},
@@ -178,5 +180,8 @@ func EnvironmentHelp() [][2]string {
 		{EnvSESRegion, "region of that bucket (ses backend)"},
 		{"AGENTKEYS_<SERVICE>_SIGNUP_URL", "sign-up site of a service (default: the real one; tests point it at a local fixture)"},
 		{"AGENTKEYS_<SERVICE>_API_URL", "API base URL a new key is verified against"},
+	} {
+		out = append(out, cmdtree.EnvVar{Name: v[0], Meaning: prefix + v[1]})
 	}
+	return out
 }
