@@ -200,9 +200,14 @@ func hasFlags(fs *pflag.FlagSet) bool {
 	return n > 0
 }
 
-// walk visits c and its available subcommands, depth first in name order.
+// walk visits c and its available subcommands, depth first in name order;
+// the shells under cobra's standard completion command are named there,
+// not described one by one.
 func walk(c *cobra.Command, fn func(*cobra.Command)) {
 	fn(c)
+	if c.Name() == "completion" && c.HasParent() && !c.Parent().HasParent() {
+		return
+	}
 	for _, s := range available(c) {
 		walk(s, fn)
 	}

@@ -123,6 +123,9 @@ func Finish(root *cobra.Command, codes ...ExitCode) *cobra.Command {
 		root.Annotations[ExitCodesAnnotation] = ann.String()
 		root.Long = strings.TrimRight(root.Long, "\n") + help.String()
 	}
+	// cobra adds its completion command when the tree runs; add it now so
+	// that it is walked (and documented) like the others.
+	root.InitDefaultCompletionCmd()
 	walk(root)
 	return root
 }
