@@ -44,7 +44,6 @@ func runBin(t *testing.T, home string, env []string, name string, args ...string
 	return out.String(), errb.String(), code
 }
 
-
 // The four binaries answer --version in one format with one version, and
 // a mistyped subcommand or flag is a usage error (exit 2) everywhere.
 func TestBinariesBehaveAlike(t *testing.T) {
