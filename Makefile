@@ -15,13 +15,23 @@ STATICCHECK         := $(BIN)/tools/staticcheck-$(STATICCHECK_VERSION)/staticche
 AGENTKEYS_TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 export AGENTKEYS_TEST_POSTGRES_URL
 
-.PHONY: all build deps deps-demo test demo bench bench-scale fault lint fmt vet staticcheck clean mutate mutate-all
+.PHONY: docs all build deps deps-demo test demo bench bench-scale fault lint fmt vet staticcheck clean mutate mutate-all
 
 all: build
 
+# --version of every binary: the git description of the checkout (VERSION=
+# overrides it), else the version Go stamps into the build information.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+LDFLAGS := $(if $(VERSION),-X github.com/agentkeys/agentkeys/internal/cmdtree.version=$(VERSION))
+
+# docs/cli.md from the four binaries' command trees (a test fails when it
+# is stale).
+docs:
+	$(GO) run ./scripts/gencli
+
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -trimpath -o $(BIN)/ ./cmd/...
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
 # System packages from Debian: Chromium and curl for the demo; also nginx,
 # sqlite3 and iproute2 for the end-to-end tests.

@@ -40,7 +40,10 @@ const (
 	mcpOtherService = "openai"
 )
 
-var mcpToolNames = []string{"agentkeys.get_credential", "agentkeys.list_credentials", "agentkeys.provision", "agentkeys.request_scope", "agentkeys.run_with_credential"}
+// mcpToolNames are the tools a daemon started without --provision offers
+// (agentkeys.provision is not listed then, nor agentkeys.get_credential
+// with --no-get-credential).
+var mcpToolNames = []string{"agentkeys.get_credential", "agentkeys.list_credentials", "agentkeys.request_scope", "agentkeys.run_with_credential"}
 
 // mcpRequirePeers returns the node binary, or skips (fails under
 // AGENTKEYS_REQUIRE_E2E=1) when node or the npm packages are missing.
@@ -181,20 +184,23 @@ type tsResult struct {
 	ClientProtocolVersion string `json:"clientProtocolVersion"`
 	ProtocolVersion       string `json:"protocolVersion"`
 	ServerInfo            struct{ Name string }
-	ToolsCapability       bool            `json:"toolsCapability"`
-	Ping                  bool            `json:"ping"`
-	Tools                 []string        `json:"tools"`
-	Get                   tsCall          `json:"get"`
-	GetDenied             tsCall          `json:"getDenied"`
-	GetMissingService     tsCall          `json:"getMissingService"`
-	List                  tsCall          `json:"list"`
-	Run                   tsCall          `json:"run"`
-	RunEnvName            tsCall          `json:"runEnvName"`
-	RunDenied             tsCall          `json:"runDenied"`
-	Provision             tsCall          `json:"provision"`
-	UnknownTool           tsCall          `json:"unknownTool"`
-	Fatal                 string          `json:"fatal"`
-	Raw                   json.RawMessage `json:"-"`
+	ToolsCapability       bool     `json:"toolsCapability"`
+	Ping                  bool     `json:"ping"`
+	Tools                 []string `json:"tools"`
+	ToolSchemas           map[string]struct {
+		Input json.RawMessage `json:"input"`
+	} `json:"toolSchemas"`
+	Get               tsCall          `json:"get"`
+	GetDenied         tsCall          `json:"getDenied"`
+	GetMissingService tsCall          `json:"getMissingService"`
+	List              tsCall          `json:"list"`
+	Run               tsCall          `json:"run"`
+	RunEnvName        tsCall          `json:"runEnvName"`
+	RunDenied         tsCall          `json:"runDenied"`
+	Provision         tsCall          `json:"provision"`
+	UnknownTool       tsCall          `json:"unknownTool"`
+	Fatal             string          `json:"fatal"`
+	Raw               json.RawMessage `json:"-"`
 }
 
 type tsCall struct {
@@ -268,8 +274,27 @@ func (f *mcpFixture) checkTSCommon(t *testing.T, r tsResult, getEnabled bool) {
 	if r.ServerInfo.Name != "agentkeys-daemon" || !r.ToolsCapability || !r.Ping {
 		t.Fatalf("initialize/ping: %s", r.Raw)
 	}
-	if !slices.Equal(r.Tools, mcpToolNames) {
-		t.Fatalf("tools %v, want %v", r.Tools, mcpToolNames)
+	wantTools := mcpToolNames
+	if !getEnabled {
+		wantTools = slices.DeleteFunc(slices.Clone(mcpToolNames), func(n string) bool { return n == "agentkeys.get_credential" })
+	}
+	if !slices.Equal(r.Tools, wantTools) {
+		t.Fatalf("tools %v, want %v", r.Tools, wantTools)
+	}
+	// A client that fills arguments by "type" sees a plain array.
+	var run struct {
+		Properties struct {
+			Command struct {
+				Type  any `json:"type"`
+				Items struct {
+					Type any `json:"type"`
+				} `json:"items"`
+			} `json:"command"`
+		} `json:"properties"`
+	}
+	if err := json.Unmarshal(r.ToolSchemas["agentkeys.run_with_credential"].Input, &run); err != nil ||
+		run.Properties.Command.Type != "array" || run.Properties.Command.Items.Type != "string" {
+		t.Fatalf("run_with_credential input schema as the TS SDK sees it: %s", r.ToolSchemas["agentkeys.run_with_credential"].Input)
 	}
 	if getEnabled {
 		r.GetDenied.toolError(t, "get_credential out of scope", "DENIED")
@@ -517,9 +542,11 @@ func TestMCPInspectorCLI(t *testing.T) {
 			t.Fatalf("out-of-scope run_with_credential via the inspector: exit %d %+v\n%s", code, c, errs)
 		}
 
+		// Without --provision the tool is not offered, so the inspector
+		// (which checks the list first) does not call it.
 		out, errs, code = f.inspector(t, node, append(slices.Clone(stdio), "--method", "tools/call", "--tool-name", "agentkeys.provision", "--tool-arg", "service="+mcpService)...)
-		if c := inspectorCall(t, out, errs); code != exitToolError || !c.IsError || !strings.HasPrefix(c.Text, "PROVISIONER_UNAVAILABLE:") {
-			t.Fatalf("provision via the inspector: exit %d %+v\n%s", code, c, errs)
+		if code == 0 || !strings.Contains(out+errs, "tool_not_found") {
+			t.Fatalf("provision via the inspector without --provision: exit %d\n%s\n%s", code, out, errs)
 		}
 	})
 
@@ -527,8 +554,8 @@ func TestMCPInspectorCLI(t *testing.T) {
 		args := append(slices.Clone(stdio), "--no-get-credential", "--method", "tools/call", "--tool-name", "agentkeys.get_credential", "--tool-arg", "service="+mcpService)
 		out, errs, code := f.inspector(t, node, args...)
 		f.assertNoSecret(t, "disabled get_credential via the inspector", out+errs)
-		if c := inspectorCall(t, out, errs); code != exitToolError || !c.IsError || !strings.HasPrefix(c.Text, "DISABLED:") {
-			t.Fatalf("disabled get_credential via the inspector: exit %d %+v\n%s", code, c, errs)
+		if code == 0 || !strings.Contains(out+errs, "tool_not_found") {
+			t.Fatalf("disabled get_credential via the inspector: exit %d (it is not listed, so not callable)\n%s\n%s", code, out, errs)
 		}
 	})
 
@@ -561,6 +588,11 @@ func TestMCPInspectorCLI(t *testing.T) {
 		out, errs, code = f.inspector(t, node, endpoint, "--transport", "http", "--stored-auth-only", "--method", "tools/list")
 		if code == 0 || strings.Contains(out, "agentkeys.get_credential") {
 			t.Fatalf("tools/list without the bearer succeeded: exit %d\n%s\n%s", code, out, errs)
+		}
+		// What the user sees says where the token comes from, not that
+		// OAuth client registration failed.
+		if !strings.Contains(out+errs, "AGENTKEYS_MCP_TOKEN") || strings.Contains(strings.ToLower(out+errs), "registration rejected") {
+			t.Fatalf("the inspector's message without the bearer does not say how to authenticate:\n%s\n%s", out, errs)
 		}
 
 		f.assertNoSecret(t, "daemon stderr", d.stderr.String())

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/agentkeys/agentkeys/internal/cmdtree"
 	"github.com/agentkeys/agentkeys/internal/envflag"
 	"github.com/agentkeys/agentkeys/internal/logging"
 )
@@ -77,11 +78,14 @@ backend refuses to start.`,
 	b.String(&cfg.LoginOIDCClientID, "login-oidc-client-id", "AGENTKEYS_LOGIN_OIDC_CLIENT_ID", "", "client id (audience) the ID tokens must carry")
 	frontdoorFlags(b, &cfg.Frontdoor)
 	b.String(&logLevel, "log-level", "AGENTKEYS_LOG_LEVEL", "info", "debug, info, warn or error")
-	return cmd
+	return cmdtree.Finish(cmd,
+		cmdtree.ExitCode{Code: "0", Meaning: "stopped cleanly (SIGTERM or SIGINT, after draining requests)"},
+		cmdtree.ExitCode{Code: "1", Meaning: "failure while starting or serving (database, seal key, address in use, …)"},
+		cmdtree.ExitCode{Code: "2", Meaning: "usage error: unknown flag, bad flag or variable value, a configuration it refuses"})
 }
 
-// Main runs the command and returns the process exit code: 0, 1 for a
-// failure while running, 2 for a configuration it refuses.
+// Main runs the command and returns the process exit code (documented in
+// its help): 0, 1 for a failure while running, 2 for a usage error.
 func Main() int {
 	err := Command().ExecuteContext(context.Background())
 	if err != nil {

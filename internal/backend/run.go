@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -97,6 +98,10 @@ func (c Config) Validate() error {
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		bad("give both --tls-cert and --tls-key, or neither")
+	} else if c.TLSCertFile != "" {
+		if _, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile); err != nil {
+			bad("--tls-cert/--tls-key: %v", err)
+		}
 	}
 	if _, err := c.loginMethod(); err != nil {
 		errs = append(errs, err)
@@ -145,7 +150,10 @@ func (r *Running) URL() string {
 }
 
 // Start opens the store and the seal key, binds the listener and serves in
-// the background.
+// the background. Everything that can fail without writing (the
+// configuration, the TLS key pair, the login provider, the listen address,
+// the database connection) is checked before the data directory, the
+// database file or a new seal key file is created.
 func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Running, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -160,11 +168,6 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Running, error) 
 		return nil, err
 	}
 	method, _ := cfg.loginMethod()
-	if cfg.DataDir != "" {
-		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-			return nil, fmt.Errorf("create data directory: %w", err)
-		}
-	}
 	dsn := cfg.DatabaseURL
 	if dsn == "" {
 		dsn = filepath.Join(cfg.DataDir, "backend.db")
@@ -173,11 +176,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Running, error) 
 	if keyFile == "" {
 		keyFile = filepath.Join(cfg.DataDir, "seal.key")
 	}
-	sealer, err := seal.LoadOrCreateKeyFile(keyFile)
-	if err != nil {
-		return nil, err
-	}
-	var login LoginVerifier = MockLogin{}
+	var (
+		login LoginVerifier = MockLogin{}
+		err   error
+	)
 	if method == LoginOIDC {
 		if login, err = NewOIDCLogin(ctx, cfg.LoginOIDCIssuer, cfg.LoginOIDCClientID); err != nil {
 			return nil, err
@@ -194,20 +196,43 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Running, error) 
 	if !fd.checkHost {
 		log.Warn("Host header not checked: the backend listens beyond loopback and --public-url is not set")
 	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	// An existing seal key is checked before the database is touched; a
+	// missing one is created only once the database has opened.
+	var sealer *seal.Sealer
+	if _, err := os.Stat(keyFile); err == nil {
+		if sealer, err = seal.LoadOrCreateKeyFile(keyFile); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
+	if cfg.DataDir != "" && !sqldb.IsPostgres(dsn) {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("create data directory: %w", err)
+		}
+	}
 	st, err := sqlstore.Open(ctx, dsn)
 	if err != nil {
+		ln.Close()
 		return nil, fmt.Errorf("open database: %w", err)
+	}
+	if sealer == nil { // created 0600 in a 0700 directory
+		if sealer, err = seal.LoadOrCreateKeyFile(keyFile); err != nil {
+			ln.Close()
+			st.Close()
+			return nil, err
+		}
 	}
 	s, err := New(Options{Store: st, Sealer: sealer, Logger: log, SessionTTL: cfg.SessionTTL, LoginRate: cfg.LoginRate, MockInbox: cfg.MockInbox, Login: login,
 		Frontdoor: fd})
 	if err != nil {
+		ln.Close()
 		st.Close()
 		return nil, err
-	}
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		st.Close()
-		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 	useTLS := cfg.TLSCertFile != ""
 	if !useTLS && !isLoopback(ln.Addr()) {

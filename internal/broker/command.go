@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/agentkeys/agentkeys/internal/cmdtree"
 	"github.com/agentkeys/agentkeys/internal/envflag"
 	"github.com/agentkeys/agentkeys/internal/logging"
 	"github.com/agentkeys/agentkeys/internal/oidc"
@@ -127,7 +128,11 @@ Configuration comes from the environment (the original broker's names):
 		return &ExitError{Code: ExitUsage, Err: envflag.FlagError(c.Flags(), err)}
 	})
 	root.AddCommand(serveCmd, keysCommand(lookup), auditCommand(lookup))
-	return root
+	return cmdtree.Finish(root,
+		cmdtree.ExitCode{Code: "0", Meaning: "success; the server stopped cleanly (SIGTERM or SIGINT, after draining)"},
+		cmdtree.ExitCode{Code: "1", Meaning: "failure (startup check, ledger, key file, …); audit verify: the ledger could not be checked"},
+		cmdtree.ExitCode{Code: "2", Meaning: "usage error: unknown command or flag, bad flag or variable value, a configuration it refuses"},
+		cmdtree.ExitCode{Code: "3", Meaning: "audit verify: the hash chain is broken (a row was edited, deleted or reordered)"})
 }
 
 type serveFlags struct {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/agentkeys/agentkeys/internal/jsonhttp"
 	"log/slog"
 	"net"
 	"net/http"
@@ -12,8 +11,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/agentkeys/agentkeys/internal/audit"
+	"github.com/agentkeys/agentkeys/internal/jsonhttp"
 	"github.com/agentkeys/agentkeys/internal/oidc"
+	"github.com/agentkeys/agentkeys/internal/sqldb"
 	"github.com/agentkeys/agentkeys/internal/sts"
 )
 
@@ -62,24 +65,17 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Running, error) 
 		log.Warn("OIDC issuer uses plain http; AWS IAM accepts only https issuers (fine for local tests)", "issuer", u)
 	}
 
-	// The key set signs the ledger's checkpoints, so it is loaded first.
-	issuer, err := oidc.NewIssuer(oidc.Config{Issuer: cfg.Issuer, TTL: cfg.JWTTTL, KeyFile: cfg.KeyFile, Logger: log})
+	// What can fail without writing anything (the listen address, AWS,
+	// the ledger's PostgreSQL) comes before the key set and the ledger
+	// file are created.
+	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Bind, strconv.Itoa(cfg.Port)))
 	if err != nil {
-		return nil, fmt.Errorf("OIDC key set (BROKER_OIDC_KEYPAIR_PATH): %w", err)
+		return nil, fmt.Errorf("listen on %s: %w", net.JoinHostPort(cfg.Bind, strconv.Itoa(cfg.Port)), err)
 	}
-	sink, err := audit.OpenWith(ctx, cfg.AuditDB, audit.Options{
-		Chain: cfg.AuditChain, Signer: issuer, Logger: log,
-		CheckpointEvery: cfg.AuditCheckpointRows, CheckpointInterval: cfg.AuditCheckpointInterval,
-		CheckpointFile: cfg.AuditCheckpointFile,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("open audit ledger (BROKER_AUDIT_DB): %w", err)
-	}
-	fail := func(err error) (*Running, error) {
-		sink.Close()
+	early := func(err error) (*Running, error) {
+		ln.Close()
 		return nil, err
 	}
-
 	var aws AWSMinter
 	if cfg.AWSEnabled() {
 		client, err := sts.New(ctx, sts.Config{
@@ -87,7 +83,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Running, error) 
 			Endpoint: cfg.STSEndpoint, Timeout: cfg.STSTimeout,
 		})
 		if err != nil {
-			return fail(err)
+			return early(err)
 		}
 		log.Info("AWS credential minting enabled", "role_arn", cfg.DataRoleARN, "region", cfg.Region,
 			"credentials", client.CredentialSource(), "sts_endpoint", cfg.STSEndpoint)
@@ -97,13 +93,32 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Running, error) 
 			cancel()
 			if err != nil {
 				log.Error("startup STS check failed", "err", err)
-				return fail(errors.New("startup STS check (GetCallerIdentity) failed: give the broker an AWS principal (AWS_PROFILE, an instance profile, or both DAEMON_ACCESS_KEY_ID and DAEMON_SECRET_ACCESS_KEY), check BROKER_AWS_REGION / BROKER_STS_ENDPOINT, or pass --skip-startup-check for offline development"))
+				return early(errors.New("startup STS check (GetCallerIdentity) failed: give the broker an AWS principal (AWS_PROFILE, an instance profile, or both DAEMON_ACCESS_KEY_ID and DAEMON_SECRET_ACCESS_KEY), check BROKER_AWS_REGION / BROKER_STS_ENDPOINT, or pass --skip-startup-check for offline development"))
 			}
 			log.Info("startup STS check passed", "account", id.Account, "principal", id.ARN)
 		}
 		aws = client
 	} else {
 		log.Info("AWS credential minting disabled (none of BROKER_DATA_ROLE_ARN, BROKER_AGENT_ROLE_ARN, ACCOUNT_ID set); /v1/mint-aws-creds answers 404")
+	}
+
+	if audit.IsPostgres(cfg.AuditDB) {
+		if err := pingPostgres(ctx, cfg.AuditDB); err != nil {
+			return early(fmt.Errorf("audit ledger (BROKER_AUDIT_DB): %w", err))
+		}
+	}
+	// The key set signs the ledger's checkpoints, so it is loaded first.
+	issuer, err := oidc.NewIssuer(oidc.Config{Issuer: cfg.Issuer, TTL: cfg.JWTTTL, KeyFile: cfg.KeyFile, Logger: log})
+	if err != nil {
+		return early(fmt.Errorf("OIDC key set (BROKER_OIDC_KEYPAIR_PATH): %w", err))
+	}
+	sink, err := audit.OpenWith(ctx, cfg.AuditDB, audit.Options{
+		Chain: cfg.AuditChain, Signer: issuer, Logger: log,
+		CheckpointEvery: cfg.AuditCheckpointRows, CheckpointInterval: cfg.AuditCheckpointInterval,
+		CheckpointFile: cfg.AuditCheckpointFile,
+	})
+	if err != nil {
+		return early(fmt.Errorf("open audit ledger (BROKER_AUDIT_DB): %w", err))
 	}
 
 	log.Info("OIDC signer ready", "kid", issuer.CurrentKID(), "issuer", cfg.Issuer, "path", cfg.KeyFile, "ttl_seconds", int(cfg.JWTTTL.Seconds()))
@@ -128,10 +143,6 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Running, error) 
 		Issuer: issuer, AWS: aws, Audit: sink, Logger: log,
 	})
 
-	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Bind, strconv.Itoa(cfg.Port)))
-	if err != nil {
-		return fail(fmt.Errorf("listen on %s: %w", net.JoinHostPort(cfg.Bind, strconv.Itoa(cfg.Port)), err))
-	}
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
 	r := &Running{
 		cfg: cfg, ln: ln, sink: sink, issuer: issuer, log: log, stop: stop,
@@ -141,6 +152,18 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Running, error) 
 	r.serveErr = jsonhttp.Serve(r.srv, ln, cfg.TLSCertFile, cfg.TLSKeyFile)
 	log.Info("broker listening", "addr", r.Addr(), "url", r.URL(), "backend", cfg.BackendURL, "audit_db", auditLabel(cfg.AuditDB), "audit_chain", cfg.AuditChain)
 	return r, nil
+}
+
+// pingPostgres connects to the ledger's PostgreSQL once, so that an
+// unreachable database is reported before the key set file is created.
+func pingPostgres(ctx context.Context, dsn string) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return fmt.Errorf("cannot connect to PostgreSQL at %s", sqldb.Redact(dsn))
+	}
+	return conn.Close(ctx)
 }
 
 // auditLabel names the audit database without a PostgreSQL password.

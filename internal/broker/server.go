@@ -30,7 +30,7 @@ import (
 	"github.com/agentkeys/agentkeys/internal/sts"
 )
 
-// Error kinds (reference/broker.md §1.1, plus the ones this broker adds).
+// Error kinds: the original broker's, plus the ones this broker adds.
 const (
 	KindUnauthorized       = "unauthorized"        // 401
 	KindBackendUnreachable = "backend_unreachable" // 502

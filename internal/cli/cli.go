@@ -27,14 +27,13 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/agentkeys/agentkeys/internal/cmdtree"
 	"github.com/agentkeys/agentkeys/internal/envflag"
 	"github.com/agentkeys/agentkeys/internal/keychain"
+	"github.com/agentkeys/agentkeys/internal/provision"
 	"github.com/agentkeys/agentkeys/internal/provision/scraper"
 	"github.com/agentkeys/agentkeys/internal/textcheck"
 )
-
-// Version is the CLI's version string.
-var Version = "0.1.0-dev"
 
 // Environment variables the CLI reads.
 const (
@@ -189,10 +188,11 @@ func (a *App) report(cmd *cobra.Command, err error) int {
 		return ee.Code
 	}
 	var ue *envflag.UsageError
+	usage := errors.As(err, &ue) || !a.entered
 	if a.JSON {
-		return a.reportJSON(err, errors.As(err, &ue) || !a.entered, ee)
+		return a.reportJSON(err, usage, ee)
 	}
-	if errors.As(err, &ue) || !a.entered {
+	if usage {
 		fmt.Fprintf(a.Err, "agentkeys: %s\n", err)
 		path := "agentkeys"
 		if cmd != nil {
@@ -237,8 +237,7 @@ func (a *App) newRoot() *cobra.Command {
 their credentials in the backend, run commands with credentials injected, and
 audit every use.
 
-Exit codes: 0 ok, 1 failure, 2 usage error; 'run' exits with its child's status.`,
-		Version:       Version,
+`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -289,7 +288,18 @@ Exit codes: 0 ok, 1 failure, 2 usage error; 'run' exits with its child's status.
 		scraper.NewCommand(),
 	)
 	a.markEntered(root)
-	return root
+	cmdtree.Environment(root,
+		cmdtree.EnvVar{Name: EnvAuthToken, Meaning: "init: the identity assertion (an ID token, or any string with a backend in --login mock); never an argument"},
+		cmdtree.EnvVar{Name: keychain.EnvSessionStore, Meaning: "where sessions are kept: keychain (the OS keychain), file (0600 files) or unset (keychain when available, else file)"})
+	cmdtree.Environment(root, provision.EnvironmentHelp("provision: ")...)
+	return cmdtree.Finish(root,
+		cmdtree.ExitCode{Code: "0", Meaning: "success"},
+		cmdtree.ExitCode{Code: "1", Meaning: "failure: the backend or broker refused or did not answer, a file could not be written, …"},
+		cmdtree.ExitCode{Code: "2", Meaning: "usage error: unknown command or flag, wrong number of arguments, bad flag or variable value"},
+		cmdtree.ExitCode{Code: "126", Meaning: "run: the command could not be executed"},
+		cmdtree.ExitCode{Code: "127", Meaning: "run: the command was not found"},
+		cmdtree.ExitCode{Code: "128+N", Meaning: "run: the command died of signal N"},
+		cmdtree.ExitCode{Code: "other", Meaning: "run: the command's own exit status"})
 }
 
 // markEntered wraps every RunE so that errors before it (flag parsing,
@@ -308,25 +318,8 @@ func (a *App) markEntered(c *cobra.Command) {
 }
 
 // group makes cmd a command that only holds subcommands: without one, or
-// with an unknown one, it is a usage error (exit 2).
-func group(cmd *cobra.Command) *cobra.Command {
-	cmd.Args = func(c *cobra.Command, args []string) error {
-		if len(args) > 0 {
-			return usagef("unknown command %q for %q", args[0], c.CommandPath())
-		}
-		return nil
-	}
-	cmd.RunE = func(c *cobra.Command, _ []string) error {
-		var names []string
-		for _, sub := range c.Commands() {
-			if sub.IsAvailableCommand() {
-				names = append(names, sub.Name())
-			}
-		}
-		return usagef("%s needs a subcommand: %s", c.CommandPath(), strings.Join(names, ", "))
-	}
-	return cmd
-}
+// with an unknown one (the nearest names suggested), it is a usage error.
+func group(cmd *cobra.Command) *cobra.Command { return cmdtree.Group(cmd) }
 
 // Arg validators that produce usage errors.
 func exactArgs(n int, names string) cobra.PositionalArgs {

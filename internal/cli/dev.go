@@ -62,6 +62,39 @@ type DevOptions struct {
 // StartDev starts the dev stack: SQLite and an ephemeral OIDC key in the
 // data directory, the mock inbox on, no STS unless asked for.
 func StartDev(ctx context.Context, o DevOptions) (*DevStack, error) {
+	// Everything that can be checked without writing is checked first, so
+	// a stack that cannot start leaves no data directory behind.
+	bport, err := pickPort(o.BackendPort)
+	if err != nil {
+		return nil, err
+	}
+	kport, err := pickPort(o.BrokerPort)
+	if err != nil {
+		return nil, err
+	}
+	if bport == kport {
+		return nil, usagef("--backend-port and --broker-port are both %d", bport)
+	}
+	if o.FakeSTS && o.STSEndpoint != "" {
+		return nil, usagef("--fake-sts and --sts-endpoint exclude each other")
+	}
+	cfg := broker.Defaults()
+	cfg.Bind, cfg.Port = "127.0.0.1", kport
+	cfg.BackendURL = "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(bport))
+	cfg.SkipStartupCheck = true
+	cfg.LogLevel = "info"
+	if o.STSEndpoint != "" {
+		cfg.STSEndpoint = o.STSEndpoint
+		cfg.DataRoleARN = o.RoleARN
+		if cfg.DataRoleARN == "" {
+			cfg.DataRoleARN = "arn:aws:iam::000000000000:role/agentkeys-data-role"
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		// The broker names its variables; dev's user gave flags.
+		return nil, usagef("%s", strings.NewReplacer("BROKER_STS_ENDPOINT", "--sts-endpoint", "BROKER_DATA_ROLE_ARN", "--role-arn").Replace(err.Error()))
+	}
+
 	d := &DevStack{DataDir: o.DataDir}
 	if d.DataDir == "" {
 		dir, err := os.MkdirTemp("", "agentkeys-dev-")
@@ -82,11 +115,6 @@ func StartDev(ctx context.Context, o DevOptions) (*DevStack, error) {
 	d.logf = f
 	log := slog.New(slog.NewJSONHandler(f, nil))
 
-	bport, err := pickPort(o.BackendPort)
-	if err != nil {
-		d.cleanup()
-		return nil, err
-	}
 	d.Backend, err = backend.Start(ctx, backend.Config{
 		Listen: net.JoinHostPort("127.0.0.1", strconv.Itoa(bport)), DataDir: filepath.Join(d.DataDir, "backend"), MockInbox: true,
 		Login: backend.LoginMock, // dev is loopback-only and throwaway
@@ -95,35 +123,19 @@ func StartDev(ctx context.Context, o DevOptions) (*DevStack, error) {
 		d.cleanup()
 		return nil, fmt.Errorf("start backend: %w", err)
 	}
-	kport, err := pickPort(o.BrokerPort)
-	if err != nil {
-		d.Stop(context.Background())
-		return nil, err
-	}
-	cfg := broker.Defaults()
-	cfg.Bind, cfg.Port = "127.0.0.1", kport
 	cfg.BackendURL = d.Backend.URL()
 	cfg.KeyFile = filepath.Join(d.DataDir, "broker", "oidc-keypair.json")
 	cfg.AuditDB = filepath.Join(d.DataDir, "broker", "audit.sqlite")
-	cfg.SkipStartupCheck = true
-	cfg.LogLevel = "info"
 	if o.FakeSTS {
-		if o.STSEndpoint != "" {
-			d.Stop(context.Background())
-			return nil, errors.New("--fake-sts and --sts-endpoint exclude each other")
-		}
 		d.STS = fakests.New()
-		o.STSEndpoint = d.STS.URL
-		// The fake checks that calls are SigV4-signed, not by whom: any
-		// static key does, and none of the caller's AWS settings are used.
-		cfg.AccessKeyID, cfg.SecretAccessKey = "AKIAAGENTKEYSDEVFAKE", "agentkeys-dev-fake-sts-"+rand.Text()
-	}
-	if o.STSEndpoint != "" {
-		cfg.STSEndpoint = o.STSEndpoint
+		cfg.STSEndpoint = d.STS.URL
 		cfg.DataRoleARN = o.RoleARN
 		if cfg.DataRoleARN == "" {
 			cfg.DataRoleARN = "arn:aws:iam::000000000000:role/agentkeys-data-role"
 		}
+		// The fake checks that calls are SigV4-signed, not by whom: any
+		// static key does, and none of the caller's AWS settings are used.
+		cfg.AccessKeyID, cfg.SecretAccessKey = "AKIAAGENTKEYSDEVFAKE", "agentkeys-dev-fake-sts-"+rand.Text()
 	}
 	d.Broker, err = broker.Start(ctx, cfg, log.With("component", "broker"))
 	if err != nil {
@@ -178,12 +190,14 @@ func (d *DevStack) cleanup() {
 // pickPort returns port, or a free loopback port for 0 (the broker's issuer
 // URL must name its real port, so it cannot bind :0 itself).
 func pickPort(port int) (int, error) {
-	if port != 0 {
-		return port, nil
+	if port < 0 || port > 65535 {
+		return 0, usagef("port %d is out of range 0-65535", port)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// A fixed port is tried too, so that one in use is reported before
+	// anything is written.
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("port %d on 127.0.0.1: %w", port, err)
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil

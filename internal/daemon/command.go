@@ -12,11 +12,13 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/agentkeys/agentkeys/internal/cmdtree"
 	"github.com/agentkeys/agentkeys/internal/confine"
 	"github.com/agentkeys/agentkeys/internal/ecscreds"
 	"github.com/agentkeys/agentkeys/internal/envflag"
 	"github.com/agentkeys/agentkeys/internal/keychain"
 	"github.com/agentkeys/agentkeys/internal/logging"
+	"github.com/agentkeys/agentkeys/internal/provision"
 	"github.com/agentkeys/agentkeys/internal/provision/scraper"
 )
 
@@ -184,17 +186,30 @@ command run_with_credential starts:
 	b.String(&cfg.ChildLandlock, "child-landlock", "", LandlockAuto, "confine run_with_credential commands with Landlock so they cannot read the daemon's session and state files nor ptrace or signal it: auto (on with --no-get-credential when the kernel has Landlock), on (refuse to start without it) or off")
 	b.String(&cfg.AWSServer, "aws-server", "", "", "serve the broker's AWS credentials as an ECS container-credential endpoint at this loopback ADDR (e.g. 127.0.0.1:9911), refreshed before expiry; SDKs read it through AWS_CONTAINER_CREDENTIALS_FULL_URI")
 	b.String(&cfg.AWSTokenFile, "aws-token-file", "", "", "where to write the --aws-server authorization token (0600; default aws-token next to the socket)")
-	b.String(&cfg.WebIdentityTokenFile, "web-identity-token-file", "", "", "keep a broker-minted OIDC JWT fresh in this 0600 file (for AWS_WEB_IDENTITY_TOKEN_FILE)")
+	b.String(&cfg.WebIdentityTokenFile, "web-identity-token-file", "", "", "keep a broker-minted OIDC JWT fresh in this 0600 file (for AWS_WEB_IDENTITY_TOKEN_FILE; give each agent its own AWS_ROLE_SESSION_NAME, the AWS CLI caches credentials by role and session name)")
 	b.Duration(&cfg.CacheTTL, "cache-ttl", "", 0, "cache credential values in locked memory this long (0: read through); every read from the cache is still audited first, and the cache is dropped the moment the session is revoked")
 	b.Duration(&cfg.IdleEvict, "idle-evict", "", 5*time.Minute, "forget cached secrets unused this long")
 	b.Bool(&cfg.RequireHardening, "require-hardening", "", false, "refuse to start if a hardening step fails")
-	b.String(&logLevel, "log-level", "", "info", "log level: debug, info, warn, error (logs go to stderr as JSON)")
+	b.String(&logLevel, "log-level", "", "info", "log level: debug, info, warn or error (logs go to stderr: text on a terminal, else JSON lines)")
 	b.Bool(&provisionOn, "provision", "", false, "enable the agentkeys.provision tool (sign-ups in Chromium; e-mail settings from AGENTKEYS_EMAIL_BACKEND and friends, default the backend's mock inbox)")
 	b.Bool(&prov.Headful, "provision-headful", "", false, "show the provisioner's browser window (a person can solve captchas)")
 	b.String(&prov.Chromium, "chromium", "", "", "browser binary for the provisioner (default: chromium on PATH)")
 	b.Duration(&prov.Timeout, "provision-timeout", "", 0, "wall clock for one provisioning run (default: the service's budget)")
 	root.AddCommand(awsCommand(lookup), statusCommand(), runCommand(lookup), requestScopeCommand(lookup), scraper.NewCommand())
-	return root
+	cmdtree.Environment(root,
+		cmdtree.EnvVar{Name: EnvMCPToken, Meaning: "bearer for MCP over HTTP (--http); default: a generated token written 0600 to --http-token-file"},
+		cmdtree.EnvVar{Name: EnvSocket, Meaning: "Unix socket path (default $XDG_RUNTIME_DIR/agentkeys/agentkeys.sock, else $TMPDIR/agentkeys-<uid>/agentkeys.sock)"},
+		cmdtree.EnvVar{Name: keychain.EnvSessionStore, Meaning: "where stored sessions are kept: keychain, file or unset (keychain when available, else file)"},
+		cmdtree.EnvVar{Name: "AWS_DEFAULT_REGION", Meaning: "fallback for --region"})
+	cmdtree.Environment(root, provision.EnvironmentHelp("--provision: ")...)
+	return cmdtree.Finish(root,
+		cmdtree.ExitCode{Code: "0", Meaning: "stopped cleanly (SIGTERM, SIGINT, or stdin closed with --stdio)"},
+		cmdtree.ExitCode{Code: "1", Meaning: "failure (backend unreachable, session revoked, approval signature not verified, …)"},
+		cmdtree.ExitCode{Code: "2", Meaning: "usage error: unknown command or flag, bad flag or variable value"},
+		cmdtree.ExitCode{Code: "3", Meaning: "pairing or recovery denied by the master"},
+		cmdtree.ExitCode{Code: "4", Meaning: "pairing or recovery locked after too many wrong OTPs"},
+		cmdtree.ExitCode{Code: "5", Meaning: "pairing or recovery expired, or no approval within --pair-timeout"},
+		cmdtree.ExitCode{Code: "other", Meaning: "run: the command's own exit status (128+N when it died of signal N)"})
 }
 
 func awsCommand(lookup envflag.Lookup) *cobra.Command {

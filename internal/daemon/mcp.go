@@ -9,11 +9,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/modelcontextprotocol/go-sdk/oauthex"
 
+	"github.com/agentkeys/agentkeys/internal/cmdtree"
 	"github.com/agentkeys/agentkeys/internal/ecscreds"
 )
 
@@ -25,9 +28,6 @@ const (
 	ToolProvision         = "agentkeys.provision"
 	ToolRequestScope      = "agentkeys.request_scope"
 )
-
-// Version is reported to MCP clients.
-var Version = "0.1.0"
 
 // Provisioner signs up for a service and stores its key (issue 7). The
 // daemon calls it from the agentkeys.provision tool; progress reports go
@@ -65,6 +65,15 @@ type provisionArgs struct {
 	Force   bool   `json:"force,omitempty" jsonschema:"provision even if a credential is already stored"`
 }
 
+// runInputSchema is run_with_credential's input: "command" is a plain
+// array of strings.
+var runInputSchema = json.RawMessage(`{"type":"object","properties":{` +
+	`"service":{"type":"string","description":"the service whose credential the command needs"},` +
+	`"command":{"type":"array","items":{"type":"string"},"description":"the program and its arguments (argv; no shell unless you name one)"},` +
+	`"env_name":{"type":"string","description":"environment variable that receives the credential (default <SERVICE>_API_KEY)"},` +
+	`"timeout_seconds":{"type":"integer","description":"kill the command after this many seconds (default 60, at most 600)"}},` +
+	`"required":["service","command"],"additionalProperties":false}`)
+
 // toolError is an MCP tool error (isError result) with a stable code in
 // the text ("CODE: message") and in structured content.
 func toolError(err error) *mcp.CallToolResult {
@@ -82,11 +91,24 @@ func jsonText(v any) string {
 
 // NewMCPServer returns the MCP server with the daemon's tools.
 func NewMCPServer(svc *Service, log *slog.Logger) *mcp.Server {
-	srv := mcp.NewServer(&mcp.Implementation{Name: "agentkeys-daemon", Title: "AgentKeys", Version: Version}, &mcp.ServerOptions{
+	srv := mcp.NewServer(&mcp.Implementation{Name: "agentkeys-daemon", Title: "AgentKeys", Version: cmdtree.Version()}, &mcp.ServerOptions{
 		Instructions: "AgentKeys holds this agent's third-party credentials. Prefer agentkeys.run_with_credential, which runs a command " +
 			"with the credential in its environment and returns the output with the secret masked, over agentkeys.get_credential, " +
 			"which puts the secret into your context.",
 		Capabilities: &mcp.ServerCapabilities{Tools: &mcp.ToolCapabilities{}},
+	})
+	// A tool this daemon has turned off is not listed, so a model is not
+	// offered it; a client calling it anyway (from a stale list) still
+	// gets the error saying how to turn it on.
+	hidden := map[string]bool{ToolGetCredential: svc.o.DisableGet, ToolProvision: svc.o.Provisioner == nil}
+	srv.AddReceivingMiddleware(func(next mcp.MethodHandler) mcp.MethodHandler {
+		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+			res, err := next(ctx, method, req)
+			if lr, ok := res.(*mcp.ListToolsResult); ok && err == nil && method == "tools/list" {
+				lr.Tools = slices.DeleteFunc(slices.Clone(lr.Tools), func(t *mcp.Tool) bool { return hidden[t.Name] })
+			}
+			return res, err
+		}
 	})
 	closedWorld := false
 	mcp.AddTool(srv, &mcp.Tool{
@@ -120,6 +142,10 @@ func NewMCPServer(svc *Service, log *slog.Logger) *mcp.Server {
 	mcp.AddTool(srv, &mcp.Tool{
 		Name:  ToolRunWithCredential,
 		Title: "Run a command with a credential",
+		// Declared by hand: the inferred schema gives "command" the type
+		// ["null","array"], which clients that build arguments from
+		// "type": "array" cannot fill.
+		InputSchema: runInputSchema,
 		Description: "Runs a command with a service's credential in an environment variable (default <SERVICE>_API_KEY; never in argv) " +
 			"and returns exit code, stdout and stderr with the secret replaced by ****: verbatim, as base64 (standard or URL-safe, padded or not, " +
 			"at any byte alignment), as hex (any case) and percent-encoded, also when wrapped over lines of any width. " +
@@ -227,21 +253,54 @@ func CheckLoopback(addr string) error {
 	return nil
 }
 
-// MCPHTTPHandler serves Streamable HTTP at /mcp, requiring the bearer.
+// MCP HTTP paths: the Streamable HTTP endpoint and its OAuth protected
+// resource metadata (RFC 9728 §3: the well-known prefix, then the
+// resource's path; the bare prefix is served too).
+const (
+	MCPPath              = "/mcp"
+	ResourceMetadataPath = "/.well-known/oauth-protected-resource"
+)
+
+// unauthorizedHint is what a client without the right bearer is told.
+const unauthorizedHint = "send Authorization: Bearer <token from the daemon's MCP token file or AGENTKEYS_MCP_TOKEN>; " +
+	"this server takes a static bearer and has no OAuth authorization server to register with"
+
+// MCPHTTPHandler serves Streamable HTTP at /mcp, requiring the bearer. A
+// request without it gets 401 with a WWW-Authenticate challenge that names
+// the protected resource metadata, which in turn lists no authorization
+// server: MCP clients then ask for the token rather than attempting OAuth
+// dynamic client registration against a server that has none.
 func MCPHTTPHandler(srv *mcp.Server, bearer string, log *slog.Logger) http.Handler {
 	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, &mcp.StreamableHTTPOptions{SessionTimeout: 30 * time.Minute})
 	want := []byte("Bearer " + bearer)
 	mux := http.NewServeMux()
-	mux.Handle("/mcp", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle(MCPPath, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got := []byte(r.Header.Get("Authorization"))
 		if subtle.ConstantTimeCompare(got, want) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="agentkeys-daemon"`)
+			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="agentkeys-daemon", error="invalid_token", error_description=%q, resource_metadata=%q`,
+				unauthorizedHint, "http://"+r.Host+ResourceMetadataPath+MCPPath))
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusUnauthorized)
-			w.Write([]byte(`{"error":"unauthorized","message":"send Authorization: Bearer <token from the daemon's MCP token file or AGENTKEYS_MCP_TOKEN>"}` + "\n"))
+			w.Write([]byte(jsonText(map[string]string{"error": "unauthorized", "message": unauthorizedHint}) + "\n"))
 			return
 		}
 		h.ServeHTTP(w, r)
 	}))
+	meta := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Write([]byte(jsonText(&oauthex.ProtectedResourceMetadata{
+			Resource:               "http://" + r.Host + MCPPath,
+			BearerMethodsSupported: []string{"header"},
+			ResourceName:           "AgentKeys daemon (MCP): a static bearer from the daemon's token file or AGENTKEYS_MCP_TOKEN, no OAuth",
+		}) + "\n"))
+	})
+	mux.Handle(ResourceMetadataPath+MCPPath, meta)
+	mux.Handle(ResourceMetadataPath, meta)
 	return mux
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/modelcontextprotocol/go-sdk/oauthex"
 
 	"github.com/agentkeys/agentkeys/internal/testkit"
 )
@@ -77,9 +79,32 @@ func TestMCPStdio(t *testing.T) {
 		names = append(names, tl.Name)
 	}
 	slices.Sort(names)
-	want := []string{ToolGetCredential, ToolListCredentials, ToolProvision, ToolRequestScope, ToolRunWithCredential}
+	// Without --provision the provision tool is not offered.
+	want := []string{ToolGetCredential, ToolListCredentials, ToolRequestScope, ToolRunWithCredential}
 	if !slices.Equal(names, want) {
 		t.Fatalf("tools %v, want %v", names, want)
+	}
+	// run_with_credential's command is a plain array of strings, the type
+	// clients build arguments from.
+	for _, tl := range tools.Tools {
+		if tl.Name != ToolRunWithCredential {
+			continue
+		}
+		raw, _ := json.Marshal(tl.InputSchema)
+		var schema struct {
+			Properties map[string]struct {
+				Type  any `json:"type"`
+				Items struct {
+					Type any `json:"type"`
+				} `json:"items"`
+			} `json:"properties"`
+			Required []string `json:"required"`
+		}
+		json.Unmarshal(raw, &schema)
+		cmd := schema.Properties["command"]
+		if cmd.Type != "array" || cmd.Items.Type != "string" || !slices.Contains(schema.Required, "command") {
+			t.Fatalf("run_with_credential input schema %s: command must be {\"type\":\"array\",\"items\":{\"type\":\"string\"}} and required", raw)
+		}
 	}
 	if err := cs.Ping(ctx, nil); err != nil {
 		t.Fatalf("ping: %v", err)
@@ -152,8 +177,9 @@ func TestMCPStdio(t *testing.T) {
 		t.Fatalf("timeout not reported: %s", raw)
 	}
 
-	// provision without --provision: a tool error with a stable code,
-	// after a progress notification.
+	// provision without --provision (not listed, called anyway from a
+	// stale list): a tool error with a stable code, after a progress
+	// notification.
 	params := &mcp.CallToolParams{Name: ToolProvision, Arguments: map[string]any{"service": "openrouter"}}
 	params.SetProgressToken("p1")
 	res, err = cs.CallTool(ctx, params)
@@ -178,6 +204,19 @@ func TestMCPGetCredentialDisabled(t *testing.T) {
 	b, home, ks, sessFile := startBackendAgent(t, "openrouter")
 	b.store(t, ks.Wallet, "openrouter", mcpSecret)
 	cs, _ := connectStdio(t, home, nil, "--session-file", sessFile, "--no-socket", "--no-get-credential")
+	tools, err := cs.ListTools(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tl := range tools.Tools {
+		if tl.Name == ToolGetCredential || tl.Name == ToolProvision {
+			t.Fatalf("--no-get-credential without --provision lists %s", tl.Name)
+		}
+	}
+	if len(tools.Tools) != 3 {
+		t.Fatalf("tools %d, want list_credentials, request_scope and run_with_credential", len(tools.Tools))
+	}
+	// Called anyway (a stale list): the error says why and what to use.
 	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: ToolGetCredential, Arguments: map[string]any{"service": "openrouter"}})
 	if err != nil || !res.IsError || !strings.HasPrefix(textOf(res), CodeDisabled) ||
 		!strings.Contains(textOf(res), "--no-get-credential") || !strings.Contains(textOf(res), ToolRunWithCredential) {
@@ -223,7 +262,13 @@ func TestMCPStreamableHTTP(t *testing.T) {
 
 	testkit.WantMCPBearerRequired(t, endpoint, token)
 
+	checkResourceMetadata(t, endpoint)
+
 	client := mcp.NewClient(&mcp.Implementation{Name: "agentkeys-test", Version: "1"}, nil)
+	if cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: endpoint}, nil); err == nil {
+		cs.Close()
+		t.Fatal("an MCP client without the bearer connected")
+	}
 	hc := &http.Client{Transport: bearerTransport{token: token, base: http.DefaultTransport}}
 	cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: endpoint, HTTPClient: hc}, nil)
 	if err != nil {
@@ -231,7 +276,7 @@ func TestMCPStreamableHTTP(t *testing.T) {
 	}
 	defer cs.Close()
 	tools, err := cs.ListTools(ctx, nil)
-	if err != nil || len(tools.Tools) != 5 {
+	if err != nil || len(tools.Tools) != 4 {
 		t.Fatalf("tools: %v %v", tools, err)
 	}
 	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: ToolGetCredential, Arguments: map[string]any{"service": "openrouter"}})
@@ -315,5 +360,37 @@ func TestStdioOnlyProtocolOnStdout(t *testing.T) {
 	}
 	if !strings.Contains(lines[3], `"error"`) || !strings.Contains(lines[3], "-32602") {
 		t.Fatalf("unknown tool: %s", lines[3])
+	}
+}
+
+// checkResourceMetadata: the 401 names the OAuth protected resource
+// metadata (RFC 9728), which describes /mcp, takes the bearer in a header
+// and lists no authorization server (so clients ask for the token instead
+// of trying dynamic client registration), at both well-known paths.
+func checkResourceMetadata(t *testing.T, endpoint string) {
+	t.Helper()
+	resp, err := http.Post(endpoint, "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	challenges, err := oauthex.ParseWWWAuthenticate(resp.Header.Values("WWW-Authenticate"))
+	if err != nil || len(challenges) != 1 || challenges[0].Scheme != "bearer" {
+		t.Fatalf("WWW-Authenticate %q: %v %+v", resp.Header.Get("WWW-Authenticate"), err, challenges)
+	}
+	p := challenges[0].Params
+	u, _ := url.Parse(endpoint)
+	wantMeta := "http://" + u.Host + "/.well-known/oauth-protected-resource/mcp"
+	if p["resource_metadata"] != wantMeta || p["error"] != "invalid_token" || !strings.Contains(p["error_description"], "AGENTKEYS_MCP_TOKEN") {
+		t.Fatalf("challenge params %v, want resource_metadata %s and a description naming AGENTKEYS_MCP_TOKEN", p, wantMeta)
+	}
+	for _, metaURL := range []string{wantMeta, "http://" + u.Host + "/.well-known/oauth-protected-resource"} {
+		meta, err := oauthex.GetProtectedResourceMetadata(context.Background(), metaURL, endpoint, http.DefaultClient)
+		if err != nil {
+			t.Fatalf("%s: %v", metaURL, err)
+		}
+		if meta.Resource != endpoint || len(meta.AuthorizationServers) != 0 || !slices.Equal(meta.BearerMethodsSupported, []string{"header"}) || meta.ResourceName == "" {
+			t.Fatalf("%s: %+v", metaURL, meta)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -74,6 +75,11 @@ func testMCPProvision(t *testing.T, secretFree bool) {
 		t.Fatalf("connect: %v\n%s", err, stderr)
 	}
 	t.Cleanup(func() { cs.Close() })
+	// With --provision the tool is offered.
+	tools, err := cs.ListTools(ctx, nil)
+	if err != nil || !slices.ContainsFunc(tools.Tools, func(tl *mcp.Tool) bool { return tl.Name == ToolProvision }) {
+		t.Fatalf("--provision does not list %s: %v", ToolProvision, err)
+	}
 
 	params := &mcp.CallToolParams{Name: ToolProvision, Arguments: map[string]any{"service": "openrouter"}}
 	params.SetProgressToken("prov")

@@ -10,6 +10,7 @@ import (
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/backendclient"
 	"github.com/agentkeys/agentkeys/internal/brokerclient"
+	"github.com/agentkeys/agentkeys/internal/cmdtree"
 	"github.com/agentkeys/agentkeys/internal/provision/email"
 )
 
@@ -161,4 +162,26 @@ func (o *Orchestrator) checkScope(service string) error {
 		return &Error{Code: CodeScopeDenied, Message: "this agent's scope is read-only: it could not store the new key"}
 	}
 	return nil
+}
+
+// EnvironmentHelp lists the variables the provisioner reads, each meaning
+// after prefix, for the help and docs/cli.md of both binaries that run it.
+func EnvironmentHelp(prefix string) []cmdtree.EnvVar {
+	var out []cmdtree.EnvVar
+	for _, v := range [][2]string{
+		{EnvEmailBackend, "where the sign-up mail arrives: mock (the backend's mock inbox, default), imap or ses"},
+		{EnvSignupEmail, "address to sign up with"},
+		{EnvSignupPassword, "password for sites that ask for one (random per run when unset; never a flag)"},
+		{EnvIMAPAddr, "IMAP server host:port (imap backend)"},
+		{EnvIMAPUser, "IMAP user (imap backend)"},
+		{EnvIMAPPassword, "IMAP password (imap backend; never a flag)"},
+		{EnvSESBucket, "S3 bucket SES writes the mail to (ses backend)"},
+		{EnvSESPrefix, "key prefix in that bucket (ses backend)"},
+		{EnvSESRegion, "region of that bucket (ses backend)"},
+		{"AGENTKEYS_<SERVICE>_SIGNUP_URL", "sign-up site of a service (default: the real one; tests point it at a local fixture)"},
+		{"AGENTKEYS_<SERVICE>_API_URL", "API base URL a new key is verified against"},
+	} {
+		out = append(out, cmdtree.EnvVar{Name: v[0], Meaning: prefix + v[1]})
+	}
+	return out
 }
