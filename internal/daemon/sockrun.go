@@ -197,7 +197,6 @@ const awsScopeService = "aws"
 type runConn struct {
 	mu  sync.Mutex
 	c   net.Conn
-	buf []byte
 	err error
 }
 
