@@ -1,0 +1,42 @@
+package audit_test
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/agentkeys/agentkeys/internal/audit"
+)
+
+// TestChainNameLength: a chain name may be as long as a host name (253
+// bytes) and no longer; a ledger opens on a 253-byte chain, appends to it
+// and verifies, and refuses a 254-byte one.
+func TestChainNameLength(t *testing.T) {
+	ctx := context.Background()
+	longest := strings.Repeat("a", 253)
+	s, err := audit.OpenWith(ctx, filepath.Join(t.TempDir(), "audit.sqlite"), audit.Options{Chain: longest})
+	if err != nil {
+		t.Fatalf("253-byte chain refused: %v", err)
+	}
+	defer s.Close()
+	if s.Chain() != longest {
+		t.Fatalf("Chain() = %q", s.Chain())
+	}
+	if err := s.Append(ctx, sample(1)); err != nil {
+		t.Fatal(err)
+	}
+	last, ok, err := s.Last(ctx)
+	if err != nil || !ok || last.Chain != longest {
+		t.Fatalf("last row chain %q ok=%v err=%v", last.Chain, ok, err)
+	}
+	if _, err := s.Verify(ctx); err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	if _, err := audit.OpenWith(ctx, filepath.Join(t.TempDir(), "audit.sqlite"), audit.Options{Chain: longest + "a"}); err == nil || !strings.Contains(err.Error(), "invalid chain name") {
+		t.Fatalf("254-byte chain: err = %v", err)
+	}
+	if audit.ValidChain("") || !audit.ValidChain("a") || !audit.ValidChain(longest) || audit.ValidChain(longest+"a") {
+		t.Fatal("ValidChain length bounds are not [1, 253]")
+	}
+}
