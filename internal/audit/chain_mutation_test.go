@@ -40,3 +40,29 @@ func TestChainNameLength(t *testing.T) {
 		t.Fatal("ValidChain length bounds are not [1, 253]")
 	}
 }
+
+// TestLeadingNULIsReplaced: a NUL byte at the very start of a field (a
+// client-chosen request id, say) is replaced like one anywhere else, so
+// PostgreSQL takes the row and the chain verifies.
+func TestLeadingNULIsReplaced(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine) {
+		ctx := context.Background()
+		s := open(t, e.dsn(t))
+		r := sample(1)
+		r.RequestID = "\x00req"
+		r.Detail = "\x00detail"
+		if err := s.Append(ctx, r); err != nil {
+			t.Fatalf("append: %v", err)
+		}
+		last, ok, err := s.Last(ctx)
+		if err != nil || !ok {
+			t.Fatalf("last: ok=%v err=%v", ok, err)
+		}
+		if last.RequestID != "\uFFFDreq" || last.Detail != "\uFFFDdetail" {
+			t.Fatalf("stored request_id %q detail %q, want the NUL replaced by U+FFFD", last.RequestID, last.Detail)
+		}
+		if _, err := s.Verify(ctx); err != nil {
+			t.Fatalf("verify: %v", err)
+		}
+	})
+}
