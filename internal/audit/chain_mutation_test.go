@@ -66,3 +66,12 @@ func TestLeadingNULIsReplaced(t *testing.T) {
 		}
 	})
 }
+
+// TestCheckpointErrorNamesTheLine: an operator fixing a checkpoint file is
+// told which line is wrong, counting blank lines.
+func TestCheckpointErrorNamesTheLine(t *testing.T) {
+	_, err := audit.ParseCheckpoints(strings.NewReader("\n\nnot a checkpoint\n"))
+	if err == nil || !strings.Contains(err.Error(), "checkpoint line 3:") {
+		t.Fatalf("err = %v, want it to name line 3", err)
+	}
+}

@@ -142,3 +142,25 @@ func TestKeyFileWithTwoNextKeysRefused(t *testing.T) {
 		t.Fatalf("key file with two next keys: err = %v", err)
 	}
 }
+
+// TestFreshKeySetActivation: a new key file's current key is active from
+// its creation; its next key is not active yet.
+func TestFreshKeySetActivation(t *testing.T) {
+	now := time.Now().Truncate(time.Second)
+	path := filepath.Join(t.TempDir(), "oidc-keys.json")
+	if _, _, err := oidc.LoadOrCreate(path, now); err != nil {
+		t.Fatal(err)
+	}
+	set, err := oidc.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur, ok := set.Current()
+	if !ok || !cur.ActivatedAt.Equal(now) || !cur.CreatedAt.Equal(now) {
+		t.Fatalf("current key: ok=%v created %v activated %v, want both %v", ok, cur.CreatedAt, cur.ActivatedAt, now)
+	}
+	next, ok := set.Next()
+	if !ok || !next.ActivatedAt.IsZero() {
+		t.Fatalf("next key: ok=%v activated %v, want not activated", ok, next.ActivatedAt)
+	}
+}
