@@ -30,10 +30,10 @@ func TestAutoLoadFallsBackToFileWhenKeychainHasNoEntry(t *testing.T) {
 	}
 }
 
-// TestFallbackNoteOnLoad: --verbose says the keychain was skipped when
-// auto mode finds no keychain, and says nothing of the kind when the user
-// chose the file.
-func TestFallbackNoteOnLoad(t *testing.T) {
+// TestFallbackNote: on save and on load, --verbose says the keychain was
+// skipped when auto mode finds no keychain, and says nothing of the kind
+// when the user chose the file.
+func TestFallbackNote(t *testing.T) {
 	for _, name := range []string{"bus", "dbus-session"} {
 		if _, err := os.Stat(filepath.Join("/run/user/"+itoa(os.Getuid()), name)); err == nil {
 			t.Skip("a per-user D-Bus session bus exists here")
@@ -41,26 +41,22 @@ func TestFallbackNoteOnLoad(t *testing.T) {
 	}
 	t.Setenv("DBUS_SESSION_BUS_ADDRESS", "")
 	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
-	st := fileStore(t)
-	if _, err := st.Save("default", testSession()); err != nil {
-		t.Fatal(err)
-	}
-
+	dir := fileStore(t).Dir
 	var notes bytes.Buffer
-	file := &Store{Dir: st.Dir, Mode: ModeFile, Notes: &notes}
-	if _, err := file.Load("default"); err != nil {
-		t.Fatal(err)
+	check := func(what string, mode Mode, op func(*Store) error, wantNote bool) {
+		t.Helper()
+		notes.Reset()
+		if err := op(&Store{Dir: dir, Mode: mode, Notes: &notes}); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if got := strings.Contains(notes.String(), "OS keychain unavailable"); got != wantNote {
+			t.Fatalf("%s: fallback noted = %v, want %v:\n%s", what, got, wantNote, notes.String())
+		}
 	}
-	if strings.Contains(notes.String(), "OS keychain unavailable") {
-		t.Fatalf("file mode noted a keychain fallback:\n%s", notes.String())
-	}
-
-	notes.Reset()
-	auto := &Store{Dir: st.Dir, Mode: ModeAuto, Notes: &notes}
-	if _, err := auto.Load("default"); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(notes.String(), "OS keychain unavailable") {
-		t.Fatalf("auto mode without a keychain did not say so:\n%s", notes.String())
-	}
+	save := func(s *Store) error { _, err := s.Save("default", testSession()); return err }
+	load := func(s *Store) error { _, err := s.Load("default"); return err }
+	check("file mode save", ModeFile, save, false)
+	check("file mode load", ModeFile, load, false)
+	check("auto mode save", ModeAuto, save, true)
+	check("auto mode load", ModeAuto, load, true)
 }
