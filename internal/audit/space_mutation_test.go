@@ -1,0 +1,57 @@
+package audit_test
+
+import (
+	"context"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"github.com/agentkeys/agentkeys/internal/audit"
+)
+
+// journalLimit opens a fresh ledger at path (its file not yet created)
+// and returns the WAL limits it runs with.
+func journalLimit(t *testing.T, path string) (pages, limit int64) {
+	t.Helper()
+	s, err := audit.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.DB().QueryRow("PRAGMA wal_autocheckpoint").Scan(&pages); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DB().QueryRow("PRAGMA journal_size_limit").Scan(&limit); err != nil {
+		t.Fatal(err)
+	}
+	return pages, limit
+}
+
+// TestWALBoundsByVolumeSize: a ledger on a volume under 256 MiB keeps a
+// small WAL (checkpoint every 64 pages, truncated to 256 KiB); from 256
+// MiB up, SQLite's 1000 pages and a 4 MiB limit are kept. The volume is
+// that of the nearest existing directory when the file is new.
+func TestWALBoundsByVolumeSize(t *testing.T) {
+	for _, c := range []struct {
+		size                 string
+		wantPages, wantLimit int64
+	}{{"255m", 64, 256 << 10}, {"256m", 1000, 4 << 20}} {
+		dir := tmpfs(t, c.size)
+		pages, limit := journalLimit(t, filepath.Join(dir, "audit.sqlite"))
+		if pages != c.wantPages || limit != c.wantLimit {
+			t.Errorf("%s volume: wal_autocheckpoint %d, journal_size_limit %d; want %d, %d", c.size, pages, limit, c.wantPages, c.wantLimit)
+		}
+	}
+	// A new ledger in a directory still to be created on a large volume.
+	dir := t.TempDir()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	if int64(st.Blocks)*int64(st.Bsize) >= 256<<20 {
+		pages, limit := journalLimit(t, filepath.Join(dir, "new", "audit.sqlite"))
+		if pages != 1000 || limit != 4<<20 {
+			t.Errorf("large volume, new directory: wal_autocheckpoint %d, journal_size_limit %d", pages, limit)
+		}
+	}
+}
