@@ -2,6 +2,7 @@ package audit_test
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -53,5 +54,47 @@ func TestWALBoundsByVolumeSize(t *testing.T) {
 		if pages != 1000 || limit != 4<<20 {
 			t.Errorf("large volume, new directory: wal_autocheckpoint %d, journal_size_limit %d", pages, limit)
 		}
+	}
+}
+
+// TestReserveNeedsFourTimesItsSizeFree: the space reserve (an eighth of the
+// volume, here 256 KiB of 2 MiB) is not taken from a volume with less than
+// four times its size free, where it would itself bring the disk-full
+// condition closer; once room is made, the next open puts it in place.
+func TestReserveNeedsFourTimesItsSizeFree(t *testing.T) {
+	dir := tmpfs(t, "2m")
+	filler := filepath.Join(dir, "filler")
+	if err := os.WriteFile(filler, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db := filepath.Join(dir, "audit.sqlite")
+	reserve := db + audit.ReserveSuffix
+	s, err := audit.Open(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	free := int64(st.Bavail) * int64(st.Bsize)
+	if _, err := os.Stat(reserve); err == nil {
+		t.Fatalf("reserve created with %d KiB free (under 4 x 256 KiB)", free>>10)
+	}
+	if free < 256<<10 || free >= 1<<20 {
+		t.Fatalf("test setup: %d KiB free, want between 256 KiB and 1 MiB", free>>10)
+	}
+	s.Close()
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	s, err = audit.Open(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	fi, err := os.Stat(reserve)
+	if err != nil || fi.Size() != 256<<10 {
+		t.Fatalf("reserve after making room: %v", err)
 	}
 }
