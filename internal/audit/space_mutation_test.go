@@ -4,8 +4,10 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/agentkeys/agentkeys/internal/audit"
 )
@@ -96,5 +98,46 @@ func TestReserveNeedsFourTimesItsSizeFree(t *testing.T) {
 	fi, err := os.Stat(reserve)
 	if err != nil || fi.Size() != 256<<10 {
 		t.Fatalf("reserve after making room: %v", err)
+	}
+}
+
+// TestReadinessReportsMissingReserve: once the space reserve is used up and
+// the volume is too full to put it back, readiness (Ping) fails, although
+// a small write still fits; when room is made, Ping restores the reserve
+// and succeeds again.
+func TestReadinessReportsMissingReserve(t *testing.T) {
+	dir := tmpfs(t, "2m")
+	db := filepath.Join(dir, "audit.sqlite")
+	reserve := db + audit.ReserveSuffix
+	ctx := context.Background()
+	s, err := audit.OpenWith(ctx, db, audit.Options{ProbeCache: time.Nanosecond}) // no cached success
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := os.Stat(reserve); err != nil {
+		t.Fatalf("no reserve on a fresh 2 MiB volume: %v", err)
+	}
+	if err := s.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	filler := filepath.Join(dir, "filler")
+	if err := os.WriteFile(filler, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(reserve); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ping(ctx); err == nil || !strings.Contains(err.Error(), "space reserve used up") {
+		t.Fatalf("ping with the reserve gone and the volume nearly full: %v", err)
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("ping after making room: %v", err)
+	}
+	if _, err := os.Stat(reserve); err != nil {
+		t.Fatalf("reserve not restored: %v", err)
 	}
 }
