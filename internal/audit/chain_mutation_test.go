@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/agentkeys/agentkeys/internal/audit"
 )
@@ -73,5 +74,22 @@ func TestCheckpointErrorNamesTheLine(t *testing.T) {
 	_, err := audit.ParseCheckpoints(strings.NewReader("\n\nnot a checkpoint\n"))
 	if err == nil || !strings.Contains(err.Error(), "checkpoint line 3:") {
 		t.Fatalf("err = %v, want it to name line 3", err)
+	}
+}
+
+// TestCheckpointDefaults: with a signer and no checkpoint policy, a
+// checkpoint is due after 1000 rows or a minute, not after every row.
+func TestCheckpointDefaults(t *testing.T) {
+	now := time.Unix(1_900_000_000, 0)
+	s, err := audit.OpenWith(context.Background(), filepath.Join(t.TempDir(), "audit.sqlite"), audit.Options{
+		Signer: newSigner(t), Now: func() time.Time { return now },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	appendN(t, s, 3)
+	if cks, err := s.Checkpoints(context.Background()); err != nil || len(cks) != 0 {
+		t.Fatalf("checkpoints after 3 rows under the default policy: %d %v", len(cks), err)
 	}
 }
