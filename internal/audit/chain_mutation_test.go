@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -91,5 +92,38 @@ func TestCheckpointDefaults(t *testing.T) {
 	appendN(t, s, 3)
 	if cks, err := s.Checkpoints(context.Background()); err != nil || len(cks) != 0 {
 		t.Fatalf("checkpoints after 3 rows under the default policy: %d %v", len(cks), err)
+	}
+}
+
+// TestPingCachesSuccessByDefault: readiness probes hit the ledger at most
+// once per 2 s by default; a failure after that shows on the next probe
+// past the cache.
+func TestPingCachesSuccessByDefault(t *testing.T) {
+	ctx := context.Background()
+	var mu sync.Mutex
+	now := time.Unix(1_900_000_000, 0)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	s, err := audit.OpenWith(ctx, filepath.Join(t.TempDir(), "audit.sqlite"), audit.Options{Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DB().Exec("DROP TABLE mint_log_probe"); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	now = now.Add(time.Second)
+	mu.Unlock()
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("ping within the 2 s cache probed again: %v", err)
+	}
+	mu.Lock()
+	now = now.Add(2 * time.Second)
+	mu.Unlock()
+	if err := s.Ping(ctx); err == nil {
+		t.Fatal("ping past the cache did not notice the broken ledger")
 	}
 }
