@@ -141,3 +141,21 @@ func TestReadinessReportsMissingReserve(t *testing.T) {
 		t.Fatalf("reserve not restored: %v", err)
 	}
 }
+
+// TestSQLiteWaitsForOtherWriters: a SQLite ledger waits up to 10 s for a
+// lock held by another process (audit verify, a second broker) instead of
+// failing a mint at once.
+func TestSQLiteWaitsForOtherWriters(t *testing.T) {
+	s, err := audit.Open(context.Background(), filepath.Join(t.TempDir(), "audit.sqlite"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var ms int64
+	if err := s.DB().QueryRow("PRAGMA busy_timeout").Scan(&ms); err != nil {
+		t.Fatal(err)
+	}
+	if ms != 10_000 {
+		t.Fatalf("busy_timeout %d ms, want 10000", ms)
+	}
+}
