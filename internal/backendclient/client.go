@@ -435,6 +435,12 @@ func (c *Client) WatchSession(ctx context.Context, tok agentkeys.Token) (int64, 
 	return out.Epoch, nil
 }
 
+// AuditGateway stores a batch of the calls the caller's gateway handled
+// (POST /audit/gateway): all of them or, on error, none.
+func (c *Client) AuditGateway(ctx context.Context, tok agentkeys.Token, calls []api.GatewayCall) error {
+	return c.do(ctx, "audit gateway", http.MethodPost, "/audit/gateway", nil, tok, api.AuditGatewayRequest{Calls: calls}, nil)
+}
+
 // AuditCachedRead records that the caller is about to serve the values of
 // services from its own cache for agent; it must not serve them unless
 // this returns nil.
