@@ -15,9 +15,11 @@ import (
 	"github.com/agentkeys/agentkeys/internal/confine"
 	"github.com/agentkeys/agentkeys/internal/ecscreds"
 	"github.com/agentkeys/agentkeys/internal/envflag"
+	"github.com/agentkeys/agentkeys/internal/gateway"
 	"github.com/agentkeys/agentkeys/internal/keychain"
 	"github.com/agentkeys/agentkeys/internal/logging"
 	"github.com/agentkeys/agentkeys/internal/provision/scraper"
+	"github.com/agentkeys/agentkeys/internal/services"
 )
 
 // Main runs agentkeys-daemon with the process's arguments and returns its
@@ -69,6 +71,16 @@ func (c *Config) Validate() error {
 	if c.AWSServer != "" {
 		if err := ecscreds.CheckLoopback(c.AWSServer); err != nil {
 			errs = append(errs, fmt.Errorf("--aws-server %w", err))
+		}
+	}
+	if c.Gateway != "" {
+		if err := gateway.CheckAddr(c.Gateway); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, spec := range c.GatewayServices {
+		if _, err := services.ParseSpec(spec); err != nil {
+			errs = append(errs, fmt.Errorf("--gateway-service: %w", err))
 		}
 	}
 	return errors.Join(errs...)
@@ -178,6 +190,8 @@ command run_with_credential starts:
 	b.Bool(&cfg.NoSocket, "no-socket", "", false, "do not serve the Unix socket")
 	b.Bool(&cfg.Stdio, "stdio", "", false, "serve MCP on stdin/stdout; exit when stdin closes")
 	b.String(&cfg.HTTPAddr, "http", "", "", "serve MCP Streamable HTTP at http://ADDR/mcp (loopback only, e.g. 127.0.0.1:8765)")
+	b.String(&cfg.Gateway, "gateway", "", "", "serve the credential-injecting gateway at 127.0.0.1:PORT (or unix:PATH): the agent calls http://ADDR/<service>/... and the daemon adds the key")
+	root.Flags().StringArrayVar(&cfg.GatewayServices, "gateway-service", nil, "declare another gateway service NAME=ORIGIN,AUTH with AUTH bearer, header:NAME or query:NAME (operator-trusted; repeatable)")
 	b.String(&cfg.HTTPTokenFile, "http-token-file", "", "", "where to write the generated MCP HTTP bearer (0600; default next to the socket; AGENTKEYS_MCP_TOKEN overrides)")
 	b.Bool(&cfg.NoGetCredential, "no-get-credential", "", false, "secret-free mode: no stored credential value leaves the daemon (get_credential and the socket's read are refused; run_with_credential, aws_credentials and oidc_token still work)")
 	b.String(&cfg.ChildUser, "child-user", "", "", "run run_with_credential commands as USER|UID[:GID] (no supplementary groups); needs root or CAP_SETUID+CAP_SETGID, else the daemon refuses to start")

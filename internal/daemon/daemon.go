@@ -43,6 +43,12 @@ type Config struct {
 	AWSServer    string
 	AWSTokenFile string
 
+	// Gateway, when set, serves the credential-injecting gateway there
+	// (loopback host:port or unix:PATH).
+	Gateway string
+	// GatewayServices are extra NAME=ORIGIN,AUTH services for it.
+	GatewayServices []string
+
 	NoGetCredential      bool
 	ChildUser            string // --child-user USER|UID[:GID]
 	ChildLandlock        string // --child-landlock auto|on|off ("" = auto)
@@ -88,6 +94,10 @@ func Run(ctx context.Context, cfg Config) error {
 		if err := CheckLoopback(cfg.HTTPAddr); err != nil {
 			return err
 		}
+	}
+	gwServices, err := GatewayServices(nil, cfg.GatewayServices, log)
+	if err != nil {
+		return err
 	}
 	cfg.Log = log
 	sockPath := cfg.Socket
@@ -155,7 +165,27 @@ func Run(ctx context.Context, cfg Config) error {
 	go svc.RunEviction(ctx)
 	svc.StartWatch(ctx)
 
-	errc := make(chan error, 4)
+	// The gateway backs agentkeys.http_request; --gateway also serves it.
+	gw, err := NewGateway(ctx, svc, gwServices, log)
+	if err != nil {
+		return err
+	}
+	defer gw.Close()
+	svc.UseGateway(gw)
+
+	errc := make(chan error, 5)
+	if cfg.Gateway != "" {
+		base, gerr, err := ServeGateway(ctx, gw, cfg.Gateway, log)
+		if err != nil {
+			return err
+		}
+		go func() {
+			if err := <-gerr; err != nil {
+				errc <- fmt.Errorf("gateway: %w", err)
+			}
+		}()
+		fmt.Fprint(cfg.Stderr, gatewayBanner(base, cfg.Gateway, gw.Services()))
+	}
 	var sock *SocketServer
 	if sockLn != nil {
 		sock, sockLn = NewSocketServer(sockLn, sockPath, svc, log), nil

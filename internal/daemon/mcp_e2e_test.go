@@ -77,7 +77,7 @@ func TestMCPStdio(t *testing.T) {
 		names = append(names, tl.Name)
 	}
 	slices.Sort(names)
-	want := []string{ToolGetCredential, ToolListCredentials, ToolProvision, ToolRequestScope, ToolRunWithCredential}
+	want := []string{ToolGetCredential, ToolHTTPRequest, ToolListCredentials, ToolProvision, ToolRequestScope, ToolRunWithCredential}
 	if !slices.Equal(names, want) {
 		t.Fatalf("tools %v, want %v", names, want)
 	}
