@@ -40,7 +40,7 @@ const (
 	mcpOtherService = "openai"
 )
 
-var mcpToolNames = []string{"agentkeys.get_credential", "agentkeys.list_credentials", "agentkeys.provision", "agentkeys.request_scope", "agentkeys.run_with_credential"}
+var mcpToolNames = []string{"agentkeys.get_credential", "agentkeys.http_request", "agentkeys.list_credentials", "agentkeys.provision", "agentkeys.request_scope", "agentkeys.run_with_credential"}
 
 // mcpRequirePeers returns the node binary, or skips (fails under
 // AGENTKEYS_REQUIRE_E2E=1) when node or the npm packages are missing.
