@@ -111,16 +111,20 @@ type GatewayCall struct {
 	Refused string `json:"refused,omitempty"`
 }
 
-// AuditGatewayRequest is the body of POST /audit/gateway: the calls of
-// the caller's own agent, oldest first.
+// AuditGatewayRequest is the body of POST /audit/gateway: the calls made
+// for agent_id ("" = the caller's own wallet), oldest first.
 type AuditGatewayRequest struct {
-	Calls []GatewayCall `json:"calls"`
+	AgentID string        `json:"agent_id,omitempty"`
+	Calls   []GatewayCall `json:"calls"`
 }
 
-// Validate checks 1 to MaxGatewayCalls calls, each with a service name
+// Validate checks the optional agent and 1 to MaxGatewayCalls calls, each with a service name
 // (or "*"), a method token, a printable path of at most 200 bytes
 // starting with '/', a status 100-599 and non-negative counts.
 func (r AuditGatewayRequest) Validate() error {
+	if err := checkWallet("agent_id", r.AgentID); err != nil {
+		return err
+	}
 	if len(r.Calls) == 0 || len(r.Calls) > MaxGatewayCalls {
 		return fmt.Errorf("calls must list 1 to %d calls", MaxGatewayCalls)
 	}

@@ -11,9 +11,10 @@ import (
 // gatewayAuditBody bounds POST /audit/gateway (MaxGatewayCalls records).
 const gatewayAuditBody = 256 << 10
 
-// auditGateway stores a batch of the calls the caller's daemon forwarded
-// (or refused) through its gateway: one "http" row per call, owner and
-// agent the caller, result "ok" or the refusal, detail "METHOD PATH
+// auditGateway stores a batch of the calls a gateway forwarded (or
+// refused) for an agent: the caller's daemon for itself, or a master's
+// `agentkeys run --gateway` for an agent it owns (agent_id). One "http"
+// row per call, owner the caller, agent the agent, result "ok" or the refusal, detail "METHOD PATH
 // status=… in=… out=… ms=…". The batch is written whole or not at all, so
 // the daemon can resend it after an error without losing or doubling a
 // row it was told was stored.
@@ -23,6 +24,19 @@ func (s *Server) auditGateway(r *http.Request, c *caller) (any, error) {
 	if err := decode(r, &req, gatewayAuditBody); err != nil {
 		return nil, err
 	}
+	addr := c.addr()
+	if req.AgentID != "" {
+		var err error
+		if addr, err = parseWalletField("agent_id", req.AgentID); err != nil {
+			return nil, err
+		}
+		if _, owned, err := s.target(ctx, s.store, c, addr); err != nil {
+			return nil, err
+		} else if !owned {
+			s.auditDenial(ctx, c.addr(), addr, agentkeys.AuditWildcard, agentkeys.ActionHTTP, agentkeys.ResultDenied)
+			return nil, denied("session does not own agent %s", addr)
+		}
+	}
 	now, ip := s.now(), clientip.FromContext(ctx)
 	rows := make([]agentkeys.AuditEvent, len(req.Calls))
 	for i, call := range req.Calls {
@@ -30,7 +44,7 @@ func (s *Server) auditGateway(r *http.Request, c *caller) (any, error) {
 		if call.Refused != "" {
 			result = call.Refused
 		}
-		rows[i] = agentkeys.AuditEvent{Time: now, Owner: c.addr(), Agent: c.addr(), Service: call.Service,
+		rows[i] = agentkeys.AuditEvent{Time: now, Owner: c.addr(), Agent: addr, Service: call.Service,
 			Action: agentkeys.ActionHTTP, Result: result, Detail: call.Detail(), ClientIP: ip}
 	}
 	if err := s.store.AppendAudits(ctx, rows); err != nil {

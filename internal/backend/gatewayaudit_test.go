@@ -17,7 +17,7 @@ func TestAuditGateway(t *testing.T) {
 		{Service: "openai", Method: "POST", Path: "/v1/chat/completions", Status: 200, BytesIn: 12, BytesOut: 345, DurationMS: 7},
 		{Service: "anthropic", Method: "GET", Path: "/v1/models", Status: 403, Refused: "denied_scope"},
 	}
-	if err := e.client.AuditGateway(ctx, a.Token, calls); err != nil {
+	if err := e.client.AuditGateway(ctx, a.Token, "", calls); err != nil {
 		t.Fatal(err)
 	}
 	page, err := e.client.QueryAudit(ctx, m.Token, backendclient.AuditFilter{Action: agentkeys.ActionHTTP})
@@ -41,9 +41,20 @@ func TestAuditGateway(t *testing.T) {
 		{Service: "Open AI", Method: "GET", Path: "/v1", Status: 200},
 		{Service: "openai", Method: "GET", Path: "/v1", Status: 200, Refused: "Nope!"},
 	} {
-		wantStatus(t, e.client.AuditGateway(ctx, a.Token, []api.GatewayCall{bad}), 400)
+		wantStatus(t, e.client.AuditGateway(ctx, a.Token, "", []api.GatewayCall{bad}), 400)
 	}
-	wantStatus(t, e.client.AuditGateway(ctx, a.Token, nil), 400)
-	wantStatus(t, e.client.AuditGateway(ctx, a.Token, make([]api.GatewayCall, api.MaxGatewayCalls+1)), 400)
-	wantStatus(t, e.client.AuditGateway(ctx, "", calls), 401)
+	wantStatus(t, e.client.AuditGateway(ctx, a.Token, "", nil), 400)
+	wantStatus(t, e.client.AuditGateway(ctx, a.Token, "", make([]api.GatewayCall, api.MaxGatewayCalls+1)), 400)
+	wantStatus(t, e.client.AuditGateway(ctx, "", "", calls), 401)
+
+	// A master reports for an agent it owns; a stranger cannot.
+	if err := e.client.AuditGateway(ctx, m.Token, a.Wallet, calls[:1]); err != nil {
+		t.Fatal(err)
+	}
+	page, _ = e.client.QueryAudit(ctx, m.Token, backendclient.AuditFilter{Action: agentkeys.ActionHTTP, Agent: a.Wallet})
+	if len(page.Events) != 3 || page.Events[0].Owner != m.Wallet || page.Events[0].Agent != a.Wallet {
+		t.Fatalf("master's report: %+v", page.Events)
+	}
+	other := e.master("mallory")
+	wantStatus(t, e.client.AuditGateway(ctx, other.Token, a.Wallet, calls[:1]), 403)
 }

@@ -70,7 +70,7 @@ var strippedEnv = []string{EnvAuthToken}
 
 func (a *App) newRunCmd() *cobra.Command {
 	var envSpecs []string
-	var noMasking bool
+	var noMasking, viaGateway bool
 	var aws awsRunOptions
 	var socket string
 	cmd := &cobra.Command{
@@ -110,6 +110,18 @@ master's session is never used for the agent's AWS identity. The region is
 warns and runs the command without AWS credentials (as before); with one but
 no broker or no region it refuses. --no-aws skips the AWS credentials.
 
+--gateway (secretless): no stored credential enters the command's
+environment. run serves a gateway on 127.0.0.1 for the command's lifetime
+and sets, for each service of the service table in the agent's scope, the
+variable its SDKs read the API's base URL from (OPENAI_BASE_URL=
+http://127.0.0.1:PORT/openai/v1, OPENROUTER_BASE_URL=…/openrouter/api/v1,
+ANTHROPIC_BASE_URL=…/anthropic) and a placeholder <SERVICE>_API_KEY. The
+gateway adds the real key to each request on its way to the service's API
+(AGENTKEYS_<SERVICE>_API_URL overrides that origin), masks it in
+responses, audits every call for the agent, and stops serving, open
+streams included, once the agent is revoked (watched through
+--session-file when given, else checked every second). It excludes --env.
+
 --aws-server serves the credentials instead from an endpoint on 127.0.0.1
 for the command's lifetime, the way ECS does (AWS_CONTAINER_CREDENTIALS_FULL_URI
 and AWS_CONTAINER_AUTHORIZATION_TOKEN, a random token every request must
@@ -138,6 +150,9 @@ secret-free.`,
 			case len(args) == 1:
 				return usagef("no command after --")
 			}
+			if viaGateway && len(envSpecs) > 0 {
+				return usagef("--gateway puts no credential in the environment: drop --env")
+			}
 			var overrides []envOverride
 			for _, raw := range envSpecs {
 				o, err := parseEnvSpec(raw)
@@ -146,7 +161,7 @@ secret-free.`,
 				}
 				overrides = append(overrides, o)
 			}
-			return a.runWithCredentials(cmd.Context(), args[0], overrides, args[1:], !noMasking, aws)
+			return a.runWithCredentials(cmd.Context(), args[0], overrides, args[1:], !noMasking, viaGateway, aws)
 		},
 	}
 	cmd.Flags().StringArrayVar(&envSpecs, "env", nil, "also set NAME to SERVICE's credential (repeatable)")
@@ -154,6 +169,7 @@ secret-free.`,
 	cmd.Flags().StringVar(&aws.Region, "region", "", "AWS region for AWS_REGION and AWS_DEFAULT_REGION (default: AWS_REGION, AWS_DEFAULT_REGION)")
 	cmd.Flags().BoolVar(&aws.Server, "aws-server", false, "serve the AWS credentials from a loopback endpoint that refreshes them (AWS_CONTAINER_CREDENTIALS_FULL_URI) instead of static variables")
 	cmd.Flags().BoolVar(&aws.Skip, "no-aws", false, "do not mint AWS credentials even if the agent's scope includes aws")
+	cmd.Flags().BoolVar(&viaGateway, "gateway", false, "secretless: serve a loopback gateway that adds the keys to API calls, and give the command only <SERVICE>_BASE_URL variables and placeholder keys")
 	cmd.Flags().BoolVar(&noMasking, "no-masking", false, "do not mask credentials in the command's output (and give it the terminal)")
 	addRunSocketFlag(cmd, &socket)
 	return cmd
@@ -164,7 +180,9 @@ secret-free.`,
 // agent whose sessions were revoked. It also returns the injected values,
 // for masking (the caller clears them). stop ends what the environment
 // depends on (the AWS endpoint); it is non-nil when err is nil.
-func (a *App) credentialEnv(ctx context.Context, m *Master, ref agentRef, overrides []envOverride, aws awsRunOptions) (_ []string, _ [][]byte, stop func(), err error) {
+// secretless (run --gateway) injects no stored credential (the values
+// still mask the command's output).
+func (a *App) credentialEnv(ctx context.Context, m *Master, ref agentRef, overrides []envOverride, secretless bool, aws awsRunOptions) (_ []string, _ [][]byte, stop func(), err error) {
 	agent := ref.Wallet
 	got, err := m.Client.ReadCredentials(ctx, m.Session.Token, agent, nil)
 	if err != nil {
@@ -208,6 +226,9 @@ func (a *App) credentialEnv(ctx context.Context, m *Master, ref agentRef, overri
 		return nil, nil, nil, err
 	}
 	auto := scope.Filter(held)
+	if secretless {
+		auto = nil
+	}
 	for _, o := range overrides {
 		if !scope.Allows(o.Service) {
 			return fail(fmt.Errorf("--env %s=%s: service %s is outside the agent's scope (%s)", o.Name, o.Service, o.Service, describeScope(scope)))
@@ -265,17 +286,25 @@ func (a *App) credentialEnv(ctx context.Context, m *Master, ref agentRef, overri
 	return env, values, stop, nil
 }
 
-func (a *App) runWithCredentials(ctx context.Context, agentArg string, overrides []envOverride, argv []string, masking bool, aws awsRunOptions) error {
+func (a *App) runWithCredentials(ctx context.Context, agentArg string, overrides []envOverride, argv []string, masking, viaGateway bool, aws awsRunOptions) error {
 	ctx = cmdContext(ctx)
 	m, ref, err := a.withAgent(ctx, agentArg)
 	if err != nil {
 		return err
 	}
-	env, secrets, stop, err := a.credentialEnv(ctx, m, ref, overrides, aws)
+	env, secrets, stop, err := a.credentialEnv(ctx, m, ref, overrides, viaGateway, aws)
 	if err != nil {
 		return err
 	}
 	defer stop()
+	if viaGateway {
+		gwEnv, stopGateway, err := a.gatewayRunEnv(ctx, m, ref, aws.SessionFile)
+		if err != nil {
+			return err
+		}
+		defer stopGateway()
+		env = replaceEnv(env, gwEnv)
+	}
 	defer func() {
 		for _, v := range secrets {
 			clear(v)

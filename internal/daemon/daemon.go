@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentkeys/agentkeys/internal/gateway"
 	"github.com/agentkeys/agentkeys/internal/hardening"
 	"github.com/agentkeys/agentkeys/internal/keychain"
 	"github.com/agentkeys/agentkeys/internal/provision"
@@ -95,7 +96,7 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 	}
-	gwServices, err := GatewayServices(nil, cfg.GatewayServices, log)
+	gwServices, err := gateway.ServicesFromEnv(nil, cfg.GatewayServices, log)
 	if err != nil {
 		return err
 	}
@@ -170,7 +171,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	defer gw.Close()
+	defer gw.Shutdown()
 	svc.UseGateway(gw)
 
 	errc := make(chan error, 5)

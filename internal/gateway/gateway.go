@@ -127,6 +127,8 @@ type Gateway struct {
 
 	mu    sync.Mutex
 	creds map[string]*cachedCred
+
+	stopAudit func() // NewAudited's batcher
 }
 
 type route struct {

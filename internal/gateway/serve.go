@@ -122,3 +122,42 @@ func Env(base string, svcs []services.Service, names []string) []string {
 	}
 	return env
 }
+
+// ServicesFromEnv returns the services the gateway serves: the service
+// table with each AGENTKEYS_<SERVICE>_API_URL applied (read now, once, and
+// logged at WARN: whoever sets the daemon's environment decides where the
+// keys go), plus the extra NAME=ORIGIN,AUTH specs.
+func ServicesFromEnv(getenv func(string) string, extra []string, log *slog.Logger) ([]services.Service, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var out []services.Service
+	for _, name := range services.Names() {
+		s, _ := services.Lookup(name, getenv)
+		if services.Overridden(name, getenv) {
+			if _, err := services.Origin(s.APIBase); err != nil {
+				return nil, fmt.Errorf("%s_API_URL: %w", services.EnvPrefix(name), err)
+			}
+			log.Warn("gateway: API origin overridden from the environment (operator-trusted: the key is sent there)",
+				"service", name, "origin", s.APIBase)
+		}
+		out = append(out, s)
+	}
+	for _, spec := range extra {
+		s, err := services.ParseSpec(spec)
+		if err != nil {
+			return nil, fmt.Errorf("extra service: %w", err)
+		}
+		for i := range out {
+			if out[i].Name == s.Name {
+				return nil, fmt.Errorf("extra service %s: already in the service table", s.Name)
+			}
+		}
+		log.Warn("gateway: extra service declared (operator-trusted: the key is sent there)", "service", s.Name, "origin", s.APIBase, "auth", s.Auth.String())
+		out = append(out, s)
+	}
+	return out, nil
+}
