@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/agentkeys/agentkeys/internal/mask"
 )
@@ -41,17 +42,27 @@ var errResponseTooLarge = errors.New("gateway: response over the size limit")
 // masked piece to the agent at once. mask.Writer may write from its idle
 // timer, so every write to the agent goes through mu.
 type maskWriter struct {
-	rw    http.ResponseWriter
-	rc    *http.ResponseController
-	mu    sync.Mutex
-	m     *mask.Writer
-	n     int64
-	limit int64
+	rw        http.ResponseWriter
+	rc        *http.ResponseController
+	mu        sync.Mutex
+	m         *mask.Writer
+	n         int64
+	limit     int64
+	lastFlush time.Time
 }
+
+// Streaming: a piece that ends a line is flushed at once unless the last
+// flush was less than flushGap ago (a bulk transfer: masking and flushing
+// every line would cost most of the throughput); whatever the mask holds
+// back goes out after maskIdle without new data.
+const (
+	flushGap = 2 * time.Millisecond
+	maskIdle = 5 * time.Millisecond
+)
 
 func newMaskWriter(rw http.ResponseWriter, secret []byte, limit int64) *maskWriter {
 	w := &maskWriter{rw: rw, rc: http.NewResponseController(rw), limit: limit}
-	w.m = mask.NewWriter(sinkFunc(w.sink), [][]byte{secret}, mask.DefaultIdle)
+	w.m = mask.NewWriter(sinkFunc(w.sink), [][]byte{secret}, maskIdle)
 	return w
 }
 
@@ -77,9 +88,9 @@ func (w *maskWriter) WriteHeader(code int) {
 	w.rw.WriteHeader(code)
 }
 
-// Write masks p. A piece that ends a line is flushed at once; otherwise
-// the mask keeps back a tail long enough to hold a split key, for at most
-// mask.DefaultIdle.
+// Write masks p. A piece that ends a line is flushed at once (see
+// flushGap); otherwise the mask keeps back a tail long enough to hold a
+// split key, for at most maskIdle.
 func (w *maskWriter) Write(p []byte) (int, error) {
 	w.n += int64(len(p))
 	if w.n > w.limit {
@@ -87,7 +98,10 @@ func (w *maskWriter) Write(p []byte) (int, error) {
 	}
 	n, err := w.m.Write(p)
 	if err == nil && len(p) > 0 && p[len(p)-1] == '\n' {
-		err = w.m.Flush()
+		if now := time.Now(); now.Sub(w.lastFlush) >= flushGap {
+			w.lastFlush = now
+			err = w.m.Flush()
+		}
 	}
 	return n, err
 }
