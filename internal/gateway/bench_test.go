@@ -45,7 +45,7 @@ func BenchmarkGateway(b *testing.B) {
 	g, err := New(Options{
 		Services:  []services.Service{{Name: "openai", APIBase: up.URL, Auth: services.Bearer}},
 		Source:    SourceFunc(func(context.Context, string) ([]byte, error) { return []byte(key), nil }),
-		Audit:     &memAudit{},
+		Audit:     &memAudit{got: make(chan struct{}, 1)},
 		Transport: up.Client().Transport,
 		Rate:      rate.Inf,
 	})

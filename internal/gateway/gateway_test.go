@@ -60,6 +60,7 @@ type memAudit struct {
 	mu    sync.Mutex
 	calls []Call
 	full  bool
+	got   chan struct{} // one send per record (buffered)
 }
 
 func (m *memAudit) Reserve(ctx context.Context) (func(Call), error) {
@@ -74,7 +75,28 @@ func (m *memAudit) Reserve(ctx context.Context) (func(Call), error) {
 		m.mu.Lock()
 		m.calls = append(m.calls, c)
 		m.mu.Unlock()
+		select {
+		case m.got <- struct{}{}:
+		default:
+		}
 	}, nil
+}
+
+// wait returns the records once there are n (a record is written after
+// the response reached the client).
+func (m *memAudit) wait(t *testing.T, n int) []Call {
+	t.Helper()
+	timeout := time.After(5 * time.Second)
+	for {
+		if c := m.all(); len(c) >= n {
+			return c
+		}
+		select {
+		case <-m.got:
+		case <-timeout:
+			t.Fatalf("want %d audit records, got %d", n, len(m.all()))
+		}
+	}
 }
 
 func (m *memAudit) all() []Call {
@@ -94,7 +116,7 @@ type fixture struct {
 func setup(t *testing.T, up *upstream, scope *agentkeys.Scope, mod func(*Options)) *fixture {
 	t.Helper()
 	key := newKey(t)
-	f := &fixture{key: key, audit: &memAudit{}, up: up}
+	f := &fixture{key: key, audit: &memAudit{got: make(chan struct{}, 100)}, up: up}
 	o := Options{
 		Services: []services.Service{
 			{Name: "openai", APIBase: up.URL, Auth: services.Bearer},
@@ -121,6 +143,19 @@ func setup(t *testing.T, up *upstream, scope *agentkeys.Scope, mod func(*Options
 	t.Cleanup(srv.Close)
 	f.gw, f.url = g, srv.URL
 	return f
+}
+
+// findCall returns the record of the one call to service (records are
+// written as responses end, not necessarily in request order).
+func findCall(t *testing.T, calls []Call, service string) Call {
+	t.Helper()
+	for _, c := range calls {
+		if c.Service == service {
+			return c
+		}
+	}
+	t.Fatalf("no audit record for %s in %+v", service, calls)
+	return Call{}
 }
 
 func errKind(t *testing.T, resp *http.Response) string {
@@ -186,11 +221,8 @@ func TestForwardsWithTheKeyAndMasksIt(t *testing.T) {
 		t.Fatal("query auth: key not set in place of the agent's value")
 	}
 
-	calls := f.audit.all()
-	if len(calls) != 3 {
-		t.Fatalf("want 3 audit records, got %d", len(calls))
-	}
-	c := calls[0]
+	calls := f.audit.wait(t, 3)
+	c := findCall(t, calls, "openai")
 	if c.Service != "openai" || c.Method != "POST" || c.Path != "/v1/chat/completions" || c.Status != 200 || c.Refused != "" ||
 		c.BytesIn != int64(len(`{"model":"m"}`)) || c.BytesOut != int64(len(body)) {
 		t.Fatalf("audit record: %+v", c)
@@ -237,12 +269,9 @@ func TestRefusals(t *testing.T) {
 	if len(up.seen) != 0 {
 		t.Fatalf("a refused request reached the API (%d)", len(up.seen))
 	}
-	calls := f.audit.all()
-	if len(calls) != n {
-		t.Fatalf("refusals not all audited: %d of %d", len(calls), n)
-	}
-	if calls[0].Refused != "denied_scope" || calls[0].Status != 403 || calls[0].Service != "anthropic" {
-		t.Fatalf("refusal record: %+v", calls[0])
+	calls := f.audit.wait(t, n)
+	if c := findCall(t, calls, "anthropic"); c.Refused != "denied_scope" || c.Status != 403 || c.Path != "/v1/messages" {
+		t.Fatalf("refusal record: %+v", c)
 	}
 }
 
