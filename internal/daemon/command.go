@@ -117,6 +117,14 @@ loopback address (--http 127.0.0.1:PORT, bearer from AGENTKEYS_MCP_TOKEN or a ge
 AWS_CONTAINER_CREDENTIALS_FULL_URI to the URL it prints and AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE to its
 0600 token file, and AWS SDKs fetch fresh credentials there before the old ones expire.
 
+Secretless gateway (--gateway 127.0.0.1:PORT or unix:PATH): the agent calls http://ADDR/<service>/... without
+any key; the daemon forwards the request to the service's API origin from the service table (or from the
+operator-trusted AGENTKEYS_<SERVICE>_API_URL, read once at start and logged at WARN; CAs from SSL_CERT_FILE)
+with the key added, masks it in the response, refuses services outside the scope and non-loopback Host
+headers, audits every call and cuts open streams when the session is revoked. A read-only scope does not
+restrict the API's methods. The MCP tool agentkeys.http_request uses the same gateway. Details:
+docs/gateway.md in the source tree.
+
 Secret-free mode (--no-get-credential): the agent can use stored credentials only through
 agentkeys.run_with_credential, which puts the value in a command's environment and returns the output
 masked; agentkeys.get_credential and the socket's read answer DISABLED. Short-lived broker credentials
