@@ -177,7 +177,7 @@ func NewMCPServer(svc *Service, log *slog.Logger) *mcp.Server {
 		OutputSchema: json.RawMessage(`{"type":"object","properties":{"status":{"type":"integer"},"content_type":{"type":"string"},` +
 			`"body":{"type":"string"},"truncated":{"type":"boolean"}},"required":["status","body","truncated"]}`),
 	}, func(ctx context.Context, _ *mcp.CallToolRequest, in httpArgs) (*mcp.CallToolResult, any, error) {
-		res, err := svc.HTTPRequest(ctx, HTTPRequest{Method: in.Method, Service: in.Service, Path: in.Path, Headers: in.Headers, Body: in.Body})
+		res, err := svc.HTTPRequest(ctx, HTTPRequest(in))
 		if err != nil {
 			return toolError(err), nil, nil
 		}

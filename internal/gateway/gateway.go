@@ -249,7 +249,6 @@ type reqState struct {
 	rt     route
 	rest   string // upstream path
 	secret []byte
-	status int
 }
 
 // ServeHTTP applies the policy and forwards the request.
