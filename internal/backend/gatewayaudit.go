@@ -24,18 +24,12 @@ func (s *Server) auditGateway(r *http.Request, c *caller) (any, error) {
 	if err := decode(r, &req, gatewayAuditBody); err != nil {
 		return nil, err
 	}
-	addr := c.addr()
-	if req.AgentID != "" {
-		var err error
-		if addr, err = parseWalletField("agent_id", req.AgentID); err != nil {
-			return nil, err
-		}
-		if _, owned, err := s.target(ctx, s.store, c, addr); err != nil {
-			return nil, err
-		} else if !owned {
-			s.auditDenial(ctx, c.addr(), addr, agentkeys.AuditWildcard, agentkeys.ActionHTTP, agentkeys.ResultDenied)
-			return nil, denied("session does not own agent %s", addr)
-		}
+	addr, err := agentOrSelf(c, req.AgentID)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.ownedTarget(ctx, c, addr, agentkeys.AuditWildcard, agentkeys.ActionHTTP); err != nil {
+		return nil, err
 	}
 	now, ip := s.now(), clientip.FromContext(ctx)
 	rows := make([]agentkeys.AuditEvent, len(req.Calls))

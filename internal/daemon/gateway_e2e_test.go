@@ -145,14 +145,7 @@ func TestGatewayEndToEnd(t *testing.T) {
 	}
 
 	// MCP agentkeys.http_request goes through the same gateway.
-	tokBytes, _ := os.ReadFile(filepath.Join(home, "mcp-token"))
-	client := mcp.NewClient(&mcp.Implementation{Name: "agentkeys-test", Version: "1"}, nil)
-	cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: endpoint,
-		HTTPClient: &http.Client{Transport: bearerTransport{token: strings.TrimSpace(string(tokBytes)), base: http.DefaultTransport}}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cs.Close()
+	cs := mcpHTTPSession(t, endpoint, filepath.Join(home, "mcp-token"))
 	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: ToolHTTPRequest, Arguments: map[string]any{
 		"method": "POST", "service": "openai", "path": "/v1/chat/completions", "body": "{}"}})
 	if err != nil || res.IsError || !strings.Contains(textOf(res), `\"content\":\"hi ****\"`) || strings.Contains(textOf(res), key) {
