@@ -100,24 +100,6 @@ func (f *openAIFixture) keyedRequests() int {
 	return f.keyed
 }
 
-// lockedWriter serializes writes (exec copies stderr from a goroutine).
-type lockedWriter struct {
-	mu sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
-}
-
-func (l *lockedWriter) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.String()
-}
-
 // memoryHolds reports whether any readable mapping of process pid holds
 // needle (what a core dump of it would contain).
 func memoryHolds(t *testing.T, pid int, needle []byte) bool {
@@ -190,8 +172,7 @@ func TestGatewayOpenAISDK(t *testing.T) {
 		"SSL_CERT_FILE="+api.caFile, "AGENTKEYS_OPENAI_API_URL="+api.URL)
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
-	var stderrBuf bytes.Buffer
-	stderr := &lockedWriter{w: &stderrBuf}
+	stderr := &lockedBuffer{ch: make(chan struct{}, 1)}
 	cmd.Stderr = stderr
 	cmd.WaitDelay = 5 * time.Second // node may outlive a killed agentkeys
 	if err := cmd.Start(); err != nil {

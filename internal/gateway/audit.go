@@ -107,10 +107,15 @@ func (b *Batcher) add(c Call) {
 	full := len(b.pending) >= b.o.MaxBatch
 	b.mu.Unlock()
 	if full {
-		select {
-		case b.kick <- struct{}{}:
-		default:
-		}
+		b.wake()
+	}
+}
+
+// wake makes Run send without waiting for the next tick.
+func (b *Batcher) wake() {
+	select {
+	case b.kick <- struct{}{}:
+	default:
 	}
 }
 
@@ -172,10 +177,7 @@ func (b *Batcher) Flush(ctx context.Context) error {
 	more := len(b.pending) >= b.o.MaxBatch
 	b.mu.Unlock()
 	if more {
-		select {
-		case b.kick <- struct{}{}:
-		default:
-		}
+		b.wake()
 	}
 	return nil
 }
