@@ -54,3 +54,31 @@ func gatewayBanner(ln string, addr string, names []string) string {
 	}
 	return fmt.Sprintf("Gateway: %s/<service>/... (services: %s)\n", where, strings.Join(names, ", "))
 }
+
+// ChildGateway serves a gateway for svc's session on 127.0.0.1 (a free
+// port) and returns the variables for a child that should call APIs
+// through it (GatewayEnv) and the function that stops it. It is what
+// `agentkeys-daemon run --gateway` needs: the child gets base URLs and
+// placeholder keys, never a stored credential.
+func ChildGateway(ctx context.Context, svc *Service, extra []string, log *slog.Logger) (env []string, stop func(), err error) {
+	list, err := gateway.ServicesFromEnv(nil, extra, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	g, err := NewGateway(ctx, svc, list, log)
+	if err != nil {
+		cancel()
+		return nil, nil, err
+	}
+	base, _, err := ServeGateway(ctx, g, "127.0.0.1:0", log)
+	if err != nil {
+		cancel()
+		g.Shutdown()
+		return nil, nil, err
+	}
+	return GatewayEnv(base, g, list), func() {
+		cancel()
+		g.Shutdown()
+	}, nil
+}
