@@ -186,6 +186,8 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 		}()
 		fmt.Fprint(cfg.Stderr, gatewayBanner(base, cfg.Gateway, gw.Services()))
+		// Before the socket serves: `agentkeys-daemon run --gateway`.
+		svc.o.Gateway = runGatewayHook(base, gw, gwServices)
 	}
 	var sock *SocketServer
 	if sockLn != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 
 	"github.com/agentkeys/agentkeys/internal/gateway"
@@ -81,4 +82,22 @@ func ChildGateway(ctx context.Context, svc *Service, extra []string, log *slog.L
 		cancel()
 		g.Shutdown()
 	}, nil
+}
+
+// runGatewayHook is the GatewayFunc of a daemon serving its gateway at
+// base: of the services a run would inject, those the gateway serves are
+// replaced by their SDK variables (base URL, placeholder key).
+func runGatewayHook(base string, g *gateway.Gateway, list []services.Service) GatewayFunc {
+	return func(want []string) ([]string, []string, error) {
+		if base == "" {
+			return nil, nil, errorf(CodeNoGateway, "the gateway listens on a Unix socket; SDK base URLs need --gateway 127.0.0.1:PORT")
+		}
+		var covered []string
+		for _, name := range g.Services() {
+			if slices.Contains(want, name) {
+				covered = append(covered, name)
+			}
+		}
+		return gateway.Env(base, list, covered), covered, nil
+	}
 }

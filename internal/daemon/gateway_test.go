@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -49,5 +50,22 @@ func TestChildGateway(t *testing.T) {
 	resp.Body.Close()
 	if got := <-seen; resp.StatusCode != 200 || got != "Bearer "+key {
 		t.Fatalf("status %d; the API got the key: %v", resp.StatusCode, got == "Bearer "+key)
+	}
+}
+
+// TestDaemonRunGateway: `agentkeys-daemon run --gateway` against a daemon
+// serving --gateway gives the command base URLs and placeholder keys for
+// the services the gateway covers, never their stored keys.
+func TestDaemonRunGateway(t *testing.T) {
+	w := newSockRunWorld(t, "--gateway", "127.0.0.1:0")
+	out, errOut, code := w.output(t, nil, "--gateway", "--", "sh", "-c", `echo "or=$OPENROUTER_BASE_URL key=$OPENROUTER_API_KEY an=$ANTHROPIC_BASE_URL ak=$ANTHROPIC_API_KEY"`)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if !regexp.MustCompile(`or=http://127\.0\.0\.1:\d+/openrouter/api/v1 key=agentkeys-gateway-placeholder an=http://127\.0\.0\.1:\d+/anthropic ak=agentkeys-gateway-placeholder`).MatchString(out) {
+		t.Fatalf("the command's environment: %s", out)
+	}
+	if strings.Contains(out+errOut+w.d.stderr(), w.or) || strings.Contains(out+errOut+w.d.stderr(), w.an) {
+		t.Fatal("a stored key reached the command or a log")
 	}
 }
