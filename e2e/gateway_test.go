@@ -24,6 +24,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/agentkeys/agentkeys/internal/testkit"
 )
 
 // openAIFixture is a TLS fixture of the chat completions API. It answers
@@ -172,7 +174,7 @@ func TestGatewayOpenAISDK(t *testing.T) {
 		"SSL_CERT_FILE="+api.caFile, "AGENTKEYS_OPENAI_API_URL="+api.URL)
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
-	stderr := &lockedBuffer{ch: make(chan struct{}, 1)}
+	stderr := &testkit.SyncBuffer{}
 	cmd.Stderr = stderr
 	cmd.WaitDelay = 5 * time.Second // node may outlive a killed agentkeys
 	if err := cmd.Start(); err != nil {
