@@ -74,8 +74,8 @@ demo: deps-demo build
 # targets_met says whether every target was met (the raw benchmark output
 # goes to stderr). The PostgreSQL figures need AGENTKEYS_TEST_POSTGRES_URL.
 bench: build
-	set -o pipefail; $(GO) test -run '^$$' -timeout 90m -bench 'BenchmarkMintOIDCJWT|BenchmarkRunTrue|BenchmarkSocketRead|BenchmarkFrozenReplica|BenchmarkCredentialRead|BenchmarkFlatCost' -count=1 \
-		./internal/broker ./internal/cli ./internal/daemon ./internal/audit ./internal/backend | awk -f scripts/bench-summary.awk
+	set -o pipefail; $(GO) test -run '^$$' -timeout 90m -bench 'BenchmarkMintOIDCJWT|BenchmarkRunTrue|BenchmarkSocketRead|BenchmarkFrozenReplica|BenchmarkCredentialRead|BenchmarkFlatCost|BenchmarkGateway' -count=1 \
+		./internal/broker ./internal/cli ./internal/daemon ./internal/audit ./internal/backend ./internal/gateway | awk -f scripts/bench-summary.awk
 
 # bench plus the flat-cost figures: fills a store of its own (SQLite, and
 # PostgreSQL when AGENTKEYS_TEST_POSTGRES_URL answers) with 1,000,000

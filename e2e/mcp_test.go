@@ -43,7 +43,7 @@ const (
 // mcpToolNames are the tools a daemon started without --provision offers
 // (agentkeys.provision is not listed then, nor agentkeys.get_credential
 // with --no-get-credential).
-var mcpToolNames = []string{"agentkeys.get_credential", "agentkeys.list_credentials", "agentkeys.request_scope", "agentkeys.run_with_credential"}
+var mcpToolNames = []string{"agentkeys.get_credential", "agentkeys.http_request", "agentkeys.list_credentials", "agentkeys.request_scope", "agentkeys.run_with_credential"}
 
 // mcpRequirePeers returns the node binary, or skips (fails under
 // AGENTKEYS_REQUIRE_E2E=1) when node or the npm packages are missing.

@@ -7,6 +7,8 @@
 #   `agentkeys run -- true` <= 8 ms median;
 #   daemon socket read <= 2 ms median;
 #   flat cost (when the scale bench ran): every full/empty ratio <= 1.5.
+#   gateway (when its bench ran): <= 1 ms added p50 against a direct call to
+#     the same HTTPS fixture, streaming >= 80% of the direct throughput.
 # Reported, not counted: PostgreSQL credential read, the frozen-replica
 # ledger and the credential read p90 with 500 awaiters.
 { print > "/dev/stderr" }
@@ -22,6 +24,7 @@ function yes(b) { return b ? "yes" : "NO" }
 /^BenchmarkCredentialRead\/engine=/ { k = param("engine") "/" param("clients"); rd[k] = metric("reads/s"); rd50[k] = metric("p50-ms"); rd99[k] = metric("p99-ms") }
 /^BenchmarkRunTrue/    { run = metric("ms/median") }
 /^BenchmarkSocketRead/ { sock = metric("median-ms") }
+/^BenchmarkGateway/ { gwp50 = metric("added-p50-ms"); gwp99 = metric("added-p99-ms"); gwratio = metric("throughput-ratio"); gwdirect = metric("direct-MB/s"); gwvia = metric("gateway-MB/s") }
 /^BenchmarkFrozenReplica/ { frozen = metric("frozen-ratio"); frozenWorst = metric("worst-ms") }
 /^BenchmarkCredentialReadWithAwaiters\/awaiters=/ { c = param("awaiters"); readp90[c] = metric("p90-ms") }
 /^BenchmarkFlatCost\/engine=/ {
@@ -90,6 +93,13 @@ END {
     json = json sprintf(",\"credential_read_p90_ms\":{\"awaiters_0\":%.2f,\"awaiters_500\":%.2f,\"moved\":%.3f}", readp90[0], readp90[500], moved)
   }
   print line
+  if (gwp50 != "") {
+    met = (gwp50 <= 1); ok = ok && met
+    printf "%-58s %-42s %-22s %s\n", "gateway added latency (p50, p99)", sprintf("%+.3f ms, %+.3f ms", gwp50, gwp99), "p50 <= 1 ms", yes(met)
+    met = (gwratio >= 0.8); ok = ok && met
+    printf "%-58s %-42s %-22s %s\n", "gateway streaming throughput vs direct", sprintf("%.0f vs %.0f MB/s = %.0f%%", gwvia, gwdirect, 100 * gwratio), ">= 80%", yes(met)
+    json = json sprintf(",\"gateway\":{\"added_p50_ms\":%.3f,\"added_p99_ms\":%.3f,\"direct_mb_s\":%.1f,\"gateway_mb_s\":%.1f,\"throughput_ratio\":%.3f}", gwp50, gwp99, gwdirect, gwvia, gwratio)
+  }
   printf "all targets met: %s\n", (ok ? "yes" : "no")
   json = json sprintf(",\"targets_met\":%s}", (ok ? "true" : "false"))
   print json

@@ -14,6 +14,9 @@ const (
 	ActionScopeRead     = "scope_read"
 	ActionScopeUpdate   = "scope_update"
 	ActionProvision     = "provision" // reported by the provisioner: result "ok" or its error code
+	// ActionHTTP is one API call an agent made through its daemon's
+	// gateway: result "ok" when forwarded, else why the gateway refused it.
+	ActionHTTP = "http"
 )
 
 // Audit results.

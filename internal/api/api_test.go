@@ -40,6 +40,9 @@ func TestValidate(t *testing.T) {
 		{AuditCachedReadRequest{AgentID: "nope", Services: []string{"s"}}, "agent_id: invalid wallet address"},
 		{AuditCachedReadRequest{Services: []string{""}}, "service required"},
 		{AuditCachedReadRequest{Services: []string{"s"}}, ""},
+		{AuditGatewayRequest{}, "calls must list 1 to 500 calls"},
+		{AuditGatewayRequest{Calls: []GatewayCall{{Service: "s", Method: "GET", Path: "/v1?key=a b", Status: 200}}}, "calls[0]: path must start with / and be at most 200 printable characters"},
+		{AuditGatewayRequest{Calls: []GatewayCall{{Service: "*", Method: "GET", Path: "/", Status: 421, Refused: "misdirected_request"}}}, ""},
 		{LinkIdentityRequest{IdentityType: "wallet", IdentityValue: wallet}, `unknown identity_type "wallet": use alias, email or ens`},
 		{LinkIdentityRequest{IdentityType: "alias", IdentityValue: "0xabc"}, "alias must not start with 0x"},
 		{LinkIdentityRequest{IdentityType: "alias", IdentityValue: "bot", WalletAddress: "x"}, "wallet_address: invalid wallet address"},
@@ -70,6 +73,8 @@ func TestRequestEncoding(t *testing.T) {
 		{RevokeRequest{TargetSession: "t"}, `{"target_session":"t"}`},
 		{LinkIdentityRequest{IdentityType: "alias", IdentityValue: "bot"}, `{"identity_type":"alias","identity_value":"bot"}`},
 		{AuditCachedReadRequest{Services: []string{"s"}}, `{"agent_id":"","services":["s"]}`},
+		{AuditGatewayRequest{Calls: []GatewayCall{{Service: "s", Method: "GET", Path: "/p", Status: 200, BytesIn: 1, BytesOut: 2, DurationMS: 3}}},
+			`{"calls":[{"service":"s","method":"GET","path":"/p","status":200,"bytes_in":1,"bytes_out":2,"duration_ms":3}]}`},
 	} {
 		b, err := json.Marshal(c.v)
 		if err != nil || string(b) != c.want {

@@ -168,6 +168,15 @@ func (s *Server) ownedTarget(ctx context.Context, c *caller, addr agentkeys.Wall
 	return tw, nil
 }
 
+// agentOrSelf is the wallet an optional agent_id names: the caller's own
+// when empty.
+func agentOrSelf(c *caller, agentID string) (agentkeys.Wallet, error) {
+	if agentID == "" {
+		return c.addr(), nil
+	}
+	return parseWalletField("agent_id", agentID)
+}
+
 // target loads the wallet a caller wants to act on and checks ownership: a
 // caller owns its own wallet and every descendant. Unknown and foreign
 // wallets get the same answer, so the check is no existence oracle.

@@ -32,7 +32,7 @@ func FuzzRequestDecoding(f *testing.F) {
 		{"POST", "/auth-request/open"}, {"POST", "/auth-request/approve"}, {"POST", "/auth-request/deny"},
 		{"POST", "/identity/link"}, {"POST", "/rendezvous/register"}, {"POST", "/rendezvous/deliver"},
 		{"POST", "/session/recover"}, {"POST", "/session/broker-token"}, {"POST", "/agent/name"},
-		{"POST", "/credential/read-batch"},
+		{"POST", "/credential/read-batch"}, {"POST", "/audit/gateway"},
 	}
 	for _, seed := range []string{
 		`{"auth_token":"x"}`, `{"scope":{"services":["a"],"read_only":true}}`, `{"target_wallet":"0x0000000000000000000000000000000000000000"}`,
@@ -44,6 +44,8 @@ func FuzzRequestDecoding(f *testing.F) {
 		`[]`, `null`, `{"a":`, `{"scope":{"services":[1,2]}}`, "\x00", `{"ttl_seconds":1e400}`,
 		`{"wallet":"` + string(targets[0].m.Wallet) + `","name":"bot"}`, `{"scope":{"services":[]},"name":"Bot"}`,
 		`{"audience":"broker","ttl_seconds":60}`, `{"audience":"backend"}`, `{"ttl_seconds":-1}`,
+		`{"calls":[{"service":"openai","method":"POST","path":"/v1/x","status":200,"bytes_in":1,"bytes_out":2,"duration_ms":3}]}`,
+		`{"calls":[{"service":"*","method":"GET","path":"/","status":421,"refused":"misdirected_request"}]}`,
 	} {
 		for i := range routes {
 			f.Add(i, seed)

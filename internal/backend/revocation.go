@@ -249,12 +249,9 @@ func (s *Server) auditCachedRead(r *http.Request, c *caller) (any, error) {
 	if err := decode(r, &req, smallBody); err != nil {
 		return nil, err
 	}
-	addr := c.addr()
-	if req.AgentID != "" {
-		var err error
-		if addr, err = parseWalletField("agent_id", req.AgentID); err != nil {
-			return nil, err
-		}
+	addr, err := agentOrSelf(c, req.AgentID)
+	if err != nil {
+		return nil, err
 	}
 	tw, err := s.ownedTarget(ctx, c, addr, agentkeys.AuditWildcard, agentkeys.ActionRead)
 	if err != nil {

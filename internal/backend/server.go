@@ -230,6 +230,7 @@ func (s *Server) routes() {
 	m.Handle("GET /audit/query", s.authed(s.queryAudit))
 	m.Handle("POST /audit/provision", s.authed(s.auditProvision))
 	m.Handle("POST /audit/cached-read", s.authed(s.auditCachedRead))
+	m.Handle("POST /audit/gateway", s.authed(s.auditGateway))
 
 	m.Handle("POST /session/recover", s.public(s.recoverSession))
 	m.Handle("POST /auth-request/open", s.public(s.openAuthRequest))

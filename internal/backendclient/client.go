@@ -446,6 +446,13 @@ func (c *Client) WatchSession(ctx context.Context, tok agentkeys.Token) (int64, 
 	return out.Epoch, nil
 }
 
+// AuditGateway stores a batch of the calls a gateway handled for agent
+// ("" = the caller itself) (POST /audit/gateway): all of them or, on
+// error, none.
+func (c *Client) AuditGateway(ctx context.Context, tok agentkeys.Token, agent agentkeys.Wallet, calls []api.GatewayCall) error {
+	return c.do(ctx, "audit gateway", http.MethodPost, "/audit/gateway", nil, tok, api.AuditGatewayRequest{AgentID: string(agent), Calls: calls}, nil)
+}
+
 // AuditCachedRead records that the caller is about to serve the values of
 // services from its own cache for agent; it must not serve them unless
 // this returns nil.

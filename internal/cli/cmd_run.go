@@ -59,7 +59,7 @@ var strippedEnv = []string{EnvAuthToken}
 
 func (a *App) newRunCmd() *cobra.Command {
 	var envSpecs []string
-	var noMasking bool
+	var noMasking, viaGateway bool
 	var aws awsRunOptions
 	var socket string
 	var refs refRunOptions
@@ -99,6 +99,18 @@ master's session is never used for the agent's AWS identity. The region is
 --region, else AWS_REGION or AWS_DEFAULT_REGION. Without --session-file run
 warns and runs the command without AWS credentials (as before); with one but
 no broker or no region it refuses. --no-aws skips the AWS credentials.
+
+--gateway (secretless): no stored credential enters the command's
+environment. run serves a gateway on 127.0.0.1 for the command's lifetime
+and sets, for each service of the service table in the agent's scope, the
+variable its SDKs read the API's base URL from (OPENAI_BASE_URL=
+http://127.0.0.1:PORT/openai/v1, OPENROUTER_BASE_URL=…/openrouter/api/v1,
+ANTHROPIC_BASE_URL=…/anthropic) and a placeholder <SERVICE>_API_KEY. The
+gateway adds the real key to each request on its way to the service's API
+(AGENTKEYS_<SERVICE>_API_URL overrides that origin), masks it in
+responses, audits every call for the agent, and stops serving, open
+streams included, once the agent is revoked (watched through
+--session-file when given, else checked every second). It excludes --env.
 
 --aws-server serves the credentials instead from an endpoint on 127.0.0.1
 for the command's lifetime, the way ECS does (AWS_CONTAINER_CREDENTIALS_FULL_URI
@@ -160,6 +172,12 @@ own, run exits with its status.`,
 			if err := refs.check(); err != nil {
 				return err
 			}
+			if viaGateway && len(envSpecs) > 0 {
+				return usagef("--gateway puts no credential in the environment: drop --env")
+			}
+			if viaGateway && (dash == 0 || refs.Watch) {
+				return usagef("--gateway needs an <agent> before -- and does not combine with --watch")
+			}
 			var overrides []envOverride
 			for _, raw := range envSpecs {
 				o, err := parseEnvSpec(raw)
@@ -168,7 +186,7 @@ own, run exits with its status.`,
 				}
 				overrides = append(overrides, o)
 			}
-			return a.runWithCredentials(cmd.Context(), optionalArg(args[:dash]), overrides, args[dash:], !noMasking, aws, refs)
+			return a.runWithCredentials(cmd.Context(), optionalArg(args[:dash]), overrides, args[dash:], !noMasking, viaGateway, aws, refs)
 		},
 	}
 	cmd.Flags().StringArrayVar(&envSpecs, "env", nil, "also set NAME to SERVICE's credential (repeatable)")
@@ -177,6 +195,7 @@ own, run exits with its status.`,
 	cmd.Flags().BoolVar(&aws.Server, "aws-server", false, "serve the AWS credentials from a loopback endpoint that refreshes them (AWS_CONTAINER_CREDENTIALS_FULL_URI) instead of static variables")
 	cmd.Flags().BoolVar(&aws.Skip, "no-aws", false, "do not mint AWS credentials even if the agent's scope includes aws")
 	refs.addFlags(cmd)
+	cmd.Flags().BoolVar(&viaGateway, "gateway", false, "secretless: serve a loopback gateway that adds the keys to API calls, and give the command only <SERVICE>_BASE_URL variables and placeholder keys")
 	cmd.Flags().BoolVar(&noMasking, "no-masking", false, "do not mask credentials in the command's output (and give it the terminal)")
 	addRunSocketFlag(cmd, &socket)
 	return cmd
@@ -205,8 +224,9 @@ func (e *runEnv) release() {
 // (refusing an agent whose sessions were revoked); the env files'
 // references; the AWS credentials.
 // Later sources win: the agent's <SERVICE>_API_KEY names, then the env
-// files, then --env, then AWS.
-func (a *App) credentialEnv(ctx context.Context, m *Master, ref agentRef, agent agentkeys.Wallet, overrides []envOverride, aws awsRunOptions, refs refRunOptions, files []fileVar) (_ *runEnv, err error) {
+// files, then --env, then AWS. secretless (run --gateway) injects no
+// stored credential of the agent's (the values still mask the output).
+func (a *App) credentialEnv(ctx context.Context, m *Master, ref agentRef, agent agentkeys.Wallet, overrides []envOverride, secretless bool, aws awsRunOptions, refs refRunOptions, files []fileVar) (_ *runEnv, err error) {
 	re := &runEnv{stop: func() {}, watch: watchSet{}}
 	defer func() {
 		if err != nil {
@@ -252,6 +272,9 @@ func (a *App) credentialEnv(ctx context.Context, m *Master, ref agentRef, agent 
 		auto, err := onlyServices(refs.Only, scope, held)
 		if err != nil {
 			return nil, err
+		}
+		if secretless {
+			auto = nil
 		}
 		wantAWS := refs.Only == nil || slices.Contains(refs.Only, awsService)
 		if scope != nil && scope.Allows(awsService) && !aws.Skip && wantAWS {
@@ -330,7 +353,7 @@ func (a *App) credentialEnv(ctx context.Context, m *Master, ref agentRef, agent 
 	return re, nil
 }
 
-func (a *App) runWithCredentials(ctx context.Context, agentArg string, overrides []envOverride, argv []string, masking bool, aws awsRunOptions, refs refRunOptions) error {
+func (a *App) runWithCredentials(ctx context.Context, agentArg string, overrides []envOverride, argv []string, masking, viaGateway bool, aws awsRunOptions, refs refRunOptions) error {
 	ctx = cmdContext(ctx)
 	files, err := loadEnvFiles(refs.EnvFiles)
 	if err != nil {
@@ -345,11 +368,20 @@ func (a *App) runWithCredentials(ctx context.Context, agentArg string, overrides
 		agent = "" // env files only
 	}
 	build := func(ctx context.Context) (*runEnv, error) {
-		return a.credentialEnv(ctx, m, ref, agent, overrides, aws, refs, files)
+		return a.credentialEnv(ctx, m, ref, agent, overrides, viaGateway, aws, refs, files)
 	}
 	re, err := build(ctx)
 	if err != nil {
 		return err
+	}
+	if viaGateway {
+		gwEnv, stopGateway, err := a.gatewayRunEnv(ctx, m, ref, aws.SessionFile)
+		if err != nil {
+			re.release()
+			return err
+		}
+		defer stopGateway()
+		re.env = replaceEnv(re.env, gwEnv)
 	}
 	if refs.Watch {
 		return a.runWatching(ctx, m, build, re, argv, masking, refs)

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
-	"github.com/agentkeys/agentkeys/internal/provision"
+	"github.com/agentkeys/agentkeys/internal/services"
 )
 
 // revokedError refuses to run a command for an agent revoked at since.
@@ -14,9 +14,9 @@ func revokedError(ref agentRef, since time.Time) error {
 		"its credentials are still stored: give the work to a new agent (`agentkeys agent create`), or delete them with `agentkeys teardown %s`", ref.Wallet)
 }
 
-// knownServices are the services AgentKeys itself knows: those the
-// provisioner signs up for, and aws (the broker's).
-func knownServices() []string { return append(provision.Services(), "aws") }
+// knownServices are the services AgentKeys itself knows: those of the
+// service table (internal/services), and aws (the broker's).
+func knownServices() []string { return append(services.Names(), "aws") }
 
 // didYouMean returns the candidate closest to name (at most two edits, and
 // fewer than half its length), or "".

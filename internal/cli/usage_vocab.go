@@ -27,7 +27,7 @@ const (
 var backendActions = []string{
 	agentkeys.ActionSessionCreate, agentkeys.ActionChildCreate, agentkeys.ActionStore, agentkeys.ActionRead,
 	agentkeys.ActionList, agentkeys.ActionRevoke, agentkeys.ActionTeardown, agentkeys.ActionScopeRead,
-	agentkeys.ActionScopeUpdate, agentkeys.ActionProvision, agentkeys.ActionAuthRequestOpen,
+	agentkeys.ActionScopeUpdate, agentkeys.ActionProvision, agentkeys.ActionAuthRequestOpen, agentkeys.ActionHTTP,
 	"pair_approve", "recover_approve", "scope_change_approve", "auth_request_deny", "auth_request_otp",
 	"auth_request_delivered", "identity_link", "rendezvous_deliver",
 }

@@ -16,10 +16,12 @@ import (
 	"github.com/agentkeys/agentkeys/internal/confine"
 	"github.com/agentkeys/agentkeys/internal/ecscreds"
 	"github.com/agentkeys/agentkeys/internal/envflag"
+	"github.com/agentkeys/agentkeys/internal/gateway"
 	"github.com/agentkeys/agentkeys/internal/keychain"
 	"github.com/agentkeys/agentkeys/internal/logging"
 	"github.com/agentkeys/agentkeys/internal/provision"
 	"github.com/agentkeys/agentkeys/internal/provision/scraper"
+	"github.com/agentkeys/agentkeys/internal/services"
 )
 
 // Main runs agentkeys-daemon with the process's arguments and returns its
@@ -73,6 +75,16 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("--aws-server %w", err))
 		}
 	}
+	if c.Gateway != "" {
+		if err := gateway.CheckAddr(c.Gateway); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, spec := range c.GatewayServices {
+		if _, err := services.ParseSpec(spec); err != nil {
+			errs = append(errs, fmt.Errorf("--gateway-service: %w", err))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -106,6 +118,14 @@ loopback address (--http 127.0.0.1:PORT, bearer from AGENTKEYS_MCP_TOKEN or a ge
 --aws-server 127.0.0.1:PORT serves the broker's AWS credentials the way ECS does for containers: set
 AWS_CONTAINER_CREDENTIALS_FULL_URI to the URL it prints and AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE to its
 0600 token file, and AWS SDKs fetch fresh credentials there before the old ones expire.
+
+Secretless gateway (--gateway 127.0.0.1:PORT or unix:PATH): the agent calls http://ADDR/<service>/... without
+any key; the daemon forwards the request to the service's API origin from the service table (or from the
+operator-trusted AGENTKEYS_<SERVICE>_API_URL, read once at start and logged at WARN; CAs from SSL_CERT_FILE)
+with the key added, masks it in the response, refuses services outside the scope and non-loopback Host
+headers, audits every call and cuts open streams when the session is revoked. A read-only scope does not
+restrict the API's methods. The MCP tool agentkeys.http_request uses the same gateway. Details:
+docs/gateway.md in the source tree.
 
 Secret-free mode (--no-get-credential): the agent can use stored credentials only through
 agentkeys.run_with_credential, which puts the value in a command's environment and returns the output
@@ -180,6 +200,8 @@ command run_with_credential starts:
 	b.Bool(&cfg.NoSocket, "no-socket", "", false, "do not serve the Unix socket")
 	b.Bool(&cfg.Stdio, "stdio", "", false, "serve MCP on stdin/stdout; exit when stdin closes")
 	b.String(&cfg.HTTPAddr, "http", "", "", "serve MCP Streamable HTTP at http://ADDR/mcp (loopback only, e.g. 127.0.0.1:8765)")
+	b.String(&cfg.Gateway, "gateway", "", "", "serve the credential-injecting gateway at 127.0.0.1:PORT (or unix:PATH): the agent calls http://ADDR/<service>/... and the daemon adds the key")
+	root.Flags().StringArrayVar(&cfg.GatewayServices, "gateway-service", nil, "declare another gateway service NAME=ORIGIN,AUTH with AUTH bearer, header:NAME or query:NAME (operator-trusted; repeatable)")
 	b.String(&cfg.HTTPTokenFile, "http-token-file", "", "", "where to write the generated MCP HTTP bearer (0600; default next to the socket; AGENTKEYS_MCP_TOKEN overrides)")
 	b.Bool(&cfg.NoGetCredential, "no-get-credential", "", false, "secret-free mode: no stored credential value leaves the daemon (get_credential and the socket's read are refused; run_with_credential, aws_credentials and oidc_token still work)")
 	b.String(&cfg.ChildUser, "child-user", "", "", "run run_with_credential commands as USER|UID[:GID] (no supplementary groups); needs root or CAP_SETUID+CAP_SETGID, else the daemon refuses to start")

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentkeys/agentkeys/internal/gateway"
 	"github.com/agentkeys/agentkeys/internal/hardening"
 	"github.com/agentkeys/agentkeys/internal/keychain"
 	"github.com/agentkeys/agentkeys/internal/provision"
@@ -42,6 +43,12 @@ type Config struct {
 	// (default next to the socket).
 	AWSServer    string
 	AWSTokenFile string
+
+	// Gateway, when set, serves the credential-injecting gateway there
+	// (loopback host:port or unix:PATH).
+	Gateway string
+	// GatewayServices are extra NAME=ORIGIN,AUTH services for it.
+	GatewayServices []string
 
 	NoGetCredential      bool
 	ChildUser            string // --child-user USER|UID[:GID]
@@ -88,6 +95,10 @@ func Run(ctx context.Context, cfg Config) error {
 		if err := CheckLoopback(cfg.HTTPAddr); err != nil {
 			return err
 		}
+	}
+	gwServices, err := gateway.ServicesFromEnv(nil, cfg.GatewayServices, log)
+	if err != nil {
+		return err
 	}
 	cfg.Log = log
 	sockPath := cfg.Socket
@@ -155,7 +166,29 @@ func Run(ctx context.Context, cfg Config) error {
 	go svc.RunEviction(ctx)
 	svc.StartWatch(ctx)
 
-	errc := make(chan error, 4)
+	// The gateway backs agentkeys.http_request; --gateway also serves it.
+	gw, err := NewGateway(ctx, svc, gwServices, log)
+	if err != nil {
+		return err
+	}
+	defer gw.Shutdown()
+	svc.UseGateway(gw)
+
+	errc := make(chan error, 5)
+	if cfg.Gateway != "" {
+		base, gerr, err := ServeGateway(ctx, gw, cfg.Gateway, log)
+		if err != nil {
+			return err
+		}
+		go func() {
+			if err := <-gerr; err != nil {
+				errc <- fmt.Errorf("gateway: %w", err)
+			}
+		}()
+		fmt.Fprint(cfg.Stderr, gatewayBanner(base, cfg.Gateway, gw.Services()))
+		// Before the socket serves: `agentkeys-daemon run --gateway`.
+		svc.o.Gateway = runGatewayHook(base, gw, gwServices)
+	}
 	var sock *SocketServer
 	if sockLn != nil {
 		sock, sockLn = NewSocketServer(sockLn, sockPath, svc, log), nil

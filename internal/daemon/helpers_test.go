@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/backend"
@@ -216,4 +219,22 @@ func assertUselessAtBackend(t testing.TB, b *testBackend, agent keychain.Session
 			t.Errorf("captured bearer validates as a session: %+v", id)
 		}
 	}
+}
+
+// mcpHTTPSession connects to a daemon's MCP HTTP endpoint with the bearer
+// in tokenFile; the session closes with the test.
+func mcpHTTPSession(t testing.TB, endpoint, tokenFile string) *mcp.ClientSession {
+	t.Helper()
+	tok, err := os.ReadFile(tokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := mcp.NewClient(&mcp.Implementation{Name: "agentkeys-test", Version: "1"}, nil)
+	cs, err := client.Connect(context.Background(), &mcp.StreamableClientTransport{Endpoint: endpoint,
+		HTTPClient: &http.Client{Transport: bearerTransport{token: strings.TrimSpace(string(tok)), base: http.DefaultTransport}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cs.Close() })
+	return cs
 }

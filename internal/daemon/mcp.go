@@ -27,6 +27,7 @@ const (
 	ToolRunWithCredential = "agentkeys.run_with_credential"
 	ToolProvision         = "agentkeys.provision"
 	ToolRequestScope      = "agentkeys.request_scope"
+	ToolHTTPRequest       = "agentkeys.http_request"
 )
 
 // Provisioner signs up for a service and stores its key (issue 7). The
@@ -58,6 +59,14 @@ type runArgs struct {
 
 type requestScopeArgs struct {
 	Services []string `json:"services" jsonschema:"the services to add to this agent's scope, e.g. [\"anthropic\"]"`
+}
+
+type httpArgs struct {
+	Method  string            `json:"method,omitempty" jsonschema:"HTTP method (default GET)"`
+	Service string            `json:"service" jsonschema:"the service whose API to call, e.g. openai"`
+	Path    string            `json:"path" jsonschema:"the API path after the service's origin, with an optional query, e.g. /v1/models"`
+	Headers map[string]string `json:"headers,omitempty" jsonschema:"request headers (the credential is added by the daemon; do not send one)"`
+	Body    string            `json:"body,omitempty" jsonschema:"request body (at most 1 MiB)"`
 }
 
 type provisionArgs struct {
@@ -110,7 +119,7 @@ func NewMCPServer(svc *Service, log *slog.Logger) *mcp.Server {
 			return res, err
 		}
 	})
-	closedWorld := false
+	closedWorld, openWorld := false, true
 	mcp.AddTool(srv, &mcp.Tool{
 		Name:        ToolGetCredential,
 		Title:       "Get a credential",
@@ -183,6 +192,22 @@ func NewMCPServer(svc *Service, log *slog.Logger) *mcp.Server {
 		text := fmt.Sprintf("Asked the master to add %s (scope asked for: %s). Pair code: %s  OTP: %s. The master approves on their machine with: %s (it is listed by `agentkeys pending`). Expires %s.",
 			strings.Join(r.Added, ", "), strings.Join(r.Services, ", "), r.PairCode, r.OTP, r.Approve, r.ExpiresAt)
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: text}}, StructuredContent: r}, nil, nil
+	})
+	mcp.AddTool(srv, &mcp.Tool{
+		Name:  ToolHTTPRequest,
+		Title: "Call a service's API",
+		Description: "Sends an HTTP request to a service's API (e.g. service openai, path /v1/chat/completions) through the daemon's gateway, " +
+			"which adds the stored credential on the way out: no secret enters your context. Only services in this agent's scope; " +
+			"the response (at most 1 MiB) comes back with the key masked. Every call is audited.",
+		Annotations: &mcp.ToolAnnotations{OpenWorldHint: &openWorld},
+		OutputSchema: json.RawMessage(`{"type":"object","properties":{"status":{"type":"integer"},"content_type":{"type":"string"},` +
+			`"body":{"type":"string"},"truncated":{"type":"boolean"}},"required":["status","body","truncated"]}`),
+	}, func(ctx context.Context, _ *mcp.CallToolRequest, in httpArgs) (*mcp.CallToolResult, any, error) {
+		res, err := svc.HTTPRequest(ctx, HTTPRequest(in))
+		if err != nil {
+			return toolError(err), nil, nil
+		}
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: jsonText(res)}}, StructuredContent: res}, nil, nil
 	})
 	mcp.AddTool(srv, &mcp.Tool{
 		Name:        ToolProvision,

@@ -80,7 +80,7 @@ func TestMCPStdio(t *testing.T) {
 	}
 	slices.Sort(names)
 	// Without --provision the provision tool is not offered.
-	want := []string{ToolGetCredential, ToolListCredentials, ToolRequestScope, ToolRunWithCredential}
+	want := []string{ToolGetCredential, ToolHTTPRequest, ToolListCredentials, ToolRequestScope, ToolRunWithCredential}
 	if !slices.Equal(names, want) {
 		t.Fatalf("tools %v, want %v", names, want)
 	}
@@ -276,7 +276,7 @@ func TestMCPStreamableHTTP(t *testing.T) {
 	}
 	defer cs.Close()
 	tools, err := cs.ListTools(ctx, nil)
-	if err != nil || len(tools.Tools) != 4 {
+	if err != nil || len(tools.Tools) != 5 {
 		t.Fatalf("tools: %v %v", tools, err)
 	}
 	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: ToolGetCredential, Arguments: map[string]any{"service": "openrouter"}})

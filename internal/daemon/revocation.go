@@ -80,6 +80,9 @@ func (s *Service) kill(reason string) {
 	s.watchOpen = false
 	tokenFile := s.tokenFile
 	s.authMu.Unlock()
+	if first {
+		close(s.revoked)
+	}
 	s.Close()
 	if s.o.Broker != nil {
 		s.o.Broker.Forget()
@@ -94,6 +97,10 @@ func (s *Service) kill(reason string) {
 			"reason", reason, "wallet", s.o.Session.Wallet)
 	}
 }
+
+// Revoked is closed once the session is known to be dead (revoked or
+// expired): the gateway cuts its requests in flight on it.
+func (s *Service) Revoked() <-chan struct{} { return s.revoked }
 
 // StartWatch starts watching the daemon's session in the background
 // until ctx ends or the session dies. From then on, nothing is served from

@@ -74,14 +74,7 @@ func TestRevokeStopsEveryDaemonSurfaceWithinASecond(t *testing.T) {
 		"--cache-ttl", "10m", "--web-identity-token-file", tokFile, "--http", "127.0.0.1:0", "--http-token-file", mcpTok)
 	endpoint := d.waitFor(httpLine, 30*time.Second)[1]
 	d.waitReady()
-	tokBytes, _ := os.ReadFile(mcpTok)
-	client := mcp.NewClient(&mcp.Implementation{Name: "agentkeys-test", Version: "1"}, nil)
-	cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: endpoint,
-		HTTPClient: &http.Client{Transport: bearerTransport{token: strings.TrimSpace(string(tokBytes)), base: http.DefaultTransport}}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cs.Close()
+	cs := mcpHTTPSession(t, endpoint, mcpTok)
 	c := dial(t, sock)
 
 	// Fill every cache while the session is valid.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -76,6 +77,9 @@ type Service struct {
 	tokenFile   string   // the web identity token file KeepTokenFile writes
 	awsEndpoint []string // the ECS endpoint's variables (--aws-server)
 	scopeReqs   map[string]*scopeReq
+
+	revoked chan struct{} // closed by kill
+	gw      http.Handler  // the gateway behind HTTPRequest (under mu)
 }
 
 type cachedValue struct {
@@ -95,7 +99,7 @@ func NewService(o ServiceOptions) *Service {
 	if o.IdleEvict <= 0 {
 		o.IdleEvict = 5 * time.Minute
 	}
-	s := &Service{o: o, log: o.Log, now: o.Now, vals: map[string]*cachedValue{}}
+	s := &Service{o: o, log: o.Log, now: o.Now, vals: map[string]*cachedValue{}, revoked: make(chan struct{})}
 	s.aws.now, s.oidc.now = o.Now, o.Now
 	return s
 }

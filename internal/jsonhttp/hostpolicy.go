@@ -123,3 +123,7 @@ func clip(s string) string {
 		return r
 	}, s)
 }
+
+// IsLoopbackHost reports whether a Host header value (port optional)
+// names the loopback: localhost, 127.0.0.0/8 or [::1].
+func IsLoopbackHost(h string) bool { return isLoopbackName(hostName(h)) }

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"slices"
+	"sort"
 )
 
 // Mask is what replaces a secret in command output.
@@ -104,11 +105,21 @@ func clearForms(forms []Form) {
 type view struct {
 	b          []byte
 	start, end []int32
-	owned      bool
+	// segs, when start is nil, maps runs of b to the output: b[i] for
+	// segs[k].at <= i < segs[k+1].at is output byte segs[k].orig+i-at
+	// (the joined output: one run per line, no per-byte tables).
+	segs  []seg
+	owned bool
 }
+
+type seg struct{ at, orig int32 }
 
 func (v view) s(i int) int32 {
 	if v.start == nil {
+		if v.segs != nil {
+			k := sort.Search(len(v.segs), func(k int) bool { return v.segs[k].at > int32(i) }) - 1
+			return v.segs[k].orig + int32(i) - v.segs[k].at
+		}
 		return int32(i)
 	}
 	return v.start[i]
@@ -116,7 +127,7 @@ func (v view) s(i int) int32 {
 
 func (v view) e(i int) int32 {
 	if v.end == nil {
-		return int32(i + 1)
+		return v.s(i) + 1
 	}
 	return v.end[i]
 }
@@ -131,10 +142,11 @@ func (v view) joined() view {
 		v.owned = false
 		return v
 	}
-	w := view{b: make([]byte, len(v.b)), start: make([]int32, len(v.b)), end: make([]int32, len(v.b)), owned: true}
 	n := 0
-	if v.start == nil {
-		// Fast path for the output itself: copy each line at once.
+	if v.start == nil && v.segs == nil {
+		// Fast path for the output itself: copy each line at once and
+		// note where it came from.
+		w := view{b: make([]byte, len(v.b)), owned: true}
 		rest := v.b
 		off := 0
 		for len(rest) > 0 {
@@ -142,18 +154,24 @@ func (v view) joined() view {
 			if k < 0 {
 				k = len(rest)
 			}
-			copy(w.b[n:], rest[:k])
-			for j := range k {
-				w.start[n+j] = int32(off + j)
-				w.end[n+j] = int32(off + j + 1)
+			if k > 0 {
+				w.segs = append(w.segs, seg{at: int32(n), orig: int32(off)})
 			}
+			copy(w.b[n:], rest[:k])
 			n += k
 			if k < len(rest) {
 				k++
 			}
 			rest, off = rest[k:], off+k
 		}
-	} else {
+		w.b = w.b[:n]
+		if w.segs == nil {
+			w.segs = []seg{{}}
+		}
+		return w
+	}
+	w := view{b: make([]byte, len(v.b)), start: make([]int32, len(v.b)), end: make([]int32, len(v.b)), owned: true}
+	{
 		for i, c := range v.b {
 			if c == '\n' || c == '\r' {
 				continue

@@ -154,6 +154,9 @@ type Queries interface {
 
 	// AppendAudit stores e and returns its id.
 	AppendAudit(ctx context.Context, e agentkeys.AuditEvent) (int64, error)
+	// AppendAudits stores es (their IDs are ignored) in one statement, in
+	// order: all of them or, on error, none.
+	AppendAudits(ctx context.Context, es []agentkeys.AuditEvent) error
 	// QueryAudit returns matching rows, newest first.
 	QueryAudit(ctx context.Context, q AuditQuery) ([]agentkeys.AuditEvent, error)
 

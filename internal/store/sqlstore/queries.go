@@ -482,6 +482,28 @@ func (q *queries) AppendAudit(ctx context.Context, e agentkeys.AuditEvent) (int6
 	return id, nil
 }
 
+// AppendAudits stores es in one multi-row INSERT (ids in order).
+func (q *queries) AppendAudits(ctx context.Context, es []agentkeys.AuditEvent) error {
+	if len(es) == 0 {
+		return nil
+	}
+	var sb strings.Builder
+	sb.WriteString(`INSERT INTO audit_log (ts, owner_wallet, agent_wallet, service, action, result, detail, client_ip) VALUES `)
+	args := make([]any, 0, 8*len(es))
+	for i, e := range es {
+		if i > 0 {
+			sb.WriteString(", ")
+		}
+		n := len(args)
+		fmt.Fprintf(&sb, "($%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d)", n+1, n+2, n+3, n+4, n+5, n+6, n+7, n+8)
+		args = append(args, toMS(e.Time), string(e.Owner), string(e.Agent), e.Service, e.Action, e.Result, e.Detail, e.ClientIP)
+	}
+	if _, err := q.q.ExecContext(ctx, sb.String(), args...); err != nil {
+		return classify("append audits", err)
+	}
+	return nil
+}
+
 // QueryAudit returns the rows visible to q.Viewer that match the filters,
 // newest (highest id) first.
 func (q *queries) QueryAudit(ctx context.Context, aq store.AuditQuery) ([]agentkeys.AuditEvent, error) {

@@ -47,6 +47,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Credentials", testCredentials},
 		{"DeleteWalletData", testDeleteWalletData},
 		{"AuditAppendQuery", testAuditAppendQuery},
+		{"AuditAppendBatch", testAuditAppendBatch},
 		{"AuditFilters", testAuditFilters},
 		{"AuditTimeRange", testAuditTimeRange},
 		{"AuditPagination", testAuditPagination},
@@ -779,6 +780,44 @@ func testAuditAppendQuery(t *testing.T, s store.Store) {
 		if g != want {
 			t.Errorf("row %d = %+v, want %+v", i, g, want)
 		}
+	}
+}
+
+func testAuditAppendBatch(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	m := master(t, s)
+	a := agent(t, s, m.Address)
+	mustNil(t, s.AppendAudits(ctx, nil))
+	var want []agentkeys.AuditEvent
+	for i := range 3 {
+		want = append(want, agentkeys.AuditEvent{Time: now().Add(time.Duration(i) * time.Millisecond), Owner: a.Address, Agent: a.Address,
+			Service: "openai", Action: "http", Result: agentkeys.ResultOK, Detail: fmt.Sprintf("POST /v1/x%d", i), ClientIP: "127.0.0.1"})
+	}
+	mustNil(t, s.AppendAudits(ctx, want))
+	got := queryAudit(t, s, store.AuditQuery{Viewer: m.Address})
+	if len(got) != 3 {
+		t.Fatalf("got %d rows, want 3", len(got))
+	}
+	for i := range want {
+		g, w := got[2-i], want[i] // newest first: the batch keeps its order
+		if !g.Time.Equal(w.Time) {
+			t.Errorf("row %d time = %v, want %v", i, g.Time, w.Time)
+		}
+		g.Time, w.Time, g.ID = time.Time{}, time.Time{}, 0
+		if g != w {
+			t.Errorf("row %d = %+v, want %+v", i, g, w)
+		}
+	}
+	// All or nothing: a batch inside a failed transaction leaves no row.
+	err := s.Tx(ctx, func(q store.Queries) error {
+		mustNil(t, q.AppendAudits(ctx, want[:1]))
+		return errors.New("abort")
+	})
+	if err == nil {
+		t.Fatal("Tx did not return the callback's error")
+	}
+	if n := len(queryAudit(t, s, store.AuditQuery{Viewer: m.Address})); n != 3 {
+		t.Fatalf("a rolled-back batch left rows: %d", n)
 	}
 }
 
