@@ -20,7 +20,14 @@ import (
 // returns its stdout, stderr and exit status.
 func runBin(t *testing.T, home string, env []string, name string, args ...string) (string, string, int) {
 	t.Helper()
+	return runBinInput(t, home, env, "", name, args...)
+}
+
+// runBinInput is runBin with stdin (not a terminal) reading input.
+func runBinInput(t *testing.T, home string, env []string, input, name string, args ...string) (string, string, int) {
+	t.Helper()
 	cmd := exec.Command(bin[name], args...)
+	cmd.Stdin = strings.NewReader(input)
 	cmd.Dir = home
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "XDG_RUNTIME_DIR=" + filepath.Join(home, "run")}, env...)
 	var out, errb bytes.Buffer

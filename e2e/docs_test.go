@@ -189,11 +189,11 @@ func docEnv(home string) []string {
 	}
 }
 
-// startDevForDocs runs `agentkeys dev` as the README says and returns the
-// variables of the export lines it prints.
-func startDevForDocs(t *testing.T, home string) []string {
+// startDevForDocs runs `agentkeys dev` as the README says (plus extra
+// flags) and returns the variables of the export lines it prints.
+func startDevForDocs(t *testing.T, home string, extra ...string) []string {
 	t.Helper()
-	cmd := exec.Command(bin["agentkeys"], "dev", "--backend-port", "0", "--broker-port", "0")
+	cmd := exec.Command(bin["agentkeys"], append([]string{"dev", "--backend-port", "0", "--broker-port", "0"}, extra...)...)
 	cmd.Dir = home
 	cmd.Env = docEnv(home)
 	stdout, err := cmd.StdoutPipe()
