@@ -1,8 +1,11 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 	"time"
+
+	"github.com/agentkeys/agentkeys/internal/agentkeys"
 )
 
 // StoreCredentialRequest is the body of POST /credential/store. The field
@@ -50,16 +53,28 @@ const MaxBatchServices = 64
 
 // ReadCredentialsRequest is the body of POST /credential/read-batch: every
 // credential the agent holds within its scope, plus the named services
-// (which must be in scope and held).
+// (which must be in scope and held). The agent is named by exactly one of
+// AgentID (its 0x wallet) and Agent (a name, alias, e-mail or 0x wallet,
+// as GET /agent/resolve takes), so a client need not resolve it first.
 type ReadCredentialsRequest struct {
-	AgentID  string   `json:"agent_id"`
+	AgentID  string   `json:"agent_id,omitempty"`
+	Agent    string   `json:"agent,omitempty"`
 	Services []string `json:"services,omitempty"`
 }
 
 // Validate checks the agent and every named service.
 func (r ReadCredentialsRequest) Validate() error {
-	if _, err := ParseWalletField("agent_id", r.AgentID); err != nil {
-		return err
+	switch {
+	case (r.AgentID == "") == (r.Agent == ""):
+		return errors.New("give exactly one of agent_id or agent")
+	case r.Agent != "":
+		if _, err := agentkeys.ParseIdentity(r.Agent); err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+	default:
+		if _, err := ParseWalletField("agent_id", r.AgentID); err != nil {
+			return err
+		}
 	}
 	if len(r.Services) > MaxBatchServices {
 		return fmt.Errorf("at most %d services", MaxBatchServices)
@@ -83,10 +98,12 @@ type Credential struct {
 // effective scope (services null when unrestricted) and its credentials,
 // sorted by service. RevokedAt (unix seconds) is set when the agent's
 // newest session record is a revoke; credentials are then withheld.
+// Agent is what the request's agent resolved to (nil for agent_id).
 type ReadCredentialsResponse struct {
-	Scope       ScopeResponse `json:"scope"`
-	Credentials []Credential  `json:"credentials"`
-	RevokedAt   int64         `json:"revoked_at,omitempty"`
+	Agent       *AgentResolveResponse `json:"agent,omitempty"`
+	Scope       ScopeResponse         `json:"scope"`
+	Credentials []Credential          `json:"credentials"`
+	RevokedAt   int64                 `json:"revoked_at,omitempty"`
 }
 
 // CredentialVersion is one credential's version: it changes whenever the

@@ -19,7 +19,9 @@ import (
 // value returned is audited as a read, and the listing as a list, in one
 // transaction that commits before any value leaves. A named service outside
 // the scope is refused (403, audited) and one not held is 404, as for a
-// single read. An agent whose newest session record is a revoke gets its
+// single read. The agent is a wallet (agent_id) or any <agent> argument
+// (agent), resolved as GET /agent/resolve does: 404 outside the caller's
+// tree. An agent whose newest session record is a revoke gets its
 // revocation time and no values.
 func (s *Server) readCredentials(r *http.Request, c *caller) (any, error) {
 	ctx := r.Context()
@@ -27,9 +29,22 @@ func (s *Server) readCredentials(r *http.Request, c *caller) (any, error) {
 	if err := decode(r, &req, smallBody); err != nil {
 		return nil, err
 	}
-	addr, err := parseWalletField("agent_id", req.AgentID) // Validate checked it
-	if err != nil {
-		return nil, err
+	var (
+		addr     agentkeys.Wallet
+		resolved *api.AgentResolveResponse
+	)
+	if req.Agent != "" {
+		res, err := s.resolveAgent(ctx, s.store, c, req.Agent)
+		if err != nil {
+			return nil, err
+		}
+		addr, resolved = res.Wallet, &res
+	} else {
+		w, err := parseWalletField("agent_id", req.AgentID) // Validate checked it
+		if err != nil {
+			return nil, err
+		}
+		addr = w
 	}
 	tw, err := s.ownedTarget(ctx, c, addr, agentkeys.AuditWildcard, agentkeys.ActionRead)
 	if err != nil {
@@ -54,7 +69,7 @@ func (s *Server) readCredentials(r *http.Request, c *caller) (any, error) {
 			return nil, denied("service %s is outside the scope of agent %s", svc, addr)
 		}
 	}
-	resp := api.ReadCredentialsResponse{Scope: newScopeResponse(addr, scope), Credentials: []api.Credential{}}
+	resp := api.ReadCredentialsResponse{Agent: resolved, Scope: newScopeResponse(addr, scope), Credentials: []api.Credential{}}
 	if addr != c.addr() {
 		at, err := s.revokedAt(ctx, c.addr(), addr)
 		if err != nil {

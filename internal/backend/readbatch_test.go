@@ -2,6 +2,7 @@ package backend
 
 import (
 	"bytes"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -69,4 +70,62 @@ func TestReadBatchRevoked(t *testing.T) {
 	if err != nil || got.RevokedAt.IsZero() || len(got.Values) != 0 {
 		t.Fatalf("batch read of a revoked agent = %+v, %v; want revoked_at and no values", got, err)
 	}
+}
+
+// TestReadBatchByAgentArgument: the batch takes a name or alias instead of
+// a wallet, resolves it as /agent/resolve does, says what it resolved to
+// and audits the reads as by wallet; another master's agent name is 404
+// with no value.
+func TestReadBatchByAgentArgument(t *testing.T) {
+	e := newEnv(t)
+	m := e.master("alice")
+	a := e.agent(m, []string{"x"}, false)
+	val := secret()
+	if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, "x", val); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.NameAgent(ctx, m.Token, a.Wallet, "helper"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.client.LinkIdentity(ctx, m.Token, "alias", "helper-laptop", a.Wallet); err != nil {
+		t.Fatal(err)
+	}
+	for _, arg := range []string{"helper", "helper-laptop", string(a.Wallet)} {
+		got, w, name, err := e.client.ReadAgentCredentials(ctx, m.Token, arg, nil)
+		if err != nil {
+			t.Fatalf("batch read of %q: %v", arg, err)
+		}
+		if w != a.Wallet || name != "helper" {
+			t.Fatalf("batch read of %q resolved to %s %q, want %s helper", arg, w, name, a.Wallet)
+		}
+		if len(got.Values) != 1 || !bytes.Equal(got.Values["x"], val) {
+			t.Fatalf("batch read of %q returned %d values, want x", arg, len(got.Values))
+		}
+	}
+	page, err := e.client.QueryAudit(ctx, m.Token, backendclient.AuditFilter{Agent: a.Wallet, Action: agentkeys.ActionRead})
+	if err != nil || len(page.Events) != 3 {
+		t.Fatalf("read audit rows = %d, %v; want 3", len(page.Events), err)
+	}
+
+	// Bob, with an agent of his own, reaches none of alice's by name,
+	// alias or wallet.
+	bob := e.master("bob")
+	b := e.agent(bob, []string{"x"}, false)
+	if _, err := e.client.NameAgent(ctx, bob.Token, b.Wallet, "other"); err != nil {
+		t.Fatal(err)
+	}
+	for _, arg := range []string{"helper", "helper-laptop", string(a.Wallet)} {
+		got, _, _, err := e.client.ReadAgentCredentials(ctx, bob.Token, arg, nil)
+		wantStatus(t, err, http.StatusNotFound)
+		if got != nil {
+			t.Fatalf("bob's batch read of %q returned values", arg)
+		}
+	}
+	page, err = e.client.QueryAudit(ctx, m.Token, backendclient.AuditFilter{Agent: a.Wallet, Action: agentkeys.ActionRead, Result: agentkeys.ResultOK})
+	if err != nil || len(page.Events) != 3 {
+		t.Fatalf("read audit rows after bob's tries = %d, %v; want still 3", len(page.Events), err)
+	}
+	// No agent at all is refused.
+	_, _, _, err = e.client.ReadAgentCredentials(ctx, m.Token, "", nil)
+	wantStatus(t, err, http.StatusBadRequest)
 }

@@ -113,6 +113,8 @@ func TestWireGolden(t *testing.T) {
 		{"agent rename again", "POST", "/agent/name", m.Token, `{"wallet":"` + string(b.Wallet) + `","name":"bot-b"}`,
 			`{name:"s",ok:b,previous:"s",wallet:"s"}`},
 		{"agent resolve", "GET", "/agent/resolve?agent=bot", m.Token, "", `{name:"s",via:"s",wallet:"s"}`},
+		{"read batch by agent", "POST", "/credential/read-batch", m.Token, `{"agent":"bot"}`,
+			`{agent:{name:"s",via:"s",wallet:"s"},credentials:[{ciphertext:"s",service:"s"}],scope:{read_only:b,services:["s"],wallet:"s"}}`},
 		{"agent list", "GET", "/agent/list", solo.Token, "",
 			`{agents:[{created_at:0,expires_at:0,last_used_at:0,name:"s",parent:"s",scope:{read_only:b,services:["s"]},wallet:"s"}]}`},
 		{"agent list empty", "GET", "/agent/list", a.Token, "", `{agents:[]}`},

@@ -315,10 +315,38 @@ type Credentials struct {
 // ReadCredentials returns, in one audited round trip, every credential
 // agent holds within its scope plus the services named.
 func (c *Client) ReadCredentials(ctx context.Context, tok agentkeys.Token, agent agentkeys.Wallet, services []string) (*Credentials, error) {
+	res, _, err := c.readBatch(ctx, tok, api.ReadCredentialsRequest{AgentID: string(agent), Services: services})
+	return res, err
+}
+
+// ReadAgentCredentials is ReadCredentials for an <agent> argument (a name,
+// alias, e-mail or 0x wallet), resolved by the backend in the same round
+// trip; it also returns the wallet and name the argument resolved to. An
+// argument naming no agent of the caller's tree is the backend's 404.
+func (c *Client) ReadAgentCredentials(ctx context.Context, tok agentkeys.Token, agent string, services []string) (*Credentials, agentkeys.Wallet, string, error) {
+	res, out, err := c.readBatch(ctx, tok, api.ReadCredentialsRequest{Agent: agent, Services: services})
+	if err != nil {
+		return nil, "", "", err
+	}
+	if out.Agent == nil || out.Agent.Wallet == "" {
+		res.clear()
+		return nil, "", "", &TransportError{Op: "read credentials", Err: errors.New("malformed response from backend")}
+	}
+	return res, out.Agent.Wallet, out.Agent.Name, nil
+}
+
+// clear zeroes the values.
+func (r *Credentials) clear() {
+	for _, v := range r.Values {
+		clear(v)
+	}
+}
+
+// readBatch posts in to /credential/read-batch and decodes the values.
+func (c *Client) readBatch(ctx context.Context, tok agentkeys.Token, in api.ReadCredentialsRequest) (*Credentials, *api.ReadCredentialsResponse, error) {
 	var out api.ReadCredentialsResponse
-	in := api.ReadCredentialsRequest{AgentID: string(agent), Services: services}
 	if err := c.do(ctx, "read credentials", http.MethodPost, "/credential/read-batch", nil, tok, in, &out); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	res := &Credentials{Values: make(map[string][]byte, len(out.Credentials))}
 	if out.Scope.Services != nil {
@@ -330,14 +358,12 @@ func (c *Client) ReadCredentials(ctx context.Context, tok agentkeys.Token, agent
 	for _, cr := range out.Credentials {
 		v, err := base64.StdEncoding.DecodeString(cr.Ciphertext)
 		if err != nil {
-			for _, v := range res.Values {
-				clear(v)
-			}
-			return nil, &TransportError{Op: "read credentials", Err: errors.New("malformed response from backend")}
+			res.clear()
+			return nil, nil, &TransportError{Op: "read credentials", Err: errors.New("malformed response from backend")}
 		}
 		res.Values[cr.Service] = v
 	}
-	return res, nil
+	return res, &out, nil
 }
 
 // ListCredentials lists the services agent holds that the caller may see.

@@ -17,8 +17,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/backendclient"
 	"github.com/agentkeys/agentkeys/internal/mask"
 	"github.com/agentkeys/agentkeys/internal/secretref"
+	"github.com/agentkeys/agentkeys/internal/textcheck"
 )
 
 // envOverride is one --env NAME=SERVICE.
@@ -201,6 +203,35 @@ own, run exits with its status.`,
 	return cmd
 }
 
+// readRunAgent loads the profile's master session and, for an <agent>
+// argument, resolves it and reads its credentials in one audited round
+// trip. An argument the backend does not know takes withAgent's path
+// (which moves names from the former local file and says how to name an
+// agent), after which the credentials are read by wallet (creds nil).
+func (a *App) readRunAgent(ctx context.Context, arg string) (*Master, agentRef, *backendclient.Credentials, error) {
+	if arg == "" {
+		m, ref, err := a.withAgent(ctx, arg)
+		return m, ref, nil, err
+	}
+	m, err := a.LoadMaster()
+	if err != nil {
+		return nil, agentRef{}, nil, err
+	}
+	id, err := agentkeys.ParseIdentity(arg)
+	if err != nil {
+		return nil, agentRef{}, nil, usagef("agent %q: %v", textcheck.Escape(arg), err)
+	}
+	got, w, name, err := m.Client.ReadAgentCredentials(ctx, m.Session.Token, id.Value, nil)
+	if isNotFound(err) {
+		ref, err := a.resolveAgent(ctx, m, arg)
+		return m, ref, nil, err
+	}
+	if err != nil {
+		return nil, agentRef{}, nil, err
+	}
+	return m, agentRef{Wallet: w, Name: name}, got, nil
+}
+
 // runEnv is what run gives a command: its environment, the values to
 // mask (the caller clears them), what ends the environment's helpers (the
 // AWS endpoint), and what --watch polls.
@@ -221,13 +252,18 @@ func (e *runEnv) release() {
 
 // credentialEnv reads what `run` injects: for the agent (if any), its scope
 // and every credential it holds within it in one audited round trip
-// (refusing an agent whose sessions were revoked); the env files'
-// references; the AWS credentials.
+// (refusing an agent whose sessions were revoked; got, when not nil, is
+// that read already done); the env files' references; the AWS credentials.
 // Later sources win: the agent's <SERVICE>_API_KEY names, then the env
 // files, then --env, then AWS. secretless (run --gateway) injects no
 // stored credential of the agent's (the values still mask the output).
-func (a *App) credentialEnv(ctx context.Context, m *Master, ref agentRef, agent agentkeys.Wallet, overrides []envOverride, secretless bool, aws awsRunOptions, refs refRunOptions, files []fileVar) (_ *runEnv, err error) {
+func (a *App) credentialEnv(ctx context.Context, m *Master, ref agentRef, agent agentkeys.Wallet, got *backendclient.Credentials, overrides []envOverride, secretless bool, aws awsRunOptions, refs refRunOptions, files []fileVar) (_ *runEnv, err error) {
 	re := &runEnv{stop: func() {}, watch: watchSet{}}
+	if got != nil {
+		for _, v := range got.Values {
+			re.secrets = append(re.secrets, v)
+		}
+	}
 	defer func() {
 		if err != nil {
 			re.release()
@@ -250,12 +286,13 @@ func (a *App) credentialEnv(ctx context.Context, m *Master, ref agentRef, agent 
 	}
 	var awsEnv []string
 	if agent != "" {
-		got, err := m.Client.ReadCredentials(ctx, m.Session.Token, agent, nil)
-		if err != nil {
-			return nil, err
-		}
-		for _, v := range got.Values {
-			re.secrets = append(re.secrets, v)
+		if got == nil {
+			if got, err = m.Client.ReadCredentials(ctx, m.Session.Token, agent, nil); err != nil {
+				return nil, err
+			}
+			for _, v := range got.Values {
+				re.secrets = append(re.secrets, v)
+			}
 		}
 		if !got.RevokedAt.IsZero() && agent != m.Session.Wallet {
 			return nil, revokedError(ref, got.RevokedAt)
@@ -359,7 +396,7 @@ func (a *App) runWithCredentials(ctx context.Context, agentArg string, overrides
 	if err != nil {
 		return err
 	}
-	m, ref, err := a.withAgent(ctx, agentArg)
+	m, ref, first, err := a.readRunAgent(ctx, agentArg)
 	if err != nil {
 		return err
 	}
@@ -367,8 +404,12 @@ func (a *App) runWithCredentials(ctx context.Context, agentArg string, overrides
 	if agentArg == "" {
 		agent = "" // env files only
 	}
+	// The first build uses what readRunAgent read; --watch rebuilds read
+	// again by wallet.
 	build := func(ctx context.Context) (*runEnv, error) {
-		return a.credentialEnv(ctx, m, ref, agent, overrides, viaGateway, aws, refs, files)
+		got := first
+		first = nil
+		return a.credentialEnv(ctx, m, ref, agent, got, overrides, viaGateway, aws, refs, files)
 	}
 	re, err := build(ctx)
 	if err != nil {

@@ -985,3 +985,26 @@ func TestAutoStoreFallsBackToFileWithoutKeychain(t *testing.T) {
 	}
 	expectCode(t, w.exec(nil, append(env, "AGENTKEYS_SESSION_STORE=vault"), "whoami"), 1, "bad store")
 }
+
+// TestRunOneRoundTrip: `run <name>` resolves the agent and reads its
+// credentials in one request to the backend; an unknown name still gets
+// the usual message and hint.
+func TestRunOneRoundTrip(t *testing.T) {
+	t.Parallel()
+	secret := newSecret()
+	w, _ := newWorldWithBot(t, secret)
+	r := w.must("--verbose", "run", "bot", "--", "sh", "-c", `test -n "$OPENROUTER_API_KEY"`)
+	var requests []string
+	for line := range strings.Lines(r.stderr) {
+		if strings.HasPrefix(line, "agentkeys: ") && strings.Contains(line, " -> ") {
+			requests = append(requests, strings.TrimSpace(line))
+		}
+	}
+	if len(requests) != 1 || !strings.HasPrefix(requests[0], "agentkeys: POST /credential/read-batch -> 200") {
+		t.Fatalf("run bot made %d backend requests, want one read-batch: %q", len(requests), requests)
+	}
+	r = w.exec(nil, w.env(), "run", "nobody", "--", "true")
+	if r.code == 0 || !strings.Contains(r.stderr, `unknown agent "nobody"`) || !strings.Contains(r.stderr, "agentkeys agent list") {
+		t.Fatalf("run of an unknown agent: %+v", r)
+	}
+}
