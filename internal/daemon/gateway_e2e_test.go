@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -146,6 +147,9 @@ func TestGatewayEndToEnd(t *testing.T) {
 
 	// MCP agentkeys.http_request goes through the same gateway.
 	cs := mcpHTTPSession(t, endpoint, filepath.Join(home, "mcp-token"))
+	if tools, err := cs.ListTools(ctx, nil); err != nil || !slices.ContainsFunc(tools.Tools, func(tl *mcp.Tool) bool { return tl.Name == ToolHTTPRequest }) {
+		t.Fatalf("a daemon with --gateway does not list %s: %v", ToolHTTPRequest, err)
+	}
 	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: ToolHTTPRequest, Arguments: map[string]any{
 		"method": "POST", "service": "openai", "path": "/v1/chat/completions", "body": "{}"}})
 	if err != nil || res.IsError || !strings.Contains(textOf(res), `\"content\":\"hi ****\"`) || strings.Contains(textOf(res), key) {

@@ -41,6 +41,13 @@ func (s *Service) UseGateway(h http.Handler) {
 	s.mu.Unlock()
 }
 
+// hasGateway reports whether HTTPRequest has a gateway to go through.
+func (s *Service) hasGateway() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gw != nil
+}
+
 // HTTPRequest sends r through the gateway in process: same policy, key
 // and audit as a request to --gateway, and the key never reaches the
 // caller.

@@ -106,15 +106,25 @@ func NewMCPServer(svc *Service, log *slog.Logger) *mcp.Server {
 			"which puts the secret into your context.",
 		Capabilities: &mcp.ServerCapabilities{Tools: &mcp.ToolCapabilities{}},
 	})
-	// A tool this daemon has turned off is not listed, so a model is not
+	// A tool this daemon has turned off (or has no gateway for) is not listed, so a model is not
 	// offered it; a client calling it anyway (from a stale list) still
 	// gets the error saying how to turn it on.
-	hidden := map[string]bool{ToolGetCredential: svc.o.DisableGet, ToolProvision: svc.o.Provisioner == nil}
+	hidden := func(tool string) bool {
+		switch tool {
+		case ToolGetCredential:
+			return svc.o.DisableGet
+		case ToolProvision:
+			return svc.o.Provisioner == nil
+		case ToolHTTPRequest:
+			return !svc.hasGateway()
+		}
+		return false
+	}
 	srv.AddReceivingMiddleware(func(next mcp.MethodHandler) mcp.MethodHandler {
 		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
 			res, err := next(ctx, method, req)
 			if lr, ok := res.(*mcp.ListToolsResult); ok && err == nil && method == "tools/list" {
-				lr.Tools = slices.DeleteFunc(slices.Clone(lr.Tools), func(t *mcp.Tool) bool { return hidden[t.Name] })
+				lr.Tools = slices.DeleteFunc(slices.Clone(lr.Tools), func(t *mcp.Tool) bool { return hidden(t.Name) })
 			}
 			return res, err
 		}
