@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/agentkeys/agentkeys/internal/testkit"
 )
 
 // A request that gets no answer in time is reported as such, whether the
@@ -69,5 +71,33 @@ func TestParseError(t *testing.T) {
 		if kind != tc.kind || msg != tc.want {
 			t.Errorf("ParseError(%d, %q) = %q, %q; want %q, %q", tc.status, tc.body, kind, msg, tc.kind, tc.want)
 		}
+	}
+}
+
+// A server that accepts the connection and never completes the TLS
+// handshake does not hold a client without its own deadline for longer
+// than the transport's handshake bound (5 s).
+func TestNewTransportBoundsTheTLSHandshake(t *testing.T) {
+	ln := testkit.Listen(t, nil)
+	c := &http.Client{Transport: NewTransport(time.Second, 1)}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+ln.Addr().String()+"/", nil)
+	start := time.Now()
+	resp, err := c.Do(req)
+	if err == nil {
+		resp.Body.Close()
+		t.Fatal("a server that never answers the handshake answered")
+	}
+	if ctx.Err() != nil || !strings.Contains(err.Error(), "TLS handshake timeout") {
+		t.Fatalf("after %s: %v, want the transport's TLS handshake timeout", time.Since(start).Round(time.Millisecond), err)
+	}
+}
+
+// Idle keep-alive connections are closed after 90 s rather than kept for
+// ever (a restarted server's old sockets are not reused indefinitely).
+func TestNewTransportClosesIdleConnections(t *testing.T) {
+	if got := NewTransport(time.Second, 1).IdleConnTimeout; got != 90*time.Second {
+		t.Fatalf("IdleConnTimeout %s, want 90s", got)
 	}
 }

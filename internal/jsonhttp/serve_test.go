@@ -13,7 +13,8 @@ import (
 // binary is told to stop and when serving fails by itself; a serving
 // failure is what it returns.
 func TestDrain(t *testing.T) {
-	log := slog.New(slog.DiscardHandler)
+	var logs strings.Builder
+	log := slog.New(slog.NewTextHandler(&logs, nil))
 	var deadlines []bool
 	shutdown := func(ctx context.Context) error {
 		_, ok := ctx.Deadline()
@@ -26,6 +27,10 @@ func TestDrain(t *testing.T) {
 	if err := Drain(ctx, log, make(chan error), time.Second, shutdown); err != nil {
 		t.Fatalf("stop requested: %v", err)
 	}
+	if !strings.Contains(logs.String(), "msg=stopped") {
+		t.Fatalf("a clean stop does not log \"stopped\":\n%s", logs.String())
+	}
+	logs.Reset()
 
 	failed := make(chan error, 1)
 	failed <- errors.New("listener closed")
@@ -35,6 +40,9 @@ func TestDrain(t *testing.T) {
 	})
 	if err == nil || !strings.Contains(err.Error(), "serve: listener closed") {
 		t.Fatalf("serving failed: got %v, want the serving error", err)
+	}
+	if strings.Contains(logs.String(), "msg=stopped") || !strings.Contains(logs.String(), "server stopped") {
+		t.Fatalf("a serving failure logs a clean stop, or not the failure:\n%s", logs.String())
 	}
 
 	if len(deadlines) != 2 || !deadlines[0] || !deadlines[1] {
