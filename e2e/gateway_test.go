@@ -11,7 +11,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
@@ -40,7 +39,7 @@ type openAIFixture struct {
 
 func startOpenAIFixture(t *testing.T, key string) *openAIFixture {
 	f := &openAIFixture{key: key}
-	f.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	f.Server, f.caFile = testkit.TLSServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer "+f.key {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(401)
@@ -86,13 +85,6 @@ func startOpenAIFixture(t *testing.T, key string) *openAIFixture {
 			}
 		}
 	}))
-	f.EnableHTTP2 = true
-	f.StartTLS()
-	t.Cleanup(f.Close)
-	f.caFile = filepath.Join(t.TempDir(), "fixture-ca.pem")
-	if err := os.WriteFile(f.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: f.Certificate().Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	return f
 }
 

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/backendclient"
+	"github.com/agentkeys/agentkeys/internal/testkit"
 )
 
 var gatewayLine = regexp.MustCompile(`Gateway: (http://\S+)/<service>/`)
@@ -50,7 +50,7 @@ func (f *apiFixture) sawKey(key string) bool {
 
 func startAPIFixture(t *testing.T, key *string) *apiFixture {
 	f := &apiFixture{}
-	f.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	f.Server, f.caFile = testkit.TLSServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		f.auth = append(f.auth, r.Header.Get("Authorization"))
 		f.mu.Unlock()
@@ -78,13 +78,6 @@ func startAPIFixture(t *testing.T, key *string) *apiFixture {
 			w.WriteHeader(404)
 		}
 	}))
-	f.EnableHTTP2 = true
-	f.StartTLS()
-	t.Cleanup(f.Close)
-	f.caFile = filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(f.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: f.Certificate().Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	return f
 }
 
