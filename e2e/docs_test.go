@@ -24,15 +24,6 @@ func docFiles(t *testing.T) []string {
 	return append([]string{filepath.Join("..", "README.md")}, files...)
 }
 
-func readDoc(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
 var (
 	mdLink   = regexp.MustCompile(`\]\(([^)\s]+)\)`)
 	repoPath = regexp.MustCompile("(?:^|[\\s(`])((?:docs|deploy|scripts|internal|e2e|cmd|\\.ci)/[A-Za-z0-9_./-]*[A-Za-z0-9_])")
@@ -43,7 +34,7 @@ var (
 // carries every binary's help, so their help is checked too).
 func TestDocsReferOnlyToFilesInTheRepository(t *testing.T) {
 	for _, doc := range docFiles(t) {
-		text := readDoc(t, doc)
+		text := readFile(t, doc)
 		check := func(target, base string) {
 			if _, err := os.Stat(filepath.Join(base, target)); err != nil {
 				t.Errorf("%s refers to %s, which is not in the repository", strings.TrimPrefix(doc, "../"), target)
@@ -67,7 +58,7 @@ func TestDocsReferOnlyToFilesInTheRepository(t *testing.T) {
 func TestDocsCiteNothingOutside(t *testing.T) {
 	bad := regexp.MustCompile(`\bSPEC\b|SPEC\.md|\.\./shared|reference/[a-z-]+\.md`)
 	for _, doc := range docFiles(t) {
-		for i, line := range strings.Split(readDoc(t, doc), "\n") {
+		for i, line := range strings.Split(readFile(t, doc), "\n") {
 			if bad.MatchString(line) {
 				t.Errorf("%s:%d cites something outside the repository: %s", strings.TrimPrefix(doc, "../"), i+1, line)
 			}
@@ -100,7 +91,7 @@ func shellBlocks(t *testing.T, doc string) []docBlock {
 		cur    *docBlock
 		prev   string
 	)
-	sc := bufio.NewScanner(strings.NewReader(readDoc(t, doc)))
+	sc := bufio.NewScanner(strings.NewReader(readFile(t, doc)))
 	for n := 1; sc.Scan(); n++ {
 		line := sc.Text()
 		switch {

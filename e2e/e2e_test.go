@@ -47,6 +47,17 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// readFile returns the contents of the file at path, failing t if it
+// cannot be read.
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
 // proc is a started binary whose stderr is kept for the test to inspect.
 type proc struct {
 	cmd    *exec.Cmd
