@@ -1,13 +1,14 @@
 package e2e
 
 import (
-	"bufio"
 	"encoding/json"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/agentkeys/agentkeys/internal/testkit"
 )
 
 // TestSandboxRunAndScopeRequest drives the sandbox side with the real
@@ -46,41 +47,11 @@ func TestSandboxRunAndScopeRequest(t *testing.T) {
 	}
 
 	// The agent asks for anthropic.
-	rs := exec.Command(bin["agentkeys-daemon"], "request-scope", "--socket", socket, "--services", "anthropic", "--wait", "2m")
-	rs.Env = []string{"HOME=" + dir}
-	stderr, err := rs.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rs.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	lines := make(chan string, 64)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-		done <- rs.Wait()
-	}()
-	var code2, otp string
-	var seen []string
-	for code2 == "" {
-		l, ok := <-lines
-		if !ok {
-			t.Fatalf("request-scope ended without a pair code: %v", seen)
-		}
-		seen = append(seen, l)
-		if p := pairLine.FindStringSubmatch(l); p != nil {
-			code2, otp = p[1], p[2]
-		}
-	}
-	go func() {
-		for range lines {
-		}
-	}()
+	rsCmd := exec.Command(bin["agentkeys-daemon"], "request-scope", "--socket", socket, "--services", "anthropic", "--wait", "2m")
+	rsCmd.Env = []string{"HOME=" + dir}
+	rs := testkit.StartProc(t, rsCmd)
+	p := rs.WaitFor(t, pairLine, 60*time.Second) // fails if request-scope ends without a pair code
+	code2, otp := p[1], p[2]
 
 	// The master sees it, as a scope change of sandbox-bot adding anthropic.
 	out = master.must("", "pending")
@@ -101,13 +72,8 @@ func TestSandboxRunAndScopeRequest(t *testing.T) {
 		t.Fatalf("pending --json: %+v %v", pend, err)
 	}
 	master.must("", "approve", code2, "--otp", otp, "--yes")
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("request-scope after approval: %v (%v)", err, seen)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("request-scope did not see the approval")
+	if code := rs.Wait(t, 60*time.Second); code != 0 { // fails if request-scope does not see the approval
+		t.Fatalf("request-scope after approval: exit %d\n%s", code, rs.Stderr())
 	}
 	if out := master.must("", "pending"); !strings.Contains(out, "No pending requests") {
 		t.Fatalf("pending after approval:\n%s", out)
