@@ -467,10 +467,7 @@ func TestHostileInputIsA4xx(t *testing.T) {
 // --parent to one.
 func TestMasterReadsNoLies(t *testing.T) {
 	s := startStack(t)
-	master := newCLI(t, s.backendURL)
-	if _, errs, code := master.run("", []string{"AGENTKEYS_AUTH_TOKEN=e2e-lies-master"}, "init"); code != 0 {
-		t.Fatalf("init: %s", errs)
-	}
+	master := newMaster(t, s.backendURL, "e2e-lies-master")
 	var usage struct {
 		Events []struct {
 			Owner string `json:"owner"`

@@ -152,10 +152,7 @@ func TestGatewayOpenAISDK(t *testing.T) {
 	backendURL := "http://127.0.0.1:" + strconv.Itoa(port)
 	be := start(t, nil, "agentkeys-backend", "--login", "mock", "--listen", "127.0.0.1:"+strconv.Itoa(port), "--data-dir", filepath.Join(dir, "backend"))
 	waitHTTP(t, be, backendURL+"/health")
-	master := newCLI(t, backendURL)
-	if _, errs, code := master.run("", []string{"AGENTKEYS_AUTH_TOKEN=e2e-gateway-master"}, "init"); code != 0 {
-		t.Fatalf("init: %s", errs)
-	}
+	master := newMaster(t, backendURL, "e2e-gateway-master")
 	agentSession := filepath.Join(dir, "bot.json")
 	master.must("", "agent", "create", "bot", "--services", "openai", "--session-out", agentSession)
 	master.must(key, "store", "bot", "openai")

@@ -115,10 +115,7 @@ func TestOpenerLimitsOnTheBinary(t *testing.T) {
 				t.Fatalf("open row not marked unverified: %+v", ev)
 			}
 		}
-		master := newCLI(t, url)
-		if _, errs, code := master.run("", []string{"AGENTKEYS_AUTH_TOKEN=lp-alice"}, "init"); code != 0 {
-			t.Fatalf("init: %s", errs)
-		}
+		master := newMaster(t, url, "lp-alice")
 		var usage struct {
 			Events []struct {
 				Action     string `json:"action"`

@@ -28,6 +28,16 @@ func newCLI(t *testing.T, backendURL string) *cli {
 	}}
 }
 
+// newMaster is newCLI with a master logged in (mock login) as identity.
+func newMaster(t *testing.T, backendURL, identity string) *cli {
+	t.Helper()
+	c := newCLI(t, backendURL)
+	if _, errs, code := c.run("", []string{"AGENTKEYS_AUTH_TOKEN=" + identity}, "init"); code != 0 {
+		t.Fatalf("init: %s", errs)
+	}
+	return c
+}
+
 func (c *cli) run(stdin string, extraEnv []string, args ...string) (string, string, int) {
 	c.t.Helper()
 	exe := bin["agentkeys"]
@@ -78,10 +88,7 @@ func pairSandbox(t *testing.T, master *cli, exe string, extraEnv []string, backe
 	sock := filepath.Join(t.TempDir(), "ak.sock")
 	d := startDaemonExe(t, exe, extraEnv, backendURL, "--services", "openrouter",
 		"--session-file", filepath.Join(t.TempDir(), "agent.json"), "--socket", sock)
-	m := d.expect(t, pairLine)
-	master.must("", "approve", m[1], "--otp", m[2], "--yes", "--name", "sandbox-bot")
-	d.expect(t, verifiedLine)
-	d.expect(t, readyLine)
+	d.pairAs(t, master, "sandbox-bot")
 	master.must(secret, "store", "sandbox-bot", "openrouter")
 	sandbox := newCLI(t, "http://127.0.0.1:1")
 	if out := sandbox.must("", "read", "--socket", sock, "openrouter"); strings.TrimSpace(out) != secret {
@@ -97,6 +104,17 @@ func startDaemonExe(t *testing.T, exe string, extraEnv []string, backendURL stri
 	cmd := exec.Command(exe, append([]string{"--backend", backendURL}, args...)...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "XDG_CONFIG_HOME=" + filepath.Join(home, ".config"), "AGENTKEYS_SESSION_STORE=file", "XDG_RUNTIME_DIR=" + t.TempDir()}, extraEnv...)
 	return &daemonProc{testkit.StartProc(t, cmd)}
+}
+
+// pairAs waits for the daemon's pair line, has master approve it as an
+// agent called name, and waits until the daemon has checked the
+// approval's signature and is ready.
+func (d *daemonProc) pairAs(t *testing.T, master *cli, name string) {
+	t.Helper()
+	m := d.expect(t, pairLine)
+	master.must("", "approve", m[1], "--otp", m[2], "--yes", "--name", name)
+	d.expect(t, verifiedLine) // the approval's signature checked out before the session was kept
+	d.expect(t, readyLine)
 }
 
 // expect waits for a stderr line matching re and returns its submatches.
@@ -119,18 +137,12 @@ var (
 // it recovers through an alias with the master's approval.
 func TestPairApproveRecover(t *testing.T) {
 	s := startStack(t)
-	master := newCLI(t, s.backendURL)
-	if _, errs, code := master.run("", []string{"AGENTKEYS_AUTH_TOKEN=e2e-pair-master"}, "init"); code != 0 {
-		t.Fatalf("init: %s", errs)
-	}
+	master := newMaster(t, s.backendURL, "e2e-pair-master")
 
 	dir := t.TempDir()
 	sessionFile, socket := filepath.Join(dir, "agent.json"), filepath.Join(dir, "ak.sock")
 	d := startDaemon(t, s.backendURL, "--services", "openrouter", "--session-file", sessionFile, "--socket", socket)
-	m := d.expect(t, pairLine)
-	master.must("", "approve", m[1], "--otp", m[2], "--yes", "--name", "sandbox-bot")
-	d.expect(t, verifiedLine) // the approval's signature checked out before the session was kept
-	d.expect(t, readyLine)
+	d.pairAs(t, master, "sandbox-bot")
 
 	secret := "sk-or-e2e-" + strings.Repeat("x", 8) + time.Now().Format("150405.000000")
 	master.must(secret, "store", "sandbox-bot", "openrouter")

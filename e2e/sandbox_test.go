@@ -19,16 +19,11 @@ import (
 // approves it with the OTP, and the next run gets the new credential.
 func TestSandboxRunAndScopeRequest(t *testing.T) {
 	s := startStack(t)
-	master := newCLI(t, s.backendURL)
-	if _, errs, code := master.run("", []string{"AGENTKEYS_AUTH_TOKEN=e2e-sandbox-master"}, "init"); code != 0 {
-		t.Fatalf("init: %s", errs)
-	}
+	master := newMaster(t, s.backendURL, "e2e-sandbox-master")
 	dir := t.TempDir()
 	sessionFile, socket := filepath.Join(dir, "agent.json"), filepath.Join(dir, "ak.sock")
 	d := startDaemon(t, s.backendURL, "--services", "openrouter", "--session-file", sessionFile, "--socket", socket, "--no-get-credential")
-	m := d.expect(t, pairLine)
-	master.must("", "approve", m[1], "--otp", m[2], "--yes", "--name", "sandbox-bot")
-	d.expect(t, readyLine)
+	d.pairAs(t, master, "sandbox-bot")
 	stamp := time.Now().Format("150405.000000")
 	orKey, anKey := "sk-or-e2e-sandbox-"+stamp, "sk-ant-e2e-sandbox-"+stamp
 	master.must(orKey, "store", "sandbox-bot", "openrouter")
