@@ -41,10 +41,7 @@ func TestBrokerMintsVerifiableJWTs(t *testing.T) {
 	s := startStack(t)
 	ctx := context.Background()
 	c, master := loginMaster(t, s.backendURL, "e2e-master")
-	agent, err := c.CreateChild(ctx, master.Token, agentkeys.Scope{Services: []string{"aws"}}, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	agent := newAgent(t, ctx, c, master.Token, "aws")
 	status, body := mint(t, s.brokerURL+"/v1/mint-oidc-jwt", agent.Token)
 	if status != 200 || body["wallet"] != string(agent.Wallet) {
 		t.Fatalf("mint → %d %v", status, body)
@@ -68,7 +65,7 @@ func TestBrokerMintsVerifiableJWTs(t *testing.T) {
 
 	// An agent without "aws" in scope may not mint; a revoked one is
 	// refused at once (the validation cache is off here).
-	narrow, _ := c.CreateChild(ctx, master.Token, agentkeys.Scope{Services: []string{"openrouter"}}, 0)
+	narrow := newAgent(t, ctx, c, master.Token, "openrouter")
 	if status, _ := mint(t, s.brokerURL+"/v1/mint-oidc-jwt", narrow.Token); status != 403 {
 		t.Fatalf("agent without aws scope → %d, want 403", status)
 	}
@@ -117,10 +114,7 @@ func TestBrokerAcceptsBrokerTokens(t *testing.T) {
 	s := startStack(t)
 	ctx := context.Background()
 	c, master := loginMaster(t, s.backendURL, "e2e-broker-token-master")
-	agent, err := c.CreateChild(ctx, master.Token, agentkeys.Scope{Services: []string{"aws"}}, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	agent := newAgent(t, ctx, c, master.Token, "aws")
 	bt, _, err := c.BrokerToken(ctx, agent.Token, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -133,10 +127,7 @@ func TestBrokerAcceptsBrokerTokens(t *testing.T) {
 		t.Fatalf("mint with a session bearer → %d %v", status, body)
 	}
 	// The scope travels with the token.
-	narrow, err := c.CreateChild(ctx, master.Token, agentkeys.Scope{Services: []string{"openrouter"}}, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	narrow := newAgent(t, ctx, c, master.Token, "openrouter")
 	nbt, _, err := c.BrokerToken(ctx, narrow.Token, 0)
 	if err != nil {
 		t.Fatal(err)

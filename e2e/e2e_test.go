@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/backendclient"
 	"github.com/agentkeys/agentkeys/internal/testkit"
 )
@@ -147,6 +148,17 @@ func loginMaster(t *testing.T, backendURL, identity string) (*backendclient.Clie
 		t.Fatal(err)
 	}
 	return c, master
+}
+
+// newAgent creates an agent under the session parent, scoped to services
+// with no lifetime limit, failing t if the backend refuses.
+func newAgent(t *testing.T, ctx context.Context, c *backendclient.Client, parent agentkeys.Token, services ...string) backendclient.Session {
+	t.Helper()
+	a, err := c.CreateChild(ctx, parent, agentkeys.Scope{Services: services}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
 }
 
 // stack is a backend and a broker started from their binaries.

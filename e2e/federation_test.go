@@ -104,11 +104,7 @@ func (s *fedStack) agents(t *testing.T, ctx context.Context, names ...string) []
 	c, master := loginMaster(t, s.backendURL, "federation-master")
 	var out []backendclient.Session
 	for range names {
-		a, err := c.CreateChild(ctx, master.Token, agentkeys.Scope{Services: []string{"aws"}}, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, a)
+		out = append(out, newAgent(t, ctx, c, master.Token, "aws"))
 	}
 	return out
 }

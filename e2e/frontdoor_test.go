@@ -176,10 +176,7 @@ func TestTrustedProxiesBehindNginx(t *testing.T) {
 
 	ctx := context.Background()
 	bc, master := loginMaster(t, backendURL, "frontdoor-master")
-	agent, err := bc.CreateChild(ctx, master.Token, agentkeys.Scope{Services: []string{"aws"}}, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	agent := newAgent(t, ctx, bc, master.Token, "aws")
 
 	// The attacker floods with invalid bearers, forging X-Forwarded-For as
 	// the victim's address; nginx overwrites it. nginx passes 20/s (burst
@@ -593,13 +590,8 @@ func TestQuotasOnTheBinary(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		a, err := bc.CreateChild(ctx, m.Token, agentkeys.Scope{Services: []string{"x", "y"}}, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := bc.CreateChild(ctx, m.Token, agentkeys.Scope{Services: []string{"x"}}, 0); err != nil {
-			t.Fatal(err)
-		}
+		a := newAgent(t, ctx, bc, m.Token, "x", "y")
+		newAgent(t, ctx, bc, m.Token, "x")
 		if _, err := bc.CreateChild(ctx, a.Token, agentkeys.Scope{Services: []string{"x"}}, 0); !quotaErr(err) {
 			t.Fatalf("third agent → %v, want 403 QUOTA_EXCEEDED", err)
 		}

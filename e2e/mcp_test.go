@@ -22,7 +22,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/keychain"
 	"github.com/agentkeys/agentkeys/internal/testkit"
 )
@@ -95,10 +94,7 @@ func mcpSetup(t *testing.T) *mcpFixture {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c, master := loginMaster(t, url, "e2e-mcp-master-"+mcpRandHex(6))
-	agent, err := c.CreateChild(ctx, master.Token, agentkeys.Scope{Services: []string{mcpService}}, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	agent := newAgent(t, ctx, c, master.Token, mcpService)
 	f := &mcpFixture{backendURL: url, secret: "sk-or-v1-" + mcpRandHex(24), home: filepath.Join(dir, "home")}
 	if err := c.StoreCredential(ctx, master.Token, agent.Wallet, mcpService, []byte(f.secret)); err != nil {
 		t.Fatal(err)
