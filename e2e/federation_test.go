@@ -485,6 +485,18 @@ func (w *weedServer) assumeRole(ctx context.Context, roleARN, token string) (*aw
 	return &aws.Credentials{AccessKeyID: *c.AccessKeyId, SecretAccessKey: *c.SecretAccessKey, SessionToken: *c.SessionToken}, nil
 }
 
+// s3As exchanges token at the STS (the test role) and returns an S3 client
+// with the credentials, failing t, which names whose token it was, if the
+// STS refuses.
+func (w *weedServer) s3As(t *testing.T, ctx context.Context, token, whose string) *s3.Client {
+	t.Helper()
+	creds, err := w.assume(ctx, token)
+	if err != nil {
+		t.Fatalf("AssumeRoleWithWebIdentity with %s: %v", whose, err)
+	}
+	return w.s3Client(creds)
+}
+
 func (w *weedServer) s3Client(c *aws.Credentials) *s3.Client {
 	return s3.New(s3.Options{
 		Region:                     "us-east-1",
@@ -582,11 +594,7 @@ func TestFederationSeaweedFS(t *testing.T) {
 	}
 
 	// Wallet A: a broker JWT → AssumeRoleWithWebIdentity → own prefix only.
-	credsA, err := w.assume(ctx, s.mintJWT(t, agentA.Token))
-	if err != nil {
-		t.Fatalf("AssumeRoleWithWebIdentity with the broker's JWT for wallet A: %v", err)
-	}
-	s3A := w.s3Client(credsA)
+	s3A := w.s3As(t, ctx, s.mintJWT(t, agentA.Token), "the broker's JWT for wallet A")
 	keyA := walletA + "/notes.txt"
 	if err := put(ctx, s3A, keyA, "hello from A"); err != nil {
 		t.Fatalf("PutObject under A's own prefix: %v", err)
@@ -596,11 +604,7 @@ func TestFederationSeaweedFS(t *testing.T) {
 	}
 
 	// Wallet B writes its own object; A can neither read nor write there.
-	credsB, err := w.assume(ctx, s.mintJWT(t, agentB.Token))
-	if err != nil {
-		t.Fatalf("AssumeRoleWithWebIdentity for wallet B: %v", err)
-	}
-	s3B := w.s3Client(credsB)
+	s3B := w.s3As(t, ctx, s.mintJWT(t, agentB.Token), "the broker's JWT for wallet B")
 	keyB := walletB + "/secret.txt"
 	if err := put(ctx, s3B, keyB, "B's data"); err != nil {
 		t.Fatalf("PutObject under B's own prefix: %v", err)
@@ -636,11 +640,7 @@ func TestFederationSeaweedFS(t *testing.T) {
 	}
 	keyR := walletR + "/report.txt"
 	w.seed(t, keyR, "seeded by the operator")
-	credsR, err := w.assume(ctx, roJWT)
-	if err != nil {
-		t.Fatalf("AssumeRoleWithWebIdentity for the read-only agent: %v", err)
-	}
-	s3R := w.s3Client(credsR)
+	s3R := w.s3As(t, ctx, roJWT, "the read-only agent's JWT")
 	if got, err := get(ctx, s3R, keyR); err != nil || got != "seeded by the operator" {
 		t.Fatalf("read-only agent's GetObject under its own prefix: %q %v", got, err)
 	}
@@ -698,16 +698,12 @@ func TestFederationSeaweedFS(t *testing.T) {
 	}
 	// A token without agentkeys_access (shaped like an older broker's) may
 	// read but not write: the deny holds unless the claim says write.
-	if creds, err := w.assume(ctx, forgeJWT(t, curKey, curKID, opts(s.brokerURL, fedAudience, now, now.Add(5*time.Minute)))); err != nil {
-		t.Fatalf("AssumeRoleWithWebIdentity with a token lacking agentkeys_access: %v", err)
-	} else {
-		c := w.s3Client(creds)
-		if got, err := get(ctx, c, keyA); err != nil || got != "hello from A" {
-			t.Fatalf("GetObject without agentkeys_access: %q %v", got, err)
-		}
-		if err := put(ctx, c, walletA+"/legacy.txt", "x"); !denied(err) {
-			t.Fatalf("PutObject without agentkeys_access: want AccessDenied, got %v", err)
-		}
+	legacy := w.s3As(t, ctx, forgeJWT(t, curKey, curKID, opts(s.brokerURL, fedAudience, now, now.Add(5*time.Minute))), "a token lacking agentkeys_access")
+	if got, err := get(ctx, legacy, keyA); err != nil || got != "hello from A" {
+		t.Fatalf("GetObject without agentkeys_access: %q %v", got, err)
+	}
+	if err := put(ctx, legacy, walletA+"/legacy.txt", "x"); !denied(err) {
+		t.Fatalf("PutObject without agentkeys_access: want AccessDenied, got %v", err)
 	}
 	// A tampered broker token (wallet B's tags spliced in) is refused too.
 	if _, err := w.assume(ctx, tamper(t, s.mintJWT(t, agentA.Token), walletB)); err == nil || !strings.Contains(err.Error(), "signature") {
@@ -771,11 +767,8 @@ func TestFederationSeaweedFS(t *testing.T) {
 	} else {
 		t.Logf("rotated-out key refused: %v", err)
 	}
-	creds, err := w.assume(ctx, s.mintJWT(t, agentA.Token))
-	if err != nil {
-		t.Fatalf("after the old key left the JWKS, a fresh token is refused: %v", err)
-	}
-	if got, err := get(ctx, w.s3Client(creds), keyA); err != nil || got != "hello from A" {
+	fresh := w.s3As(t, ctx, s.mintJWT(t, agentA.Token), "a fresh token after the old key left the JWKS")
+	if got, err := get(ctx, fresh, keyA); err != nil || got != "hello from A" {
 		t.Fatalf("GetObject under A's prefix after the restart: %q %v", got, err)
 	}
 
