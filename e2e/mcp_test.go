@@ -261,9 +261,22 @@ func runTSClient(t *testing.T, node string, env []string, args ...string) (tsRes
 	return r, stdout, stderr
 }
 
-// checkTSCommon asserts what holds with or without get_credential.
-func (f *mcpFixture) checkTSCommon(t *testing.T, r tsResult, getEnabled bool) {
+// checkTS asserts what client.mjs saw over transport: get_credential
+// returns the stored secret, or is refused as DISABLED when getEnabled is
+// false; the rest holds with or without it.
+func (f *mcpFixture) checkTS(t *testing.T, r tsResult, transport string, getEnabled bool) {
 	t.Helper()
+	if r.Transport != transport {
+		t.Fatalf("transport %q, want %q", r.Transport, transport)
+	}
+	if getEnabled {
+		r.Get.ok(t, "get_credential over "+transport)
+		if r.Get.Text != f.secret {
+			t.Fatalf("get_credential over %s returned %d bytes, not the stored secret", transport, len(r.Get.Text))
+		}
+	} else {
+		r.Get.toolError(t, "get_credential when disabled", "DISABLED")
+	}
 	if r.ProtocolVersion == "" || r.ProtocolVersion != r.ClientProtocolVersion {
 		t.Fatalf("negotiated protocol %q, want the SDK's latest %q", r.ProtocolVersion, r.ClientProtocolVersion)
 	}
@@ -359,14 +372,7 @@ func TestMCPTypeScriptSDK(t *testing.T) {
 
 	t.Run("stdio", func(t *testing.T) {
 		r, _, stderr := runTSClient(t, node, f.env(), "stdio", daemon, "--session-file", f.sessFile, "--no-socket", "--stdio")
-		if r.Transport != "stdio" {
-			t.Fatalf("transport %q", r.Transport)
-		}
-		f.checkTSCommon(t, r, true)
-		r.Get.ok(t, "get_credential")
-		if r.Get.Text != f.secret {
-			t.Fatalf("get_credential returned %d bytes, not the stored secret", len(r.Get.Text))
-		}
+		f.checkTS(t, r, "stdio", true)
 		// stderr is node's and the daemon's (inherited).
 		f.assertNoSecret(t, "daemon/client stderr", stderr)
 		if !strings.Contains(stderr, `"msg":"daemon ready"`) {
@@ -376,8 +382,7 @@ func TestMCPTypeScriptSDK(t *testing.T) {
 
 	t.Run("stdio-no-get-credential", func(t *testing.T) {
 		r, stdout, stderr := runTSClient(t, node, f.env(), "stdio", daemon, "--session-file", f.sessFile, "--no-socket", "--stdio", "--no-get-credential")
-		f.checkTSCommon(t, r, false)
-		r.Get.toolError(t, "get_credential when disabled", "DISABLED")
+		f.checkTS(t, r, "stdio", false)
 		// With get_credential off, nothing the client saw holds the secret.
 		f.assertNoSecret(t, "client output with --no-get-credential", stdout)
 		f.assertNoSecret(t, "daemon/client stderr", stderr)
@@ -388,14 +393,7 @@ func TestMCPTypeScriptSDK(t *testing.T) {
 		endpoint, d := f.startHTTPDaemon(t, token)
 		testkit.WantMCPBearerRequired(t, endpoint, token)
 		r, _, stderr := runTSClient(t, node, f.env("AGENTKEYS_MCP_TOKEN="+token), "http", endpoint)
-		if r.Transport != "http" {
-			t.Fatalf("transport %q", r.Transport)
-		}
-		f.checkTSCommon(t, r, true)
-		r.Get.ok(t, "get_credential")
-		if r.Get.Text != f.secret {
-			t.Fatalf("get_credential over HTTP returned %d bytes, not the stored secret", len(r.Get.Text))
-		}
+		f.checkTS(t, r, "http", true)
 		f.assertNoSecret(t, "client stderr", stderr)
 		f.assertNoSecret(t, "daemon stderr", d.stderr.String())
 		if strings.Contains(d.stderr.String(), token) {
