@@ -2,8 +2,6 @@ package daemon
 
 import (
 	"context"
-	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -27,14 +25,7 @@ func TestRequestScopeOverMCP(t *testing.T) {
 	d := startDaemon(t, home, nil, "--session-file", sessFile, "--socket", sock, "--http", "127.0.0.1:0", "--http-token-file", tokFile)
 	endpoint := d.waitFor(httpLine, 30*time.Second)[1]
 	d.waitReady()
-	tok, _ := os.ReadFile(tokFile)
-	client := mcp.NewClient(&mcp.Implementation{Name: "agentkeys-test", Version: "1"}, nil)
-	cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: endpoint,
-		HTTPClient: &http.Client{Transport: bearerTransport{token: strings.TrimSpace(string(tok)), base: http.DefaultTransport}}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cs.Close()
+	cs := mcpHTTPSession(t, endpoint, tokFile)
 
 	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: ToolRequestScope, Arguments: map[string]any{"services": []string{"openrouter"}}})
 	if err != nil || !res.IsError || !strings.Contains(textOf(res), "already includes") {
