@@ -33,6 +33,26 @@ func textOf(r *mcp.CallToolResult) string {
 	return b.String()
 }
 
+// daemonTools are the tools the daemon binary lists without --provision
+// (http_request is always there: the daemon has its in-process gateway
+// behind it), sorted by name.
+var daemonTools = []string{ToolGetCredential, ToolHTTPRequest, ToolListCredentials, ToolRequestScope, ToolRunWithCredential}
+
+// listTools lists the tools cs is offered and their names, sorted.
+func listTools(t testing.TB, cs *mcp.ClientSession) ([]string, []*mcp.Tool) {
+	t.Helper()
+	tools, err := cs.ListTools(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, tl := range tools.Tools {
+		names = append(names, tl.Name)
+	}
+	slices.Sort(names)
+	return names, tools.Tools
+}
+
 // connectStdio runs the built daemon with --stdio under the go-sdk client.
 func connectStdio(t *testing.T, home string, progress chan<- *mcp.ProgressNotificationParams, args ...string) (*mcp.ClientSession, *testkit.SyncBuffer) {
 	t.Helper()
@@ -70,24 +90,13 @@ func TestMCPStdio(t *testing.T) {
 	if cs.InitializeResult().Capabilities.Tools == nil {
 		t.Fatal("tools capability missing")
 	}
-	tools, err := cs.ListTools(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, tl := range tools.Tools {
-		names = append(names, tl.Name)
-	}
-	slices.Sort(names)
-	// Without --provision the provision tool is not offered; http_request
-	// always has the daemon's in-process gateway behind it.
-	want := []string{ToolGetCredential, ToolHTTPRequest, ToolListCredentials, ToolRequestScope, ToolRunWithCredential}
-	if !slices.Equal(names, want) {
-		t.Fatalf("tools %v, want %v", names, want)
+	names, tools := listTools(t, cs)
+	if !slices.Equal(names, daemonTools) {
+		t.Fatalf("tools %v, want %v", names, daemonTools)
 	}
 	// run_with_credential's command is a plain array of strings, the type
 	// clients build arguments from.
-	for _, tl := range tools.Tools {
+	for _, tl := range tools {
 		if tl.Name != ToolRunWithCredential {
 			continue
 		}
@@ -205,17 +214,14 @@ func TestMCPGetCredentialDisabled(t *testing.T) {
 	b, home, ks, sessFile := startBackendAgent(t, "openrouter")
 	b.store(t, ks.Wallet, "openrouter", mcpSecret)
 	cs, _ := connectStdio(t, home, nil, "--session-file", sessFile, "--no-socket", "--no-get-credential")
-	tools, err := cs.ListTools(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tl := range tools.Tools {
-		if tl.Name == ToolGetCredential || tl.Name == ToolProvision {
-			t.Fatalf("--no-get-credential without --provision lists %s", tl.Name)
+	names, _ := listTools(t, cs)
+	for _, n := range names {
+		if n == ToolGetCredential || n == ToolProvision {
+			t.Fatalf("--no-get-credential without --provision lists %s", n)
 		}
 	}
-	if len(tools.Tools) != 4 {
-		t.Fatalf("tools %d, want http_request, list_credentials, request_scope and run_with_credential", len(tools.Tools))
+	if len(names) != 4 {
+		t.Fatalf("tools %d, want http_request, list_credentials, request_scope and run_with_credential", len(names))
 	}
 	// Called anyway (a stale list): the error says why and what to use.
 	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: ToolGetCredential, Arguments: map[string]any{"service": "openrouter"}})
@@ -276,18 +282,8 @@ func TestMCPStreamableHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cs.Close()
-	tools, err := cs.ListTools(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var listed []string
-	for _, tl := range tools.Tools {
-		listed = append(listed, tl.Name)
-	}
-	slices.Sort(listed)
-	// The daemon binary always has its in-process gateway behind http_request.
-	if want := []string{ToolGetCredential, ToolHTTPRequest, ToolListCredentials, ToolRequestScope, ToolRunWithCredential}; !slices.Equal(listed, want) {
-		t.Fatalf("tools %v, want %v", listed, want)
+	if listed, _ := listTools(t, cs); !slices.Equal(listed, daemonTools) {
+		t.Fatalf("tools %v, want %v", listed, daemonTools)
 	}
 	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: ToolGetCredential, Arguments: map[string]any{"service": "openrouter"}})
 	if err != nil || res.IsError || textOf(res) != mcpSecret {

@@ -76,9 +76,8 @@ func testMCPProvision(t *testing.T, secretFree bool) {
 	}
 	t.Cleanup(func() { cs.Close() })
 	// With --provision the tool is offered.
-	tools, err := cs.ListTools(ctx, nil)
-	if err != nil || !slices.ContainsFunc(tools.Tools, func(tl *mcp.Tool) bool { return tl.Name == ToolProvision }) {
-		t.Fatalf("--provision does not list %s: %v", ToolProvision, err)
+	if names, _ := listTools(t, cs); !slices.Contains(names, ToolProvision) {
+		t.Fatalf("--provision does not list %s: %v", ToolProvision, names)
 	}
 
 	params := &mcp.CallToolParams{Name: ToolProvision, Arguments: map[string]any{"service": "openrouter"}}
