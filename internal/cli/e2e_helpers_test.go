@@ -154,6 +154,18 @@ func expectCode(t *testing.T, r result, code int, args ...string) {
 	}
 }
 
+// expectStderr fails t unless r (of agentkeys what) exited with code and
+// its stderr holds each of want.
+func expectStderr(t *testing.T, r result, code int, what string, want ...string) {
+	t.Helper()
+	expectCode(t, r, code, what)
+	for _, s := range want {
+		if !strings.Contains(r.stderr, s) {
+			t.Fatalf("agentkeys %s: stderr lacks %q: %s", what, s, r)
+		}
+	}
+}
+
 // initMaster logs a fresh identity in and returns (identity, wallet).
 func (w *world) initMaster() (string, string) {
 	w.t.Helper()

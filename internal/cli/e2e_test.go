@@ -22,10 +22,7 @@ func TestInit(t *testing.T) {
 
 	// No identity and no terminal: refuse, and say where it must come from.
 	r := w.ak("init")
-	expectCode(t, r, 1, "init")
-	if !strings.Contains(r.stderr, "AGENTKEYS_AUTH_TOKEN") {
-		t.Fatalf("no hint about AGENTKEYS_AUTH_TOKEN: %s", r)
-	}
+	expectStderr(t, r, 1, "init", "AGENTKEYS_AUTH_TOKEN")
 	// An identity in argv is not a thing: extra arguments are usage errors.
 	expectCode(t, w.ak("init", "alice"), 2, "init alice")
 	expectCode(t, w.ak("init", "--mock-token", "alice"), 2, "init --mock-token")
@@ -58,10 +55,7 @@ func TestInit(t *testing.T) {
 	// Another identity in the same profile is refused unless --force.
 	other := "identity-" + randHex(8)
 	r = w.exec(nil, w.env("AGENTKEYS_AUTH_TOKEN="+other), "init")
-	expectCode(t, r, 1, "init other")
-	if !strings.Contains(r.stderr, "--profile") {
-		t.Fatalf("no hint: %s", r)
-	}
+	expectStderr(t, r, 1, "init other", "--profile")
 	// … a second profile holds it …
 	r = w.exec(nil, w.env("AGENTKEYS_AUTH_TOKEN="+other), "--profile", "work", "init")
 	expectCode(t, r, 0, "init --profile work")
@@ -83,10 +77,7 @@ func TestInit(t *testing.T) {
 
 	// The backend refuses an identity: exit 1 with a hint.
 	r = w.exec(nil, w.env("AGENTKEYS_AUTH_TOKEN=invalid"), "--profile", "p3", "init")
-	expectCode(t, r, 1, "init invalid")
-	if !strings.Contains(r.stderr, "hint:") {
-		t.Fatalf("no hint: %s", r)
-	}
+	expectStderr(t, r, 1, "init invalid", "hint:")
 
 	// Modes: directories 0700, session file 0600.
 	base := filepath.Join(w.cfg, "agentkeys")
@@ -129,10 +120,7 @@ func TestWhoami(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
 	r := w.ak("whoami")
-	expectCode(t, r, 1, "whoami without session")
-	if !strings.Contains(r.stderr, "agentkeys init") {
-		t.Fatalf("no init hint: %s", r)
-	}
+	expectStderr(t, r, 1, "whoami without session", "agentkeys init")
 	_, wallet := w.initMaster()
 	r = w.must("whoami")
 	for _, s := range []string{wallet, "master", "unrestricted", w.url} {
@@ -291,29 +279,17 @@ func TestStoreReadList(t *testing.T) {
 	// missing credential, outside scope for the backend, bad service name.
 	for _, in := range []string{"", "\n"} {
 		r := w.akIn(in, "store", "bot", "openrouter")
-		expectCode(t, r, 1, "store empty")
-		if !strings.Contains(r.stderr, "empty") {
-			t.Fatalf("empty stdin: %s", r)
-		}
+		expectStderr(t, r, 1, "store empty", "empty")
 	}
 	expectCode(t, w.ak("store", "bot", "openrouter"), 1, "store </dev/null")
 	expectCode(t, w.akIn(strings.Repeat("x", 70000), "store", "bot", "openrouter"), 1, "store huge")
 	r = w.akIn("v", "store", "nobody", "openrouter")
-	expectCode(t, r, 1, "store unknown agent")
-	if !strings.Contains(r.stderr, "agent list") {
-		t.Fatalf("unknown agent hint: %s", r)
-	}
+	expectStderr(t, r, 1, "store unknown agent", "agent list")
 	r = w.ak("read", "bot", "missing")
-	expectCode(t, r, 1, "read missing")
-	if !strings.Contains(r.stderr, "404") {
-		t.Fatalf("read missing: %s", r)
-	}
+	expectStderr(t, r, 1, "read missing", "404")
 	// A wallet that is not ours: denied, with the scope hint.
 	r = w.ak("read", string(agentkeys.NewWallet()), "openrouter")
-	expectCode(t, r, 1, "read foreign")
-	if !strings.Contains(r.stderr, "hint:") {
-		t.Fatalf("foreign read: %s", r)
-	}
+	expectStderr(t, r, 1, "read foreign", "hint:")
 	for _, args := range [][]string{
 		{"store", "bot", "Bad/Service"},
 		{"store", "bot"},
@@ -434,10 +410,7 @@ func TestRunExitStatus(t *testing.T) {
 		}
 	}
 	r := w.ak("run", "bot", "--", "no-such-command-"+randHex(4))
-	expectCode(t, r, 127, "run missing command")
-	if !strings.Contains(r.stderr, "command not found") {
-		t.Fatalf("missing command: %s", r)
-	}
+	expectStderr(t, r, 127, "run missing command", "command not found")
 	nonExec := filepath.Join(t.TempDir(), "script")
 	os.WriteFile(nonExec, []byte("#!/bin/sh\n"), 0o644)
 	expectCode(t, w.ak("run", "bot", "--", nonExec), 126, "run non-executable")
@@ -635,10 +608,7 @@ func TestRevoke(t *testing.T) {
 		}
 	}
 	r = w.ak("whoami")
-	expectCode(t, r, 1, "whoami after revoke")
-	if !strings.Contains(r.stderr, "agentkeys init") {
-		t.Fatalf("no init hint: %s", r)
-	}
+	expectStderr(t, r, 1, "whoami after revoke", "agentkeys init")
 	// A stale local copy of an already revoked session: wiped, exit 0.
 	os.WriteFile(sessionFile, saved, 0o600)
 	r = w.must("revoke", "--self")
@@ -656,10 +626,7 @@ func TestTeardown(t *testing.T) {
 
 	// Not a terminal and no --yes: refused, nothing deleted.
 	r := w.ak("teardown", "bot")
-	expectCode(t, r, 2, "teardown without --yes")
-	if !strings.Contains(r.stderr, "--yes") {
-		t.Fatalf("no --yes hint: %s", r)
-	}
+	expectStderr(t, r, 2, "teardown without --yes", "--yes")
 	w.must("read", "bot", "openrouter")
 
 	var tj struct {
@@ -932,10 +899,7 @@ func TestBackendMismatchNeverSendsToken(t *testing.T) {
 	f := newFakeBackend(t)
 	env := w.env("AGENTKEYS_BACKEND_URL=" + f.srv.URL)
 	r := w.exec(nil, env, "whoami")
-	expectCode(t, r, 1, "whoami against another backend")
-	if !strings.Contains(r.stderr, "refusing to send the token") {
-		t.Fatalf("mismatch: %s", r)
-	}
+	expectStderr(t, r, 1, "whoami against another backend", "refusing to send the token")
 	if r := w.exec(nil, w.env(), "--backend", f.srv.URL, "list", "0x"+strings.Repeat("a", 40)); r.code != 1 {
 		t.Fatalf("--backend mismatch: %s", r)
 	}
@@ -979,10 +943,7 @@ func TestAutoStoreFallsBackToFileWithoutKeychain(t *testing.T) {
 	}
 	// Forcing the keychain where none exists fails clearly.
 	r = w.exec(nil, append(env, "AGENTKEYS_SESSION_STORE=keychain"), "whoami")
-	expectCode(t, r, 1, "forced keychain")
-	if !strings.Contains(r.stderr, "D-Bus") {
-		t.Fatalf("forced keychain: %s", r)
-	}
+	expectStderr(t, r, 1, "forced keychain", "D-Bus")
 	expectCode(t, w.exec(nil, append(env, "AGENTKEYS_SESSION_STORE=vault"), "whoami"), 1, "bad store")
 }
 

@@ -84,10 +84,7 @@ func TestTerminalPrompts(t *testing.T) {
 
 	// Tearing down the master itself asks too, saying what is at stake.
 	r = w.inProcess("n\n", true, "", "teardown", "--self")
-	expectCode(t, r, 1, "teardown --self answered n")
-	if !strings.Contains(r.stderr, "your own master wallet") || !strings.Contains(r.stderr, "[y/N]") {
-		t.Fatalf("teardown --self prompt: %s", r)
-	}
+	expectStderr(t, r, 1, "teardown --self answered n", "your own master wallet", "[y/N]")
 	w.must("whoami")
 	r = w.inProcess("y\n", true, "", "teardown", "--self")
 	expectCode(t, r, 0, "teardown --self confirmed")

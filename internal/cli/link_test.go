@@ -54,10 +54,7 @@ func TestLink(t *testing.T) {
 	other.initMaster()
 	mine := other.createAgent("mine", "--services", "x")
 	r = other.ak("link", mine, "--alias", "my-bot")
-	expectCode(t, r, 1, "link taken")
-	if !strings.Contains(r.stderr, "another wallet") {
-		t.Fatalf("link conflict: %s", r)
-	}
+	expectStderr(t, r, 1, "link taken", "another wallet")
 	expectCode(t, other.ak("link", agent, "--alias", "stolen"), 1, "link to a foreign wallet")
 	expectCode(t, w.ak("link", agent), 2, "link without identity")
 	expectCode(t, w.ak("link", agent, "--alias", "Bad Alias"), 2, "link bad alias")
@@ -96,8 +93,5 @@ func TestInbox(t *testing.T) {
 	st := &keychain.Store{Dir: filepath.Join(w.cfg, "agentkeys"), Mode: keychain.ModeFile}
 	st.Save("default", keychain.Session{Token: agentkeys.NewToken(), Wallet: agentkeys.Wallet(master), Backend: w.url})
 	r := w.ak("inbox", "list")
-	expectCode(t, r, 1, "inbox list unauthorized")
-	if !strings.Contains(r.stderr, "agentkeys init") {
-		t.Fatalf("401: %s", r)
-	}
+	expectStderr(t, r, 1, "inbox list unauthorized", "agentkeys init")
 }

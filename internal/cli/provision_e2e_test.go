@@ -164,10 +164,7 @@ func TestProvisionRejectsFakeKeyAndReportsTripwires(t *testing.T) {
 	// The site shows a key its API rejects: nothing is stored.
 	fake := w.newFixtureSite(t, fixture.Options{FakeKey: true})
 	r := w.exec(nil, w.provisionEnv(fake), "provision", "openrouter", "--agent", "bot", "--selector-timeout", "15s", "--email-timeout", "30s")
-	expectCode(t, r, 1, "provision (fake key)")
-	if !strings.Contains(r.stderr, "verification_failed") || !strings.Contains(r.stderr, "not stored") {
-		t.Fatalf("fake key: %s", r)
-	}
+	expectStderr(t, r, 1, "provision (fake key)", "verification_failed", "not stored")
 	for _, k := range fake.ShownKeys() {
 		if strings.Contains(r.stdout+r.stderr, k) {
 			t.Fatal("the rejected key was printed")
@@ -178,10 +175,7 @@ func TestProvisionRejectsFakeKeyAndReportsTripwires(t *testing.T) {
 	// A captcha wall in a headless browser: a tripwire with a screenshot.
 	wall := w.newFixtureSite(t, fixture.Options{Captcha: true})
 	r = w.exec(nil, w.provisionEnv(wall), "provision", "openrouter", "--agent", "bot", "--selector-timeout", "10s", "--email-timeout", "20s")
-	expectCode(t, r, 1, "provision (captcha)")
-	if !strings.Contains(r.stderr, "tripwire_exhausted") || !strings.Contains(r.stderr, "captcha") || !strings.Contains(r.stderr, "--headful") {
-		t.Fatalf("captcha: %s", r)
-	}
+	expectStderr(t, r, 1, "provision (captcha)", "tripwire_exhausted", "captcha", "--headful")
 	var shots []string
 	filepath.WalkDir(filepath.Join(w.home, ".state", "agentkeys", "default", "provision", "diagnostics"), func(p string, d fs.DirEntry, err error) error {
 		if err == nil && strings.HasSuffix(p, ".png") {

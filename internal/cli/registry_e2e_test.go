@@ -23,10 +23,7 @@ func TestAgentRegistry(t *testing.T) {
 	id, master := w.initMaster()
 	helper := w.createAgent("helper", "--services", "openrouter")
 	r := w.ak("agent", "create", "helper", "--services", "openrouter")
-	expectCode(t, r, 1, "agent create with a taken name")
-	if !strings.Contains(r.stderr, `the name "helper" is taken`) || !strings.Contains(r.stderr, "agent list") {
-		t.Fatalf("duplicate name: %s", r)
-	}
+	expectStderr(t, r, 1, "agent create with a taken name", `the name "helper" is taken`, "agent list")
 	expectCode(t, w.ak("agent", "create", "Bad Name", "--services", "x"), 2, "agent create with a bad name")
 	bot := w.createAgent("bot", "--services", "openrouter,github")
 
@@ -56,15 +53,9 @@ func TestAgentRegistry(t *testing.T) {
 	// One spelling names one agent: an alias may not take another agent's
 	// name, nor a name another agent's alias.
 	r = w.ak("link", "bot", "--alias", "helper")
-	expectCode(t, r, 1, "alias spelling another agent's name")
-	if !strings.Contains(r.stderr, "already the name of another agent") {
-		t.Fatalf("alias clash: %s", r)
-	}
+	expectStderr(t, r, 1, "alias spelling another agent's name", "already the name of another agent")
 	r = w.ak("agent", "rename", "helper", "my-bot")
-	expectCode(t, r, 1, "name spelling another agent's alias")
-	if !strings.Contains(r.stderr, "already an alias of another agent") {
-		t.Fatalf("name clash: %s", r)
-	}
+	expectStderr(t, r, 1, "name spelling another agent's alias", "already an alias of another agent")
 
 	// Rename: the old name stops working at once.
 	r = w.must("agent", "rename", "helper", "assistant")
@@ -72,10 +63,7 @@ func TestAgentRegistry(t *testing.T) {
 		t.Fatalf("rename: %s", r)
 	}
 	r = w.ak("scope", "get", "helper")
-	expectCode(t, r, 1, "scope get by the old name")
-	if !strings.Contains(r.stderr, `unknown agent "helper"`) || !strings.Contains(r.stderr, "agentkeys agent list") {
-		t.Fatalf("old name: %s", r)
-	}
+	expectStderr(t, r, 1, "scope get by the old name", `unknown agent "helper"`, "agentkeys agent list")
 	expectCode(t, w.ak("agent", "rename", "assistant", "0xnope"), 2, "rename to a wallet look-alike")
 	expectCode(t, w.ak("agent", "rename", "assistant"), 2, "rename without a new name")
 
@@ -195,10 +183,7 @@ func TestApproveNameTaken(t *testing.T) {
 	w.createAgent("bot", "--services", "openrouter")
 	c, o := openPair(t, w, "openrouter")
 	r := w.ak("approve", o.PairCode, "--otp", o.OTP, "--yes", "--name", "bot")
-	expectCode(t, r, 1, "approve with a taken name")
-	if !strings.Contains(r.stderr, `the name "bot" is taken`) {
-		t.Fatalf("approve with a taken name: %s", r)
-	}
+	expectStderr(t, r, 1, "approve with a taken name", `the name "bot" is taken`)
 	if n := strings.Count(strings.TrimSpace(w.must("agent", "list").stdout), "\n"); n != 1 {
 		t.Fatalf("a refused approval left an agent behind:\n%s", w.must("agent", "list").stdout)
 	}
@@ -236,10 +221,7 @@ func TestLinkedAliasIsAnAgentCompat(t *testing.T) {
 		t.Fatalf("the agent reads %q, %v", got, err)
 	}
 	r = w.ak("store", "no-such-bot", "openrouter")
-	expectCode(t, r, 1, "store for an unknown alias")
-	if !strings.Contains(r.stderr, `unknown agent "no-such-bot"`) {
-		t.Fatalf("unknown alias: %s", r)
-	}
+	expectStderr(t, r, 1, "store for an unknown alias", `unknown agent "no-such-bot"`)
 }
 
 // unnamedAgent creates an agent of w's master straight through the API,
