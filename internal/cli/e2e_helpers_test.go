@@ -147,6 +147,21 @@ func (w *world) mustIn(stdin string, args ...string) result {
 	return r
 }
 
+// mustSay runs the binary with stdin ("" for none) and fails the test
+// unless it exits 0 and prints the line want.
+func (w *world) mustSay(stdin, want string, args ...string) {
+	w.t.Helper()
+	var r result
+	if stdin == "" {
+		r = w.must(args...)
+	} else {
+		r = w.mustIn(stdin, args...)
+	}
+	if strings.TrimSpace(r.stdout) != want {
+		w.t.Fatalf("agentkeys %s: want %q, got %s", strings.Join(args, " "), want, r)
+	}
+}
+
 func expectCode(t *testing.T, r result, code int, args ...string) {
 	t.Helper()
 	if r.code != code {

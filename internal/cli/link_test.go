@@ -39,10 +39,7 @@ func TestLink(t *testing.T) {
 	w := newWorld(t)
 	w.initMaster()
 	agent := w.createAgent("bot", "--services", "openrouter")
-	r := w.must("link", "bot", "--alias", "my-bot")
-	if strings.TrimSpace(r.stdout) != "Linked agent="+agent+" alias=my-bot name=bot" {
-		t.Fatalf("link: %s", r)
-	}
+	w.mustSay("", "Linked agent="+agent+" alias=my-bot name=bot", "link", "bot", "--alias", "my-bot")
 	var js map[string]string
 	oneJSON(t, w.must("link", agent, "--email", "bot@example.com", "--json").stdout, &js)
 	if js["identity_type"] != "email" || js["agent"] != agent {
@@ -53,7 +50,7 @@ func TestLink(t *testing.T) {
 	other := newWorldSharing(t, w)
 	other.initMaster()
 	mine := other.createAgent("mine", "--services", "x")
-	r = other.ak("link", mine, "--alias", "my-bot")
+	r := other.ak("link", mine, "--alias", "my-bot")
 	expectStderr(t, r, 1, "link taken", "another wallet")
 	expectCode(t, other.ak("link", agent, "--alias", "stolen"), 1, "link to a foreign wallet")
 	expectCode(t, w.ak("link", agent), 2, "link without identity")

@@ -28,15 +28,9 @@ func TestAgentRegistry(t *testing.T) {
 	bot := w.createAgent("bot", "--services", "openrouter,github")
 
 	// An alias made with link works wherever <agent> does.
-	r = w.must("link", "bot", "--alias", "my-bot")
-	if strings.TrimSpace(r.stdout) != "Linked agent="+bot+" alias=my-bot name=bot" {
-		t.Fatalf("link: %s", r)
-	}
+	w.mustSay("", "Linked agent="+bot+" alias=my-bot name=bot", "link", "bot", "--alias", "my-bot")
 	secret := newSecret()
-	r = w.mustIn(secret, "store", "my-bot", "openrouter")
-	if strings.TrimSpace(r.stdout) != "Stored credential for agent="+bot+" service=openrouter name=bot" {
-		t.Fatalf("store through an alias: %s", r)
-	}
+	w.mustSay(secret, "Stored credential for agent="+bot+" service=openrouter name=bot", "store", "my-bot", "openrouter")
 	if got := strings.TrimSuffix(w.must("read", "bot", "openrouter").stdout, "\n"); got != secret {
 		t.Fatalf("read by name = %q", got)
 	}
@@ -58,10 +52,7 @@ func TestAgentRegistry(t *testing.T) {
 	expectStderr(t, r, 1, "name spelling another agent's alias", "already an alias of another agent")
 
 	// Rename: the old name stops working at once.
-	r = w.must("agent", "rename", "helper", "assistant")
-	if strings.TrimSpace(r.stdout) != `Renamed agent=`+helper+` from "helper" to "assistant"` {
-		t.Fatalf("rename: %s", r)
-	}
+	w.mustSay("", `Renamed agent=`+helper+` from "helper" to "assistant"`, "agent", "rename", "helper", "assistant")
 	r = w.ak("scope", "get", "helper")
 	expectStderr(t, r, 1, "scope get by the old name", `unknown agent "helper"`, "agentkeys agent list")
 	expectCode(t, w.ak("agent", "rename", "assistant", "0xnope"), 2, "rename to a wallet look-alike")
@@ -207,21 +198,14 @@ func TestLinkedAliasIsAnAgentCompat(t *testing.T) {
 	w.initMaster()
 	c, child := unnamedAgent(t, w)
 	wallet := string(child.Wallet)
-	r := w.must("link", wallet, "--alias", "my-bot")
-	if strings.TrimSpace(r.stdout) != "Linked agent="+wallet+" alias=my-bot" {
-		t.Fatalf("link: %s", r)
-	}
+	w.mustSay("", "Linked agent="+wallet+" alias=my-bot", "link", wallet, "--alias", "my-bot")
 	secret := newSecret()
-	r = w.mustIn(secret, "store", "my-bot", "openrouter")
-	if strings.TrimSpace(r.stdout) != "Stored credential for agent="+wallet+" service=openrouter" {
-		t.Fatalf("store my-bot openrouter: %s", r)
-	}
+	w.mustSay(secret, "Stored credential for agent="+wallet+" service=openrouter", "store", "my-bot", "openrouter")
 	got, err := c.ReadCredential(context.Background(), child.Token, child.Wallet, "openrouter")
 	if err != nil || string(got) != secret {
 		t.Fatalf("the agent reads %q, %v", got, err)
 	}
-	r = w.ak("store", "no-such-bot", "openrouter")
-	expectStderr(t, r, 1, "store for an unknown alias", `unknown agent "no-such-bot"`)
+	expectStderr(t, w.ak("store", "no-such-bot", "openrouter"), 1, "store for an unknown alias", `unknown agent "no-such-bot"`)
 }
 
 // unnamedAgent creates an agent of w's master straight through the API,
