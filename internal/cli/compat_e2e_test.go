@@ -46,9 +46,7 @@ func TestCompatOriginalCLISyntax(t *testing.T) {
 // "Error: NOT_FOUND" block.
 func TestCompatErrorLines(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
-	w.initMaster()
-	w.createAgent("bot", "--services", "openrouter")
+	w, _ := newWorldWithAgent(t, "bot", "--services", "openrouter")
 	r := w.ak("read", "bot", "openrouter")
 	if r.code != 1 || !strings.HasPrefix(r.stderr, "agentkeys: ") || strings.Contains(r.stderr, "Error: ") {
 		t.Fatalf("read of a missing credential: %s", r)

@@ -41,14 +41,21 @@ func newWorld(t testing.TB) *world {
 	return worldOn(t, backendtest.StartMock(t).URL())
 }
 
-// newWorldWithBot is newWorld with a master that has an agent "bot"
-// scoped to openrouter and secret stored for it; it returns the agent's
+// newWorldWithAgent is newWorld with a master logged in who has created
+// the agent name (`agent create name flags…`); it returns the agent's
 // wallet too.
-func newWorldWithBot(t testing.TB, secret string) (*world, string) {
+func newWorldWithAgent(t testing.TB, name string, flags ...string) (*world, string) {
 	t.Helper()
 	w := newWorld(t)
 	w.initMaster()
-	agent := w.createAgent("bot", "--services", "openrouter")
+	return w, w.createAgent(name, flags...)
+}
+
+// newWorldWithBot is newWorldWithAgent with an agent "bot" scoped to
+// openrouter and secret stored for it.
+func newWorldWithBot(t testing.TB, secret string) (*world, string) {
+	t.Helper()
+	w, agent := newWorldWithAgent(t, "bot", "--services", "openrouter")
 	w.mustIn(secret, "store", "bot", "openrouter")
 	return w, agent
 }

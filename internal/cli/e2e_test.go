@@ -220,9 +220,7 @@ func TestAgentCreate(t *testing.T) {
 
 func TestStoreReadList(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
-	w.initMaster()
-	a := w.createAgent("bot", "--services", "openrouter,github")
+	w, a := newWorldWithAgent(t, "bot", "--services", "openrouter,github")
 	secret := newSecret()
 
 	r := w.mustIn(secret+"\n", "store", "bot", "openrouter")
@@ -692,9 +690,7 @@ func TestTeardownOwnMaster(t *testing.T) {
 
 func TestScope(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
-	w.initMaster()
-	a := w.createAgent("bot", "--services", "openrouter,github")
+	w, a := newWorldWithAgent(t, "bot", "--services", "openrouter,github")
 
 	r := w.must("scope", "get", "bot")
 	if !strings.Contains(r.stdout, "github, openrouter") || !strings.Contains(r.stdout, "read_only: false") {

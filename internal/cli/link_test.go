@@ -36,9 +36,7 @@ func newFakeBackend(t *testing.T) *fakeBackend {
 
 func TestLink(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
-	w.initMaster()
-	agent := w.createAgent("bot", "--services", "openrouter")
+	w, agent := newWorldWithAgent(t, "bot", "--services", "openrouter")
 	w.mustSay("", "Linked agent="+agent+" alias=my-bot name=bot", "link", "bot", "--alias", "my-bot")
 	var js map[string]string
 	oneJSON(t, w.must("link", agent, "--email", "bot@example.com", "--json").stdout, &js)

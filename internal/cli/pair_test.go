@@ -200,9 +200,7 @@ func TestApproveNeverRecoversAMasterWithYes(t *testing.T) {
 // service added and removed and the read_only flip.
 func TestApproveShowsEveryScopeChange(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
-	w.initMaster()
-	agent := w.createAgent("bot", "--services", "alpha,beta", "--read-only")
+	w, agent := newWorldWithAgent(t, "bot", "--services", "alpha,beta", "--read-only")
 	o := openRequest(t, w, authreq.Request{Type: authreq.TypeScopeChange, AgentID: agent, NewScope: authreq.Scope{Services: []string{"beta", "gamma", "delta"}}}, "", "")
 	r := w.must("approve", o.PairCode, "--otp", o.OTP, "--yes")
 	for _, want := range []string{"read_only: true → false", "+ service gamma", "+ service delta", "- service alpha", "read-write"} {

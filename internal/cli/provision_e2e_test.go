@@ -94,9 +94,7 @@ func provisionResults(t *testing.T, out string) []string {
 
 func TestProvisionOpenRouterEndToEnd(t *testing.T) {
 	needChromium(t)
-	w := newWorld(t)
-	w.initMaster()
-	w.createAgent("bot", "--services", "openrouter")
+	w, _ := newWorldWithAgent(t, "bot", "--services", "openrouter")
 	site := w.newFixtureSite(t, fixture.Options{})
 
 	args := []string{"--json", "--verbose", "provision", "openrouter", "--agent", "bot", "--selector-timeout", "15s", "--email-timeout", "30s", "--timeout", "2m"}
@@ -157,9 +155,7 @@ func TestProvisionOpenRouterEndToEnd(t *testing.T) {
 
 func TestProvisionRejectsFakeKeyAndReportsTripwires(t *testing.T) {
 	needChromium(t)
-	w := newWorld(t)
-	w.initMaster()
-	w.createAgent("bot", "--services", "openrouter")
+	w, _ := newWorldWithAgent(t, "bot", "--services", "openrouter")
 
 	// The site shows a key its API rejects: nothing is stored.
 	fake := w.newFixtureSite(t, fixture.Options{FakeKey: true})
@@ -198,9 +194,7 @@ func TestProvisionRejectsFakeKeyAndReportsTripwires(t *testing.T) {
 
 func TestProvisionRefusesServiceOutsideAgentScope(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
-	w.initMaster()
-	w.createAgent("bot", "--services", "openai")
+	w, _ := newWorldWithAgent(t, "bot", "--services", "openai")
 	r := w.exec(nil, w.env("AGENTKEYS_OPENROUTER_SIGNUP_URL=http://127.0.0.1:1/never"), "provision", "openrouter", "--agent", "bot")
 	expectCode(t, r, 1, "provision outside scope")
 	if !strings.Contains(r.stderr, "may not use openrouter") || !strings.Contains(r.stderr, "scope set bot --add openrouter") || strings.Contains(r.stderr, "starting the browser") {

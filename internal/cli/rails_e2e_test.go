@@ -110,9 +110,7 @@ func TestRevokeAsksOnTerminal(t *testing.T) {
 // TestRunRefusesRevokedAgent: once an agent is revoked, run refuses to
 // inject its credentials; another agent still runs.
 func TestRunRefusesRevokedAgent(t *testing.T) {
-	w := newWorld(t)
-	w.initMaster()
-	w.createAgent("bot", "--services", "openrouter")
+	w, _ := newWorldWithAgent(t, "bot", "--services", "openrouter")
 	w.createAgent("other", "--services", "openrouter")
 	w.mustIn(newSecret(), "store", "bot", "openrouter")
 	w.mustIn(newSecret(), "store", "other", "openrouter")
@@ -128,9 +126,7 @@ func TestRunRefusesRevokedAgent(t *testing.T) {
 // TestDidYouMean: storing or scoping a misspelt service warns with the
 // near name, and still does what was asked.
 func TestDidYouMean(t *testing.T) {
-	w := newWorld(t)
-	w.initMaster()
-	w.createAgent("bot", "--services", "openrouter")
+	w, _ := newWorldWithAgent(t, "bot", "--services", "openrouter")
 	r := w.mustIn(newSecret(), "store", "bot", "openruter")
 	if !strings.Contains(r.stderr, "warning") || !strings.Contains(r.stderr, "outside the agent's scope") || !strings.Contains(r.stderr, `did you mean "openrouter"?`) {
 		t.Fatalf("store bot openruter: %s", r)

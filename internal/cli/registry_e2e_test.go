@@ -169,9 +169,7 @@ func TestAgentNamesMovedFromProfile(t *testing.T) {
 // again with a free name.
 func TestApproveNameTaken(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
-	w.initMaster()
-	w.createAgent("bot", "--services", "openrouter")
+	w, _ := newWorldWithAgent(t, "bot", "--services", "openrouter")
 	c, o := openPair(t, w, "openrouter")
 	r := w.ak("approve", o.PairCode, "--otp", o.OTP, "--yes", "--name", "bot")
 	expectStderr(t, r, 1, "approve with a taken name", `the name "bot" is taken`)

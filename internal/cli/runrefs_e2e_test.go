@@ -58,9 +58,7 @@ func writeFile(t *testing.T, path, data string, mode os.FileMode) {
 // or to a missing credential stops run before the command, naming it.
 func TestRunEnvFileReferences(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
-	w.initMaster()
-	w.createAgent("bot", "--services", "openrouter,openai,anthropic")
+	w, _ := newWorldWithAgent(t, "bot", "--services", "openrouter,openai,anthropic")
 	ci := w.createAgent("ci", "--services", "github")
 	orKey, ghKey := newSecret(), newSecret()
 	w.mustIn(orKey, "store", "bot", "openrouter")
@@ -122,9 +120,7 @@ func TestRunEnvFileReferences(t *testing.T) {
 // outside the scope or not stored fails before the command.
 func TestRunOnly(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
-	w.initMaster()
-	w.createAgent("bot", "--services", "openrouter,openai,anthropic")
+	w, _ := newWorldWithAgent(t, "bot", "--services", "openrouter,openai,anthropic")
 	w.mustIn(newSecret(), "store", "bot", "openrouter")
 	w.mustIn(newSecret(), "store", "bot", "openai")
 	r := w.must("run", "bot", "--only", "openai", "--", "sh", "-c", `test -n "$OPENAI_API_KEY" && echo "or=${OPENROUTER_API_KEY:-unset}"`)
@@ -147,9 +143,7 @@ func TestRunOnly(t *testing.T) {
 // refuses a symlink, and writes nothing when a reference fails.
 func TestInject(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
-	w.initMaster()
-	w.createAgent("bot", "--services", "openrouter,openai")
+	w, _ := newWorldWithAgent(t, "bot", "--services", "openrouter,openai")
 	orKey := newSecret()
 	w.mustIn(orKey, "store", "bot", "openrouter")
 	tmpl := filepath.Join(w.home, "config.tmpl")
@@ -207,9 +201,7 @@ func TestInject(t *testing.T) {
 // gets a warning, a pipe does not.
 func TestExport(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
-	w.initMaster()
-	w.createAgent("bot", "--services", "openrouter,openai")
+	w, _ := newWorldWithAgent(t, "bot", "--services", "openrouter,openai")
 	tricky := "it's $(touch pwned) \"q\" `id` " + randHex(8)
 	orKey := newSecret()
 	w.mustIn(tricky, "store", "bot", "openai")
@@ -261,9 +253,7 @@ func TestExport(t *testing.T) {
 // --watch-signal HUP it signals the command instead of restarting it.
 func TestRunWatch(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
-	w.initMaster()
-	w.createAgent("bot", "--services", "openrouter")
+	w, _ := newWorldWithAgent(t, "bot", "--services", "openrouter")
 	w.mustIn("v1-"+newSecret(), "store", "bot", "openrouter")
 
 	// Restart: each generation prints the version prefix of its key (the
