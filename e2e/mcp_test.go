@@ -483,6 +483,35 @@ func inspectorCall(t *testing.T, stdout, stderr string) tsCall {
 	return c
 }
 
+// inspectorChecks runs `mcp-inspector --cli` against target (the daemon
+// command for stdio, the endpoint and its options for HTTP) and checks
+// what holds over every transport: tools/list names every tool,
+// get_credential returns the stored secret (which no stderr holds), and
+// run_with_credential (with runArgs) sees the key but shows it masked. over
+// names the transport in failures.
+func (f *mcpFixture) inspectorChecks(t *testing.T, node, over string, target []string, runArgs string) {
+	t.Helper()
+	out, errs, code := f.inspector(t, node, append(slices.Clone(target), "--method", "tools/list")...)
+	if code != 0 {
+		t.Fatalf("tools/list over %s exit %d\n%s\n%s", over, code, out, errs)
+	}
+	if names := inspectorTools(t, out, errs); !slices.Equal(names, mcpToolNames) {
+		t.Fatalf("tools/list over %s %v, want %v", over, names, mcpToolNames)
+	}
+
+	out, errs, code = f.inspector(t, node, append(slices.Clone(target), "--method", "tools/call", "--tool-name", "agentkeys.get_credential", "--tool-arg", "service="+mcpService)...)
+	if c := inspectorCall(t, out, errs); code != 0 || c.IsError || c.Text != f.secret {
+		t.Fatalf("get_credential over %s via the inspector: exit %d, isError=%v, %d bytes (want the stored secret)\n%s", over, code, c.IsError, len(c.Text), errs)
+	}
+	f.assertNoSecret(t, "inspector stderr over "+over, errs)
+
+	out, errs, code = f.inspector(t, node, append(slices.Clone(target), "--method", "tools/call", "--tool-name", "agentkeys.run_with_credential", "--tool-args-json", runArgs)...)
+	f.assertNoSecret(t, "run_with_credential over "+over+" via the inspector", out+errs)
+	if c := inspectorCall(t, out, errs); code != 0 || c.IsError || !strings.Contains(c.Text, "key=****") {
+		t.Fatalf("run_with_credential over %s via the inspector: exit %d %+v\n%s", over, code, c, errs)
+	}
+}
+
 // TestMCPInspectorCLI drives the built daemon with
 // `mcp-inspector --cli` (the npx @modelcontextprotocol/inspector --cli
 // entry point, run from e2e/mcp/node_modules) over stdio and HTTP.
@@ -497,32 +526,11 @@ func TestMCPInspectorCLI(t *testing.T) {
 	stdio := []string{daemon, "--session-file", f.sessFile, "--no-socket", "--stdio"}
 
 	t.Run("stdio", func(t *testing.T) {
-		out, errs, code := f.inspector(t, node, append(slices.Clone(stdio), "--method", "tools/list")...)
-		if code != 0 {
-			t.Fatalf("tools/list exit %d\n%s\n%s", code, out, errs)
-		}
-		if names := inspectorTools(t, out, errs); !slices.Equal(names, mcpToolNames) {
-			t.Fatalf("tools/list %v, want %v", names, mcpToolNames)
-		}
+		f.inspectorChecks(t, node, "stdio", stdio, runArgs)
 
-		out, errs, code = f.inspector(t, node, append(slices.Clone(stdio), "--method", "tools/call", "--tool-name", "agentkeys.get_credential", "--tool-arg", "service="+mcpService)...)
-		if code != 0 {
-			t.Fatalf("tools/call get_credential exit %d\n%s\n%s", code, out, errs)
-		}
-		if c := inspectorCall(t, out, errs); c.IsError || c.Text != f.secret {
-			t.Fatalf("get_credential via the inspector: isError=%v, %d bytes (not the stored secret)", c.IsError, len(c.Text))
-		}
-		f.assertNoSecret(t, "inspector/daemon stderr", errs)
-
-		out, errs, code = f.inspector(t, node, append(slices.Clone(stdio), "--method", "tools/call", "--tool-name", "agentkeys.list_credentials")...)
+		out, errs, code := f.inspector(t, node, append(slices.Clone(stdio), "--method", "tools/call", "--tool-name", "agentkeys.list_credentials")...)
 		if c := inspectorCall(t, out, errs); code != 0 || c.IsError || !strings.Contains(c.Text, `"services":["openrouter"]`) {
 			t.Fatalf("list_credentials via the inspector: exit %d %+v\n%s", code, c, errs)
-		}
-
-		out, errs, code = f.inspector(t, node, append(slices.Clone(stdio), "--method", "tools/call", "--tool-name", "agentkeys.run_with_credential", "--tool-args-json", runArgs)...)
-		f.assertNoSecret(t, "run_with_credential via the inspector", out+errs)
-		if c := inspectorCall(t, out, errs); code != 0 || c.IsError || !strings.Contains(c.Text, "key=****") {
-			t.Fatalf("run_with_credential via the inspector: exit %d %+v\n%s", code, c, errs)
 		}
 
 		out, errs, code = f.inspector(t, node, append(slices.Clone(stdio), "--method", "tools/call", "--tool-name", "agentkeys.get_credential", "--tool-arg", "service="+mcpOtherService)...)
@@ -558,28 +566,11 @@ func TestMCPInspectorCLI(t *testing.T) {
 		endpoint, d := f.startHTTPDaemon(t, token)
 		// The bearer goes in --header (argv of a short-lived test process;
 		// the token is random per run).
-		auth := []string{endpoint, "--transport", "http", "--header", "Authorization: Bearer " + token}
-
-		out, errs, code := f.inspector(t, node, append(slices.Clone(auth), "--method", "tools/list")...)
-		if code != 0 {
-			t.Fatalf("tools/list over HTTP exit %d\n%s\n%s", code, out, errs)
-		}
-		if names := inspectorTools(t, out, errs); !slices.Equal(names, mcpToolNames) {
-			t.Fatalf("tools/list over HTTP %v, want %v", names, mcpToolNames)
-		}
-		out, errs, code = f.inspector(t, node, append(slices.Clone(auth), "--method", "tools/call", "--tool-name", "agentkeys.get_credential", "--tool-arg", "service="+mcpService)...)
-		if c := inspectorCall(t, out, errs); code != 0 || c.IsError || c.Text != f.secret {
-			t.Fatalf("get_credential over HTTP via the inspector: exit %d, isError=%v, %d bytes\n%s", code, c.IsError, len(c.Text), errs)
-		}
-		out, errs, code = f.inspector(t, node, append(slices.Clone(auth), "--method", "tools/call", "--tool-name", "agentkeys.run_with_credential", "--tool-args-json", runArgs)...)
-		f.assertNoSecret(t, "run_with_credential over HTTP via the inspector", out+errs)
-		if c := inspectorCall(t, out, errs); code != 0 || c.IsError || !strings.Contains(c.Text, "key=****") {
-			t.Fatalf("run_with_credential over HTTP via the inspector: exit %d %+v\n%s", code, c, errs)
-		}
+		f.inspectorChecks(t, node, "HTTP", []string{endpoint, "--transport", "http", "--header", "Authorization: Bearer " + token}, runArgs)
 
 		// Without the header the inspector is refused (and must not fall
 		// into an interactive OAuth flow).
-		out, errs, code = f.inspector(t, node, endpoint, "--transport", "http", "--stored-auth-only", "--method", "tools/list")
+		out, errs, code := f.inspector(t, node, endpoint, "--transport", "http", "--stored-auth-only", "--method", "tools/list")
 		if code == 0 || strings.Contains(out, "agentkeys.get_credential") {
 			t.Fatalf("tools/list without the bearer succeeded: exit %d\n%s\n%s", code, out, errs)
 		}
