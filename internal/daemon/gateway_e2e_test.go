@@ -95,9 +95,7 @@ func TestGatewayEndToEnd(t *testing.T) {
 	rand.Read(kb[:])
 	key := "sk-e2e-" + hex.EncodeToString(kb[:])
 	api := startAPIFixture(t, &key)
-	b := startBackend(t)
-	home := t.TempDir()
-	ks, sessFile := b.agent(t, home, "openai")
+	b, home, ks, sessFile := startBackendAgent(t, "openai")
 	b.store(t, ks.Wallet, "openai", key)
 	b.store(t, ks.Wallet, "anthropic", key) // stored, but outside the scope
 

@@ -17,9 +17,7 @@ import (
 // (scope_request_status) and the agent's scope has the new service.
 func TestRequestScopeOverMCP(t *testing.T) {
 	ctx := context.Background()
-	b := startBackend(t)
-	home := t.TempDir()
-	ks, sessFile := b.agent(t, home, "openrouter")
+	b, home, ks, sessFile := startBackendAgent(t, "openrouter")
 	sock := filepath.Join(home, "ak.sock")
 	tokFile := filepath.Join(home, "mcp-token")
 	d := startDaemon(t, home, nil, "--session-file", sessFile, "--socket", sock, "--http", "127.0.0.1:0", "--http-token-file", tokFile)
