@@ -3,10 +3,11 @@ package daemon
 import (
 	"crypto/rand"
 	"encoding/base64"
-	"github.com/agentkeys/agentkeys/internal/mask/masktest"
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/agentkeys/agentkeys/internal/mask/masktest"
 )
 
 // TestRunWithCredentialMasksToolOutput: what ordinary tools print for a
