@@ -124,15 +124,16 @@ func waitHTTP(t *testing.T, p *proc, url string) {
 	t.Fatalf("%s did not answer in time\n%s", url, p.stderr)
 }
 
-// startBackendOn runs agentkeys-backend with the mock login on the
-// loopback port, its data under dir/backend, env and extra flags, and
-// waits until /health answers.
-func startBackendOn(t *testing.T, port int, dir string, env []string, extra ...string) *proc {
+// startBackend runs agentkeys-backend with the mock login on a free
+// loopback port, its data under dir/backend, env and extra flags, waits
+// until /health answers and returns its URL.
+func startBackend(t *testing.T, dir string, env []string, extra ...string) (string, *proc) {
 	t.Helper()
-	args := append([]string{"--login", "mock", "--listen", "127.0.0.1:" + strconv.Itoa(port), "--data-dir", filepath.Join(dir, "backend")}, extra...)
+	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	args := append([]string{"--login", "mock", "--listen", addr, "--data-dir", filepath.Join(dir, "backend")}, extra...)
 	p := start(t, env, "agentkeys-backend", args...)
-	waitHTTP(t, p, "http://127.0.0.1:"+strconv.Itoa(port)+"/health")
-	return p
+	waitHTTP(t, p, "http://"+addr+"/health")
+	return "http://" + addr, p
 }
 
 // loginMaster logs identity in at the backend (mock login) and returns a
@@ -171,9 +172,9 @@ type stack struct {
 func startStack(t *testing.T) *stack {
 	t.Helper()
 	dir := t.TempDir()
-	bport, kport := freePort(t), freePort(t)
-	s := &stack{backendURL: "http://127.0.0.1:" + strconv.Itoa(bport), brokerURL: "http://127.0.0.1:" + strconv.Itoa(kport), dir: dir}
-	s.backend = startBackendOn(t, bport, dir, nil)
+	kport := freePort(t)
+	s := &stack{brokerURL: "http://127.0.0.1:" + strconv.Itoa(kport), dir: dir}
+	s.backendURL, s.backend = startBackend(t, dir, nil)
 	s.broker = start(t, []string{
 		"BROKER_BACKEND_URL=" + s.backendURL,
 		"BROKER_OIDC_KEYPAIR_PATH=" + filepath.Join(dir, "broker", "oidc-keypair.json"),

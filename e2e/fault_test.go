@@ -107,12 +107,11 @@ type faultEnv struct {
 
 func newFaultEnv(t *testing.T, rep *faultReport) *faultEnv {
 	dir := t.TempDir()
-	port := freePort(t)
-	f := &faultEnv{t: t, rep: rep, backendURL: "http://127.0.0.1:" + strconv.Itoa(port), sts: ststest.New()}
+	f := &faultEnv{t: t, rep: rep, sts: ststest.New()}
 	t.Cleanup(f.sts.Close)
 	// The brokers run without a validation cache, so every mint asks the
 	// backend: lift its per-wallet limit, or the load itself is refused.
-	startBackendOn(t, port, dir, nil, "--wallet-rate", "0")
+	f.backendURL, _ = startBackend(t, dir, nil, "--wallet-rate", "0")
 	_, master := loginMaster(t, f.backendURL, "fault-master")
 	f.token = master.Token
 	return f

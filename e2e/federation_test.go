@@ -78,14 +78,13 @@ type fedStack struct {
 func startFedStack(t *testing.T) *fedStack {
 	t.Helper()
 	dir := t.TempDir()
-	bport, kport := freePort(t), freePort(t)
+	kport := freePort(t)
 	s := &fedStack{
-		backendURL: "http://127.0.0.1:" + strconv.Itoa(bport),
-		brokerURL:  "http://127.0.0.1:" + strconv.Itoa(kport),
-		keyFile:    filepath.Join(dir, "broker", "oidc-keypair.json"),
-		auditDB:    filepath.Join(dir, "broker", "audit.sqlite"),
+		brokerURL: "http://127.0.0.1:" + strconv.Itoa(kport),
+		keyFile:   filepath.Join(dir, "broker", "oidc-keypair.json"),
+		auditDB:   filepath.Join(dir, "broker", "audit.sqlite"),
 	}
-	startBackendOn(t, bport, dir, nil)
+	s.backendURL, _ = startBackend(t, dir, nil)
 	s.broker = start(t, []string{
 		"BROKER_BACKEND_URL=" + s.backendURL,
 		"BROKER_OIDC_KEYPAIR_PATH=" + s.keyFile,

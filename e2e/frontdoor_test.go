@@ -159,9 +159,8 @@ func doMint(t *testing.T, c *http.Client, base, host, bearer string, hdr ...stri
 func TestTrustedProxiesBehindNginx(t *testing.T) {
 	const host = "broker.agentkeys.test"
 	dir := t.TempDir()
-	bport, kport := freePort(t), freePort(t)
-	backendURL := "http://127.0.0.1:" + strconv.Itoa(bport)
-	startBackendOn(t, bport, dir, nil)
+	kport := freePort(t)
+	backendURL, _ := startBackend(t, dir, nil)
 	auditDB := filepath.Join(dir, "broker", "audit.sqlite")
 	br := start(t, []string{
 		"BROKER_BACKEND_URL=" + backendURL,
@@ -255,9 +254,7 @@ func TestTrustedProxiesBehindNginx(t *testing.T) {
 // per wallet.
 func TestBackendTrustedProxiesAndWalletLimit(t *testing.T) {
 	dir := t.TempDir()
-	port := freePort(t)
-	url := "http://127.0.0.1:" + strconv.Itoa(port)
-	be := startBackendOn(t, port, dir, nil, "--trusted-proxies", "127.0.0.1/32", "--login-rate", "0.01", "--wallet-rate", "0.01")
+	url, be := startBackend(t, dir, nil, "--trusted-proxies", "127.0.0.1/32", "--login-rate", "0.01", "--wallet-rate", "0.01")
 	login := func(xff, identity string) (int, map[string]any) {
 		req, _ := http.NewRequest("POST", url+"/session/create", strings.NewReader(`{"auth_token":"`+identity+`"}`))
 		req.Header.Set("Content-Type", "application/json")
@@ -353,9 +350,8 @@ func hostReq(t *testing.T, method, url, host, origin, body string, hdr ...string
 // MCP HTTP transport refuses a foreign Host too.
 func TestDNSRebindingRefused(t *testing.T) {
 	dir := t.TempDir()
-	bport, kport := freePort(t), freePort(t)
-	backendURL := "http://127.0.0.1:" + strconv.Itoa(bport)
-	startBackendOn(t, bport, dir, nil, "--mock-inbox", "--public-url", "https://agentkeys.example.test")
+	kport := freePort(t)
+	backendURL, _ := startBackend(t, dir, nil, "--mock-inbox", "--public-url", "https://agentkeys.example.test")
 	const rebind = "rebind.attacker.example:" + "8090"
 	for _, c := range []struct{ method, path, body string }{
 		{"POST", "/session/create", `{"auth_token":"rebound"}`},
@@ -371,7 +367,7 @@ func TestDNSRebindingRefused(t *testing.T) {
 	if code, kind := hostReq(t, "POST", backendURL+"/session/create", "127.0.0.1", "https://evil.example", `{"auth_token":"x"}`); code != 403 || kind != "FORBIDDEN_ORIGIN" {
 		t.Errorf("backend POST from a foreign Origin → %d %s, want 403 FORBIDDEN_ORIGIN", code, kind)
 	}
-	for _, host := range []string{"localhost", "127.0.0.1:" + strconv.Itoa(bport), "[::1]", "agentkeys.example.test"} {
+	for _, host := range []string{"localhost", strings.TrimPrefix(backendURL, "http://"), "[::1]", "agentkeys.example.test"} {
 		if code, kind := hostReq(t, "POST", backendURL+"/session/create", host, "", `{"auth_token":"ok-`+host+`"}`); code != 200 {
 			t.Errorf("backend POST /session/create with Host %s → %d %s, want 200", host, code, kind)
 		}
@@ -582,9 +578,7 @@ func TestQuotasOnTheBinary(t *testing.T) {
 	})
 	t.Run("configured", func(t *testing.T) {
 		dir := t.TempDir()
-		port := freePort(t)
-		url := "http://127.0.0.1:" + strconv.Itoa(port)
-		startBackendOn(t, port, dir, []string{"AGENTKEYS_MAX_AGENTS_PER_MASTER=2"}, "--max-credentials-per-master", "1")
+		url, _ := startBackend(t, dir, []string{"AGENTKEYS_MAX_AGENTS_PER_MASTER=2"}, "--max-credentials-per-master", "1")
 		bc, _ := backendclient.New(url)
 		m, err := bc.CreateSession(ctx, "caps-master")
 		if err != nil {

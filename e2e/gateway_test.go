@@ -148,10 +148,7 @@ func TestGatewayOpenAISDK(t *testing.T) {
 	api := startOpenAIFixture(t, key)
 
 	dir := t.TempDir()
-	port := freePort(t)
-	backendURL := "http://127.0.0.1:" + strconv.Itoa(port)
-	be := start(t, nil, "agentkeys-backend", "--login", "mock", "--listen", "127.0.0.1:"+strconv.Itoa(port), "--data-dir", filepath.Join(dir, "backend"))
-	waitHTTP(t, be, backendURL+"/health")
+	backendURL, _ := startBackend(t, dir, nil)
 	master := newMaster(t, backendURL, "e2e-gateway-master")
 	agentSession := filepath.Join(dir, "bot.json")
 	master.must("", "agent", "create", "bot", "--services", "openai", "--session-out", agentSession)

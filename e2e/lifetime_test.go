@@ -24,10 +24,9 @@ func TestBrokerCredentialsEndWithTheSession(t *testing.T) {
 	fake := ststest.New()
 	t.Cleanup(fake.Close)
 	dir := t.TempDir()
-	bport, kport := freePort(t), freePort(t)
-	backendURL := "http://127.0.0.1:" + strconv.Itoa(bport)
+	kport := freePort(t)
+	backendURL, _ := startBackend(t, dir, nil)
 	brokerURL := "http://127.0.0.1:" + strconv.Itoa(kport)
-	startBackendOn(t, bport, dir, nil)
 	broker := start(t, []string{
 		"BROKER_BACKEND_URL=" + backendURL,
 		"BROKER_OIDC_KEYPAIR_PATH=" + filepath.Join(dir, "broker", "oidc-keypair.json"),

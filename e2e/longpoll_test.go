@@ -77,9 +77,7 @@ func probeAwait(base, xff string, o backendclient.Opened) int {
 // `agentkeys usage` shows.
 func TestOpenerLimitsOnTheBinary(t *testing.T) {
 	dir := t.TempDir()
-	port := freePort(t)
-	url := "http://127.0.0.1:" + strconv.Itoa(port)
-	startBackendOn(t, port, dir, nil, "--trusted-proxies", "127.0.0.1/32")
+	url, _ := startBackend(t, dir, nil, "--trusted-proxies", "127.0.0.1/32")
 	ctx := context.Background()
 	bc, _ := backendclient.New(url)
 

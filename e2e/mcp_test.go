@@ -87,9 +87,7 @@ type mcpFixture struct {
 func mcpSetup(t *testing.T) *mcpFixture {
 	t.Helper()
 	dir := t.TempDir()
-	port := freePort(t)
-	url := "http://127.0.0.1:" + strconv.Itoa(port)
-	startBackendOn(t, port, dir, nil)
+	url, _ := startBackend(t, dir, nil)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
