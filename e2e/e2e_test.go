@@ -136,6 +136,23 @@ func startBackend(t *testing.T, dir string, env []string, extra ...string) (stri
 	return "http://" + addr, p
 }
 
+// startBroker runs agentkeys-broker on a free loopback port against
+// backendURL, its OIDC key pair and audit ledger under dir/broker, with env
+// added and the startup check skipped, waits until /readyz answers and
+// returns its URL.
+func startBroker(t *testing.T, backendURL, dir string, env ...string) (string, *proc) {
+	t.Helper()
+	port := strconv.Itoa(freePort(t))
+	p := start(t, append([]string{
+		"BROKER_BACKEND_URL=" + backendURL,
+		"BROKER_OIDC_KEYPAIR_PATH=" + filepath.Join(dir, "broker", "oidc-keypair.json"),
+		"BROKER_AUDIT_DB=" + filepath.Join(dir, "broker", "audit.sqlite"),
+	}, env...), "agentkeys-broker", "--port", port, "--skip-startup-check")
+	url := "http://127.0.0.1:" + port
+	waitHTTP(t, p, url+"/readyz")
+	return url, p
+}
+
 // loginMaster logs identity in at the backend (mock login) and returns a
 // client and the master session.
 func loginMaster(t *testing.T, backendURL, identity string) (*backendclient.Client, backendclient.Session) {
@@ -172,15 +189,8 @@ type stack struct {
 func startStack(t *testing.T) *stack {
 	t.Helper()
 	dir := t.TempDir()
-	kport := freePort(t)
-	s := &stack{brokerURL: "http://127.0.0.1:" + strconv.Itoa(kport), dir: dir}
+	s := &stack{dir: dir}
 	s.backendURL, s.backend = startBackend(t, dir, nil)
-	s.broker = start(t, []string{
-		"BROKER_BACKEND_URL=" + s.backendURL,
-		"BROKER_OIDC_KEYPAIR_PATH=" + filepath.Join(dir, "broker", "oidc-keypair.json"),
-		"BROKER_AUDIT_DB=" + filepath.Join(dir, "broker", "audit.sqlite"),
-		"BROKER_VALIDATE_CACHE_SECONDS=0",
-	}, "agentkeys-broker", "--port", strconv.Itoa(kport), "--skip-startup-check")
-	waitHTTP(t, s.broker, s.brokerURL+"/readyz")
+	s.brokerURL, s.broker = startBroker(t, s.backendURL, dir, "BROKER_VALIDATE_CACHE_SECONDS=0")
 	return s
 }

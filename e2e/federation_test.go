@@ -78,21 +78,12 @@ type fedStack struct {
 func startFedStack(t *testing.T) *fedStack {
 	t.Helper()
 	dir := t.TempDir()
-	kport := freePort(t)
-	s := &fedStack{
-		brokerURL: "http://127.0.0.1:" + strconv.Itoa(kport),
-		keyFile:   filepath.Join(dir, "broker", "oidc-keypair.json"),
-		auditDB:   filepath.Join(dir, "broker", "audit.sqlite"),
+	s := &fedStack{ // where startBroker puts them
+		keyFile: filepath.Join(dir, "broker", "oidc-keypair.json"),
+		auditDB: filepath.Join(dir, "broker", "audit.sqlite"),
 	}
 	s.backendURL, _ = startBackend(t, dir, nil)
-	s.broker = start(t, []string{
-		"BROKER_BACKEND_URL=" + s.backendURL,
-		"BROKER_OIDC_KEYPAIR_PATH=" + s.keyFile,
-		"BROKER_AUDIT_DB=" + s.auditDB,
-		"BROKER_VALIDATE_CACHE_SECONDS=0",
-		"BROKER_OIDC_KEY_RELOAD_SECONDS=1",
-	}, "agentkeys-broker", "--port", strconv.Itoa(kport), "--skip-startup-check")
-	waitHTTP(t, s.broker, s.brokerURL+"/readyz")
+	s.brokerURL, s.broker = startBroker(t, s.backendURL, dir, "BROKER_VALIDATE_CACHE_SECONDS=0", "BROKER_OIDC_KEY_RELOAD_SECONDS=1")
 	return s
 }
 

@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -24,21 +22,14 @@ func TestBrokerCredentialsEndWithTheSession(t *testing.T) {
 	fake := ststest.New()
 	t.Cleanup(fake.Close)
 	dir := t.TempDir()
-	kport := freePort(t)
 	backendURL, _ := startBackend(t, dir, nil)
-	brokerURL := "http://127.0.0.1:" + strconv.Itoa(kport)
-	broker := start(t, []string{
-		"BROKER_BACKEND_URL=" + backendURL,
-		"BROKER_OIDC_KEYPAIR_PATH=" + filepath.Join(dir, "broker", "oidc-keypair.json"),
-		"BROKER_AUDIT_DB=" + filepath.Join(dir, "broker", "audit.sqlite"),
+	brokerURL, _ := startBroker(t, backendURL, dir,
 		"BROKER_VALIDATE_CACHE_SECONDS=0",
 		"BROKER_DATA_ROLE_ARN=arn:aws:iam::000000000000:role/agentkeys-data-role",
-		"BROKER_STS_ENDPOINT=" + fake.URL,
+		"BROKER_STS_ENDPOINT="+fake.URL,
 		"DAEMON_ACCESS_KEY_ID=AKIAE2ELIFETIME00001",
-		"DAEMON_SECRET_ACCESS_KEY=" + agentkeys.NewToken().Reveal()[:40],
-		"AWS_EC2_METADATA_DISABLED=true",
-	}, "agentkeys-broker", "--port", strconv.Itoa(kport), "--skip-startup-check")
-	waitHTTP(t, broker, brokerURL+"/readyz")
+		"DAEMON_SECRET_ACCESS_KEY="+agentkeys.NewToken().Reveal()[:40],
+		"AWS_EC2_METADATA_DISABLED=true")
 
 	ctx := context.Background()
 	c, master := loginMaster(t, backendURL, "lifetime-master")
