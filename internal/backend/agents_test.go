@@ -11,9 +11,7 @@ import (
 // cannot name, a master cannot name itself, and /agent/list takes last
 // use from the audit log, which session validation does not write to.
 func TestAgentRegistryBoundaries(t *testing.T) {
-	e := newEnv(t)
-	m := e.master("registry-owner")
-	a := e.agent(m, []string{"svc"}, false)
+	e, m, a := newAgentEnv(t, "registry-owner", "svc")
 	b := e.agent(m, []string{"svc"}, true)
 	if _, err := e.client.NameAgent(ctx, m.Token, a.Wallet, "alpha"); err != nil {
 		t.Fatal(err)

@@ -105,6 +105,15 @@ func (e *testEnv) agent(parent backendclient.Session, services []string, readOnl
 	return s
 }
 
+// newAgentEnv is the start most tests share: a backend (newEnv), a master
+// session for identity, and one writable agent below it scoped to services.
+func newAgentEnv(t testing.TB, identity string, services ...string) (e *testEnv, m, a backendclient.Session) {
+	t.Helper()
+	e = newEnv(t)
+	m = e.master(identity)
+	return e, m, e.agent(m, services, false)
+}
+
 // raw sends a request and returns status and decoded JSON body.
 func (e *testEnv) raw(method, path string, tok agentkeys.Token, body string) (int, map[string]any, http.Header) {
 	e.t.Helper()
@@ -274,9 +283,7 @@ func TestAuthenticationFailures(t *testing.T) {
 }
 
 func TestSessionExpiry(t *testing.T) {
-	e := newEnv(t)
-	m := e.master("alice")
-	a := e.agent(m, []string{"openai"}, false)
+	e, m, a := newAgentEnv(t, "alice", "openai")
 	e.clock.Advance(DefaultSessionTTL - time.Second)
 	if _, err := e.client.Validate(ctx, m.Token); err != nil {
 		t.Fatalf("session refused before expiry: %v", err)
@@ -299,9 +306,7 @@ func TestSessionExpiry(t *testing.T) {
 }
 
 func TestChildNeverWiderThanParent(t *testing.T) {
-	e := newEnv(t)
-	m := e.master("alice")
-	a := e.agent(m, []string{"openai", "openrouter"}, false)
+	e, m, a := newAgentEnv(t, "alice", "openai", "openrouter")
 
 	id, err := e.client.Validate(ctx, a.Token)
 	if err != nil || id.Kind != "agent" || id.Parent != m.Wallet || id.Scope == nil || len(id.Scope.Services) != 2 {
@@ -333,9 +338,7 @@ func TestChildNeverWiderThanParent(t *testing.T) {
 }
 
 func TestCredentialRoundTripAndScope(t *testing.T) {
-	e := newEnv(t)
-	m := e.master("alice")
-	a := e.agent(m, []string{"openrouter"}, false)
+	e, m, a := newAgentEnv(t, "alice", "openrouter")
 	v := secret()
 
 	if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, "openrouter", v); err != nil {
@@ -454,9 +457,7 @@ func TestCrossWalletAccessDenied(t *testing.T) {
 }
 
 func TestScopeGetPut(t *testing.T) {
-	e := newEnv(t)
-	m := e.master("alice")
-	a := e.agent(m, []string{"b", "a", "a"}, false)
+	e, m, a := newAgentEnv(t, "alice", "b", "a", "a")
 	sc, err := e.client.GetScope(ctx, m.Token, a.Wallet)
 	if err != nil || sc == nil || strings.Join(sc.Services, ",") != "a,b" {
 		t.Fatalf("scope = %+v, %v; want sorted, de-duplicated [a b]", sc, err)
@@ -496,9 +497,7 @@ func TestScopeGetPut(t *testing.T) {
 }
 
 func TestRevokeCascades(t *testing.T) {
-	e := newEnv(t)
-	m := e.master("alice")
-	a := e.agent(m, []string{"x"}, false)
+	e, m, a := newAgentEnv(t, "alice", "x")
 	b := e.agent(a, []string{"x"}, false)
 	c := e.agent(b, []string{"x"}, false)
 	other := e.agent(m, []string{"x"}, false)
@@ -554,9 +553,7 @@ func TestRevokeCascades(t *testing.T) {
 }
 
 func TestTeardownRemovesSubtree(t *testing.T) {
-	e := newEnv(t)
-	m := e.master("alice")
-	a := e.agent(m, []string{"x", "y"}, false)
+	e, m, a := newAgentEnv(t, "alice", "x", "y")
 	b := e.agent(a, []string{"x"}, false)
 	for _, w := range []agentkeys.Wallet{a.Wallet, b.Wallet} {
 		if err := e.client.StoreCredential(ctx, m.Token, w, "x", secret()); err != nil {
@@ -731,9 +728,7 @@ func TestReadFailsClosedWhenAuditFails(t *testing.T) {
 }
 
 func TestAuditQuery(t *testing.T) {
-	e := newEnv(t)
-	m := e.master("alice")
-	a := e.agent(m, []string{"x"}, false)
+	e, m, a := newAgentEnv(t, "alice", "x")
 	if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, "x", secret()); err != nil {
 		t.Fatal(err)
 	}

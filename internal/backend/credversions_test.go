@@ -14,9 +14,7 @@ import (
 // carries no value, writes no audit row, refuses a stranger and answers
 // 404 once the agent is torn down.
 func TestCredentialVersions(t *testing.T) {
-	e := newEnv(t)
-	m := e.master("alice")
-	a := e.agent(m, []string{"openrouter", "openai"}, false)
+	e, m, a := newAgentEnv(t, "alice", "openrouter", "openai")
 	v := secret()
 	for _, svc := range []string{"openrouter", "openai", "anthropic"} {
 		if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, svc, v); err != nil {

@@ -370,9 +370,7 @@ func TestIdentityLinks(t *testing.T) {
 func TestAgentsCannotLogIn(t *testing.T) {
 	// The original let anyone holding a child token mint a fresh root
 	// session with auth_token "child:<token>", even after revocation.
-	e := newEnv(t)
-	m := e.master("alice")
-	a := e.agent(m, []string{"x"}, false)
+	e, m, a := newAgentEnv(t, "alice", "x")
 	if _, err := e.client.RevokeSession(ctx, m.Token, a.Token); err != nil {
 		t.Fatal(err)
 	}
@@ -390,9 +388,7 @@ func TestAgentsCannotLogIn(t *testing.T) {
 }
 
 func TestScopeChangeRequest(t *testing.T) {
-	e := newEnv(t)
-	m := e.master("alice")
-	a := e.agent(m, []string{"x"}, false)
+	e, m, a := newAgentEnv(t, "alice", "x")
 	o := e.open(authreq.Request{Type: authreq.TypeScopeChange, AgentID: string(a.Wallet), NewScope: authreq.Scope{Services: []string{"x", "y"}}}, "")
 	before := e.epoch()
 	if status, b := e.approve(m.Token, o.PairCode, o.OTP); status != 200 {

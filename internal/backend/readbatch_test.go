@@ -13,9 +13,7 @@ import (
 // The batch read returns every credential the agent holds within its
 // scope, and nothing outside it, and audits each value as a read.
 func TestReadBatch(t *testing.T) {
-	e := newEnv(t)
-	m := e.master("alice")
-	a := e.agent(m, []string{"x", "y"}, false)
+	e, m, a := newAgentEnv(t, "alice", "x", "y")
 	vals := map[string][]byte{"x": secret(), "y": secret(), "z": secret()}
 	for svc, v := range vals {
 		if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, svc, v); err != nil && svc != "z" {
@@ -57,9 +55,7 @@ func TestReadBatch(t *testing.T) {
 // After a revoke, the batch says so and returns no value; a new session
 // for the agent lifts that.
 func TestReadBatchRevoked(t *testing.T) {
-	e := newEnv(t)
-	m := e.master("alice")
-	a := e.agent(m, []string{"x"}, false)
+	e, m, a := newAgentEnv(t, "alice", "x")
 	if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, "x", secret()); err != nil {
 		t.Fatal(err)
 	}
@@ -77,9 +73,7 @@ func TestReadBatchRevoked(t *testing.T) {
 // and audits the reads as by wallet; another master's agent name is 404
 // with no value.
 func TestReadBatchByAgentArgument(t *testing.T) {
-	e := newEnv(t)
-	m := e.master("alice")
-	a := e.agent(m, []string{"x"}, false)
+	e, m, a := newAgentEnv(t, "alice", "x")
 	val := secret()
 	if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, "x", val); err != nil {
 		t.Fatal(err)

@@ -12,9 +12,7 @@ import (
 // failure logged without the value) instead of handing one wallet's
 // secret to another.
 func TestSealedCredentialBoundToWalletAndService(t *testing.T) {
-	e := newEnv(t)
-	m := e.master("alice")
-	a := e.agent(m, []string{"openrouter", "openai"}, false)
+	e, m, a := newAgentEnv(t, "alice", "openrouter", "openai")
 	b := e.agent(m, []string{"openrouter"}, false)
 	v := secret()
 	if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, "openrouter", v); err != nil {
