@@ -62,9 +62,7 @@ func TestAgentRegistryBoundaries(t *testing.T) {
 			t.Fatalf("list entry %+v", ag)
 		}
 	}
-	if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, "svc", secret()); err != nil {
-		t.Fatal(err)
-	}
+	e.storeCredential(m.Token, a.Wallet, "svc", secret())
 	e.clock.Advance(time.Minute)
 	if _, err := e.client.ReadCredential(ctx, a.Token, a.Wallet, "svc"); err != nil {
 		t.Fatal(err)

@@ -105,6 +105,14 @@ func (e *testEnv) agent(parent backendclient.Session, services []string, readOnl
 	return s
 }
 
+// storeCredential stores v for wallet w's service svc as tok; failing is fatal.
+func (e *testEnv) storeCredential(tok agentkeys.Token, w agentkeys.Wallet, svc string, v []byte) {
+	e.t.Helper()
+	if err := e.client.StoreCredential(ctx, tok, w, svc, v); err != nil {
+		e.t.Fatalf("store %s credential: %v", svc, err)
+	}
+}
+
 // newAgentEnv is the start most tests share: a backend (newEnv), a master
 // session for identity, and one writable agent below it scoped to services.
 func newAgentEnv(t testing.TB, identity string, services ...string) (e *testEnv, m, a backendclient.Session) {
@@ -341,12 +349,8 @@ func TestCredentialRoundTripAndScope(t *testing.T) {
 	e, m, a := newAgentEnv(t, "alice", "openrouter")
 	v := secret()
 
-	if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, "openrouter", v); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, "openai", []byte("other")); err != nil {
-		t.Fatal(err)
-	}
+	e.storeCredential(m.Token, a.Wallet, "openrouter", v)
+	e.storeCredential(m.Token, a.Wallet, "openai", []byte("other"))
 	got, err := e.client.ReadCredential(ctx, a.Token, a.Wallet, "openrouter")
 	if err != nil || !bytes.Equal(got, v) {
 		t.Fatalf("agent read = %q, %v; want the stored value", got, err)
@@ -357,9 +361,7 @@ func TestCredentialRoundTripAndScope(t *testing.T) {
 	}
 	// Overwrite.
 	v2 := secret()
-	if err := e.client.StoreCredential(ctx, a.Token, a.Wallet, "openrouter", v2); err != nil {
-		t.Fatal(err)
-	}
+	e.storeCredential(a.Token, a.Wallet, "openrouter", v2)
 	if got, _ := e.client.ReadCredential(ctx, a.Token, a.Wallet, "openrouter"); !bytes.Equal(got, v2) {
 		t.Fatal("store did not replace the credential")
 	}
@@ -399,9 +401,7 @@ func TestReadOnlyScope(t *testing.T) {
 	e := newEnv(t)
 	m := e.master("alice")
 	ro := e.agent(m, []string{"openai"}, true)
-	if err := e.client.StoreCredential(ctx, m.Token, ro.Wallet, "openai", []byte("v")); err != nil {
-		t.Fatal(err)
-	}
+	e.storeCredential(m.Token, ro.Wallet, "openai", []byte("v"))
 	if _, err := e.client.ReadCredential(ctx, ro.Token, ro.Wallet, "openai"); err != nil {
 		t.Fatalf("read-only agent cannot read: %v", err)
 	}
@@ -419,9 +419,7 @@ func TestCrossWalletAccessDenied(t *testing.T) {
 	alice := e.master("alice")
 	bob := e.master("bob")
 	aa := e.agent(alice, []string{"openai"}, false)
-	if err := e.client.StoreCredential(ctx, alice.Token, aa.Wallet, "openai", secret()); err != nil {
-		t.Fatal(err)
-	}
+	e.storeCredential(alice.Token, aa.Wallet, "openai", secret())
 	_, err := e.client.ReadCredential(ctx, bob.Token, aa.Wallet, "openai")
 	wantStatus(t, err, 403)
 	// An unknown wallet answers the same as a foreign one: no existence oracle.
@@ -556,9 +554,7 @@ func TestTeardownRemovesSubtree(t *testing.T) {
 	e, m, a := newAgentEnv(t, "alice", "x", "y")
 	b := e.agent(a, []string{"x"}, false)
 	for _, w := range []agentkeys.Wallet{a.Wallet, b.Wallet} {
-		if err := e.client.StoreCredential(ctx, m.Token, w, "x", secret()); err != nil {
-			t.Fatal(err)
-		}
+		e.storeCredential(m.Token, w, "x", secret())
 	}
 	res, err := e.client.Teardown(ctx, m.Token, a.Wallet)
 	if err != nil || res.WalletsRemoved != 2 || res.CredentialsRemoved != 2 || res.SessionsRevoked != 2 {
@@ -593,9 +589,7 @@ func TestTeardownOwnMasterWallet(t *testing.T) {
 	a := e.agent(m, []string{"x"}, false)
 	other := e.master("dave")
 	for _, w := range []agentkeys.Wallet{m.Wallet, a.Wallet} {
-		if err := e.client.StoreCredential(ctx, m.Token, w, "x", secret()); err != nil {
-			t.Fatal(err)
-		}
+		e.storeCredential(m.Token, w, "x", secret())
 	}
 	// Nobody else may: not another master, not the master's own agent.
 	_, err := e.client.Teardown(ctx, other.Token, m.Wallet)
@@ -651,9 +645,7 @@ func TestTeardownIsAtomic(t *testing.T) {
 	m := e.master("alice")
 	a := e.agent(m, []string{"x"}, false)
 	v := secret()
-	if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, "x", v); err != nil {
-		t.Fatal(err)
-	}
+	e.storeCredential(m.Token, a.Wallet, "x", v)
 	_, err := e.client.Teardown(ctx, m.Token, a.Wallet)
 	wantStatus(t, err, 500)
 	var apiErr *backendclient.Error
@@ -712,9 +704,7 @@ func TestReadFailsClosedWhenAuditFails(t *testing.T) {
 			e := newEnv(t, func(o *Options) { st = o.Store })
 			m := e.master("alice")
 			v := secret()
-			if err := e.client.StoreCredential(ctx, m.Token, m.Wallet, "x", v); err != nil {
-				t.Fatal(err)
-			}
+			e.storeCredential(m.Token, m.Wallet, "x", v)
 			e.srv.store = tc.fail(st)
 			status, body, _ := e.raw(tc.method, tc.path(m.Wallet), m.Token, tc.body(m.Wallet))
 			if status != 500 || strings.Contains(body["message"].(string), "disk") {
@@ -729,9 +719,7 @@ func TestReadFailsClosedWhenAuditFails(t *testing.T) {
 
 func TestAuditQuery(t *testing.T) {
 	e, m, a := newAgentEnv(t, "alice", "x")
-	if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, "x", secret()); err != nil {
-		t.Fatal(err)
-	}
+	e.storeCredential(m.Token, a.Wallet, "x", secret())
 	start := e.clock.Now()
 	for range 5 {
 		e.clock.Advance(time.Minute)
@@ -850,9 +838,7 @@ func TestNoSecretInLogsOrDatabase(t *testing.T) {
 	m := e.master(identity)
 	a := e.agent(m, []string{"openrouter"}, false)
 	v := secret()
-	if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, "openrouter", v); err != nil {
-		t.Fatal(err)
-	}
+	e.storeCredential(m.Token, a.Wallet, "openrouter", v)
 	e.client.ReadCredential(ctx, a.Token, a.Wallet, "openrouter")
 	e.client.ReadCredential(ctx, a.Token, a.Wallet, "nope")
 	e.client.StoreCredential(ctx, a.Token, m.Wallet, "openrouter", v)

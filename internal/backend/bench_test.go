@@ -31,9 +31,7 @@ func BenchmarkCredentialReadWithAwaiters(b *testing.B) {
 			})
 			m := e.master("bench")
 			a := e.agent(m, []string{"x"}, false)
-			if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, "x", secret()); err != nil {
-				b.Fatal(err)
-			}
+			e.storeCredential(m.Token, a.Wallet, "x", secret())
 			hold, cancel := context.WithCancel(ctx)
 			var wg sync.WaitGroup
 			defer wg.Wait()
@@ -91,9 +89,7 @@ func BenchmarkCredentialRead(b *testing.B) {
 				toks := make([]string, clients)
 				for i := range clients {
 					a := e.agent(m, []string{"x"}, false)
-					if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, "x", secret()); err != nil {
-						b.Fatal(err)
-					}
+					e.storeCredential(m.Token, a.Wallet, "x", secret())
 					urls[i] = e.http.URL + "/credential/read?service=x&agent_id=" + string(a.Wallet)
 					toks[i] = "Bearer " + string(a.Token)
 				}

@@ -45,9 +45,7 @@ func TestBrokerTokenWorksOnlyAtValidate(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.MockInbox = true })
 	m := e.master("alice")
 	a := e.agent(m, []string{"openrouter"}, false)
-	if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, "openrouter", secret()); err != nil {
-		t.Fatal(err)
-	}
+	e.storeCredential(m.Token, a.Wallet, "openrouter", secret())
 	bt, exp := e.brokerToken(a.Token)
 	if bt == a.Token || bt == m.Token {
 		t.Fatal("the broker token is the session itself")

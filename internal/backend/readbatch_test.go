@@ -21,9 +21,7 @@ func TestReadBatch(t *testing.T) {
 		}
 	}
 	// z is outside the agent's scope: the master stores it on itself.
-	if err := e.client.StoreCredential(ctx, m.Token, m.Wallet, "z", vals["z"]); err != nil {
-		t.Fatal(err)
-	}
+	e.storeCredential(m.Token, m.Wallet, "z", vals["z"])
 	for _, tok := range []agentkeys.Token{m.Token, a.Token} {
 		got, err := e.client.ReadCredentials(ctx, tok, a.Wallet, nil)
 		if err != nil {
@@ -56,9 +54,7 @@ func TestReadBatch(t *testing.T) {
 // for the agent lifts that.
 func TestReadBatchRevoked(t *testing.T) {
 	e, m, a := newAgentEnv(t, "alice", "x")
-	if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, "x", secret()); err != nil {
-		t.Fatal(err)
-	}
+	e.storeCredential(m.Token, a.Wallet, "x", secret())
 	if _, err := e.client.RevokeWallet(ctx, m.Token, a.Wallet); err != nil {
 		t.Fatal(err)
 	}
@@ -75,9 +71,7 @@ func TestReadBatchRevoked(t *testing.T) {
 func TestReadBatchByAgentArgument(t *testing.T) {
 	e, m, a := newAgentEnv(t, "alice", "x")
 	val := secret()
-	if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, "x", val); err != nil {
-		t.Fatal(err)
-	}
+	e.storeCredential(m.Token, a.Wallet, "x", val)
 	if _, err := e.client.NameAgent(ctx, m.Token, a.Wallet, "helper"); err != nil {
 		t.Fatal(err)
 	}

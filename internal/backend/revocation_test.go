@@ -29,9 +29,7 @@ func TestRevocationEpochMovesWithEveryAccessReduction(t *testing.T) {
 	b := e.agent(m, []string{"x"}, false)
 	c := e.agent(m, []string{"x"}, false)
 	d := e.agent(m, []string{"x"}, false)
-	if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, "x", secret()); err != nil {
-		t.Fatal(err)
-	}
+	e.storeCredential(m.Token, a.Wallet, "x", secret())
 	if _, err := e.client.ReadCredential(ctx, a.Token, a.Wallet, "x"); err != nil {
 		t.Fatal(err)
 	}
