@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -323,6 +324,15 @@ func (r response) errorKind(t *testing.T) string {
 		t.Fatalf("not an error envelope: %s", r.body)
 	}
 	return kind
+}
+
+// wantErrorf fails t unless r is the error envelope of kind with status;
+// format and args name the request in the failure.
+func (r response) wantErrorf(t *testing.T, status int, kind, format string, args ...any) {
+	t.Helper()
+	if r.status != status || r.errorKind(t) != kind {
+		t.Fatalf("%s: %d %s, want %d %s", fmt.Sprintf(format, args...), r.status, r.body, status, kind)
+	}
 }
 
 func (h *harness) do(method, path, bearer string, body string, hdr ...string) response {

@@ -31,9 +31,7 @@ func TestReadyzReportsFullLedgerDisk(t *testing.T) {
 			break
 		}
 	}
-	if r := h.mintJWT(tok); r.status != 500 || r.errorKind(t) != KindAuditError {
-		t.Fatalf("mint on a full ledger volume: %d %s", r.status, r.body)
-	}
+	h.mintJWT(tok).wantErrorf(t, 500, KindAuditError, "mint on a full ledger volume")
 	r := h.do("GET", PathReadyz, "", "")
 	m := r.json(t)
 	if r.status != 503 || m["audit_ok"] != false || m["backend_ok"] != true || m["keys_ok"] != true {
