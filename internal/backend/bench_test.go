@@ -3,7 +3,6 @@ package backend
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -98,16 +97,7 @@ func BenchmarkCredentialRead(b *testing.B) {
 				loadbench.Run(b, clients, "reads/s", func(c int) error {
 					req, _ := http.NewRequest(http.MethodGet, urls[c], nil)
 					req.Header.Set("Authorization", toks[c])
-					resp, err := hc.Do(req)
-					if err != nil {
-						return err
-					}
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != http.StatusOK {
-						return fmt.Errorf("read answered %d", resp.StatusCode)
-					}
-					return nil
+					return loadbench.Do(hc, req, "read")
 				})
 			})
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -87,16 +86,7 @@ func BenchmarkMintOIDCJWT(b *testing.B) {
 			viaHTTP = runClients(b, clients, func(c int) error {
 				req, _ := http.NewRequest(http.MethodPost, srv.URL+PathMintJWT, nil)
 				req.Header.Set("Authorization", "Bearer "+tokens[c])
-				resp, err := client.Do(req)
-				if err != nil {
-					return err
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					return fmt.Errorf("mint answered %d", resp.StatusCode)
-				}
-				return nil
+				return loadbench.Do(client, req, "mint")
 			})
 		})
 		if raw.PerSec > 0 && viaHTTP.PerSec > 0 {
