@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"testing"
 	"time"
@@ -55,36 +54,15 @@ func BenchmarkMintOIDCJWT(b *testing.B) {
 			})
 		})
 		b.Run(fmt.Sprintf("http/clients=%d", clients), func(b *testing.B) {
-			dir := b.TempDir()
 			backend := newFakeBackend(b)
-			cfg := Defaults()
-			cfg.Issuer = "https://oidc.bench.invalid"
-			cfg.BackendURL = backend.URL
-			cfg.KeyFile = filepath.Join(dir, "keys.json")
-			cfg.AuditDB = filepath.Join(dir, "audit.sqlite")
-			cfg.RatePerBearer, cfg.RatePerIP = 0, 0
-			cfg.ValidateCache = benchValidateCache
-			if err := cfg.Validate(); err != nil {
-				b.Fatal(err)
-			}
-			iss, err := oidc.NewIssuer(oidc.Config{Issuer: cfg.Issuer, TTL: cfg.JWTTTL, KeyFile: cfg.KeyFile})
-			if err != nil {
-				b.Fatal(err)
-			}
-			sink, err := audit.Open(context.Background(), cfg.AuditDB)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer sink.Close()
-			srv := httptest.NewServer(NewServer(cfg, Deps{Validator: NewHTTPValidator(cfg.BackendURL, cfg.BackendTimeout), Issuer: iss, Audit: sink}))
-			defer srv.Close()
+			brokerURL, _ := loopbackBroker(b, backend.URL, "https://oidc.bench.invalid", func(cfg *Config) { cfg.ValidateCache = benchValidateCache })
 			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients + 4}}
 			tokens := make([]string, clients)
 			for i := range tokens {
 				tokens[i], _ = backend.newSession("master", nil)
 			}
 			viaHTTP = runClients(b, clients, func(c int) error {
-				req, _ := http.NewRequest(http.MethodPost, srv.URL+PathMintJWT, nil)
+				req, _ := http.NewRequest(http.MethodPost, brokerURL+PathMintJWT, nil)
 				req.Header.Set("Authorization", "Bearer "+tokens[c])
 				return loadbench.Do(client, req, "mint")
 			})

@@ -234,6 +234,40 @@ type harness struct {
 	keyFile string
 }
 
+// loopbackBroker starts a broker as the command wires it (real HTTP server,
+// ES256 key file and SQLite ledger in a temp dir, no rate limits, no AWS)
+// against backendURL, after tune (if not nil) edits the configuration. It
+// returns the broker's URL and the configuration it runs with.
+func loopbackBroker(t testing.TB, backendURL, issuer string, tune func(*Config)) (string, Config) {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := Defaults()
+	cfg.Issuer = issuer
+	cfg.BackendURL = backendURL
+	cfg.KeyFile = filepath.Join(dir, "keys.json")
+	cfg.AuditDB = filepath.Join(dir, "audit.sqlite")
+	cfg.RatePerBearer, cfg.RatePerIP = 0, 0
+	if tune != nil {
+		tune(&cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	iss, err := oidc.NewIssuer(oidc.Config{Issuer: cfg.Issuer, TTL: cfg.JWTTTL, KeyFile: cfg.KeyFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink, err := audit.Open(context.Background(), cfg.AuditDB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sink.Close() })
+	v := NewHTTPValidator(cfg.BackendURL, cfg.BackendTimeout)
+	hs := httptest.NewServer(NewServer(cfg, Deps{Validator: v, BackendHealth: v.Health, Issuer: iss, Audit: sink}))
+	t.Cleanup(hs.Close)
+	return hs.URL, cfg
+}
+
 type option func(h *harness, cfg *Config)
 
 func withSink(s audit.Sink) option { return func(h *harness, _ *Config) { h.sink = s } }
