@@ -15,6 +15,7 @@ import (
 
 	"github.com/agentkeys/agentkeys/internal/audit"
 	"github.com/agentkeys/agentkeys/internal/sqldb/sqldbtest"
+	"github.com/agentkeys/agentkeys/internal/testkit"
 )
 
 // engine is one audit database under test.
@@ -345,17 +346,8 @@ func TestSQLiteFileIsPrivate(t *testing.T) {
 	path := filepath.Join(dir, "state", "audit.sqlite")
 	s := open(t, path)
 	appendN(t, s, 1)
-	st, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Mode().Perm() != 0o600 {
-		t.Fatalf("audit DB mode %04o, want 0600", st.Mode().Perm())
-	}
-	dst, _ := os.Stat(filepath.Dir(path))
-	if dst.Mode().Perm()&0o077 != 0 {
-		t.Fatalf("audit DB directory mode %04o, want no group/other access", dst.Mode().Perm())
-	}
+	testkit.WantPerm(t, path, 0o600)
+	testkit.WantPerm(t, filepath.Dir(path), 0o700)
 
 	loose := filepath.Join(dir, "loose.sqlite")
 	if err := os.WriteFile(loose, nil, 0o644); err != nil {

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentkeys/agentkeys/internal/audit"
 	"github.com/agentkeys/agentkeys/internal/sqldb/sqldbtest"
 )
 
@@ -14,9 +13,7 @@ import (
 // its chain head for a second, relative to B's rate before (frozen-ratio,
 // 1 = unaffected), and B's slowest append meanwhile.
 func BenchmarkFrozenReplica(b *testing.B) {
-	dsn := sqldbtest.PostgresDSN(b)
-	ra := openWith(b, dsn, audit.Options{Chain: "replica-a"})
-	rb := openWith(b, dsn, audit.Options{Chain: "replica-b"})
+	ra, rb := replicas(b, sqldbtest.PostgresDSN(b))
 	appendN(b, ra, 1)
 	rate := func(d time.Duration) (float64, time.Duration) {
 		n, worst, start := 0, time.Duration(0), time.Now()

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentkeys/agentkeys/internal/audit"
 	"github.com/agentkeys/agentkeys/internal/sqldb/sqldbtest"
 )
 
@@ -17,9 +16,7 @@ import (
 // 1 s. With one chain head shared by all replicas, every append of B waited
 // for the whole freeze.
 func TestStuckReplicaDoesNotBlockOthers(t *testing.T) {
-	dsn := sqldbtest.PostgresDSN(t)
-	a := openWith(t, dsn, audit.Options{Chain: "replica-a"})
-	b := openWith(t, dsn, audit.Options{Chain: "replica-b"})
+	a, b := replicas(t, sqldbtest.PostgresDSN(t))
 	appendN(t, a, 1)
 	appendN(t, b, 1)
 

@@ -64,6 +64,13 @@ func openWith(t testing.TB, dsn string, o audit.Options) *audit.SQL {
 	return s
 }
 
+// replicas opens replica-a and replica-b, two replicas with chains of their
+// own, on the one ledger at dsn.
+func replicas(t testing.TB, dsn string) (a, b *audit.SQL) {
+	t.Helper()
+	return openWith(t, dsn, audit.Options{Chain: "replica-a"}), openWith(t, dsn, audit.Options{Chain: "replica-b"})
+}
+
 // rawDB is a plain read-write connection to the ledger, as an attacker
 // with database access has.
 func rawDB(t *testing.T, e engine, dsn string) *sql.DB {
@@ -237,8 +244,7 @@ func TestCheckpointPolicyAndExport(t *testing.T) {
 func TestReplicasKeepSeparateChains(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, e engine) {
 		dsn := e.dsn(t)
-		a := openWith(t, dsn, audit.Options{Chain: "replica-a"})
-		b := openWith(t, dsn, audit.Options{Chain: "replica-b"})
+		a, b := replicas(t, dsn)
 		var wg sync.WaitGroup
 		for i := range 60 {
 			s := a

@@ -16,9 +16,7 @@ import (
 func TestQuery(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, e engine) {
 		ctx := context.Background()
-		dsn := e.dsn(t)
-		a := openWith(t, dsn, audit.Options{Chain: "replica-a"})
-		b := openWith(t, dsn, audit.Options{Chain: "replica-b"})
+		a, b := replicas(t, e.dsn(t))
 		mine, agent, other := "0x"+strings.Repeat("a", 40), "0x"+strings.Repeat("b", 40), "0x"+strings.Repeat("c", 40)
 		base := time.Unix(1_800_000_000, 0)
 		add := func(s *audit.SQL, wallet string, sec int, role, outcome string) {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/audit"
+	"github.com/agentkeys/agentkeys/internal/testkit"
 )
 
 // journalLimit opens a fresh ledger at path (its file not yet created)
@@ -39,7 +40,7 @@ func TestWALBoundsByVolumeSize(t *testing.T) {
 		size                 string
 		wantPages, wantLimit int64
 	}{{"255m", 64, 256 << 10}, {"256m", 1000, 4 << 20}} {
-		dir := tmpfs(t, c.size)
+		dir := testkit.Tmpfs(t, c.size)
 		pages, limit := journalLimit(t, filepath.Join(dir, "audit.sqlite"))
 		if pages != c.wantPages || limit != c.wantLimit {
 			t.Errorf("%s volume: wal_autocheckpoint %d, journal_size_limit %d; want %d, %d", c.size, pages, limit, c.wantPages, c.wantLimit)
@@ -64,7 +65,7 @@ func TestWALBoundsByVolumeSize(t *testing.T) {
 // four times its size free, where it would itself bring the disk-full
 // condition closer; once room is made, the next open puts it in place.
 func TestReserveNeedsFourTimesItsSizeFree(t *testing.T) {
-	dir := tmpfs(t, "2m")
+	dir := testkit.Tmpfs(t, "2m")
 	filler := filepath.Join(dir, "filler")
 	if err := os.WriteFile(filler, make([]byte, 1<<20), 0o600); err != nil {
 		t.Fatal(err)
@@ -106,7 +107,7 @@ func TestReserveNeedsFourTimesItsSizeFree(t *testing.T) {
 // a small write still fits; when room is made, Ping restores the reserve
 // and succeeds again.
 func TestReadinessReportsMissingReserve(t *testing.T) {
-	dir := tmpfs(t, "2m")
+	dir := testkit.Tmpfs(t, "2m")
 	db := filepath.Join(dir, "audit.sqlite")
 	reserve := db + audit.ReserveSuffix
 	ctx := context.Background()

@@ -3,28 +3,13 @@ package audit_test
 import (
 	"context"
 	"os"
-	oscmd "os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/audit"
+	"github.com/agentkeys/agentkeys/internal/testkit"
 )
-
-// tmpfs mounts a tmpfs of the given size (e.g. "2m") on a fresh directory,
-// unmounted when t ends. It needs root; without it the test is skipped.
-func tmpfs(t *testing.T, size string) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("full-disk test skipped: mounting a small tmpfs needs root (CI runs as root)")
-	}
-	dir := t.TempDir()
-	if out, err := oscmd.Command("mount", "-t", "tmpfs", "-o", "size="+size+",mode=0700", "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("full-disk test skipped: cannot mount tmpfs: %v %s", err, out)
-	}
-	t.Cleanup(func() { oscmd.Command("umount", "-l", dir).Run() })
-	return dir
-}
 
 func fileSize(path string) int64 {
 	st, err := os.Stat(path)
@@ -39,7 +24,7 @@ func fileSize(path string) int64 {
 // checkpoint when the disk fills, readiness reports the full disk, and once
 // the volume is grown the ledger works again with no repair.
 func TestSmallVolumeDoesNotWedge(t *testing.T) {
-	dir := tmpfs(t, "2m")
+	dir := testkit.Tmpfs(t, "2m")
 	path := filepath.Join(dir, "audit.sqlite")
 	s, err := audit.OpenWith(context.Background(), path, audit.Options{ProbeCache: time.Nanosecond})
 	if err != nil {
@@ -87,9 +72,7 @@ func TestSmallVolumeDoesNotWedge(t *testing.T) {
 
 	// The operator grows the volume (the disk alarm fired): writes resume,
 	// the reserve comes back, and the chain is intact.
-	if out, err := oscmd.Command("mount", "-o", "remount,size=8m", dir).CombinedOutput(); err != nil {
-		t.Fatalf("grow the tmpfs: %v %s", err, out)
-	}
+	testkit.GrowTmpfs(t, dir, "8m")
 	if err := s.Ping(context.Background()); err != nil {
 		t.Fatalf("Ping after growing the volume: %v", err)
 	}

@@ -11,9 +11,7 @@ import (
 // cannot name, a master cannot name itself, and /agent/list takes last
 // use from the audit log, which session validation does not write to.
 func TestAgentRegistryBoundaries(t *testing.T) {
-	e := newEnv(t)
-	m := e.master("registry-owner")
-	a := e.agent(m, []string{"svc"}, false)
+	e, m, a := newAgentEnv(t, "registry-owner", "svc")
 	b := e.agent(m, []string{"svc"}, true)
 	if _, err := e.client.NameAgent(ctx, m.Token, a.Wallet, "alpha"); err != nil {
 		t.Fatal(err)
@@ -64,9 +62,7 @@ func TestAgentRegistryBoundaries(t *testing.T) {
 			t.Fatalf("list entry %+v", ag)
 		}
 	}
-	if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, "svc", secret()); err != nil {
-		t.Fatal(err)
-	}
+	e.storeCredential(m.Token, a.Wallet, "svc", secret())
 	e.clock.Advance(time.Minute)
 	if _, err := e.client.ReadCredential(ctx, a.Token, a.Wallet, "svc"); err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/authreq"
+	"github.com/agentkeys/agentkeys/internal/backendclient"
 )
 
 // signedOpen is what an opener knows after POST /auth-request/open.
@@ -80,23 +81,40 @@ func sig64(t *testing.T, m map[string]any) []byte {
 	return sig
 }
 
-func TestApproveAndAwaitReturnAVerifiableSignature(t *testing.T) {
+// signedApproval is a signed pair request for openrouter that master alice
+// fetched and approved, and whose opener then awaited the answer.
+type signedApproval struct {
+	signedOpen
+	master                     backendclient.Session
+	fetched, approved, awaited map[string]any
+}
+
+// approveSigned opens a signed request (with a box key if withBox) on a
+// backend whose await answers within a second, then fetches, approves and
+// awaits it: each step must answer 200 and the await must say approved.
+func approveSigned(t *testing.T, withBox bool) (*testEnv, signedApproval) {
+	t.Helper()
 	e := newEnv(t, func(o *Options) { o.AwaitWindow = time.Second })
-	m := e.master("alice")
-	so := e.openSigned(pairReq("openrouter"), false)
-	status, f, _ := e.raw("GET", "/auth-request/fetch?pair_code="+so.PairCode, m.Token, "")
+	r := signedApproval{master: e.master("alice")}
+	r.signedOpen = e.openSigned(pairReq("openrouter"), withBox)
+	status, f, _ := e.raw("GET", "/auth-request/fetch?pair_code="+r.PairCode, r.master.Token, "")
 	if status != 200 {
 		t.Fatalf("fetch → %d", status)
 	}
-	status, a := e.approve(m.Token, so.PairCode, so.OTP)
-	if status != 200 {
-		t.Fatalf("approve → %d %v", status, a)
+	r.fetched = f
+	if status, r.approved = e.approve(r.master.Token, r.PairCode, r.OTP); status != 200 {
+		t.Fatalf("approve → %d %v", status, r.approved)
 	}
+	if status, r.awaited = e.await(r.opened); status != 200 || r.awaited["status"] != "approved" {
+		t.Fatalf("await → %d %v", status, r.awaited)
+	}
+	return e, r
+}
+
+func TestApproveAndAwaitReturnAVerifiableSignature(t *testing.T) {
+	e, r := approveSigned(t, false)
+	m, so, f, a, d := r.master, r.signedOpen, r.fetched, r.approved, r.awaited
 	approveSig := sig64(t, a)
-	status, d := e.await(so.opened)
-	if status != 200 || d["status"] != "approved" {
-		t.Fatalf("await → %d %v", status, d)
-	}
 	if !bytes.Equal(sig64(t, d), approveSig) {
 		t.Fatal("approve and await return different signatures")
 	}
@@ -136,20 +154,8 @@ func TestApproveAndAwaitReturnAVerifiableSignature(t *testing.T) {
 }
 
 func TestBoxPubkeySealsTheSession(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.AwaitWindow = time.Second })
-	m := e.master("alice")
-	so := e.openSigned(pairReq("openrouter"), true)
-	status, f, _ := e.raw("GET", "/auth-request/fetch?pair_code="+so.PairCode, m.Token, "")
-	if status != 200 {
-		t.Fatalf("fetch → %d", status)
-	}
-	if status, a := e.approve(m.Token, so.PairCode, so.OTP); status != 200 {
-		t.Fatalf("approve → %d %v", status, a)
-	}
-	status, d := e.await(so.opened)
-	if status != 200 || d["status"] != "approved" {
-		t.Fatalf("await → %d %v", status, d)
-	}
+	e, r := approveSigned(t, true)
+	m, so, f, d := r.master, r.signedOpen, r.fetched, r.awaited
 	if _, ok := d["session"]; ok {
 		t.Fatalf("await returned a session in clear although a box key was given: %v", d)
 	}

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -103,6 +102,23 @@ func (e *testEnv) agent(parent backendclient.Session, services []string, readOnl
 		e.t.Fatalf("create agent: %v", err)
 	}
 	return s
+}
+
+// storeCredential stores v for wallet w's service svc as tok; failing is fatal.
+func (e *testEnv) storeCredential(tok agentkeys.Token, w agentkeys.Wallet, svc string, v []byte) {
+	e.t.Helper()
+	if err := e.client.StoreCredential(ctx, tok, w, svc, v); err != nil {
+		e.t.Fatalf("store %s credential: %v", svc, err)
+	}
+}
+
+// newAgentEnv is the start most tests share: a backend (newEnv), a master
+// session for identity, and one writable agent below it scoped to services.
+func newAgentEnv(t testing.TB, identity string, services ...string) (e *testEnv, m, a backendclient.Session) {
+	t.Helper()
+	e = newEnv(t)
+	m = e.master(identity)
+	return e, m, e.agent(m, services, false)
 }
 
 // raw sends a request and returns status and decoded JSON body.
@@ -254,29 +270,19 @@ func TestAuthenticationFailures(t *testing.T) {
 		"lower-case ok?": "bearer " + m.Token.Reveal(),
 	}
 	for name, h := range cases {
-		req, _ := http.NewRequest("GET", e.http.URL+"/session/validate", nil)
-		if h != "" {
-			req.Header.Set("Authorization", h)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
+		status := testkit.GetStatus(t, e.http.URL+"/session/validate", h)
 		want := http.StatusUnauthorized
 		if name == "lower-case ok?" {
 			want = http.StatusOK // RFC 9110: the scheme is case-insensitive
 		}
-		if resp.StatusCode != want {
-			t.Errorf("%s → %d, want %d", name, resp.StatusCode, want)
+		if status != want {
+			t.Errorf("%s → %d, want %d", name, status, want)
 		}
 	}
 }
 
 func TestSessionExpiry(t *testing.T) {
-	e := newEnv(t)
-	m := e.master("alice")
-	a := e.agent(m, []string{"openai"}, false)
+	e, m, a := newAgentEnv(t, "alice", "openai")
 	e.clock.Advance(DefaultSessionTTL - time.Second)
 	if _, err := e.client.Validate(ctx, m.Token); err != nil {
 		t.Fatalf("session refused before expiry: %v", err)
@@ -299,9 +305,7 @@ func TestSessionExpiry(t *testing.T) {
 }
 
 func TestChildNeverWiderThanParent(t *testing.T) {
-	e := newEnv(t)
-	m := e.master("alice")
-	a := e.agent(m, []string{"openai", "openrouter"}, false)
+	e, m, a := newAgentEnv(t, "alice", "openai", "openrouter")
 
 	id, err := e.client.Validate(ctx, a.Token)
 	if err != nil || id.Kind != "agent" || id.Parent != m.Wallet || id.Scope == nil || len(id.Scope.Services) != 2 {
@@ -333,17 +337,11 @@ func TestChildNeverWiderThanParent(t *testing.T) {
 }
 
 func TestCredentialRoundTripAndScope(t *testing.T) {
-	e := newEnv(t)
-	m := e.master("alice")
-	a := e.agent(m, []string{"openrouter"}, false)
+	e, m, a := newAgentEnv(t, "alice", "openrouter")
 	v := secret()
 
-	if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, "openrouter", v); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, "openai", []byte("other")); err != nil {
-		t.Fatal(err)
-	}
+	e.storeCredential(m.Token, a.Wallet, "openrouter", v)
+	e.storeCredential(m.Token, a.Wallet, "openai", []byte("other"))
 	got, err := e.client.ReadCredential(ctx, a.Token, a.Wallet, "openrouter")
 	if err != nil || !bytes.Equal(got, v) {
 		t.Fatalf("agent read = %q, %v; want the stored value", got, err)
@@ -354,9 +352,7 @@ func TestCredentialRoundTripAndScope(t *testing.T) {
 	}
 	// Overwrite.
 	v2 := secret()
-	if err := e.client.StoreCredential(ctx, a.Token, a.Wallet, "openrouter", v2); err != nil {
-		t.Fatal(err)
-	}
+	e.storeCredential(a.Token, a.Wallet, "openrouter", v2)
 	if got, _ := e.client.ReadCredential(ctx, a.Token, a.Wallet, "openrouter"); !bytes.Equal(got, v2) {
 		t.Fatal("store did not replace the credential")
 	}
@@ -396,9 +392,7 @@ func TestReadOnlyScope(t *testing.T) {
 	e := newEnv(t)
 	m := e.master("alice")
 	ro := e.agent(m, []string{"openai"}, true)
-	if err := e.client.StoreCredential(ctx, m.Token, ro.Wallet, "openai", []byte("v")); err != nil {
-		t.Fatal(err)
-	}
+	e.storeCredential(m.Token, ro.Wallet, "openai", []byte("v"))
 	if _, err := e.client.ReadCredential(ctx, ro.Token, ro.Wallet, "openai"); err != nil {
 		t.Fatalf("read-only agent cannot read: %v", err)
 	}
@@ -416,9 +410,7 @@ func TestCrossWalletAccessDenied(t *testing.T) {
 	alice := e.master("alice")
 	bob := e.master("bob")
 	aa := e.agent(alice, []string{"openai"}, false)
-	if err := e.client.StoreCredential(ctx, alice.Token, aa.Wallet, "openai", secret()); err != nil {
-		t.Fatal(err)
-	}
+	e.storeCredential(alice.Token, aa.Wallet, "openai", secret())
 	_, err := e.client.ReadCredential(ctx, bob.Token, aa.Wallet, "openai")
 	wantStatus(t, err, 403)
 	// An unknown wallet answers the same as a foreign one: no existence oracle.
@@ -454,9 +446,7 @@ func TestCrossWalletAccessDenied(t *testing.T) {
 }
 
 func TestScopeGetPut(t *testing.T) {
-	e := newEnv(t)
-	m := e.master("alice")
-	a := e.agent(m, []string{"b", "a", "a"}, false)
+	e, m, a := newAgentEnv(t, "alice", "b", "a", "a")
 	sc, err := e.client.GetScope(ctx, m.Token, a.Wallet)
 	if err != nil || sc == nil || strings.Join(sc.Services, ",") != "a,b" {
 		t.Fatalf("scope = %+v, %v; want sorted, de-duplicated [a b]", sc, err)
@@ -496,9 +486,7 @@ func TestScopeGetPut(t *testing.T) {
 }
 
 func TestRevokeCascades(t *testing.T) {
-	e := newEnv(t)
-	m := e.master("alice")
-	a := e.agent(m, []string{"x"}, false)
+	e, m, a := newAgentEnv(t, "alice", "x")
 	b := e.agent(a, []string{"x"}, false)
 	c := e.agent(b, []string{"x"}, false)
 	other := e.agent(m, []string{"x"}, false)
@@ -554,14 +542,10 @@ func TestRevokeCascades(t *testing.T) {
 }
 
 func TestTeardownRemovesSubtree(t *testing.T) {
-	e := newEnv(t)
-	m := e.master("alice")
-	a := e.agent(m, []string{"x", "y"}, false)
+	e, m, a := newAgentEnv(t, "alice", "x", "y")
 	b := e.agent(a, []string{"x"}, false)
 	for _, w := range []agentkeys.Wallet{a.Wallet, b.Wallet} {
-		if err := e.client.StoreCredential(ctx, m.Token, w, "x", secret()); err != nil {
-			t.Fatal(err)
-		}
+		e.storeCredential(m.Token, w, "x", secret())
 	}
 	res, err := e.client.Teardown(ctx, m.Token, a.Wallet)
 	if err != nil || res.WalletsRemoved != 2 || res.CredentialsRemoved != 2 || res.SessionsRevoked != 2 {
@@ -596,9 +580,7 @@ func TestTeardownOwnMasterWallet(t *testing.T) {
 	a := e.agent(m, []string{"x"}, false)
 	other := e.master("dave")
 	for _, w := range []agentkeys.Wallet{m.Wallet, a.Wallet} {
-		if err := e.client.StoreCredential(ctx, m.Token, w, "x", secret()); err != nil {
-			t.Fatal(err)
-		}
+		e.storeCredential(m.Token, w, "x", secret())
 	}
 	// Nobody else may: not another master, not the master's own agent.
 	_, err := e.client.Teardown(ctx, other.Token, m.Wallet)
@@ -654,9 +636,7 @@ func TestTeardownIsAtomic(t *testing.T) {
 	m := e.master("alice")
 	a := e.agent(m, []string{"x"}, false)
 	v := secret()
-	if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, "x", v); err != nil {
-		t.Fatal(err)
-	}
+	e.storeCredential(m.Token, a.Wallet, "x", v)
 	_, err := e.client.Teardown(ctx, m.Token, a.Wallet)
 	wantStatus(t, err, 500)
 	var apiErr *backendclient.Error
@@ -715,9 +695,7 @@ func TestReadFailsClosedWhenAuditFails(t *testing.T) {
 			e := newEnv(t, func(o *Options) { st = o.Store })
 			m := e.master("alice")
 			v := secret()
-			if err := e.client.StoreCredential(ctx, m.Token, m.Wallet, "x", v); err != nil {
-				t.Fatal(err)
-			}
+			e.storeCredential(m.Token, m.Wallet, "x", v)
 			e.srv.store = tc.fail(st)
 			status, body, _ := e.raw(tc.method, tc.path(m.Wallet), m.Token, tc.body(m.Wallet))
 			if status != 500 || strings.Contains(body["message"].(string), "disk") {
@@ -731,12 +709,8 @@ func TestReadFailsClosedWhenAuditFails(t *testing.T) {
 }
 
 func TestAuditQuery(t *testing.T) {
-	e := newEnv(t)
-	m := e.master("alice")
-	a := e.agent(m, []string{"x"}, false)
-	if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, "x", secret()); err != nil {
-		t.Fatal(err)
-	}
+	e, m, a := newAgentEnv(t, "alice", "x")
+	e.storeCredential(m.Token, a.Wallet, "x", secret())
 	start := e.clock.Now()
 	for range 5 {
 		e.clock.Advance(time.Minute)
@@ -855,9 +829,7 @@ func TestNoSecretInLogsOrDatabase(t *testing.T) {
 	m := e.master(identity)
 	a := e.agent(m, []string{"openrouter"}, false)
 	v := secret()
-	if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, "openrouter", v); err != nil {
-		t.Fatal(err)
-	}
+	e.storeCredential(m.Token, a.Wallet, "openrouter", v)
 	e.client.ReadCredential(ctx, a.Token, a.Wallet, "openrouter")
 	e.client.ReadCredential(ctx, a.Token, a.Wallet, "nope")
 	e.client.StoreCredential(ctx, a.Token, m.Wallet, "openrouter", v)
@@ -894,14 +866,7 @@ func TestNoSecretInLogsOrDatabase(t *testing.T) {
 // TestHealthReportsFullDisk: /health used to check only that the database
 // answered reads, so it said "ok" while every write failed on a full disk.
 func TestHealthReportsFullDisk(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("full-disk test skipped: mounting a small tmpfs needs root (CI runs as root)")
-	}
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("full-disk test skipped: cannot mount tmpfs: %v %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	dir := testkit.Tmpfs(t, "4m")
 	st, err := sqlstore.Open(context.Background(), filepath.Join(dir, "backend.db"))
 	if err != nil {
 		t.Fatal(err)

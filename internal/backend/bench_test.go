@@ -3,7 +3,6 @@ package backend
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -31,9 +30,7 @@ func BenchmarkCredentialReadWithAwaiters(b *testing.B) {
 			})
 			m := e.master("bench")
 			a := e.agent(m, []string{"x"}, false)
-			if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, "x", secret()); err != nil {
-				b.Fatal(err)
-			}
+			e.storeCredential(m.Token, a.Wallet, "x", secret())
 			hold, cancel := context.WithCancel(ctx)
 			var wg sync.WaitGroup
 			defer wg.Wait()
@@ -91,9 +88,7 @@ func BenchmarkCredentialRead(b *testing.B) {
 				toks := make([]string, clients)
 				for i := range clients {
 					a := e.agent(m, []string{"x"}, false)
-					if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, "x", secret()); err != nil {
-						b.Fatal(err)
-					}
+					e.storeCredential(m.Token, a.Wallet, "x", secret())
 					urls[i] = e.http.URL + "/credential/read?service=x&agent_id=" + string(a.Wallet)
 					toks[i] = "Bearer " + string(a.Token)
 				}
@@ -102,16 +97,7 @@ func BenchmarkCredentialRead(b *testing.B) {
 				loadbench.Run(b, clients, "reads/s", func(c int) error {
 					req, _ := http.NewRequest(http.MethodGet, urls[c], nil)
 					req.Header.Set("Authorization", toks[c])
-					resp, err := hc.Do(req)
-					if err != nil {
-						return err
-					}
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != http.StatusOK {
-						return fmt.Errorf("read answered %d", resp.StatusCode)
-					}
-					return nil
+					return loadbench.Do(hc, req, "read")
 				})
 			})
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/backendclient"
 )
 
 // authedRoutes lists every route server.go registers with s.authed, read
@@ -44,9 +45,7 @@ func TestBrokerTokenWorksOnlyAtValidate(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.MockInbox = true })
 	m := e.master("alice")
 	a := e.agent(m, []string{"openrouter"}, false)
-	if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, "openrouter", secret()); err != nil {
-		t.Fatal(err)
-	}
+	e.storeCredential(m.Token, a.Wallet, "openrouter", secret())
 	bt, exp := e.brokerToken(a.Token)
 	if bt == a.Token || bt == m.Token {
 		t.Fatal("the broker token is the session itself")
@@ -99,48 +98,45 @@ func TestBrokerTokenWorksOnlyAtValidate(t *testing.T) {
 func TestBrokerTokenDiesWithItsSession(t *testing.T) {
 	e := newEnv(t)
 	valid := func(tok agentkeys.Token) error { _, err := e.client.Validate(ctx, tok); return err }
+	errOnly := func(_ any, err error) error { return err }
 
-	t.Run("own session revoked", func(t *testing.T) {
-		m := e.master("alice")
-		a := e.agent(m, []string{"x"}, false)
-		bt, _ := e.brokerToken(a.Token)
-		if err := valid(bt); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := e.client.RevokeSession(ctx, m.Token, a.Token); err != nil {
-			t.Fatal(err)
-		}
-		wantStatus(t, valid(bt), 401)
-	})
-	t.Run("ancestor session revoked", func(t *testing.T) {
-		m := e.master("bob")
-		a := e.agent(m, []string{"x"}, false)
-		b := e.agent(a, []string{"x"}, false)
-		bt, _ := e.brokerToken(b.Token)
-		if _, err := e.client.RevokeSession(ctx, m.Token, m.Token); err != nil {
-			t.Fatal(err)
-		}
-		wantStatus(t, valid(bt), 401)
-	})
-	t.Run("wallet revoked", func(t *testing.T) {
-		m := e.master("carol")
-		a := e.agent(m, []string{"x"}, false)
-		bt, _ := e.brokerToken(a.Token)
-		if _, err := e.client.RevokeWallet(ctx, m.Token, a.Wallet); err != nil {
-			t.Fatal(err)
-		}
-		wantStatus(t, valid(bt), 401)
-	})
-	t.Run("ancestor torn down", func(t *testing.T) {
-		m := e.master("dave")
-		a := e.agent(m, []string{"x"}, false)
-		b := e.agent(a, []string{"x"}, false)
-		bt, _ := e.brokerToken(b.Token)
-		if _, err := e.client.Teardown(ctx, m.Token, a.Wallet); err != nil {
-			t.Fatal(err)
-		}
-		wantStatus(t, valid(bt), 401)
-	})
+	// Each case builds master m → agent a (→ agent b), derives a broker
+	// token from the lowest session, checks it validates, then ends it.
+	for _, tc := range []struct {
+		name, master string
+		grandchild   bool // derive from b below a instead of from a
+		end          func(m, a backendclient.Session) error
+	}{
+		{"own session revoked", "alice", false, func(m, a backendclient.Session) error {
+			return errOnly(e.client.RevokeSession(ctx, m.Token, a.Token))
+		}},
+		{"ancestor session revoked", "bob", true, func(m, _ backendclient.Session) error {
+			return errOnly(e.client.RevokeSession(ctx, m.Token, m.Token))
+		}},
+		{"wallet revoked", "carol", false, func(m, a backendclient.Session) error {
+			return errOnly(e.client.RevokeWallet(ctx, m.Token, a.Wallet))
+		}},
+		{"ancestor torn down", "dave", true, func(m, a backendclient.Session) error {
+			return errOnly(e.client.Teardown(ctx, m.Token, a.Wallet))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := e.master(tc.master)
+			a := e.agent(m, []string{"x"}, false)
+			holder := a
+			if tc.grandchild {
+				holder = e.agent(a, []string{"x"}, false)
+			}
+			bt, _ := e.brokerToken(holder.Token)
+			if err := valid(bt); err != nil {
+				t.Fatal(err)
+			}
+			if err := tc.end(m, a); err != nil {
+				t.Fatal(err)
+			}
+			wantStatus(t, valid(bt), 401)
+		})
+	}
 	t.Run("master session's token", func(t *testing.T) {
 		m := e.master("erin")
 		bt, _ := e.brokerToken(m.Token)

@@ -10,9 +10,7 @@ import (
 // errors for missing query parameters, /health's JSON body, re-revoking a
 // session, and the scope of an unrestricted wallet.
 func TestCompatBackendWire(t *testing.T) {
-	e := newEnv(t)
-	m := e.master("grace")
-	a := e.agent(m, []string{"x"}, false)
+	e, m, a := newAgentEnv(t, "grace", "x")
 
 	// GET /shielding-key is gone: 404 in the JSON envelope.
 	if status, body, _ := e.raw("GET", "/shielding-key", "", ""); status != http.StatusNotFound || body["error"] != KindNotFound {

@@ -14,14 +14,10 @@ import (
 // carries no value, writes no audit row, refuses a stranger and answers
 // 404 once the agent is torn down.
 func TestCredentialVersions(t *testing.T) {
-	e := newEnv(t)
-	m := e.master("alice")
-	a := e.agent(m, []string{"openrouter", "openai"}, false)
+	e, m, a := newAgentEnv(t, "alice", "openrouter", "openai")
 	v := secret()
 	for _, svc := range []string{"openrouter", "openai", "anthropic"} {
-		if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, svc, v); err != nil {
-			t.Fatal(err)
-		}
+		e.storeCredential(m.Token, a.Wallet, svc, v)
 	}
 	auditRows := func() int {
 		p, err := e.client.QueryAudit(ctx, m.Token, backendclient.AuditFilter{Limit: 1000})
@@ -50,9 +46,7 @@ func TestCredentialVersions(t *testing.T) {
 	}
 
 	// Stored again with the same value: the version changes, the others do not.
-	if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, "openrouter", v); err != nil {
-		t.Fatal(err)
-	}
+	e.storeCredential(m.Token, a.Wallet, "openrouter", v)
 	after, err := e.client.CredentialVersions(ctx, a.Token, a.Wallet)
 	if err != nil || after[1].Version == agent[1].Version || after[0].Version != agent[0].Version {
 		t.Fatalf("after a store: %+v, %v (was %+v)", after, err, agent)

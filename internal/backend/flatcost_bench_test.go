@@ -41,9 +41,7 @@ func BenchmarkFlatCost(b *testing.B) {
 			e := newEnvDSN(b, dsn)
 			m := e.master("bench")
 			a := e.agent(m, []string{"s0"}, false)
-			if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, "s0", secret()); err != nil {
-				b.Fatal(err)
-			}
+			e.storeCredential(m.Token, a.Wallet, "s0", secret())
 			ops := map[string]func() error{
 				"read":     func() error { _, err := e.client.ReadCredential(ctx, a.Token, a.Wallet, "s0"); return err },
 				"validate": func() error { _, err := e.client.Validate(ctx, a.Token); return err },

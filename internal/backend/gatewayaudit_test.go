@@ -10,9 +10,7 @@ import (
 )
 
 func TestAuditGateway(t *testing.T) {
-	e := newEnv(t)
-	m := e.master("alice")
-	a := e.agent(m, []string{"openai"}, false)
+	e, m, a := newAgentEnv(t, "alice", "openai")
 	calls := []api.GatewayCall{
 		{Service: "openai", Method: "POST", Path: "/v1/chat/completions", Status: 200, BytesIn: 12, BytesOut: 345, DurationMS: 7},
 		{Service: "anthropic", Method: "GET", Path: "/v1/models", Status: 403, Refused: "denied_scope"},

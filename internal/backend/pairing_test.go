@@ -84,9 +84,7 @@ func sessionFrom(t *testing.T, m map[string]any) backendclient.Session {
 func TestPairFlow(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.AwaitWindow = 2 * time.Second })
 	m := e.master("alice")
-	if err := e.client.StoreCredential(ctx, m.Token, m.Wallet, "unrelated", []byte("x")); err != nil {
-		t.Fatal(err)
-	}
+	e.storeCredential(m.Token, m.Wallet, "unrelated", []byte("x"))
 	o := e.open(pairReq("openrouter"), "")
 	if !regexp.MustCompile(`^[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}$`).MatchString(o.PairCode) || !regexp.MustCompile(`^\d{6}$`).MatchString(o.OTP) {
 		t.Fatalf("pair code %q / OTP %q malformed", o.PairCode, o.OTP)
@@ -125,9 +123,7 @@ func TestPairFlow(t *testing.T) {
 		t.Fatalf("paired agent identity %+v, %v; want agent of alice scoped to openrouter", id, err)
 	}
 	// In scope: readable. Out of scope: denied. Parent's wallet: denied.
-	if err := e.client.StoreCredential(ctx, m.Token, agent.Wallet, "openrouter", []byte("k")); err != nil {
-		t.Fatal(err)
-	}
+	e.storeCredential(m.Token, agent.Wallet, "openrouter", []byte("k"))
 	if _, err := e.client.ReadCredential(ctx, agent.Token, agent.Wallet, "openrouter"); err != nil {
 		t.Fatalf("paired agent cannot read in scope: %v", err)
 	}
@@ -282,9 +278,7 @@ func TestRecoverNeedsTheOwner(t *testing.T) {
 	alice, bob := e.master("alice"), e.master("bob")
 	bot := e.agent(alice, []string{"openrouter"}, false)
 	v := secret()
-	if err := e.client.StoreCredential(ctx, alice.Token, bot.Wallet, "openrouter", v); err != nil {
-		t.Fatal(err)
-	}
+	e.storeCredential(alice.Token, bot.Wallet, "openrouter", v)
 	if status, b, _ := e.raw("POST", "/identity/link", alice.Token, fmt.Sprintf(`{"identity_type":"alias","identity_value":"Research-Bot","wallet_address":%q}`, bot.Wallet)); status != 200 {
 		t.Fatalf("link → %d %v", status, b)
 	}
@@ -370,9 +364,7 @@ func TestIdentityLinks(t *testing.T) {
 func TestAgentsCannotLogIn(t *testing.T) {
 	// The original let anyone holding a child token mint a fresh root
 	// session with auth_token "child:<token>", even after revocation.
-	e := newEnv(t)
-	m := e.master("alice")
-	a := e.agent(m, []string{"x"}, false)
+	e, m, a := newAgentEnv(t, "alice", "x")
 	if _, err := e.client.RevokeSession(ctx, m.Token, a.Token); err != nil {
 		t.Fatal(err)
 	}
@@ -390,9 +382,7 @@ func TestAgentsCannotLogIn(t *testing.T) {
 }
 
 func TestScopeChangeRequest(t *testing.T) {
-	e := newEnv(t)
-	m := e.master("alice")
-	a := e.agent(m, []string{"x"}, false)
+	e, m, a := newAgentEnv(t, "alice", "x")
 	o := e.open(authreq.Request{Type: authreq.TypeScopeChange, AgentID: string(a.Wallet), NewScope: authreq.Scope{Services: []string{"x", "y"}}}, "")
 	before := e.epoch()
 	if status, b := e.approve(m.Token, o.PairCode, o.OTP); status != 200 {

@@ -8,9 +8,7 @@ import (
 )
 
 func TestAuditProvision(t *testing.T) {
-	e := newEnv(t)
-	m := e.master("alice")
-	a := e.agent(m, []string{"openrouter"}, false)
+	e, m, a := newAgentEnv(t, "alice", "openrouter")
 	other := e.master("mallory")
 
 	if err := e.client.AuditProvision(ctx, m.Token, a.Wallet, "openrouter", "verification_failed", "key rejected by https://openrouter.ai (401)"); err != nil {

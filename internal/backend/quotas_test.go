@@ -30,12 +30,8 @@ func TestQuotas(t *testing.T) {
 				t.Errorf("approving a pair beyond the agent quota → %d %v", status, body)
 			}
 
-			if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, "x", secret()); err != nil {
-				t.Fatal(err)
-			}
-			if err := e.client.StoreCredential(ctx, m.Token, b.Wallet, "x", secret()); err != nil {
-				t.Fatal(err)
-			}
+			e.storeCredential(m.Token, a.Wallet, "x", secret())
+			e.storeCredential(m.Token, b.Wallet, "x", secret())
 			wantQuota(t, e.client.StoreCredential(ctx, m.Token, a.Wallet, "y", secret()), "credentials")
 			// Replacing an existing credential is not a new one.
 			if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, "x", secret()); err != nil {

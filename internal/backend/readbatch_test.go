@@ -13,9 +13,7 @@ import (
 // The batch read returns every credential the agent holds within its
 // scope, and nothing outside it, and audits each value as a read.
 func TestReadBatch(t *testing.T) {
-	e := newEnv(t)
-	m := e.master("alice")
-	a := e.agent(m, []string{"x", "y"}, false)
+	e, m, a := newAgentEnv(t, "alice", "x", "y")
 	vals := map[string][]byte{"x": secret(), "y": secret(), "z": secret()}
 	for svc, v := range vals {
 		if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, svc, v); err != nil && svc != "z" {
@@ -23,9 +21,7 @@ func TestReadBatch(t *testing.T) {
 		}
 	}
 	// z is outside the agent's scope: the master stores it on itself.
-	if err := e.client.StoreCredential(ctx, m.Token, m.Wallet, "z", vals["z"]); err != nil {
-		t.Fatal(err)
-	}
+	e.storeCredential(m.Token, m.Wallet, "z", vals["z"])
 	for _, tok := range []agentkeys.Token{m.Token, a.Token} {
 		got, err := e.client.ReadCredentials(ctx, tok, a.Wallet, nil)
 		if err != nil {
@@ -57,12 +53,8 @@ func TestReadBatch(t *testing.T) {
 // After a revoke, the batch says so and returns no value; a new session
 // for the agent lifts that.
 func TestReadBatchRevoked(t *testing.T) {
-	e := newEnv(t)
-	m := e.master("alice")
-	a := e.agent(m, []string{"x"}, false)
-	if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, "x", secret()); err != nil {
-		t.Fatal(err)
-	}
+	e, m, a := newAgentEnv(t, "alice", "x")
+	e.storeCredential(m.Token, a.Wallet, "x", secret())
 	if _, err := e.client.RevokeWallet(ctx, m.Token, a.Wallet); err != nil {
 		t.Fatal(err)
 	}
@@ -77,13 +69,9 @@ func TestReadBatchRevoked(t *testing.T) {
 // and audits the reads as by wallet; another master's agent name is 404
 // with no value.
 func TestReadBatchByAgentArgument(t *testing.T) {
-	e := newEnv(t)
-	m := e.master("alice")
-	a := e.agent(m, []string{"x"}, false)
+	e, m, a := newAgentEnv(t, "alice", "x")
 	val := secret()
-	if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, "x", val); err != nil {
-		t.Fatal(err)
-	}
+	e.storeCredential(m.Token, a.Wallet, "x", val)
 	if _, err := e.client.NameAgent(ctx, m.Token, a.Wallet, "helper"); err != nil {
 		t.Fatal(err)
 	}

@@ -25,15 +25,11 @@ func (e *testEnv) epoch() int64 {
 // Every change that takes access away moves the epoch, in the same
 // transaction; reads and grants do not.
 func TestRevocationEpochMovesWithEveryAccessReduction(t *testing.T) {
-	e := newEnv(t)
-	m := e.master("alice")
-	a := e.agent(m, []string{"x", "y"}, false)
+	e, m, a := newAgentEnv(t, "alice", "x", "y")
 	b := e.agent(m, []string{"x"}, false)
 	c := e.agent(m, []string{"x"}, false)
 	d := e.agent(m, []string{"x"}, false)
-	if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, "x", secret()); err != nil {
-		t.Fatal(err)
-	}
+	e.storeCredential(m.Token, a.Wallet, "x", secret())
 	if _, err := e.client.ReadCredential(ctx, a.Token, a.Wallet, "x"); err != nil {
 		t.Fatal(err)
 	}
@@ -217,9 +213,7 @@ func TestWatchWindowAndPollerStops(t *testing.T) {
 }
 
 func TestAuditCachedRead(t *testing.T) {
-	e := newEnv(t)
-	m := e.master("alice")
-	a := e.agent(m, []string{"x", "y"}, false)
+	e, m, a := newAgentEnv(t, "alice", "x", "y")
 	stranger := e.master("mallory")
 	if err := e.client.AuditCachedRead(ctx, a.Token, a.Wallet, []string{"x"}); err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package backend
 import (
 	"context"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -33,15 +32,9 @@ func TestStartCreatesPrivateFilesAndDrainsOnShutdown(t *testing.T) {
 	if _, err := c.CreateSession(ctx, "alice"); err != nil {
 		t.Fatal(err)
 	}
-	for path, want := range map[string]os.FileMode{dir: 0o700, filepath.Join(dir, "seal.key"): 0o600, filepath.Join(dir, "backend.db"): 0o600} {
-		info, err := os.Stat(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if info.Mode().Perm() != want {
-			t.Errorf("%s mode %04o, want %04o", filepath.Base(path), info.Mode().Perm(), want)
-		}
-	}
+	testkit.WantPerm(t, dir, 0o700)
+	testkit.WantPerm(t, filepath.Join(dir, "seal.key"), 0o600)
+	testkit.WantPerm(t, filepath.Join(dir, "backend.db"), 0o600)
 
 	// An in-flight request finishes; new connections are refused after.
 	release := make(chan struct{})

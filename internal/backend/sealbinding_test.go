@@ -12,21 +12,13 @@ import (
 // failure logged without the value) instead of handing one wallet's
 // secret to another.
 func TestSealedCredentialBoundToWalletAndService(t *testing.T) {
-	e := newEnv(t)
-	m := e.master("alice")
-	a := e.agent(m, []string{"openrouter", "openai"}, false)
+	e, m, a := newAgentEnv(t, "alice", "openrouter", "openai")
 	b := e.agent(m, []string{"openrouter"}, false)
 	v := secret()
-	if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, "openrouter", v); err != nil {
-		t.Fatal(err)
-	}
+	e.storeCredential(m.Token, a.Wallet, "openrouter", v)
 	// The destinations hold values of their own, then get a's sealed row.
-	if err := e.client.StoreCredential(ctx, m.Token, b.Wallet, "openrouter", secret()); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, "openai", secret()); err != nil {
-		t.Fatal(err)
-	}
+	e.storeCredential(m.Token, b.Wallet, "openrouter", secret())
+	e.storeCredential(m.Token, a.Wallet, "openai", secret())
 	row, err := e.store.Credential(ctx, a.Wallet, "openrouter")
 	if err != nil {
 		t.Fatal(err)

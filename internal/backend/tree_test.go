@@ -13,9 +13,7 @@ import (
 // wallet below it (what the broker's audit view may show it), torn-down
 // agents included; a broker token derived from the session may ask too.
 func TestSessionTree(t *testing.T) {
-	e := newEnv(t)
-	m := e.master("erin")
-	a := e.agent(m, []string{"x"}, false)
+	e, m, a := newAgentEnv(t, "erin", "x")
 	sub := e.agent(a, []string{"x"}, false)
 	gone := e.agent(m, []string{"x"}, false)
 	other := e.master("frank")

@@ -62,9 +62,7 @@ func TestWireGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	bt, _ := e.brokerToken(a.Token)
-	if err := e.client.StoreCredential(ctx, m.Token, a.Wallet, "openrouter", secret()); err != nil {
-		t.Fatal(err)
-	}
+	e.storeCredential(m.Token, a.Wallet, "openrouter", secret())
 	w, mw := string(a.Wallet), string(m.Wallet)
 	cases := []struct {
 		name, method, path string

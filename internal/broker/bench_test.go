@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"testing"
 	"time"
@@ -56,47 +54,17 @@ func BenchmarkMintOIDCJWT(b *testing.B) {
 			})
 		})
 		b.Run(fmt.Sprintf("http/clients=%d", clients), func(b *testing.B) {
-			dir := b.TempDir()
 			backend := newFakeBackend(b)
-			cfg := Defaults()
-			cfg.Issuer = "https://oidc.bench.invalid"
-			cfg.BackendURL = backend.URL
-			cfg.KeyFile = filepath.Join(dir, "keys.json")
-			cfg.AuditDB = filepath.Join(dir, "audit.sqlite")
-			cfg.RatePerBearer, cfg.RatePerIP = 0, 0
-			cfg.ValidateCache = benchValidateCache
-			if err := cfg.Validate(); err != nil {
-				b.Fatal(err)
-			}
-			iss, err := oidc.NewIssuer(oidc.Config{Issuer: cfg.Issuer, TTL: cfg.JWTTTL, KeyFile: cfg.KeyFile})
-			if err != nil {
-				b.Fatal(err)
-			}
-			sink, err := audit.Open(context.Background(), cfg.AuditDB)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer sink.Close()
-			srv := httptest.NewServer(NewServer(cfg, Deps{Validator: NewHTTPValidator(cfg.BackendURL, cfg.BackendTimeout), Issuer: iss, Audit: sink}))
-			defer srv.Close()
+			brokerURL, _ := loopbackBroker(b, backend.URL, "https://oidc.bench.invalid", func(cfg *Config) { cfg.ValidateCache = benchValidateCache })
 			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients + 4}}
 			tokens := make([]string, clients)
 			for i := range tokens {
 				tokens[i], _ = backend.newSession("master", nil)
 			}
 			viaHTTP = runClients(b, clients, func(c int) error {
-				req, _ := http.NewRequest(http.MethodPost, srv.URL+PathMintJWT, nil)
+				req, _ := http.NewRequest(http.MethodPost, brokerURL+PathMintJWT, nil)
 				req.Header.Set("Authorization", "Bearer "+tokens[c])
-				resp, err := client.Do(req)
-				if err != nil {
-					return err
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					return fmt.Errorf("mint answered %d", resp.StatusCode)
-				}
-				return nil
+				return loadbench.Do(client, req, "mint")
 			})
 		})
 		if raw.PerSec > 0 && viaHTTP.PerSec > 0 {

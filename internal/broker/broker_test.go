@@ -189,9 +189,7 @@ func TestMintFailsClosedWhenTheEpochIsUnavailable(t *testing.T) {
 	}
 	h.backend.set(func(b *fakeBackend) { b.epochStatus = http.StatusServiceUnavailable })
 	r := h.mintJWT(tok)
-	if r.status != http.StatusBadGateway || r.errorKind(t) != KindBackendUnreachable {
-		t.Fatalf("mint with the epoch unavailable: %d %s", r.status, r.body)
-	}
+	r.wantErrorf(t, http.StatusBadGateway, KindBackendUnreachable, "mint with the epoch unavailable")
 	if row := h.lastRow(); row.Outcome != audit.OutcomeBackendError {
 		t.Fatalf("audit row = %+v", row)
 	}
@@ -274,9 +272,7 @@ func TestSTSFailure(t *testing.T) {
 	})
 	tok, wallet := h.backend.newSession("master", nil)
 	r := h.mintAWS(tok)
-	if r.status != http.StatusBadGateway || r.errorKind(t) != KindSTSError {
-		t.Fatalf("%d %s", r.status, r.body)
-	}
+	r.wantErrorf(t, http.StatusBadGateway, KindSTSError, "AWS mint with STS refusing")
 	if strings.Contains(string(r.body), "simulated") || strings.Contains(string(r.body), "000000000000") {
 		t.Fatalf("STS error text echoed to the client: %s", r.body)
 	}
@@ -297,9 +293,7 @@ func TestBackendFailures(t *testing.T) {
 		tok := agentkeys.NewToken().Reveal()
 		for _, ep := range []string{PathMintJWT, PathMintAWS} {
 			r := h.do("POST", ep, tok, "")
-			if r.status != http.StatusBadGateway || r.errorKind(t) != KindBackendUnreachable {
-				t.Fatalf("%s: %d %s", ep, r.status, r.body)
-			}
+			r.wantErrorf(t, http.StatusBadGateway, KindBackendUnreachable, "%s", ep)
 			row := h.lastRow()
 			if row.Outcome != audit.OutcomeBackendError || row.Detail == "" || row.RequesterWallet != audit.UnknownWallet {
 				t.Fatalf("audit row = %+v", row)
@@ -320,9 +314,7 @@ func TestBackendFailures(t *testing.T) {
 		} {
 			h.backend.set(func(b *fakeBackend) { b.status, b.body = tc.status, tc.body })
 			r := h.mintJWT(tok)
-			if r.status != http.StatusBadGateway || r.errorKind(t) != KindBackendUnreachable {
-				t.Fatalf("backend %d %q: broker %d %s", tc.status, tc.body, r.status, r.body)
-			}
+			r.wantErrorf(t, http.StatusBadGateway, KindBackendUnreachable, "backend %d %q: broker", tc.status, tc.body)
 			if strings.Contains(string(r.body), "secretuser") || strings.Contains(string(r.body), "not-a-wallet") {
 				t.Fatalf("upstream text echoed: %s", r.body)
 			}
@@ -343,9 +335,7 @@ func TestScopeEnforced(t *testing.T) {
 	master, _ := h.backend.newSession("master", nil)
 	for _, ep := range []string{PathMintJWT, PathMintAWS} {
 		r := h.do("POST", ep, narrow, "")
-		if r.status != http.StatusForbidden || r.errorKind(t) != KindForbidden {
-			t.Fatalf("%s narrow scope: %d %s", ep, r.status, r.body)
-		}
+		r.wantErrorf(t, http.StatusForbidden, KindForbidden, "%s narrow scope", ep)
 		if row := h.lastRow(); row.Outcome != audit.OutcomeScopeDenied || row.RequesterWallet == audit.UnknownWallet {
 			t.Fatalf("audit row = %+v", row)
 		}
@@ -408,9 +398,7 @@ func TestRateLimits(t *testing.T) {
 			}
 		}
 		r := h.mintJWT(a)
-		if r.status != http.StatusTooManyRequests || r.errorKind(t) != KindRateLimited {
-			t.Fatalf("third mint: %d %s", r.status, r.body)
-		}
+		r.wantErrorf(t, http.StatusTooManyRequests, KindRateLimited, "third mint")
 		if ra, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || ra < 1 {
 			t.Fatalf("Retry-After = %q", r.header.Get("Retry-After"))
 		}
@@ -501,20 +489,14 @@ func TestProbes(t *testing.T) {
 			t.Fatalf("%d %s", r.status, r.body)
 		}
 		tok, _ := h.backend.newSession("master", nil)
-		if r := h.mintAWS(tok); r.status != 404 || r.errorKind(t) != KindNotFound {
-			t.Fatalf("mint-aws-creds without a role: %d %s", r.status, r.body)
-		}
+		h.mintAWS(tok).wantErrorf(t, 404, KindNotFound, "mint-aws-creds without a role")
 	})
 }
 
 func TestRoutingErrorsUseTheEnvelope(t *testing.T) {
 	h := newHarness(t)
-	if r := h.do("GET", "/v1/nope", "", ""); r.status != 404 || r.errorKind(t) != KindNotFound {
-		t.Fatalf("%d %s", r.status, r.body)
-	}
-	if r := h.do("GET", PathMintJWT, "", ""); r.status != 405 || r.errorKind(t) != KindMethodNotAllowed {
-		t.Fatalf("%d %s", r.status, r.body)
-	}
+	h.do("GET", "/v1/nope", "", "").wantErrorf(t, 404, KindNotFound, "GET /v1/nope")
+	h.do("GET", PathMintJWT, "", "").wantErrorf(t, 405, KindMethodNotAllowed, "GET %s", PathMintJWT)
 }
 
 func TestDiscoveryThroughBroker(t *testing.T) {

@@ -43,26 +43,20 @@ func TestFailingAuditSinkReleasesNothing(t *testing.T) {
 	tok, _ := h.backend.newSession("master", nil)
 
 	r := h.mintJWT(tok)
-	if r.status != http.StatusInternalServerError || r.errorKind(t) != KindAuditError {
-		t.Fatalf("JWT mint with a failing ledger: %d %s", r.status, r.body)
-	}
+	r.wantErrorf(t, http.StatusInternalServerError, KindAuditError, "JWT mint with a failing ledger")
 	if strings.Contains(string(r.body), "eyJ") || strings.Contains(string(r.body), "database is locked") {
 		t.Fatalf("body leaks a token or the sink error: %s", r.body)
 	}
 
 	r = h.mintAWS(tok)
-	if r.status != http.StatusInternalServerError || r.errorKind(t) != KindAuditError {
-		t.Fatalf("AWS mint with a failing ledger: %d %s", r.status, r.body)
-	}
+	r.wantErrorf(t, http.StatusInternalServerError, KindAuditError, "AWS mint with a failing ledger")
 	// The attempt could not be recorded, so STS was never asked: no
 	// credentials exist that the ledger does not know about.
 	if issued := h.sts.Issued(); len(issued) != 0 {
 		t.Fatalf("STS issued %d credentials although the ledger could not record the attempt", len(issued))
 	}
 	// Failure paths fail closed too: nothing is answered unaudited.
-	if r := h.mintJWT(agentkeys.NewToken().Reveal()); r.status != http.StatusInternalServerError || r.errorKind(t) != KindAuditError {
-		t.Fatalf("unaudited auth failure: %d %s", r.status, r.body)
-	}
+	h.mintJWT(agentkeys.NewToken().Reveal()).wantErrorf(t, http.StatusInternalServerError, KindAuditError, "unaudited auth failure")
 	if !strings.Contains(h.logs.String(), "audit write failed") {
 		t.Fatal("audit failure not logged")
 	}

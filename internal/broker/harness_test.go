@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -233,6 +234,40 @@ type harness struct {
 	keyFile string
 }
 
+// loopbackBroker starts a broker as the command wires it (real HTTP server,
+// ES256 key file and SQLite ledger in a temp dir, no rate limits, no AWS)
+// against backendURL, after tune (if not nil) edits the configuration. It
+// returns the broker's URL and the configuration it runs with.
+func loopbackBroker(t testing.TB, backendURL, issuer string, tune func(*Config)) (string, Config) {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := Defaults()
+	cfg.Issuer = issuer
+	cfg.BackendURL = backendURL
+	cfg.KeyFile = filepath.Join(dir, "keys.json")
+	cfg.AuditDB = filepath.Join(dir, "audit.sqlite")
+	cfg.RatePerBearer, cfg.RatePerIP = 0, 0
+	if tune != nil {
+		tune(&cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	iss, err := oidc.NewIssuer(oidc.Config{Issuer: cfg.Issuer, TTL: cfg.JWTTTL, KeyFile: cfg.KeyFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink, err := audit.Open(context.Background(), cfg.AuditDB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sink.Close() })
+	v := NewHTTPValidator(cfg.BackendURL, cfg.BackendTimeout)
+	hs := httptest.NewServer(NewServer(cfg, Deps{Validator: v, BackendHealth: v.Health, Issuer: iss, Audit: sink}))
+	t.Cleanup(hs.Close)
+	return hs.URL, cfg
+}
+
 type option func(h *harness, cfg *Config)
 
 func withSink(s audit.Sink) option { return func(h *harness, _ *Config) { h.sink = s } }
@@ -323,6 +358,15 @@ func (r response) errorKind(t *testing.T) string {
 		t.Fatalf("not an error envelope: %s", r.body)
 	}
 	return kind
+}
+
+// wantErrorf fails t unless r is the error envelope of kind with status;
+// format and args name the request in the failure.
+func (r response) wantErrorf(t *testing.T, status int, kind, format string, args ...any) {
+	t.Helper()
+	if r.status != status || r.errorKind(t) != kind {
+		t.Fatalf("%s: %d %s, want %d %s", fmt.Sprintf(format, args...), r.status, r.body, status, kind)
+	}
 }
 
 func (h *harness) do(method, path, bearer string, body string, hdr ...string) response {

@@ -50,9 +50,7 @@ func TestMintNeverOutlivesTheSession(t *testing.T) {
 			}
 			row := h.lastRow()
 			if tc.jwtRefused {
-				if r.status != http.StatusUnauthorized || r.errorKind(t) != KindUnauthorized {
-					t.Fatalf("JWT mint for a session ending in %v: %d %s", tc.left, r.status, r.body)
-				}
+				r.wantErrorf(t, http.StatusUnauthorized, KindUnauthorized, "JWT mint for a session ending in %v", tc.left)
 				msg := r.json(t)["message"].(string)
 				if !strings.Contains(msg, "session expires in ") || !strings.Contains(msg, "at least 60 s") || !strings.Contains(msg, "log in again") {
 					t.Errorf("refusal does not say why: %q", msg)
@@ -89,9 +87,7 @@ func TestMintNeverOutlivesTheSession(t *testing.T) {
 			after := time.Now()
 			row = h.lastRow()
 			if tc.awsRefused {
-				if r.status != http.StatusUnauthorized || r.errorKind(t) != KindUnauthorized {
-					t.Fatalf("AWS mint for a session ending in %v: %d %s", tc.left, r.status, r.body)
-				}
+				r.wantErrorf(t, http.StatusUnauthorized, KindUnauthorized, "AWS mint for a session ending in %v", tc.left)
 				msg := r.json(t)["message"].(string)
 				if !strings.Contains(msg, "session expires in ") || !strings.Contains(msg, "at least 900 s") || !strings.Contains(msg, "log in again") {
 					t.Errorf("refusal does not say why: %q", msg)

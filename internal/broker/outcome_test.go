@@ -74,9 +74,7 @@ func TestIssuedCredentialsAlwaysHaveARow(t *testing.T) {
 	h2 := newHarness(t, withSink(outcomeFailingSink{h.ledger}))
 	tok, wallet := h2.backend.newSession("master", nil)
 	r := h2.mintAWS(tok)
-	if r.status != http.StatusInternalServerError || r.errorKind(t) != KindAuditError {
-		t.Fatalf("mint with a failing outcome write: %d %s", r.status, r.body)
-	}
+	r.wantErrorf(t, http.StatusInternalServerError, KindAuditError, "mint with a failing outcome write")
 	issued := h2.sts.Issued()
 	if len(issued) != 1 {
 		t.Fatalf("STS issued %d", len(issued))

@@ -2,35 +2,20 @@ package broker
 
 import (
 	"context"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/audit"
+	"github.com/agentkeys/agentkeys/internal/testkit"
 )
-
-// smallTmpfs mounts a tmpfs of size on a fresh directory (root only).
-func smallTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("full-disk test skipped: mounting a small tmpfs needs root (CI runs as root)")
-	}
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size+",mode=0700", "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("full-disk test skipped: cannot mount tmpfs: %v %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
-	return dir
-}
 
 // TestReadyzReportsFullLedgerDisk: readiness used to check only that the
 // ledger answered reads, so it said ready while every mint failed on a full
 // disk. Now /readyz names the audit ledger as failing exactly when mints
 // fail, and recovers with the disk.
 func TestReadyzReportsFullLedgerDisk(t *testing.T) {
-	dir := smallTmpfs(t, "2m")
+	dir := testkit.Tmpfs(t, "2m")
 	ledger, err := audit.OpenWith(context.Background(), filepath.Join(dir, "audit.sqlite"), audit.Options{ProbeCache: time.Nanosecond})
 	if err != nil {
 		t.Fatal(err)
@@ -46,9 +31,7 @@ func TestReadyzReportsFullLedgerDisk(t *testing.T) {
 			break
 		}
 	}
-	if r := h.mintJWT(tok); r.status != 500 || r.errorKind(t) != KindAuditError {
-		t.Fatalf("mint on a full ledger volume: %d %s", r.status, r.body)
-	}
+	h.mintJWT(tok).wantErrorf(t, 500, KindAuditError, "mint on a full ledger volume")
 	r := h.do("GET", PathReadyz, "", "")
 	m := r.json(t)
 	if r.status != 503 || m["audit_ok"] != false || m["backend_ok"] != true || m["keys_ok"] != true {
@@ -57,9 +40,7 @@ func TestReadyzReportsFullLedgerDisk(t *testing.T) {
 	if f, _ := m["failed"].([]any); len(f) != 1 || f[0] != "audit" {
 		t.Fatalf("readyz should name only the audit ledger: %s", r.body)
 	}
-	if out, err := exec.Command("mount", "-o", "remount,size=8m", dir).CombinedOutput(); err != nil {
-		t.Fatalf("grow the tmpfs: %v %s", err, out)
-	}
+	testkit.GrowTmpfs(t, dir, "8m")
 	if r := h.do("GET", PathReadyz, "", ""); r.status != 200 {
 		t.Fatalf("readyz after the volume grew: %d %s", r.status, r.body)
 	}

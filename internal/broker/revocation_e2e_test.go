@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -12,11 +11,9 @@ import (
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
-	"github.com/agentkeys/agentkeys/internal/audit"
 	"github.com/agentkeys/agentkeys/internal/backend"
 	"github.com/agentkeys/agentkeys/internal/backend/backendtest"
 	"github.com/agentkeys/agentkeys/internal/backendclient"
-	"github.com/agentkeys/agentkeys/internal/oidc"
 	"github.com/agentkeys/agentkeys/internal/seal"
 	"github.com/agentkeys/agentkeys/internal/sqldb/sqldbtest"
 	"github.com/agentkeys/agentkeys/internal/store/sqlstore"
@@ -54,32 +51,11 @@ func realBackends(t *testing.T, engine string, n int) []string {
 // cache) against backendURL.
 func brokerReplica(t *testing.T, backendURL string) string {
 	t.Helper()
-	dir := t.TempDir()
-	cfg := Defaults()
-	cfg.Issuer = "https://oidc.revocation.invalid"
-	cfg.BackendURL = backendURL
-	cfg.KeyFile = filepath.Join(dir, "keys.json")
-	cfg.AuditDB = filepath.Join(dir, "audit.sqlite")
-	cfg.RatePerBearer, cfg.RatePerIP = 0, 0
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	url, cfg := loopbackBroker(t, backendURL, "https://oidc.revocation.invalid", nil)
 	if cfg.ValidateCache <= 0 {
 		t.Fatal("the default configuration has no validation cache: this test would prove nothing")
 	}
-	iss, err := oidc.NewIssuer(oidc.Config{Issuer: cfg.Issuer, TTL: cfg.JWTTTL, KeyFile: cfg.KeyFile})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sink, err := audit.Open(context.Background(), cfg.AuditDB)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sink.Close() })
-	v := NewHTTPValidator(cfg.BackendURL, cfg.BackendTimeout)
-	hs := httptest.NewServer(NewServer(cfg, Deps{Validator: v, BackendHealth: v.Health, Issuer: iss, Audit: sink}))
-	t.Cleanup(hs.Close)
-	return hs.URL
+	return url
 }
 
 type mintResult struct {

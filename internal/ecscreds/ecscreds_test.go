@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials/endpointcreds"
 
 	"github.com/agentkeys/agentkeys/internal/brokerclient"
+	"github.com/agentkeys/agentkeys/internal/testkit"
 )
 
 func env(s *Server) map[string]string {
@@ -63,17 +64,8 @@ func TestServerServesTheSDK(t *testing.T) {
 		t.Fatalf("refresh: %+v, %v (mints %d)", c, err, mints.Load())
 	}
 	for _, tok := range []string{"", "wrong", e[EnvToken][:10], "Bearer " + e[EnvToken]} {
-		req, _ := http.NewRequest("GET", e[EnvFullURI], nil)
-		if tok != "" {
-			req.Header.Set("Authorization", tok)
-		}
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.Body.Close()
-		if res.StatusCode != http.StatusUnauthorized {
-			t.Fatalf("token %q: status %d", tok, res.StatusCode)
+		if status := testkit.GetStatus(t, e[EnvFullURI], tok); status != http.StatusUnauthorized {
+			t.Fatalf("token %q: status %d", tok, status)
 		}
 	}
 }

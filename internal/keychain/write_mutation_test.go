@@ -5,23 +5,17 @@ package keychain
 import (
 	"bytes"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/agentkeys/agentkeys/internal/testkit"
 )
 
 // TestFailedWriteLeavesNoTempFile: when the disk fills during a write, the
 // write fails, the previous file stays, and no temporary file (which would
 // hold a token) is left behind in the directory.
 func TestFailedWriteLeavesNoTempFile(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount a small tmpfs (CI runs as root)")
-	}
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs here: %v %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	dir := testkit.Tmpfs(t, "64k")
 	path := filepath.Join(dir, SessionFileName)
 	if err := WriteSessionFile(path, testSession()); err != nil {
 		t.Fatal(err)

@@ -4,6 +4,9 @@
 package loadbench
 
 import (
+	"fmt"
+	"io"
+	"net/http"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -58,4 +61,20 @@ func Run(b *testing.B, n int, unit string, op func(client int) error) Result {
 	b.ReportMetric(float64(r.P50.Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(r.P99.Microseconds())/1000, "p99-ms")
 	return r
+}
+
+// Do sends req on c, drains and closes the answer's body (so the connection
+// is reused) and returns an error unless the answer is 200; what names the
+// operation in that error.
+func Do(c *http.Client, req *http.Request, what string) error {
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s answered %d", what, resp.StatusCode)
+	}
+	return nil
 }

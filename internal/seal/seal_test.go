@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/agentkeys/agentkeys/internal/testkit"
 )
 
 func newSealer(t *testing.T) *Sealer {
@@ -73,17 +75,8 @@ func TestKeyFileCreatedPrivateAndReused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.Mode().Perm() != 0o600 {
-		t.Fatalf("key file mode %04o, want 0600", info.Mode().Perm())
-	}
-	dir, _ := os.Stat(filepath.Dir(path))
-	if dir.Mode().Perm() != 0o700 {
-		t.Fatalf("key dir mode %04o, want 0700", dir.Mode().Perm())
-	}
+	testkit.WantPerm(t, path, 0o600)
+	testkit.WantPerm(t, filepath.Dir(path), 0o700)
 	sealed, _ := s1.Seal([]byte("v"), nil)
 	s2, err := LoadOrCreateKeyFile(path)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/agentkeys/agentkeys/internal/sqldb"
 	"github.com/agentkeys/agentkeys/internal/sqldb/sqldbtest"
+	"github.com/agentkeys/agentkeys/internal/testkit"
 )
 
 func TestSQLitePath(t *testing.T) {
@@ -106,15 +107,8 @@ func TestSQLiteFileIsPrivate(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-	for p, want := range map[string]os.FileMode{dir: 0o700, path: 0o600} {
-		st, err := os.Stat(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st.Mode().Perm() != want {
-			t.Errorf("%s mode %04o, want %04o", p, st.Mode().Perm(), want)
-		}
-	}
+	testkit.WantPerm(t, dir, 0o700)
+	testkit.WantPerm(t, path, 0o600)
 	if err := os.Chmod(path, 0o644); err != nil {
 		t.Fatal(err)
 	}

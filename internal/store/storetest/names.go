@@ -9,10 +9,7 @@ import (
 	"github.com/agentkeys/agentkeys/internal/store"
 )
 
-var nameTests = []struct {
-	name string
-	fn   func(t *testing.T, s store.Store)
-}{
+var nameTests = []conformanceTest{
 	{"WalletNames", testWalletNames},
 	{"WalletNamesFreedByTeardown", testWalletNamesFreedByTeardown},
 	{"LastUse", testLastUse},

@@ -13,10 +13,7 @@ import (
 )
 
 // pairingTests are the subtests of store.PairingQueries.
-var pairingTests = []struct {
-	name string
-	fn   func(t *testing.T, s store.Store)
-}{
+var pairingTests = []conformanceTest{
 	{"AuthRequestInsertGet", testAuthRequestInsertGet},
 	{"AuthRequestConflicts", testAuthRequestConflicts},
 	{"UpdateAuthRequest", testUpdateAuthRequest},

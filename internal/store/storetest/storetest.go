@@ -20,10 +20,7 @@ import (
 // Run runs the conformance suite. open must return a fresh, empty store for
 // each call and arrange (with t.Cleanup) for it to be closed.
 func Run(t *testing.T, open func(t *testing.T) store.Store) {
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, s store.Store)
-	}{
+	tests := []conformanceTest{
 		{"Ping", testPing},
 		{"WalletInsertGet", testWalletInsertGet},
 		{"WalletConflicts", testWalletConflicts},
@@ -64,6 +61,12 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
 	}
+}
+
+// conformanceTest is one subtest of the suite: fn runs on a fresh store.
+type conformanceTest struct {
+	name string
+	fn   func(t *testing.T, s store.Store)
 }
 
 // now returns the current time at the store's millisecond precision.
