@@ -154,3 +154,16 @@ func (x cachedExecer) QueryRowContext(ctx context.Context, query string, args ..
 	}
 	return x.e.QueryRowContext(ctx, query, args...)
 }
+
+// uncached returns e without its statement cache, for a statement whose
+// text varies (a multi-row INSERT of any length) and would only crowd the
+// cache.
+func uncached(e execer) execer {
+	if d, ok := e.(deadlineExecer); ok {
+		if c, ok := d.e.(cachedExecer); ok {
+			d.e = c.e
+		}
+		return d
+	}
+	return e
+}
