@@ -69,9 +69,7 @@ func (s *Store) commitAuditBatch(ctx context.Context) {
 	// The batch is shared: one caller's cancellation must not abort the
 	// others' rows. Tx bounds it with its own timeout.
 	ctx = context.WithoutCancel(ctx)
-	err := s.Tx(ctx, func(q store.Queries) error {
-		return q.(*queries).appendAuditBatch(ctx, batch)
-	})
+	err := s.writeAuditBatch(ctx, batch)
 	if err != nil && len(batch) > 1 {
 		// Keep one bad row from failing the others: write each alone.
 		for _, w := range batch {
@@ -99,15 +97,31 @@ func (s *Store) commitAuditBatch(ctx context.Context) {
 	}
 }
 
+// writeAuditBatch commits the batch's rows, all or none, and sets each
+// waiter's id.
+func (s *Store) writeAuditBatch(ctx context.Context, batch []*auditWaiter) error {
+	if s.d == dialectPostgres {
+		// One statement, atomic on its own: no BEGIN and COMMIT round
+		// trips.
+		return s.queries.appendAuditArrays(ctx, batch)
+	}
+	return s.Tx(ctx, func(q store.Queries) error {
+		return q.(*queries).appendAuditBatch(ctx, batch)
+	})
+}
+
 // auditInserts[k] inserts 1<<k audit rows in one statement and returns
-// their ids. A batch is written as a sum of these sizes, so there are only
-// a few statement texts (each prepared once) and one statement per size,
-// instead of one per row (on PostgreSQL, one round trip per row).
+// their ids (SQLite). A batch is written as a sum of these sizes, so there
+// are only a few statement texts (each prepared once) and one statement
+// per size instead of one per row. OR ROLLBACK: a constraint failure
+// rolls the whole batch back (as any error does), so SQLite keeps no
+// statement journal for the multi-row INSERT (it spilled to a temporary
+// file, a write per page).
 var auditInserts = func() []string {
 	out := make([]string, bits.Len(maxAuditBatch))
 	for k := range out {
 		var sb strings.Builder
-		sb.WriteString(`INSERT INTO audit_log (ts, owner_wallet, agent_wallet, service, action, result, detail, client_ip) VALUES `)
+		sb.WriteString(`INSERT OR ROLLBACK INTO audit_log (ts, owner_wallet, agent_wallet, service, action, result, detail, client_ip) VALUES `)
 		for i := range 1 << k {
 			if i > 0 {
 				sb.WriteString(", ")
@@ -122,10 +136,10 @@ var auditInserts = func() []string {
 }()
 
 // appendAuditBatch inserts the batch's rows, in order, and sets each
-// waiter's id. A multi-row INSERT inserts its rows in the order of its
-// VALUES list and each row's id is larger than every earlier one (SQLite
-// AUTOINCREMENT, a PostgreSQL identity), so the ids sorted ascending
-// belong to the rows in list order, whatever order RETURNING answers in.
+// waiter's id (SQLite, in a transaction). A multi-row INSERT inserts its
+// rows in the order of its VALUES list and each row's id is larger than
+// every earlier one (AUTOINCREMENT), so the ids sorted ascending belong to
+// the rows in list order, whatever order RETURNING answers in.
 func (q *queries) appendAuditBatch(ctx context.Context, batch []*auditWaiter) error {
 	for len(batch) > 0 {
 		k := bits.Len(uint(len(batch))) - 1
@@ -147,6 +161,42 @@ func (q *queries) appendAuditBatch(ctx context.Context, batch []*auditWaiter) er
 		for i, w := range chunk {
 			w.id = ids[i]
 		}
+	}
+	return nil
+}
+
+// auditInsertArrays inserts the rows given as eight PostgreSQL arrays, one
+// per column, in array order, and returns their ids: one statement
+// whatever the batch's size.
+const auditInsertArrays = `INSERT INTO audit_log (ts, owner_wallet, agent_wallet, service, action, result, detail, client_ip)
+	SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
+	RETURNING id`
+
+// appendAuditArrays is appendAuditBatch for PostgreSQL in one statement
+// (unnest yields the rows in array order; ids are assigned in that order).
+func (q *queries) appendAuditArrays(ctx context.Context, batch []*auditWaiter) error {
+	ts := make([]int64, len(batch))
+	cols := make([][]string, 7)
+	for i := range cols {
+		cols[i] = make([]string, len(batch))
+	}
+	for i, w := range batch {
+		e := w.e
+		ts[i] = toMS(e.Time)
+		for c, v := range []string{string(e.Owner), string(e.Agent), e.Service, e.Action, e.Result, e.Detail, e.ClientIP} {
+			cols[c][i] = v
+		}
+	}
+	ids, err := q.insertReturningIDs(ctx, auditInsertArrays, []any{ts, cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6]})
+	if err != nil {
+		return err
+	}
+	if len(ids) != len(batch) {
+		return fmt.Errorf("sqlstore: append audit: %d rows inserted, %d ids returned", len(batch), len(ids))
+	}
+	slices.Sort(ids)
+	for i, w := range batch {
+		w.id = ids[i]
 	}
 	return nil
 }
