@@ -150,16 +150,8 @@ func (q *queries) appendAuditBatch(ctx context.Context, batch []*auditWaiter) er
 			e := w.e
 			args = append(args, toMS(e.Time), string(e.Owner), string(e.Agent), e.Service, e.Action, e.Result, e.Detail, e.ClientIP)
 		}
-		ids, err := q.insertReturningIDs(ctx, auditInserts[k], args)
-		if err != nil {
+		if err := q.insertReturningIDs(ctx, chunk, auditInserts[k], args); err != nil {
 			return err
-		}
-		if len(ids) != len(chunk) {
-			return fmt.Errorf("sqlstore: append audit: %d rows inserted, %d ids returned", len(chunk), len(ids))
-		}
-		slices.Sort(ids)
-		for i, w := range chunk {
-			w.id = ids[i]
 		}
 	}
 	return nil
@@ -187,36 +179,35 @@ func (q *queries) appendAuditArrays(ctx context.Context, batch []*auditWaiter) e
 			cols[c][i] = v
 		}
 	}
-	ids, err := q.insertReturningIDs(ctx, auditInsertArrays, []any{ts, cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6]})
-	if err != nil {
-		return err
-	}
-	if len(ids) != len(batch) {
-		return fmt.Errorf("sqlstore: append audit: %d rows inserted, %d ids returned", len(batch), len(ids))
-	}
-	slices.Sort(ids)
-	for i, w := range batch {
-		w.id = ids[i]
-	}
-	return nil
+	return q.insertReturningIDs(ctx, batch, auditInsertArrays, []any{ts, cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6]})
 }
 
-func (q *queries) insertReturningIDs(ctx context.Context, query string, args []any) ([]int64, error) {
+// insertReturningIDs runs query, which inserts the rows of ws in order and
+// returns their ids, and gives each waiter its id: the ids ascending, in
+// the rows' order.
+func (q *queries) insertReturningIDs(ctx context.Context, ws []*auditWaiter, query string, args []any) error {
 	rows, err := q.q.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, classify("append audit", err)
+		return classify("append audit", err)
 	}
 	defer rows.Close()
-	var ids []int64
+	ids := make([]int64, 0, len(ws))
 	for rows.Next() {
 		var id int64
 		if err := rows.Scan(&id); err != nil {
-			return nil, classify("append audit", err)
+			return classify("append audit", err)
 		}
 		ids = append(ids, id)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, classify("append audit", err)
+		return classify("append audit", err)
 	}
-	return ids, nil
+	if len(ids) != len(ws) {
+		return fmt.Errorf("sqlstore: append audit: %d rows inserted, %d ids returned", len(ws), len(ids))
+	}
+	slices.Sort(ids)
+	for i, w := range ws {
+		w.id = ids[i]
+	}
+	return nil
 }
