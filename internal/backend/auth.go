@@ -48,7 +48,7 @@ func (s *Server) authenticate(r *http.Request) (*caller, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := s.resolveSession(r.Context(), s.store, tok)
+	c, err := s.resolveCurrent(r.Context(), tok)
 	if err != nil {
 		if _, berr := s.store.BrokerToken(r.Context(), tok.Hash()); berr == nil {
 			return nil, unauthorized(msgBrokerOnly)

@@ -86,40 +86,11 @@ func TestWatchAnswers401OnRevokeOnThisAndOtherReplicas(t *testing.T) {
 	}
 }
 
-// testWatchReplicas runs two backend replicas over one database (on
-// SQLite, two servers over one store; on PostgreSQL, two stores) with the
-// default epoch poll: the second learns of revokes made through the first
-// only by polling the epoch.
+// testWatchReplicas runs two backend replicas over one database (see
+// newReplicas) with the default epoch poll: the second learns of revokes
+// made through the first only by polling the epoch.
 func testWatchReplicas(t *testing.T, engine string) {
-	window := func(o *Options) { o.AwaitWindow = 20 * time.Second }
-	opts := []envOption{window}
-	var dsn string
-	if engine == "postgres" {
-		dsn = sqldbtest.PostgresDSN(t)
-		pg, err := sqlstore.Open(ctx, dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { pg.Close() })
-		opts = append(opts, func(o *Options) { o.Store = pg })
-	}
-	e := newEnv(t, opts...)
-	second := e.store
-	if engine == "postgres" {
-		st, err := sqlstore.Open(ctx, dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		second = st
-	}
-	other, err := New(Options{Store: second, Sealer: e.srv.sealer, Now: e.clock.Now, LoginRate: -1, Login: MockLogin{}, AwaitWindow: 20 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(other.Handler())
-	t.Cleanup(hs.Close)
-	oc, _ := backendclient.New(hs.URL)
+	e, other, oc := newReplicas(t, engine, func(o *Options) { o.AwaitWindow = 20 * time.Second })
 
 	m := e.master("alice")
 	a := e.agent(m, []string{"x"}, false)
@@ -165,6 +136,46 @@ func testWatchReplicas(t *testing.T, engine string) {
 	if _, err := e.client.WatchSession(ctx, a.Token); !errors.Is(err, backendclient.ErrUnauthorized) {
 		t.Fatalf("watch of a revoked session: %v", err)
 	}
+}
+
+// newReplicas starts two backend replicas over one database: e, and other
+// (served to oc). On SQLite they are two servers over one store; on
+// PostgreSQL, two stores.
+func newReplicas(t *testing.T, engine string, opts ...envOption) (e *testEnv, other *Server, oc *backendclient.Client) {
+	t.Helper()
+	var dsn string
+	if engine == "postgres" {
+		dsn = sqldbtest.PostgresDSN(t)
+		pg, err := sqlstore.Open(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pg.Close() })
+		opts = append(opts, func(o *Options) { o.Store = pg })
+	}
+	e = newEnv(t, opts...)
+	second := e.store
+	if engine == "postgres" {
+		st, err := sqlstore.Open(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		second = st
+	}
+	o := Options{Store: second, Sealer: e.srv.sealer, Now: e.clock.Now, LoginRate: -1, Login: MockLogin{}}
+	for _, f := range opts {
+		f(&o)
+	}
+	o.Store = second
+	other, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(other.Handler())
+	t.Cleanup(hs.Close)
+	oc, _ = backendclient.New(hs.URL)
+	return e, other, oc
 }
 
 func waitWatchers(t *testing.T, s *Server, n int) {

@@ -126,6 +126,8 @@ type Server struct {
 	signKID string
 
 	epochs *epochHub
+	// sessions caches resolved sessions for the current revocation epoch.
+	sessions sessionCache
 
 	healthMu sync.Mutex
 	healthOK time.Time // last successful write probe (wall clock)

@@ -2,6 +2,10 @@ package sqlstore
 
 import (
 	"context"
+	"fmt"
+	"math/bits"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
@@ -65,15 +69,7 @@ func (s *Store) commitAuditBatch(ctx context.Context) {
 	// The batch is shared: one caller's cancellation must not abort the
 	// others' rows. Tx bounds it with its own timeout.
 	ctx = context.WithoutCancel(ctx)
-	err := s.Tx(ctx, func(q store.Queries) error {
-		for _, w := range batch {
-			var err error
-			if w.id, err = q.AppendAudit(ctx, w.e); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	err := s.writeAuditBatch(ctx, batch)
 	if err != nil && len(batch) > 1 {
 		// Keep one bad row from failing the others: write each alone.
 		for _, w := range batch {
@@ -99,4 +95,119 @@ func (s *Store) commitAuditBatch(ctx context.Context) {
 	if next != nil {
 		next.wake <- struct{}{}
 	}
+}
+
+// writeAuditBatch commits the batch's rows, all or none, and sets each
+// waiter's id.
+func (s *Store) writeAuditBatch(ctx context.Context, batch []*auditWaiter) error {
+	if s.d == dialectPostgres {
+		// One statement, atomic on its own: no BEGIN and COMMIT round
+		// trips.
+		return s.queries.appendAuditArrays(ctx, batch)
+	}
+	return s.Tx(ctx, func(q store.Queries) error {
+		return q.(*queries).appendAuditBatch(ctx, batch)
+	})
+}
+
+// auditInserts[k] inserts 1<<k audit rows in one statement and returns
+// their ids (SQLite). A batch is written as a sum of these sizes, so there
+// are only a few statement texts (each prepared once) and one statement
+// per size instead of one per row. OR ROLLBACK: a constraint failure
+// rolls the whole batch back (as any error does), so SQLite keeps no
+// statement journal for the multi-row INSERT (it spilled to a temporary
+// file, a write per page).
+var auditInserts = func() []string {
+	out := make([]string, bits.Len(maxAuditBatch))
+	for k := range out {
+		var sb strings.Builder
+		sb.WriteString(`INSERT OR ROLLBACK INTO audit_log (ts, owner_wallet, agent_wallet, service, action, result, detail, client_ip) VALUES `)
+		for i := range 1 << k {
+			if i > 0 {
+				sb.WriteString(", ")
+			}
+			n := 8 * i
+			fmt.Fprintf(&sb, "($%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d)", n+1, n+2, n+3, n+4, n+5, n+6, n+7, n+8)
+		}
+		sb.WriteString(" RETURNING id")
+		out[k] = sb.String()
+	}
+	return out
+}()
+
+// appendAuditBatch inserts the batch's rows, in order, and sets each
+// waiter's id (SQLite, in a transaction). A multi-row INSERT inserts its
+// rows in the order of its VALUES list and each row's id is larger than
+// every earlier one (AUTOINCREMENT), so the ids sorted ascending belong to
+// the rows in list order, whatever order RETURNING answers in.
+func (q *queries) appendAuditBatch(ctx context.Context, batch []*auditWaiter) error {
+	for len(batch) > 0 {
+		k := bits.Len(uint(len(batch))) - 1
+		chunk := batch[:1<<k]
+		batch = batch[len(chunk):]
+		args := make([]any, 0, 8*len(chunk))
+		for _, w := range chunk {
+			e := w.e
+			args = append(args, toMS(e.Time), string(e.Owner), string(e.Agent), e.Service, e.Action, e.Result, e.Detail, e.ClientIP)
+		}
+		if err := q.insertReturningIDs(ctx, chunk, auditInserts[k], args); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// auditInsertArrays inserts the rows given as eight PostgreSQL arrays, one
+// per column, in array order, and returns their ids: one statement
+// whatever the batch's size.
+const auditInsertArrays = `INSERT INTO audit_log (ts, owner_wallet, agent_wallet, service, action, result, detail, client_ip)
+	SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
+	RETURNING id`
+
+// appendAuditArrays is appendAuditBatch for PostgreSQL in one statement
+// (unnest yields the rows in array order; ids are assigned in that order).
+func (q *queries) appendAuditArrays(ctx context.Context, batch []*auditWaiter) error {
+	ts := make([]int64, len(batch))
+	cols := make([][]string, 7)
+	for i := range cols {
+		cols[i] = make([]string, len(batch))
+	}
+	for i, w := range batch {
+		e := w.e
+		ts[i] = toMS(e.Time)
+		for c, v := range []string{string(e.Owner), string(e.Agent), e.Service, e.Action, e.Result, e.Detail, e.ClientIP} {
+			cols[c][i] = v
+		}
+	}
+	return q.insertReturningIDs(ctx, batch, auditInsertArrays, []any{ts, cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6]})
+}
+
+// insertReturningIDs runs query, which inserts the rows of ws in order and
+// returns their ids, and gives each waiter its id: the ids ascending, in
+// the rows' order.
+func (q *queries) insertReturningIDs(ctx context.Context, ws []*auditWaiter, query string, args []any) error {
+	rows, err := q.q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return classify("append audit", err)
+	}
+	defer rows.Close()
+	ids := make([]int64, 0, len(ws))
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return classify("append audit", err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return classify("append audit", err)
+	}
+	if len(ids) != len(ws) {
+		return fmt.Errorf("sqlstore: append audit: %d rows inserted, %d ids returned", len(ws), len(ids))
+	}
+	slices.Sort(ids)
+	for i, w := range ws {
+		w.id = ids[i]
+	}
+	return nil
 }

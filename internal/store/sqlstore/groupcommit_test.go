@@ -77,3 +77,33 @@ func TestAuditGroupCommitFailsClosed(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// A batch is written in one statement (PostgreSQL) or a few multi-row
+// INSERTs in one transaction (SQLite; 13 rows: 8, 4 and 1); every caller
+// still gets the id of its own row, ids rising in order.
+func TestAuditBatchIDsFollowTheRows(t *testing.T) {
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			s := open(t, e.newDSN(t))
+			ctx := context.Background()
+			batch := make([]*auditWaiter, 13)
+			for i := range batch {
+				batch[i] = &auditWaiter{e: agentkeys.AuditEvent{
+					Time: time.Now(), Owner: "0xowner", Agent: "0xagent", Service: "svc",
+					Action: "read", Result: "ok", Detail: fmt.Sprintf("row-%d", i),
+				}}
+			}
+			if err := s.writeAuditBatch(ctx, batch); err != nil {
+				t.Fatal(err)
+			}
+			for i, w := range batch {
+				if i > 0 && w.id <= batch[i-1].id {
+					t.Fatalf("row %d got id %d after id %d", i, w.id, batch[i-1].id)
+				}
+				if got := count(t, s, `SELECT COUNT(*) FROM audit_log WHERE id = $1 AND detail = $2`, w.id, fmt.Sprintf("row-%d", i)); got != 1 {
+					t.Fatalf("row %d: id %d does not hold it", i, w.id)
+				}
+			}
+		})
+	}
+}

@@ -498,7 +498,7 @@ func (q *queries) AppendAudits(ctx context.Context, es []agentkeys.AuditEvent) e
 		fmt.Fprintf(&sb, "($%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d)", n+1, n+2, n+3, n+4, n+5, n+6, n+7, n+8)
 		args = append(args, toMS(e.Time), string(e.Owner), string(e.Agent), e.Service, e.Action, e.Result, e.Detail, e.ClientIP)
 	}
-	if _, err := q.q.ExecContext(ctx, sb.String(), args...); err != nil {
+	if _, err := uncached(q.q).ExecContext(ctx, sb.String(), args...); err != nil {
 		return classify("append audits", err)
 	}
 	return nil

@@ -59,6 +59,8 @@ type Store struct {
 	path                    string // SQLite file, for the write probe
 	// audit groups appends made outside a transaction (group commit).
 	audit auditGroup
+	// stmts holds prepared statements (SQLite only; nil on PostgreSQL).
+	stmts *stmtCache
 }
 
 var _ store.Store = (*Store)(nil)
@@ -101,10 +103,13 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 
 func newStore(db *sql.DB, d dialect) *Store {
 	s := &Store{db: db, queryTimeout: QueryTimeout, txTimeout: TxTimeout}
+	var e execer = db
 	if d == dialectSQLite {
 		s.gate = make(chan struct{}, 1)
+		s.stmts = newStmtCache(db)
+		e = cachedExecer{c: s.stmts, e: db}
 	}
-	s.queries = queries{q: deadlineExecer{db, QueryTimeout}, d: d, outer: s}
+	s.queries = queries{q: deadlineExecer{e, QueryTimeout}, d: d, outer: s}
 	return s
 }
 
@@ -169,7 +174,11 @@ func (s *Store) tx(ctx context.Context, contended bool, fn func(q store.Queries)
 			return fmt.Errorf("sqlstore: begin: lock: %w", err)
 		}
 	}
-	if err := fn(&queries{q: deadlineExecer{tx, s.queryTimeout}, d: s.d}); err != nil {
+	var e execer = tx
+	if s.stmts != nil {
+		e = cachedExecer{c: s.stmts, tx: tx, e: tx}
+	}
+	if err := fn(&queries{q: deadlineExecer{e, s.queryTimeout}, d: s.d}); err != nil {
 		_ = tx.Rollback()
 		return err
 	}
@@ -190,4 +199,9 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	if s.stmts != nil {
+		s.stmts.close()
+	}
+	return s.db.Close()
+}
