@@ -210,6 +210,18 @@ func wantSuccess(t *testing.T, r run, key string) {
 	}
 }
 
+// wantIssued checks that the site issued exactly one key and the run
+// succeeded with it, and returns it.
+func wantIssued(t *testing.T, site *fixture.Site, r run) string {
+	t.Helper()
+	keys := site.IssuedKeys()
+	if len(keys) != 1 {
+		t.Fatalf("issued %d keys (terminal %v)", len(keys), r.terminal)
+	}
+	wantSuccess(t, r, keys[0])
+	return keys[0]
+}
+
 func newSite(t *testing.T, o fixture.Options) (*fixture.Site, *fixture.Inbox) {
 	in := fixture.NewInbox()
 	if o.Deliver == nil && !o.NoMail {
@@ -224,11 +236,7 @@ func TestOpenRouterOTP(t *testing.T) {
 	t.Parallel()
 	site, in := newSite(t, fixture.Options{})
 	r := scrape(t, site, in, "openrouter", nil)
-	keys := site.IssuedKeys()
-	if len(keys) != 1 {
-		t.Fatalf("issued %d keys (terminal %v)", len(keys), r.terminal)
-	}
-	wantSuccess(t, r, keys[0])
+	wantIssued(t, site, r)
 	if !site.Verified(fixture.ServiceOpenRouter, r.cfg.Email) {
 		t.Error("account not verified")
 	}
@@ -250,11 +258,7 @@ func TestOpenRouterLinkOnly(t *testing.T) {
 	t.Parallel()
 	site, in := newSite(t, fixture.Options{LinkOnly: true})
 	r := scrape(t, site, in, "openrouter", nil)
-	keys := site.IssuedKeys()
-	if len(keys) != 1 {
-		t.Fatalf("issued %d keys (terminal %v)", len(keys), r.terminal)
-	}
-	wantSuccess(t, r, keys[0])
+	wantIssued(t, site, r)
 	if site.Hits("GET /v1/verify") != 1 || site.Hits("POST /sign-up/verify") != 0 {
 		t.Error("the magic link was not used")
 	}
@@ -297,11 +301,7 @@ func TestCaptchaAssist(t *testing.T) {
 		o.forceHeadless = true
 		o.captchaPassive = 300 * time.Millisecond
 	})
-	keys := site.IssuedKeys()
-	if len(keys) != 1 {
-		t.Fatalf("issued %d keys (terminal %v)", len(keys), r.terminal)
-	}
-	wantSuccess(t, r, keys[0])
+	wantIssued(t, site, r)
 	assists := 0
 	for _, ev := range r.events {
 		if ev.Type == provision.TypeAssist {
@@ -396,12 +396,7 @@ func TestOpenAI(t *testing.T) {
 	t.Parallel()
 	site, in := newSite(t, fixture.Options{})
 	r := scrape(t, site, in, "openai", nil)
-	keys := site.IssuedKeys()
-	if len(keys) != 1 {
-		t.Fatalf("issued %d keys (terminal %v)", len(keys), r.terminal)
-	}
-	wantSuccess(t, r, keys[0])
-	if !strings.HasPrefix(keys[0], "sk-proj-") || !site.Verified(fixture.ServiceOpenAI, r.cfg.Email) {
+	if key := wantIssued(t, site, r); !strings.HasPrefix(key, "sk-proj-") || !site.Verified(fixture.ServiceOpenAI, r.cfg.Email) {
 		t.Fatal("not an OpenAI account/key")
 	}
 }
@@ -589,11 +584,7 @@ func TestAttachCDP(t *testing.T) {
 		t.Fatal("the browser printed no DevTools address")
 	}
 	r := scrape(t, site, in, "openrouter", func(c *provision.ScraperConfig, _ *Options) { c.CDPURL = ws })
-	keys := site.IssuedKeys()
-	if len(keys) != 1 {
-		t.Fatalf("issued %d keys (terminal %v)", len(keys), r.terminal)
-	}
-	wantSuccess(t, r, keys[0])
+	wantIssued(t, site, r)
 	if cmd.ProcessState != nil {
 		t.Fatal("the attached browser was stopped")
 	}
@@ -604,11 +595,7 @@ func TestOnboardingModal(t *testing.T) {
 	t.Parallel()
 	site, in := newSite(t, fixture.Options{Onboarding: true})
 	r := scrape(t, site, in, "openrouter", nil)
-	keys := site.IssuedKeys()
-	if len(keys) != 1 {
-		t.Fatalf("issued %d keys (terminal %v)", len(keys), r.terminal)
-	}
-	wantSuccess(t, r, keys[0])
+	wantIssued(t, site, r)
 	if !strings.Contains(r.log, "dismissing an overlay") {
 		t.Error("the modal was not dismissed")
 	}
