@@ -20,6 +20,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/provision/email"
@@ -394,6 +395,10 @@ func diagOr(a, b string) string {
 	return ""
 }
 
+// auditDetail makes s an audit detail the backend accepts: printable, at
+// most 200 bytes, cut before a character rather than inside one (a split
+// character reaches the backend as U+FFFD and pushes the detail over the
+// bound, and the record is refused).
 func auditDetail(s string) string {
 	s = strings.Map(func(r rune) rune {
 		if r < 0x20 || r == 0x7f {
@@ -402,7 +407,11 @@ func auditDetail(s string) string {
 		return r
 	}, s)
 	if len(s) > 200 {
-		s = s[:200]
+		n := 200
+		for !utf8.RuneStart(s[n]) {
+			n--
+		}
+		s = s[:n]
 	}
 	return s
 }

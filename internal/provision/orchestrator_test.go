@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/agentkeys/agentkeys/internal/api"
 )
 
 // verifyAPI is a stand-in for OpenRouter's GET /api/v1/key: 200 for the
@@ -333,6 +335,27 @@ func TestProvisionOneRunPerAgentAndService(t *testing.T) {
 	// Released afterwards.
 	if _, _, err := h.run(Request{Service: "openrouter"}); err != nil {
 		t.Fatalf("after release: %v", err)
+	}
+}
+
+// A long audit detail is cut to the backend's 200 bytes before a character,
+// never inside one: sent as JSON, a split "…" would arrive as U+FFFD bytes
+// and push the detail past the bound the backend checks.
+func TestAuditDetailCutsBeforeACharacter(t *testing.T) {
+	got := auditDetail(strings.Repeat("a", 199) + "…\x01 and more")
+	b, err := json.Marshal(api.AuditProvisionRequest{Detail: got})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back api.AuditProvisionRequest
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.Detail != strings.Repeat("a", 199) || len(back.Detail) > 200 {
+		t.Errorf("detail arrives as %q (%d bytes)", back.Detail, len(back.Detail))
+	}
+	if got := auditDetail("step\nfailed\x7f"); got != "step failed " {
+		t.Errorf("control characters: %q", got)
 	}
 }
 

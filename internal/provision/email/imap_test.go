@@ -189,12 +189,9 @@ func TestIMAPNewestFirst(t *testing.T) {
 	from := "OpenRouter <notifications@openrouter.ai>"
 	ti.add(t, rawMail(from, imapUser, "Your login code", now.Add(time.Second), "Your login code is 100001"), now.Add(time.Second))
 	ti.add(t, rawMail(from, imapUser, "Your login code", now.Add(2*time.Second), "Your login code is 100002"), now.Add(2*time.Second))
-	f := ti.fetcher(t, imapPassword)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
 	q := openRouterQuery
 	q.Since = now
-	m, err := f.Fetch(ctx, q)
+	m, err := fetchWithin(ti.fetcher(t, imapPassword), q, 5*time.Second)
 	if err != nil || Analyze(m, ExpectOTP).Code != "100002" {
 		t.Fatalf("%v %+v", err, m)
 	}
@@ -208,12 +205,9 @@ func TestIMAPTimeoutIgnoresOldWrongSenderOtherRecipient(t *testing.T) {
 	ti.add(t, rawMail(from, imapUser, "Your login code", now.Add(-time.Hour), "old Date header: 121212"), now) // arrived now, written an hour ago
 	ti.add(t, rawMail("Evil <notifications@evil.example>", imapUser, "Your login code", now, "Your login code is 222222"), now)
 	ti.add(t, rawMail(from, "someone-else@bots.example.org", "Your login code", now, "Your login code is 333333"), now)
-	f := ti.fetcher(t, imapPassword)
-	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
-	defer cancel()
 	q := openRouterQuery
 	q.Since = now
-	_, err := f.Fetch(ctx, q)
+	_, err := fetchWithin(ti.fetcher(t, imapPassword), q, 150*time.Millisecond)
 	if !errors.Is(err, ErrTimeout) {
 		t.Fatalf("want ErrTimeout, got %v", err)
 	}
@@ -226,10 +220,7 @@ func TestIMAPTimeoutIgnoresOldWrongSenderOtherRecipient(t *testing.T) {
 
 func TestIMAPBadPassword(t *testing.T) {
 	ti := startIMAP(t, false)
-	f := ti.fetcher(t, "wrong-SECRET-pw")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_, err := f.Fetch(ctx, Query{To: imapUser})
+	_, err := fetchWithin(ti.fetcher(t, "wrong-SECRET-pw"), Query{To: imapUser}, 5*time.Second)
 	if !errors.Is(err, ErrBackendDown) || errors.Is(err, ErrTimeout) {
 		t.Fatalf("got %v", err)
 	}

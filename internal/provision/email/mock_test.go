@@ -181,12 +181,10 @@ func TestMockTimeoutAndFilters(t *testing.T) {
 	fi.deliver(mockMsg{MsgID: "b", From: "Evil <notifications@evil.example>", Subject: "Your sign up link", Body: "Your code is 999999", ReceivedAt: now.Unix()})
 	fi.deliver(mockMsg{MsgID: "c", From: "OpenRouter <notifications@openrouter.ai>", Subject: "Your sign up link", Body: "stale: Your code is 888888", ReceivedAt: now.Add(-time.Hour).Unix()})
 	f := openTestMock(t, srv)
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	_, err := f.Fetch(ctx, Query{
+	_, err := fetchWithin(f, Query{
 		To: addr, From: regexp.MustCompile(`notifications@openrouter\.ai`),
 		Subject: regexp.MustCompile(`(?i)sign.?(up|in) link|verify`), Since: now,
-	})
+	}, 100*time.Millisecond)
 	if !errors.Is(err, ErrTimeout) || errors.Is(err, ErrBackendDown) {
 		t.Fatalf("want ErrTimeout, got %v", err)
 	}
@@ -198,9 +196,7 @@ func TestMockTimeoutAndFilters(t *testing.T) {
 
 	// Accept rejects a mail without a code.
 	fi.deliver(mockMsg{MsgID: "d", From: "OpenRouter <notifications@openrouter.ai>", Subject: "Your sign up link", Body: "Welcome aboard!", ReceivedAt: now.Unix()})
-	ctx2, cancel2 := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel2()
-	_, err = f.Fetch(ctx2, Query{To: addr, Since: now, Accept: func(m Message) bool { return Analyze(m, ExpectOTP).Kind == KindOTP && m.ID != "b" }})
+	_, err = fetchWithin(f, Query{To: addr, Since: now, Accept: func(m Message) bool { return Analyze(m, ExpectOTP).Kind == KindOTP && m.ID != "b" }}, 100*time.Millisecond)
 	if !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), "not_accepted=") {
 		t.Fatalf("want ErrTimeout with not_accepted, got %v", err)
 	}
@@ -211,9 +207,7 @@ func TestMockBackendErrors(t *testing.T) {
 		fi, srv := newFakeInbox(t, "bot@x.example")
 		fi.status = st
 		f := openTestMock(t, srv)
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err := f.Fetch(ctx, Query{To: "bot@x.example"})
-		cancel()
+		_, err := fetchWithin(f, Query{To: "bot@x.example"}, 5*time.Second)
 		if !errors.Is(err, ErrBackendDown) || errors.Is(err, ErrTimeout) {
 			t.Fatalf("%d: got %v", st, err)
 		}

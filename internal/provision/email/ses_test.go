@@ -153,14 +153,19 @@ func (fs *fakeS3) serve(w http.ResponseWriter, r *http.Request) {
 // 10 s, and fails t on any error.
 func fetchSince(t *testing.T, f Fetcher, q Query, since time.Time) Message {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	q.Since = since
-	m, err := f.Fetch(ctx, q)
+	m, err := fetchWithin(f, q, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// fetchWithin is f.Fetch(q) with a budget.
+func fetchWithin(f Fetcher, q Query, budget time.Duration) (Message, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), budget)
+	defer cancel()
+	return f.Fetch(ctx, q)
 }
 
 func sesFetcherFor(srv *httptest.Server, prefix string) *sesFetcher {

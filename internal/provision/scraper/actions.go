@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"regexp"
 	"strings"
 	"time"
@@ -38,6 +39,41 @@ func (r *runner) navigate(step, u string) error {
 		return r.trip(provision.TripHTTP5xx, step, fmt.Sprintf("HTTP %d on %s", resp.Status, redactURL(resp.URL)))
 	}
 	return r.check5xx(step)
+}
+
+// openSignup starts a flow: it sets the service's overlays and opens the
+// sign-up page.
+func (r *runner) openSignup(overlays sels) error {
+	r.overlays = overlays
+	r.progress("navigating_to_signup")
+	return r.navigate("open_signup", r.cfg.SignupURL)
+}
+
+// openKeys opens the service's keys page at path (resolved against the
+// sign-up URL) and waits until the browser's path ends in suffix.
+func (r *runner) openKeys(path, suffix string) error {
+	r.progress("opening_keys_page")
+	keys, err := resolve(r.cfg.SignupURL, path)
+	if err != nil {
+		return err
+	}
+	if err := r.navigate("open_keys", keys); err != nil {
+		return err
+	}
+	return r.waitURL("open_keys", keys, func(u *url.URL) bool { return strings.HasSuffix(u.Path, suffix) })
+}
+
+// resolve resolves ref against base (the sign-up URL).
+func resolve(base, ref string) (string, error) {
+	b, err := url.Parse(base)
+	if err != nil {
+		return "", err
+	}
+	rr, err := url.Parse(ref)
+	if err != nil {
+		return "", err
+	}
+	return b.ResolveReference(rr).String(), nil
 }
 
 // moveAndClick moves the mouse to (x, y) in a few steps and clicks there

@@ -67,7 +67,7 @@ func TestCommand(t *testing.T) {
 	}
 	for _, s := range []string{cfg.Password, keys[0], site.Mails()[0].Code} {
 		if strings.Contains(log, s) {
-			t.Errorf("secret %s in stderr", mask(s))
+			t.Errorf("secret %s in stderr", provision.Mask(s))
 		}
 	}
 }

@@ -141,9 +141,7 @@ func inOnboarding(u *url.URL) bool {
 
 func openAIFlow(r *runner) (string, error) {
 	c := r.cfg
-	r.overlays = oa.overlays
-	r.progress("navigating_to_signup")
-	if err := r.navigate("open_signup", c.SignupURL); err != nil {
+	if err := r.openSignup(oa.overlays); err != nil {
 		return "", err
 	}
 
@@ -219,15 +217,7 @@ func openAIFlow(r *runner) (string, error) {
 		}
 	}
 
-	r.progress("opening_keys_page")
-	keys, err := resolve(c.SignupURL, oa.keysPath)
-	if err != nil {
-		return "", err
-	}
-	if err := r.navigate("open_keys", keys); err != nil {
-		return "", err
-	}
-	if err := r.waitURL("open_keys", keys, func(u *url.URL) bool { return strings.HasSuffix(u.Path, "/api-keys") }); err != nil {
+	if err := r.openKeys(oa.keysPath, "/api-keys"); err != nil {
 		return "", err
 	}
 

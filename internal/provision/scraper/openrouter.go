@@ -122,9 +122,7 @@ func leftSignup(u *url.URL) bool {
 
 func openRouterFlow(r *runner) (string, error) {
 	c := r.cfg
-	r.overlays = or.overlays
-	r.progress("navigating_to_signup")
-	if err := r.navigate("open_signup", c.SignupURL); err != nil {
+	if err := r.openSignup(or.overlays); err != nil {
 		return "", err
 	}
 
@@ -197,15 +195,7 @@ func openRouterFlow(r *runner) (string, error) {
 		return "", err
 	}
 
-	r.progress("opening_keys_page")
-	keys, err := resolve(c.SignupURL, or.keysPath)
-	if err != nil {
-		return "", err
-	}
-	if err := r.navigate("open_keys", keys); err != nil {
-		return "", err
-	}
-	if err := r.waitURL("open_keys", keys, func(u *url.URL) bool { return strings.HasSuffix(u.Path, "/keys") }); err != nil {
+	if err := r.openKeys(or.keysPath, "/keys"); err != nil {
 		return "", err
 	}
 
@@ -222,17 +212,4 @@ func openRouterFlow(r *runner) (string, error) {
 
 	r.progress("extracting_key")
 	return r.extractKey("extract_key", or.key)
-}
-
-// resolve resolves ref against base (the sign-up URL).
-func resolve(base, ref string) (string, error) {
-	b, err := url.Parse(base)
-	if err != nil {
-		return "", err
-	}
-	rr, err := url.Parse(ref)
-	if err != nil {
-		return "", err
-	}
-	return b.ResolveReference(rr).String(), nil
 }

@@ -90,7 +90,7 @@ func Run(ctx context.Context, cfg provision.ScraperConfig, o Options, em *provis
 	}
 	ev := r.run()
 	if ev.Type == provision.TypeSuccess {
-		r.log.printf("key obtained (%s)", mask(ev.APIKey))
+		r.log.printf("key obtained (%s)", provision.Mask(ev.APIKey))
 	} else {
 		r.log.printf("%s", ev.String())
 		if ev.Diagnostics != "" {
@@ -199,13 +199,4 @@ func (r *runner) classify(err error) provision.Event {
 		return provision.Event{Type: provision.TypeError, Code: provision.CodeBrowserFailed, Details: "the browser went away at " + r.step + ": " + err.Error()}
 	}
 	return provision.Event{Type: provision.TypeError, Code: provision.CodeInternal, Details: r.step + ": " + err.Error()}
-}
-
-// mask shows the first 8 and last 4 characters of a key (runes).
-func mask(k string) string {
-	rs := []rune(k)
-	if len(rs) < 12 {
-		return "****"
-	}
-	return string(rs[:8]) + "****" + string(rs[len(rs)-4:])
 }

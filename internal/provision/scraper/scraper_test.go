@@ -126,14 +126,14 @@ func scrape(t *testing.T, site *fixture.Site, fetcher email.Fetcher, service str
 	for _, s := range secrets {
 		re := regexp.MustCompile(`(^|[^0-9A-Za-z])` + regexp.QuoteMeta(s) + `($|[^0-9A-Za-z])`)
 		if re.MatchString(r.log) {
-			t.Errorf("a secret (%s) is in the log", mask(s))
+			t.Errorf("a secret (%s) is in the log", provision.Mask(s))
 		}
 		if re.Match(diag) {
-			t.Errorf("a secret (%s) is in the diagnostics", mask(s))
+			t.Errorf("a secret (%s) is in the diagnostics", provision.Mask(s))
 		}
 		for _, ev := range evs {
 			if ev.Type != provision.TypeSuccess && (re.MatchString(ev.Details) || re.MatchString(ev.Step)) {
-				t.Errorf("a secret (%s) is in event %v", mask(s), ev)
+				t.Errorf("a secret (%s) is in event %v", provision.Mask(s), ev)
 			}
 		}
 	}
@@ -203,11 +203,23 @@ func wantSuccess(t *testing.T, r run, key string) {
 		t.Fatalf("want success, got %v", r.terminal)
 	}
 	if r.terminal.APIKey != key {
-		t.Fatalf("key %s, want %s", mask(r.terminal.APIKey), mask(key))
+		t.Fatalf("key %s, want %s", provision.Mask(r.terminal.APIKey), provision.Mask(key))
 	}
 	if !keyRE.MatchString(key) {
 		t.Fatalf("bad fixture key %q", key)
 	}
+}
+
+// wantIssued checks that the site issued exactly one key and the run
+// succeeded with it, and returns it.
+func wantIssued(t *testing.T, site *fixture.Site, r run) string {
+	t.Helper()
+	keys := site.IssuedKeys()
+	if len(keys) != 1 {
+		t.Fatalf("issued %d keys (terminal %v)", len(keys), r.terminal)
+	}
+	wantSuccess(t, r, keys[0])
+	return keys[0]
 }
 
 func newSite(t *testing.T, o fixture.Options) (*fixture.Site, *fixture.Inbox) {
@@ -224,11 +236,7 @@ func TestOpenRouterOTP(t *testing.T) {
 	t.Parallel()
 	site, in := newSite(t, fixture.Options{})
 	r := scrape(t, site, in, "openrouter", nil)
-	keys := site.IssuedKeys()
-	if len(keys) != 1 {
-		t.Fatalf("issued %d keys (terminal %v)", len(keys), r.terminal)
-	}
-	wantSuccess(t, r, keys[0])
+	wantIssued(t, site, r)
 	if !site.Verified(fixture.ServiceOpenRouter, r.cfg.Email) {
 		t.Error("account not verified")
 	}
@@ -241,7 +249,7 @@ func TestOpenRouterOTP(t *testing.T) {
 			t.Errorf("no progress %q in %s", s, steps)
 		}
 	}
-	if strings.Contains(r.log, r.terminal.APIKey) || !strings.Contains(r.log, mask(r.terminal.APIKey)) {
+	if strings.Contains(r.log, r.terminal.APIKey) || !strings.Contains(r.log, provision.Mask(r.terminal.APIKey)) {
 		t.Error("the log should show the masked key only")
 	}
 }
@@ -250,11 +258,7 @@ func TestOpenRouterLinkOnly(t *testing.T) {
 	t.Parallel()
 	site, in := newSite(t, fixture.Options{LinkOnly: true})
 	r := scrape(t, site, in, "openrouter", nil)
-	keys := site.IssuedKeys()
-	if len(keys) != 1 {
-		t.Fatalf("issued %d keys (terminal %v)", len(keys), r.terminal)
-	}
-	wantSuccess(t, r, keys[0])
+	wantIssued(t, site, r)
 	if site.Hits("GET /v1/verify") != 1 || site.Hits("POST /sign-up/verify") != 0 {
 		t.Error("the magic link was not used")
 	}
@@ -297,11 +301,7 @@ func TestCaptchaAssist(t *testing.T) {
 		o.forceHeadless = true
 		o.captchaPassive = 300 * time.Millisecond
 	})
-	keys := site.IssuedKeys()
-	if len(keys) != 1 {
-		t.Fatalf("issued %d keys (terminal %v)", len(keys), r.terminal)
-	}
-	wantSuccess(t, r, keys[0])
+	wantIssued(t, site, r)
 	assists := 0
 	for _, ev := range r.events {
 		if ev.Type == provision.TypeAssist {
@@ -396,12 +396,7 @@ func TestOpenAI(t *testing.T) {
 	t.Parallel()
 	site, in := newSite(t, fixture.Options{})
 	r := scrape(t, site, in, "openai", nil)
-	keys := site.IssuedKeys()
-	if len(keys) != 1 {
-		t.Fatalf("issued %d keys (terminal %v)", len(keys), r.terminal)
-	}
-	wantSuccess(t, r, keys[0])
-	if !strings.HasPrefix(keys[0], "sk-proj-") || !site.Verified(fixture.ServiceOpenAI, r.cfg.Email) {
+	if key := wantIssued(t, site, r); !strings.HasPrefix(key, "sk-proj-") || !site.Verified(fixture.ServiceOpenAI, r.cfg.Email) {
 		t.Fatal("not an OpenAI account/key")
 	}
 }
@@ -441,10 +436,12 @@ func TestHelpers(t *testing.T) {
 	if got := redactURL("https://u:p@clerk.example/v1/verify?__clerk_ticket=abc#x"); got != "https://clerk.example/v1/verify?…" {
 		t.Errorf("redactURL = %s", got)
 	}
-	if got := mask("sk-or-v1-0123456789abcdef"); got != "sk-or-v1****cdef" {
+	if got := provision.Mask("sk-or-v1-0123456789abcdef"); got != "sk-or-v1****cdef" {
 		t.Errorf("mask = %s", got)
 	}
-	if mask("sk-short") != "****" || mask("ééééééééééééé") != "éééééééé****éééé" {
+	// A 13-rune key is all stars: the scraper's own copy of the mask showed
+	// 12 of its 13 characters.
+	if provision.Mask("sk-short") != "****" || provision.Mask("ééééééééééééé") != "****" || provision.Mask("éééééééééééééééé") != "éééééééé****éééé" {
 		t.Error("mask of short or multibyte keys")
 	}
 	for _, k := range []string{"sk-or-v1-" + strings.Repeat("a", 64), "sk-proj-Ab_cD-" + strings.Repeat("x", 20)} {
@@ -589,11 +586,7 @@ func TestAttachCDP(t *testing.T) {
 		t.Fatal("the browser printed no DevTools address")
 	}
 	r := scrape(t, site, in, "openrouter", func(c *provision.ScraperConfig, _ *Options) { c.CDPURL = ws })
-	keys := site.IssuedKeys()
-	if len(keys) != 1 {
-		t.Fatalf("issued %d keys (terminal %v)", len(keys), r.terminal)
-	}
-	wantSuccess(t, r, keys[0])
+	wantIssued(t, site, r)
 	if cmd.ProcessState != nil {
 		t.Fatal("the attached browser was stopped")
 	}
@@ -604,11 +597,7 @@ func TestOnboardingModal(t *testing.T) {
 	t.Parallel()
 	site, in := newSite(t, fixture.Options{Onboarding: true})
 	r := scrape(t, site, in, "openrouter", nil)
-	keys := site.IssuedKeys()
-	if len(keys) != 1 {
-		t.Fatalf("issued %d keys (terminal %v)", len(keys), r.terminal)
-	}
-	wantSuccess(t, r, keys[0])
+	wantIssued(t, site, r)
 	if !strings.Contains(r.log, "dismissing an overlay") {
 		t.Error("the modal was not dismissed")
 	}

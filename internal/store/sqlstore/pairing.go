@@ -70,22 +70,9 @@ func (q *queries) UpdateAuthRequest(ctx context.Context, r store.AuthRequest) er
 // PendingAuthRequests lists the pending, unexpired requests bound to
 // parent, oldest first.
 func (q *queries) PendingAuthRequests(ctx context.Context, parent agentkeys.Wallet, now time.Time, limit int) ([]store.AuthRequest, error) {
-	rows, err := q.q.QueryContext(ctx, `SELECT `+authRequestCols+` FROM auth_requests
+	return queryList(ctx, q.q, "pending auth requests", scanAuthRequest, `SELECT `+authRequestCols+` FROM auth_requests
 		WHERE parent_wallet = $1 AND status = $2 AND expires_at > $3 ORDER BY created_at, id LIMIT $4`,
 		string(parent), string(store.AuthPending), toMS(now), limit)
-	if err != nil {
-		return nil, classify("pending auth requests", err)
-	}
-	defer rows.Close()
-	var out []store.AuthRequest
-	for rows.Next() {
-		r, err := scanAuthRequest(rows)
-		if err != nil {
-			return nil, classify("pending auth requests", err)
-		}
-		out = append(out, r)
-	}
-	return out, classify("pending auth requests", rows.Err())
 }
 
 // DeleteExpiredAuthRequests removes requests whose expiry is at or before t
@@ -95,7 +82,7 @@ func (q *queries) DeleteExpiredAuthRequests(ctx context.Context, t time.Time) (i
 	return n, classify("delete expired auth requests", err)
 }
 
-func scanAuthRequest(sc interface{ Scan(...any) error }) (store.AuthRequest, error) {
+func scanAuthRequest(sc scanner) (store.AuthRequest, error) {
 	var (
 		r                        store.AuthRequest
 		awaitHash, status        string
@@ -173,26 +160,14 @@ func (q *queries) ResolveIdentity(ctx context.Context, typ, value string) (store
 // IdentityLinks lists the wallet's links, oldest first (ties by type, then
 // value). An unknown wallet has none.
 func (q *queries) IdentityLinks(ctx context.Context, w agentkeys.Wallet) ([]store.IdentityLink, error) {
-	rows, err := q.q.QueryContext(ctx, `SELECT identity_type, identity_value, created_at FROM identity_links
-		WHERE wallet = $1 ORDER BY created_at, identity_type, identity_value`, string(w))
-	if err != nil {
-		return nil, classify("list identity links", err)
-	}
-	defer rows.Close()
-	out := []store.IdentityLink{}
-	for rows.Next() {
+	return queryList(ctx, q.q, "list identity links", func(sc scanner) (store.IdentityLink, error) {
 		l := store.IdentityLink{Wallet: w}
 		var created int64
-		if err := rows.Scan(&l.Type, &l.Value, &created); err != nil {
-			return nil, classify("list identity links", err)
-		}
+		err := sc.Scan(&l.Type, &l.Value, &created)
 		l.CreatedAt = fromMS(created)
-		out = append(out, l)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, classify("list identity links", err)
-	}
-	return out, nil
+		return l, err
+	}, `SELECT identity_type, identity_value, created_at FROM identity_links
+		WHERE wallet = $1 ORDER BY created_at, identity_type, identity_value`, string(w))
 }
 
 // --- rendezvous ---
@@ -239,7 +214,7 @@ func (q *queries) DeleteExpiredRendezvous(ctx context.Context, t time.Time) (int
 	return n, classify("delete expired rendezvous", err)
 }
 
-func scanRendezvous(sc interface{ Scan(...any) error }) (store.Rendezvous, error) {
+func scanRendezvous(sc scanner) (store.Rendezvous, error) {
 	var (
 		r                store.Rendezvous
 		tokenHash        string
@@ -289,26 +264,14 @@ func (q *queries) Inbox(ctx context.Context, address string) (store.Inbox, error
 // Inboxes lists the wallet's inboxes, oldest first (ties by address). An
 // unknown wallet has none.
 func (q *queries) Inboxes(ctx context.Context, w agentkeys.Wallet) ([]store.Inbox, error) {
-	rows, err := q.q.QueryContext(ctx, `SELECT address, created_at FROM inboxes
-		WHERE wallet = $1 ORDER BY created_at, address`, string(w))
-	if err != nil {
-		return nil, classify("list inboxes", err)
-	}
-	defer rows.Close()
-	out := []store.Inbox{}
-	for rows.Next() {
+	return queryList(ctx, q.q, "list inboxes", func(sc scanner) (store.Inbox, error) {
 		in := store.Inbox{Wallet: w}
 		var created int64
-		if err := rows.Scan(&in.Address, &created); err != nil {
-			return nil, classify("list inboxes", err)
-		}
+		err := sc.Scan(&in.Address, &created)
 		in.CreatedAt = fromMS(created)
-		out = append(out, in)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, classify("list inboxes", err)
-	}
-	return out, nil
+		return in, err
+	}, `SELECT address, created_at FROM inboxes
+		WHERE wallet = $1 ORDER BY created_at, address`, string(w))
 }
 
 // InsertInboxMessage stores a message. It returns store.ErrConflict if the
@@ -327,27 +290,15 @@ func (q *queries) InboxMessages(ctx context.Context, address string, since time.
 	if limit <= 0 {
 		limit = defaultInboxLimit
 	}
-	rows, err := q.q.QueryContext(ctx, `SELECT msg_id, from_addr, subject, body, received_at FROM inbox_messages
-		WHERE address = $1 AND received_at >= $2
-		ORDER BY received_at DESC, msg_id DESC LIMIT $3`, address, toMS(since), limit)
-	if err != nil {
-		return nil, classify("list inbox messages", err)
-	}
-	defer rows.Close()
-	out := []store.InboxMessage{}
-	for rows.Next() {
+	return queryList(ctx, q.q, "list inbox messages", func(sc scanner) (store.InboxMessage, error) {
 		m := store.InboxMessage{Address: address}
 		var received int64
-		if err := rows.Scan(&m.ID, &m.From, &m.Subject, &m.Body, &received); err != nil {
-			return nil, classify("list inbox messages", err)
-		}
+		err := sc.Scan(&m.ID, &m.From, &m.Subject, &m.Body, &received)
 		m.ReceivedAt = fromMS(received)
-		out = append(out, m)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, classify("list inbox messages", err)
-	}
-	return out, nil
+		return m, err
+	}, `SELECT msg_id, from_addr, subject, body, received_at FROM inbox_messages
+		WHERE address = $1 AND received_at >= $2
+		ORDER BY received_at DESC, msg_id DESC LIMIT $3`, address, toMS(since), limit)
 }
 
 // --- helpers ---

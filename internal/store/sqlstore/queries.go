@@ -94,7 +94,7 @@ func (q *queries) WalletByLogin(ctx context.Context, loginHash string) (store.Wa
 // Lineage returns addr followed by its ancestors, nearest first, or
 // store.ErrNotFound if addr does not exist.
 func (q *queries) Lineage(ctx context.Context, addr agentkeys.Wallet) ([]store.Wallet, error) {
-	rows, err := q.q.QueryContext(ctx, `WITH RECURSIVE lineage (address, depth) AS (
+	out, err := queryList(ctx, q.q, "lineage", scanWallet, `WITH RECURSIVE lineage (address, depth) AS (
 			SELECT address, 0 FROM wallets WHERE address = $1
 			UNION ALL
 			SELECT p.parent, l.depth + 1 FROM wallets p JOIN lineage l ON p.address = l.address
@@ -103,19 +103,7 @@ func (q *queries) Lineage(ctx context.Context, addr agentkeys.Wallet) ([]store.W
 		SELECT `+walletCols+` FROM lineage l JOIN wallets w ON w.address = l.address
 		ORDER BY l.depth`, string(addr))
 	if err != nil {
-		return nil, classify("lineage", err)
-	}
-	defer rows.Close()
-	var out []store.Wallet
-	for rows.Next() {
-		w, err := scanWallet(rows)
-		if err != nil {
-			return nil, classify("lineage", err)
-		}
-		out = append(out, w)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, classify("lineage", err)
+		return nil, err
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("sqlstore: lineage: %w", store.ErrNotFound)
@@ -134,21 +122,13 @@ const subtreeCTE = `WITH RECURSIVE subtree (address, depth) AS (
 // Subtree returns addr and all its descendants (addr first, then by depth
 // and address), or store.ErrNotFound if addr does not exist.
 func (q *queries) Subtree(ctx context.Context, addr agentkeys.Wallet) ([]agentkeys.Wallet, error) {
-	rows, err := q.q.QueryContext(ctx, subtreeCTE+` SELECT address FROM subtree ORDER BY depth, address`, string(addr))
-	if err != nil {
-		return nil, classify("subtree", err)
-	}
-	defer rows.Close()
-	var out []agentkeys.Wallet
-	for rows.Next() {
+	out, err := queryList(ctx, q.q, "subtree", func(sc scanner) (agentkeys.Wallet, error) {
 		var a string
-		if err := rows.Scan(&a); err != nil {
-			return nil, classify("subtree", err)
-		}
-		out = append(out, agentkeys.Wallet(a))
-	}
-	if err := rows.Err(); err != nil {
-		return nil, classify("subtree", err)
+		err := sc.Scan(&a)
+		return agentkeys.Wallet(a), err
+	}, subtreeCTE+` SELECT address FROM subtree ORDER BY depth, address`, string(addr))
+	if err != nil {
+		return nil, err
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("sqlstore: subtree: %w", store.ErrNotFound)
@@ -178,7 +158,7 @@ func (q *queries) TombstoneWallets(ctx context.Context, addrs []agentkeys.Wallet
 	return classify("tombstone wallets", err)
 }
 
-func scanWallet(sc interface{ Scan(...any) error }) (store.Wallet, error) {
+func scanWallet(sc scanner) (store.Wallet, error) {
 	var (
 		w                        store.Wallet
 		addr, kind               string
@@ -399,42 +379,24 @@ func (q *queries) Credential(ctx context.Context, addr agentkeys.Wallet, service
 
 // Services lists the wallet's credential services in ascending byte order.
 func (q *queries) Services(ctx context.Context, addr agentkeys.Wallet) ([]string, error) {
-	rows, err := q.q.QueryContext(ctx, `SELECT service FROM credentials WHERE wallet = $1 ORDER BY service`, string(addr))
-	if err != nil {
-		return nil, classify("list services", err)
-	}
-	defer rows.Close()
-	out := []string{}
-	for rows.Next() {
+	return queryList(ctx, q.q, "list services", func(sc scanner) (string, error) {
 		var s string
-		if err := rows.Scan(&s); err != nil {
-			return nil, classify("list services", err)
-		}
-		out = append(out, s)
-	}
-	return out, classify("list services", rows.Err())
+		err := sc.Scan(&s)
+		return s, err
+	}, `SELECT service FROM credentials WHERE wallet = $1 ORDER BY service`, string(addr))
 }
 
 // Credentials returns the wallet's credentials in ascending byte order of
 // service.
 func (q *queries) Credentials(ctx context.Context, addr agentkeys.Wallet) ([]store.Credential, error) {
-	rows, err := q.q.QueryContext(ctx, `SELECT service, sealed, created_at, updated_at FROM credentials
-		WHERE wallet = $1 ORDER BY service`, string(addr))
-	if err != nil {
-		return nil, classify("list credentials", err)
-	}
-	defer rows.Close()
-	out := []store.Credential{}
-	for rows.Next() {
+	return queryList(ctx, q.q, "list credentials", func(sc scanner) (store.Credential, error) {
 		c := store.Credential{Wallet: addr}
 		var created, updated int64
-		if err := rows.Scan(&c.Service, &c.Sealed, &created, &updated); err != nil {
-			return nil, classify("list credentials", err)
-		}
+		err := sc.Scan(&c.Service, &c.Sealed, &created, &updated)
 		c.CreatedAt, c.UpdatedAt = fromMS(created), fromMS(updated)
-		out = append(out, c)
-	}
-	return out, classify("list credentials", rows.Err())
+		return c, err
+	}, `SELECT service, sealed, created_at, updated_at FROM credentials
+		WHERE wallet = $1 ORDER BY service`, string(addr))
 }
 
 // DeleteWalletData removes the credentials, identity links, inboxes and
@@ -572,28 +534,44 @@ func (q *queries) QueryAudit(ctx context.Context, aq store.AuditQuery) ([]agentk
 			FROM audit_log WHERE ` + strings.Join(where, " AND ") + ` ORDER BY id DESC LIMIT ` + lim
 	}
 
-	rows, err := q.q.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, classify("query audit", err)
-	}
-	defer rows.Close()
-	out := []agentkeys.AuditEvent{}
-	for rows.Next() {
+	return queryList(ctx, q.q, "query audit", func(sc scanner) (agentkeys.AuditEvent, error) {
 		var (
 			e             agentkeys.AuditEvent
 			ts            int64
 			owner, target string
 		)
-		if err := rows.Scan(&e.ID, &ts, &owner, &target, &e.Service, &e.Action, &e.Result, &e.Detail, &e.ClientIP); err != nil {
-			return nil, classify("query audit", err)
-		}
+		err := sc.Scan(&e.ID, &ts, &owner, &target, &e.Service, &e.Action, &e.Result, &e.Detail, &e.ClientIP)
 		e.Time, e.Owner, e.Agent = fromMS(ts), agentkeys.Wallet(owner), agentkeys.Wallet(target)
-		out = append(out, e)
-	}
-	return out, classify("query audit", rows.Err())
+		return e, err
+	}, query, args...)
 }
 
 // --- helpers ---
+
+// scanner is what *sql.Row and *sql.Rows have in common.
+type scanner interface{ Scan(dest ...any) error }
+
+// queryList runs query and scans each row with scan, in order: an empty,
+// non-nil list when there are none. Errors name op.
+func queryList[T any](ctx context.Context, q execer, op string, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, classify(op, err)
+	}
+	defer rows.Close()
+	out := []T{}
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, classify(op, err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, classify(op, err)
+	}
+	return out, nil
+}
 
 // toMS and fromMS convert between times and stored unix milliseconds.
 // The zero time round-trips.
