@@ -40,9 +40,14 @@ const gramLen = 8
 // of the output (a burst of candidates), scanning all of it costs less.
 const maxWindowShare = 2
 
+// prefilterMin is the shortest output find prefilters: on less, the exact
+// scan costs less than preparing the prefilter.
+const prefilterMin = 1 << 10
+
 // matcher finds the spans of a set of forms (of one or more secrets).
 type matcher struct {
-	forms []Form
+	forms    []Form
+	prepared bool
 	// plus: a secret has a space, so '+' is decoded too (query strings).
 	plus bool
 	// grams holds every gramLen-byte run of the forms searched in the
@@ -62,9 +67,16 @@ type matcher struct {
 // window is a stretch [a, e) of the output that scanSpans searches.
 type window struct{ a, e int }
 
-// newMatcher prepares the search for forms (see Forms).
-func newMatcher(forms []Form) *matcher {
-	m := &matcher{forms: forms}
+// newMatcher returns a matcher for forms (see Forms); it prepares the
+// prefilter when it first meets an output of prefilterMin bytes.
+func newMatcher(forms []Form) *matcher { return &matcher{forms: forms} }
+
+// prepare finds the forms' grams, pairs, shortest and longest length.
+func (m *matcher) prepare() {
+	if m.prepared {
+		return
+	}
+	m.prepared = true
 	minLen := -1
 	var grams []uint64
 	pairs := new([1 << 16 / 64]uint64)
@@ -77,7 +89,7 @@ func newMatcher(forms []Form) *matcher {
 			pairs[k/64] |= 1 << (k % 64)
 		}
 	}
-	for _, f := range forms {
+	for _, f := range m.forms {
 		m.reach = max(m.reach, len(f.b))
 		b := f.b
 		if f.kind == formRaw {
@@ -104,7 +116,6 @@ func newMatcher(forms []Form) *matcher {
 		clear(pairs[:])
 	}
 	clear(grams)
-	return m
 }
 
 // hasPair reports whether the bytes a, b follow each other in a form
@@ -142,10 +153,18 @@ func findSpans(spans []span, out []byte, forms []Form, truncated bool) []span {
 }
 
 // find appends to spans the stretches of out that show a form: the same
-// as scanSpans(spans, out, m.forms, truncated), found without copying out.
+// as scanSpans(spans, out, m.forms, truncated), found without copying all
+// of out when it is longer than prefilterMin.
 func (m *matcher) find(spans []span, out []byte, truncated bool) []span {
-	n := len(out)
-	if n == 0 || len(m.forms) == 0 {
+	if len(out) < prefilterMin {
+		return scanSpans(spans, out, m.forms, truncated)
+	}
+	return m.findPrefiltered(spans, out, truncated)
+}
+
+// findPrefiltered is find with the prefilter, whatever the length of out.
+func (m *matcher) findPrefiltered(spans []span, out []byte, truncated bool) []span {
+	if len(out) == 0 || len(m.forms) == 0 {
 		return spans
 	}
 	wins, ok := m.windows(out, truncated)
@@ -154,7 +173,7 @@ func (m *matcher) find(spans []span, out []byte, truncated bool) []span {
 	}
 	for _, w := range wins {
 		at := len(spans)
-		spans = scanSpans(spans, out[w.a:w.e], m.forms, truncated && w.e == n)
+		spans = scanSpans(spans, out[w.a:w.e], m.forms, truncated && w.e == len(out))
 		for k := at; k < len(spans); k++ {
 			spans[k].s += int32(w.a)
 			spans[k].e += int32(w.a)
@@ -167,6 +186,7 @@ func (m *matcher) find(spans []span, out []byte, truncated bool) []span {
 // must search, or false when a form is too short to sample or the windows
 // would cover most of out (then scanning all of it costs less).
 func (m *matcher) windows(out []byte, truncated bool) ([]window, bool) {
+	m.prepare()
 	if m.step == 0 {
 		return nil, false
 	}

@@ -132,7 +132,7 @@ func TestFindSpansMatchesScan(t *testing.T) {
 		if _, ok := m.windows(out, truncated); ok {
 			windowed++
 		}
-		got := applySpans(out, m.find(nil, out, truncated))
+		got := applySpans(out, m.findPrefiltered(nil, out, truncated))
 		want := applySpans(out, scanSpans(nil, out, forms, truncated))
 		if !bytes.Equal(got, want) {
 			t.Fatalf("round %d: secrets %q, truncated %v: %s", round, secrets, truncated, firstDiff(got, want))
@@ -162,7 +162,7 @@ func FuzzFindSpans(f *testing.F) {
 			return
 		}
 		forms := secretForms(secret)
-		got := applySpans(out, findSpans(nil, out, forms, truncated))
+		got := applySpans(out, newMatcher(forms).findPrefiltered(nil, out, truncated))
 		want := applySpans(out, scanSpans(nil, out, forms, truncated))
 		if !bytes.Equal(got, want) {
 			t.Fatal(firstDiff(got, want))
@@ -188,6 +188,7 @@ func TestPrefilterEveryOffset(t *testing.T) {
 	joined := dropBreaks(secret)
 	forms := secretForms(secret)
 	m := newMatcher(forms)
+	m.prepare()
 	if m.step != len(joined)-gramLen+1 {
 		t.Fatalf("step %d for a shortest form of %d", m.step, len(joined))
 	}
@@ -208,7 +209,7 @@ func TestPrefilterEveryOffset(t *testing.T) {
 						if _, ok := m.windows(out, false); !ok {
 							t.Fatalf("offset %d: no windows", off)
 						}
-						got := applySpans(out, m.find(nil, out, false))
+						got := applySpans(out, m.findPrefiltered(nil, out, false))
 						if bytes.Contains(got, []byte(form[:k])) && bytes.Contains(got, []byte(form[k:])) && !bytes.Contains(got, []byte(Mask)) {
 							t.Fatalf("form %q split at %d by %q, offset %d, tail %d: not masked", form, k, eol, off, tail)
 						}
