@@ -7,31 +7,37 @@ import (
 	"slices"
 )
 
-// The prefilter: scanSpans builds a joined, a lower-cased and (with a '%')
-// percent-decoded copy of the whole output and searches each for every form,
-// which costs more than the copy the output takes to reach its reader.
-// A matcher searches the output as it is for the raw forms, and otherwise
-// looks only at a sample of it: where a form could be, it runs scanSpans on
-// a window around that place. The windows cover every place the exact scan
-// of the whole output would find a form, so both mask the same bytes
-// (TestFindSpansMatchesScan holds them to that).
+// The prefilter. scanSpans builds a joined, a lower-cased and (with a '%')
+// a percent-decoded copy of the whole output and searches each for every
+// form: on a stream it cost more than the copy the output takes to reach
+// its reader. A matcher reads the output as it is, without copying it,
+// looks for the places a form could be, and runs scanSpans only on a window
+// around each. The windows cover every place where the exact scan of the
+// whole output finds a form, and cut no %XX, so both mask the same bytes
+// (TestFindSpansMatchesScan and FuzzFindSpans hold them to that).
 //
-// Why the windows cover every find. Let J be the output without its line
-// breaks (the joined view) and L the length of a form searched in J (the raw
-// form without line breaks, base64 forms, hex case-insensitively), at least
-// minLen long. An occurrence of it in J
-//   - either lies within one line: it is a run of L bytes of the output,
-//     and with step = minLen-gramLen+1 one of the gramLen-byte runs that
-//     start at a multiple of step lies inside it (sampled below);
-//   - or crosses a line break: then one of the three gramLen-byte runs of J
-//     that hold the characters on both sides of that break lies inside it
-//     (seams below).
+// Why the windows cover every find. A gram is a run of gramLen bytes of a
+// searched string: the raw form as it is and without its line breaks, the
+// base64 forms, the hex form (case-folded, as all grams are). Every
+// searched string is at least minLen long (else the matcher does not
+// prefilter). Let J be the output without its line breaks (the joined
+// view). An occurrence of a form in the output as it is (raw) or in J
+//   - either lies within one line: it is a run of at least minLen bytes
+//     of the output, and with step = minLen-gramLen+1 one of the runs of
+//     gramLen bytes that start at a multiple of step lies inside it
+//     (sampled);
+//   - or crosses a line break: then one of the gramLen-1 runs of J that
+//     hold characters on both sides of the break lies inside it (seams),
+//     and so do the two characters next to the break (pairs, a cheaper
+//     first test).
 //
-// Either run is, case-folded, a gram of the form. A percent-decoded
-// occurrence holds a %XX (or, for a secret with a space, a '+') unless it
-// is an occurrence in J: windows around each '%' (and '+') reach as far as
-// such an occurrence can. A truncated output gets a window over its tail,
-// where a cut form's prefix ends it.
+// An occurrence in the percent-decoded view that holds no decoded %XX
+// (or '+', decoded as a space for a secret with one) is one in J; one that
+// holds one has a gram of the decoded view around that token (tokens). A
+// window reaches from a hit as far as an occurrence through it can: a
+// form's length (reach) in J, three times that percent-encoded. A
+// truncated output also gets a window over its tail, where scanSpans looks
+// for the prefix of a form that the cut left.
 
 // gramLen is the length of the runs of bytes the prefilter looks up.
 const gramLen = 8

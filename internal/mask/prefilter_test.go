@@ -315,3 +315,72 @@ func BenchmarkMask(b *testing.B) {
 		}
 	}
 }
+
+// TestPrefilterWrappedLetters: hex of letters only (upper case), wrapped so
+// narrowly that no line holds a run of gramLen characters: only the line
+// breaks' seams, tested case-insensitively, find it.
+func TestPrefilterWrappedLetters(t *testing.T) {
+	for _, b := range []byte{0xab, 0xfe, 0xcd} {
+		secret := bytes.Repeat([]byte{b}, 12)
+		forms := secretForms(secret)
+		form := strings.ToUpper(hex.EncodeToString(secret))
+		for width := 1; width < gramLen; width++ {
+			for _, eol := range []string{"\n", "\r\n"} {
+				out := append(filler(2000), masktest.WrapAt(form, width, eol)...)
+				out = append(out, filler(300)...)
+				got := applySpans(out, newMatcher(forms).findPrefiltered(nil, out, false))
+				if want := applySpans(out, scanSpans(nil, out, forms, false)); !bytes.Equal(got, want) || bytes.Equal(got, out) {
+					t.Fatalf("%q wrapped at %d by %q: %s", form, width, eol, firstDiff(got, want))
+				}
+			}
+		}
+	}
+}
+
+// TestPrefilterShortSecrets: secrets too short to sample (some forms under
+// minPartialForm) are found by the exact scan of the whole output.
+func TestPrefilterShortSecrets(t *testing.T) {
+	r := mrand.New(mrand.NewPCG(11, 12))
+	for n := 1; n <= minPartialForm+1; n++ {
+		secret := []byte(base64.RawURLEncoding.EncodeToString([]byte("0123456789"))[:n])
+		forms := secretForms(secret)
+		m := newMatcher(forms)
+		m.prepare()
+		if (m.step == 0) != (n < minPartialForm) {
+			t.Fatalf("secret of %d bytes: step %d", n, m.step)
+		}
+		for range 20 {
+			out := randomOutput(r, [][]byte{secret}, 3000)
+			got := applySpans(out, m.findPrefiltered(nil, out, false))
+			if want := applySpans(out, scanSpans(nil, out, forms, false)); !bytes.Equal(got, want) {
+				t.Fatalf("secret %q: %s", secret, firstDiff(got, want))
+			}
+		}
+	}
+}
+
+// TestPrefilterPrefixAfterForm: in a truncated output, a form followed
+// (after a gap of any length) by a prefix of a form that does not end the
+// output masks the form only, wherever the windows around the form end:
+// only the window that ends the output looks for a cut form's prefix.
+func TestPrefilterPrefixAfterForm(t *testing.T) {
+	secret := []byte("sk-live-Qw3rTy7uIo9pAs")
+	forms := secretForms(secret)
+	m := newMatcher(forms)
+	m.prepare()
+	form := hex.EncodeToString(secret)
+	for off := 0; off < m.step; off++ {
+		for gap := 1; gap <= m.reach; gap++ {
+			for j := minPartialForm; j < minPartialForm+3; j++ {
+				out := append(filler(1000+off), form...)
+				out = append(out, filler(gap)...)
+				out = append(out, form[:j]...)
+				out = append(out, filler(500)...)
+				got := applySpans(out, m.findPrefiltered(nil, out, true))
+				if want := applySpans(out, scanSpans(nil, out, forms, true)); !bytes.Equal(got, want) {
+					t.Fatalf("offset %d, gap %d, prefix %d: %s", off, gap, j, firstDiff(got, want))
+				}
+			}
+		}
+	}
+}
