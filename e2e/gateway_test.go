@@ -131,6 +131,46 @@ func memoryHolds(t *testing.T, pid int, needle []byte) bool {
 	return false
 }
 
+// gcoreDump writes a core dump of process pid with gcore (gdb), which
+// leaves the process running, and returns the file's path.
+func gcoreDump(t *testing.T, pid int) string {
+	gcore, err := exec.LookPath("gcore")
+	if err != nil {
+		e2eRequire(t, "gcore is not on PATH (install gdb; scripts/deps.sh test does): the agent's core dump is not checked")
+	}
+	prefix := filepath.Join(t.TempDir(), "core")
+	if out, err := exec.Command(gcore, "-o", prefix, strconv.Itoa(pid)).CombinedOutput(); err != nil {
+		t.Fatalf("gcore %d: %v\n%s", pid, err, out)
+	}
+	return prefix + "." + strconv.Itoa(pid)
+}
+
+// fileHolds reports whether the file at path holds needle, reading it in
+// pieces (a core dump of node is hundreds of MB).
+func fileHolds(t *testing.T, path string, needle []byte) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 4<<20)
+	keep := 0 // the tail of the last piece, where a needle may start
+	for {
+		n, err := io.ReadFull(f, buf[keep:])
+		if bytes.Contains(buf[:keep+n], needle) {
+			return true
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return false
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		keep = min(len(needle)-1, keep+n)
+		copy(buf, buf[len(buf)-keep:])
+	}
+}
+
 func TestGatewayOpenAISDK(t *testing.T) {
 	node, err := exec.LookPath("node")
 	if err != nil {
@@ -239,6 +279,16 @@ func TestGatewayOpenAISDK(t *testing.T) {
 	if memoryHolds(t, pid, []byte(key)) {
 		t.Fatal("the agent's memory holds the key")
 	}
+	t.Run("core dump", func(t *testing.T) {
+		// What a crash of the agent or a debugger leaves on disk.
+		core := gcoreDump(t, pid)
+		if !fileHolds(t, core, []byte(strings.TrimPrefix(env.Base, "http://"))) {
+			t.Fatal("the core dump does not hold the gateway address the agent holds: its scan cannot be trusted to find the key")
+		}
+		if fileHolds(t, core, []byte(key)) {
+			t.Fatal("a core dump of the agent holds the key")
+		}
+	})
 
 	io.WriteString(stdin, "go\n")
 	next("CHUNK", 20*time.Second)

@@ -5,7 +5,8 @@
 # its own foreground instance, the package's service is not needed) and sqlite3
 # (the runbook's ledger backup, which a test runs), iproute2 (the test that runs
 # the setup script for real joins two network namespaces), python3-boto3 (the
-# tests of the AWS credential endpoints run boto3's default chain against them).
+# tests of the AWS credential endpoints run boto3's default chain against them),
+# gdb (its gcore dumps the gateway test's agent, whose core must not hold the key).
 # Runs apt-get as root, or through sudo when that works without a password;
 # otherwise it stops and prints the one command that installs them.
 # Usage: scripts/deps.sh [demo|test]   (default test; no-op when everything is
@@ -25,6 +26,7 @@ if [[ $what != demo ]]; then
   command -v sqlite3 >/dev/null 2>&1 || missing+=(sqlite3)
   command -v ip >/dev/null 2>&1 || [[ -x /usr/sbin/ip ]] || missing+=(iproute2)
   python3 -c 'import boto3' >/dev/null 2>&1 || missing+=(python3-boto3)
+  command -v gcore >/dev/null 2>&1 || missing+=(gdb)
 fi
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 

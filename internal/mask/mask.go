@@ -286,30 +286,40 @@ func maskSecret(out []byte, forms []Form, truncated bool) []byte {
 	return masked
 }
 
-// findSpans appends to spans the stretches of out (original offsets) that
-// show a form of the secret.
-func findSpans(spans []span, out []byte, forms []Form, truncated bool) []span {
+// scanSpans appends to spans the stretches of out (original offsets) that
+// show a form of a secret, building every view of the whole of out: the
+// exact search that findSpans runs on the windows its prefilter picks.
+// forms may hold several secrets' forms (the daemon concatenates them):
+// every raw form is searched.
+func scanSpans(spans []span, out []byte, forms []Form, truncated bool) []span {
 	if len(forms) == 0 || len(out) == 0 {
 		return spans
 	}
-	var raw []byte
+	var raws, rawsJoined [][]byte
 	var rawSpaced bool
 	for _, f := range forms {
 		if f.kind == formRaw {
-			raw = f.b
-			rawSpaced = bytes.IndexByte(raw, ' ') >= 0
+			raws = append(raws, f.b)
+			rawSpaced = rawSpaced || bytes.IndexByte(f.b, ' ') >= 0
+			rawsJoined = append(rawsJoined, dropBreaks(f.b))
 		}
 	}
-	rawJoined := bytes.Clone(raw)
-	rawJoined = slices.DeleteFunc(rawJoined, func(c byte) bool { return c == '\n' || c == '\r' })
-	defer clear(rawJoined)
+	defer func() {
+		for _, rj := range rawsJoined {
+			clear(rj)
+		}
+	}()
 
 	id := identityView(out)
-	spans = id.find(spans, raw, truncated)
+	for _, raw := range raws {
+		spans = id.find(spans, raw, truncated)
+	}
 	j := id.joined()
 	defer j.clear()
-	if len(rawJoined) >= minPartialForm {
-		spans = j.find(spans, rawJoined, truncated)
+	for _, rj := range rawsJoined {
+		if len(rj) >= minPartialForm {
+			spans = j.find(spans, rj, truncated)
+		}
 	}
 	jl := j.lower()
 	defer jl.clear()
@@ -328,8 +338,10 @@ func findSpans(spans []span, out []byte, forms []Form, truncated bool) []span {
 		}
 		for _, p := range plus {
 			pd := j.percentDecoded(p)
-			spans = pd.find(spans, raw, truncated)
-			spans = pd.find(spans, rawJoined, truncated)
+			for k, raw := range raws {
+				spans = pd.find(spans, raw, truncated)
+				spans = pd.find(spans, rawsJoined[k], truncated)
+			}
 			for _, f := range forms {
 				if f.kind == formEnc {
 					spans = pd.find(spans, f.b, truncated)
@@ -340,6 +352,13 @@ func findSpans(spans []span, out []byte, forms []Form, truncated bool) []span {
 	}
 	return spans
 }
+
+// dropBreaks returns a copy of b without its line breaks.
+func dropBreaks(b []byte) []byte {
+	return slices.DeleteFunc(bytes.Clone(b), func(c byte) bool { return isBreak(c) })
+}
+
+func isBreak(c byte) bool { return c == '\n' || c == '\r' }
 
 // mergeSpans sorts spans and joins the overlapping ones.
 func mergeSpans(spans []span) []span {

@@ -81,3 +81,22 @@ func BenchmarkMaskSecret(b *testing.B) {
 		maskSecret([]byte(text), forms, false)
 	}
 }
+
+// TestMaskSecretSeveralSecrets: with the forms of several secrets in one
+// list (as the daemon passes them for a command that got several), every
+// secret is masked, verbatim and wrapped, not only the last one listed.
+func TestMaskSecretSeveralSecrets(t *testing.T) {
+	s1, s2 := []byte("sk-first-0123456789abcdef"), []byte("sk-second-fedcba9876543210")
+	forms := append(secretForms(s1), secretForms(s2)...)
+	for _, out := range []string{
+		"a " + string(s1) + " b " + string(s2) + "\n",
+		"a " + string(s1[:9]) + "\n" + string(s1[9:]) + " b " + string(s2[:5]) + "\r\n" + string(s2[5:]) + "\n",
+	} {
+		got := string(maskSecret([]byte(out), forms, false))
+		for _, s := range [][]byte{s1, s2} {
+			if strings.Contains(masktest.DropEOL(got), string(s)) {
+				t.Fatalf("%q survives in %q", s, got)
+			}
+		}
+	}
+}

@@ -2,6 +2,7 @@ package mask
 
 import (
 	"io"
+	"slices"
 	"sync"
 	"time"
 )
@@ -37,6 +38,7 @@ type Writer struct {
 	mu    sync.Mutex
 	w     io.Writer
 	forms [][]Form
+	match *matcher // all the secrets' forms
 	hold  int
 	idle  time.Duration
 	buf   []byte
@@ -61,6 +63,7 @@ func NewWriter(w io.Writer, secrets [][]byte, idle time.Duration) *Writer {
 		}
 		m.forms = append(m.forms, f)
 	}
+	m.match = newMatcher(slices.Concat(m.forms...))
 	return m
 }
 
@@ -108,10 +111,7 @@ func (m *Writer) idleFlush() {
 // found across cut stays whole in the buffer. truncated also masks a
 // prefix of a form that ends the buffer (only with cut = len(buf)).
 func (m *Writer) emit(cut int, truncated bool) {
-	var spans []span
-	for _, f := range m.forms {
-		spans = findSpans(spans, m.buf, f, truncated)
-	}
+	spans := m.match.find(nil, m.buf, truncated)
 	if len(spans) > 0 {
 		spans = mergeSpans(spans)
 	}
@@ -165,6 +165,7 @@ func (m *Writer) Close() error {
 		clearForms(f)
 	}
 	m.forms = nil
+	m.match.clear()
 	clear(m.buf)
 	m.buf = nil
 	if m.err == nil {

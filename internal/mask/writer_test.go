@@ -173,3 +173,48 @@ func BenchmarkRunNoMasking(b *testing.B) {
 		}
 	}
 }
+
+// TestWriterRandomChunkings: for random secrets (one or two) and outputs
+// of several chunks holding every encoding of them at random places,
+// wrapped or not, written in random pieces, no encoding survives in what
+// the Writer passes on, and it masks exactly what masking the whole output
+// at once masks.
+func TestWriterRandomChunkings(t *testing.T) {
+	r := mrand.New(mrand.NewPCG(9, 10))
+	for round := range 8 {
+		secrets := [][]byte{randomSecret(r)}
+		if r.IntN(2) == 0 {
+			secrets = append(secrets, randomSecret(r))
+		}
+		var text []byte
+		for len(text) < 3*chunk {
+			text = append(text, noise(r, r.IntN(chunk))...)
+			s := secrets[r.IntN(len(secrets))]
+			e := masktest.Encodings[r.IntN(len(masktest.Encodings))]
+			width := []int{0, 0, 1, 7, 64, 76}[r.IntN(6)]
+			eol := []string{"\n", "\r\n"}[r.IntN(2)]
+			text = append(text, masktest.WrapAt(e.Enc(nil, s, nil), width, eol)...)
+			text = append(text, eol...)
+		}
+		var out bytes.Buffer
+		w := NewWriter(&out, secrets, time.Hour)
+		writeSplit(t, w, text, r)
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range masktest.Encodings {
+			for _, s := range secrets {
+				if e.Leaked(out.String(), nil, s, nil) {
+					t.Fatalf("round %d: %s form of %q survives", round, e.Name, s)
+				}
+			}
+		}
+		var forms []Form
+		for _, s := range secrets {
+			forms = append(forms, secretForms(s)...)
+		}
+		if want := maskSecret(bytes.Clone(text), forms, false); !bytes.Equal(out.Bytes(), want) {
+			t.Fatalf("round %d: the Writer masked otherwise than the whole output: %s", round, firstDiff(out.Bytes(), want))
+		}
+	}
+}
