@@ -12,14 +12,21 @@ import (
 	"github.com/agentkeys/agentkeys/internal/audit"
 )
 
-// volumeFree is the space free for unprivileged writes on dir's volume.
-func volumeFree(t *testing.T, dir string) int64 {
+// volumeSpace is the size of dir's volume and the space free on it for
+// unprivileged writes.
+func volumeSpace(t *testing.T, dir string) (total, free int64) {
 	t.Helper()
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(dir, &st); err != nil {
 		t.Fatal(err)
 	}
-	return int64(st.Bavail) * int64(st.Bsize)
+	return int64(st.Blocks) * int64(st.Bsize), int64(st.Bavail) * int64(st.Bsize)
+}
+
+func volumeFree(t *testing.T, dir string) int64 {
+	t.Helper()
+	_, free := volumeSpace(t, dir)
+	return free
 }
 
 // setFree grows or shrinks the file filler (on a tmpfs, whose blocks are
@@ -94,7 +101,7 @@ func TestReserveAtExactlyFourTimesItsSize(t *testing.T) {
 // writes fit again the next readiness check writes it whole.
 func TestShortReserveIsNotKept(t *testing.T) {
 	dir := t.TempDir()
-	total, free := volumeTotal(t, dir), volumeFree(t, dir)
+	total, free := volumeSpace(t, dir)
 	if total < 8<<20 || free < 8<<20 {
 		t.Skipf("test needs a volume of 8 MiB or more with 8 MiB free (%d of %d bytes free)", free, total)
 	}
@@ -144,15 +151,6 @@ func TestShortReserveIsNotKept(t *testing.T) {
 	if fi, err := os.Stat(reserve); err != nil || fi.Size() != size {
 		t.Fatalf("reserve after the limit is lifted: %v", err)
 	}
-}
-
-func volumeTotal(t *testing.T, dir string) int64 {
-	t.Helper()
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
-		t.Fatal(err)
-	}
-	return int64(st.Blocks) * int64(st.Bsize)
 }
 
 // TestFullVolumeAppendUsesReserve: the append that finds the volume full

@@ -8,13 +8,6 @@ import (
 	"github.com/agentkeys/agentkeys/internal/store"
 )
 
-var nameTxTests = []struct {
-	name string
-	fn   func(t *testing.T, s store.Store)
-}{
-	{"WalletNameConflictInTx", testWalletNameConflictInTx},
-}
-
 // testWalletNameConflictInTx: inside a transaction, a rename refused
 // because another wallet holds the name changes nothing, and the
 // transaction can carry on (here: pick another name) and commit.

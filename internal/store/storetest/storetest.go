@@ -58,10 +58,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"TxRollbackOnPanic", testTxRollbackOnPanic},
 		{"TxConcurrentWriters", testTxConcurrentWriters},
 		{"TxSerialized", testTxSerialized},
+		{"WalletNameConflictInTx", testWalletNameConflictInTx},
 	}
 	tests = append(tests, pairingTests...)
 	tests = append(tests, nameTests...)
-	tests = append(tests, nameTxTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
 	}
