@@ -55,6 +55,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"TxRollbackOnPanic", testTxRollbackOnPanic},
 		{"TxConcurrentWriters", testTxConcurrentWriters},
 		{"TxSerialized", testTxSerialized},
+		{"WalletNameConflictInTx", testWalletNameConflictInTx},
 	}
 	tests = append(tests, pairingTests...)
 	tests = append(tests, nameTests...)
