@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/audit"
+	"github.com/agentkeys/agentkeys/internal/testkit"
 )
 
 // volumeSpace is the size of dir's volume and the space free on it for
@@ -66,7 +67,7 @@ func setFree(t *testing.T, filler string, want int64) {
 // 2 MiB volume) is put back by readiness once four times its size is free,
 // and not one page earlier.
 func TestReserveAtExactlyFourTimesItsSize(t *testing.T) {
-	dir := tmpfs(t, "2m")
+	dir := testkit.Tmpfs(t, "2m")
 	db := filepath.Join(dir, "audit.sqlite")
 	reserve := db + audit.ReserveSuffix
 	filler := filepath.Join(dir, "filler")
@@ -157,7 +158,7 @@ func TestShortReserveIsNotKept(t *testing.T) {
 // is not lost: the reserve is released, the WAL checkpointed, and that
 // same append retried and stored. Only a later append fails.
 func TestFullVolumeAppendUsesReserve(t *testing.T) {
-	dir := tmpfs(t, "2m")
+	dir := testkit.Tmpfs(t, "2m")
 	db := filepath.Join(dir, "audit.sqlite")
 	reserve := db + audit.ReserveSuffix
 	ctx := context.Background()
@@ -195,12 +196,12 @@ func TestFullVolumeAppendUsesReserve(t *testing.T) {
 // the space reserve released to let the database file grow; every row is
 // kept and the WAL is truncated.
 func TestCrashWALCheckpointedOnFullVolume(t *testing.T) {
-	dir := tmpfs(t, "16m")
+	dir := testkit.Tmpfs(t, "16m")
 	ctx := context.Background()
 
 	// A ledger on a large volume (SQLite's 1000-page checkpoint interval),
 	// copied with its WAL while open: what a crash leaves behind.
-	src := filepath.Join(tmpfs(t, "256m"), "audit.sqlite")
+	src := filepath.Join(testkit.Tmpfs(t, "256m"), "audit.sqlite")
 	s, err := audit.Open(ctx, src)
 	if err != nil {
 		t.Fatal(err)
