@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/audit"
@@ -235,7 +236,7 @@ func FromEnv(lookup LookupFunc) (Config, error) {
 	if _, v, ok := get("BROKER_DATA_ROLE_ARN", "BROKER_AGENT_ROLE_ARN"); ok {
 		c.DataRoleARN = v
 	} else if _, acct, ok := get("ACCOUNT_ID"); ok {
-		if !accountRE.MatchString(acct) {
+		if !accountRE().MatchString(acct) {
 			errs = append(errs, fmt.Errorf("ACCOUNT_ID=%q is not a 12-digit AWS account id", acct))
 		} else {
 			c.DataRoleARN = "arn:aws:iam::" + acct + ":role/agentkeys-data-role"
@@ -245,9 +246,11 @@ func FromEnv(lookup LookupFunc) (Config, error) {
 }
 
 var (
-	accountRE = regexp.MustCompile(`^\d{12}$`)
-	roleARNRE = regexp.MustCompile(`^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$`)
-	regionRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+	accountRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^\d{12}$`) })
+	roleARNRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$`)
+	})
+	regionRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`) })
 )
 
 // Validate checks the whole configuration (after flags were applied) and
@@ -303,10 +306,10 @@ func (c *Config) Validate() error {
 	if (c.AccessKeyID == "") != (c.SecretAccessKey == "") {
 		bad("DAEMON_ACCESS_KEY_ID and DAEMON_SECRET_ACCESS_KEY must be set together, or both left unset to use the AWS SDK default chain (AWS_PROFILE, instance profile, ...)")
 	}
-	if c.DataRoleARN != "" && !roleARNRE.MatchString(c.DataRoleARN) {
+	if c.DataRoleARN != "" && !roleARNRE().MatchString(c.DataRoleARN) {
 		bad("BROKER_DATA_ROLE_ARN=%q is not an IAM role ARN like arn:aws:iam::123456789012:role/agentkeys-data-role", c.DataRoleARN)
 	}
-	if !regionRE.MatchString(c.Region) {
+	if !regionRE().MatchString(c.Region) {
 		bad("BROKER_AWS_REGION=%q is not a region name like us-east-1", c.Region)
 	}
 	if c.SessionDuration < sts.MinDuration || c.SessionDuration > sts.MaxDuration {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"sync"
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/api"
@@ -279,7 +280,7 @@ func (s *Server) rateLimited(w http.ResponseWriter, r *http.Request, endpoint, l
 
 // stsCode is what an AWS error code looks like; anything else is not
 // passed on.
-var stsCode = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9.]{0,63}$`)
+var stsCode = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z][A-Za-z0-9.]{0,63}$`) })
 
 // stsFailureMessage tells the client what STS said — its error code (a
 // fixed AWS token such as AccessDenied, never its free text, which names
@@ -290,7 +291,7 @@ func stsFailureMessage(ctx context.Context, err error, timeout time.Duration) st
 		return fmt.Sprintf("sts error: AWS STS did not answer AssumeRole within %s (BROKER_STS_TIMEOUT); details in the broker's audit log", timeout)
 	}
 	code := sts.ErrorCode(err)
-	if !stsCode.MatchString(code) {
+	if !stsCode().MatchString(code) {
 		return "sts error: AWS STS refused or failed the AssumeRole call; details in the broker's audit log"
 	}
 	why := ""

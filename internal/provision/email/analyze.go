@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -174,7 +175,7 @@ func analysisSources(m Message) []source {
 
 func textSource(name, text string) source {
 	s := source{name: name}
-	for _, loc := range urlRe.FindAllStringIndex(text, maxLinks) {
+	for _, loc := range urlRe().FindAllStringIndex(text, maxLinks) {
 		u := trimURL(text[loc[0]:loc[1]])
 		s.links = append(s.links, linkCandidate{url: decodeURLEntities(u), context: lineBefore(text, loc[0])})
 	}
@@ -185,7 +186,7 @@ func textSource(name, text string) source {
 func htmlSource(name, h string) source {
 	s := source{name: name}
 	visible := dropHidden(h)
-	for _, sm := range anchorRe.FindAllStringSubmatch(visible, maxLinks) {
+	for _, sm := range anchorRe().FindAllStringSubmatch(visible, maxLinks) {
 		href := sm[1]
 		if href == "" {
 			href = sm[2]
@@ -194,15 +195,15 @@ func htmlSource(name, h string) source {
 			href = sm[3]
 		}
 		href = strings.TrimSpace(decodeURLEntities(href))
-		if !urlPrefix.MatchString(href) {
+		if !urlPrefix().MatchString(href) {
 			continue
 		}
-		s.links = append(s.links, linkCandidate{url: trimURL(href), anchor: cleanText(html.UnescapeString(tagRe.ReplaceAllString(sm[4], " ")))})
+		s.links = append(s.links, linkCandidate{url: trimURL(href), anchor: cleanText(html.UnescapeString(tagRe().ReplaceAllString(sm[4], " ")))})
 	}
 	// Visible URLs ("or paste this link: …"), taken before entity
 	// decoding so that "&copy=" in a query string is not turned into ©.
-	noTags := tagRe.ReplaceAllString(visible, " ")
-	for _, loc := range urlRe.FindAllStringIndex(noTags, maxLinks) {
+	noTags := tagRe().ReplaceAllString(visible, " ")
+	for _, loc := range urlRe().FindAllStringIndex(noTags, maxLinks) {
 		u := trimURL(noTags[loc[0]:loc[1]])
 		before := noTags[max(0, loc[0]-200):loc[0]]
 		s.links = append(s.links, linkCandidate{url: decodeURLEntities(u), context: lineBefore(cleanText(html.UnescapeString(before)), -1)})
@@ -215,30 +216,38 @@ func htmlSource(name, h string) source {
 // comment blocks are dropped, every tag becomes a space, entities are
 // decoded and whitespace is collapsed.
 func StripHTML(h string) string {
-	return cleanText(html.UnescapeString(tagRe.ReplaceAllString(dropHidden(h), " ")))
+	return cleanText(html.UnescapeString(tagRe().ReplaceAllString(dropHidden(h), " ")))
 }
 
 var (
-	styleRe   = regexp.MustCompile(`(?is)<style\b.*?</style\s*>`)
-	scriptRe  = regexp.MustCompile(`(?is)<script\b.*?</script\s*>`)
-	commentRe = regexp.MustCompile(`(?s)<!--.*?-->`)
-	tagRe     = regexp.MustCompile(`(?s)<[A-Za-z/!?][^>]*>`)
-	htmlHint  = regexp.MustCompile(`(?i)<(?:html|body|head|div|p|table|td|tr|span|a\s|br|!doctype|style|font|center|img|h[1-6])\b`)
-	anchorRe  = regexp.MustCompile(`(?is)<a\b[^>]*?\shref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))[^>]*>(.*?)</a\s*>`)
-	urlPrefix = regexp.MustCompile(`(?i)^https?://`)
-	urlRe     = regexp.MustCompile("(?i)\\bhttps?://[^\\s<>\"'`(){}\\[\\]|\\\\^]+")
-	emailRe   = regexp.MustCompile(`[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+`)
-	entityRe  = regexp.MustCompile(`&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});`)
-	spaceRe   = regexp.MustCompile(`\s+`)
+	styleRe   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?is)<style\b.*?</style\s*>`) })
+	scriptRe  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?is)<script\b.*?</script\s*>`) })
+	commentRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?s)<!--.*?-->`) })
+	tagRe     = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?s)<[A-Za-z/!?][^>]*>`) })
+	htmlHint  = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(?i)<(?:html|body|head|div|p|table|td|tr|span|a\s|br|!doctype|style|font|center|img|h[1-6])\b`)
+	})
+	anchorRe = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(?is)<a\b[^>]*?\shref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))[^>]*>(.*?)</a\s*>`)
+	})
+	urlPrefix = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)^https?://`) })
+	urlRe     = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile("(?i)\\bhttps?://[^\\s<>\"'`(){}\\[\\]|\\\\^]+") })
+	emailRe   = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+`)
+	})
+	entityRe = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});`)
+	})
+	spaceRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\s+`) })
 )
 
 func dropHidden(h string) string {
-	h = commentRe.ReplaceAllString(h, " ")
-	h = styleRe.ReplaceAllString(h, " ")
-	return scriptRe.ReplaceAllString(h, " ")
+	h = commentRe().ReplaceAllString(h, " ")
+	h = styleRe().ReplaceAllString(h, " ")
+	return scriptRe().ReplaceAllString(h, " ")
 }
 
-func looksHTML(s string) bool { return htmlHint.MatchString(s) }
+func looksHTML(s string) bool { return htmlHint().MatchString(s) }
 
 // cleanText removes invisible characters, turns non-breaking spaces into
 // spaces and collapses whitespace.
@@ -252,13 +261,13 @@ func cleanText(s string) string {
 		}
 		return r
 	}, s)
-	return strings.TrimSpace(spaceRe.ReplaceAllString(s, " "))
+	return strings.TrimSpace(spaceRe().ReplaceAllString(s, " "))
 }
 
 // otpText blanks URLs and e-mail addresses (their digits are never a code).
 func otpText(s string) string {
-	s = urlRe.ReplaceAllString(s, " ")
-	return emailRe.ReplaceAllString(s, " ")
+	s = urlRe().ReplaceAllString(s, " ")
+	return emailRe().ReplaceAllString(s, " ")
 }
 
 // decodeURLEntities decodes HTML character references in a URL taken from
@@ -268,7 +277,7 @@ func decodeURLEntities(u string) string {
 	if !strings.Contains(u, "&") {
 		return u
 	}
-	return entityRe.ReplaceAllStringFunc(u, html.UnescapeString)
+	return entityRe().ReplaceAllStringFunc(u, html.UnescapeString)
 }
 
 // trimURL drops punctuation that ends a sentence rather than the URL.
@@ -296,18 +305,32 @@ func lineBefore(s string, i int) string {
 
 var (
 	// Strong evidence that a URL signs the user in or verifies the address.
-	linkStrong = regexp.MustCompile(`(?i)clerk|/verify|verif(?:y|ication)|ticket=|magic|token=|[?&](?:otp|code)=|confirm|activat|passwordless|one[-_]?time|email[-_]?link`)
+	linkStrong = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(?i)clerk|/verify|verif(?:y|ication)|ticket=|magic|token=|[?&](?:otp|code)=|confirm|activat|passwordless|one[-_]?time|email[-_]?link`)
+	})
 	// Weaker evidence.
-	linkWeak = regexp.MustCompile(`(?i)sign[-_]?in|sign[-_]?up|log[-_]?in|/auth|/session|callback|/link/|/l/|redirect`)
+	linkWeak = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(?i)sign[-_]?in|sign[-_]?up|log[-_]?in|/auth|/session|callback|/link/|/l/|redirect`)
+	})
 	// Anchor texts of sign-in buttons.
-	anchorGood = regexp.MustCompile(`(?i)\b(?:verify|confirm|sign[ -]?in|log[ -]?in|sign[ -]?up|activate|magic link|continue|get started|access your account|complete (?:your )?(?:sign|registration))`)
+	anchorGood = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(?i)\b(?:verify|confirm|sign[ -]?in|log[ -]?in|sign[ -]?up|activate|magic link|continue|get started|access your account|complete (?:your )?(?:sign|registration))`)
+	})
 	// Links that are never the sign-in link.
-	linkSkip = regexp.MustCompile(`(?i)unsubscri|opt[-_ ]?out|optout|preference|privacy|policy|/terms|terms[-_ ]of|tracking|/track|/pixel|beacon|/open[/?.]|/o/|list-manage|manage[-_ ]?(?:subscription|email|notification)|email[-_ ]?settings|notification[-_ ]?settings|/help|support\.|/support|/contact|/legal|/about|/blog|/careers|/status|/faq`)
+	linkSkip = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(?i)unsubscri|opt[-_ ]?out|optout|preference|privacy|policy|/terms|terms[-_ ]of|tracking|/track|/pixel|beacon|/open[/?.]|/o/|list-manage|manage[-_ ]?(?:subscription|email|notification)|email[-_ ]?settings|notification[-_ ]?settings|/help|support\.|/support|/contact|/legal|/about|/blog|/careers|/status|/faq`)
+	})
 	// Context words before a visible URL that disqualify it.
-	contextSkip = regexp.MustCompile(`(?i)unsubscri|opt[ -]?out|privacy|preferences|terms|manage (?:your )?(?:email|subscription|notification)|view (?:this|in) (?:e-?mail )?(?:in )?(?:your )?browser|help|support`)
-	socialHost  = regexp.MustCompile(`(?i)(?:^|\.)(?:facebook|twitter|x|linkedin|instagram|youtube|tiktok|github|discord|reddit|medium|t)\.(?:com|co|gg)$`)
-	opaqueRe    = regexp.MustCompile(`[A-Za-z0-9_\-.~%]{20,}`)
-	imageExt    = regexp.MustCompile(`(?i)\.(?:png|gif|jpe?g|svg|webp|ico|css|js|woff2?)$`)
+	contextSkip = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(?i)unsubscri|opt[ -]?out|privacy|preferences|terms|manage (?:your )?(?:email|subscription|notification)|view (?:this|in) (?:e-?mail )?(?:in )?(?:your )?browser|help|support`)
+	})
+	socialHost = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(?i)(?:^|\.)(?:facebook|twitter|x|linkedin|instagram|youtube|tiktok|github|discord|reddit|medium|t)\.(?:com|co|gg)$`)
+	})
+	opaqueRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`[A-Za-z0-9_\-.~%]{20,}`) })
+	imageExt = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(?i)\.(?:png|gif|jpe?g|svg|webp|ico|css|js|woff2?)$`)
+	})
 )
 
 // bestLink returns the highest-scoring sign-in link (ties: text part
@@ -333,26 +356,26 @@ func scoreLink(c linkCandidate, unwrap bool) (string, int) {
 	if !ok {
 		return "", 0
 	}
-	if c.anchor != "" && linkSkip.MatchString(c.anchor) || c.context != "" && contextSkip.MatchString(c.context) {
+	if c.anchor != "" && linkSkip().MatchString(c.anchor) || c.context != "" && contextSkip().MatchString(c.context) {
 		return "", 0
 	}
-	if linkSkip.MatchString(u.Host+u.EscapedPath()) || strings.Contains(strings.ToLower(c.url), "unsubscri") ||
-		socialHost.MatchString(u.Hostname()) || imageExt.MatchString(u.Path) {
+	if linkSkip().MatchString(u.Host+u.EscapedPath()) || strings.Contains(strings.ToLower(c.url), "unsubscri") ||
+		socialHost().MatchString(u.Hostname()) || imageExt().MatchString(u.Path) {
 		return "", 0
 	}
 	// Judge the URL by itself, not by URLs nested in its query (a Clerk
 	// link's redirect_url, a redirector's target).
 	self, nested := splitNested(u)
 	sc := 0
-	if linkStrong.MatchString(self) {
+	if linkStrong().MatchString(self) {
 		sc += 3
-	} else if linkWeak.MatchString(self) {
+	} else if linkWeak().MatchString(self) {
 		sc++
 	}
-	if c.anchor != "" && anchorGood.MatchString(c.anchor) {
+	if c.anchor != "" && anchorGood().MatchString(c.anchor) {
 		sc++
 	}
-	if opaqueRe.MatchString(self) {
+	if opaqueRe().MatchString(self) {
 		sc++
 	}
 	if sc < 3 && unwrap {
@@ -375,7 +398,7 @@ func splitNested(u *url.URL) (string, []string) {
 	var nested []string
 	for _, kv := range strings.Split(u.RawQuery, "&") {
 		k, v, _ := strings.Cut(kv, "=")
-		if dv, err := url.QueryUnescape(v); err == nil && urlPrefix.MatchString(dv) {
+		if dv, err := url.QueryUnescape(v); err == nil && urlPrefix().MatchString(dv) {
 			nested = append(nested, dv)
 			v = ""
 		}
@@ -413,10 +436,14 @@ func parseLinkURL(s string) (*url.URL, bool) {
 // ---- codes ----
 
 // codeLabel matches the words that announce a code.
-var codeLabel = regexp.MustCompile(`(?i)\b(?:(?:verification|verify|security|log[- ]?in|sign[- ]?in|sign[- ]?up|one[- ]?time|auth|authentication|access|confirmation|confirm|temporary|2fa|two[- ]factor|e-?mail|your|the|this|following|enter|use|login)(?:[ -]+[a-z][a-z0-9.'-]*){0,2}?[ -]+(?:code|pin|passcode|otp)\b|passcode\b|one[- ]?time[ -]pass(?:word|code)?\b|\botp\b|\bcode\s*[:：])`)
+var codeLabel = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`(?i)\b(?:(?:verification|verify|security|log[- ]?in|sign[- ]?in|sign[- ]?up|one[- ]?time|auth|authentication|access|confirmation|confirm|temporary|2fa|two[- ]factor|e-?mail|your|the|this|following|enter|use|login)(?:[ -]+[a-z][a-z0-9.'-]*){0,2}?[ -]+(?:code|pin|passcode|otp)\b|passcode\b|one[- ]?time[ -]pass(?:word|code)?\b|\botp\b|\bcode\s*[:：])`)
+})
 
 // codeTrailer matches the words that follow a code ("123456 is your code").
-var codeTrailer = regexp.MustCompile(`(?i)\b(?:is your|is the|to verify|to sign|to log|to confirm|to complete|to continue|to finish|to activate)\b`)
+var codeTrailer = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`(?i)\b(?:is your|is the|to verify|to sign|to log|to confirm|to complete|to continue|to finish|to activate)\b`)
+})
 
 // token is a maximal run of ASCII letters and digits.
 type token struct {
@@ -525,7 +552,7 @@ func labelledCode(s string) string {
 	}
 	toks := tokenize(s)
 	// (a) label … code
-	for _, loc := range codeLabel.FindAllStringIndex(s, -1) {
+	for _, loc := range codeLabel().FindAllStringIndex(s, -1) {
 		for k := firstTokenAt(toks, loc[1]); k < len(toks); k++ {
 			if toks[k].start-loc[1] > labelGap {
 				break
@@ -540,7 +567,7 @@ func labelledCode(s string) string {
 		}
 	}
 	// (b) code … "is your" / "to verify" …
-	for _, loc := range codeTrailer.FindAllStringIndex(s, -1) {
+	for _, loc := range codeTrailer().FindAllStringIndex(s, -1) {
 		k := firstTokenAt(toks, loc[0]) - 1
 		for ; k >= 0 && !toks[k].digits && loc[0]-toks[k].end <= labelGap; k-- {
 		}
@@ -562,11 +589,13 @@ func labelledCode(s string) string {
 
 // codeWords are the words without which a lone 6-digit number is not
 // taken for a code ("You used 123456 tokens this week").
-var codeWords = regexp.MustCompile(`(?i)\b(?:code|codes|otp|passcode|pin|verif(?:y|ication)|one[- ]?time|2fa|security|authenticat(?:e|ion)|c[oó]digo|bestätigung\w*|sign[- ]?in code)\b`)
+var codeWords = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`(?i)\b(?:code|codes|otp|passcode|pin|verif(?:y|ication)|one[- ]?time|2fa|security|authenticat(?:e|ion)|c[oó]digo|bestätigung\w*|sign[- ]?in code)\b`)
+})
 
 func mentionsCode(srcs []source) bool {
 	for _, s := range srcs {
-		if codeWords.MatchString(s.otp) {
+		if codeWords().MatchString(s.otp) {
 			return true
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/jhillyerd/enmime/v2"
 )
@@ -86,7 +87,7 @@ func ParseMIME(raw []byte) (m Message, err error) {
 		}
 	}
 	for _, v := range env.GetHeaderValues("Received") {
-		for _, sm := range receivedFor.FindAllStringSubmatch(v, -1) {
+		for _, sm := range receivedFor().FindAllStringSubmatch(v, -1) {
 			add(sm[1])
 		}
 	}
@@ -94,10 +95,14 @@ func ParseMIME(raw []byte) (m Message, err error) {
 }
 
 // receivedFor finds "for <addr>" / "for addr;" in a Received header.
-var receivedFor = regexp.MustCompile(`(?i)\bfor\s+<?([^\s<>;,"]+@[^\s<>;,"]+?)>?\s*(?:;|$|\s)`)
+var receivedFor = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`(?i)\bfor\s+<?([^\s<>;,"]+@[^\s<>;,"]+?)>?\s*(?:;|$|\s)`)
+})
 
 // addrSpec is a loose addr-spec, used when an address list does not parse.
-var addrSpec = regexp.MustCompile(`[A-Za-z0-9._%+\-=!#$&'*/?^{|}~]+@[A-Za-z0-9.\-\[\]:]+[A-Za-z0-9\]]`)
+var addrSpec = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`[A-Za-z0-9._%+\-=!#$&'*/?^{|}~]+@[A-Za-z0-9.\-\[\]:]+[A-Za-z0-9\]]`)
+})
 
 // headerAddresses returns the addresses of an address-list header value,
 // falling back to a loose scan when it does not parse.
@@ -116,7 +121,7 @@ func headerAddresses(v string) []string {
 	return addressesIn(v)
 }
 
-func addressesIn(s string) []string { return addrSpec.FindAllString(s, -1) }
+func addressesIn(s string) []string { return addrSpec().FindAllString(s, -1) }
 
 // looksLikeMIME reports whether s starts with a header block (a raw
 // message rather than a bare body), e.g. "From: …\r\n…\r\n\r\nbody".

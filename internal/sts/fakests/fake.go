@@ -115,9 +115,11 @@ func (f *Fake) Problems() []string {
 const ns = "https://sts.amazonaws.com/doc/2011-06-15/"
 
 var (
-	sigV4          = regexp.MustCompile(`^AWS4-HMAC-SHA256 Credential=([A-Z0-9]+)/\d{8}/[a-z0-9-]+/sts/aws4_request, SignedHeaders=[a-z0-9;-]+, Signature=[0-9a-f]{64}$`)
-	sessionNameRE  = regexp.MustCompile(`^[\w+=,.@-]{2,64}$`)
-	roleArnRE      = regexp.MustCompile(`^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$`)
+	sigV4 = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^AWS4-HMAC-SHA256 Credential=([A-Z0-9]+)/\d{8}/[a-z0-9-]+/sts/aws4_request, SignedHeaders=[a-z0-9;-]+, Signature=[0-9a-f]{64}$`)
+	})
+	sessionNameRE  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[\w+=,.@-]{2,64}$`) })
+	roleArnRE      = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$`) })
 	tagKeyValueMax = 256
 )
 
@@ -141,7 +143,7 @@ func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	m := sigV4.FindStringSubmatch(r.Header.Get("Authorization"))
+	m := sigV4().FindStringSubmatch(r.Header.Get("Authorization"))
 	if m == nil || r.Header.Get("X-Amz-Date") == "" {
 		f.reject(w, http.StatusForbidden, "MissingAuthenticationToken", "request is not SigV4-signed: "+r.Header.Get("Authorization"))
 		return
@@ -187,11 +189,11 @@ func (f *Fake) assumeRole(w http.ResponseWriter, form url.Values, akid string) {
 		Tags:            map[string]string{},
 		AccessKeyID:     akid,
 	}
-	if !roleArnRE.MatchString(call.RoleArn) {
+	if !roleArnRE().MatchString(call.RoleArn) {
 		f.reject(w, http.StatusBadRequest, "ValidationError", "invalid RoleArn "+call.RoleArn)
 		return
 	}
-	if !sessionNameRE.MatchString(call.RoleSessionName) {
+	if !sessionNameRE().MatchString(call.RoleSessionName) {
 		f.reject(w, http.StatusBadRequest, "ValidationError", "invalid RoleSessionName "+call.RoleSessionName)
 		return
 	}
