@@ -360,27 +360,13 @@ func (a *App) credentialEnv(ctx context.Context, m *Master, ref agentRef, agent 
 		k, v, _ := strings.Cut(kv, "=")
 		add(k, v)
 	}
-	drop := map[string]bool{}
-	for _, n := range strippedEnv {
-		drop[n] = true
+	kvs := make([]string, len(names))
+	for i, n := range names {
+		kvs[i] = n + "=" + set[n]
 	}
-	for n := range set {
-		drop[n] = true
-	}
-	if awsEnv != nil {
-		for _, n := range awsShadowing {
-			drop[n] = true
-		}
-	}
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if !drop[k] {
-			re.env = append(re.env, kv)
-		}
-	}
-	for _, n := range names {
-		re.env = append(re.env, n+"="+set[n])
-	}
+	re.env = secretref.ReplaceEnv(os.Environ(), func(name string) bool {
+		return slices.Contains(strippedEnv, name) || awsEnv != nil && slices.Contains(awsShadowing, name)
+	}, kvs)
 	a.notef("injecting %s", displayList(names))
 	return re, nil
 }
@@ -417,7 +403,7 @@ func (a *App) runWithCredentials(ctx context.Context, agentArg string, overrides
 			return err
 		}
 		defer stopGateway()
-		re.env = replaceEnv(re.env, gwEnv)
+		re.env = secretref.ReplaceEnv(re.env, nil, gwEnv)
 	}
 	if refs.Watch {
 		return a.runWatching(ctx, m, build, re, argv, masking, refs)

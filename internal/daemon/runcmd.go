@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -57,23 +58,9 @@ func childEnv(name string, secret []byte) []string {
 // buildEnv is base without AGENTKEYS_* variables, without the names in
 // drop and without the names set, followed by set (NAME=VALUE entries).
 func buildEnv(base, drop, set []string) []string {
-	skip := map[string]bool{}
-	for _, n := range drop {
-		skip[n] = true
-	}
-	for _, kv := range set {
-		k, _, _ := strings.Cut(kv, "=")
-		skip[k] = true
-	}
-	var env []string
-	for _, kv := range base {
-		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "AGENTKEYS_") || skip[k] {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return append(env, set...)
+	return secretref.ReplaceEnv(base, func(name string) bool {
+		return strings.HasPrefix(name, "AGENTKEYS_") || slices.Contains(drop, name)
+	}, set)
 }
 
 // capWriter keeps the first max bytes and counts the rest.
