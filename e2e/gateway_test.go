@@ -2,7 +2,7 @@ package e2e
 
 // TestGatewayOpenAISDK: the official OpenAI Node SDK (e2e/openai, npm
 // `openai` pinned in its package-lock.json, installed by
-// scripts/ci/npm-openai.sh) and curl, started by `agentkeys run --gateway`,
+// scripts/ci/npm-peer.sh e2e/openai) and curl, started by `agentkeys run --gateway`,
 // call a loopback HTTPS fixture of the OpenAI API through the gateway.
 
 import (
@@ -180,7 +180,7 @@ func TestGatewayOpenAISDK(t *testing.T) {
 		e2eRequire(t, "curl is not on PATH")
 	}
 	if _, err := os.Stat(filepath.Join("openai", "node_modules", "openai", "package.json")); err != nil {
-		e2eRequire(t, "e2e/openai/node_modules is missing; run scripts/ci/npm-openai.sh")
+		e2eRequire(t, "e2e/openai/node_modules is missing; run scripts/ci/npm-peer.sh e2e/openai")
 	}
 	var kb [20]byte
 	rand.Read(kb[:])

@@ -29,7 +29,7 @@ import (
 // The real MCP peers: the official TypeScript SDK client
 // (e2e/mcp/client.mjs on @modelcontextprotocol/sdk) and the MCP Inspector
 // CLI (@modelcontextprotocol/inspector --cli), both from e2e/mcp/node_modules
-// (scripts/ci/npm-mcp.sh installs them with `npm ci`), against the built
+// (scripts/ci/npm-peer.sh e2e/mcp installs them with `npm ci`), against the built
 // agentkeys-daemon over stdio and Streamable HTTP.
 
 const (
@@ -61,7 +61,7 @@ func mcpRequirePeers(t *testing.T) string {
 	if len(missing) == 0 {
 		return node
 	}
-	msg := "MCP peers not installed (" + strings.Join(missing, "; ") + "); run scripts/ci/npm-mcp.sh"
+	msg := "MCP peers not installed (" + strings.Join(missing, "; ") + "); run scripts/ci/npm-peer.sh e2e/mcp"
 	if os.Getenv("AGENTKEYS_REQUIRE_E2E") == "1" {
 		t.Fatal(msg + " — AGENTKEYS_REQUIRE_E2E=1 forbids skipping")
 	}

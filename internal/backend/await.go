@@ -75,34 +75,23 @@ func (s *Server) awaitable(ar store.AuthRequest, err error, tok agentkeys.Token)
 	return 0, nil
 }
 
+// awaitOnce collects a decided request in a transaction: done with the
+// answer for a denied, locked or approved one (an approved session is
+// handed out once and wiped), not done while it is still pending.
 func (s *Server) awaitOnce(ctx context.Context, id string, tok agentkeys.Token) (any, bool, error) {
 	var out any
 	done := false
 	err := s.store.Tx(ctx, func(q store.Queries) error {
 		ar, err := q.AuthRequest(ctx, id)
-		if errors.Is(err, store.ErrNotFound) {
-			return notFound("auth request not found")
-		}
-		if err != nil {
-			return err
-		}
-		if !ar.AwaitHash.Equal(tok.Hash()) {
-			return unauthorized("await token does not match this request")
-		}
-		switch ar.Status {
-		case store.AuthPending:
-			if !s.now().Before(ar.ExpiresAt) {
-				return jsonhttp.Errorf(http.StatusGone, KindExpired, "auth request expired before approval")
-			}
-			return nil
-		case store.AuthDenied, store.AuthLocked:
-			done = true
-			out = api.AwaitResponse{Status: string(ar.Status), RequestID: id, Approved: new(false)}
-			return nil
-		case store.AuthDelivered:
-			return jsonhttp.Errorf(http.StatusConflict, KindConflict, "auth request already awaited")
+		left, err := s.awaitable(ar, err, tok) // the poll's checks, again under the transaction
+		if err != nil || left > 0 {
+			return err // still pending: not done
 		}
 		done = true
+		if ar.Status == store.AuthDenied || ar.Status == store.AuthLocked {
+			out = api.AwaitResponse{Status: string(ar.Status), RequestID: id, Approved: new(false)}
+			return nil
+		}
 		resp := api.AwaitResponse{
 			Status: "approved", RequestID: id, Approved: new(true), Wallet: ar.ResultWallet,
 			Signature: base64.StdEncoding.EncodeToString(ar.Signature), KeyID: s.signKID,

@@ -70,14 +70,22 @@ func (s *Server) checkChildQuota(ctx context.Context, q store.Queries, parent ag
 	if max := s.fd.quotas.MaxDepth; max > 0 && len(lineage) > max {
 		return quotaExceeded("quota exceeded: agents may be nested at most %d deep under a master", max)
 	}
-	if max := s.fd.quotas.MaxAgents; max > 0 {
-		u, err := q.TreeUsage(ctx, root, s.now())
-		if err != nil {
-			return err
-		}
-		if u.Agents >= max {
-			return quotaExceeded("quota exceeded: a master may have at most %d agents; tear some down first", max)
-		}
+	return s.checkTreeQuota(ctx, q, root, s.fd.quotas.MaxAgents, func(u store.TreeUsage) int { return u.Agents },
+		"quota exceeded: a master may have at most %d agents; tear some down first")
+}
+
+// checkTreeQuota refuses, with format (given max), when count of what the
+// tree of master root holds has reached max; max <= 0 is unlimited.
+func (s *Server) checkTreeQuota(ctx context.Context, q store.Queries, root agentkeys.Wallet, max int, count func(store.TreeUsage) int, format string) error {
+	if max <= 0 {
+		return nil
+	}
+	u, err := q.TreeUsage(ctx, root, s.now())
+	if err != nil {
+		return err
+	}
+	if count(u) >= max {
+		return quotaExceeded(format, max)
 	}
 	return nil
 }
@@ -98,14 +106,8 @@ func (s *Server) checkCredentialQuota(ctx context.Context, q store.Queries, w ag
 	if err != nil {
 		return err
 	}
-	u, err := q.TreeUsage(ctx, root, s.now())
-	if err != nil {
-		return err
-	}
-	if u.Credentials >= max {
-		return quotaExceeded("quota exceeded: a master's agents may hold at most %d credentials together; tear some down first", max)
-	}
-	return nil
+	return s.checkTreeQuota(ctx, q, root, max, func(u store.TreeUsage) int { return u.Credentials },
+		"quota exceeded: a master's agents may hold at most %d credentials together; tear some down first")
 }
 
 // checkPendingQuota runs inside the transaction that opens a request bound
@@ -122,12 +124,6 @@ func (s *Server) checkPendingQuota(ctx context.Context, q store.Queries, master 
 	if err != nil {
 		return err
 	}
-	u, err := q.TreeUsage(ctx, root, s.now())
-	if err != nil {
-		return err
-	}
-	if u.PendingRequests >= max {
-		return quotaExceeded("quota exceeded: this master already has %d requests awaiting a decision; retry after they expire", max)
-	}
-	return nil
+	return s.checkTreeQuota(ctx, q, root, max, func(u store.TreeUsage) int { return u.PendingRequests },
+		"quota exceeded: this master already has %d requests awaiting a decision; retry after they expire")
 }

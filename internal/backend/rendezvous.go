@@ -101,7 +101,7 @@ func (s *Server) pollRendezvous(r *http.Request) (any, error) {
 			return pollLook{}, err
 		}
 		if left <= 0 {
-			out, done, _, err := s.pollOnce(ctx, tok)
+			out, done, err := s.pollOnce(ctx, tok)
 			if err != nil || done {
 				return pollLook{out: out, done: true}, err
 			}
@@ -134,29 +134,18 @@ func (s *Server) pollable(slot store.Rendezvous, err error) (time.Duration, erro
 	return left, nil
 }
 
-func (s *Server) pollOnce(ctx context.Context, tok agentkeys.Token) (any, bool, string, error) {
+// pollOnce collects a delivered payload in a transaction (once: the slot
+// is then consumed); not done while the slot still waits.
+func (s *Server) pollOnce(ctx context.Context, tok agentkeys.Token) (any, bool, error) {
 	var (
 		out  any
 		done bool
-		key  string
 	)
 	err := s.store.Tx(ctx, func(q store.Queries) error {
 		slot, err := q.RendezvousByToken(ctx, tok.Hash())
-		if errors.Is(err, store.ErrNotFound) {
-			return notFound("registration not found")
-		}
-		if err != nil {
-			return err
-		}
-		key = "rv:" + slot.PairCode
-		if slot.Consumed {
-			return conflict("registration already consumed")
-		}
-		if !slot.Delivered {
-			if !s.now().Before(slot.ExpiresAt) {
-				return jsonhttp.Errorf(http.StatusGone, KindExpired, "registration expired")
-			}
-			return nil
+		left, err := s.pollable(slot, err) // the poll's checks, again under the transaction
+		if err != nil || left > 0 {
+			return err // still waiting: not done
 		}
 		done = true
 		payload := base64.StdEncoding.EncodeToString(slot.Payload)
@@ -164,7 +153,7 @@ func (s *Server) pollOnce(ctx context.Context, tok agentkeys.Token) (any, bool, 
 		slot.Consumed, slot.Payload = true, nil
 		return q.UpdateRendezvous(ctx, slot)
 	})
-	return out, done, key, err
+	return out, done, err
 }
 
 func (s *Server) deliverRendezvous(r *http.Request, c *caller) (any, error) {

@@ -105,21 +105,11 @@ func (e *Error) Is(target error) bool {
 	return ok && e.Status == status
 }
 
-// TransportError is a failure to reach the backend or to read its answer.
-type TransportError struct {
-	Op  string
-	URL string // the backend's base URL ("" if unknown)
-	Err error
+// transportError is a failure to reach the backend (at url, "" if unknown)
+// or to read its answer.
+func transportError(op, url string, err error) error {
+	return &jsonhttp.TransportError{Op: op, Server: "backend", URL: url, Err: err}
 }
-
-func (e *TransportError) Error() string {
-	who := "backend"
-	if e.URL != "" {
-		who = "backend " + e.URL
-	}
-	return e.Op + ": " + who + " unreachable: " + e.Err.Error()
-}
-func (e *TransportError) Unwrap() error { return e.Err }
 
 // do sends a request and decodes a 200 answer into out.
 func (c *Client) do(ctx context.Context, op, method, path string, query url.Values, tok agentkeys.Token, in, out any) error {
@@ -135,13 +125,13 @@ func (c *Client) do(ctx context.Context, op, method, path string, query url.Valu
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return &TransportError{Op: op, Err: errors.New("encode request")}
+			return transportError(op, "", errors.New("encode request"))
 		}
 		body = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
 	if err != nil {
-		return &TransportError{Op: op, Err: errors.New("build request")}
+		return transportError(op, "", errors.New("build request"))
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -152,12 +142,12 @@ func (c *Client) do(ctx context.Context, op, method, path string, query url.Valu
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return &TransportError{Op: op, URL: c.origin(), Err: jsonhttp.TransportCause(err)}
+		return transportError(op, c.origin(), jsonhttp.TransportCause(err))
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if err != nil {
-		return &TransportError{Op: op, URL: c.origin(), Err: jsonhttp.TransportCause(err)}
+		return transportError(op, c.origin(), jsonhttp.TransportCause(err))
 	}
 	if resp.StatusCode != http.StatusOK {
 		kind, msg := jsonhttp.ParseError(resp.StatusCode, raw)
@@ -165,7 +155,7 @@ func (c *Client) do(ctx context.Context, op, method, path string, query url.Valu
 	}
 	if out != nil {
 		if err := json.Unmarshal(raw, out); err != nil {
-			return &TransportError{Op: op, Err: errors.New("malformed response from backend")}
+			return transportError(op, "", errors.New("malformed response from backend"))
 		}
 	}
 	return nil
@@ -184,11 +174,11 @@ type Session struct {
 func sessionFrom(op string, s api.SessionResponse) (Session, error) {
 	tok, err := agentkeys.ParseToken(s.Session)
 	if err != nil {
-		return Session{}, &TransportError{Op: op, Err: errors.New("backend returned a malformed session token")}
+		return Session{}, transportError(op, "", errors.New("backend returned a malformed session token"))
 	}
 	w, err := agentkeys.ParseWallet(string(s.Wallet))
 	if err != nil {
-		return Session{}, &TransportError{Op: op, Err: errors.New("backend returned a malformed wallet")}
+		return Session{}, transportError(op, "", errors.New("backend returned a malformed wallet"))
 	}
 	return Session{Token: tok, Wallet: w, ExpiresAt: time.Unix(s.ExpiresAt, 0)}, nil
 }
@@ -236,7 +226,7 @@ func (c *Client) BrokerToken(ctx context.Context, tok agentkeys.Token, ttl time.
 	}
 	bt, err := agentkeys.ParseToken(out.Token)
 	if err != nil || out.ExpiresAt <= 0 {
-		return "", time.Time{}, &TransportError{Op: op, Err: errors.New("backend returned a malformed broker token")}
+		return "", time.Time{}, transportError(op, "", errors.New("backend returned a malformed broker token"))
 	}
 	return bt, time.Unix(out.ExpiresAt, 0), nil
 }
@@ -297,7 +287,7 @@ func (c *Client) ReadCredential(ctx context.Context, tok agentkeys.Token, agent 
 	}
 	v, err := base64.StdEncoding.DecodeString(out.Ciphertext)
 	if err != nil {
-		return nil, &TransportError{Op: "read credential", Err: errors.New("malformed response from backend")}
+		return nil, transportError("read credential", "", errors.New("malformed response from backend"))
 	}
 	return v, nil
 }
@@ -330,7 +320,7 @@ func (c *Client) ReadAgentCredentials(ctx context.Context, tok agentkeys.Token, 
 	}
 	if out.Agent == nil || out.Agent.Wallet == "" {
 		res.clear()
-		return nil, "", "", &TransportError{Op: "read credentials", Err: errors.New("malformed response from backend")}
+		return nil, "", "", transportError("read credentials", "", errors.New("malformed response from backend"))
 	}
 	return res, out.Agent.Wallet, out.Agent.Name, nil
 }
@@ -359,7 +349,7 @@ func (c *Client) readBatch(ctx context.Context, tok agentkeys.Token, in api.Read
 		v, err := base64.StdEncoding.DecodeString(cr.Ciphertext)
 		if err != nil {
 			res.clear()
-			return nil, nil, &TransportError{Op: "read credentials", Err: errors.New("malformed response from backend")}
+			return nil, nil, transportError("read credentials", "", errors.New("malformed response from backend"))
 		}
 		res.Values[cr.Service] = v
 	}
@@ -452,7 +442,7 @@ func (c *Client) RevocationEpoch(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	if out.Epoch == nil || *out.Epoch < 0 {
-		return 0, &TransportError{Op: "revocation epoch", Err: errors.New("malformed response from backend")}
+		return 0, transportError("revocation epoch", "", errors.New("malformed response from backend"))
 	}
 	return *out.Epoch, nil
 }
@@ -467,7 +457,7 @@ func (c *Client) WatchSession(ctx context.Context, tok agentkeys.Token) (int64, 
 		return 0, err
 	}
 	if !out.Valid {
-		return 0, &TransportError{Op: "watch session", Err: errors.New("malformed response from backend")}
+		return 0, transportError("watch session", "", errors.New("malformed response from backend"))
 	}
 	return out.Epoch, nil
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
+	"github.com/agentkeys/agentkeys/internal/jsonhttp"
 )
 
 func TestNewRejectsBadURLs(t *testing.T) {
@@ -53,7 +54,7 @@ func TestTimeoutAndErrorsCarryNoSecrets(t *testing.T) {
 		t.Fatalf("non-JSON error body: %v", err)
 	}
 	err = c.StoreCredential(context.Background(), tok, agentkeys.NewWallet(), "svc", []byte("the-secret-value"))
-	var te *TransportError
+	var te *jsonhttp.TransportError
 	if !errors.As(err, &te) || !strings.Contains(err.Error(), "did not answer in time") {
 		t.Fatalf("hanging server: %v, want a timeout TransportError", err)
 	}
@@ -67,7 +68,7 @@ func TestTimeoutAndErrorsCarryNoSecrets(t *testing.T) {
 func TestUnreachable(t *testing.T) {
 	c, _ := New("http://127.0.0.1:1")
 	err := c.Health(context.Background())
-	var te *TransportError
+	var te *jsonhttp.TransportError
 	if !errors.As(err, &te) || !strings.Contains(err.Error(), "backend http://127.0.0.1:1 unreachable") {
 		t.Fatalf("closed port: %v", err)
 	}

@@ -71,7 +71,7 @@ func (c *Client) PairingKeys(ctx context.Context) ([]authreq.PublicKey, error) {
 	}
 	keys, err := authreq.ParseKeySet(raw)
 	if err != nil {
-		return nil, &TransportError{Op: "fetch pairing keys", Err: err}
+		return nil, transportError("fetch pairing keys", "", err)
 	}
 	return keys, nil
 }
@@ -107,7 +107,7 @@ func (c *Client) OpenAuthRequest(ctx context.Context, r OpenRequest) (Opened, er
 	}
 	tok, err := agentkeys.ParseToken(out.AwaitToken)
 	if err != nil {
-		return Opened{}, &TransportError{Op: "open auth request", Err: errors.New("backend returned a malformed await token")}
+		return Opened{}, transportError("open auth request", "", errors.New("backend returned a malformed await token"))
 	}
 	return Opened{ID: out.ID, OTP: out.OTP, PairCode: out.PairCode, TTL: time.Duration(out.TTLSeconds) * time.Second,
 		ExpiresAt: time.Unix(out.ExpiresAt, 0), AwaitToken: tok, req: r, keys: keys}, nil

@@ -81,21 +81,11 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%s: broker answered %d %s: %s", e.Op, e.Status, e.Kind, e.Message)
 }
 
-// TransportError is a failure to reach the broker or to read its answer.
-type TransportError struct {
-	Op  string
-	URL string // the broker's base URL ("" if unknown)
-	Err error
+// transportError is a failure to reach the broker (at url, "" if unknown)
+// or to read its answer.
+func transportError(op, url string, err error) error {
+	return &jsonhttp.TransportError{Op: op, Server: "broker", URL: url, Err: err}
 }
-
-func (e *TransportError) Error() string {
-	who := "broker"
-	if e.URL != "" {
-		who = "broker " + e.URL
-	}
-	return e.Op + ": " + who + " unreachable: " + e.Err.Error()
-}
-func (e *TransportError) Unwrap() error { return e.Err }
 
 // Deriver obtains from the backend that issued session a short-lived token
 // for the broker's audience (ttl 0: the backend's default).
@@ -278,18 +268,18 @@ func (b *Client) callBearer(ctx context.Context, op, method, path string, tok ag
 	}
 	req, err := http.NewRequestWithContext(ctx, method, b.base+path, body)
 	if err != nil {
-		return &TransportError{Op: op, URL: b.base, Err: errors.New("build request")}
+		return transportError(op, b.base, errors.New("build request"))
 	}
 	req.Header.Set("Authorization", "Bearer "+tok.Reveal())
 	req.Header.Set("Accept", "application/json")
 	resp, err := b.http.Do(req)
 	if err != nil {
-		return &TransportError{Op: op, URL: b.base, Err: jsonhttp.TransportCause(err)}
+		return transportError(op, b.base, jsonhttp.TransportCause(err))
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return &TransportError{Op: op, URL: b.base, Err: errors.New("reading the broker's answer failed")}
+		return transportError(op, b.base, errors.New("reading the broker's answer failed"))
 	}
 	defer clear(raw)
 	if resp.StatusCode != http.StatusOK {
@@ -297,7 +287,7 @@ func (b *Client) callBearer(ctx context.Context, op, method, path string, tok ag
 		return &Error{Op: op, Status: resp.StatusCode, Kind: kind, Message: msg}
 	}
 	if err := json.Unmarshal(raw, out); err != nil {
-		return &TransportError{Op: op, URL: b.base, Err: errors.New("malformed broker answer")}
+		return transportError(op, b.base, errors.New("malformed broker answer"))
 	}
 	return nil
 }
@@ -315,7 +305,7 @@ func (b *Client) MintAWS(ctx context.Context, tok agentkeys.Token) (AWSCredentia
 	c := AWSCredentials{AccessKeyID: out.AccessKeyID, SecretAccessKey: out.SecretAccessKey, SessionToken: out.SessionToken,
 		Expiration: out.Expiration.t, Wallet: out.Wallet}
 	if c.AccessKeyID == "" || c.SecretAccessKey == "" || c.Expiration.IsZero() {
-		return AWSCredentials{}, &TransportError{Op: "mint AWS credentials", Err: errors.New("broker answer lacks credentials or expiration")}
+		return AWSCredentials{}, transportError("mint AWS credentials", "", errors.New("broker answer lacks credentials or expiration"))
 	}
 	return c, nil
 }
@@ -332,7 +322,7 @@ func (b *Client) MintOIDC(ctx context.Context, tok agentkeys.Token) (OIDCToken, 
 	}
 	t := OIDCToken{JWT: out.JWT, Wallet: out.Wallet, Expiration: out.Expiration.t}
 	if t.JWT == "" || t.Expiration.IsZero() {
-		return OIDCToken{}, &TransportError{Op: "mint OIDC token", Err: errors.New("broker answer lacks jwt or expiration")}
+		return OIDCToken{}, transportError("mint OIDC token", "", errors.New("broker answer lacks jwt or expiration"))
 	}
 	return t, nil
 }

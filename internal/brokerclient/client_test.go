@@ -14,6 +14,7 @@ import (
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/backendclient"
+	"github.com/agentkeys/agentkeys/internal/jsonhttp"
 )
 
 // fakeDeriver derives a fixed broker token from any session.
@@ -86,7 +87,7 @@ func TestMintAndErrors(t *testing.T) {
 	}
 	down, _ := New("http://127.0.0.1:1", nil, d)
 	_, err = down.MintAWS(ctx, session)
-	var te *TransportError
+	var te *jsonhttp.TransportError
 	if !errors.As(err, &te) || strings.Contains(err.Error(), "127.0.0.1:1/v1") {
 		t.Fatalf("unreachable: %v", err)
 	}

@@ -292,14 +292,14 @@ audit every use.
 		cmdtree.EnvVar{Name: EnvAuthToken, Meaning: "init: the identity assertion (an ID token, or any string with a backend in --login mock); never an argument"},
 		cmdtree.EnvVar{Name: keychain.EnvSessionStore, Meaning: "where sessions are kept: keychain (the OS keychain), file (0600 files) or unset (keychain when available, else file)"})
 	cmdtree.Environment(root, provision.EnvironmentHelp("provision: ")...)
-	return cmdtree.Finish(root,
-		cmdtree.ExitCode{Code: "0", Meaning: "success"},
-		cmdtree.ExitCode{Code: "1", Meaning: "failure: the backend or broker refused or did not answer, a file could not be written, …"},
-		cmdtree.ExitCode{Code: "2", Meaning: "usage error: unknown command or flag, wrong number of arguments, bad flag or variable value"},
-		cmdtree.ExitCode{Code: "126", Meaning: "run: the command could not be executed"},
-		cmdtree.ExitCode{Code: "127", Meaning: "run: the command was not found"},
-		cmdtree.ExitCode{Code: "128+N", Meaning: "run: the command died of signal N"},
-		cmdtree.ExitCode{Code: "other", Meaning: "run: the command's own exit status"})
+	codes := []cmdtree.ExitCode{
+		{Code: "0", Meaning: "success"},
+		{Code: "1", Meaning: "failure: the backend or broker refused or did not answer, a file could not be written, …"},
+		{Code: "2", Meaning: "usage error: unknown command or flag, wrong number of arguments, bad flag or variable value"},
+		{Code: "126", Meaning: "run: the command could not be executed"},
+		{Code: "127", Meaning: "run: the command was not found"},
+	}
+	return cmdtree.Finish(root, append(codes, cmdtree.RunExitCodes...)...)
 }
 
 // markEntered wraps every RunE so that errors before it (flag parsing,

@@ -2,42 +2,17 @@ package cli
 
 import (
 	"context"
-	"github.com/agentkeys/agentkeys/internal/agentkeys"
 
 	"github.com/spf13/cobra"
+
+	"github.com/agentkeys/agentkeys/internal/agentkeys"
 )
 
 func (a *App) newLinkCmd() *cobra.Command {
-	var alias, email string
-	cmd := &cobra.Command{
-		Use:               "link <agent> (--alias NAME | --email ADDRESS)",
-		Short:             "Link an alias or an email address to an agent wallet",
-		Args:              exactArgs(1, "<agent>"),
-		ValidArgsFunction: a.completeAgents,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			var typ, val string
-			switch {
-			case alias != "" && email != "":
-				return usagef("give --alias or --email, not both")
-			case alias != "":
-				if agentkeys.ValidAlias(alias) != nil {
-					return usagef("--alias %q: use lower-case letters, digits, '.', '_' and '-', starting with a letter or digit", alias)
-				}
-				typ, val = "alias", alias
-			case email != "":
-				id, err := agentkeys.ParseIdentityAs(agentkeys.KindEmail, email)
-				if err != nil {
-					return usagef("--email %q is not an email address", email)
-				}
-				typ, val = string(id.Kind), id.Value
-			default:
-				return usagef("give --alias NAME or --email ADDRESS")
-			}
-			m, ref, err := a.withAgent(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			if err := m.Client.LinkIdentity(cmdContext(cmd.Context()), m.Session.Token, typ, val, ref.Wallet); err != nil {
+	var alias, email, typ, val string
+	cmd := a.agentCommand("link <agent> (--alias NAME | --email ADDRESS)", "Link an alias or an email address to an agent wallet", false,
+		func(ctx context.Context, m *Master, ref agentRef) error {
+			if err := m.Client.LinkIdentity(ctx, m.Session.Token, typ, val, ref.Wallet); err != nil {
 				return err
 			}
 			if a.JSON {
@@ -49,7 +24,27 @@ func (a *App) newLinkCmd() *cobra.Command {
 			}
 			a.printf("Linked agent=%s %s=%s%s%s\n", ref.Wallet, typ, val, ref.nameSuffix(), note)
 			return nil
-		},
+		})
+	// The flags are checked before the session is loaded.
+	cmd.PreRunE = func(*cobra.Command, []string) error {
+		switch {
+		case alias != "" && email != "":
+			return usagef("give --alias or --email, not both")
+		case alias != "":
+			if agentkeys.ValidAlias(alias) != nil {
+				return usagef("--alias %q: use lower-case letters, digits, '.', '_' and '-', starting with a letter or digit", alias)
+			}
+			typ, val = "alias", alias
+		case email != "":
+			id, err := agentkeys.ParseIdentityAs(agentkeys.KindEmail, email)
+			if err != nil {
+				return usagef("--email %q is not an email address", email)
+			}
+			typ, val = string(id.Kind), id.Value
+		default:
+			return usagef("give --alias NAME or --email ADDRESS")
+		}
+		return nil
 	}
 	cmd.Flags().StringVar(&alias, "alias", "", "alias to link")
 	cmd.Flags().StringVar(&email, "email", "", "email address to link")

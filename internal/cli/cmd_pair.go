@@ -14,6 +14,7 @@ import (
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/authreq"
 	"github.com/agentkeys/agentkeys/internal/backendclient"
+	"github.com/agentkeys/agentkeys/internal/jsonhttp"
 	"github.com/agentkeys/agentkeys/internal/keychain"
 )
 
@@ -280,7 +281,7 @@ func awaitDecision(ctx context.Context, c *backendclient.Client, o backendclient
 		case ctx.Err() != nil:
 			return d, errors.New("no approval before the deadline")
 		}
-		var te *backendclient.TransportError
+		var te *jsonhttp.TransportError
 		if !errors.As(err, &te) {
 			return d, pairingError(err)
 		}

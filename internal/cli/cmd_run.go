@@ -20,6 +20,7 @@ import (
 	"github.com/agentkeys/agentkeys/internal/backendclient"
 	"github.com/agentkeys/agentkeys/internal/mask"
 	"github.com/agentkeys/agentkeys/internal/secretref"
+	"github.com/agentkeys/agentkeys/internal/services"
 	"github.com/agentkeys/agentkeys/internal/textcheck"
 )
 
@@ -48,12 +49,6 @@ func parseEnvSpec(raw string) (envOverride, error) {
 		return envOverride{}, fmt.Errorf("Invalid --env format %q: %v", raw, err)
 	}
 	return envOverride{Name: name, Service: svc}, nil
-}
-
-// EnvNameFor is the variable `run` sets for a service:
-// upper case, '-' → '_', plus "_API_KEY".
-func EnvNameFor(service string) string {
-	return strings.ReplaceAll(strings.ToUpper(service), "-", "_") + "_API_KEY"
 }
 
 // strippedEnv are variables of the CLI's environment a child never sees.
@@ -337,18 +332,18 @@ func (a *App) credentialEnv(ctx context.Context, m *Master, ref agentRef, agent 
 			}
 			need[o.Service] = true
 		}
-		services := make([]string, 0, len(need))
+		svcs := make([]string, 0, len(need))
 		for s := range need {
-			services = append(services, s)
+			svcs = append(svcs, s)
 		}
-		sort.Strings(services)
+		sort.Strings(svcs)
 		byService := map[string]string{}
-		for _, s := range services {
+		for _, s := range svcs {
 			byService[s] = string(got.Values[s])
 		}
-		re.watch.watchAgent(agent, scope, refs.Only, services)
+		re.watch.watchAgent(agent, scope, refs.Only, svcs)
 		for _, s := range auto {
-			add(EnvNameFor(s), byService[s])
+			add(services.EnvNameFor(s), byService[s])
 		}
 		for _, v := range fileVars {
 			add(v.name, v.value)
@@ -365,27 +360,13 @@ func (a *App) credentialEnv(ctx context.Context, m *Master, ref agentRef, agent 
 		k, v, _ := strings.Cut(kv, "=")
 		add(k, v)
 	}
-	drop := map[string]bool{}
-	for _, n := range strippedEnv {
-		drop[n] = true
+	kvs := make([]string, len(names))
+	for i, n := range names {
+		kvs[i] = n + "=" + set[n]
 	}
-	for n := range set {
-		drop[n] = true
-	}
-	if awsEnv != nil {
-		for _, n := range awsShadowing {
-			drop[n] = true
-		}
-	}
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if !drop[k] {
-			re.env = append(re.env, kv)
-		}
-	}
-	for _, n := range names {
-		re.env = append(re.env, n+"="+set[n])
-	}
+	re.env = secretref.ReplaceEnv(os.Environ(), func(name string) bool {
+		return slices.Contains(strippedEnv, name) || awsEnv != nil && slices.Contains(awsShadowing, name)
+	}, kvs)
 	a.notef("injecting %s", displayList(names))
 	return re, nil
 }
@@ -422,7 +403,7 @@ func (a *App) runWithCredentials(ctx context.Context, agentArg string, overrides
 			return err
 		}
 		defer stopGateway()
-		re.env = replaceEnv(re.env, gwEnv)
+		re.env = secretref.ReplaceEnv(re.env, nil, gwEnv)
 	}
 	if refs.Watch {
 		return a.runWatching(ctx, m, build, re, argv, masking, refs)

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/agentkeys/agentkeys/internal/secretref"
+	"github.com/agentkeys/agentkeys/internal/services"
 )
 
 func (a *App) newExportCmd() *cobra.Command {
@@ -50,11 +51,11 @@ func (a *App) export(ctx context.Context, m *Master, ref agentRef, format string
 	if err != nil {
 		return err
 	}
-	services, err := onlyServices(only, scope, held)
+	svcs, err := onlyServices(only, scope, held)
 	if err != nil {
 		return err
 	}
-	values, err := readServices(ctx, m, ref.Wallet, services, serviceLabel)
+	values, err := readServices(ctx, m, ref.Wallet, svcs, serviceLabel)
 	if err != nil {
 		return err
 	}
@@ -67,16 +68,16 @@ func (a *App) export(ctx context.Context, m *Master, ref agentRef, format string
 		fmt.Fprintln(a.Err, "agentkeys: warning: printing credentials to a terminal (pipe them, or use agentkeys run)")
 	}
 	if format == "json" {
-		obj := make(map[string]string, len(services))
-		for i, s := range services {
-			obj[EnvNameFor(s)] = string(values[i])
+		obj := make(map[string]string, len(svcs))
+		for i, s := range svcs {
+			obj[services.EnvNameFor(s)] = string(values[i])
 		}
 		return a.printJSON(obj)
 	}
 	var buf []byte
 	defer func() { clear(buf) }()
-	for i, s := range services {
-		name := EnvNameFor(s)
+	for i, s := range svcs {
+		name := services.EnvNameFor(s)
 		switch format {
 		case "shell":
 			buf = fmt.Appendf(buf, "export %s=%s\n", name, secretref.QuoteShell(string(values[i])))

@@ -9,6 +9,7 @@ import (
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/envflag"
 	"github.com/agentkeys/agentkeys/internal/secretref"
+	"github.com/agentkeys/agentkeys/internal/services"
 )
 
 func TestEnvNameFor(t *testing.T) {
@@ -18,7 +19,7 @@ func TestEnvNameFor(t *testing.T) {
 		"github":       "GITHUB_API_KEY",
 		"aws_prod-2":   "AWS_PROD_2_API_KEY",
 	} {
-		if got := EnvNameFor(svc); got != want {
+		if got := services.EnvNameFor(svc); got != want {
 			t.Errorf("%s: %s, want %s", svc, got, want)
 		}
 	}
@@ -99,7 +100,7 @@ func FuzzParseEnvSpec(f *testing.F) {
 		if o.Name+"="+o.Service != raw {
 			t.Fatalf("lost input: %q -> %+v", raw, o)
 		}
-		if n := EnvNameFor(o.Service); !secretref.ValidEnvName(n) && !(n[0] >= '0' && n[0] <= '9') {
+		if n := services.EnvNameFor(o.Service); !secretref.ValidEnvName(n) && !(n[0] >= '0' && n[0] <= '9') {
 			t.Fatalf("service %q maps to odd variable %q", o.Service, n)
 		}
 	})

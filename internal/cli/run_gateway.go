@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
@@ -162,21 +161,4 @@ func sleepFor(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
-}
-
-// replaceEnv returns env with the names set in add removed, then add.
-func replaceEnv(env, add []string) []string {
-	set := map[string]bool{}
-	for _, kv := range add {
-		k, _, _ := strings.Cut(kv, "=")
-		set[k] = true
-	}
-	var out []string
-	for _, kv := range env {
-		k, _, _ := strings.Cut(kv, "=")
-		if !set[k] {
-			out = append(out, kv)
-		}
-	}
-	return append(out, add...)
 }

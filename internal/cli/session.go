@@ -126,8 +126,10 @@ func (a *App) hintFor(err error) string {
 	if errors.As(err, &h) {
 		return h.hint
 	}
-	var te *backendclient.TransportError
-	var bte *brokerclient.TransportError
+	var te *jsonhttp.TransportError
+	transport := errors.As(err, &te)
+	backendDown := transport && te.Server == "backend"
+	brokerDown := transport && te.Server == "broker"
 	var be *brokerclient.Error
 	timedOut := strings.Contains(err.Error(), "did not answer in time")
 	switch {
@@ -139,11 +141,11 @@ func (a *App) hintFor(err error) string {
 		return "the agent's scope lacks aws: `agentkeys scope set <agent> --add aws` (as the master), then retry"
 	case errors.As(err, &be) && be.Status == http.StatusUnauthorized:
 		return fmt.Sprintf("the broker refused the session: it may be revoked or expired, or the broker trusts another backend; run `agentkeys init` (profile %q)", a.Profile)
-	case errors.As(err, &bte) && timedOut:
-		return fmt.Sprintf("the broker accepted the connection but sent no answer within %s; check it (its log, `curl %s/healthz`), or raise --request-timeout / %s", a.requestTimeout(), bte.URL, EnvRequestTimeout)
-	case errors.As(err, &bte):
+	case brokerDown && timedOut:
+		return fmt.Sprintf("the broker accepted the connection but sent no answer within %s; check it (its log, `curl %s/healthz`), or raise --request-timeout / %s", a.requestTimeout(), te.URL, EnvRequestTimeout)
+	case brokerDown:
 		return fmt.Sprintf("is the broker running? set it with --broker-url or %s", EnvBrokerURL)
-	case errors.As(err, &te) && timedOut:
+	case backendDown && timedOut:
 		return fmt.Sprintf("the backend accepted the connection but sent no answer within %s; check it, or raise --request-timeout / %s", a.requestTimeout(), EnvRequestTimeout)
 	case errors.Is(err, backendclient.ErrUnauthorized):
 		return fmt.Sprintf("the session of profile %q is invalid, expired or revoked: run `agentkeys init`", a.Profile)
@@ -151,7 +153,7 @@ func (a *App) hintFor(err error) string {
 		return "the wallet is not yours or the scope does not allow this: see `agentkeys scope get <agent>` and `agentkeys usage`"
 	case errors.Is(err, backendclient.ErrRateLimited):
 		return "the backend is rate limiting this client; retry in a moment"
-	case errors.As(err, &te):
+	case backendDown:
 		return fmt.Sprintf("is the backend running? set it with --backend or %s", EnvBackendURL)
 	}
 	return ""

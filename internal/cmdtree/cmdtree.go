@@ -72,6 +72,15 @@ type ExitCode struct {
 	Meaning string
 }
 
+// RunExitCodes documents the status of a run subcommand that ends as the
+// command it ran did, the way a shell does: the command's own exit status,
+// or 128+N when it died of signal N. Both agentkeys run and
+// agentkeys-daemon run list them last.
+var RunExitCodes = []ExitCode{
+	{Code: "128+N", Meaning: "run: the command died of signal N"},
+	{Code: "other", Meaning: "run: the command's own exit status"},
+}
+
 // ExitCodesAnnotation is the root command annotation holding the exit
 // codes Finish documents, one "code<TAB>meaning" per line (docs/cli.md is
 // generated from it).

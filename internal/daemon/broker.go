@@ -13,6 +13,7 @@ import (
 	"github.com/agentkeys/agentkeys/internal/brokerclient"
 	"github.com/agentkeys/agentkeys/internal/ecscreds"
 	"github.com/agentkeys/agentkeys/internal/hardening"
+	"github.com/agentkeys/agentkeys/internal/jsonhttp"
 )
 
 // AWSCredentials and OIDCToken are the broker's answers.
@@ -83,13 +84,13 @@ func brokerError(err error) error {
 		case errors.Is(err, backendclient.ErrRateLimited):
 			return errorf(CodeRateLimited, "%s: backend rate limit; retry later", de.Op)
 		}
-		var tr *backendclient.TransportError
+		var tr *jsonhttp.TransportError
 		if errors.As(err, &tr) {
 			return errorf(CodeUnreachable, "%s", de.Error())
 		}
 		return errorf(CodeBrokerError, "%s: the backend could not derive a broker token", de.Op)
 	}
-	var te *brokerclient.TransportError
+	var te *jsonhttp.TransportError
 	if errors.As(err, &te) {
 		return errorf(CodeUnreachable, "%s", te.Error())
 	}

@@ -224,14 +224,15 @@ command run_with_credential starts:
 		cmdtree.EnvVar{Name: keychain.EnvSessionStore, Meaning: "where stored sessions are kept: keychain, file or unset (keychain when available, else file)"},
 		cmdtree.EnvVar{Name: "AWS_DEFAULT_REGION", Meaning: "fallback for --region"})
 	cmdtree.Environment(root, provision.EnvironmentHelp("--provision: ")...)
-	return cmdtree.Finish(root,
-		cmdtree.ExitCode{Code: "0", Meaning: "stopped cleanly (SIGTERM, SIGINT, or stdin closed with --stdio)"},
-		cmdtree.ExitCode{Code: "1", Meaning: "failure (backend unreachable, session revoked, approval signature not verified, …)"},
-		cmdtree.ExitCode{Code: "2", Meaning: "usage error: unknown command or flag, bad flag or variable value"},
-		cmdtree.ExitCode{Code: "3", Meaning: "pairing or recovery denied by the master"},
-		cmdtree.ExitCode{Code: "4", Meaning: "pairing or recovery locked after too many wrong OTPs"},
-		cmdtree.ExitCode{Code: "5", Meaning: "pairing or recovery expired, or no approval within --pair-timeout"},
-		cmdtree.ExitCode{Code: "other", Meaning: "run: the command's own exit status (128+N when it died of signal N)"})
+	codes := []cmdtree.ExitCode{
+		{Code: "0", Meaning: "stopped cleanly (SIGTERM, SIGINT, or stdin closed with --stdio)"},
+		{Code: "1", Meaning: "failure (backend unreachable, session revoked, approval signature not verified, …)"},
+		{Code: "2", Meaning: "usage error: unknown command or flag, bad flag or variable value"},
+		{Code: "3", Meaning: "pairing or recovery denied by the master"},
+		{Code: "4", Meaning: "pairing or recovery locked after too many wrong OTPs"},
+		{Code: "5", Meaning: "pairing or recovery expired, or no approval within --pair-timeout"},
+	}
+	return cmdtree.Finish(root, append(codes, cmdtree.RunExitCodes...)...)
 }
 
 func awsCommand(lookup envflag.Lookup) *cobra.Command {

@@ -14,6 +14,7 @@ import (
 	"fmt"
 
 	"github.com/agentkeys/agentkeys/internal/backendclient"
+	"github.com/agentkeys/agentkeys/internal/jsonhttp"
 )
 
 // Stable error codes shared by the socket API (JSON-RPC error data.code)
@@ -87,7 +88,7 @@ func classify(err error) *Error {
 		}
 		return &Error{Code: CodeBackendError, Message: fmt.Sprintf("backend answered %d %s", be.Status, be.Kind)}
 	}
-	var te *backendclient.TransportError
+	var te *jsonhttp.TransportError
 	if errors.As(err, &te) {
 		return &Error{Code: CodeUnreachable, Message: te.Error()}
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/authreq"
 	"github.com/agentkeys/agentkeys/internal/backendclient"
+	"github.com/agentkeys/agentkeys/internal/jsonhttp"
 )
 
 // PairReason says why pairing or recovery ended without a session.
@@ -215,7 +216,7 @@ func Pair(ctx context.Context, o PairOptions) (*backendclient.Session, error) {
 
 // retryable: transport failures, rate limits and 5xx answers.
 func retryable(err error) bool {
-	var te *backendclient.TransportError
+	var te *jsonhttp.TransportError
 	if errors.As(err, &te) {
 		return true
 	}

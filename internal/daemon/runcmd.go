@@ -8,12 +8,15 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/agentkeys/agentkeys/internal/mask"
+	"github.com/agentkeys/agentkeys/internal/secretref"
+	"github.com/agentkeys/agentkeys/internal/services"
 )
 
 // Limits of run_with_credential.
@@ -43,24 +46,8 @@ type RunResult struct {
 	EnvName   string `json:"env_name"`
 }
 
-// EnvNameFor is the variable a service's credential goes into: upper case,
-// '-' → '_', suffix _API_KEY.
-func EnvNameFor(service string) string {
-	return strings.ToUpper(strings.ReplaceAll(service, "-", "_")) + "_API_KEY"
-}
-
-func validEnvName(n string) bool {
-	if n == "" || len(n) > 128 {
-		return false
-	}
-	for i := 0; i < len(n); i++ {
-		c := n[i]
-		if !(c == '_' || ('A' <= c && c <= 'Z') || ('a' <= c && c <= 'z') || (i > 0 && '0' <= c && c <= '9')) {
-			return false
-		}
-	}
-	return true
-}
+// validEnvName: a portable variable name of at most 128 bytes.
+func validEnvName(n string) bool { return len(n) <= 128 && secretref.ValidEnvName(n) }
 
 // childEnv is the daemon's environment without the daemon's own secrets
 // (AGENTKEYS_*) and without any variable the credential goes into.
@@ -71,23 +58,9 @@ func childEnv(name string, secret []byte) []string {
 // buildEnv is base without AGENTKEYS_* variables, without the names in
 // drop and without the names set, followed by set (NAME=VALUE entries).
 func buildEnv(base, drop, set []string) []string {
-	skip := map[string]bool{}
-	for _, n := range drop {
-		skip[n] = true
-	}
-	for _, kv := range set {
-		k, _, _ := strings.Cut(kv, "=")
-		skip[k] = true
-	}
-	var env []string
-	for _, kv := range base {
-		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "AGENTKEYS_") || skip[k] {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return append(env, set...)
+	return secretref.ReplaceEnv(base, func(name string) bool {
+		return strings.HasPrefix(name, "AGENTKEYS_") || slices.Contains(drop, name)
+	}, set)
 }
 
 // capWriter keeps the first max bytes and counts the rest.
@@ -122,7 +95,7 @@ func (s *Service) RunWithCredential(ctx context.Context, rr RunRequest) (RunResu
 		return RunResult{}, errorf(CodeInvalidParams, "command must be a non-empty argv array")
 	}
 	if rr.EnvName == "" {
-		rr.EnvName = EnvNameFor(rr.Service)
+		rr.EnvName = services.EnvNameFor(rr.Service)
 	}
 	if !validEnvName(rr.EnvName) {
 		return RunResult{}, errorf(CodeInvalidParams, "env_name must be a shell variable name ([A-Za-z_][A-Za-z0-9_]*)")

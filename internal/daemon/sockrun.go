@@ -18,6 +18,7 @@ import (
 
 	"github.com/agentkeys/agentkeys/internal/ecscreds"
 	"github.com/agentkeys/agentkeys/internal/mask"
+	"github.com/agentkeys/agentkeys/internal/services"
 )
 
 // The socket's run method: the daemon starts a command with the
@@ -117,9 +118,9 @@ func (s *Service) credentialEnv(ctx context.Context, only []string, gateway bool
 		scope = id.Scope
 	}
 	wantAWS := s.o.Broker != nil && scope != nil && scope.Allows(awsScopeService)
-	services := held
+	inject := held
 	if len(only) > 0 {
-		services, wantAWS = nil, false
+		inject, wantAWS = nil, false
 		for _, svc := range only {
 			switch {
 			case svc == awsScopeService:
@@ -128,33 +129,33 @@ func (s *Service) credentialEnv(ctx context.Context, only []string, gateway bool
 				}
 				wantAWS = true
 			case slices.Contains(held, svc):
-				services = append(services, svc)
+				inject = append(inject, svc)
 			default:
 				return nil, errorf(CodeNotFound, "--only %s: the agent holds no credential for %q within its scope (it holds: %s)", svc, svc, strings.Join(held, ", "))
 			}
 		}
 	}
-	services = slices.DeleteFunc(slices.Clone(services), func(svc string) bool { return svc == awsScopeService && wantAWS })
+	inject = slices.DeleteFunc(slices.Clone(inject), func(svc string) bool { return svc == awsScopeService && wantAWS })
 	e := &runEnv{}
 	if gateway {
 		if s.o.Gateway == nil {
 			return nil, errorf(CodeNoGateway, "this daemon serves no credential gateway: start it with --gateway")
 		}
-		genv, covered, err := s.o.Gateway(services)
+		genv, covered, err := s.o.Gateway(inject)
 		if err != nil {
 			return nil, err
 		}
 		e.set = append(e.set, genv...)
-		services = slices.DeleteFunc(services, func(svc string) bool { return slices.Contains(covered, svc) })
+		inject = slices.DeleteFunc(inject, func(svc string) bool { return slices.Contains(covered, svc) })
 	}
-	for _, svc := range services {
+	for _, svc := range inject {
 		v, err := s.Read(ctx, svc)
 		if err != nil {
 			e.clear()
 			return nil, err
 		}
 		e.secrets = append(e.secrets, v)
-		e.set = append(e.set, EnvNameFor(svc)+"="+string(v))
+		e.set = append(e.set, services.EnvNameFor(svc)+"="+string(v))
 	}
 	if wantAWS {
 		e.drop = ecscreds.Shadowing

@@ -18,6 +18,7 @@ import (
 
 	"github.com/agentkeys/agentkeys/internal/agentkeys"
 	"github.com/agentkeys/agentkeys/internal/keychain"
+	"github.com/agentkeys/agentkeys/internal/services"
 )
 
 func TestParseRequest(t *testing.T) {
@@ -116,8 +117,8 @@ func hexOf(b []byte) []byte {
 }
 
 func TestEnvNames(t *testing.T) {
-	if EnvNameFor("aws-prod") != "AWS_PROD_API_KEY" {
-		t.Fatal(EnvNameFor("aws-prod"))
+	if services.EnvNameFor("aws-prod") != "AWS_PROD_API_KEY" {
+		t.Fatal(services.EnvNameFor("aws-prod"))
 	}
 	for n, ok := range map[string]bool{"A": true, "_X1": true, "1A": false, "A-B": false, "A=B": false, "": false} {
 		if validEnvName(n) != ok {

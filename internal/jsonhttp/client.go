@@ -28,6 +28,27 @@ func NewTransport(dialTimeout time.Duration, maxIdle int) *http.Transport {
 	}
 }
 
+// TransportError is a client's failure to reach an AgentKeys server or to
+// read its answer. Server names which one ("backend", "broker"); a
+// backendclient call made on behalf of a broker call (a derived token)
+// keeps its own TransportError in the chain, so errors.As finds the one
+// closest to the caller.
+type TransportError struct {
+	Op     string
+	Server string // "backend" or "broker"
+	URL    string // the server's base URL ("" if unknown)
+	Err    error
+}
+
+func (e *TransportError) Error() string {
+	who := e.Server
+	if e.URL != "" {
+		who += " " + e.URL
+	}
+	return e.Op + ": " + who + " unreachable: " + e.Err.Error()
+}
+func (e *TransportError) Unwrap() error { return e.Err }
+
 // ErrNoAnswerInTime is the cause TransportCause gives a request that timed
 // out.
 var ErrNoAnswerInTime = errors.New("did not answer in time")

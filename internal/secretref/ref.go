@@ -5,7 +5,8 @@
 //     the CLI accepts as an agent (a local name, an alias or a 0x wallet);
 //   - dotenv files (run --env-file), whose values are literals or references;
 //   - templates (inject) with {{ agentkeys://<agent>/<service> }} placeholders;
-//   - dotenv and POSIX shell quoting (export).
+//   - dotenv and POSIX shell quoting (export);
+//   - a child's environment with credentials in it (ReplaceEnv).
 //
 // Everything here reads untrusted text: parsers never panic, bound their
 // input, and their errors name a line and a key or a reference, never a

@@ -152,9 +152,15 @@ func Provisionable() []string {
 
 // EnvPrefix is the prefix of a service's override variables:
 // AGENTKEYS_<NAME> with '-' as '_'.
-func EnvPrefix(name string) string {
-	return "AGENTKEYS_" + strings.ReplaceAll(strings.ToUpper(name), "-", "_")
-}
+func EnvPrefix(name string) string { return "AGENTKEYS_" + envStem(name) }
+
+// EnvNameFor is the variable a service's credential goes into when a run
+// names none: <NAME>_API_KEY, upper case, '-' as '_' (agentkeys run and
+// export, and the daemon's run_with_credential and socket runs).
+func EnvNameFor(service string) string { return envStem(service) + "_API_KEY" }
+
+// envStem is a service name as part of a variable name.
+func envStem(name string) string { return strings.ReplaceAll(strings.ToUpper(name), "-", "_") }
 
 // Lookup returns the built-in service called name with its origins
 // replaced by AGENTKEYS_<NAME>_API_URL and _SIGNUP_URL when getenv (nil:
