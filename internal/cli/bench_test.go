@@ -8,7 +8,7 @@ import (
 )
 
 // BenchmarkRunTrue measures `agentkeys run <agent> -- true` end to end
-// against a backend on loopback (target: ≤ 25 ms median), with two
+// against a backend on loopback (target: ≤ 8 ms median), with two
 // credentials to inject. It reports the median as ms/median.
 func BenchmarkRunTrue(b *testing.B) {
 	w := newWorld(b)
