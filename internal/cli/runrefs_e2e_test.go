@@ -284,8 +284,12 @@ func TestRunWatch(t *testing.T) {
 	waitLine(t, stdout, "ready")
 	w.mustIn("v3-"+newSecret(), "store", "bot", "openrouter")
 	waitLine(t, stdout, "hup")
-	cmd.Process.Signal(syscall.SIGKILL)
-	cmd.Wait()
+	// SIGTERM, not SIGKILL: run passes it on, so the command ends with run
+	// instead of living on as an orphan after the test.
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err == nil || cmd.ProcessState.ExitCode() != 128+int(syscall.SIGTERM) {
+		t.Fatalf("run --watch-signal HUP after SIGTERM: %v", err)
+	}
 
 	// The agent torn down: run stops the command (SIGTERM) and fails.
 	cmd, stdout, stderr = w.start(t, "run", "bot", "--watch", "--watch-interval", "100ms", "--",
