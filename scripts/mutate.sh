@@ -11,6 +11,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
+# Test results must not come from the go test cache: gremlins times each
+# mutant against its coverage run, and a cached run (milliseconds) makes
+# every mutant time out, which counts as neither killed nor lived.
+export GOFLAGS="${GOFLAGS:+$GOFLAGS }-count=1"
 GREMLINS_VERSION=v0.6.0
 # `go install` builds report version "dev": the version is in the file name.
 tools="$PWD/bin/tools"

@@ -18,6 +18,17 @@ func TestParseWallet(t *testing.T) {
 	if got, err := ParseWallet(mixed); err != nil || got != w {
 		t.Fatalf("mixed case %q → %q, %v; want %q", mixed, got, err, w)
 	}
+	// Every hex digit in both cases, fixed (a random wallet lacks an "f"
+	// one time in thirteen, so it cannot pin the ends of the ranges).
+	every := "0x0123456789abcdefABCDEF0123456789abcdefAB"
+	if got, err := ParseWallet(every); err != nil || string(got) != strings.ToLower(every) {
+		t.Fatalf("ParseWallet(%q) = %q, %v", every, got, err)
+	}
+	for _, c := range "/:@G`g" { // the bytes either side of each range
+		if _, err := ParseWallet("0x" + strings.Repeat("a", 39) + string(c)); err == nil {
+			t.Errorf("ParseWallet accepted the digit %q", c)
+		}
+	}
 	for _, bad := range []string{"", "0x", "0x123", string(w) + "0", "1x" + string(w[2:]), "0x" + strings.Repeat("g", 40), " " + string(w)[1:]} {
 		if _, err := ParseWallet(bad); err == nil {
 			t.Errorf("ParseWallet(%q) accepted", bad)
